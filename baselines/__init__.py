@@ -1,0 +1,2 @@
+"""Baseline TTA methods, one file each. Every public module here is registered as a plugin
+(``baselines.<module>``) through the ``baselines`` entry point; there is no list to edit."""

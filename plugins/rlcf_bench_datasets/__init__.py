@@ -1,0 +1,1 @@
+"""Real dataset families in their standard on-disk layouts. One submodule per family."""

@@ -1,0 +1,1 @@
+"""Model backends: open_clip (tags and local files) and tiny random models for tests."""

@@ -1,0 +1,1 @@
+"""First-party tasks: classification, retrieval, captioning. One submodule per task."""

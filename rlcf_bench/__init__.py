@@ -1,0 +1,33 @@
+"""rlcf-bench: a plugin-based benchmark for test-time adaptation of vision-language models.
+
+Write a plugin in ten lines::
+
+    from rlcf_bench import hookimpl, Method, MethodSpec, Predictions
+
+    class MyMethod(Method[None]):
+        name = "my-method"
+        def setup(self, ctx): self.ctx = ctx
+        def predict(self, batch): ...
+
+    @hookimpl
+    def rlcfb_register_methods():
+        return [MethodSpec.from_method(MyMethod)]
+
+Then ``rlcf-bench run --plugins-dir DIR --method my-method`` or register the module under the
+``rlcf_bench`` entry-point group. See README.md, "Write a method in one file".
+"""
+
+from .hookspecs import hookimpl
+from .types import (
+    Batch, DatasetLayoutError, DatasetSpec, LayoutReport, Method, MethodContext, MethodSpec, MetricValue,
+    ModelSpec, Predictions, ReferenceResult, ReportSection, RewardModel, RewardModelSpec, RunProtocol, SampleRecord,
+    SuiteRun, SuiteSpec, TaskSpec, VisionLanguageModel,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Batch", "DatasetLayoutError", "DatasetSpec", "LayoutReport", "Method", "MethodContext", "MethodSpec",
+    "MetricValue", "ModelSpec", "Predictions", "ReferenceResult", "ReportSection", "RewardModel", "RewardModelSpec",
+    "RunProtocol", "SampleRecord", "SuiteRun", "SuiteSpec", "TaskSpec", "VisionLanguageModel", "__version__", "hookimpl",
+]

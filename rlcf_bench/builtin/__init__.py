@@ -1,0 +1,1 @@
+"""Host-owned plugins (listed in ``rlcf_bench.plugins.BUILTIN_PLUGINS``)."""

@@ -1,0 +1,97 @@
+"""Dataset interfaces per task kind, data-root resolution and image decoding.
+
+A dataset plugin's ``DatasetSpec.build(root, **params)`` returns one of the objects below. The
+runner validates the layout first (``DatasetSpec.check``) and refuses to start on problems.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+DATA_ROOT_ENV = "RLCF_BENCH_DATA_ROOT"
+CONFIG_ENV = "RLCF_BENCH_CONFIG"
+DEFAULT_CONFIG = Path("~/.config/rlcf-bench/config.json")
+
+
+@runtime_checkable
+class ClassificationData(Protocol):
+    """Images with integer labels into ``classnames``; ``templates`` contain ``{}``."""
+
+    classnames: tuple[str, ...]
+    templates: tuple[str, ...]
+
+    def __len__(self) -> int: ...
+
+    def sample_id(self, index: int) -> str: ...
+
+    def label(self, index: int) -> int: ...
+
+    def load_image(self, index: int) -> torch.Tensor:
+        """uint8 ``[3, H, W]`` RGB."""
+        ...
+
+
+@runtime_checkable
+class RetrievalData(Protocol):
+    """Images and captions; ``caption_image[t]`` is the image index of caption ``t``."""
+
+    captions: Sequence[str]
+    caption_image: Sequence[int]
+
+    def __len__(self) -> int:
+        """Number of images."""
+        ...
+
+    def image_id(self, index: int) -> str: ...
+
+    def load_image(self, index: int) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class CaptioningData(Protocol):
+    """Images with reference captions (``references(i)``)."""
+
+    def __len__(self) -> int: ...
+
+    def sample_id(self, index: int) -> str: ...
+
+    def references(self, index: int) -> list[str]: ...
+
+    def load_image(self, index: int) -> torch.Tensor: ...
+
+
+def decode_image(path: str | os.PathLike[str]) -> torch.Tensor:
+    """Read an image file as uint8 RGB ``[3, H, W]`` (PIL, so every format PIL reads works)."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    with Image.open(path) as img:
+        arr = np.asarray(img.convert("RGB"), dtype=np.uint8)
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()
+
+
+def resolve_data_root(cli_value: str | None = None) -> Path | None:
+    """``--data-root`` beats ``$RLCF_BENCH_DATA_ROOT`` beats ``data_root`` in the config file
+    (``$RLCF_BENCH_CONFIG`` or ``~/.config/rlcf-bench/config.json``)."""
+    if cli_value:
+        return Path(cli_value).expanduser()
+    env = os.environ.get(DATA_ROOT_ENV)
+    if env:
+        return Path(env).expanduser()
+    config = Path(os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG).expanduser()
+    if config.is_file():
+        try:
+            value = json.loads(config.read_text()).get("data_root")
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"config file {config} is not valid JSON: {exc}") from exc
+        if value:
+            return Path(value).expanduser()
+    return None

@@ -1,0 +1,624 @@
+"""Public types for plugin authors.
+
+Everything a plugin returns from a registration hook is a frozen *spec*; everything the runner
+hands a method at run time is a plain typed object. Hooks announce components; the objects do the
+work (see ``hookspecs.py``).
+
+This module must stay cheap to import: no torch at module level (``rlcf-bench ls`` is instant).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, Protocol, TypeVar, runtime_checkable
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    import torch
+
+TaskKind = Literal["classification", "retrieval", "captioning"]
+Mode = Literal["episodic", "online"]
+
+
+def stable_hash(obj: Any, length: int = 16) -> str:
+    """SHA-256 of the canonical JSON form of ``obj`` (sorted keys), truncated."""
+    blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:length]
+
+
+# --------------------------------------------------------------------------------------------
+# The protocol: owned by the task, frozen and hashed; a method cannot change it.
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunProtocol:
+    """What every method in a comparison shares.
+
+    ``n_views``/``augmix``/``selection_ratio`` define the test-time views of a classification
+    sample (view 0 is always the plain centre crop). ``order`` is ``fixed`` (dataset order) or
+    ``shuffled`` (a permutation seeded by ``seed``) so that online methods see the same stream.
+    ``precision`` is ``fp32``, ``amp-fp16`` (autocast + GradScaler, the paper's setting) or
+    ``amp-bf16``; ``auto`` resolves to ``amp-fp16`` on CUDA and ``fp32`` on CPU before hashing.
+    ``limit`` caps the number of samples (a limited run is a different protocol and is never
+    ranked with a full one). ``params`` holds task-specific extras (e.g. retrieval direction).
+
+    How many samples are adapted at once is an *execution* detail, not part of the protocol.
+    """
+
+    seed: int = 0
+    n_views: int = 64
+    augmix: bool = False
+    selection_ratio: float = 0.1
+    order: Literal["fixed", "shuffled"] = "fixed"
+    precision: str = "auto"
+    limit: int | None = None
+    params: tuple[tuple[str, Any], ...] = ()
+
+    def param(self, key: str, default: Any = None) -> Any:
+        return dict(self.params).get(key, default)
+
+    def replace(self, **changes: Any) -> RunProtocol:
+        return dataclasses.replace(self, **changes)
+
+    def as_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["params"] = dict(self.params)
+        return d
+
+    @property
+    def hash(self) -> str:
+        return stable_hash(self.as_dict())
+
+    @property
+    def n_selected(self) -> int:
+        """Number of confident views kept: ``floor(ratio * n_views)``, at least one."""
+        return max(1, int(self.selection_ratio * self.n_views))
+
+
+# --------------------------------------------------------------------------------------------
+# Data flowing through a run
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Batch:
+    """A group of independent test samples handed to a method at once.
+
+    ``images`` is ``[B, 3, S, S]``, normalised for the policy model (the plain centre crop,
+    "view 0"). ``views`` is a lazy provider of the protocol's augmented views ``[B, V, 3, S, S]``
+    (view 0 first): they are generated on first access, on the device, so a method that does not
+    use them never pays for them and one that does pays inside its own timed ``adapt``.
+    ``texts`` carries text queries (retrieval text-to-image). ``targets`` are never read by a
+    method: they are there for the task's scoring only.
+    """
+
+    sample_ids: tuple[str, ...]
+    indices: tuple[int, ...]
+    images: torch.Tensor | None = None
+    texts: tuple[str, ...] | None = None
+    targets: Any = None
+    view_fn: Callable[[], torch.Tensor] | None = field(default=None, repr=False)
+    _views: torch.Tensor | None = field(default=None, repr=False)
+
+    def __len__(self) -> int:
+        return len(self.sample_ids)
+
+    @property
+    def views(self) -> torch.Tensor:
+        if self._views is None:
+            if self.view_fn is None:
+                raise RuntimeError("this task provides no augmented views")
+            self._views = self.view_fn()
+        return self._views
+
+
+@dataclass
+class Predictions:
+    """What ``Method.predict`` returns for a batch.
+
+    Classification: ``logits`` ``[B, C]`` (probabilities for ECE are ``softmax(logits)``; a
+    method whose output is not a distribution, e.g. a vote, sets ``probs`` itself).
+    Retrieval: ``scores`` ``[B, N]`` over the gallery. Captioning: ``captions``.
+    ``extras`` are per-sample JSON-serialisable values stored with the sample row.
+    """
+
+    logits: torch.Tensor | None = None
+    probs: torch.Tensor | None = None
+    scores: torch.Tensor | None = None
+    captions: list[str] | None = None
+    extras: list[dict[str, Any]] | None = None
+
+
+@dataclass(frozen=True)
+class SampleRecord:
+    """One stored per-sample result (one row of ``sample_results``)."""
+
+    sample_id: str
+    index: int
+    prediction: Any
+    target: Any
+    score: float | None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MetricValue:
+    value: float
+    ci_low: float | None = None
+    ci_high: float | None = None
+    n: int | None = None
+
+
+# --------------------------------------------------------------------------------------------
+# Runtime interfaces (Protocols: wrapped, never subclassed)
+# --------------------------------------------------------------------------------------------
+
+
+@runtime_checkable
+class VisionLanguageModel(Protocol):
+    """A CLIP-style dual encoder.
+
+    ``encode_image``/``encode_text`` return *un-normalised* embeddings. ``image_size`` and
+    ``mean``/``std`` describe the normalised input the image tower expects. ``clip`` is the
+    underlying ``torch.nn.Module`` (for methods that tune its parameters).
+    """
+
+    name: str
+    image_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    context_length: int
+
+    @property
+    def module(self) -> torch.nn.Module: ...
+
+    @property
+    def device(self) -> torch.device: ...
+
+    def encode_image(self, images: torch.Tensor) -> torch.Tensor: ...
+
+    def encode_text(self, tokens: torch.Tensor) -> torch.Tensor: ...
+
+    def tokenize(self, texts: Sequence[str]) -> torch.Tensor: ...
+
+    @property
+    def logit_scale(self) -> float: ...
+
+
+@runtime_checkable
+class RewardModel(Protocol):
+    """Scores (image, text) pairs with a frozen model: ``R = sum_j w_j * 2.5 * max(0, cos_j)``.
+
+    Images arrive normalised for the *policy* (``policy_space``); the reward model adapts them to
+    its own resolution and normalisation.
+    """
+
+    name: str
+
+    def image_features(self, images: torch.Tensor) -> list[torch.Tensor]: ...
+
+    def text_features(self, texts: Sequence[str]) -> list[torch.Tensor]: ...
+
+    def score(self, image_feats: list[torch.Tensor], text_feats: list[torch.Tensor]) -> torch.Tensor: ...
+
+
+class Amp(Protocol):
+    """Mixed-precision helper built by the runner from the protocol's precision."""
+
+    dtype: Any
+    enabled: bool
+
+    def autocast(self) -> Any: ...
+
+    def backward_step(self, loss: torch.Tensor, optimizer: Any) -> None: ...
+
+
+@dataclass
+class MethodContext:
+    """Everything a method may use, built once per run by the runner.
+
+    ``cache`` is a per-run dictionary for frozen, derived values (class text features, gallery
+    features): compute them once in ``setup``, never per sample.
+    """
+
+    task: TaskKind
+    protocol: RunProtocol
+    device: torch.device
+    amp: Amp
+    model: Any
+    reward_model: RewardModel | None = None
+    classnames: tuple[str, ...] | None = None
+    templates: tuple[str, ...] | None = None
+    gallery: Any = None
+    seed: int = 0
+    cache: dict[str, Any] = field(default_factory=dict)
+
+
+ConfigT = TypeVar("ConfigT")
+
+
+class Method(ABC, Generic[ConfigT]):
+    """A test-time adaptation method: one class, one file.
+
+    Class attributes a subclass sets:
+
+    * ``name`` (what users type), ``version`` (bump on any behaviour change; part of the
+      leaderboard key), ``config_cls`` (a dataclass; fields settable as ``-m key=value``),
+    * ``tasks`` (task kinds it supports), ``requires`` (``{"reward_model"}`` if it needs one),
+    * ``episodic``: True → the runner calls ``reset()`` before each batch of samples and the
+      method may adapt several independent samples at once (``max_batch``); False → online:
+      state carries over, samples come one at a time in the protocol's order,
+    * ``paper``: a citation string shown by ``rlcf-bench ls methods``.
+
+    The runner owns the clock: it times ``adapt`` and ``predict`` separately; a method never
+    reports its own latency. Reward-model compute happens inside ``adapt`` and is counted.
+    """
+
+    name: ClassVar[str]
+    version: ClassVar[str] = "1"
+    config_cls: ClassVar[type] = type(None)
+    tasks: ClassVar[frozenset[str]] = frozenset({"classification"})
+    requires: ClassVar[frozenset[str]] = frozenset()
+    episodic: ClassVar[bool] = True
+    max_batch: ClassVar[int] = 1
+    paper: ClassVar[str | None] = None
+
+    def __init__(self, config: ConfigT) -> None:
+        self.config = config
+
+    @abstractmethod
+    def setup(self, ctx: MethodContext) -> None:
+        """Build state and cache frozen features. Called once per run."""
+
+    def reset(self) -> None:  # noqa: B027 - optional for stateless methods
+        """Restore the initial state (episodic methods; called before every batch)."""
+
+    def adapt(self, batch: Batch) -> None:  # noqa: B027 - zero-shot does nothing
+        """Adapt to the batch's samples (timed as adapt)."""
+
+    @abstractmethod
+    def predict(self, batch: Batch) -> Predictions:
+        """Predict the batch's samples with the adapted state (timed as predict)."""
+
+    def after_predict(self, batch: Batch) -> None:  # noqa: B027
+        """Online bookkeeping after a prediction (e.g. a momentum update); timed with adapt."""
+
+
+# --------------------------------------------------------------------------------------------
+# Specs returned by registration hooks
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    name: str
+    version: str
+    method_cls: type[Method[Any]]
+    config_cls: type
+    tasks: frozenset[str]
+    requires: frozenset[str] = frozenset()
+    episodic: bool = True
+    paper: str | None = None
+    description: str = ""
+    provider: str = ""
+
+    @classmethod
+    def from_method(cls, method_cls: type[Method[Any]], description: str = "") -> MethodSpec:
+        doc = description or (method_cls.__doc__ or "").strip().splitlines()[0:1]
+        return cls(
+            name=method_cls.name,
+            version=method_cls.version,
+            method_cls=method_cls,
+            config_cls=method_cls.config_cls,
+            tasks=frozenset(method_cls.tasks),
+            requires=frozenset(method_cls.requires),
+            episodic=method_cls.episodic,
+            paper=method_cls.paper,
+            description=doc if isinstance(doc, str) else (doc[0] if doc else ""),
+        )
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A named dataset. ``build(root, **params)`` returns a dataset object for ``task_kinds``.
+
+    ``root_name`` is the folder expected under the data root (``None`` for generated data).
+    ``check(root, **params)`` returns a :class:`LayoutReport` without loading images.
+    """
+
+    name: str
+    version: str
+    task_kinds: frozenset[str]
+    build: Callable[..., Any]
+    check: Callable[..., LayoutReport] | None = None
+    root_name: str | None = None
+    params: Mapping[str, Any] = field(default_factory=dict)
+    description: str = ""
+    augmix: bool = False
+    provider: str = ""
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """A task: its kind, default protocol and the factory of its runtime object."""
+
+    name: str
+    version: str
+    kind: str
+    build: Callable[..., Any]
+    protocol: RunProtocol = RunProtocol()
+    metrics: tuple[str, ...] = ()
+    primary_metric: str = ""
+    higher_is_better: bool = True
+    description: str = ""
+    provider: str = ""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model name users can type. ``load(name, device)`` builds it lazily.
+
+    ``accepts`` lets a backend claim a family of names (``ARCH@TAG``, ``ARCH@/path/file.pt``).
+    """
+
+    name: str
+    version: str
+    load: Callable[..., Any]
+    accepts: Callable[[str], bool] | None = None
+    kind: Literal["vlm", "captioner"] = "vlm"
+    description: str = ""
+    provider: str = ""
+
+
+@dataclass(frozen=True)
+class RewardModelSpec:
+    """A named reward model or weighted ensemble: ``members`` are (model name, weight)."""
+
+    name: str
+    version: str
+    members: tuple[tuple[str, float], ...]
+    description: str = ""
+    provider: str = ""
+
+
+@dataclass(frozen=True)
+class SuiteRun:
+    task: str
+    dataset: str
+    method: str
+    model: str
+    reward_model: str | None = None
+    method_config: tuple[tuple[str, Any], ...] = ()
+    dataset_params: tuple[tuple[str, Any], ...] = ()
+    protocol_overrides: tuple[tuple[str, Any], ...] = ()
+
+
+@dataclass(frozen=True)
+class SuiteSpec:
+    """A plain named list of runs. ``expand(methods)`` yields them; it never aggregates."""
+
+    name: str
+    description: str
+    runs: Callable[..., Sequence[SuiteRun]]
+    provider: str = ""
+
+
+@dataclass(frozen=True)
+class ReferenceResult:
+    """A number reported elsewhere (a paper), stored beside measured runs for comparison."""
+
+    task: str
+    dataset: str
+    method: str
+    model: str
+    metric: str
+    value: float
+    source: str
+    reward_model: str | None = None
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class ReportSection:
+    title: str
+    markdown: str
+
+
+# --------------------------------------------------------------------------------------------
+# Layout validation (datasets): what is present, missing or malformed
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LayoutProblem:
+    path: str
+    expected: str
+    found: str
+
+
+@dataclass
+class LayoutReport:
+    dataset: str
+    root: str
+    ok_items: list[str] = field(default_factory=list)
+    problems: list[LayoutProblem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def add(self, path: str, expected: str, found: str) -> None:
+        self.problems.append(LayoutProblem(str(path), expected, found))
+
+    def render(self) -> str:
+        lines = [f"dataset {self.dataset!r} at {self.root}: {'OK' if self.ok else 'PROBLEMS'}"]
+        lines += [f"  present   {item}" for item in self.ok_items]
+        lines += [f"  PROBLEM   {p.path}\n            expected: {p.expected}\n            found:    {p.found}" for p in self.problems]
+        return "\n".join(lines)
+
+    def __iter__(self) -> Iterator[LayoutProblem]:
+        return iter(self.problems)
+
+
+class DatasetLayoutError(RuntimeError):
+    """Raised before a run starts when a dataset's on-disk layout is wrong."""
+
+    def __init__(self, report: LayoutReport) -> None:
+        super().__init__(report.render())
+        self.report = report
+
+
+# --------------------------------------------------------------------------------------------
+# Run records (what reporters observe)
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    name: str
+    distribution: str | None
+    version: str | None
+    hooks: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """The identity and provenance of one run (one row of ``runs``)."""
+
+    task: str
+    task_version: str
+    dataset: str
+    dataset_version: str
+    method: str
+    method_version: str
+    method_config: Mapping[str, Any]
+    model: str
+    model_version: str
+    reward_model: str | None
+    protocol: RunProtocol
+    seed: int
+    device: str
+    bench_version: str
+    dataset_params: Mapping[str, Any] = field(default_factory=dict)
+    reward_model_version: str | None = None
+
+    @property
+    def config_hash(self) -> str:
+        return stable_hash(dict(self.method_config))
+
+    @property
+    def protocol_hash(self) -> str:
+        return self.protocol.hash
+
+    @property
+    def key(self) -> str:
+        """Identity used for resume: the same key continues the same run."""
+        return stable_hash(
+            [
+                self.task, self.task_version, self.dataset, self.dataset_version,
+                dict(self.dataset_params), self.method, self.method_version, self.config_hash,
+                self.model, self.model_version, self.reward_model, self.reward_model_version,
+                self.protocol_hash, self.seed, self.bench_version,
+            ],
+            length=24,
+        )
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    """One executed batch: timings are per batch, device-synchronised."""
+
+    run_id: int
+    sample_ids: tuple[str, ...]
+    adapt_ms: float
+    predict_ms: float
+    done: int
+    total: int
+
+
+@dataclass(frozen=True)
+class LatencyStats:
+    ms_per_sample_mean: float
+    ms_per_sample_p50: float
+    ms_per_sample_p95: float
+    adapt_ms_mean: float
+    predict_ms_mean: float
+    warmup_samples: int
+    timed_samples: int
+    peak_memory_mb: float | None
+    memory_kind: str
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run_id: int
+    spec: RunSpec
+    metrics: Mapping[str, MetricValue]
+    latency: LatencyStats | None
+    n_samples: int
+    status: str
+
+
+@dataclass(frozen=True)
+class RunError:
+    run_id: int | None
+    spec: RunSpec | None
+    exc_type: str
+    message: str
+    traceback: str
+
+
+# Keys of the per-run provenance dictionary stored in the ``runs`` table.
+PROVENANCE_KEYS: tuple[str, ...] = (
+    "torch", "torchvision", "open_clip", "transformers", "rlcf_bench", "python", "git_commit", "git_dirty",
+)
+
+
+def config_from_pairs(config_cls: type, pairs: Sequence[tuple[str, str]] | Mapping[str, Any]) -> Any:
+    """Build a config dataclass from ``key=value`` strings, coercing to the field types.
+
+    Unknown keys are an error that lists the valid ones.
+    """
+    if config_cls is type(None):
+        if pairs:
+            raise ValueError("this method takes no options")
+        return None
+    fields = {f.name: f for f in dataclasses.fields(config_cls)}
+    items = pairs.items() if isinstance(pairs, Mapping) else pairs
+    kwargs: dict[str, Any] = {}
+    for key, raw in items:
+        if key not in fields:
+            raise ValueError(f"unknown option {key!r}; valid options: {', '.join(sorted(fields))}")
+        kwargs[key] = _coerce(raw, fields[key], config_cls)
+    return config_cls(**kwargs)
+
+
+def _coerce(raw: Any, f: dataclasses.Field[Any], owner: type) -> Any:
+    if not isinstance(raw, str):
+        return raw
+    default = f.default if f.default is not dataclasses.MISSING else None
+    type_name = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+    text = raw.strip()
+    if text.lower() in {"none", "null"} and ("None" in type_name or default is None):
+        return None
+    try:
+        if isinstance(default, bool) or type_name.startswith("bool"):
+            if text.lower() in {"1", "true", "yes", "on"}:
+                return True
+            if text.lower() in {"0", "false", "no", "off"}:
+                return False
+            raise ValueError(text)
+        if isinstance(default, int) or type_name.startswith("int"):
+            return int(text)
+        if isinstance(default, float) or type_name.startswith("float"):
+            return float(text)
+        if isinstance(default, tuple) or type_name.startswith("tuple"):
+            return tuple(json.loads(text)) if text.startswith("[") else tuple(s for s in text.split(",") if s)
+    except ValueError as exc:
+        raise ValueError(f"option {f.name!r} of {owner.__name__}: cannot read {raw!r} as {type_name}") from exc
+    return text

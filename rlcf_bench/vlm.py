@@ -1,0 +1,151 @@
+"""The open_clip model wrapper (``VisionLanguageModel``) with exact text-length truncation.
+
+open_clip's ``encode_text`` always runs the full context (77 positions). Under the causal mask
+the end-of-text feature does not depend on later positions, so running a batch only up to its
+longest end-of-text position gives identical features for a fraction of the cost (spec §7.1;
+``tests/test_vlm.py`` proves the equality). ``encode_text_embeddings`` is the same path for
+prompt learners that splice learned context vectors into the token embeddings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
+OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+class TextTower:
+    """The attributes of an open_clip text transformer, wherever they live.
+
+    ``CLIP`` keeps them on the model itself; ``CustomTextCLIP`` on ``model.text``.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        owner = model if hasattr(model, "token_embedding") else getattr(model, "text", None)
+        if owner is None or not hasattr(owner, "token_embedding") or not hasattr(owner, "transformer"):
+            raise TypeError(f"{type(model).__name__} has no open_clip text transformer")
+        self.owner = owner
+        self.token_embedding: nn.Embedding = owner.token_embedding
+        self.positional_embedding: torch.Tensor = owner.positional_embedding
+        self.transformer: nn.Module = owner.transformer
+        self.ln_final: nn.Module = owner.ln_final
+        self.text_projection: Any = owner.text_projection
+        self.pool_type: str = getattr(owner, "text_pool_type", getattr(owner, "pool_type", "argmax"))
+        self.eos_id: int | None = getattr(owner, "text_eos_id", getattr(owner, "eos_id", None))
+        self.attn_mask: torch.Tensor | None = getattr(owner, "attn_mask", None)
+
+    @property
+    def truncatable(self) -> bool:
+        """Truncation is exact only with a causal mask and end-of-text pooling."""
+        return self.attn_mask is not None and self.pool_type in {"argmax", "eos"}
+
+    def pool_index(self, tokens: torch.Tensor) -> torch.Tensor:
+        if self.pool_type == "argmax":
+            return tokens.argmax(dim=-1)
+        if self.pool_type == "eos":
+            assert self.eos_id is not None
+            return (tokens == self.eos_id).int().argmax(dim=-1)
+        if self.pool_type == "last":
+            return torch.full((tokens.shape[0],), tokens.shape[1] - 1, device=tokens.device, dtype=torch.long)
+        raise ValueError(f"text pool type {self.pool_type!r} has no single pooled position")
+
+    def forward_embeddings(self, x: torch.Tensor, pool_idx: torch.Tensor) -> torch.Tensor:
+        """Run the tower on token embeddings ``[N, L, D]`` (L ≤ context length), pool, project."""
+        length = x.shape[1]
+        cast_dtype = self.transformer.get_cast_dtype() if hasattr(self.transformer, "get_cast_dtype") else x.dtype
+        x = x.to(cast_dtype) + self.positional_embedding[:length].to(cast_dtype)
+        mask = self.attn_mask[:length, :length] if self.attn_mask is not None else None
+        x = self.transformer(x, attn_mask=mask)
+        x = self.ln_final(x)
+        x = x[torch.arange(x.shape[0], device=x.device), pool_idx]
+        proj = self.text_projection
+        if proj is not None:
+            x = proj(x) if isinstance(proj, nn.Module) else x @ proj
+        return x
+
+
+class OpenClipVLM:
+    """A ``VisionLanguageModel`` over an open_clip ``CLIP``/``CustomTextCLIP``."""
+
+    def __init__(self, model: nn.Module, tokenizer: Any, *, name: str, image_size: int,
+                 mean: Sequence[float] = OPENAI_MEAN, std: Sequence[float] = OPENAI_STD,
+                 version: str = "1") -> None:
+        self.model = model.eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        self.tokenizer = tokenizer
+        self.name = name
+        self.version = version
+        self.image_size = int(image_size)
+        self.mean = tuple(float(m) for m in mean)
+        self.std = tuple(float(s) for s in std)
+        self.context_length = int(getattr(tokenizer, "context_length", 77))
+        try:
+            self.text_tower: TextTower | None = TextTower(model)
+        except TypeError:
+            self.text_tower = None
+
+    @property
+    def module(self) -> nn.Module:
+        return self.model
+
+    @property
+    def visual(self) -> nn.Module:
+        return self.model.visual
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def to(self, device: torch.device) -> OpenClipVLM:
+        self.model.to(device)
+        return self
+
+    @property
+    def logit_scale(self) -> float:
+        return float(self.model.logit_scale.detach().exp())
+
+    def tokenize(self, texts: Sequence[str]) -> torch.Tensor:
+        return self.tokenizer(list(texts))
+
+    def encode_image(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model.encode_image(images)
+
+    def encode_text(self, tokens: torch.Tensor, truncate: bool = True) -> torch.Tensor:
+        """Encode token ids; truncated to the longest end-of-text position when exact."""
+        tower = self.text_tower
+        if not truncate or tower is None or not tower.truncatable:
+            return self.model.encode_text(tokens)
+        pool_idx = tower.pool_index(tokens)
+        length = int(pool_idx.max()) + 1
+        x = tower.token_embedding(tokens[:, :length])
+        return tower.forward_embeddings(x, pool_idx)
+
+    def encode_text_embeddings(self, x: torch.Tensor, pool_idx: torch.Tensor) -> torch.Tensor:
+        """Encode token *embeddings* (e.g. with learned context spliced in), truncated to
+        ``max(pool_idx) + 1`` positions."""
+        if self.text_tower is None:
+            raise TypeError(f"model {self.name} does not expose its text transformer")
+        length = int(pool_idx.max()) + 1
+        return self.text_tower.forward_embeddings(x[:, :length], pool_idx)
+
+    @torch.no_grad()
+    def text_features(self, texts: Sequence[str], batch_size: int = 256) -> torch.Tensor:
+        """L2-normalised features of ``texts`` in fp32, batched, no gradient."""
+        feats = []
+        for i in range(0, len(texts), batch_size):
+            tokens = self.tokenize(texts[i : i + batch_size]).to(self.device)
+            feats.append(F.normalize(self.encode_text(tokens).float(), dim=-1))
+        return torch.cat(feats) if feats else torch.empty(0)
+
+    @torch.no_grad()
+    def image_features(self, images: torch.Tensor, batch_size: int = 128) -> torch.Tensor:
+        feats = [F.normalize(self.encode_image(images[i : i + batch_size]).float(), dim=-1)
+                 for i in range(0, images.shape[0], batch_size)]
+        return torch.cat(feats) if feats else torch.empty(0)
