@@ -1,6 +1,6 @@
 """The plugin manager and the one typed facade that calls hooks.
 
-Load order: hook specs, built-in host plugins, entry points of group ``rlcf_bench`` (unless
+Load order: hook specs, objects the caller passes (the CLI's terminal reporter), entry points of group ``rlcf_bench`` (unless
 autoload is off), one-file plugins from ``--plugins-dir``; ``-p no:NAME`` blocks are applied
 before loading; ``check_pending()`` catches misspelt ``rlcfb_`` implementations.
 
@@ -36,10 +36,6 @@ AUTOLOAD_ENV = "RLCF_BENCH_DISABLE_PLUGIN_AUTOLOAD"
 TRACE_ENV = "RLCF_BENCH_TRACE_PLUGINS"
 ENTRY_POINT_GROUP = "rlcf_bench"
 
-# Host-owned plugins: few, essential, explicit (as pytest and datasette do).
-BUILTIN_PLUGINS: tuple[str, ...] = (
-    "rlcf_bench.builtin.terminal_reporter",
-)
 
 
 class PluginError(RuntimeError):
@@ -58,8 +54,8 @@ class PluginHost:
     :param blocked: plugin names to block (``-p no:NAME``); a block of ``baselines`` also blocks
         ``baselines.tpt`` and the other submodules.
     :param plugins_dirs: folders whose ``*.py`` files are loaded as one-file plugins.
-    :param extra: plugin objects or importable module names to register (tests, ``-p NAME``).
-    :param builtins: register the host-owned plugins.
+    :param extra: plugin objects or importable module names to register first (the CLI's
+        reporter, tests, ``-p NAME``).
     """
 
     def __init__(
@@ -69,7 +65,6 @@ class PluginHost:
         blocked: Iterable[str] = (),
         plugins_dirs: Sequence[str | os.PathLike[str]] = (),
         extra: Sequence[Any] = (),
-        builtins: bool = True,
     ) -> None:
         self.pm = pluggy.PluginManager(PROJECT)
         self.pm.add_hookspecs(hookspecs)
@@ -81,21 +76,16 @@ class PluginHost:
         if _truthy(os.environ.get(TRACE_ENV)):
             self.pm.trace.root.setwriter(lambda msg: sys.stderr.write(msg))
             self.pm.enable_tracing()
-        if builtins:
-            from . import __version__
-
-            for modname in BUILTIN_PLUGINS:
-                self.register_module(modname, name=modname.rsplit(".", 1)[-1], dist=("rlcf-bench", __version__))
+        for obj in extra:
+            if isinstance(obj, str):
+                self.register_module(obj, name=obj)
+            else:
+                self.register(obj, name=getattr(obj, "plugin_name", None) or getattr(obj, "__name__", None))
         self.autoload = autoload and not _truthy(os.environ.get(AUTOLOAD_ENV))
         if self.autoload:
             self._load_entry_points()
         for directory in plugins_dirs:
             self._load_plugins_dir(Path(directory))
-        for obj in extra:
-            if isinstance(obj, str):
-                self.register_module(obj, name=obj)
-            else:
-                self.register(obj, name=getattr(obj, "__name__", None))
         self.pm.check_pending()
 
     # ------------------------------------------------------------------ loading

@@ -234,6 +234,7 @@ class MethodContext:
     reward_model: RewardModel | None = None
     classnames: tuple[str, ...] | None = None
     templates: tuple[str, ...] | None = None
+    ensemble_templates: tuple[str, ...] | None = None
     gallery: Any = None
     seed: int = 0
     cache: dict[str, Any] = field(default_factory=dict)

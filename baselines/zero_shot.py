@@ -1,0 +1,51 @@
+"""Zero-shot CLIP: cosine similarity of the centre crop to cached class-prompt features.
+
+``templates=single`` uses the dataset's single template ("a photo of a {}."); ``ensemble``
+averages the normalised features of the dataset's template ensemble (CLIP's 80 ImageNet
+templates where the dataset provides them), then re-normalises, as CLIP does.
+``underscore_prompt`` reproduces the original RLCF zero-shot/backbone quirk of the literal prompt
+"a_photo_of_a {}." (spec §9 #2); off by default.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rlcf_bench import Batch, Method, MethodContext, MethodSpec, Predictions, hookimpl
+from rlcf_bench.prompts import class_text_features
+
+
+@dataclass(frozen=True)
+class ZeroShotConfig:
+    templates: str = "single"
+    underscore_prompt: bool = False
+
+
+class ZeroShot(Method[ZeroShotConfig]):
+    """Zero-shot CLIP (no adaptation)."""
+
+    name = "zero-shot"
+    version = "1"
+    config_cls = ZeroShotConfig
+    tasks = frozenset({"classification"})
+    max_batch = 256
+    paper = "Radford et al., Learning Transferable Visual Models From Natural Language Supervision (ICML 2021)"
+
+    def setup(self, ctx: MethodContext) -> None:
+        self.ctx = ctx
+        self.text = class_text_features(ctx, templates=self.config.templates,
+                                        underscore_prompt=self.config.underscore_prompt)
+
+    def predict(self, batch: Batch) -> Predictions:
+        import torch
+        import torch.nn.functional as F
+
+        model = self.ctx.model
+        with torch.no_grad(), self.ctx.amp.autocast():
+            feats = F.normalize(model.encode_image(batch.images).float(), dim=-1)
+        return Predictions(logits=model.logit_scale * feats @ self.text.t())
+
+
+@hookimpl
+def rlcfb_register_methods() -> list[MethodSpec]:
+    return [MethodSpec.from_method(ZeroShot)]

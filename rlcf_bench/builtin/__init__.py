@@ -1,1 +1,0 @@
-"""Host-owned plugins (listed in ``rlcf_bench.plugins.BUILTIN_PLUGINS``)."""

@@ -1,0 +1,91 @@
+"""Number formatting shared by the text formats, so markdown and HTML print identical cells.
+
+Metric values are printed with two decimals; the CSV and JSON formats carry full precision.
+"""
+
+from __future__ import annotations
+
+import math
+
+from ..types import MetricValue
+from .rows import Comparison, LeaderboardRow, RewardModelReference
+from .scores import format_p
+
+DASH = "—"
+SIGNIFICANT = "sig"  # the marker after a p-value significant at 5% (two-sided)
+
+
+def num(x: float | None, digits: int = 2) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return DASH
+    return f"{x:.{digits}f}"
+
+
+def signed(x: float | None, digits: int = 2) -> str:
+    if x is None or math.isnan(x):
+        return DASH
+    return f"{x:+.{digits}f}"
+
+
+def ci(mv: MetricValue | None) -> str:
+    if mv is None or mv.ci_low is None or mv.ci_high is None:
+        return DASH
+    return f"[{num(mv.ci_low)}, {num(mv.ci_high)}]"
+
+
+def value_with_ci(mv: MetricValue | None) -> str:
+    if mv is None:
+        return DASH
+    interval = ci(mv)
+    return num(mv.value) if interval == DASH else f"{num(mv.value)} {interval}"
+
+
+def comparison(c: Comparison | None) -> str:
+    """``-2.10 (p=0.031 sig)``: stored-metric difference, paired-test p-value, 5% flag."""
+    if c is None:
+        return DASH
+    if c.n_shared == 0:
+        return f"{signed(c.delta)} (no shared samples)"
+    flag = f" {SIGNIFICANT}" if c.significant else ""
+    return f"{signed(c.delta)} ({format_p(c.p_value)}{flag})"
+
+
+def reward_reference(r: RewardModelReference | None) -> str:
+    if r is None:
+        return DASH
+    text = comparison(r.comparison) if r.comparison is not None else f"{signed(r.delta)} (not tested)"
+    return text + (" BELOW" if r.below else "")
+
+
+def ms_pair(a: float | None, b: float | None) -> str:
+    return f"{num(a, 1)} / {num(b, 1)}"
+
+
+def percent(fraction: float | None) -> str:
+    return DASH if fraction is None else f"{100.0 * fraction:.1f}%"
+
+
+def memory(row: LeaderboardRow) -> str:
+    if row.peak_memory_mb is None:
+        return DASH
+    kind = f" ({row.memory_kind})" if row.memory_kind else ""
+    return f"{row.peak_memory_mb:.0f}{kind}"
+
+
+def notes(row: LeaderboardRow) -> list[str]:
+    """Short warnings a reader must not miss."""
+    out = []
+    rm = row.reward_model_zero_shot
+    if rm is not None and rm.below:
+        out.append(f"below its own reward model's zero-shot ({num(rm.value)}): not a win")
+    if rm is not None and not rm.strictly_comparable:
+        out.append(f"reward-model reference {rm.note}")
+    if not row.official:
+        out.append("unofficial run")
+    for c in (row.vs_best, row.vs_zero_shot):
+        if c is not None and (c.only_row or c.only_other):
+            out.append(f"vs run {c.against_run}: {c.n_shared} shared samples, "
+                       f"{c.only_row} only here, {c.only_other} only there")
+    if row.rank is None:
+        out.append("no primary metric: not ranked")
+    return out

@@ -1,0 +1,549 @@
+"""From stored runs to leaderboard rows: comparability groups, ranks, intervals, comparisons.
+
+The report never mixes runs that were not measured under the same conditions. Runs of one
+``(task, dataset)`` are split into *comparable groups* (same task and dataset with their
+versions, same model and model version, same protocol hash, same bench version). Ranks and
+paired tests only ever happen inside a group. The group with the most (official) runs is the
+*main* group of its dataset; every other group is listed apart, with the fields that differ
+from the main group as the reason.
+
+Every run also gets:
+- a 95% interval per metric: the stored one, or else a bootstrap over its per-sample scores
+  (only for a metric that is the mean of those scores, so the interval is of the right thing);
+- paired tests against the best run of its group and against the group's zero-shot run;
+- the reward model's own zero-shot run as a reference (A5: a method below its own reward model
+  is not a win), compared on the shared samples;
+- the paper numbers stored in ``references`` for the same setting, with the difference.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from sqlalchemy import func, select
+
+from ..stats import bootstrap_mean_ci
+from ..store import Metric, Reference, Run, SampleResult, Store
+from ..types import MetricValue, stable_hash
+from .scores import PairedTest, ScoreCache, paired_test, score_scale
+
+ZERO_SHOT = "zero-shot"
+
+#: Primary (ranking) metric per task kind, first present wins. All are higher-is-better.
+PRIMARY_METRICS: dict[str, tuple[str, ...]] = {
+    "classification": ("top1",),
+    "retrieval": ("t2i_r1", "i2t_r1", "r1"),
+    "captioning": ("cider", "clipscore", "bleu4"),
+}
+
+#: Display order of well-known metrics; others follow alphabetically.
+METRIC_ORDER: tuple[str, ...] = (
+    "top1", "top5", "ece",
+    "t2i_r1", "t2i_r5", "t2i_r10", "i2t_r1", "i2t_r5", "i2t_r10",
+    "bleu1", "bleu2", "bleu3", "bleu4", "meteor", "rouge_l", "cider", "clipscore", "refclipscore",
+)
+
+#: Metrics where a smaller value is better (noted in the report; never used for ranking).
+LOWER_IS_BETTER = frozenset({"ece"})
+
+#: The fields that make two runs comparable, with the words used to explain a difference.
+GROUP_FIELDS: tuple[tuple[str, str], ...] = (
+    ("task", "task"), ("task_version", "task version"), ("dataset", "dataset"),
+    ("dataset_version", "dataset version"), ("model", "model"), ("model_version", "model version"),
+    ("protocol_hash", "protocol hash"), ("bench_version", "bench version"),
+)
+
+
+def metric_sort_key(name: str) -> tuple[int, str]:
+    return (METRIC_ORDER.index(name), "") if name in METRIC_ORDER else (len(METRIC_ORDER), name)
+
+
+# --------------------------------------------------------------------------------------------
+# Row types
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A row's primary metric against another run's, with the paired test on shared samples.
+
+    ``delta`` is the difference of the *stored* primary metrics (row minus other), so it agrees
+    with the numbers printed in the table; the test runs on the per-sample scores the two runs
+    share (``n_shared``).
+    """
+
+    against_run: int
+    against_method: str
+    metric: str
+    delta: float
+    test: str
+    p_value: float
+    significant: bool
+    n_shared: int
+    only_row: int
+    only_other: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "against_run": self.against_run, "against_method": self.against_method, "metric": self.metric,
+            "delta": _num(self.delta), "test": self.test, "p_value": _num(self.p_value),
+            "significant_5pct": self.significant, "n_shared": self.n_shared,
+            "only_this_run": self.only_row, "only_other_run": self.only_other,
+        }
+
+
+@dataclass(frozen=True)
+class RewardModelReference:
+    """The reward model's own zero-shot run, shown beside a method that uses that reward model."""
+
+    run_id: int
+    model: str
+    metric: str
+    value: float
+    delta: float  # row's primary metric minus the reward model's zero-shot
+    below: bool  # the method scores below its own reward model: not a win (A5)
+    strictly_comparable: bool  # same protocol hash and versions as the row
+    note: str
+    comparison: Comparison | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id, "model": self.model, "metric": self.metric, "value": _num(self.value),
+            "delta": _num(self.delta), "below_reward_model": self.below,
+            "strictly_comparable": self.strictly_comparable, "note": self.note,
+            "paired_test": None if self.comparison is None else self.comparison.as_dict(),
+        }
+
+
+@dataclass(frozen=True)
+class ReportedValue:
+    """A paper number for the same (task, dataset, method, model, reward model, metric)."""
+
+    metric: str
+    reported: float
+    measured: float | None
+    diff: float | None  # measured - reported
+    source: str
+    note: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"metric": self.metric, "reported": _num(self.reported), "measured": _num(self.measured),
+                "diff": _num(self.diff), "source": self.source, "note": self.note}
+
+
+@dataclass
+class LeaderboardRow:
+    """One finished run as the report sees it (the JSON format is a list of these)."""
+
+    run_id: int
+    task: str
+    task_kind: str
+    task_version: str
+    dataset: str
+    dataset_version: str
+    method: str
+    method_version: str
+    model: str
+    model_version: str
+    reward_model: str | None
+    reward_model_version: str | None
+    protocol_hash: str
+    config_hash: str
+    bench_version: str
+    seed: int
+    official: bool
+    metrics: dict[str, MetricValue]
+    ci_source: dict[str, str]  # metric -> "stored" | "bootstrap" | "none"
+    n_samples: int
+    ms_per_sample_mean: float | None
+    ms_per_sample_p50: float | None
+    ms_per_sample_p95: float | None
+    adapt_ms_mean: float | None
+    predict_ms_mean: float | None
+    reward_ms_mean: float | None
+    peak_memory_mb: float | None
+    memory_kind: str | None
+    device: str
+    device_name: str
+    finished_at: str | None
+    group: str = ""
+    group_label: str = ""
+    rank: int | None = None
+    ranked_with_main: bool = False
+    apart_reason: str | None = None
+    primary_metric: str | None = None
+    vs_best: Comparison | None = None
+    vs_zero_shot: Comparison | None = None
+    reward_model_zero_shot: RewardModelReference | None = None
+    reported: list[ReportedValue] = field(default_factory=list)
+    reference_for: list[str] = field(default_factory=list)  # groups showing this run as RM zero-shot
+
+    @property
+    def comparability_key(self) -> tuple[str, ...]:
+        return tuple(str(getattr(self, name)) for name, _ in GROUP_FIELDS)
+
+    @property
+    def primary(self) -> MetricValue | None:
+        return self.metrics.get(self.primary_metric) if self.primary_metric else None
+
+    @property
+    def reward_share(self) -> float | None:
+        """Fraction of the per-sample time spent in the reward model (0-1)."""
+        if self.reward_ms_mean is None or not self.ms_per_sample_mean:
+            return None
+        return self.reward_ms_mean / self.ms_per_sample_mean
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form: plain types only, NaN as null."""
+        return {
+            "run_id": self.run_id, "task": self.task, "task_kind": self.task_kind, "task_version": self.task_version,
+            "dataset": self.dataset, "dataset_version": self.dataset_version, "method": self.method,
+            "method_version": self.method_version, "model": self.model, "model_version": self.model_version,
+            "reward_model": self.reward_model, "reward_model_version": self.reward_model_version,
+            "protocol_hash": self.protocol_hash, "config_hash": self.config_hash,
+            "bench_version": self.bench_version, "seed": self.seed, "official": self.official,
+            "group": self.group, "group_label": self.group_label, "rank": self.rank,
+            "ranked_with_main_group": self.ranked_with_main, "apart_reason": self.apart_reason,
+            "primary_metric": self.primary_metric,
+            "metrics": {name: {"value": _num(mv.value), "ci_low": _num(mv.ci_low), "ci_high": _num(mv.ci_high),
+                               "n": mv.n, "ci_source": self.ci_source.get(name, "none")}
+                        for name, mv in sorted(self.metrics.items(), key=lambda kv: metric_sort_key(kv[0]))},
+            "n_samples": self.n_samples,
+            "latency": {
+                "ms_per_sample_mean": _num(self.ms_per_sample_mean), "ms_per_sample_p50": _num(self.ms_per_sample_p50),
+                "ms_per_sample_p95": _num(self.ms_per_sample_p95), "adapt_ms_mean": _num(self.adapt_ms_mean),
+                "predict_ms_mean": _num(self.predict_ms_mean), "reward_ms_mean": _num(self.reward_ms_mean),
+                "reward_share": _num(self.reward_share),
+            },
+            "peak_memory_mb": _num(self.peak_memory_mb), "memory_kind": self.memory_kind,
+            "device": self.device, "device_name": self.device_name, "finished_at": self.finished_at,
+            "vs_best": None if self.vs_best is None else self.vs_best.as_dict(),
+            "vs_zero_shot": None if self.vs_zero_shot is None else self.vs_zero_shot.as_dict(),
+            "reward_model_zero_shot": (None if self.reward_model_zero_shot is None
+                                       else self.reward_model_zero_shot.as_dict()),
+            "reported": [r.as_dict() for r in self.reported],
+            "reward_model_reference_for_groups": list(self.reference_for),
+        }
+
+
+@dataclass
+class ComparableGroup:
+    """Runs ranked together: identical task, dataset, model, protocol and versions."""
+
+    id: str
+    key: tuple[str, ...]
+    label: str
+    is_main: bool
+    apart_reason: str | None
+    primary_metric: str | None
+    rows: list[LeaderboardRow]
+    reward_model_refs: list[LeaderboardRow] = field(default_factory=list)
+
+
+@dataclass
+class DatasetSection:
+    task: str
+    task_kind: str
+    dataset: str
+    groups: list[ComparableGroup]
+
+    @property
+    def rows(self) -> list[LeaderboardRow]:
+        return [r for g in self.groups for r in g.rows]
+
+
+@dataclass
+class Report:
+    """Everything the formats render; built once from the store."""
+
+    sections: list[DatasetSection]
+    superseded_attempts: int = 0
+
+    @property
+    def rows(self) -> list[LeaderboardRow]:
+        return [r for s in self.sections for r in s.rows]
+
+    @property
+    def metric_names(self) -> list[str]:
+        names = {m for r in self.rows for m in r.metrics}
+        return sorted(names, key=metric_sort_key)
+
+
+def _num(x: float | None) -> float | None:
+    if x is None:
+        return None
+    x = float(x)
+    return None if math.isnan(x) or math.isinf(x) else x
+
+
+# --------------------------------------------------------------------------------------------
+# Building
+# --------------------------------------------------------------------------------------------
+
+
+def build_report(store: Store, *, task: str | None = None, dataset: str | None = None,
+                 method: str | None = None) -> Report:
+    """Build the full report. ``method`` only filters what is shown: ranks and tests are computed
+    on the whole (task, dataset), so filtering never changes a rank."""
+    runs, superseded = _latest_attempts(store.runs(status="finished", task=task, dataset=dataset))
+    cache = ScoreCache(store)
+    rows = _rows_from_runs(store, runs, cache)
+    references = store.references()
+    sections: list[DatasetSection] = []
+    by_dataset: dict[tuple[str, str], list[LeaderboardRow]] = defaultdict(list)
+    for row in rows:
+        by_dataset[(row.task, row.dataset)].append(row)
+    for (task_name, dataset_name), section_rows in sorted(by_dataset.items()):
+        groups = _group(section_rows)
+        for g in groups:
+            _rank(g)
+            _compare_within(g, cache)
+        _attach_reward_model_refs(groups, section_rows, cache)
+        for row in section_rows:
+            row.reported = _reported_values(row, references)
+        kind = section_rows[0].task_kind
+        sections.append(DatasetSection(task_name, kind, dataset_name, groups))
+    if method is not None:
+        for section in sections:
+            for g in section.groups:
+                g.rows = [r for r in g.rows if r.method == method]
+            section.groups = [g for g in section.groups if g.rows]
+        sections = [s for s in sections if s.groups]
+    return Report(sections, superseded)
+
+
+def build_rows(store: Store, *, task: str | None = None, dataset: str | None = None,
+               method: str | None = None) -> list[LeaderboardRow]:
+    """Leaderboard rows of the finished runs, in report order (dataset, group, rank)."""
+    return build_report(store, task=task, dataset=dataset, method=method).rows
+
+
+def _latest_attempts(runs: Sequence[Run]) -> tuple[list[Run], int]:
+    """Keep the latest finished attempt of each run key (a re-run supersedes the older one)."""
+    latest: dict[str, Run] = {}
+    for run in runs:
+        cur = latest.get(run.key)
+        if cur is None or (run.attempt, run.id) > (cur.attempt, cur.id):
+            latest[run.key] = run
+    kept = sorted(latest.values(), key=lambda r: r.id)
+    return kept, len(runs) - len(kept)
+
+
+def _rows_from_runs(store: Store, runs: Sequence[Run], cache: ScoreCache) -> list[LeaderboardRow]:
+    ids = [r.id for r in runs]
+    metrics: dict[int, dict[str, MetricValue]] = defaultdict(dict)
+    counts: dict[int, int] = {}
+    if ids:
+        with store.session() as s:
+            for m in s.scalars(select(Metric).where(Metric.run_id.in_(ids))):
+                metrics[m.run_id][m.name] = MetricValue(m.value, m.ci_low, m.ci_high, m.n)
+            q = select(SampleResult.run_id, func.count()).where(SampleResult.run_id.in_(ids)).group_by(
+                SampleResult.run_id)
+            counts = {rid: int(n) for rid, n in s.execute(q)}
+    rows = []
+    for run in runs:
+        kind = run.task_kind or run.task
+        run_metrics, ci_source = _with_intervals(metrics.get(run.id, {}), run.id, kind, cache)
+        rows.append(LeaderboardRow(
+            run_id=run.id, task=run.task, task_kind=kind, task_version=run.task_version, dataset=run.dataset,
+            dataset_version=run.dataset_version, method=run.method, method_version=run.method_version,
+            model=run.model, model_version=run.model_version, reward_model=run.reward_model or None,
+            reward_model_version=run.reward_model_version, protocol_hash=run.protocol_hash,
+            config_hash=run.config_hash, bench_version=run.bench_version, seed=run.seed, official=bool(run.official),
+            metrics=run_metrics, ci_source=ci_source, n_samples=counts.get(run.id, run.n_done or 0),
+            ms_per_sample_mean=run.ms_per_sample_mean, ms_per_sample_p50=run.ms_per_sample_p50,
+            ms_per_sample_p95=run.ms_per_sample_p95, adapt_ms_mean=run.adapt_ms_mean,
+            predict_ms_mean=run.predict_ms_mean, reward_ms_mean=run.reward_ms_mean,
+            peak_memory_mb=run.peak_memory_mb, memory_kind=run.memory_kind, device=run.device,
+            device_name=run.device_name or "",
+            finished_at=run.finished_at.isoformat() if run.finished_at else None,
+        ))
+    return rows
+
+
+def _with_intervals(stored: dict[str, MetricValue], run_id: int, kind: str,
+                    cache: ScoreCache) -> tuple[dict[str, MetricValue], dict[str, str]]:
+    """Fill a missing interval by bootstrapping the per-sample scores, where the metric is
+    (to 1e-6 relative) the mean of those scores in the task's unit; otherwise leave it empty."""
+    out: dict[str, MetricValue] = {}
+    source: dict[str, str] = {}
+    scores: np.ndarray | None = None
+    for name, mv in stored.items():
+        if mv.ci_low is not None and mv.ci_high is not None:
+            out[name], source[name] = mv, "stored"
+            continue
+        if scores is None:
+            scores = np.fromiter(cache.scores(run_id).values(), dtype=float)
+        scale = _matching_scale(mv.value, scores, kind)
+        if scale is None:
+            out[name], source[name] = mv, "none"
+            continue
+        lo, hi = bootstrap_mean_ci(scores)
+        out[name] = MetricValue(mv.value, lo * scale, hi * scale, mv.n if mv.n is not None else int(scores.size))
+        source[name] = "bootstrap"
+    return out, source
+
+
+def _matching_scale(value: float, scores: np.ndarray, kind: str) -> float | None:
+    if scores.size == 0 or value is None or math.isnan(value):
+        return None
+    mean = float(scores.mean())
+    for scale in dict.fromkeys((score_scale(kind), 100.0, 1.0)):
+        if math.isclose(mean * scale, value, rel_tol=1e-6, abs_tol=1e-9):
+            return scale
+    return None
+
+
+def _group(section_rows: Sequence[LeaderboardRow]) -> list[ComparableGroup]:
+    by_key: dict[tuple[str, ...], list[LeaderboardRow]] = defaultdict(list)
+    for row in section_rows:
+        by_key[row.comparability_key].append(row)
+
+    def weight(item: tuple[tuple[str, ...], list[LeaderboardRow]]) -> tuple[int, int, int]:
+        _, members = item
+        return (sum(r.official for r in members), len(members), max(r.run_id for r in members))
+
+    ordered = sorted(by_key.items(), key=weight, reverse=True)
+    main_key = ordered[0][0]
+    groups = []
+    for key, members in ordered:
+        gid = "g" + stable_hash(list(key), length=8)
+        label = _group_label(key)
+        is_main = key == main_key
+        reason = None if is_main else _apart_reason(key, main_key)
+        for row in members:
+            row.group, row.group_label, row.ranked_with_main, row.apart_reason = gid, label, is_main, reason
+        groups.append(ComparableGroup(gid, key, label, is_main, reason, None, list(members)))
+    return groups
+
+
+def _group_label(key: tuple[str, ...]) -> str:
+    f = dict(zip([name for name, _ in GROUP_FIELDS], key))
+    return (f"model {f['model']} (v{f['model_version']}) · protocol {f['protocol_hash'][:8]} · "
+            f"task {f['task']} v{f['task_version']} · dataset {f['dataset']} v{f['dataset_version']} · "
+            f"bench {f['bench_version']}")
+
+
+def _apart_reason(key: tuple[str, ...], main_key: tuple[str, ...]) -> str:
+    diffs = [f"{words} {value} vs {main} in the main group"
+             for (_, words), value, main in zip(GROUP_FIELDS, key, main_key) if value != main]
+    return "not comparable with the main group: " + "; ".join(diffs)
+
+
+def _primary_metric_of(rows: Iterable[LeaderboardRow], kind: str) -> str | None:
+    present = {m for r in rows for m in r.metrics}
+    for name in PRIMARY_METRICS.get(kind, ()):
+        if name in present:
+            return name
+    candidates = sorted((m for m in present if m not in LOWER_IS_BETTER), key=metric_sort_key)
+    return candidates[0] if candidates else None
+
+
+def _rank(group: ComparableGroup) -> None:
+    """Competition ranking (1, 1, 3) by the primary metric; rows without it come last, unranked."""
+    kind = group.rows[0].task_kind
+    metric = _primary_metric_of(group.rows, kind)
+    group.primary_metric = metric
+    for row in group.rows:
+        row.primary_metric = metric
+    scored = [r for r in group.rows if metric and metric in r.metrics and not math.isnan(r.metrics[metric].value)]
+    unscored = [r for r in group.rows if r not in scored]
+    scored.sort(key=lambda r: (-r.metrics[metric].value, r.run_id))  # type: ignore[index]
+    previous: float | None = None
+    rank = 0
+    for position, row in enumerate(scored, start=1):
+        value = row.metrics[metric].value  # type: ignore[index]
+        if previous is None or value != previous:
+            rank = position
+        row.rank, previous = rank, value
+    for row in unscored:
+        row.rank = None
+    group.rows = scored + sorted(unscored, key=lambda r: r.run_id)
+
+
+def _comparison(row: LeaderboardRow, other: LeaderboardRow, cache: ScoreCache) -> Comparison | None:
+    metric = row.primary_metric
+    if metric is None or metric not in row.metrics or metric not in other.metrics:
+        return None
+    test: PairedTest = paired_test(cache.scores(row.run_id), cache.scores(other.run_id), run_a=row.run_id,
+                                   run_b=other.run_id, task_kind=row.task_kind)
+    return Comparison(
+        against_run=other.run_id, against_method=other.method, metric=metric,
+        delta=row.metrics[metric].value - other.metrics[metric].value, test=test.test, p_value=test.p_value,
+        significant=test.significant, n_shared=test.n_shared, only_row=test.only_a, only_other=test.only_b,
+    )
+
+
+def _compare_within(group: ComparableGroup, cache: ScoreCache) -> None:
+    ranked = [r for r in group.rows if r.rank is not None]
+    if not ranked:
+        return
+    best = ranked[0]
+    zero_shots = [r for r in ranked if r.method == ZERO_SHOT]
+    zero_shot = zero_shots[0] if zero_shots else None
+    for row in ranked:
+        if row is not best:
+            row.vs_best = _comparison(row, best, cache)
+        if zero_shot is not None and row is not zero_shot:
+            row.vs_zero_shot = _comparison(row, zero_shot, cache)
+
+
+_STRICT_FIELDS = ("task_version", "dataset_version", "protocol_hash", "bench_version")
+
+
+def _attach_reward_model_refs(groups: Sequence[ComparableGroup], section_rows: Sequence[LeaderboardRow],
+                              cache: ScoreCache) -> None:
+    """Find each reward model's own zero-shot run on the same dataset and attach it."""
+    for group in groups:
+        for row in group.rows:
+            if not row.reward_model:
+                continue
+            candidates = [c for c in section_rows if c.method == ZERO_SHOT and c.model == row.reward_model
+                          and c.run_id != row.run_id]
+            if not candidates:
+                continue
+
+            def closeness(c: LeaderboardRow) -> tuple[int, int]:
+                return (sum(getattr(c, f) == getattr(row, f) for f in _STRICT_FIELDS), c.run_id)
+
+            ref = max(candidates, key=closeness)
+            strict = all(getattr(ref, f) == getattr(row, f) for f in _STRICT_FIELDS)
+            differing = [f.replace("_", " ") for f in _STRICT_FIELDS if getattr(ref, f) != getattr(row, f)]
+            note = "" if strict else "not strictly comparable: " + ", ".join(differing) + " differ"
+            metric = row.primary_metric
+            ref_value = ref.metrics.get(metric) if metric else None
+            if ref_value is None or metric not in row.metrics:
+                continue
+            comp = None
+            if strict:
+                test = paired_test(cache.scores(row.run_id), cache.scores(ref.run_id), run_a=row.run_id,
+                                   run_b=ref.run_id, task_kind=row.task_kind)
+                comp = Comparison(ref.run_id, ref.method, metric, row.metrics[metric].value - ref_value.value,
+                                  test.test, test.p_value, test.significant, test.n_shared, test.only_a, test.only_b)
+            delta = row.metrics[metric].value - ref_value.value
+            row.reward_model_zero_shot = RewardModelReference(
+                run_id=ref.run_id, model=ref.model, metric=metric, value=ref_value.value, delta=delta,
+                below=delta < 0, strictly_comparable=strict, note=note, comparison=comp)
+            if ref not in group.reward_model_refs:
+                group.reward_model_refs.append(ref)
+            if group.id not in ref.reference_for:
+                ref.reference_for.append(group.id)
+
+
+def _reported_values(row: LeaderboardRow, references: Sequence[Reference]) -> list[ReportedValue]:
+    out = []
+    for ref in references:
+        if (ref.task, ref.dataset, ref.method, ref.model, ref.reward_model or "") != (
+                row.task, row.dataset, row.method, row.model, row.reward_model or ""):
+            continue
+        measured = row.metrics.get(ref.metric)
+        value = None if measured is None else measured.value
+        out.append(ReportedValue(ref.metric, ref.value, value, None if value is None else value - ref.value,
+                                 ref.source, ref.note or ""))
+    out.sort(key=lambda r: (metric_sort_key(r.metric), r.source))
+    return out

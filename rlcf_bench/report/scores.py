@@ -1,0 +1,111 @@
+"""Per-sample scores of stored runs and the paired test between two of them.
+
+``sample_results.score`` is each task's per-sample primary value: 1/0 correctness for
+classification, 1/0 hit@1 for a retrieval query, a continuous score (e.g. CLIPScore) for a
+caption. Two runs are compared on the samples both stored (matched by ``sample_id``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from sqlalchemy import select
+
+from ..stats import McNemarResult, PairedBootstrapResult, mcnemar_exact, paired_bootstrap
+from ..store import SampleResult, Store
+
+#: Significance level used for every "significant at 5%" flag in a report.
+ALPHA = 0.05
+
+#: Per-sample scores of these task kinds are 0/1 and reported in percent (x100).
+PERCENT_KINDS = frozenset({"classification", "retrieval"})
+
+
+def score_scale(task_kind: str) -> float:
+    """Factor turning a mean per-sample score into the unit the metrics use."""
+    return 100.0 if task_kind in PERCENT_KINDS else 1.0
+
+
+class ScoreCache:
+    """Load ``sample_id -> score`` per run once; reports compare the same run many times."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._cache: dict[int, dict[str, float]] = {}
+
+    def scores(self, run_id: int) -> dict[str, float]:
+        if run_id not in self._cache:
+            with self.store.session() as s:
+                q = select(SampleResult.sample_id, SampleResult.score).where(
+                    SampleResult.run_id == run_id, SampleResult.score.is_not(None))
+                self._cache[run_id] = {sid: float(score) for sid, score in s.execute(q)}
+        return self._cache[run_id]
+
+
+@dataclass(frozen=True)
+class PairedTest:
+    """The outcome of a paired significance test between run A and run B.
+
+    ``diff`` is mean(A) - mean(B) over the shared samples, in the metric's unit (percentage
+    points for classification and retrieval, the score's own unit for captioning).
+    """
+
+    run_a: int
+    run_b: int
+    test: str  # "mcnemar-exact" | "paired-bootstrap" | "none"
+    n_shared: int
+    only_a: int
+    only_b: int
+    mean_a: float
+    mean_b: float
+    diff: float
+    p_value: float
+    significant: bool
+    mcnemar: McNemarResult | None = None
+    bootstrap: PairedBootstrapResult | None = None
+
+    @property
+    def p_text(self) -> str:
+        return format_p(self.p_value)
+
+
+def format_p(p: float) -> str:
+    if math.isnan(p):
+        return "p=n/a"
+    if p < 0.001:
+        return "p<0.001"
+    return f"p={p:.3f}"
+
+
+def _all_binary(values: np.ndarray) -> bool:
+    return bool(np.all((values == 0.0) | (values == 1.0)))
+
+
+def paired_test(scores_a: dict[str, float], scores_b: dict[str, float], *, run_a: int, run_b: int,
+                task_kind: str, n_resamples: int = 2000, seed: int = 0) -> PairedTest:
+    """McNemar (exact, two-sided) for 0/1 classification scores, paired bootstrap otherwise.
+
+    The significance flag uses the exact McNemar p-value (conservative) or the bootstrap p-value,
+    at the 5% level, two-sided. No correction for multiple comparisons is applied.
+    """
+    shared = sorted(set(scores_a) & set(scores_b))
+    only_a = len(scores_a) - len(shared)
+    only_b = len(scores_b) - len(shared)
+    scale = score_scale(task_kind)
+    if not shared:
+        nan = math.nan
+        return PairedTest(run_a, run_b, "none", 0, only_a, only_b, nan, nan, nan, nan, False)
+    a = np.array([scores_a[s] for s in shared], dtype=float)
+    b = np.array([scores_b[s] for s in shared], dtype=float)
+    mean_a, mean_b = float(a.mean()) * scale, float(b.mean()) * scale
+    if task_kind == "classification" and _all_binary(a) and _all_binary(b):
+        n_b = int(np.sum((a == 1.0) & (b == 0.0)))
+        n_c = int(np.sum((a == 0.0) & (b == 1.0)))
+        mc = mcnemar_exact(n_b, n_c)
+        return PairedTest(run_a, run_b, "mcnemar-exact", len(shared), only_a, only_b, mean_a, mean_b,
+                          mean_a - mean_b, mc.p_exact, mc.p_exact < ALPHA, mcnemar=mc)
+    bs = paired_bootstrap(a, b, n_resamples=n_resamples, seed=seed)
+    return PairedTest(run_a, run_b, "paired-bootstrap", len(shared), only_a, only_b, mean_a, mean_b,
+                      mean_a - mean_b, bs.p_value, bs.p_value < ALPHA, bootstrap=bs)

@@ -1,0 +1,300 @@
+"""The runner: executes one (task, dataset, method, model) run under the task's frozen protocol.
+
+It owns the clock and the record. ``adapt`` (reset + adaptation + online bookkeeping) and
+``predict`` are timed separately per executed batch, device-synchronised, with the first
+``warmup`` batches of a process excluded from the latency summary; peak memory is CUDA's
+``max_memory_allocated`` on GPU, the RSS high-water mark on CPU. Each batch's records are stored
+in one transaction, so a killed run resumes where it stopped without double-counting.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from . import __version__
+from .datasets import resolve_data_root
+from .device import AmpHelper, Clock, PeakMemory, SectionTimer, configure_threads, device_name, resolve_precision, select_device
+from .plugins import PluginHost
+from .reward import CLIPReward
+from .store import Store
+from .task import TaskRuntime
+from .types import (
+    Batch, DatasetLayoutError, LatencyStats, MethodContext, RunError, RunProtocol, RunResult, RunSpec, StepRecord,
+    config_from_pairs,
+)
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """What to run. ``method_options`` are ``-m key=value`` pairs (strings or typed values)."""
+
+    task: str
+    dataset: str
+    method: str
+    model: str
+    reward_model: str | None = None
+    method_options: tuple[tuple[str, Any], ...] = ()
+    dataset_params: tuple[tuple[str, Any], ...] = ()
+    protocol_overrides: tuple[tuple[str, Any], ...] = ()
+
+    def describe(self) -> str:
+        reward = f" reward={self.reward_model}" if self.reward_model else ""
+        opts = "".join(f" {k}={v}" for k, v in self.method_options)
+        params = "".join(f" {k}={v}" for k, v in self.dataset_params)
+        return f"{self.task}/{self.dataset}{params} {self.method}{opts} model={self.model}{reward}"
+
+
+@dataclass
+class ExecutionOptions:
+    """How to run (never part of the protocol): device, batch size, warm-up, data root."""
+
+    device: str | None = None
+    batch_size: int | None = None
+    warmup: int = 1
+    data_root: str | None = None
+    fresh: bool = False
+    progress: Callable[[str], None] | None = None
+
+
+@dataclass
+class _Loaded:
+    models: dict[str, Any] = field(default_factory=dict)
+
+
+class RunnerError(RuntimeError):
+    pass
+
+
+class Runner:
+    """Runs requests against one store with one plugin host; loaded models are cached across
+    the runs of a session (methods restore whatever they tune when a run ends)."""
+
+    def __init__(self, host: PluginHost, store: Store, options: ExecutionOptions | None = None) -> None:
+        self.host = host
+        self.store = store
+        self.options = options or ExecutionOptions()
+        configure_threads()
+        self.device = select_device(self.options.device)
+        self._cache = _Loaded()
+
+    # ------------------------------------------------------------------ loading
+    def load_model(self, name: str) -> Any:
+        if name not in self._cache.models:
+            spec = self.host.registry("models").get(name)
+            model = spec.load(name, self.device)
+            self._cache.models[name] = (model, spec)
+        return self._cache.models[name][0]
+
+    def model_version(self, name: str) -> str:
+        spec = self.host.registry("models").get(name)
+        return str(getattr(self.load_model(name), "version", None) or spec.version)
+
+    def reward_members(self, name: str) -> list[tuple[str, float]]:
+        registry = self.host.registry("reward-models")
+        if name in registry:
+            return list(registry.get(name).members)
+        members = []
+        for part in name.split("+"):
+            model, _, weight = part.partition("*")
+            members.append((model.strip(), float(weight) if weight else 1.0))
+        return members
+
+    def load_reward(self, name: str, policy: Any) -> CLIPReward:
+        members = [(self.load_model(m), w) for m, w in self.reward_members(name)]
+        return CLIPReward(members, name=name, policy_mean=policy.mean, policy_std=policy.std)
+
+    def build_dataset(self, spec: Any, params: dict[str, Any]) -> Any:
+        root = resolve_data_root(self.options.data_root)
+        if spec.root_name is not None:
+            if root is None:
+                raise RunnerError(
+                    f"dataset {spec.name!r} needs a data root holding {spec.root_name}/: pass --data-root DIR, "
+                    f"set RLCF_BENCH_DATA_ROOT, or put {{\"data_root\": DIR}} in ~/.config/rlcf-bench/config.json"
+                )
+            if spec.check is not None:
+                report = spec.check(root, **params)
+                if not report.ok:
+                    raise DatasetLayoutError(report)
+        return spec.build(root, **params)
+
+    # ------------------------------------------------------------------ one run
+    def prepare(self, req: RunRequest) -> tuple[RunSpec, Any, Any, Any]:
+        """Resolve names to specs and build the run's identity (no model is loaded here)."""
+        task_spec = self.host.registry("tasks").get(req.task)
+        ds_spec = self.host.registry("datasets").get(req.dataset)
+        method_spec = self.host.registry("methods").get(req.method)
+        if task_spec.kind not in ds_spec.task_kinds:
+            raise RunnerError(f"dataset {ds_spec.name!r} has no {task_spec.kind} split (it supports "
+                              f"{', '.join(sorted(ds_spec.task_kinds))})")
+        if task_spec.kind not in method_spec.tasks:
+            raise RunnerError(f"method {method_spec.name!r} does not support task {task_spec.kind!r} "
+                              f"(it supports {', '.join(sorted(method_spec.tasks))})")
+        if "reward_model" in method_spec.requires and not req.reward_model:
+            raise RunnerError(f"method {method_spec.name!r} needs --reward-model")
+        config = config_from_pairs(method_spec.config_cls, req.method_options)
+        config_dict = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else {}
+        protocol = task_spec.protocol.replace(augmix=ds_spec.augmix)
+        overrides = dict(req.protocol_overrides)
+        params = dict(protocol.params)
+        for key in list(overrides):
+            if key not in {f.name for f in dataclasses.fields(RunProtocol)}:
+                params[key] = overrides.pop(key)
+        protocol = protocol.replace(**overrides, params=tuple(sorted(params.items())))
+        protocol = protocol.replace(precision=resolve_precision(protocol.precision, self.device))
+        uses_reward = "reward_model" in method_spec.requires
+        spec = RunSpec(
+            task=task_spec.name, task_version=task_spec.version, dataset=ds_spec.name, dataset_version=ds_spec.version,
+            dataset_params=dict(req.dataset_params), method=method_spec.name, method_version=method_spec.version,
+            method_config=config_dict, model=req.model, model_version="", reward_model=req.reward_model if uses_reward else None,
+            protocol=protocol, seed=protocol.seed, device=self.device.type, bench_version=__version__,
+        )
+        return spec, task_spec, ds_spec, (method_spec, config)
+
+    def run(self, req: RunRequest) -> RunResult:
+        spec, task_spec, ds_spec, (method_spec, config) = self.prepare(req)
+        # Versions of weights are part of the identity: resolve them before looking up the run.
+        spec = dataclasses.replace(
+            spec, model_version=self.model_version(req.model),
+            reward_model_version=(",".join(self.model_version(m) for m, _ in self.reward_members(spec.reward_model))
+                                  if spec.reward_model else None),
+        )
+        dataset = self.build_dataset(ds_spec, dict(req.dataset_params))
+        task: TaskRuntime = task_spec.build(dataset, spec.protocol)
+        items = task.samples()
+        from .provenance import provenance
+
+        prov = provenance()
+        official = spec.protocol.limit is None and not prov.get("git_dirty")
+        plugins = [dataclasses.asdict(p) for p in self.host.plugin_infos()]
+        run, resumed = self.store.open_run(
+            spec, kind=task_spec.kind, n_total=len(items), provenance=prov, plugins=plugins,
+            device_name=device_name(self.device), official=official, fresh=self.options.fresh,
+        )
+        if run.status == "finished" and run.n_done >= len(items):
+            return self._result_from_store(run.id, spec)
+        done = self.store.done_sample_ids(run.id)
+        self.host.run_start(run.id, spec, len(items), len(done))
+        method = None
+        try:
+            policy = self.load_model(req.model)
+            reward = self.load_reward(spec.reward_model, policy) if spec.reward_model else None
+            amp = AmpHelper(self.device, spec.protocol.precision)
+            timer = SectionTimer(self.device)
+            ctx = MethodContext(
+                task=task_spec.kind, protocol=spec.protocol, device=self.device, amp=amp, model=policy,
+                reward_model=reward, seed=spec.seed, **task.context_fields(policy, self.device),
+            )
+            ctx.cache["timer"] = timer
+            method = method_spec.method_cls(config)
+            method.setup(ctx)
+            self._execute(run.id, task, method, method_spec, items, done, policy, timer)
+            records = self.store.sample_records(run.id)
+            metrics = task.aggregate(records)
+            latency, reward_ms = self._latency(run.id)
+            self.store.finish_run(run.id, metrics, latency, reward_ms)
+        except KeyboardInterrupt:
+            self.store.fail_run(run.id, "interrupted", "interrupted by the user; re-run the same command to resume")
+            raise
+        except Exception as exc:
+            self.store.fail_run(run.id, "failed", f"{type(exc).__name__}: {exc}")
+            self.host.run_error(RunError(run.id, spec, type(exc).__name__, str(exc), traceback.format_exc()))
+            raise
+        finally:
+            if method is not None and method_spec.episodic:
+                method.reset()
+        result = self._result_from_store(run.id, spec)
+        self.host.run_finish(result)
+        return result
+
+    def _batch_size(self, method_spec: Any) -> int:
+        if not method_spec.episodic:
+            return 1
+        requested = self.options.batch_size or (8 if self.device.type == "cuda" else 4)
+        return max(1, min(requested, method_spec.method_cls.max_batch))
+
+    def _execute(self, run_id: int, task: TaskRuntime, method: Any, method_spec: Any,
+                 items: Sequence[tuple[int, str]], done: set[str], policy: Any, timer: SectionTimer) -> None:
+        clock = Clock(self.device)
+        memory = PeakMemory(self.device)
+        memory.reset()
+        if not method_spec.episodic and done:
+            self._replay_online_state(task, method, items, done, policy)
+        pending = [it for it in items if it[1] not in done]
+        size = self._batch_size(method_spec)
+        n_done = len(items) - len(pending)
+        warm_left = self.options.warmup
+        for start in range(0, len(pending), size):
+            chunk = pending[start : start + size]
+            batch = task.make_batch(chunk, policy, self.device)
+            timer.reset()
+            t0 = clock.now()
+            if method_spec.episodic:
+                method.reset()
+            method.adapt(batch)
+            t1 = clock.now()
+            predictions = method.predict(batch)
+            t2 = clock.now()
+            method.after_predict(batch)
+            t3 = clock.now()
+            records = task.score(batch, predictions)
+            adapt_ms, predict_ms = (t1 - t0) + (t3 - t2), t2 - t1
+            n_done = self.store.add_samples(run_id, records, adapt_ms=adapt_ms, predict_ms=predict_ms,
+                                            reward_ms=timer.totals.get("reward"), warmup=warm_left > 0)
+            warm_left -= 1
+            self.host.run_step(StepRecord(run_id, tuple(batch.sample_ids), adapt_ms, predict_ms, n_done, len(items)))
+        self.store.update_peak_memory(run_id, memory.peak_mb(), memory.kind)
+
+    def _replay_online_state(self, task: TaskRuntime, method: Any, items: Sequence[tuple[int, str]],
+                             done: set[str], policy: Any) -> None:
+        """An online method's state is the product of the stream so far: rebuild it by replaying
+        the already-stored samples (results discarded) before continuing, so a resumed online run
+        equals an uninterrupted one."""
+        for item in items:
+            if item[1] not in done:
+                break
+            batch = task.make_batch([item], policy, self.device)
+            method.adapt(batch)
+            method.predict(batch)
+            method.after_predict(batch)
+
+    def _latency(self, run_id: int) -> tuple[LatencyStats | None, float | None]:
+        rows = self.store.sample_rows(run_id)
+        timed = [r for r in rows if not r.warmup] or rows
+        if not timed:
+            return None, None
+        total = np.array([r.adapt_ms + r.predict_ms for r in timed])
+        rewards = [r.reward_ms for r in timed if r.reward_ms is not None]
+        run = self.store.get_run(run_id)
+        stats = LatencyStats(
+            ms_per_sample_mean=float(total.mean()), ms_per_sample_p50=float(np.percentile(total, 50)),
+            ms_per_sample_p95=float(np.percentile(total, 95)),
+            adapt_ms_mean=float(np.mean([r.adapt_ms for r in timed])),
+            predict_ms_mean=float(np.mean([r.predict_ms for r in timed])),
+            warmup_samples=len(rows) - len(timed), timed_samples=len(timed),
+            peak_memory_mb=run.peak_memory_mb if run else None, memory_kind=(run.memory_kind if run else None) or "",
+        )
+        reward_ms = float(np.mean(rewards)) if rewards else None
+        return stats, reward_ms
+
+    def _result_from_store(self, run_id: int, spec: RunSpec) -> RunResult:
+        run = self.store.get_run(run_id)
+        assert run is not None
+        latency = None
+        if run.ms_per_sample_mean is not None:
+            latency = LatencyStats(
+                ms_per_sample_mean=run.ms_per_sample_mean, ms_per_sample_p50=run.ms_per_sample_p50 or math.nan,
+                ms_per_sample_p95=run.ms_per_sample_p95 or math.nan, adapt_ms_mean=run.adapt_ms_mean or 0.0,
+                predict_ms_mean=run.predict_ms_mean or 0.0, warmup_samples=run.warmup_samples or 0,
+                timed_samples=run.n_done - (run.warmup_samples or 0), peak_memory_mb=run.peak_memory_mb,
+                memory_kind=run.memory_kind or "",
+            )
+        return RunResult(run_id=run.id, spec=spec, metrics=self.store.metrics_of(run.id), latency=latency,
+                         n_samples=run.n_done, status=run.status)
+

@@ -1,0 +1,174 @@
+"""Confidence intervals and paired tests used by tasks and reports.
+
+Pure Python/NumPy, deterministic (bootstrap resamples use a fixed seed) so reports are
+reproducible byte for byte.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+Z95 = 1.959963984540054
+
+
+def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion (well-behaved near 0 and 1)."""
+    if n <= 0:
+        return (math.nan, math.nan)
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def bootstrap_ci(values: Sequence[float] | np.ndarray, statistic: Callable[[np.ndarray], float] = np.mean,
+                 n_resamples: int = 2000, alpha: float = 0.05, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of ``statistic`` over per-sample ``values``."""
+    arr = np.asarray(values, dtype=float)
+    if arr.size == 0:
+        return (math.nan, math.nan)
+    rng = np.random.default_rng(seed)
+    if statistic is np.mean and arr.size * n_resamples > _MAX_RESAMPLE_CELLS:
+        stats = _chunked_resample_means(arr, n_resamples, rng)
+        lo, hi = np.quantile(stats, [alpha / 2, 1 - alpha / 2])
+        return (float(lo), float(hi))
+    idx = rng.integers(0, arr.size, size=(n_resamples, arr.size))
+    if statistic is np.mean:
+        stats = arr[idx].mean(axis=1)
+    else:
+        stats = np.array([statistic(arr[i]) for i in idx])
+    lo, hi = np.quantile(stats, [alpha / 2, 1 - alpha / 2])
+    return (float(lo), float(hi))
+
+
+# --------------------------------------------------------------------------------------------
+# Per-run intervals from stored per-sample scores, and paired tests between two runs
+# --------------------------------------------------------------------------------------------
+
+#: Upper bound on the number of resampled values held in memory at once by the bootstraps.
+_MAX_RESAMPLE_CELLS = 4_000_000
+
+
+def _is_binary(arr: np.ndarray) -> bool:
+    return bool(arr.size) and bool(np.all((arr == 0.0) | (arr == 1.0)))
+
+
+def bootstrap_mean_ci(values: Sequence[float] | np.ndarray, n_resamples: int = 2000, alpha: float = 0.05,
+                      seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean, memory-bounded for large sample counts.
+
+    For 0/1 values (classification correctness, retrieval hit@1) resampling ``n`` values with
+    replacement and counting the ones is exactly a Binomial(n, p) draw, so the fast path draws
+    those counts directly; the distribution is the same as the generic resampling. Otherwise
+    the resamples are drawn in chunks so that ``n_resamples * n`` never has to fit in memory.
+    """
+    arr = np.asarray(values, dtype=float)
+    if arr.size == 0:
+        return (math.nan, math.nan)
+    rng = np.random.default_rng(seed)
+    if _is_binary(arr):
+        means = rng.binomial(arr.size, arr.mean(), size=n_resamples) / arr.size
+    else:
+        means = _chunked_resample_means(arr, n_resamples, rng)
+    lo, hi = np.quantile(means, [alpha / 2, 1 - alpha / 2])
+    return (float(lo), float(hi))
+
+
+def _chunked_resample_means(arr: np.ndarray, n_resamples: int, rng: np.random.Generator) -> np.ndarray:
+    rows_per_chunk = max(1, _MAX_RESAMPLE_CELLS // max(1, arr.size))
+    out = np.empty(n_resamples, dtype=float)
+    for start in range(0, n_resamples, rows_per_chunk):
+        stop = min(n_resamples, start + rows_per_chunk)
+        idx = rng.integers(0, arr.size, size=(stop - start, arr.size))
+        out[start:stop] = arr[idx].mean(axis=1)
+    return out
+
+
+@dataclass(frozen=True)
+class McNemarResult:
+    """Exact McNemar test on the discordant pairs of two paired binary outcomes.
+
+    ``b``: samples A got right and B got wrong; ``c``: the reverse. Under the null hypothesis
+    (both methods equally accurate) each discordant pair is a fair coin, so ``b ~ Bin(b+c, 1/2)``.
+    ``p_exact`` is the two-sided exact (conditional binomial) p-value; ``p_mid`` the mid-p value
+    (``p_exact`` minus the probability of the observed table), which is less conservative and
+    has close to nominal size (Fagerland, Lydersen & Laake, 2013).
+    """
+
+    b: int
+    c: int
+    p_exact: float
+    p_mid: float
+
+    @property
+    def n_discordant(self) -> int:
+        return self.b + self.c
+
+
+def _log_binom_pmf_half(k: int, n: int) -> float:
+    return math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1) - n * math.log(2.0)
+
+
+def mcnemar_exact(b: int, c: int) -> McNemarResult:
+    """Two-sided exact and mid-p McNemar test for ``b`` and ``c`` discordant pairs."""
+    if b < 0 or c < 0:
+        raise ValueError("discordant counts must be non-negative")
+    n = b + c
+    if n == 0:
+        return McNemarResult(b, c, 1.0, 1.0)
+    k = min(b, c)
+    logs = [_log_binom_pmf_half(i, n) for i in range(k + 1)]
+    top = max(logs)
+    tail = math.exp(top) * sum(math.exp(v - top) for v in logs)  # P(X <= k)
+    point = math.exp(logs[-1])  # P(X = k)
+    p_exact = min(1.0, 2.0 * tail)
+    p_mid = min(1.0, 2.0 * tail - point)
+    return McNemarResult(b, c, p_exact, max(0.0, p_mid))
+
+
+@dataclass(frozen=True)
+class PairedBootstrapResult:
+    """Paired bootstrap of the mean per-sample difference ``a - b``.
+
+    ``ci_low``/``ci_high``: percentile interval of the mean difference. ``p_value``: two-sided,
+    from the bootstrap distribution re-centred on zero (the null of no difference), with the
+    ``(1 + count) / (1 + resamples)`` correction so it is never exactly zero.
+    """
+
+    n: int
+    mean_a: float
+    mean_b: float
+    mean_diff: float
+    ci_low: float
+    ci_high: float
+    p_value: float
+    n_resamples: int
+
+
+def paired_bootstrap(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray, n_resamples: int = 2000,
+                     alpha: float = 0.05, seed: int = 0) -> PairedBootstrapResult:
+    """Paired bootstrap test on two equally long, aligned per-sample score vectors."""
+    xa = np.asarray(a, dtype=float)
+    xb = np.asarray(b, dtype=float)
+    if xa.shape != xb.shape:
+        raise ValueError(f"paired samples must align, got {xa.shape} and {xb.shape}")
+    n = int(xa.size)
+    if n == 0:
+        return PairedBootstrapResult(0, math.nan, math.nan, math.nan, math.nan, math.nan, 1.0, n_resamples)
+    diff = xa - xb
+    observed = float(diff.mean())
+    rng = np.random.default_rng(seed)
+    means = _chunked_resample_means(diff, n_resamples, rng)
+    lo, hi = np.quantile(means, [alpha / 2, 1 - alpha / 2])
+    if np.all(diff == diff[0]) and observed == 0.0:
+        p = 1.0
+    else:
+        extreme = int(np.sum(np.abs(means - observed) >= abs(observed) - 1e-12))
+        p = (1 + extreme) / (1 + n_resamples)
+    return PairedBootstrapResult(n, float(xa.mean()), float(xb.mean()), observed, float(lo), float(hi),
+                                 min(1.0, p), n_resamples)

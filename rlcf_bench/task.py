@@ -1,0 +1,58 @@
+"""The runtime side of a task: sample order, batches, scoring and aggregation.
+
+A ``TaskSpec.build(dataset, protocol)`` returns a :class:`TaskRuntime`. The runner is generic:
+it asks the task for the ordered sample list, for batches (decoded and uploaded, view 0 ready,
+augmented views lazy), for the fields of the method context, and to score predictions into
+per-sample records; metrics are always aggregated from the stored records, so a resumed run
+reports exactly what a straight one would.
+"""
+
+from __future__ import annotations
+
+import random
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any
+
+from .types import Batch, MetricValue, Predictions, RunProtocol, SampleRecord
+
+
+class TaskRuntime(ABC):
+    kind: str = ""
+
+    def __init__(self, dataset: Any, protocol: RunProtocol) -> None:
+        self.dataset = dataset
+        self.protocol = protocol
+
+    # ---------------------------------------------------------------- samples
+    @abstractmethod
+    def all_samples(self) -> list[tuple[int, str]]:
+        """``(dataset index, sample id)`` of every sample, in dataset order."""
+
+    def samples(self) -> list[tuple[int, str]]:
+        """The protocol's stream: dataset order or a seeded permutation, then the limit."""
+        items = self.all_samples()
+        if self.protocol.order == "shuffled":
+            rng = random.Random(self.protocol.seed)
+            items = items[:]
+            rng.shuffle(items)
+        if self.protocol.limit is not None:
+            items = items[: self.protocol.limit]
+        return items
+
+    # ---------------------------------------------------------------- execution
+    @abstractmethod
+    def make_batch(self, items: Sequence[tuple[int, str]], model: Any, device: Any) -> Batch:
+        """Decode, upload and preprocess ``items``; augmented views must stay lazy."""
+
+    def context_fields(self, model: Any, device: Any) -> dict[str, Any]:
+        """Extra ``MethodContext`` fields (class names, templates, the gallery)."""
+        return {}
+
+    @abstractmethod
+    def score(self, batch: Batch, predictions: Predictions) -> list[SampleRecord]:
+        """Turn a batch's predictions into stored per-sample records."""
+
+    @abstractmethod
+    def aggregate(self, records: Sequence[SampleRecord]) -> dict[str, MetricValue]:
+        """Metrics (with confidence intervals) over all stored records of a run."""
