@@ -1,0 +1,37 @@
+"""Shared fixtures: hermetic (no downloads, entry-point autoload off, a fresh manager per test)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("RLCF_BENCH_THREADS", "2")
+
+REPO = Path(__file__).resolve().parent.parent
+
+# The first-party plugin modules a hermetic host registers explicitly (autoload stays off).
+CORE_PLUGINS = ("rlcf_bench_tasks", "baselines", "rlcf_bench_fixtures", "rlcf_bench_models")
+
+
+@pytest.fixture
+def host():
+    from rlcf_bench.plugins import PluginHost
+
+    return PluginHost(autoload=False, extra=list(CORE_PLUGINS))
+
+
+@pytest.fixture
+def store(tmp_path):
+    from rlcf_bench.store import Store
+
+    return Store(f"sqlite:///{tmp_path / 'lb.sqlite'}")
+
+
+@pytest.fixture
+def runner(host, store):
+    from rlcf_bench.runner import ExecutionOptions, Runner
+
+    return Runner(host, store, ExecutionOptions(device="cpu"))
