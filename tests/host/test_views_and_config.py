@@ -1,0 +1,83 @@
+"""Views (seeded per sample, centre crop first), config coercion, exact text truncation."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from rlcf_bench.types import RunProtocol, config_from_pairs
+from rlcf_bench.views import make_views, normalize, random_resized_crop_boxes, resize_center_crop, sample_seed
+
+MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
+
+
+def _img(seed=0, h=40, w=56):
+    return (torch.rand(3, h, w, generator=torch.Generator().manual_seed(seed)) * 255).to(torch.uint8)
+
+
+def test_views_are_deterministic_per_sample_and_view0_is_the_centre_crop():
+    img = _img()
+    a = make_views(img, n_views=8, size=32, mean=MEAN, std=STD, augmix=False, seed=sample_seed(0, "s1"))
+    b = make_views(img, n_views=8, size=32, mean=MEAN, std=STD, augmix=False, seed=sample_seed(0, "s1"))
+    c = make_views(img, n_views=8, size=32, mean=MEAN, std=STD, augmix=False, seed=sample_seed(0, "s2"))
+    assert a.shape == (8, 3, 32, 32) and torch.equal(a, b) and not torch.equal(a[1:], c[1:])
+    assert torch.allclose(a[0], normalize(resize_center_crop(img, 32), MEAN, STD))
+    assert not torch.allclose(a[1], a[2])
+
+
+def test_augmix_views_are_reproducible_and_different():
+    img = _img(1)
+    a = make_views(img, n_views=4, size=32, mean=MEAN, std=STD, augmix=True, seed=7)
+    b = make_views(img, n_views=4, size=32, mean=MEAN, std=STD, augmix=True, seed=7)
+    plain = make_views(img, n_views=4, size=32, mean=MEAN, std=STD, augmix=False, seed=7)
+    assert torch.equal(a, b) and not torch.allclose(a[1:], plain[1:]) and torch.equal(a[0], plain[0])
+
+
+def test_crop_boxes_follow_the_random_resized_crop_ranges():
+    boxes = random_resized_crop_boxes(100, 200, 500, torch.Generator().manual_seed(0))
+    w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    area = w * h / (100 * 200)
+    assert (boxes[:, 0] >= 0).all() and (boxes[:, 2] <= 200).all() and (boxes[:, 3] <= 100).all()
+    assert area.min() >= 0.07 and area.max() <= 1.0
+    assert ((w / h) >= 0.74).all() and ((w / h) <= 1.34).all()
+
+
+def test_protocol_hash_changes_with_any_field():
+    base = RunProtocol()
+    assert base.hash == RunProtocol().hash
+    for change in ({"seed": 1}, {"n_views": 32}, {"limit": 5}, {"precision": "fp32"}, {"params": (("k", 1),)}):
+        assert RunProtocol(**change).hash != base.hash
+    assert RunProtocol(n_views=64, selection_ratio=0.1).n_selected == 6
+
+
+@dataclasses.dataclass(frozen=True)
+class Cfg:
+    lr: float = 1e-3
+    steps: int = 1
+    coop: str | None = None
+    momentum: bool = False
+
+
+def test_method_options_are_coerced_to_the_field_types():
+    cfg = config_from_pairs(Cfg, [("lr", "7e-3"), ("steps", "3"), ("coop", "none"), ("momentum", "true")])
+    assert cfg == Cfg(lr=7e-3, steps=3, coop=None, momentum=True)
+    with pytest.raises(ValueError, match="cannot read 'x' as int"):
+        config_from_pairs(Cfg, [("steps", "x")])
+    with pytest.raises(ValueError, match="valid options: coop, lr, momentum, steps"):
+        config_from_pairs(Cfg, [("nope", "1")])
+
+
+def test_truncated_text_encoding_equals_full_length():
+    from rlcf_bench_fixtures.tiny import build_tiny_clip
+
+    from rlcf_bench.vlm import OpenClipVLM
+
+    model, tok = build_tiny_clip()
+    vlm = OpenClipVLM(model, tok, name="tiny", image_size=32)
+    tokens = vlm.tokenize(["a photo of a dog.", "a red star", "x"])
+    full = model.encode_text(tokens)
+    short = vlm.encode_text(tokens)
+    assert torch.allclose(full, short, atol=1e-6)
+    assert int(tokens.argmax(-1).max()) + 1 < tokens.shape[1]  # it really did truncate
