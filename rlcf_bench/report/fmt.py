@@ -47,7 +47,8 @@ def comparison(c: Comparison | None) -> str:
     if c.n_shared == 0:
         return f"{signed(c.delta)} (no shared samples)"
     flag = f" {SIGNIFICANT}" if c.significant else ""
-    return f"{signed(c.delta)} ({format_p(c.p_value)}{flag})"
+    basis = "" if c.on_primary else ", per-sample score"
+    return f"{signed(c.delta)} ({format_p(c.p_value)}{flag}{basis})"
 
 
 def reward_reference(r: RewardModelReference | None) -> str:

@@ -87,6 +87,7 @@ class Comparison:
     n_shared: int
     only_row: int
     only_other: int
+    on_primary: bool = True  # False: the metric is corpus-level (e.g. CIDEr), the test is on the per-sample score
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -94,6 +95,7 @@ class Comparison:
             "delta": _num(self.delta), "test": self.test, "p_value": _num(self.p_value),
             "significant_5pct": self.significant, "n_shared": self.n_shared,
             "only_this_run": self.only_row, "only_other_run": self.only_other,
+            "tested_on": "primary metric" if self.on_primary else "per-sample score",
         }
 
 
@@ -298,7 +300,13 @@ def build_report(store: Store, *, task: str | None = None, dataset: str | None =
     by_dataset: dict[tuple[str, str], list[LeaderboardRow]] = defaultdict(list)
     for row in rows:
         by_dataset[(row.task, row.dataset)].append(row)
-    for (task_name, dataset_name), section_rows in sorted(by_dataset.items()):
+    kind_order = {kind: i for i, kind in enumerate(PRIMARY_METRICS)}
+
+    def section_order(item: tuple[tuple[str, str], list[LeaderboardRow]]) -> tuple[int, str, str]:
+        (task_name, dataset_name), members = item
+        return (kind_order.get(members[0].task_kind, len(kind_order)), task_name, dataset_name)
+
+    for (task_name, dataset_name), section_rows in sorted(by_dataset.items(), key=section_order):
         groups = _group(section_rows)
         for g in groups:
             _rank(g)
@@ -470,12 +478,16 @@ def _comparison(row: LeaderboardRow, other: LeaderboardRow, cache: ScoreCache) -
     metric = row.primary_metric
     if metric is None or metric not in row.metrics or metric not in other.metrics:
         return None
-    test: PairedTest = paired_test(cache.scores(row.run_id), cache.scores(other.run_id), run_a=row.run_id,
-                                   run_b=other.run_id, task_kind=row.task_kind)
+    sa, sb = cache.scores(row.run_id), cache.scores(other.run_id)
+    test: PairedTest = paired_test(sa, sb, run_a=row.run_id, run_b=other.run_id, task_kind=row.task_kind)
+    on_primary = all(
+        _matching_scale(r.metrics[metric].value, np.fromiter(s.values(), dtype=float), r.task_kind) is not None
+        for r, s in ((row, sa), (other, sb)))
     return Comparison(
         against_run=other.run_id, against_method=other.method, metric=metric,
         delta=row.metrics[metric].value - other.metrics[metric].value, test=test.test, p_value=test.p_value,
         significant=test.significant, n_shared=test.n_shared, only_row=test.only_a, only_other=test.only_b,
+        on_primary=on_primary,
     )
 
 
@@ -519,16 +531,13 @@ def _attach_reward_model_refs(groups: Sequence[ComparableGroup], section_rows: S
             ref_value = ref.metrics.get(metric) if metric else None
             if ref_value is None or metric not in row.metrics:
                 continue
-            comp = None
-            if strict:
-                test = paired_test(cache.scores(row.run_id), cache.scores(ref.run_id), run_a=row.run_id,
-                                   run_b=ref.run_id, task_kind=row.task_kind)
-                comp = Comparison(ref.run_id, ref.method, metric, row.metrics[metric].value - ref_value.value,
-                                  test.test, test.p_value, test.significant, test.n_shared, test.only_a, test.only_b)
+            comp = _comparison(row, ref, cache) if strict else None
             delta = row.metrics[metric].value - ref_value.value
             row.reward_model_zero_shot = RewardModelReference(
                 run_id=ref.run_id, model=ref.model, metric=metric, value=ref_value.value, delta=delta,
                 below=delta < 0, strictly_comparable=strict, note=note, comparison=comp)
+            if ref.group == group.id:
+                continue  # already a ranked row of this very group: no separate reference row
             if ref not in group.reward_model_refs:
                 group.reward_model_refs.append(ref)
             if group.id not in ref.reference_for:
