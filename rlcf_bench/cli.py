@@ -111,8 +111,10 @@ def build_cli(host: PluginHost) -> click.Group:
                  epilog="Plugin options (anywhere on the line): -p NAME, -p no:NAME, --plugins-dir DIR, "
                         "--disable-plugin-autoload (or RLCF_BENCH_DISABLE_PLUGIN_AUTOLOAD=1).")
     @click.version_option(__version__, prog_name="rlcf-bench")
-    def cli() -> None:
+    @click.pass_context
+    def cli(ctx: click.Context) -> None:
         """rlcf-bench: test-time adaptation of vision-language models, under one protocol."""
+        ctx.obj = host  # plugin commands find the session's host with ctx.find_object(PluginHost)
 
     @cli.command("ls")
     @click.argument("kind", type=click.Choice(["tasks", "datasets", "methods", "models", "reward-models", "suites"]))
