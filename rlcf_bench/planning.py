@@ -1,20 +1,25 @@
 """Turn ``rlcf-bench run`` options into run requests.
 
-A suite is a plain named list of runs. Options narrow or override it: ``--method`` replaces the
-suite's methods (each distinct task/dataset/model of the suite is run with the given methods),
-``--dataset`` restricts to (or adds) datasets, ``--model``/``--reward-model`` override the
-suite's, ``-m key=value`` sets method options (each option must exist for at least one selected
-method; methods without that option ignore it).
+A suite is a plain named list of runs; options narrow or override it:
+
+* ``--task``/``--dataset`` keep the suite's runs of those tasks/datasets; a dataset the suite does
+  not have gets the suite's methods (runs of the same task kind) with its main model;
+* ``--method`` replaces the methods: each selected (task, dataset) is run with the given methods,
+  the suite's main model for that dataset (its most frequent policy) and its reward model;
+* ``--model``/``--reward-model`` override the suite's (the reward model only where a method needs one);
+* ``-m key=value`` sets an option on every selected method that has it (it is an error if none has it).
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
 from .plugins import PluginHost
 from .runner import RunRequest
+from .types import SuiteRun
 
 
 class PlanError(ValueError):
@@ -25,76 +30,86 @@ def plan_runs(host: PluginHost, *, suite: str, suite_explicit: bool = False, tas
               datasets: Sequence[str] = (), methods: Sequence[str] = (), model: str | None = None,
               reward_model: str | None = None, options: Sequence[tuple[str, str]] = (),
               data_params: Sequence[tuple[str, str]] = (), overrides: dict[str, Any] | None = None) -> list[RunRequest]:
-    method_reg = host.registry("methods")
+    method_reg, task_reg, ds_reg = host.registry("methods"), host.registry("tasks"), host.registry("datasets")
     for name in methods:
         method_reg.get(name)  # unknown names fail with suggestions
     suites = host.registry("suites")
-    base = []
     if suite in suites:
         base = list(suites.get(suite).runs(list(method_reg)))
     elif suite_explicit or not (task and datasets and methods and model):
         raise PlanError(f"unknown suite {suite!r} (registered: {', '.join(suites.names()) or 'none'}); "
                         "or give --task, --dataset, --method and --model explicitly")
-    if task:
-        host.registry("tasks").get(task)
-        matching = [r for r in base if r.task == task]
-        if base and not matching and not datasets:
-            raise PlanError(f"suite {suite!r} has no runs of task {task!r}; name --dataset explicitly")
-        base = matching
-
-    combos: list[tuple[str, str, str | None, str | None]] = []  # task, dataset, model, reward
-    if datasets:
-        for ds in datasets:
-            ds_spec = host.registry("datasets").get(ds)
-            in_suite = [r for r in base if r.dataset == ds]
-            if in_suite:
-                combos += [(r.task, r.dataset, r.model, r.reward_model) for r in in_suite]
-            else:
-                t = task or _default_task(host, ds_spec)
-                ref = base[0] if base else None
-                combos.append((t, ds, ref.model if ref else None, ref.reward_model if ref else None))
     else:
-        combos = [(r.task, r.dataset, r.model, r.reward_model) for r in base]
+        base = []
+    if task:
+        task_reg.get(task)
+        base = [r for r in base if r.task == task]
+
+    runs: list[SuiteRun] = list(base)
+    if datasets:
+        runs = [r for r in base if r.dataset in datasets]
+        for ds in datasets:
+            ds_spec = ds_reg.get(ds)
+            if any(r.dataset == ds for r in base):
+                continue
+            t = task or _default_task(host, ds_spec)
+            kind = task_reg.get(t).kind
+            template = [r for r in base if task_reg.get(r.task).kind == kind]
+            main_model, main_reward = _main(template)
+            for r in _unique([(r.method, r.method_config) for r in template]) or [(m, ()) for m in methods]:
+                runs.append(SuiteRun(task=t, dataset=ds, method=r[0], model=main_model or model or "",
+                                     reward_model=main_reward, method_config=r[1]))
+    if methods:
+        replaced = []
+        for t, ds in _unique([(r.task, r.dataset) for r in runs]):
+            main_model, main_reward = _main([r for r in runs if (r.task, r.dataset) == (t, ds)])
+            params = next((r.dataset_params for r in runs if r.dataset == ds), ())
+            replaced += [SuiteRun(task=t, dataset=ds, method=m, model=main_model or "", reward_model=main_reward,
+                                  dataset_params=params) for m in methods]
+        if not runs and task and datasets is not None:
+            replaced = [SuiteRun(task=task, dataset=ds, method=m, model=model or "") for ds in datasets for m in methods]
+        runs = replaced
 
     requests: list[RunRequest] = []
-    seen: set[Any] = set()
-    for t, ds, m, rw in _unique(combos):
-        chosen = list(methods) or [r.method for r in base if r.task == t and r.dataset == ds] or \
-            sorted({r.method for r in base})
-        for meth in _unique(chosen):
-            spec = method_reg.get(meth)
-            if host.registry("tasks").get(t).kind not in spec.tasks:
-                continue
-            suite_run = next((r for r in base if (r.task, r.dataset, r.method) == (t, ds, meth)), None)
-            opts = dict(suite_run.method_config) if suite_run else {}
-            fields = {f.name for f in dataclasses.fields(spec.config_cls)} if dataclasses.is_dataclass(spec.config_cls) else set()
-            for key, value in options:
-                if key in fields:
-                    opts[key] = value
-            needs_reward = "reward_model" in spec.requires
-            reward = (reward_model or rw or (suite_run.reward_model if suite_run else None)) if needs_reward else None
-            final_model = model or m or (suite_run.model if suite_run else None)
-            if final_model is None:
-                raise PlanError(f"no model for {t}/{ds}: pass --model")
-            req = RunRequest(
-                task=t, dataset=ds, method=meth, model=final_model, reward_model=reward,
-                method_options=tuple(sorted(opts.items())),
-                dataset_params=tuple(sorted({**dict(suite_run.dataset_params if suite_run else ()), **dict(data_params)}.items())),
-                protocol_overrides=tuple(sorted({**dict(suite_run.protocol_overrides if suite_run else ()), **(overrides or {})}.items())),
-            )
-            if req not in seen:
-                seen.add(req)
-                requests.append(req)
-        if any(r.reward_model is None and "reward_model" in method_reg.get(r.method).requires for r in requests):
-            raise PlanError("a selected method needs a reward model: pass --reward-model")
-    # Reference rows the suite asks for (e.g. the reward model's own zero-shot) stay in the plan.
+    for r in runs:
+        spec = method_reg.get(r.method)
+        if task_reg.get(r.task).kind not in spec.tasks:
+            continue
+        fields = _fields(spec.config_cls)
+        config = dict(r.method_config)
+        config.update({k: v for k, v in options if k in fields})
+        needs_reward = "reward_model" in spec.requires
+        reward = (reward_model or r.reward_model) if needs_reward else None
+        if needs_reward and not reward:
+            raise PlanError(f"method {r.method!r} needs a reward model: pass --reward-model")
+        final_model = model or r.model
+        if not final_model:
+            raise PlanError(f"no model for {r.task}/{r.dataset}: pass --model")
+        req = RunRequest(
+            task=r.task, dataset=r.dataset, method=r.method, model=final_model, reward_model=reward,
+            method_options=tuple(sorted(config.items())),
+            dataset_params=tuple(sorted({**dict(r.dataset_params), **dict(data_params)}.items())),
+            protocol_overrides=tuple(sorted({**dict(r.protocol_overrides), **(overrides or {})}.items())),
+        )
+        if req not in requests:
+            requests.append(req)
     for key, _ in options:
-        if not any(key in {f.name for f in dataclasses.fields(method_reg.get(r.method).config_cls)}
-                   for r in requests if dataclasses.is_dataclass(method_reg.get(r.method).config_cls)):
+        if not any(key in _fields(method_reg.get(r.method).config_cls) for r in requests):
             raise PlanError(f"-m {key}: no selected method has an option named {key!r}")
     if not requests:
         raise PlanError("nothing to run: no selected method supports the selected task")
     return requests
+
+
+def _fields(config_cls: Any) -> set[str]:
+    return {f.name for f in dataclasses.fields(config_cls)} if dataclasses.is_dataclass(config_cls) else set()
+
+
+def _main(runs: Sequence[SuiteRun]) -> tuple[str | None, str | None]:
+    """The most frequent policy model and reward model among ``runs``."""
+    models = Counter(r.model for r in runs)
+    rewards = Counter(r.reward_model for r in runs if r.reward_model)
+    return (models.most_common(1)[0][0] if models else None, rewards.most_common(1)[0][0] if rewards else None)
 
 
 def _default_task(host: PluginHost, ds_spec: Any) -> str:

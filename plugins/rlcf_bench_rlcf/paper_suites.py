@@ -1,0 +1,81 @@
+"""Suites that reproduce the RLCF paper's tables on real data (spec §8), runnable as soon as the
+data (``--data-root``) and weights (open_clip cache or ``ARCH@/path`` files) are present.
+
+Every row of a table is one run under the same protocol; the reward model's own zero-shot is a
+run too, so the report can show whether a method beats the model that rewards it. The CoOp rows
+need the 16-shot ImageNet CoOp context file (``RLCF_BENCH_COOP_CTX=/path/to/ctx.pth``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from rlcf_bench import SuiteRun, SuiteSpec, hookimpl
+
+POLICY = "ViT-B-16@openai"
+REWARD = "ViT-L-14@openai"
+ENSEMBLE = "rlcf-s"
+IMAGENET_FAMILY = ("imagenet", "imagenet-a", "imagenet-v2", "imagenet-r", "imagenet-sketch")
+FINE_GRAINED = ("caltech101", "cars", "pets", "flower102", "aircraft", "food101", "sun397", "dtd", "eurosat", "ucf101")
+COOP_ENV = "RLCF_BENCH_COOP_CTX"
+
+
+def _classification_rows(datasets: Sequence[str], rows: Sequence[tuple[str, str | None, dict[str, Any], str]]) -> list[SuiteRun]:
+    return [
+        SuiteRun(task="classification", dataset=ds, method=method, model=model, reward_model=reward,
+                 method_config=tuple(sorted(config.items())))
+        for ds in datasets for method, reward, config, model in rows
+    ]
+
+
+def table1(methods: Sequence[Any]) -> list[SuiteRun]:
+    """Table 1 (ImageNet and its OOD variants): zero-shot B/16 and L/14 (the reward model),
+    TPT and RLCF with prompt tuning and image-encoder tuning, RLCF-S and RLCF-S-M."""
+    rows: list[tuple[str, str | None, dict[str, Any], str]] = [
+        ("zero-shot", None, {}, POLICY),
+        ("zero-shot", None, {}, REWARD),
+        ("tpt-prompt", None, {}, POLICY),
+        ("rlcf-prompt", REWARD, {}, POLICY),
+        ("tpt-image", None, {}, POLICY),
+        ("rlcf-image", REWARD, {}, POLICY),
+        ("rlcf-image", ENSEMBLE, {}, POLICY),
+        ("rlcf-image", ENSEMBLE, {"momentum": True}, POLICY),
+    ]
+    return _classification_rows(IMAGENET_FAMILY, rows)
+
+
+def table1_coop(methods: Sequence[Any]) -> list[SuiteRun]:
+    """The "+ CoOp" rows of Table 1: TPT, RLCF and RLCF-S prompt tuning from CoOp's context."""
+    coop = os.environ.get(COOP_ENV)
+    if not coop:
+        raise ValueError(f"suite paper-table1-coop needs the CoOp context file: set {COOP_ENV}=/path/to/"
+                         "coop_16shots_nctx4_cscFalse_ctpend_vitb16_seed1 checkpoint (spec §1.1)")
+    rows: list[tuple[str, str | None, dict[str, Any], str]] = [
+        ("tpt-prompt", None, {"coop": coop}, POLICY),
+        ("rlcf-prompt", REWARD, {"coop": coop}, POLICY),
+        ("rlcf-prompt", ENSEMBLE, {"coop": coop}, POLICY),
+    ]
+    return _classification_rows(IMAGENET_FAMILY, rows)
+
+
+def finegrained(methods: Sequence[Any]) -> list[SuiteRun]:
+    """The 10 cross-dataset sets (AugMix views): zero-shot B/16 and L/14, TPT, RLCF (5 steps, as
+    ``rlcf-prompt-fine.sh``)."""
+    rows: list[tuple[str, str | None, dict[str, Any], str]] = [
+        ("zero-shot", None, {}, POLICY),
+        ("zero-shot", None, {}, REWARD),
+        ("tpt-prompt", None, {}, POLICY),
+        ("rlcf-prompt", REWARD, {"steps": 5}, POLICY),
+    ]
+    return _classification_rows(FINE_GRAINED, rows)
+
+
+@hookimpl
+def rlcfb_register_suites() -> list[SuiteSpec]:
+    return [
+        SuiteSpec("paper-table1", "RLCF Table 1: ImageNet + A/V2/R/Sketch, ViT-B/16 policy, ViT-L/14 reward", table1),
+        SuiteSpec("paper-table1-coop", f"RLCF Table 1 '+ CoOp' rows (needs ${COOP_ENV})", table1_coop),
+        SuiteSpec("paper-finegrained", "the 10 fine-grained sets with CoOp splits (prompt tuning)", finegrained),
+    ]
