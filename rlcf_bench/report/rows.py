@@ -44,7 +44,7 @@ PRIMARY_METRICS: dict[str, tuple[str, ...]] = {
 #: Display order of well-known metrics; others follow alphabetically.
 METRIC_ORDER: tuple[str, ...] = (
     "top1", "top5", "ece",
-    "t2i_r1", "t2i_r5", "t2i_r10", "i2t_r1", "i2t_r5", "i2t_r10",
+    "t2i_r1", "t2i_r5", "t2i_r10", "i2t_r1", "i2t_r5", "i2t_r10", "t2i_mean", "i2t_mean", "r_mean", "rsum",
     "bleu1", "bleu2", "bleu3", "bleu4", "meteor", "rouge_l", "cider", "clipscore", "refclipscore",
 )
 

@@ -40,7 +40,7 @@ class ScoreCache:
             with self.store.session() as s:
                 q = select(SampleResult.sample_id, SampleResult.score).where(
                     SampleResult.run_id == run_id, SampleResult.score.is_not(None))
-                self._cache[run_id] = {sid: float(score) for sid, score in s.execute(q)}
+                self._cache[run_id] = {sid: float(score) for sid, score in s.execute(q) if score is not None}
         return self._cache[run_id]
 
 

@@ -1,0 +1,28 @@
+"""Leaderboard reports generated from the store: markdown, CSV, JSON and a self-contained HTML page.
+
+Public API (what ``rlcf-bench report`` and ``rlcf-bench compare`` call):
+
+- :func:`build_rows` — the leaderboard rows (:class:`LeaderboardRow`) of the finished runs;
+- :func:`render` — one format as a string (``markdown``, ``csv``, ``json``, ``html``);
+- :func:`write_report` — all requested formats written to a folder;
+- :func:`compare` / :func:`compare_runs` — the paired comparison of two runs, as text / numbers.
+
+Only comparable runs are ranked together; see :mod:`rlcf_bench.report.rows` for the rules.
+"""
+
+from __future__ import annotations
+
+from .compare import PairedComparison, RunBrief, compare, compare_runs, format_comparison
+from .render import FORMATS, normalise_format, render, render_report, write_report
+from .rows import (
+    Comparison, ComparableGroup, DatasetSection, LeaderboardRow, Report, ReportedValue, RewardModelReference,
+    build_report, build_rows,
+)
+from .scores import PairedTest, paired_test
+
+__all__ = [
+    "FORMATS", "ComparableGroup", "Comparison", "DatasetSection", "LeaderboardRow", "PairedComparison", "PairedTest",
+    "Report", "ReportedValue", "RewardModelReference", "RunBrief", "build_report", "build_rows", "compare",
+    "compare_runs", "format_comparison", "normalise_format", "paired_test", "render", "render_report",
+    "write_report",
+]

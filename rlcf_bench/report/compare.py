@@ -1,0 +1,127 @@
+"""``rlcf-bench compare RUN_A RUN_B``: a paired comparison of two stored runs.
+
+Samples are matched by ``sample_id``; only the samples both runs stored are compared, and the
+report says how many were shared and how many exist in one run only. Classification
+(0/1 correctness) uses the exact McNemar test; retrieval and captioning use a paired bootstrap of
+the mean per-sample difference. The two runs should be comparable (same task, dataset, model,
+protocol and versions); when they are not, the comparison is still computed but says why it is
+not a like-for-like one.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from ..store import Run, Store
+from .rows import GROUP_FIELDS
+from .scores import ALPHA, PairedTest, ScoreCache, format_p, paired_test, score_scale
+
+
+@dataclass(frozen=True)
+class RunBrief:
+    run_id: int
+    task: str
+    task_kind: str
+    dataset: str
+    method: str
+    model: str
+    reward_model: str | None
+    status: str
+
+    def describe(self) -> str:
+        rm = f", reward model {self.reward_model}" if self.reward_model else ""
+        return f"run {self.run_id}: {self.method} on {self.task}/{self.dataset}, model {self.model}{rm}"
+
+
+@dataclass(frozen=True)
+class PairedComparison:
+    """The numbers behind :func:`compare`. ``diff`` = mean(A) - mean(B) on the shared samples,
+    in percentage points for classification/retrieval and in score units for captioning."""
+
+    a: RunBrief
+    b: RunBrief
+    comparable: bool
+    differences: tuple[str, ...]  # why the runs are not comparable (empty when they are)
+    test: PairedTest
+
+    @property
+    def n_shared(self) -> int:
+        return self.test.n_shared
+
+    @property
+    def significant(self) -> bool:
+        return self.test.significant
+
+    @property
+    def p_value(self) -> float:
+        return self.test.p_value
+
+
+def _brief(run: Run) -> RunBrief:
+    return RunBrief(run.id, run.task, run.task_kind or run.task, run.dataset, run.method, run.model,
+                    run.reward_model or None, run.status)
+
+
+def compare_runs(store: Store, run_a: int, run_b: int, *, n_resamples: int = 2000, seed: int = 0) -> PairedComparison:
+    """Paired test of run A against run B on their shared samples."""
+    ra, rb = store.get_run(run_a), store.get_run(run_b)
+    missing = [str(i) for i, r in ((run_a, ra), (run_b, rb)) if r is None]
+    if missing:
+        raise LookupError(f"no run with id {', '.join(missing)} in {store.url}")
+    assert ra is not None and rb is not None
+    differences = tuple(f"{words}: {getattr(ra, name)} vs {getattr(rb, name)}"
+                        for name, words in GROUP_FIELDS if getattr(ra, name) != getattr(rb, name))
+    cache = ScoreCache(store)
+    kind = ra.task_kind or ra.task
+    test = paired_test(cache.scores(ra.id), cache.scores(rb.id), run_a=ra.id, run_b=rb.id, task_kind=kind,
+                       n_resamples=n_resamples, seed=seed)
+    return PairedComparison(_brief(ra), _brief(rb), not differences, differences, test)
+
+
+def _fmt(x: float, digits: int = 2) -> str:
+    return "n/a" if math.isnan(x) else f"{x:.{digits}f}"
+
+
+def format_comparison(c: PairedComparison) -> str:
+    t = c.test
+    unit = " points" if score_scale(c.a.task_kind) == 100.0 else ""
+    lines = [
+        f"A  {c.a.describe()}",
+        f"B  {c.b.describe()}",
+    ]
+    for brief in (c.a, c.b):
+        if brief.status != "finished":
+            lines.append(f"note: run {brief.run_id} is {brief.status!r}, not finished")
+    if c.comparable:
+        lines.append("comparable: yes (same task, dataset, model, protocol hash and versions)")
+    else:
+        lines.append("comparable: NO, differences below make this not a like-for-like comparison:")
+        lines += [f"  - {d}" for d in c.differences]
+    lines.append(f"shared samples: {t.n_shared} (only in A: {t.only_a}, only in B: {t.only_b})")
+    if t.n_shared == 0:
+        lines.append("no shared samples: nothing to test")
+        return "\n".join(lines) + "\n"
+    label = "accuracy" if c.a.task_kind == "classification" else "mean per-sample score"
+    pct = "%" if unit else ""
+    lines.append(f"{label} on shared samples: A {_fmt(t.mean_a)}{pct}, B {_fmt(t.mean_b)}{pct}, "
+                 f"A - B = {t.diff:+.2f}{unit}")
+    if t.mcnemar is not None:
+        mc = t.mcnemar
+        lines.append("test: exact McNemar (two-sided) on per-sample correctness")
+        lines.append(f"  A right & B wrong: {mc.b}   A wrong & B right: {mc.c}   discordant: {mc.n_discordant}")
+        lines.append(f"  {format_p(mc.p_exact)} (exact), {format_p(mc.p_mid)} (mid-p)")
+    elif t.bootstrap is not None:
+        bs = t.bootstrap
+        s = score_scale(c.a.task_kind)
+        lines.append(f"test: paired bootstrap of the mean difference ({bs.n_resamples} resamples, two-sided)")
+        lines.append(f"  95% CI of A - B: [{bs.ci_low * s:+.2f}, {bs.ci_high * s:+.2f}]{unit}   {format_p(bs.p_value)}")
+    verdict = "significant" if t.significant else "not significant"
+    better = "A" if t.diff > 0 else "B" if t.diff < 0 else "neither"
+    lines.append(f"verdict: {verdict} at {ALPHA:.0%}" + (f" ({better} is better)" if t.significant else ""))
+    return "\n".join(lines) + "\n"
+
+
+def compare(store: Store, run_a: int, run_b: int) -> str:
+    """Human-readable paired comparison of two runs (what ``rlcf-bench compare`` prints)."""
+    return format_comparison(compare_runs(store, run_a, run_b))

@@ -1,0 +1,92 @@
+"""CSV: one line per run, full precision, for a spreadsheet.
+
+Columns are fixed identity/cost columns followed by ``<metric>``, ``<metric>_ci_low`` and
+``<metric>_ci_high`` for every metric present, then ``reported_<metric>`` and
+``reported_<metric>_diff`` (measured minus the first paper value) where a paper number exists.
+Text cells that a spreadsheet would run as a formula (starting with ``= + - @`` or a tab) get a
+leading apostrophe.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Sequence
+from typing import Any
+
+from .rows import LeaderboardRow, Report, metric_sort_key
+
+BASE_COLUMNS: tuple[str, ...] = (
+    "run_id", "task", "task_kind", "dataset", "method", "model", "reward_model", "group", "rank",
+    "ranked_with_main_group", "apart_reason", "primary_metric", "n_samples",
+    "ms_per_sample_mean", "ms_per_sample_p50", "ms_per_sample_p95", "adapt_ms_mean", "predict_ms_mean",
+    "reward_ms_mean", "reward_share", "peak_memory_mb", "memory_kind", "device", "device_name",
+    "vs_best_run", "vs_best_delta", "vs_best_p", "vs_best_significant_5pct",
+    "vs_zero_shot_run", "vs_zero_shot_delta", "vs_zero_shot_p", "vs_zero_shot_significant_5pct",
+    "reward_model_zero_shot_run", "reward_model_zero_shot_value", "vs_reward_model_delta",
+    "vs_reward_model_p", "below_reward_model",
+    "protocol_hash", "config_hash", "task_version", "dataset_version", "model_version", "bench_version",
+    "official",
+)
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _text(value: str | None) -> str:
+    if value is None:
+        return ""
+    value = str(value)
+    return "'" + value if value.startswith(_FORMULA_START) else value
+
+
+def _n(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return "" if value != value else repr(value)
+    return str(value)
+
+
+def _row_cells(row: LeaderboardRow, metric_names: Sequence[str], reported_names: Sequence[str]) -> list[str]:
+    rm = row.reward_model_zero_shot
+    rm_test = rm.comparison if rm is not None else None
+    cells = [
+        _n(row.run_id), _text(row.task), _text(row.task_kind), _text(row.dataset), _text(row.method),
+        _text(row.model), _text(row.reward_model), row.group, _n(row.rank), _n(row.ranked_with_main),
+        _text(row.apart_reason), _text(row.primary_metric), _n(row.n_samples),
+        _n(row.ms_per_sample_mean), _n(row.ms_per_sample_p50), _n(row.ms_per_sample_p95),
+        _n(row.adapt_ms_mean), _n(row.predict_ms_mean), _n(row.reward_ms_mean), _n(row.reward_share),
+        _n(row.peak_memory_mb), _text(row.memory_kind), _text(row.device), _text(row.device_name),
+    ]
+    for comp in (row.vs_best, row.vs_zero_shot):
+        cells += ([_n(comp.against_run), _n(comp.delta), _n(comp.p_value), _n(comp.significant)]
+                  if comp is not None else ["", "", "", ""])
+    cells += ([_n(rm.run_id), _n(rm.value), _n(rm.delta), _n(rm_test.p_value if rm_test else None), _n(rm.below)]
+              if rm is not None else ["", "", "", "", ""])
+    cells += [_text(row.protocol_hash), _text(row.config_hash), _text(row.task_version), _text(row.dataset_version),
+              _text(row.model_version), _text(row.bench_version), _n(row.official)]
+    for name in metric_names:
+        mv = row.metrics.get(name)
+        cells += [_n(mv.value), _n(mv.ci_low), _n(mv.ci_high)] if mv is not None else ["", "", ""]
+    for name in reported_names:
+        rep = next((r for r in row.reported if r.metric == name), None)
+        cells += [_n(rep.reported), _n(rep.diff)] if rep is not None else ["", ""]
+    return cells
+
+
+def render_csv(report: Report) -> str:
+    metric_names = report.metric_names
+    reported_names = sorted({r.metric for row in report.rows for r in row.reported}, key=metric_sort_key)
+    header = list(BASE_COLUMNS)
+    for name in metric_names:
+        header += [name, f"{name}_ci_low", f"{name}_ci_high"]
+    for name in reported_names:
+        header += [f"reported_{name}", f"reported_{name}_diff"]
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(header)
+    for row in report.rows:
+        writer.writerow(_row_cells(row, metric_names, reported_names))
+    return buf.getvalue()

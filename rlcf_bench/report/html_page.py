@@ -1,0 +1,185 @@
+"""A self-contained HTML page: inline CSS, inline SVG plots, the same tables as markdown.
+
+No JavaScript and no external resource, so the page renders offline and can be attached to a
+wiki or an e-mail as one file. Every string that comes from the store or from a plugin is passed
+through :func:`html.escape`; plugin sections (markdown by contract) are shown as escaped
+preformatted text rather than interpreted.
+"""
+
+from __future__ import annotations
+
+import html
+from collections import defaultdict
+
+from . import svg
+from .outline import Bullets, Heading, Outline, Paragraph, PluginBlock, Table
+from .rows import LeaderboardRow, Report
+from .scores import PERCENT_KINDS
+
+CSS = """
+:root { color-scheme: light; }
+body { margin: 0; background: #fafafa; color: #1d1d1f;
+       font: 14px/1.45 system-ui, -apple-system, 'Segoe UI', Roboto, 'DejaVu Sans', sans-serif; }
+main { max-width: 1400px; margin: 0 auto; padding: 16px 24px 48px; }
+h1 { font-size: 26px; margin: 8px 0 4px; }
+h2 { font-size: 20px; margin: 28px 0 8px; border-bottom: 1px solid #ddd; padding-bottom: 4px; }
+h3 { font-size: 15px; margin: 18px 0 6px; }
+p.reason { background: #fff4e5; border-left: 4px solid #e69f00; padding: 6px 10px; margin: 4px 0 8px; }
+ul.how { max-width: 1000px; }
+.table-wrap { overflow-x: auto; }
+table { border-collapse: collapse; background: #fff; margin: 4px 0 12px; font-size: 12.5px; }
+th, td { border: 1px solid #d9d9d9; padding: 4px 7px; text-align: left; vertical-align: top; }
+th { background: #f0f0f3; position: sticky; top: 0; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+tr.reference td { background: #f3f7fb; font-style: italic; }
+tr.unranked td { color: #777; }
+td.sig { font-weight: 600; }
+td.below { color: #b00020; font-weight: 600; }
+.plots { display: flex; flex-wrap: wrap; gap: 16px; align-items: flex-start; }
+.plot { margin: 0; background: #fff; border: 1px solid #e2e2e2; border-radius: 6px; padding: 8px; }
+.plot p.caption { margin: 2px 4px; color: #555; font-size: 12px; max-width: 630px; }
+.legend { display: flex; flex-wrap: wrap; gap: 10px; margin: 4px 0 8px; font-size: 12px; }
+.legend span.swatch { display: inline-block; width: 11px; height: 11px; margin-right: 4px; vertical-align: -1px;
+                      border-radius: 2px; }
+section.plugin pre { background: #fff; border: 1px solid #e2e2e2; padding: 8px; white-space: pre-wrap; }
+"""
+
+REFERENCE_COLOUR = "#9E9E9E"
+_NUMERIC_HEADS = ("rank", "run", "n", "Δ", "ms", "adapt", "reward share", "peak", "measured", "reported")
+
+
+def e(text: object) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def _is_numeric_column(header: str, role: str) -> bool:
+    if role == "metrics":
+        return header not in ("method", "model", "group")
+    return header.startswith(_NUMERIC_HEADS) or "[95% CI]" in header
+
+
+def _table(t: Table) -> str:
+    numeric = [_is_numeric_column(h, t.role) for h in t.headers]
+    out = [f'<div class="table-wrap"><table class="{e(t.role)}">',
+           "<thead><tr>" + "".join(f'<th scope="col">{e(h)}</th>' for h in t.headers) + "</tr></thead>", "<tbody>"]
+    for i, row in enumerate(t.rows):
+        kind = t.row_kinds[i] if i < len(t.row_kinds) else ""
+        run = t.row_runs[i] if i < len(t.row_runs) else ""
+        cells = []
+        for j, cell in enumerate(row):
+            classes = ["num"] if numeric[j] else []
+            if " sig)" in cell or " sig," in cell:
+                classes.append("sig")
+            if cell.endswith(" BELOW") or cell.startswith("below its own reward model"):
+                classes.append("below")
+            cls = f' class="{" ".join(classes)}"' if classes else ""
+            cells.append(f"<td{cls}>{e(cell)}</td>")
+        out.append(f'<tr class="{e(kind)}" data-run="{e(run)}">' + "".join(cells) + "</tr>")
+    out.append("</tbody></table></div>")
+    return "\n".join(out)
+
+
+def _legend(colours: dict[str, str]) -> str:
+    items = "".join(f'<span><span class="swatch" style="background:{e(c)}"></span>{e(name)}</span>'
+                    for name, c in colours.items())
+    return f'<div class="legend">{items}</div>'
+
+
+def _plot(svg_text: str, caption: str) -> str:
+    return f'<figure class="plot">{svg_text}<p class="caption">{e(caption)}</p></figure>'
+
+
+def plots(report: Report) -> str:
+    """Per task: primary metric per dataset and method, metric vs ms/sample, and peak memory."""
+    by_task: dict[str, list[tuple[LeaderboardRow, bool]]] = defaultdict(list)
+    for section in report.sections:
+        main = next((g for g in section.groups if g.is_main), None)
+        if main is None:
+            continue
+        by_task[section.task] += [(r, False) for r in main.rows if r.rank is not None]
+        by_task[section.task] += [(r, True) for r in main.reward_model_refs]
+    out = []
+    for task, entries in by_task.items():
+        if not entries:
+            continue
+        rows = [r for r, _ in entries]
+        kind = rows[0].task_kind
+        metric = next((r.primary_metric for r, ref in entries if not ref and r.primary_metric), None)
+        if metric is None:
+            continue
+        unit = "%" if kind in PERCENT_KINDS else ""
+        labels = {id(r): (f"RM zero-shot ({r.model})" if ref else r.method) for r, ref in entries}
+        colours = svg.colour_map([r.method for r, ref in entries if not ref])
+        if any(ref for _, ref in entries):
+            colours["reward model zero-shot (reference)"] = REFERENCE_COLOUR
+
+        def colour(r: LeaderboardRow, ref: bool) -> str:
+            return REFERENCE_COLOUR if ref else colours[r.method]
+
+        bars = [svg.Bar(labels[id(r)], r.metrics[metric].value, colour(r, ref), group=r.dataset,
+                        tooltip=f"run {r.run_id}: {labels[id(r)]} on {r.dataset}, {metric} {r.metrics[metric].value:.2f}")
+                for r, ref in entries if metric in r.metrics]
+        points = [svg.Point(r.ms_per_sample_p50, r.metrics[metric].value, f"{labels[id(r)]} · {r.dataset}",
+                            colour(r, ref),
+                            tooltip=f"run {r.run_id}: {labels[id(r)]} on {r.dataset}: {metric} "
+                                    f"{r.metrics[metric].value:.2f} at {r.ms_per_sample_p50:.1f} ms/sample")
+                  for r, ref in entries if metric in r.metrics and r.ms_per_sample_p50 is not None]
+        mem = [svg.Bar(labels[id(r)], r.peak_memory_mb, colour(r, ref), group=r.dataset,
+                       tooltip=f"run {r.run_id}: {labels[id(r)]} on {r.dataset}: {r.peak_memory_mb:.0f} MB "
+                               f"({r.memory_kind or 'unknown kind'})")
+               for r, ref in entries if r.peak_memory_mb is not None]
+        devices = sorted({r.device_name or r.device for r in rows})
+        out.append(f'<section class="task-plots" id="plots-{e(task)}"><h3>{e(task)}</h3>')
+        out.append(_legend(colours))
+        out.append('<div class="plots">')
+        out.append(_plot(svg.bar_chart(f"{task}: {metric} per dataset and method", bars, unit,
+                                       full_scale=100.0 if unit == "%" else None),
+                         "Main comparable group of each dataset; grey: the reward model's own zero-shot "
+                         "(reference, not ranked)."))
+        out.append(_plot(svg.scatter_chart(f"{task}: {metric} vs latency", points, "ms per sample (median)",
+                                           f"{metric}{' (%)' if unit else ''}"),
+                         "Up and to the left is better. Devices: " + ", ".join(devices) + "."))
+        if mem:
+            out.append(_plot(svg.bar_chart(f"{task}: peak memory", mem, " MB", value_digits=0),
+                             "Peak memory per run (CUDA peak on GPU, process RSS on CPU)."))
+        out.append("</div></section>")
+    if not out:
+        return ""
+    return "<h2>Plots</h2>\n" + "\n".join(out)
+
+
+def render_html(outline: Outline, report: Report) -> str:
+    body: list[str] = []
+    plots_html = plots(report)
+    plots_done = False
+    for block in outline.blocks:
+        if isinstance(block, Heading):
+            if block.level == 2 and not plots_done and block.text != "How to read this report":
+                body.append(plots_html)
+                plots_done = True
+            body.append(f"<h{block.level}>{e(block.text)}</h{block.level}>")
+        elif isinstance(block, Paragraph):
+            cls = f' class="{e(block.kind)}"' if block.kind else ""
+            body.append(f"<p{cls}>{e(block.text)}</p>")
+        elif isinstance(block, Bullets):
+            body.append('<ul class="how">' + "".join(f"<li>{e(i)}</li>" for i in block.items) + "</ul>")
+        elif isinstance(block, Table):
+            body.append(_table(block))
+        elif isinstance(block, PluginBlock):
+            if not plots_done:
+                body.append(plots_html)
+                plots_done = True
+            body.append(f'<section class="plugin"><h2>{e(block.title)}</h2><pre>{e(block.markdown)}</pre></section>')
+    if not plots_done:
+        body.append(plots_html)
+    title = next((b.text for b in outline.blocks if isinstance(b, Heading) and b.level == 1), "rlcf-bench")
+    return (
+        "<!DOCTYPE html>\n"
+        '<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'; "
+        "img-src data:\">\n"
+        f"<title>{e(title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n<main>\n"
+        + "\n".join(body)
+        + "\n</main>\n</body>\n</html>\n"
+    )

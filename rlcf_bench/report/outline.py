@@ -1,0 +1,179 @@
+"""The report as a format-neutral list of blocks (headings, paragraphs, tables).
+
+Markdown and HTML both render this outline, cell for cell, so the two formats cannot disagree
+on a number. All text here is plain (unescaped); each renderer escapes for its own syntax.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from ..types import ReportSection
+from . import fmt
+from .rows import ComparableGroup, DatasetSection, Report, metric_sort_key
+
+TITLE = "rlcf-bench leaderboard"
+
+
+@dataclass(frozen=True)
+class Heading:
+    level: int
+    text: str
+
+
+@dataclass(frozen=True)
+class Paragraph:
+    text: str
+    kind: str = ""  # "reason" for the apart explanation, "" otherwise
+
+
+@dataclass(frozen=True)
+class Bullets:
+    items: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Table:
+    """``role`` names what the table holds (``group``, ``metrics``, ``reported``); ``row_kinds``
+    say, per row, whether it is ``ranked``, ``unranked`` or a ``reference`` row; ``row_runs`` give
+    each row's run id (used as data attributes in HTML)."""
+
+    role: str
+    headers: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+    row_kinds: tuple[str, ...] = ()
+    row_runs: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class PluginBlock:
+    title: str
+    markdown: str
+
+
+Block = Heading | Paragraph | Bullets | Table | PluginBlock
+
+
+@dataclass
+class Outline:
+    blocks: list[Block] = field(default_factory=list)
+
+    def add(self, block: Block) -> None:
+        self.blocks.append(block)
+
+
+HOW_TO_READ: tuple[str, ...] = (
+    "Runs are ranked only against comparable runs: same task, dataset, model, protocol hash and "
+    "task/dataset/model/bench versions. Each dataset's largest such group is its main group; any "
+    "other group is listed apart with the fields that differ.",
+    "Intervals are 95%: the one stored by the task, or else a percentile bootstrap over the run's "
+    "per-sample scores.",
+    "Δ columns: difference of the primary metric to the group's best run, to its zero-shot run and "
+    "to the reward model's own zero-shot run, with the p-value of a paired test on the samples both "
+    "runs share (McNemar exact for classification, paired bootstrap for retrieval and captioning). "
+    f"'{fmt.SIGNIFICANT}' marks significance at 5% (two-sided, no multiple-comparison correction). "
+    "'per-sample score': the primary metric is corpus-level (e.g. CIDEr), so the test is on the "
+    "task's per-sample score (e.g. CLIPScore) instead.",
+    "BELOW: the method scores below the zero-shot score of its own reward model, so the reward "
+    "model alone would have done better: not a win.",
+    "Cost: milliseconds per sample (median / 95th percentile, warm-up excluded), mean adapt / "
+    "predict time, share of the time spent in the reward model, peak memory in MB (CUDA peak on "
+    "GPU, RSS on CPU). Costs from different devices are not comparable.",
+    "All metrics are higher-is-better except ECE (expected calibration error), where lower is better.",
+    "Reproduced vs reported: paper numbers stored for the same task, dataset, method, model and "
+    "reward model, with measured minus reported.",
+)
+
+
+def group_table(group: ComparableGroup) -> Table:
+    metric = group.primary_metric or "metric"
+    headers = (
+        "rank", "run", "method", "reward model", f"{metric} [95% CI]", "n", "Δ vs best", "Δ vs zero-shot",
+        "Δ vs reward-model zero-shot", "ms/sample p50 / p95", "adapt / predict ms", "reward share",
+        "peak MB", "notes",
+    )
+    rows, kinds, runs = [], [], []
+    for row in group.rows:
+        rows.append((
+            str(row.rank) if row.rank is not None else fmt.DASH, str(row.run_id), row.method,
+            row.reward_model or fmt.DASH, fmt.value_with_ci(row.primary), str(row.n_samples),
+            fmt.comparison(row.vs_best), fmt.comparison(row.vs_zero_shot),
+            fmt.reward_reference(row.reward_model_zero_shot),
+            fmt.ms_pair(row.ms_per_sample_p50, row.ms_per_sample_p95),
+            fmt.ms_pair(row.adapt_ms_mean, row.predict_ms_mean), fmt.percent(row.reward_share),
+            fmt.memory(row), "; ".join(fmt.notes(row)) or fmt.DASH,
+        ))
+        kinds.append("ranked" if row.rank is not None else "unranked")
+        runs.append(row.run_id)
+    for ref in group.reward_model_refs:
+        mv = ref.metrics.get(metric)
+        rows.append((
+            "ref", str(ref.run_id), f"{ref.method} ({ref.model}) — reward model zero-shot", fmt.DASH,
+            fmt.value_with_ci(mv), str(ref.n_samples), fmt.DASH, fmt.DASH, fmt.DASH,
+            fmt.ms_pair(ref.ms_per_sample_p50, ref.ms_per_sample_p95),
+            fmt.ms_pair(ref.adapt_ms_mean, ref.predict_ms_mean), fmt.percent(ref.reward_share),
+            fmt.memory(ref), "reference row, not ranked in this group",
+        ))
+        kinds.append("reference")
+        runs.append(ref.run_id)
+    return Table("group", headers, tuple(rows), tuple(kinds), tuple(runs))
+
+
+def metrics_table(section: DatasetSection) -> Table:
+    rows_in = section.rows
+    names = sorted({m for r in rows_in for m in r.metrics}, key=metric_sort_key)
+    headers = ("run", "method", "model", "group", *names)
+    rows = tuple(
+        (str(r.run_id), r.method, r.model, "main" if r.ranked_with_main else "apart",
+         *(fmt.value_with_ci(r.metrics.get(n)) for n in names))
+        for r in rows_in
+    )
+    return Table("metrics", headers, rows, tuple("ranked" for _ in rows), tuple(r.run_id for r in rows_in))
+
+
+def reported_table(section: DatasetSection) -> Table | None:
+    rows, runs = [], []
+    for r in section.rows:
+        for rep in r.reported:
+            rows.append((str(r.run_id), r.method, r.model, r.reward_model or fmt.DASH, rep.metric,
+                         fmt.num(rep.measured), fmt.num(rep.reported), fmt.signed(rep.diff), rep.source))
+            runs.append(r.run_id)
+    if not rows:
+        return None
+    headers = ("run", "method", "model", "reward model", "metric", "measured", "reported", "measured − reported",
+               "source")
+    return Table("reported", headers, tuple(rows), tuple("ranked" for _ in rows), tuple(runs))
+
+
+def build_outline(report: Report, sections: Sequence[ReportSection] = ()) -> Outline:
+    out = Outline()
+    out.add(Heading(1, TITLE))
+    n_runs = len(report.rows)
+    summary = f"{n_runs} finished run(s) in {len(report.sections)} dataset(s)."
+    if report.superseded_attempts:
+        summary += f" {report.superseded_attempts} older attempt(s) superseded by a re-run are not shown."
+    out.add(Paragraph(summary))
+    out.add(Heading(2, "How to read this report"))
+    out.add(Bullets(HOW_TO_READ))
+    if not report.sections:
+        out.add(Paragraph("No finished runs match."))
+    for section in report.sections:
+        out.add(Heading(2, f"{section.task} · {section.dataset}"))
+        for group in section.groups:
+            if group.is_main:
+                out.add(Heading(3, f"Main group (ranked): {group.label}"))
+            else:
+                out.add(Heading(3, f"Listed apart (ranked only within this group): {group.label}"))
+                out.add(Paragraph(f"Reason: {group.apart_reason}", kind="reason"))
+            out.add(group_table(group))
+        out.add(Heading(3, f"All metrics · {section.task} · {section.dataset}"))
+        out.add(metrics_table(section))
+        reported = reported_table(section)
+        if reported is not None:
+            out.add(Heading(3, f"Reproduced vs reported · {section.task} · {section.dataset}"))
+            out.add(reported)
+    for extra in sections:
+        out.add(PluginBlock(extra.title, extra.markdown))
+    return out
+

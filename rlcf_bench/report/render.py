@@ -1,0 +1,84 @@
+"""Entry points the CLI calls: render one format to a string, or write all formats to files."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..types import ReportSection
+from .csv_table import render_csv
+from .html_page import render_html
+from .json_rows import render_json
+from .markdown import render_markdown
+from .outline import build_outline
+from .rows import Report, build_report
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from ..plugins import PluginHost
+    from ..store import Store
+
+FORMATS: tuple[str, ...] = ("markdown", "csv", "json", "html")
+EXTENSIONS: dict[str, str] = {"markdown": "md", "csv": "csv", "json": "json", "html": "html"}
+_ALIASES = {"md": "markdown", "htm": "html"}
+
+
+def normalise_format(fmt: str) -> str:
+    name = _ALIASES.get(fmt.lower(), fmt.lower())
+    if name not in FORMATS:
+        raise ValueError(f"unknown report format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    return name
+
+
+def _plugin_sections(host: PluginHost | None, report: Report, store: Store) -> list[ReportSection]:
+    if host is None:
+        return []
+    sections: Sequence[Any] = host.report_sections(report.rows, store)
+    out = []
+    for s in sections:
+        if not isinstance(s, ReportSection):
+            raise TypeError(f"rlcfb_report_sections must return ReportSection objects, got {type(s).__name__}")
+        out.append(s)
+    return out
+
+
+def render_report(report: Report, fmt: str, sections: Sequence[ReportSection] = ()) -> str:
+    """Render an already built report. Plugin sections go into markdown and HTML only (CSV and
+    JSON stay machine-readable tables of rows)."""
+    name = normalise_format(fmt)
+    if name == "csv":
+        return render_csv(report)
+    if name == "json":
+        return render_json(report)
+    outline = build_outline(report, sections)
+    return render_markdown(outline) if name == "markdown" else render_html(outline, report)
+
+
+def render(store: Store, fmt: str, *, host: PluginHost | None = None, task: str | None = None,
+           dataset: str | None = None, method: str | None = None) -> str:
+    """The leaderboard of the finished runs in ``store`` as markdown, csv, json or html."""
+    name = normalise_format(fmt)
+    report = build_report(store, task=task, dataset=dataset, method=method)
+    sections = _plugin_sections(host, report, store) if name in ("markdown", "html") else []
+    return render_report(report, name, sections)
+
+
+def write_report(store: Store, out_dir: str | Path, formats: Iterable[str] = FORMATS, host: PluginHost | None = None,
+                 *, task: str | None = None, dataset: str | None = None, method: str | None = None,
+                 stem: str = "leaderboard") -> list[Path]:
+    """Write ``<stem>.<ext>`` per format into ``out_dir`` (created); return the paths written.
+
+    The report is built once and the plugin sections are asked for once, so every file shows
+    the same numbers.
+    """
+    names = [normalise_format(f) for f in formats]
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    report = build_report(store, task=task, dataset=dataset, method=method)
+    sections = _plugin_sections(host, report, store) if any(n in ("markdown", "html") for n in names) else []
+    paths = []
+    for name in dict.fromkeys(names):
+        path = out / f"{stem}.{EXTENSIONS[name]}"
+        path.write_text(render_report(report, name, sections), encoding="utf-8")
+        paths.append(path)
+    return paths
