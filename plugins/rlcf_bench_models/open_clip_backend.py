@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import copy
 import os
+import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from functools import lru_cache
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +40,7 @@ OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
 CLIP_BPE_VOCAB_SIZE = 49408
 _WEIGHT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".npz", ".ckpt")
 _PREPROCESS_KEYS = ("mean", "std", "interpolation", "resize_mode", "fill_color")
+_DERIVED_LEAVES = frozenset({"attn_mask", "position_ids"})
 
 
 class ModelLoadError(RuntimeError):
@@ -117,7 +120,7 @@ def parse_name(name: str) -> OpenClipName:
     if not (sep and arch and source):
         raise ModelLoadError(f"{name!r} is not an open_clip model name: use ARCH@TAG, ARCH@/path/to/weights "
                              "or ARCH@TAG@/path/to/weights")
-    if Path(source).expanduser().exists():
+    if _looks_like_path(source) and Path(source).expanduser().exists():
         return OpenClipName(arch, None, Path(source).expanduser())
     tag, sep2, rest = source.partition("@")
     if sep2 and tag and rest:
@@ -215,6 +218,19 @@ def _missing_tag_message(name: str, arch: str, tag: str, tag_cfg: Mapping[str, A
     return "\n".join(lines)
 
 
+def _family_preprocess(open_clip: Any, arch: str) -> dict[str, Any]:
+    """Preprocessing shared by *every* pretrained tag of a built-in architecture (e.g. SigLIP's
+    0.5 mean/std and squash resize), used for a bare ``ARCH@/path`` file; empty if the tags disagree."""
+    if arch not in open_clip.list_models():
+        return {}
+    seen = set()
+    for tag in open_clip.list_pretrained_tags_by_model(arch):
+        cfg = open_clip.get_pretrained_cfg(arch, tag)
+        seen.add(tuple((k, tuple(v) if isinstance(v, (list, tuple)) else v)
+                       for k in _PREPROCESS_KEYS if (v := cfg.get(k)) is not None))
+    return dict(seen.pop()) if len(seen) == 1 else {}
+
+
 def resolve(name: str) -> Resolved:
     """Parse ``name`` and find its architecture config, weights file and preprocessing (no model built)."""
     import open_clip
@@ -249,7 +265,7 @@ def resolve(name: str) -> Resolved:
             _builtin_config(open_clip, parsed.arch, name)
             raise ModelLoadError(
                 f"{name}: {parsed.tag!r} is neither an existing file nor a pretrained tag of {parsed.arch} "
-                f"(tags: {', '.join(tags) or 'none'})"
+                f"(tags: {', '.join(tags) or 'none'}; give a file as a path, e.g. ./{parsed.tag})"
             )
         tag_cfg = dict(open_clip.get_pretrained_cfg(parsed.arch, parsed.tag))
 
@@ -271,6 +287,8 @@ def resolve(name: str) -> Resolved:
 
     preprocess: dict[str, Any] = {"mean": OPENAI_MEAN, "std": OPENAI_STD, "interpolation": "bicubic",
                                   "resize_mode": "shortest"}
+    if not tag_cfg and not arch_is_json:
+        preprocess.update(_family_preprocess(open_clip, parsed.arch))
     preprocess.update({k: tag_cfg[k] for k in _PREPROCESS_KEYS if tag_cfg.get(k) is not None})
     preprocess.update({k: file_pre[k] for k in _PREPROCESS_KEYS if file_pre.get(k) is not None})
     if tag_cfg.get("quick_gelu"):
@@ -285,11 +303,41 @@ def resolve(name: str) -> Resolved:
 # --------------------------------------------------------------------------------------------
 
 
-def build_model(model_cfg: Mapping[str, Any], name: str = "model") -> Any:
-    """An open_clip model (``CLIP``/``CustomTextCLIP``/``CoCa``) with random weights from a config.
+_RANDOM_INITS = ("uniform_", "normal_", "trunc_normal_", "kaiming_uniform_", "kaiming_normal_",
+                 "xavier_uniform_", "xavier_normal_", "orthogonal_")
+_INIT_LOCK = threading.Lock()
 
-    Base-tower pretrained weights (timm image towers, HF text towers) are never fetched: the
-    checkpoint provides every weight.
+
+@contextmanager
+def skip_random_init() -> Iterator[None]:
+    """Make ``torch.nn.init``'s random initialisers no-ops while a model is constructed.
+
+    Every persistent weight is then overwritten by the (strict) checkpoint load, so drawing random
+    numbers for hundreds of millions of parameters first is wasted time (seconds to tens of seconds
+    for ViT-L on a CPU). Only construction is covered; the originals are restored afterwards.
+    """
+    import torch.nn.init as init
+
+    def _keep(tensor: Any, *_: Any, **__: Any) -> Any:
+        return tensor
+
+    with _INIT_LOCK:
+        saved = {fn: getattr(init, fn) for fn in _RANDOM_INITS if hasattr(init, fn)}
+        for fn in saved:
+            setattr(init, fn, _keep)
+        try:
+            yield
+        finally:
+            for fn, original in saved.items():
+                setattr(init, fn, original)
+
+
+def build_model(model_cfg: Mapping[str, Any], name: str = "model") -> Any:
+    """An open_clip model (``CLIP``/``CustomTextCLIP``/``CoCa``) from a config, to be filled by a checkpoint.
+
+    Its weights are *not* meaningful (random initialisation is skipped, see
+    :func:`skip_random_init`): always load a checkpoint into it strictly. Base-tower pretrained
+    weights (timm image towers, HF text towers) are never fetched.
     """
     from open_clip.coca_model import CoCa
     from open_clip.model import CLIP, CustomTextCLIP
@@ -308,7 +356,7 @@ def build_model(model_cfg: Mapping[str, Any], name: str = "model") -> Any:
     custom_text = bool(cfg.pop("custom_text", False)) or hf_text
     cls = (CoCa if "multimodal_cfg" in cfg else CustomTextCLIP) if custom_text else CLIP
     try:
-        with hub_offline():
+        with hub_offline(), skip_random_init():
             return cls(**cfg)
     except OSError as exc:  # an HF text tower whose config is not cached
         raise ModelLoadError(
@@ -334,7 +382,7 @@ def make_tokenizer(model_cfg: Mapping[str, Any], label: str, weights: Path | Non
       files beside the weights (open_clip's hub layout), else the Hugging Face cache; never the network.
     * otherwise open_clip's bundled CLIP BPE ``SimpleTokenizer`` (its vocabulary ships with open_clip).
     """
-    from open_clip.tokenizer import HFTokenizer, SimpleTokenizer
+    from open_clip.tokenizer import HFTokenizer
 
     text_cfg = dict(model_cfg.get("text_cfg", {}))
     ctx = int(text_cfg.get("context_length", 77))
@@ -374,7 +422,15 @@ def make_tokenizer(model_cfg: Mapping[str, Any], label: str, weights: Path | Non
             f"{CLIP_BPE_VOCAB_SIZE}; give it a tokenizer (text_cfg.hf_tokenizer_name with tokenizer files beside "
             f"the weights), or load it in code with load_open_clip_files(..., tokenizer=...)"
         )
-    return SimpleTokenizer(context_length=ctx, **kwargs)
+    return _simple_tokenizer(ctx, tuple(sorted(kwargs.items())))
+
+
+@lru_cache(maxsize=8)
+def _simple_tokenizer(context_length: int, kwargs: tuple[tuple[str, Any], ...]) -> Any:
+    """open_clip's CLIP BPE tokenizer (stateless apart from a memo; building it reads ~50k merges)."""
+    from open_clip.tokenizer import SimpleTokenizer
+
+    return SimpleTokenizer(context_length=context_length, **dict(kwargs))
 
 
 def load_weights(model: Any, sd: dict[str, Any], source: str) -> None:
@@ -395,6 +451,9 @@ def load_weights(model: Any, sd: dict[str, Any], source: str) -> None:
     transient = {n for n, _ in model.named_buffers()} - set(expected)
     for key in (*OPENAI_EXTRA_KEYS, *transient, "text.transformer.embeddings.position_ids"):
         sd.pop(key, None)
+    # derived tensors some archives keep as attributes (OpenAI's blocks hold their causal mask)
+    for key in [k for k in sd if k not in expected and k.rsplit(".", 1)[-1] in _DERIVED_LEAVES]:
+        del sd[key]
     sd = convert_state_dict(model, sd)
     if "positional_embedding" in sd and "positional_embedding" not in expected:
         sd = convert_to_custom_text_state_dict(sd)
@@ -420,30 +479,41 @@ def load_weights(model: Any, sd: dict[str, Any], source: str) -> None:
     model.load_state_dict(sd, strict=True)
 
 
-def _read_into(model: Any, weights: Path, name: str) -> str:
+@dataclass
+class Checkpoint:
+    """A weights file, read once: its format and (except for ``npz``) its flat state dict."""
+
+    path: Path
+    fmt: str
+    state_dict: dict[str, Any] | None
+
+    @property
+    def openai(self) -> bool:
+        """OpenAI's own release format: a TorchScript archive, or its state dict (which keeps the
+        archive's ``input_resolution`` scalar). Those weights were trained with QuickGELU."""
+        return self.fmt == "torchscript" or (self.state_dict is not None and "input_resolution" in self.state_dict)
+
+
+def read_checkpoint(weights: Path, name: str) -> Checkpoint:
     from ._formats import CheckpointError, detect_format, read_state_dict
 
     try:
         fmt = detect_format(weights)
         if fmt == "npz":
-            from open_clip.convert import load_big_vision_weights
-
-            load_big_vision_weights(model, str(weights))
-            return fmt
+            return Checkpoint(weights, fmt, None)
         sd, fmt = read_state_dict(weights, fmt)
     except CheckpointError as exc:
         raise ModelLoadError(f"{name}: {exc}") from exc
-    load_weights(model, sd, f"{name} ({weights})")
-    return fmt
+    return Checkpoint(weights, fmt, sd)
 
 
-def _is_openai_archive(weights: Path) -> bool:
-    from ._formats import CheckpointError, detect_format
+def load_checkpoint_into(model: Any, ckpt: Checkpoint, name: str) -> None:
+    if ckpt.state_dict is None:  # big_vision .npz (SigLIP): open_clip reads it with allow_pickle=False
+        from open_clip.convert import load_big_vision_weights
 
-    try:
-        return detect_format(weights) == "torchscript"
-    except CheckpointError:
-        return False
+        load_big_vision_weights(model, str(ckpt.path))
+        return
+    load_weights(model, ckpt.state_dict, f"{name} ({ckpt.path})")
 
 
 def wrap(model: Any, tokenizer: Any, *, name: str, version: str, preprocess: Mapping[str, Any],
@@ -484,6 +554,9 @@ def load_open_clip_files(config: str | Path | Mapping[str, Any], weights: str | 
     pre: dict[str, Any] = {}
     if isinstance(config, Mapping):
         model_cfg = copy.deepcopy(dict(config))
+        if "model_cfg" in model_cfg:  # open_clip_config.json layout
+            pre.update(model_cfg.get("preprocess_cfg") or {})
+            model_cfg = dict(model_cfg["model_cfg"])
         pre.update(model_cfg.pop("preprocess_cfg", None) or {})
         label = name or w.stem
     else:
@@ -493,11 +566,12 @@ def load_open_clip_files(config: str | Path | Mapping[str, Any], weights: str | 
             raise ModelLoadError(str(exc)) from exc
         label = name or Path(config).stem
     pre.update(preprocess or {})
-    if _is_openai_archive(w):
-        model_cfg["quick_gelu"] = True
     tok = tokenizer if tokenizer is not None else make_tokenizer(model_cfg, label, w, label)
+    ckpt = read_checkpoint(w, label)
+    if ckpt.openai:
+        model_cfg["quick_gelu"] = True
     model = build_model(model_cfg, label)
-    _read_into(model, w, label)
+    load_checkpoint_into(model, ckpt, label)
     return wrap(model.eval(), tok, name=name or label, version=f"{w.name}:{quick_fingerprint(w)}",
                 preprocess=pre, device=device)
 
@@ -508,12 +582,12 @@ def load_open_clip(name: str, device: Any) -> Any:
 
     with hub_offline():
         res = resolve(name)
-        if _is_openai_archive(res.weights):
-            # OpenAI's released archives: trained with QuickGELU, OpenAI normalisation.
-            res.model_cfg["quick_gelu"] = True
         tokenizer = make_tokenizer(res.model_cfg, res.label, res.weights, name)
+        ckpt = read_checkpoint(res.weights, name)
+        if ckpt.openai:  # OpenAI's released weights were trained with QuickGELU
+            res.model_cfg["quick_gelu"] = True
         model = build_model(res.model_cfg, name)
-        _read_into(model, res.weights, name)
+        load_checkpoint_into(model, ckpt, name)
     parsed = parse_name(name)
     version = parsed.tag if parsed.path is None and parsed.tag else f"{res.weights.name}:{quick_fingerprint(res.weights)}"
     return wrap(model.eval(), tokenizer, name=name, version=str(version), preprocess=res.preprocess, device=device)

@@ -1,0 +1,156 @@
+"""A ``VisionLanguageModel`` over a Hugging Face ``transformers`` ``CLIPModel``.
+
+Same interface as :class:`rlcf_bench.vlm.OpenClipVLM` (``encode_image``, ``encode_text(tokens,
+truncate=True)``, ``encode_text_embeddings``, ``tokenize``, ``image_size``/``mean``/``std``,
+``logit_scale``, ``module``, ``visual``, ``text_features``, ``image_features``, ``text_tower``).
+
+Exact truncation: HF's CLIP text model runs under a causal mask and pools one position — the
+first end-of-text token (``argmax`` of the ids for legacy configs whose ``eos_token_id`` is 2) —
+so the pooled feature does not depend on later positions, and a batch can be cut after its
+longest end-of-text position without changing any feature (``tests/models`` check the equality).
+``encode_text_embeddings`` runs the same path from token *embeddings*: position embeddings,
+the causal mask built by ``transformers`` itself, encoder, final layer norm, pooling, projection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
+OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+def _pooled(out: Any) -> torch.Tensor:
+    """``get_*_features`` return a tensor in transformers 4.x and an output object in 5.x."""
+    return out if isinstance(out, torch.Tensor) else out.pooler_output
+
+
+class HFTextTower:
+    """The text transformer of a ``CLIPModel``, with the attributes prompt learners use
+    (``token_embedding``, ``positional_embedding``, ``pool_index``, ``forward_embeddings``), like
+    :class:`rlcf_bench.vlm.TextTower` for open_clip."""
+
+    truncatable = True
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+        self.text_model: nn.Module = model.text_model
+        emb = self.text_model.embeddings
+        self.token_embedding: nn.Embedding = emb.token_embedding
+        self.position_embedding: nn.Embedding = emb.position_embedding
+        self.eos_id = int(self.text_model.config.eos_token_id)
+
+    @property
+    def positional_embedding(self) -> torch.Tensor:
+        return self.position_embedding.weight
+
+    def pool_index(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The pooled position per row, exactly as ``CLIPTextModel.forward`` picks it."""
+        if self.eos_id == 2:  # legacy configs: the end-of-text token has the highest id
+            return tokens.to(torch.int).argmax(dim=-1)
+        return (tokens.to(torch.int) == self.eos_id).int().argmax(dim=-1)
+
+    def _causal_mask(self, h: torch.Tensor) -> Any:
+        try:
+            from transformers.masking_utils import create_causal_mask
+        except ImportError:  # pragma: no cover - older transformers: an explicit additive mask
+            length = h.shape[1]
+            mask = torch.full((length, length), torch.finfo(h.dtype).min, device=h.device, dtype=h.dtype).triu(1)
+            return mask[None, None].expand(h.shape[0], 1, length, length)
+        return create_causal_mask(config=self.text_model.config, inputs_embeds=h, attention_mask=None, cache=None)
+
+    def forward_embeddings(self, x: torch.Tensor, pool_idx: torch.Tensor) -> torch.Tensor:
+        """Token embeddings ``[N, L, D]`` → projected text features at ``pool_idx``."""
+        length = x.shape[1]
+        positions = self.text_model.embeddings.position_ids[:, :length]
+        h = x + self.position_embedding(positions)
+        out = self.text_model.encoder(inputs_embeds=h, attention_mask=self._causal_mask(h), is_causal=True)
+        h = self.text_model.final_layer_norm(out.last_hidden_state)
+        pooled = h[torch.arange(h.shape[0], device=h.device), pool_idx.to(h.device)]
+        return self.model.text_projection(pooled)
+
+
+class HFClipVLM:
+    """A ``VisionLanguageModel`` over ``transformers.CLIPModel`` and its tokenizer."""
+
+    def __init__(self, model: nn.Module, tokenizer: Any, *, name: str, image_size: int,
+                 mean: Sequence[float] = OPENAI_MEAN, std: Sequence[float] = OPENAI_STD,
+                 interpolation: str = "bicubic", version: str = "1", context_length: int | None = None) -> None:
+        self.model = model.eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        self.tokenizer = tokenizer
+        self.name = name
+        self.version = version
+        self.image_size = int(image_size)
+        self.mean = tuple(float(m) for m in mean)
+        self.std = tuple(float(s) for s in std)
+        self.interpolation = interpolation
+        max_pos = int(model.config.text_config.max_position_embeddings)
+        self.context_length = int(context_length or max_pos)
+        self.preprocess_cfg = {"size": self.image_size, "mean": self.mean, "std": self.std,
+                               "interpolation": interpolation, "resize_mode": "shortest"}
+        self.text_tower = HFTextTower(model)
+
+    @property
+    def module(self) -> nn.Module:
+        return self.model
+
+    @property
+    def visual(self) -> nn.Module:
+        return self.model.vision_model
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def to(self, device: torch.device | str) -> HFClipVLM:
+        self.model.to(device)
+        return self
+
+    @property
+    def logit_scale(self) -> float:
+        return float(self.model.logit_scale.detach().exp())
+
+    def tokenize(self, texts: Sequence[str]) -> torch.Tensor:
+        """``LongTensor[N, context_length]``: start, BPE ids, end-of-text, padding (long texts are cut
+        but keep their end-of-text token)."""
+        enc = self.tokenizer(list(texts), padding="max_length", truncation=True, max_length=self.context_length,
+                             return_tensors="pt")
+        return enc["input_ids"]
+
+    def encode_image(self, images: torch.Tensor) -> torch.Tensor:
+        return _pooled(self.model.get_image_features(pixel_values=images))
+
+    def encode_text(self, tokens: torch.Tensor, truncate: bool = True) -> torch.Tensor:
+        """Encode token ids; cut after the batch's last pooled position when ``truncate`` (exact)."""
+        if truncate:
+            length = int(self.text_tower.pool_index(tokens).max()) + 1
+            tokens = tokens[:, :length]
+        return _pooled(self.model.get_text_features(input_ids=tokens))
+
+    def encode_text_embeddings(self, x: torch.Tensor, pool_idx: torch.Tensor) -> torch.Tensor:
+        """Encode token *embeddings* (e.g. with learned context spliced in), truncated to
+        ``max(pool_idx) + 1`` positions."""
+        length = int(pool_idx.max()) + 1
+        return self.text_tower.forward_embeddings(x[:, :length], pool_idx)
+
+    @torch.no_grad()
+    def text_features(self, texts: Sequence[str], batch_size: int = 256) -> torch.Tensor:
+        """L2-normalised features of ``texts`` in fp32, batched, no gradient."""
+        feats = []
+        for i in range(0, len(texts), batch_size):
+            tokens = self.tokenize(texts[i : i + batch_size]).to(self.device)
+            feats.append(F.normalize(self.encode_text(tokens).float(), dim=-1))
+        return torch.cat(feats) if feats else torch.empty(0)
+
+    @torch.no_grad()
+    def image_features(self, images: torch.Tensor, batch_size: int = 128) -> torch.Tensor:
+        feats = [F.normalize(self.encode_image(images[i : i + batch_size]).float(), dim=-1)
+                 for i in range(0, images.shape[0], batch_size)]
+        return torch.cat(feats) if feats else torch.empty(0)
