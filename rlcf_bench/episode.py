@@ -1,0 +1,479 @@
+"""The shared test-time tuning episode of TPT and RLCF, and the two things they tune.
+
+One episode (spec §1.4, §2.2), for a batch of B independent test samples::
+
+    views [B, V, 3, S, S]                           (the protocol's seeded views, view 0 first)
+    step 0: logits of all V views under the initial state  →  select the ⌊ρV⌋ most confident
+            views once; objective.begin(selected views)      (e.g. reward image features, once)
+    steps 0..T-1: zero grads; per-sample losses of the selected views, SUMMED over the batch;
+            one (scaled) backward and one AdamW step
+    predict: logits of view 0 under the adapted state
+
+A method is only (objective, tuner): :class:`~rlcf_bench.objectives.Objective` says what is
+minimised, a :class:`Tuner` says what is tuned and how logits are produced without wasted work:
+
+* :class:`PromptTuner` — a ``[B, n_ctx, D]`` prompt context, one row per sample. The image
+  features of all V views are computed once, without gradient; each step runs only the text
+  tower (truncated prompts). The step-0 selection logits are the step-0 loss logits (one text
+  forward serves both). Prediction reuses the frozen view-0 features.
+* :class:`ImageEncoderTuner` — the image tower's parameters (shared, so one sample at a time).
+  Class text features are cached once per run. Selection is a no-grad forward of the V views;
+  each step forwards/back-propagates only the selected views (the original keeps a 64-view
+  graph at step 0 although only 6 rows carry gradient, spec §7.2).
+
+Batching is exact: the losses are summed, so each sample's context receives exactly its own
+gradient, and AdamW is elementwise. (Under fp16 autocast the GradScaler's overflow check is
+shared by the batch: a step that overflows for one sample is skipped for the whole batch; in fp32
+and bf16 batches are exact up to float re-association.)
+
+Reset (:class:`ParamSnapshot`) writes back only the tuned tensors in place and clears the
+optimizer's state (AdamW then starts from empty moments, as the original's reloaded empty state).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+
+from .objectives import CLIPRewardObjective, MarginalEntropyObjective, Objective, gather_views, select_confident
+from .prompt_learner import PromptLearner, prompt_learner_for
+from .prompts import class_prompts, class_text_features
+from .types import Batch, Method, MethodContext, Predictions
+
+# --------------------------------------------------------------------------------------------
+# Configuration shared by the tuning methods (each method file sets its own defaults)
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TuningConfig:
+    """``steps`` AdamW steps per episode (0 → zero-shot with the initial state)."""
+
+    steps: int = 1
+    lr: float = 5e-3
+    weight_decay: float = 0.01
+
+
+@dataclass(frozen=True)
+class PromptTuningConfig(TuningConfig):
+    """``ctx_init``: the words whose embeddings initialise the context (underscores → spaces, as
+    the original); ``coop``: path of a CoOp checkpoint whose ``ctx`` replaces that init."""
+
+    ctx_init: str = "a photo of a"
+    coop: str | None = None
+
+
+@dataclass(frozen=True)
+class ImageTuningConfig(TuningConfig):
+    """``underscore_prompt`` reproduces the original backbone-tuning class prompts
+    "a_photo_of_a <class>." (spec §9 #2), also used as the reward text; ``tune_norm`` restricts
+    tuning to normalisation layers (the original's ``--tune_norm 1``, off)."""
+
+    underscore_prompt: bool = False
+    tune_norm: bool = False
+
+
+@dataclass(frozen=True)
+class RewardConfig:
+    """RLCF's reward options: ``sample_k`` top-K classes per view; ``baseline`` ``view`` (mean of
+    the K rewards of the view), ``sample`` (mean over the sample's N·K pairs) or ``none``;
+    ``reward_std`` divides by the std (the original's ``reward_amplify``); ``entropy_reg`` adds
+    ``w·`` TPT's entropy (the original's ``--min_entropy_reg``, 0.1 when on)."""
+
+    sample_k: int = 3
+    baseline: str = "view"
+    reward_std: bool = False
+    entropy_reg: float = 0.0
+
+
+# --------------------------------------------------------------------------------------------
+# Snapshots and sections
+# --------------------------------------------------------------------------------------------
+
+
+class ParamSnapshot:
+    """The initial values of a list of tuned parameters; :meth:`restore` copies them back in
+    place (bit-exact, no re-allocation, nothing else of the model touched)."""
+
+    def __init__(self, params: Iterable[torch.nn.Parameter]) -> None:
+        self.params = list(params)
+        self.saved = [p.detach().clone() for p in self.params]
+
+    @torch.no_grad()
+    def restore(self, values: Sequence[torch.Tensor] | None = None) -> None:
+        for p, v in zip(self.params, values if values is not None else self.saved):
+            p.copy_(v)
+
+
+@contextlib.contextmanager
+def trainable(params: Sequence[torch.nn.Parameter]) -> Iterator[None]:
+    """Switch ``requires_grad`` on for the duration of an episode only, so that a shared model
+    is left frozen for the other methods of the session."""
+    for p in params:
+        p.requires_grad_(True)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(False)
+            p.grad = None
+
+
+def sections(ctx: MethodContext) -> Any:
+    """``section(name)`` context managers for the optional fine-grained profile.
+
+    ``reward`` always goes to the runner's timer (reports show its share). The other sections
+    (views, image_encoder, text_encoder, backward+optimizer — the backward pass of
+    the tuned encoder is in the last one) are recorded only when a ``profile_timer``
+    (a :class:`rlcf_bench.device.SectionTimer`) is in ``ctx.cache`` — the benchmarks set one — so
+    that normal runs pay no extra device synchronisations.
+    """
+    timer = ctx.cache.get("timer")
+    profile = ctx.cache.get("profile_timer")
+
+    def section(name: str) -> contextlib.AbstractContextManager[Any]:
+        if name == "reward":
+            stack = contextlib.ExitStack()
+            for t in (timer, profile):
+                if t is not None:
+                    stack.enter_context(t.section(name))
+            return stack
+        return profile.section(name) if profile is not None else contextlib.nullcontext()
+
+    return section
+
+
+# --------------------------------------------------------------------------------------------
+# Tuners: what is tuned, and how logits are produced
+# --------------------------------------------------------------------------------------------
+
+
+class Tuner(ABC):
+    """The tuned state of an episode and the policy's logits under it."""
+
+    optimizer: torch.optim.Optimizer | None = None
+
+    @abstractmethod
+    def reset(self) -> None:
+        """Restore the initial tuned state and an empty optimizer state."""
+
+    @abstractmethod
+    def begin(self, views: torch.Tensor) -> None:
+        """Start an episode on views ``[B, V, 3, S, S]`` (frozen per-episode work goes here)."""
+
+    def end(self) -> None:  # noqa: B027 - optional
+        """Episode finished (release per-episode gradients flags, keep what predict needs)."""
+
+    def episode(self) -> contextlib.AbstractContextManager[Any]:
+        """Context active during the optimisation steps (e.g. gradients switched on)."""
+        return contextlib.nullcontext()
+
+    @abstractmethod
+    def selection_logits(self) -> torch.Tensor:
+        """Logits ``[B, V, C]`` of all views under the current state, for confidence selection.
+        May carry gradient if the tuner can reuse them for the step-0 loss."""
+
+    @abstractmethod
+    def step_logits(self, selected: torch.Tensor, selection_logits: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits ``[B, N, C]`` of the selected views, with gradient w.r.t. the tuned state."""
+
+    @abstractmethod
+    def predict_logits(self, batch: Batch) -> torch.Tensor:
+        """Logits ``[B, C]`` of view 0 under the current (adapted) state, no gradient."""
+
+    @property
+    @abstractmethod
+    def hand_crafted_prompts(self) -> list[str]:
+        """The class prompts of the initial state (the reward model's class texts)."""
+
+
+class PromptTuner(Tuner):
+    """A per-sample prompt context ``[B, n_ctx, D]`` tuned against frozen view features."""
+
+    def __init__(self, ctx: MethodContext, config: PromptTuningConfig) -> None:
+        self.ctx = ctx
+        self.config = config
+        self.section = sections(ctx)
+        self.learner: PromptLearner = prompt_learner_for(ctx, ctx_init=config.ctx_init, coop=config.coop)
+        self.context: torch.nn.Parameter | None = None
+        self.view_features: torch.Tensor | None = None  # [B, V, E], frozen for the episode
+        self.scale = float(ctx.model.logit_scale)
+
+    @property
+    def hand_crafted_prompts(self) -> list[str]:
+        return list(self.learner.prompts)
+
+    def _ensure(self, batch_size: int) -> torch.nn.Parameter:
+        """One context row per sample; re-created (from the initial state) when B changes."""
+        if self.context is None or self.context.shape[0] != batch_size:
+            self.context = torch.nn.Parameter(self.learner.initial_context(batch_size))
+            self.optimizer = torch.optim.AdamW([self.context], lr=self.config.lr,
+                                               weight_decay=self.config.weight_decay)
+        return self.context
+
+    def reset(self) -> None:
+        if self.context is not None:
+            with torch.no_grad():
+                self.context.copy_(self.learner.init_ctx.expand_as(self.context))
+            self.context.grad = None
+            assert self.optimizer is not None
+            self.optimizer.state.clear()
+        self.view_features = None
+
+    def begin(self, views: torch.Tensor) -> None:
+        b, v = views.shape[:2]
+        self._ensure(b)
+        with torch.no_grad(), self.ctx.amp.autocast(), self.section("image_encoder"):
+            self.view_features = self.ctx.model.image_features(views.flatten(0, 1)).view(b, v, -1)
+
+    def _text(self, context: torch.Tensor) -> torch.Tensor:
+        with self.section("text_encoder"):
+            return self.learner.text_features(context)
+
+    def _logits(self, feats: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        return self.scale * torch.einsum("bve,bce->bvc", feats, text)
+
+    def selection_logits(self) -> torch.Tensor:
+        assert self.context is not None and self.view_features is not None
+        return self._logits(self.view_features, self._text(self.context))
+
+    def step_logits(self, selected: torch.Tensor, selection_logits: torch.Tensor | None = None) -> torch.Tensor:
+        if selection_logits is not None:  # step 0: the selection forward already has the graph
+            return gather_views(selection_logits, selected)
+        assert self.context is not None and self.view_features is not None
+        return self._logits(gather_views(self.view_features, selected), self._text(self.context))
+
+    @torch.no_grad()
+    def predict_logits(self, batch: Batch) -> torch.Tensor:
+        b = len(batch)
+        context = self.context if self.context is not None and self.context.shape[0] == b else None
+        if context is None:
+            context = self.learner.initial_context(b)
+        with self.ctx.amp.autocast():
+            if self.view_features is not None and self.view_features.shape[0] == b:
+                feats = self.view_features[:, 0]  # view 0 = the centre crop, already encoded
+            else:
+                with self.section("image_encoder"):
+                    feats = self.ctx.model.image_features(batch.images)
+            text = self._text(context)
+        return self.scale * torch.einsum("be,bce->bc", feats, text)
+
+
+class ImageEncoderTuner(Tuner):
+    """The image tower's parameters, against class text features cached once per run.
+
+    The tower is shared by all samples, so an episode holds one sample (``max_batch = 1``).
+    With ``momentum`` (spec §2.3, the paper's "-M"), the state restored at the start of each
+    episode is replaced every ``freq`` samples by ``(1−w)·θ_clip + w·EMA_μ(adapted weights)``;
+    :meth:`reset` still restores ``θ_clip`` (the model as the run found it) and the momentum
+    start point is loaded at the start of :meth:`begin`, so the run leaves the model unchanged.
+    """
+
+    def __init__(self, ctx: MethodContext, config: ImageTuningConfig, *, momentum: float | None = None,
+                 momentum_freq: int = 64, momentum_w: float = 1.0) -> None:
+        self.ctx = ctx
+        self.config = config
+        self.section = sections(ctx)
+        visual = ctx.model.visual
+        if config.tune_norm:
+            norms = (torch.nn.LayerNorm, torch.nn.modules.batchnorm._BatchNorm, torch.nn.GroupNorm)
+            params = [p for m in visual.modules() if isinstance(m, norms) for p in m.parameters(recurse=False)]
+        else:
+            params = list(visual.parameters())
+        self.params = params
+        self.snapshot = ParamSnapshot(params)
+        self.optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+        self._prompts = class_prompts(ctx.classnames or (), (ctx.templates or ("a photo of a {}.",))[0],
+                                      underscore_prompt=config.underscore_prompt)
+        self.text = class_text_features(ctx, underscore_prompt=config.underscore_prompt)  # [C, E], once
+        self.scale = float(ctx.model.logit_scale)
+        self.views: torch.Tensor | None = None
+        self.momentum = momentum
+        self.momentum_freq = int(momentum_freq)
+        self.momentum_w = float(momentum_w)
+        self.ema: list[torch.Tensor] | None = [s.clone() for s in self.snapshot.saved] if momentum is not None else None
+        self.start: list[torch.Tensor] | None = None  # momentum start point; None → θ_clip
+        self.counter = 0
+
+    @property
+    def hand_crafted_prompts(self) -> list[str]:
+        return list(self._prompts)
+
+    def reset(self) -> None:
+        self.snapshot.restore()
+        self.optimizer.state.clear()
+        self.views = None
+
+    def begin(self, views: torch.Tensor) -> None:
+        if views.shape[0] != 1:
+            raise ValueError("image-encoder tuning adapts one sample at a time (max_batch = 1)")
+        if self.start is not None:
+            self.snapshot.restore(self.start)
+        self.views = views
+
+    def episode(self) -> contextlib.AbstractContextManager[Any]:
+        return trainable(self.params)
+
+    def _encode(self, x: torch.Tensor) -> torch.Tensor:
+        with self.section("image_encoder"):
+            return F.normalize(self.ctx.model.encode_image(x).float(), dim=-1)
+
+    def selection_logits(self) -> torch.Tensor:
+        assert self.views is not None
+        b, v = self.views.shape[:2]
+        with torch.no_grad():
+            feats = self._encode(self.views.flatten(0, 1)).view(b, v, -1)
+        return self.scale * feats @ self.text.t()
+
+    def step_logits(self, selected: torch.Tensor, selection_logits: torch.Tensor | None = None) -> torch.Tensor:
+        assert self.views is not None
+        x = gather_views(self.views, selected)
+        b, n = x.shape[:2]
+        return self.scale * self._encode(x.flatten(0, 1)).view(b, n, -1) @ self.text.t()
+
+    @torch.no_grad()
+    def predict_logits(self, batch: Batch) -> torch.Tensor:
+        with self.ctx.amp.autocast():
+            return self.scale * self._encode(batch.images) @ self.text.t()
+
+    @torch.no_grad()
+    def momentum_update(self) -> None:
+        """After a sample is predicted: fold its adapted weights into the EMA; every ``freq``
+        samples the EMA (mixed with θ_clip by ``w``) becomes the new episode start point.
+        (The original averages the tuned module's state dict; a CLIP image tower's state is
+        exactly its parameters, so averaging the tuned parameters is the same.)"""
+        if self.momentum is None or self.ema is None:
+            return
+        mu = self.momentum
+        for m, p in zip(self.ema, self.params):
+            m.mul_(mu).add_(p.detach(), alpha=1.0 - mu)
+        self.counter += 1
+        if self.counter >= self.momentum_freq:
+            self.counter = 0
+            w = self.momentum_w
+            self.start = [c * (1.0 - w) + m * w for c, m in zip(self.snapshot.saved, self.ema)]
+
+
+# --------------------------------------------------------------------------------------------
+# The episode and the method base classes
+# --------------------------------------------------------------------------------------------
+
+
+def run_episode(tuner: Tuner, objective: Objective, views: torch.Tensor, *, n_selected: int, steps: int,
+                amp: Any, section: Any = None) -> torch.Tensor | None:
+    """One test-time tuning episode (module docstring). Returns the selected view indices."""
+    section = section or (lambda _name: contextlib.nullcontext())
+    if steps <= 0:
+        return None
+    tuner.begin(views)
+    selected: torch.Tensor | None = None
+    optimizer = tuner.optimizer
+    assert optimizer is not None
+    with tuner.episode():
+        for _ in range(steps):
+            optimizer.zero_grad(set_to_none=True)
+            with amp.autocast():
+                if selected is None:
+                    all_logits = tuner.selection_logits()
+                    selected = select_confident(all_logits, n_selected)
+                    objective.begin(gather_views(views, selected))
+                    logits = tuner.step_logits(selected, all_logits if all_logits.requires_grad else None)
+                else:
+                    logits = tuner.step_logits(selected)
+                loss = objective.loss(logits).sum()  # per-sample losses summed: exact per-sample gradients
+            with section("backward+optimizer"):
+                amp.backward_step(loss, optimizer)
+    tuner.end()
+    return selected
+
+
+class TuningMethod(Method[Any]):
+    """Base of the episodic tuning methods: subclasses give ``make_tuner`` and ``make_objective``.
+
+    Per batch the runner calls ``reset`` → ``adapt`` (views, the episode) → ``predict`` (view 0).
+    """
+
+    episodic: ClassVar[bool] = True
+
+    def setup(self, ctx: MethodContext) -> None:
+        self.ctx = ctx
+        self.section = sections(ctx)
+        self.tuner = self.make_tuner(ctx)
+        self.objective = self.make_objective(ctx)
+        self.last_selected: torch.Tensor | None = None
+
+    @abstractmethod
+    def make_tuner(self, ctx: MethodContext) -> Tuner: ...
+
+    @abstractmethod
+    def make_objective(self, ctx: MethodContext) -> Objective: ...
+
+    def reset(self) -> None:
+        self.tuner.reset()
+
+    def adapt(self, batch: Batch) -> None:
+        if self.config.steps <= 0:
+            return
+        with self.section("views"):
+            views = batch.views
+        self.last_selected = run_episode(self.tuner, self.objective, views, n_selected=self.ctx.protocol.n_selected,
+                                         steps=self.config.steps, amp=self.ctx.amp, section=self.section)
+
+    def predict(self, batch: Batch) -> Predictions:
+        return Predictions(logits=self.tuner.predict_logits(batch).float())
+
+
+class PromptTuningMethod(TuningMethod):
+    """Tunes a per-sample prompt context; adapts many samples at once (exact, see module doc)."""
+
+    max_batch: ClassVar[int] = 64
+
+    def make_tuner(self, ctx: MethodContext) -> Tuner:
+        return PromptTuner(ctx, self.config)
+
+
+class ImageTuningMethod(TuningMethod):
+    """Tunes the image tower (one sample at a time: the weights are shared)."""
+
+    max_batch: ClassVar[int] = 1
+
+    def make_tuner(self, ctx: MethodContext) -> Tuner:
+        return ImageEncoderTuner(ctx, self.config)
+
+
+# --------------------------------------------------------------------------------------------
+# Objective factories
+# --------------------------------------------------------------------------------------------
+
+
+def entropy_objective(_ctx: MethodContext) -> Objective:
+    return MarginalEntropyObjective()
+
+
+def reward_text_features(ctx: MethodContext, prompts: Sequence[str]) -> list[torch.Tensor]:
+    """The reward model's per-member features of the class prompts, computed once per run."""
+    assert ctx.reward_model is not None, "this method needs --reward-model"
+    key = ("reward_text_features", ctx.reward_model.name, tuple(prompts))
+    if key not in ctx.cache:
+        with sections(ctx)("reward"):
+            ctx.cache[key] = [f.to(ctx.device) for f in ctx.reward_model.text_features(list(prompts))]
+    return ctx.cache[key]  # type: ignore[no-any-return]
+
+
+def clip_reward_objective(ctx: MethodContext, prompts: Sequence[str], config: RewardConfig) -> Objective:
+    """RLCF's objective with the reward text = the policy's hand-crafted class prompts."""
+    if config.sample_k < 1:
+        raise ValueError("sample_k must be ≥ 1")
+    if config.baseline not in {"view", "sample", "none"}:
+        raise ValueError(f"baseline={config.baseline!r}: expected view, sample or none")
+    return CLIPRewardObjective(
+        ctx.reward_model, reward_text_features(ctx, prompts), k=min(config.sample_k, len(prompts)),
+        baseline=config.baseline, normalise_std=config.reward_std, entropy_reg=config.entropy_reg,
+        section=sections(ctx),
+    )

@@ -1,0 +1,108 @@
+"""Class-agnostic learnable prompt context (CoOp/TPT style) for a batch of independent samples.
+
+The prompt of class ``c`` is ``[SOS] ⊕ ctx ⊕ suffix_c`` where ``ctx`` is ``n_ctx`` learnable
+token embeddings initialised from the words of ``ctx_init`` ("a photo of a" → 4 tokens), and
+``suffix_c`` are the frozen embeddings of "<class name>." and the end-of-text token (spec §1.1).
+
+What is done once per run (and cached in ``ctx.cache``): tokenising the C prompts, embedding
+them, splitting the fixed prefix/suffix, and truncating them to the longest end-of-text position
+(exact under the causal mask; :meth:`rlcf_bench.vlm.OpenClipVLM.encode_text_embeddings`). What is
+done per step: splicing a ``[B, n_ctx, D]`` context — one per test sample — into ``B·C`` prompts
+and running the text tower over ``L ≪ 77`` positions.
+
+``coop=PATH`` loads learned context vectors: ``torch.load(PATH, weights_only=True)`` and
+``['state_dict']['ctx']`` (a CoOp checkpoint as the original's ``--load``) or a top-level
+``'ctx'``; the shape must be ``(n_ctx, D)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+
+class PromptLearner:
+    """Frozen prompt pieces for one (model, ``ctx_init``, class list); holds no parameters.
+
+    The learnable context belongs to whoever tunes it (``[B, n_ctx, D]``, one row per sample):
+    this object only turns a context into normalised class text features ``[B, C, E]``.
+    """
+
+    def __init__(self, model: Any, classnames: Sequence[str], *, ctx_init: str = "a photo of a",
+                 coop: str | None = None, device: torch.device | None = None) -> None:
+        tower = model.text_tower
+        if tower is None or not tower.truncatable:
+            raise TypeError(f"prompt tuning needs an open_clip text tower with a causal mask and end-of-text "
+                            f"pooling; {getattr(model, 'name', model)!r} has none")
+        self.model = model
+        device = device or model.device
+        self.ctx_init = ctx_init.replace("_", " ")
+        names = [c.replace("_", " ") for c in classnames]
+        #: the hand-crafted prompts (the initial state; also the reward model's class texts).
+        self.prompts = [f"{self.ctx_init} {n}." for n in names]
+        init_tokens = model.tokenize([self.ctx_init]).to(device)
+        self.n_ctx = int(tower.pool_index(init_tokens)[0]) - 1
+        if self.n_ctx < 1:
+            raise ValueError(f"ctx_init={ctx_init!r} has no tokens")
+        tokens = model.tokenize(self.prompts).to(device)
+        if not torch.equal(tokens[:, 1 : 1 + self.n_ctx], init_tokens[:, 1 : 1 + self.n_ctx].expand(len(names), -1)):
+            raise ValueError(f"ctx_init={ctx_init!r} does not tokenise the same inside the class prompts")
+        self.pool_idx = tower.pool_index(tokens)
+        length = int(self.pool_idx.max()) + 1
+        with torch.no_grad():
+            emb = tower.token_embedding(tokens[:, :length])
+        self.prefix = emb[:, :1].clone()  # [C, 1, D]: start-of-text
+        self.suffix = emb[:, 1 + self.n_ctx :].clone()  # [C, L-1-n_ctx, D]: class tokens, ".", EOT, padding
+        init = emb[0, 1 : 1 + self.n_ctx].clone()
+        if coop:
+            init = load_coop_context(coop, self.n_ctx, init.shape[-1]).to(device=init.device, dtype=init.dtype)
+        self.init_ctx = init  # [n_ctx, D]
+        self.n_classes = len(names)
+        self.length = length
+
+    def initial_context(self, batch_size: int) -> torch.Tensor:
+        """A fresh ``[B, n_ctx, D]`` copy of the initial context."""
+        return self.init_ctx.unsqueeze(0).expand(batch_size, -1, -1).clone()
+
+    def embeddings(self, ctx: torch.Tensor) -> torch.Tensor:
+        """Token embeddings ``[B·C, L, D]`` of every class prompt under each sample's context."""
+        b, c = ctx.shape[0], self.n_classes
+        d = self.prefix.shape[-1]
+        x = torch.cat([
+            self.prefix.unsqueeze(0).expand(b, c, 1, d),
+            ctx.to(self.prefix.dtype).unsqueeze(1).expand(b, c, self.n_ctx, d),
+            self.suffix.unsqueeze(0).expand(b, c, -1, d),
+        ], dim=2)
+        return x.reshape(b * c, self.length, d)
+
+    def text_features(self, ctx: torch.Tensor) -> torch.Tensor:
+        """L2-normalised fp32 class features ``[B, C, E]`` for contexts ``[B, n_ctx, D]``."""
+        b = ctx.shape[0]
+        feats = self.model.encode_text_embeddings(self.embeddings(ctx), self.pool_idx.repeat(b))
+        return F.normalize(feats.float(), dim=-1).view(b, self.n_classes, -1)
+
+
+def load_coop_context(path: str | Path, n_ctx: int, dim: int) -> torch.Tensor:
+    """Learned class-agnostic context ``(n_ctx, dim)`` from a CoOp checkpoint (safe loading)."""
+    obj = torch.load(Path(path).expanduser(), map_location="cpu", weights_only=True)
+    if isinstance(obj, dict) and "state_dict" in obj:
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict) or "ctx" not in obj:
+        raise ValueError(f"{path}: expected a CoOp checkpoint with state_dict['ctx'] (or a top-level 'ctx')")
+    ctx = obj["ctx"]
+    if tuple(ctx.shape) != (n_ctx, dim):
+        raise ValueError(f"{path}: CoOp context has shape {tuple(ctx.shape)}, expected ({n_ctx}, {dim}) "
+                         f"(class-agnostic, n_ctx matching ctx_init)")
+    return ctx.float()
+
+
+def prompt_learner_for(ctx: Any, *, ctx_init: str = "a photo of a", coop: str | None = None) -> PromptLearner:
+    """The run's prompt learner for the policy and class list, built once and cached."""
+    key = ("prompt_learner", ctx.model.name, ctx_init, coop, tuple(ctx.classnames))
+    if key not in ctx.cache:
+        ctx.cache[key] = PromptLearner(ctx.model, ctx.classnames, ctx_init=ctx_init, coop=coop, device=ctx.device)
+    return ctx.cache[key]  # type: ignore[no-any-return]
