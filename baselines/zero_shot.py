@@ -5,14 +5,22 @@ averages the normalised features of the dataset's template ensemble (CLIP's 80 I
 templates where the dataset provides them), then re-normalises, as CLIP does.
 ``underscore_prompt`` reproduces the original RLCF zero-shot/backbone quirk of the literal prompt
 "a_photo_of_a {}." (spec §9 #2); off by default.
+
+Retrieval (same method, ``--task retrieval``): the gallery's candidate features (all captions for
+image→text, all images for text→image) are computed once per run in ``setup``; a query's scores
+are ``logit_scale · cos(query, candidate)`` (spec §4.3 with no adaptation; a single model, not
+the original script's B/16+L/14 ensemble, spec §9 #10). ``templates``/``underscore_prompt`` do
+not apply to retrieval.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from rlcf_bench import Batch, Method, MethodContext, MethodSpec, Predictions, hookimpl
 from rlcf_bench.prompts import class_text_features
+from rlcf_bench.retrieval import encode_queries, predict_by_direction
 
 
 @dataclass(frozen=True)
@@ -27,16 +35,21 @@ class ZeroShot(Method[ZeroShotConfig]):
     name = "zero-shot"
     version = "1"
     config_cls = ZeroShotConfig
-    tasks = frozenset({"classification"})
+    tasks = frozenset({"classification", "retrieval"})
     max_batch = 256
     paper = "Radford et al., Learning Transferable Visual Models From Natural Language Supervision (ICML 2021)"
 
     def setup(self, ctx: MethodContext) -> None:
         self.ctx = ctx
+        if ctx.task == "retrieval":
+            self.candidates = {d: ctx.gallery.candidate_features(d, ctx.model, ctx.amp) for d in ctx.gallery.directions}
+            return
         self.text = class_text_features(ctx, templates=self.config.templates,
                                         underscore_prompt=self.config.underscore_prompt)
 
     def predict(self, batch: Batch) -> Predictions:
+        if self.ctx.task == "retrieval":
+            return predict_by_direction(batch, self._retrieval_scores)
         import torch
         import torch.nn.functional as F
 
@@ -44,6 +57,14 @@ class ZeroShot(Method[ZeroShotConfig]):
         with torch.no_grad(), self.ctx.amp.autocast():
             feats = F.normalize(model.encode_image(batch.images).float(), dim=-1)
         return Predictions(logits=model.logit_scale * feats @ self.text.t())
+
+    def _retrieval_scores(self, direction: str, batch: Batch) -> Any:
+        import torch
+
+        model = self.ctx.model
+        with torch.no_grad(), self.ctx.amp.autocast():
+            queries = encode_queries(model, direction, batch)
+        return model.logit_scale * queries @ self.candidates[direction].t()
 
 
 @hookimpl

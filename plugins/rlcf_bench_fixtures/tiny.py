@@ -65,11 +65,105 @@ class TinyColors:
 @hookimpl
 def rlcfb_register_models() -> list[ModelSpec]:
     return [ModelSpec(name="tiny-clip", version="seed0", load=load_tiny_clip,
-                      description="random tiny open_clip CLIP for smoke tests (numbers are meaningless)")]
+                      description="random tiny open_clip CLIP for smoke tests (numbers are meaningless)"),
+            ModelSpec(name="tiny-captioner", version="seed0", load=lambda name, device: build_tiny_captioner(device),
+                      kind="captioner",
+                      description="random tiny ClipCap (tiny-clip → mapper → 2-layer OPT) for smoke tests")]
 
 
 @hookimpl
 def rlcfb_register_datasets() -> list[DatasetSpec]:
     return [DatasetSpec(name="tiny-colors", version="1", task_kinds=frozenset({"classification"}),
                         build=lambda root=None, n=16: TinyColors(int(n)),
-                        description="16 generated colour patches, 4 classes (smoke tests)")]
+                        description="16 generated colour patches, 4 classes (smoke tests)"),
+            DatasetSpec(name="tiny-captioning", version="1", task_kinds=frozenset({"captioning"}),
+                        build=lambda root=None, n=6: TinyCaptioningSet(int(n)),
+                        description="6 generated colour patches with 3 reference captions each (captioning smoke tests)")]
+
+
+class TinyCaptions(TinyColors):
+    """``tiny-captions``: the ``tiny-colors`` patches as a retrieval set. Image ``i`` has one
+    caption when ``i % 3 == 0`` and two otherwise (so image→text has several ground truths)."""
+
+    @property
+    def name(self) -> str:
+        return "tiny-captions"
+
+    def image_id(self, index: int) -> str:
+        return self.sample_id(index)
+
+    def _pairs(self) -> list[tuple[str, int]]:
+        out = []
+        for i in range(self.n):
+            colour = self.classnames[self.label(i)]
+            out.append((f"a {colour} square number {i}", i))
+            if i % 3:
+                out.append((f"a photo of a {colour} patch", i))
+        return out
+
+    @property
+    def captions(self) -> tuple[str, ...]:
+        return tuple(c for c, _ in self._pairs())
+
+    @property
+    def caption_image(self) -> tuple[int, ...]:
+        return tuple(i for _, i in self._pairs())
+
+
+# The tiny-colors registration above, kept in a tuple (a bare function carrying the hookimpl
+# marker under another name would be registered as a hook of that name).
+_COLOR_DATASETS = (rlcfb_register_datasets,)
+
+
+@hookimpl
+def rlcfb_register_datasets() -> list[DatasetSpec]:  # noqa: F811 - extends the registration above
+    return _COLOR_DATASETS[0]() + [DatasetSpec(name="tiny-captions", version="1", task_kinds=frozenset({"retrieval"}),
+                        build=lambda root=None, n=8: TinyCaptions(int(n)),
+                        description="8 generated colour patches with 1-2 captions each (retrieval smoke tests)")]
+
+
+# --------------------------------------------------------------------------------------------
+# Captioning fixtures: ``tiny-captioning`` (the colour patches with reference captions) and
+# ``tiny-captioner`` (tiny-clip → random mapper → random 2-layer OPT, BPE trained on the captions)
+# --------------------------------------------------------------------------------------------
+
+TINY_CAPTION_TEMPLATES = ("a {} patch.", "a photo of a {} square.", "a {} image.")
+
+
+class TinyCaptioningSet(TinyColors):
+    """``tiny-captioning``: the ``tiny-colors`` images with three reference captions each."""
+
+    def references(self, index: int) -> list[str]:
+        colour = self.classnames[self.label(index)]
+        return [t.format(colour) for t in TINY_CAPTION_TEMPLATES]
+
+
+def tiny_caption_corpus() -> list[str]:
+    return [t.format(c) for c in COLORS for t in TINY_CAPTION_TEMPLATES]
+
+
+def build_tiny_captioner(device: Any = "cpu", seed: int = 0, clip: Any = None, name: str = "tiny-captioner") -> Any:
+    """A random tiny ClipCap captioner (prefix 4 tokens of width 64, 2-layer OPT of width 64)."""
+    import tempfile
+
+    import torch
+    from transformers import OPTForCausalLM
+
+    from rlcf_bench.captioning.mapper import MapperConfig, TransformerMapper
+    from rlcf_bench.captioning.model import CaptionerSettings, ClipCaptioner, tiny_opt_config
+    from rlcf_bench.captioning.tokenizer import load_tokenizer, train_bpe
+
+    if clip is None:
+        clip = load_tiny_clip("tiny-clip", device)
+    with tempfile.TemporaryDirectory() as tmp:
+        tokenizer = load_tokenizer(train_bpe(tiny_caption_corpus(), tmp, vocab_size=300, min_frequency=1))
+    torch.manual_seed(seed)
+    mcfg = MapperConfig(prefix_dim=TINY_CLIP_CONFIG["embed_dim"], dim=64, clip_length=4, prefix_length=4, layers=1,
+                        heads=2)
+    mapper = TransformerMapper(mcfg)
+    for p in mapper.parameters():
+        p.requires_grad_(False)
+    decoder = OPTForCausalLM(tiny_opt_config(len(tokenizer), hidden=64, layers=2, heads=2, ffn=128, max_positions=40))
+    settings = CaptionerSettings(kind="clipcap", clip_model="tiny-clip", mapper=mcfg, max_new_tokens=8,
+                                 tta={"k": 4, "lr": 1e-3})
+    return ClipCaptioner(clip, mapper.eval(), decoder, tokenizer, settings, name=name, version=f"seed{seed}").to(device)
