@@ -97,8 +97,10 @@ def _make_hookimpls(obj: Any) -> Any:
 
 def build_host(opts: GlobalOptions, quiet: bool = False) -> PluginHost:
     reporter = _make_hookimpls(TerminalReporter(quiet=quiet))
-    return PluginHost(autoload=opts.autoload, blocked=opts.blocked, plugins_dirs=opts.plugins_dirs,
+    host = PluginHost(autoload=opts.autoload, blocked=opts.blocked, plugins_dirs=opts.plugins_dirs,
                       extra=[reporter, *opts.plugins])
+    host.cli_options = opts  # type: ignore[attr-defined]  # worker processes rebuild the same plugin set
+    return host
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -179,6 +181,8 @@ def build_cli(host: PluginHost) -> click.Group:
     @click.option("--precision", default=None, help="auto, fp32, amp-fp16 or amp-bf16 (default: auto)")
     @click.option("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     @click.option("--batch-size", type=int, default=None, help="samples adapted at once (execution only; results do not depend on it)")
+    @click.option("--jobs", "-j", type=int, default=None,
+                  help="runs executed in parallel processes, one thread each (default: the CPU cores on CPU, 1 on GPU)")
     @click.option("--data-root", default=None, help="root of real datasets (else $RLCF_BENCH_DATA_ROOT, else the config file)")
     @click.option("--db", default=None, help="SQLAlchemy URL or SQLite path (else $RLCF_BENCH_DB, else leaderboard/leaderboard.sqlite)")
     @click.option("--fresh", is_flag=True, help="start new attempts instead of resuming or reusing stored runs")
@@ -187,8 +191,8 @@ def build_cli(host: PluginHost) -> click.Group:
     def run_cmd(suite: str | None, task: str | None, datasets: tuple[str, ...], methods: tuple[str, ...],
                 model: str | None, reward_model: str | None, method_options: tuple[str, ...], data_params: tuple[str, ...],
                 limit: int | None, seed: int | None, views: int | None, precision: str | None, device: str | None,
-                batch_size: int | None, data_root: str | None, db: str | None, fresh: bool, dry_run: bool,
-                quiet: bool) -> None:
+                batch_size: int | None, jobs: int | None, data_root: str | None, db: str | None, fresh: bool,
+                dry_run: bool, quiet: bool) -> None:
         """Run a suite (default: the embedded micro suite); options narrow or override it."""
         from .planning import PlanError, plan_runs
 
@@ -213,7 +217,7 @@ def build_cli(host: PluginHost) -> click.Group:
                 click.echo(req.describe())
             return
         _execute(host, requests, db=db, device=device, batch_size=batch_size, data_root=data_root, fresh=fresh,
-                 quiet=quiet)
+                 quiet=quiet, jobs=jobs)
 
     @cli.command("report")
     @click.option("--format", "fmt", type=click.Choice(["markdown", "csv", "json", "html"]), default="markdown")
@@ -311,38 +315,128 @@ def _validate_cross_references(host: PluginHost) -> int:
     return problems
 
 
+def _default_jobs(device: str | None) -> int:
+    import os
+
+    if device and device.startswith("cuda"):
+        return 1
+    if device is None or device == "auto":
+        import importlib.util
+
+        if importlib.util.find_spec("torch") is not None:
+            import torch
+
+            if torch.cuda.is_available():
+                return 1
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+
+
 def _execute(host: PluginHost, requests: Sequence[Any], *, db: str | None, device: str | None, batch_size: int | None,
-             data_root: str | None, fresh: bool, quiet: bool) -> None:
+             data_root: str | None, fresh: bool, quiet: bool, jobs: int | None = None) -> None:
     from . import report
-    from .runner import ExecutionOptions, Runner, RunnerError
-    from .types import DatasetLayoutError
+    from .runner import ExecutionOptions
 
     store = _open_store(db)
     _store_references(host, store)
-    runner = Runner(host, store, ExecutionOptions(device=device, batch_size=batch_size, data_root=data_root, fresh=fresh))
-    failures = 0
-    for i, req in enumerate(requests, 1):
-        if not quiet:
-            click.echo(f"[{i}/{len(requests)}] {req.describe()}", err=True)
-        try:
-            result = runner.run(req)
-        except DatasetLayoutError as exc:
-            click.echo(f"error: the dataset layout is wrong, nothing was run:\n{exc}", err=True)
-            failures += 1
-            continue
-        except (RunnerError, RegistryError, ValueError, RuntimeError) as exc:
-            click.echo(f"error: {exc}", err=True)
-            failures += 1
-            continue
-        if not quiet:
-            shown = ", ".join(f"{k}={v.value:.2f}" for k, v in list(result.metrics.items())[:3])
-            lat = f", {result.latency.ms_per_sample_mean:.1f} ms/sample" if result.latency else ""
-            click.echo(f"      run {result.run_id}: {shown} (n={result.n_samples}{lat})", err=True)
+    options = ExecutionOptions(device=device, batch_size=batch_size, data_root=data_root, fresh=fresh)
+    jobs = min(jobs or _default_jobs(device), len(requests))
+    if jobs > 1:
+        outcomes = _run_parallel(host, requests, store.url, options, jobs, quiet)
+    else:
+        outcomes = _run_serial(host, requests, store, options, quiet)
+    failures = sum(1 for o in outcomes if o is not None)
     if not quiet:
         click.echo(report.render(store, "markdown", host=host))
     if failures:
         click.echo(f"{failures} of {len(requests)} runs failed", err=True)
         sys.exit(1)
+
+
+def _run_one(runner: Any, req: Any) -> tuple[str, str | None]:
+    """Run one request; return (summary line, error message or None)."""
+    from .runner import RunnerError
+    from .types import DatasetLayoutError
+
+    try:
+        result = runner.run(req)
+    except DatasetLayoutError as exc:
+        return "", f"the dataset layout is wrong, nothing was run:\n{exc}"
+    except (RunnerError, RegistryError, ValueError, RuntimeError) as exc:
+        return "", f"{type(exc).__name__}: {exc}"
+    shown = ", ".join(f"{k}={v.value:.2f}" for k, v in list(result.metrics.items())[:3])
+    lat = f", {result.latency.ms_per_sample_mean:.1f} ms/sample" if result.latency else ""
+    return f"run {result.run_id}: {shown} (n={result.n_samples}{lat})", None
+
+
+def _run_serial(host: PluginHost, requests: Sequence[Any], store: Any, options: Any, quiet: bool) -> list[str | None]:
+    from .runner import Runner
+
+    runner = Runner(host, store, options)
+    outcomes: list[str | None] = []
+    for i, req in enumerate(requests, 1):
+        if not quiet:
+            click.echo(f"[{i}/{len(requests)}] {req.describe()}", err=True)
+        line, error = _run_one(runner, req)
+        if error is not None:
+            click.echo(f"error: {error}", err=True)
+        elif not quiet:
+            click.echo(f"      {line}", err=True)
+        outcomes.append(error)
+    return outcomes
+
+
+_WORKER: dict[str, Any] = {}
+
+
+def _worker_init(opts: GlobalOptions, db_url: str, options: Any, threads: int) -> None:
+    import os
+
+    os.environ["RLCF_BENCH_THREADS"] = str(threads)
+    from .runner import Runner
+    from .store import Store
+
+    host = build_host(opts, quiet=True)
+    _WORKER["runner"] = Runner(host, Store(db_url), options)
+
+
+def _worker_run(req: Any) -> tuple[str, str | None]:
+    return _run_one(_WORKER["runner"], req)
+
+
+def _run_parallel(host: PluginHost, requests: Sequence[Any], db_url: str, options: Any, jobs: int,
+                  quiet: bool) -> list[str | None]:
+    """Runs in ``jobs`` spawned processes with one thread each (SQLite WAL lets them write at
+    once). Each run still times itself; with one job per core the timings stay per-core figures."""
+    import multiprocessing
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    threads = max(1, cores // jobs)
+    opts = getattr(host, "cli_options", None) or GlobalOptions()
+    if not quiet:
+        click.echo(f"running {len(requests)} runs in {jobs} parallel processes ({threads} thread(s) each)", err=True)
+    ctx = multiprocessing.get_context("spawn")
+    outcomes: list[str | None] = [None] * len(requests)
+    with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_worker_init,
+                             initargs=(opts, db_url, options, threads)) as pool:
+        futures = {pool.submit(_worker_run, req): i for i, req in enumerate(requests)}
+        done = 0
+        from concurrent.futures import as_completed
+
+        for fut in as_completed(futures):
+            i = futures[fut]
+            done += 1
+            try:
+                line, error = fut.result()
+            except Exception as exc:  # a crashed worker must not hide the other runs
+                line, error = "", f"{type(exc).__name__}: {exc}"
+            outcomes[i] = error
+            if error:
+                click.echo(f"error [{requests[i].describe()}]: {error}", err=True)
+            elif not quiet:
+                click.echo(f"[{done}/{len(requests)}] {requests[i].describe()}\n      {line}", err=True)
+    return outcomes
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -213,8 +213,8 @@ class Runner:
         self.host.run_finish(result)
         return result
 
-    def _batch_size(self, method_spec: Any) -> int:
-        if not method_spec.episodic:
+    def _batch_size(self, method_spec: Any, method: Any) -> int:
+        if method.carries_state:
             return 1
         requested = self.options.batch_size or (8 if self.device.type == "cuda" else 4)
         return max(1, min(requested, method_spec.method_cls.max_batch))
@@ -224,10 +224,10 @@ class Runner:
         clock = Clock(self.device)
         memory = PeakMemory(self.device)
         memory.reset()
-        if not method_spec.episodic and done:
-            self._replay_online_state(task, method, items, done, policy)
+        if method.carries_state and done:
+            self._replay_stream(task, method, method_spec.episodic, items, done, policy)
         pending = [it for it in items if it[1] not in done]
-        size = self._batch_size(method_spec)
+        size = self._batch_size(method_spec, method)
         n_done = len(items) - len(pending)
         warm_left = self.options.warmup
         for start in range(0, len(pending), size):
@@ -251,15 +251,17 @@ class Runner:
             self.host.run_step(StepRecord(run_id, tuple(batch.sample_ids), adapt_ms, predict_ms, n_done, len(items)))
         self.store.update_peak_memory(run_id, memory.peak_mb(), memory.kind)
 
-    def _replay_online_state(self, task: TaskRuntime, method: Any, items: Sequence[tuple[int, str]],
-                             done: set[str], policy: Any) -> None:
-        """An online method's state is the product of the stream so far: rebuild it by replaying
-        the already-stored samples (results discarded) before continuing, so a resumed online run
-        equals an uninterrupted one."""
+    def _replay_stream(self, task: TaskRuntime, method: Any, episodic: bool, items: Sequence[tuple[int, str]],
+                       done: set[str], policy: Any) -> None:
+        """A stateful method's state is the product of the stream so far: rebuild it by replaying
+        the already-stored samples (results discarded) before continuing, so a resumed run equals
+        an uninterrupted one."""
         for item in items:
             if item[1] not in done:
                 break
             batch = task.make_batch([item], policy, self.device)
+            if episodic:
+                method.reset()
             method.adapt(batch)
             method.predict(batch)
             method.after_predict(batch)

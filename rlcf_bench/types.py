@@ -289,6 +289,14 @@ class Method(ABC, Generic[ConfigT]):
     def after_predict(self, batch: Batch) -> None:  # noqa: B027
         """Online bookkeeping after a prediction (e.g. a momentum update); timed with adapt."""
 
+    @property
+    def carries_state(self) -> bool:
+        """True when results depend on the samples seen before (online methods, or an episodic
+        method whose start point moves, e.g. RLCF's momentum). The runner then feeds one sample
+        at a time in the protocol's order and, on resume, replays the stored part of the stream
+        to rebuild the state before continuing."""
+        return not self.episodic
+
 
 # --------------------------------------------------------------------------------------------
 # Specs returned by registration hooks

@@ -13,10 +13,9 @@ an episode that starts from that start point, but the method now **carries state
 samples**: its result depends on the sample order (the protocol's, fixed and seeded) and on
 samples coming one at a time (``max_batch = 1``). What ``reset`` means then: the runner's
 ``reset()`` restores the original weights θ_clip (so the model is left as found when the run
-ends) and the start point is loaded when the next episode begins. Limitation of the current
-interface: ``episodic`` is a class attribute, so the runner treats this method as episodic
-even with momentum, and a *resumed* momentum run does not replay the stored samples — its EMA
-restarts from θ_clip at the resume point. Run momentum variants uninterrupted (``--fresh``).
+ends) and the start point is loaded when the next episode begins. With momentum the method
+reports ``carries_state``, so a resumed run replays the stored samples first and its EMA equals
+that of an uninterrupted run.
 
 Choices (spec §9): class prompts "a photo of a <class>." by default,
 ``-m underscore_prompt=true`` for the original's "a_photo_of_a <class>." (§9 #2; also the reward
@@ -66,6 +65,10 @@ class RLCFImage(ImageTuningMethod):
 
     def make_objective(self, ctx: MethodContext) -> Objective:
         return clip_reward_objective(ctx, self.tuner.hand_crafted_prompts, self.config)
+
+    @property
+    def carries_state(self) -> bool:
+        return bool(self.config.momentum)
 
     def after_predict(self, batch: Batch) -> None:
         if self.config.momentum and self.config.steps > 0:

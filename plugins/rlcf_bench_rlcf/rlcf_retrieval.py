@@ -29,9 +29,9 @@ Momentum (``-m momentum=true``, spec §2.3; off by default as in the RLCF row): 
 adapted weights of each query are folded into an EMA of the tuned tower (``momentum_mu``); every
 ``momentum_freq`` queries of that direction the episode start point becomes
 ``(1−w)·θ_clip + w·EMA``. ``reset`` still restores θ_clip (so a run leaves the model as found);
-the start point is loaded when the next episode begins. As for ``rlcf-image``, the runner treats
-the method as episodic, so a *resumed* momentum run restarts its EMA at the resume point: run
-momentum variants uninterrupted (``--fresh``).
+the start point is loaded when the next episode begins. With momentum the method reports
+``carries_state``: the runner feeds queries one at a time and a resumed run replays the stored
+queries first, so its EMA equals that of an uninterrupted run.
 """
 
 from __future__ import annotations
@@ -258,6 +258,10 @@ class RLCFRetrieval(Method[RLCFRetrievalConfig]):
         if self.last.get("direction") == direction and self.config.steps > 0:
             extra.update(reward_first=round(self.last["reward_first"], 6), reward_last=round(self.last["reward_last"], 6))
         return [dict(extra) for _ in range(len(batch))]
+
+    @property
+    def carries_state(self) -> bool:
+        return bool(self.config.momentum)
 
     def after_predict(self, batch: Batch) -> None:
         if not self.config.momentum or self.config.steps <= 0:
