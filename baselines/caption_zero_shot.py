@@ -1,0 +1,44 @@
+"""Zero-shot captioning: the captioner without adaptation (beam search with the trained mapper).
+
+The "ClipCap (cross-domain)" / "CapDec (zero-shot)" rows of spec §8.3: 5 beams, one caption,
+lower-cased, exactly the final prediction step of RLCF without its episode.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rlcf_bench import Batch, Method, MethodContext, MethodSpec, Predictions, hookimpl
+
+
+@dataclass(frozen=True)
+class ZeroShotCaptionConfig:
+    beams: int = 5
+    max_new_tokens: int | None = None  # None: the captioner's default
+
+
+class ZeroShotCaption(Method[ZeroShotCaptionConfig]):
+    """Captioner without test-time adaptation (beam search, 5 beams)."""
+
+    name = "zero-shot-caption"
+    version = "1"
+    config_cls = ZeroShotCaptionConfig
+    tasks = frozenset({"captioning"})
+    max_batch = 16
+
+    def setup(self, ctx: MethodContext) -> None:
+        self.ctx = ctx
+        self.model = ctx.model
+
+    def predict(self, batch: Batch) -> Predictions:
+        import torch
+
+        with torch.no_grad(), self.ctx.amp.autocast():
+            captions = self.model.caption(batch.images, num_beams=self.config.beams,
+                                          max_new_tokens=self.config.max_new_tokens)
+        return Predictions(captions=captions)
+
+
+@hookimpl
+def rlcfb_register_methods() -> list[MethodSpec]:
+    return [MethodSpec.from_method(ZeroShotCaption)]

@@ -1,0 +1,52 @@
+"""Captioner backends (``ModelSpec(kind="captioner")``): ClipCap and CapDec checkpoint folders.
+
+Names: ``clipcap@/path/to/dir`` and ``capdec@/path/to/dir``, where the folder is what
+``rlcf-bench caption train`` writes (``captioner.json``, ``mapper.safetensors``, ``decoder/`` in
+``save_pretrained`` format or a reference to a local OPT-125m folder / hub name, ``tokenizer/``);
+the CLIP image encoder is loaded by the model name recorded in ``captioner.json``. The prefix
+must match the folder's kind. See ``plugins/rlcf_bench_tasks/CAPTIONING.md``.
+
+Note: the open_clip backend's ``accepts`` claims every ``ARCH@SOURCE`` name, and the registry asks
+backends in the order their specs were collected (last-registered plugin first; submodules of a
+package register in name order). This module's name sorts after ``open_clip_backend`` so that
+``clipcap@``/``capdec@`` reach these specs first; a sturdier fix belongs in the open_clip backend
+(decline ARCH names it does not know).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rlcf_bench import ModelSpec, hookimpl
+
+KINDS = ("clipcap", "capdec")
+
+
+def _accepts_for(kind: str):
+    def accepts(name: str) -> bool:
+        prefix, sep, path = name.partition("@")
+        return bool(sep and path) and prefix.lower() == kind
+
+    return accepts
+
+
+def load_captioner_name(name: str, device: Any) -> Any:
+    from rlcf_bench.captioning.model import load_captioner
+
+    kind, sep, path = name.partition("@")
+    if not (sep and path):
+        raise ValueError(f"{name!r}: name a checkpoint folder, e.g. {kind}@/path/to/dir")
+    model = load_captioner(path, device, name=name)
+    if model.kind != kind.lower():
+        raise ValueError(f"{name}: the folder holds a {model.kind} model, not {kind}")
+    return model
+
+
+@hookimpl
+def rlcfb_register_models() -> list[ModelSpec]:
+    return [
+        ModelSpec(name=kind, version="1", load=load_captioner_name, accepts=_accepts_for(kind), kind="captioner",
+                  description=f"{'ClipCap' if kind == 'clipcap' else 'CapDec'} captioner from a checkpoint folder: "
+                              f"{kind}@/path/to/dir (CLIP prefix → mapper → OPT)")
+        for kind in KINDS
+    ]

@@ -1,0 +1,122 @@
+"""Cross-domain image captioning (spec §5, §6.3): COCO-trained ClipCap/CapDec on Flickr30k/NoCaps,
+and the micro suite's captioner on its shifted domains.
+
+Protocol: one centre crop per image, preprocessed for the captioner's CLIP (its ``image_size``,
+``mean``, ``std``); episodic methods reset after every batch. Per sample the stored record holds
+the generated caption (``prediction``), the references (``target``) and, as ``score``, the
+sample's CLIPScore (so two runs can be compared pairwise); ``extra`` holds the RefCLIPScore and
+the name of the model that computed both.
+
+Metrics (``aggregate``, from the stored records of a run, so a resumed run reports exactly what
+a straight one would), ×100: ``bleu1``..``bleu4``, ``meteor``, ``rougeL``, ``cider`` (primary),
+``spice`` only when its jars are installed (otherwise absent; see CAPTIONING.md), ``clipscore``
+and ``refclipscore`` with bootstrap 95 % intervals.
+
+Which model scores CLIPScore: the task has no access to the run's reward model (interface), so
+it uses the captioner's own CLIP (``model.clip``) unless the captioner carries a ``judge``
+attribute (an ``OpenClipVLM``). Protocol parameter ``meteor`` (default true) can switch METEOR off
+(it starts a JVM, a few seconds per run).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from rlcf_bench import Batch, MetricValue, Predictions, RunProtocol, SampleRecord, TaskSpec, hookimpl
+from rlcf_bench.task import TaskRuntime
+
+REFERENCE_METRICS = ("bleu1", "bleu2", "bleu3", "bleu4", "meteor", "rougeL", "cider")
+
+
+class CaptioningTask(TaskRuntime):
+    kind = "captioning"
+
+    def __init__(self, dataset: Any, protocol: RunProtocol) -> None:
+        super().__init__(dataset, protocol)
+        self._model: Any = None
+
+    def all_samples(self) -> list[tuple[int, str]]:
+        return [(i, self.dataset.sample_id(i)) for i in range(len(self.dataset))]
+
+    def context_fields(self, model: Any, device: Any) -> dict[str, Any]:
+        self._model = model
+        return {}
+
+    def make_batch(self, items: Sequence[tuple[int, str]], model: Any, device: Any) -> Batch:
+        import torch
+
+        from rlcf_bench.views import normalize, resize_center_crop
+
+        self._model = model
+        size, mean, std = model.image_size, model.mean, model.std
+        images = torch.stack([resize_center_crop(self.dataset.load_image(i).to(device), size) for i, _ in items])
+        refs = [list(self.dataset.references(i)) for i, _ in items]
+        return Batch(sample_ids=tuple(sid for _, sid in items), indices=tuple(i for i, _ in items),
+                     images=normalize(images, mean, std), targets=refs)
+
+    def _judge(self) -> Any:
+        model = self._model
+        return getattr(model, "judge", None) or getattr(model, "clip", None)
+
+    def score(self, batch: Batch, predictions: Predictions) -> list[SampleRecord]:
+        import torch
+
+        from rlcf_bench.captioning.metrics import clip_scores
+
+        if predictions.captions is None or len(predictions.captions) != len(batch):
+            raise ValueError("a captioning method must return one caption per sample (Predictions.captions)")
+        captions = [str(c) for c in predictions.captions]
+        judge = self._judge()
+        clip_s = ref_s = None
+        if judge is not None and hasattr(judge, "text_features"):
+            with torch.no_grad():
+                feats = judge.image_features(batch.images.to(judge.device))
+                clip_s, ref_s = clip_scores(judge, feats, captions, batch.targets)
+        records = []
+        for row, (sid, idx) in enumerate(zip(batch.sample_ids, batch.indices)):
+            extra: dict[str, Any] = {}
+            if clip_s is not None:
+                extra["refclipscore"] = float(ref_s[row])
+                extra["clipscore_model"] = str(getattr(judge, "name", "?"))
+            if predictions.extras is not None:
+                extra.update(predictions.extras[row])
+            score = float(clip_s[row]) if clip_s is not None else None
+            records.append(SampleRecord(sid, idx, captions[row], list(batch.targets[row]), score, extra))
+        return records
+
+    def aggregate(self, records: Sequence[SampleRecord]) -> dict[str, MetricValue]:
+        import numpy as np
+
+        from rlcf_bench.captioning.metrics import reference_metrics
+        from rlcf_bench.stats import bootstrap_mean_ci
+
+        n = len(records)
+        if n == 0:
+            return {}
+        cands = {r.sample_id: str(r.prediction) for r in records}
+        refs = {r.sample_id: list(r.target) for r in records}
+        meteor = str(self.protocol.param("meteor", True)).lower() not in {"0", "false", "no", "off"}
+        values, _notes = reference_metrics(cands, refs, meteor=meteor)
+        metrics = {name: MetricValue(100.0 * v, n=n) for name, v in values.items()}
+        for name, vals in (("clipscore", [r.score for r in records]),
+                           ("refclipscore", [r.extra.get("refclipscore") for r in records])):
+            arr = np.array([v for v in vals if v is not None], dtype=float)
+            if arr.size:
+                lo, hi = bootstrap_mean_ci(arr)
+                metrics[name] = MetricValue(100.0 * arr.mean(), 100.0 * lo, 100.0 * hi, int(arr.size))
+        return metrics
+
+
+@hookimpl
+def rlcfb_register_tasks() -> list[TaskSpec]:
+    return [
+        TaskSpec(
+            name="captioning", version="1", kind="captioning", build=CaptioningTask,
+            protocol=RunProtocol(seed=0, n_views=1, selection_ratio=1.0, order="fixed", precision="auto"),
+            metrics=("bleu1", "bleu2", "bleu3", "bleu4", "meteor", "rougeL", "cider", "spice", "clipscore",
+                     "refclipscore"),
+            primary_metric="cider", higher_is_better=True,
+            description="image captioning under domain shift; BLEU/METEOR/ROUGE-L/CIDEr (×100), CLIPScore, RefCLIPScore",
+        )
+    ]

@@ -1,0 +1,104 @@
+"""The training-feature dictionary of spec §5.2, and its extraction from images.
+
+Keys (one entry per *caption*; embeddings un-normalised, fp32)::
+
+    clip_image_embedding  [N_images, D]   CLIP image embeddings
+    clip_text_embedding   [N_captions, D] CLIP text embeddings (end-of-text token)
+    captions              list[str]       N_captions
+    image_ids             list            N_images (dataset ids)
+    image_index           [N_captions]    row of clip_image_embedding of caption i
+    text_index            [N_captions]    row of clip_text_embedding of caption i (usually i)
+
+Stored as a pickle (the original's format) or a ``.pt``; arrays may be NumPy or torch.
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+REQUIRED = ("clip_image_embedding", "clip_text_embedding", "captions", "image_index")
+
+
+def _tensor(x: Any) -> torch.Tensor:
+    return x.detach().float().cpu() if isinstance(x, torch.Tensor) else torch.as_tensor(x).float()
+
+
+def check_features(feats: dict[str, Any]) -> dict[str, Any]:
+    """Validate and normalise a feature dictionary (tensors, index lists); returns a new dict."""
+    missing = [k for k in REQUIRED if k not in feats]
+    if missing:
+        raise ValueError(f"feature dictionary lacks {', '.join(missing)} (spec §5.2 keys: {', '.join(REQUIRED)})")
+    out = dict(feats)
+    out["clip_image_embedding"] = _tensor(feats["clip_image_embedding"])
+    out["clip_text_embedding"] = _tensor(feats["clip_text_embedding"])
+    out["captions"] = [str(c) for c in feats["captions"]]
+    n = len(out["captions"])
+    out["image_index"] = torch.as_tensor(feats["image_index"]).long().view(-1)
+    out["text_index"] = torch.as_tensor(feats.get("text_index", range(n))).long().view(-1)
+    if len(out["image_index"]) != n or len(out["text_index"]) != n:
+        raise ValueError(f"image_index/text_index must have one entry per caption ({n})")
+    if int(out["image_index"].max()) >= out["clip_image_embedding"].shape[0]:
+        raise ValueError("image_index points past clip_image_embedding")
+    if int(out["text_index"].max()) >= out["clip_text_embedding"].shape[0]:
+        raise ValueError("text_index points past clip_text_embedding")
+    out.setdefault("image_ids", list(range(out["clip_image_embedding"].shape[0])))
+    return out
+
+
+def load_features(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if path.suffix in {".pt", ".pth"}:
+        data = torch.load(path, map_location="cpu", weights_only=False)
+    else:
+        with open(path, "rb") as fh:
+            data = pickle.load(fh)  # noqa: S301 - the original's own format; only load files you trust
+    return check_features(data)
+
+
+def save_features(feats: dict[str, Any], path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = check_features(feats)
+    plain = {k: (v.numpy() if isinstance(v, torch.Tensor) else v) for k, v in data.items()}
+    with open(path, "wb") as fh:
+        pickle.dump(plain, fh, protocol=4)
+    return path
+
+
+@torch.no_grad()
+def extract_features(vlm: Any, images: Callable[[int], torch.Tensor], n_images: int,
+                     references: Callable[[int], Sequence[str]], image_ids: Sequence[Any] | None = None,
+                     batch_size: int = 64, progress: bool = False) -> dict[str, Any]:
+    """Features of ``n_images`` images (``images(i)`` → uint8 ``[3, H, W]``) and their captions,
+    with ``vlm`` (an ``OpenClipVLM``); images get CLIP's resize + centre crop + normalisation."""
+    from rlcf_bench.views import normalize, resize_center_crop
+
+    image_feats, captions, image_index = [], [], []
+    rng = range(0, n_images, batch_size)
+    if progress:
+        from tqdm import tqdm
+
+        rng = tqdm(rng, desc="image features", unit="batch")
+    for start in rng:
+        idx = range(start, min(n_images, start + batch_size))
+        x = torch.stack([resize_center_crop(images(i), vlm.image_size) for i in idx])
+        x = normalize(x, vlm.mean, vlm.std).to(vlm.device)
+        image_feats.append(vlm.encode_image(x).float().cpu())
+        for i in idx:
+            for cap in references(i):
+                captions.append(cap)
+                image_index.append(i)
+    text_feats = []
+    for start in range(0, len(captions), 256):
+        tokens = vlm.tokenize(captions[start : start + 256]).to(vlm.device)
+        text_feats.append(vlm.encode_text(tokens).float().cpu())
+    return check_features({
+        "clip_image_embedding": torch.cat(image_feats), "clip_text_embedding": torch.cat(text_feats),
+        "captions": captions, "image_ids": list(image_ids) if image_ids is not None else list(range(n_images)),
+        "image_index": image_index, "text_index": list(range(len(captions))),
+    })
