@@ -11,6 +11,9 @@ image→text, all images for text→image) are computed once per run in ``setup`
 are ``logit_scale · cos(query, candidate)`` (spec §4.3 with no adaptation; a single model, not
 the original script's B/16+L/14 ensemble, spec §9 #10). ``templates``/``underscore_prompt`` do
 not apply to retrieval.
+
+Captioning (same method, ``--task captioning``): the captioner without test-time adaptation, beam
+search with ``beams`` beams (``baselines/_zero_shot_caption.py``).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rlcf_bench import Batch, Method, MethodContext, MethodSpec, Predictions, hookimpl
+from rlcf_bench.dispatch import task_dispatch
 from rlcf_bench.prompts import class_text_features
 from rlcf_bench.retrieval import encode_queries, predict_by_direction
 
@@ -29,8 +33,8 @@ class ZeroShotConfig:
     underscore_prompt: bool = False
 
 
-class ZeroShot(Method[ZeroShotConfig]):
-    """Zero-shot CLIP (no adaptation)."""
+class ZeroShotEmbedding(Method[ZeroShotConfig]):
+    """Zero-shot CLIP classification and retrieval (no adaptation)."""
 
     name = "zero-shot"
     version = "1"
@@ -65,6 +69,19 @@ class ZeroShot(Method[ZeroShotConfig]):
         with torch.no_grad(), self.ctx.amp.autocast():
             queries = encode_queries(model, direction, batch)
         return model.logit_scale * queries @ self.candidates[direction].t()
+
+
+def _zero_shot() -> type[Method[Any]]:
+    from ._zero_shot_caption import ZeroShotCaption
+
+    return task_dispatch(
+        "zero-shot", {"classification": ZeroShotEmbedding, "retrieval": ZeroShotEmbedding, "captioning": ZeroShotCaption},
+        version="1", doc="Zero-shot: no adaptation (CLIP classification and retrieval, plain captioner decoding).",
+        paper=ZeroShotEmbedding.paper,
+    )
+
+
+ZeroShot = _zero_shot()
 
 
 @hookimpl

@@ -43,7 +43,7 @@ def micro_runs(methods: Sequence[Any]) -> list[SuiteRun]:
             reward = REWARD if "reward_model" in m.requires else None
             runs.append(SuiteRun("retrieval", RETRIEVAL_DOMAIN, m.name, STUDENT, reward,
                                  dataset_params=(("n", RETRIEVAL_N),)))
-    if any(_supports(m, "retrieval") and m.name == "zero-shot" for m in methods):
+    if any(_supports(m, "retrieval") and m.name == "zero-shot" for m in methods):  # the reward model's own row
         runs.append(SuiteRun("retrieval", RETRIEVAL_DOMAIN, "zero-shot", REWARD, dataset_params=(("n", RETRIEVAL_N),)))
     for m in methods:
         if _supports(m, "captioning"):

@@ -34,7 +34,7 @@ from rlcf_bench.episode import (
 )
 from rlcf_bench.objectives import Objective
 
-from .rlcf_prompt import PAPER
+from ._paper import PAPER
 
 
 @dataclass(frozen=True)

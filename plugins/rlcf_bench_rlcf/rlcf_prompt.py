@@ -29,8 +29,7 @@ from rlcf_bench import MethodContext, MethodSpec, hookimpl
 from rlcf_bench.episode import PromptTuningConfig, PromptTuningMethod, RewardConfig, clip_reward_objective
 from rlcf_bench.objectives import Objective
 
-PAPER = ("Zhao, Wang, Zhu, Yang, Test-Time Adaptation with CLIP Reward for Zero-Shot Generalization "
-         "in Vision-Language Models (ICLR 2024)")
+from ._paper import PAPER
 
 
 @dataclass(frozen=True)

@@ -80,7 +80,7 @@ class WordReward:
 def _method(model, reward, **options):
     from rlcf_bench.device import AmpHelper
     from rlcf_bench.types import MethodContext, RunProtocol, config_from_pairs
-    from rlcf_bench_rlcf.rlcf_captioning import RLCFCaption, RLCFCaptionConfig
+    from rlcf_bench_rlcf._captioning import RLCFCaption, RLCFCaptionConfig
 
     ctx = MethodContext(task="captioning", protocol=RunProtocol(), device=torch.device("cpu"),
                         amp=AmpHelper(torch.device("cpu"), "fp32"), model=model, reward_model=reward)

@@ -13,9 +13,9 @@ NO_METEOR = (("meteor", False),)
 def test_components_are_registered(caption_host):
     assert caption_host.registry("tasks").get("captioning").kind == "captioning"
     methods = caption_host.registry("methods")
-    assert methods.get("rlcf-caption").tasks == frozenset({"captioning"})
-    assert "reward_model" in methods.get("rlcf-caption").requires
-    assert methods.get("zero-shot-caption").tasks == frozenset({"captioning"})
+    assert methods.get("rlcf").tasks == frozenset({"captioning", "retrieval"})
+    assert "reward_model" in methods.get("rlcf").requires
+    assert "captioning" in methods.get("zero-shot").tasks
     models = caption_host.registry("models")
     assert models.get("clipcap@/some/dir").kind == "captioner"  # not claimed by the open_clip backend
     assert models.get("capdec@/some/dir").name == "capdec"
@@ -24,7 +24,7 @@ def test_components_are_registered(caption_host):
 
 def test_plugin_modules_do_not_import_torch():
     code = ("import sys, rlcf_bench_tasks.captioning, rlcf_bench_tasks.captioning_commands, "
-            "rlcf_bench_models.prefix_captioners, rlcf_bench_rlcf.rlcf_captioning, baselines.caption_zero_shot, "
+            "rlcf_bench_models.prefix_captioners, rlcf_bench_rlcf._captioning, rlcf_bench_rlcf.rlcf, baselines._zero_shot_caption, baselines.zero_shot, "
             "rlcf_bench_micro.captioner; "
             "rlcf_bench_micro.captioner.rlcfb_register_models(); "
             "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, 'heavy import'")
@@ -32,8 +32,8 @@ def test_plugin_modules_do_not_import_torch():
 
 
 def test_runner_stores_captions_per_sample_and_aggregates(caption_runner, store):
-    for method, reward, options in (("zero-shot-caption", None, ()),
-                                    ("rlcf-caption", "tiny-clip", (("steps", "1"), ("k", "3")))):
+    for method, reward, options in (("zero-shot", None, ()),
+                                    ("rlcf", "tiny-clip", (("steps", "1"), ("k", "3")))):
         result = caption_runner.run(RunRequest(task="captioning", dataset="tiny-captioning", method=method,
                                                model="tiny-captioner", reward_model=reward, method_options=options,
                                                protocol_overrides=NO_METEOR))

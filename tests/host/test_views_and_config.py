@@ -81,3 +81,44 @@ def test_truncated_text_encoding_equals_full_length():
     short = vlm.encode_text(tokens)
     assert torch.allclose(full, short, atol=1e-6)
     assert int(tokens.argmax(-1).max()) + 1 < tokens.shape[1]  # it really did truncate
+
+
+def test_task_dispatch_union_config_and_foreign_options():
+    from rlcf_bench import Method, Predictions
+    from rlcf_bench.dispatch import task_dispatch
+
+    @dataclasses.dataclass(frozen=True)
+    class A:
+        lr: float = 1e-6
+        k_a: int = 3
+        eps: float = 1e-6
+
+    @dataclasses.dataclass(frozen=True)
+    class B:
+        lr: float = 2e-6
+        eps: float = 1e-6
+
+    def impl(cfg_cls, task):
+        class Impl(Method[cfg_cls]):
+            name, config_cls, tasks = task, cfg_cls, frozenset({task})
+
+            def setup(self, ctx):
+                pass
+
+            def predict(self, batch):
+                return Predictions()
+
+        return Impl
+
+    public = task_dispatch("both", {"a": impl(A, "a"), "b": impl(B, "b")}, version="1", doc="d")
+    fields = {f.name: f.default for f in dataclasses.fields(public.config_cls)}
+    assert fields == {"lr": None, "k_a": 3, "eps": 1e-6}  # differing defaults → the task's own
+    ctx = type("Ctx", (), {"task": "b"})()
+    m = public(config_from_pairs(public.config_cls, []))
+    m.setup(ctx)
+    assert m.impl.config == B()
+    m = public(config_from_pairs(public.config_cls, [("lr", "5e-6")]))
+    m.setup(ctx)
+    assert m.impl.config == B(lr=5e-6)
+    with pytest.raises(ValueError, match="k_a do not apply to the b task"):
+        public(config_from_pairs(public.config_cls, [("k_a", "7")])).setup(ctx)

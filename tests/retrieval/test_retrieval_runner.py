@@ -83,19 +83,19 @@ def test_methods_declare_their_tasks(rhost):
     from rlcf_bench.cli import build_cli
 
     methods = rhost.registry("methods")
-    assert methods.get("zero-shot").tasks == {"classification", "retrieval"}
-    assert methods.get("rlcf").tasks == {"retrieval"} and "reward_model" in methods.get("rlcf").requires
+    assert methods.get("zero-shot").tasks == {"classification", "retrieval", "captioning"}
+    assert methods.get("rlcf").tasks == {"retrieval", "captioning"} and "reward_model" in methods.get("rlcf").requires
     assert all(methods.get(n).tasks == {"classification"} for n in methods.names("tpt-*"))
     out = CliRunner().invoke(build_cli(rhost), ["ls", "methods"]).output
     line = {ln.split()[0]: ln for ln in out.splitlines() if ln.strip()}
-    assert "tasks=retrieval" in line["rlcf"] and "tasks=classification " in line["tpt-prompt"] + " "
+    assert "tasks=captioning,retrieval" in line["rlcf"] and "tasks=classification " in line["tpt-prompt"] + " "
 
 
 def test_retrieval_modules_import_no_torch():
     import subprocess
     import sys
 
-    code = ("import sys, rlcf_bench.retrieval, rlcf_bench_tasks.retrieval, rlcf_bench_rlcf.rlcf_retrieval, "
+    code = ("import sys, rlcf_bench.retrieval, rlcf_bench_tasks.retrieval, rlcf_bench_rlcf._retrieval, rlcf_bench_rlcf.rlcf, "
             "baselines.zero_shot; print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False", out.stderr

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rlcf_bench import Batch, Method, MethodContext, MethodSpec, Predictions, hookimpl
+from rlcf_bench import Batch, Method, MethodContext, Predictions
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,3 @@ class ZeroShotCaption(Method[ZeroShotCaptionConfig]):
                                           max_new_tokens=self.config.max_new_tokens)
         return Predictions(captions=captions)
 
-
-@hookimpl
-def rlcfb_register_methods() -> list[MethodSpec]:
-    return [MethodSpec.from_method(ZeroShotCaption)]

@@ -39,14 +39,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from rlcf_bench import Batch, Method, MethodContext, MethodSpec, Predictions, hookimpl
+from rlcf_bench import Batch, Method, MethodContext, Predictions
 from rlcf_bench.retrieval import batch_direction, encode_queries, predict_by_direction, split_by_direction
+
+from ._paper import PAPER
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-PAPER = ("Zhao, Wang, Zhu, Yang, Test-Time Adaptation with CLIP Reward for Zero-Shot Generalization "
-         "in Vision-Language Models (ICLR 2024)")
 
 K_I2T_COCO = 20
 K_I2T_FLICKR = 16
@@ -269,7 +269,3 @@ class RLCFRetrieval(Method[RLCFRetrievalConfig]):
         for _, sub in split_by_direction(batch):
             self.tower(batch_direction(sub)).momentum_update()
 
-
-@hookimpl
-def rlcfb_register_methods() -> list[MethodSpec]:
-    return [MethodSpec.from_method(RLCFRetrieval)]

@@ -21,7 +21,7 @@ Defaults left unset (``k``, ``lr``) come from the captioner: its ``captioner.jso
 entry, else the paper's (K = 10 and lr 2e-6 for ClipCap; K = 6 and lr 5e-6 for CapDec — use
 ``-m lr=3e-6`` for CapDec on NoCaps). AdamW eps 1e-6, weight decay 0.
 
-Name: ``rlcf-caption`` (``rlcf`` is the retrieval method's name; one name per method).
+Registered as the captioning half of ``rlcf`` (``rlcf.py``); this class is not a plugin itself.
 """
 
 from __future__ import annotations
@@ -29,10 +29,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from rlcf_bench import Batch, Method, MethodContext, MethodSpec, Predictions, hookimpl
+from rlcf_bench import Batch, Method, MethodContext, Predictions
 
-PAPER = ("Zhao et al., Test-Time Adaptation with CLIP Reward for Zero-Shot Generalization in "
-         "Vision-Language Models, ICLR 2024 (captioning: §5 of the spec)")
+from ._paper import PAPER
+
 PAPER_DEFAULTS = {"clipcap": {"k": 10, "lr": 2e-6}, "capdec": {"k": 6, "lr": 5e-6}}
 
 
@@ -70,7 +70,7 @@ class RLCFCaption(Method[RLCFCaptionConfig]):
         self.model = ctx.model
         self.reward = ctx.reward_model
         if self.reward is None:
-            raise ValueError("rlcf-caption needs a reward model")
+            raise ValueError("rlcf (captioning) needs a reward model")
         defaults = {**PAPER_DEFAULTS.get(self.model.kind, PAPER_DEFAULTS["clipcap"]),
                     **dict(getattr(self.model.settings, "tta", {}) or {})}
         self.k = int(c.k if c.k is not None else defaults["k"])
@@ -152,7 +152,3 @@ class RLCFCaption(Method[RLCFCaptionConfig]):
         extras = [{"k": self.k, "lr": self.lr, **(self._log[0] if self._log else {})} for _ in captions]
         return Predictions(captions=captions, extras=extras)
 
-
-@hookimpl
-def rlcfb_register_methods() -> list[MethodSpec]:
-    return [MethodSpec.from_method(RLCFCaption)]
