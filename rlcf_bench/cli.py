@@ -175,6 +175,8 @@ def build_cli(host: PluginHost) -> click.Group:
     @click.option("--reward-model", default=None, help="reward model: registered name, model name, or m1*w1+m2*w2")
     @click.option("-m", "method_options", multiple=True, help="method option key=value (repeatable)")
     @click.option("--data-param", "data_params", multiple=True, help="dataset parameter key=value")
+    @click.option("--protocol-param", "protocol_params", multiple=True,
+                  help="task protocol parameter key=value (e.g. direction=t2i for retrieval); changes the protocol hash")
     @click.option("--limit", type=int, default=None, help="at most N samples per run (never ranked with full runs)")
     @click.option("--seed", type=int, default=None, help="protocol seed (default: the task's)")
     @click.option("--views", type=int, default=None, help="views per sample (default: the task's, 64)")
@@ -190,6 +192,7 @@ def build_cli(host: PluginHost) -> click.Group:
     @click.option("--quiet", "-q", is_flag=True, help="no progress bar, no table")
     def run_cmd(suite: str | None, task: str | None, datasets: tuple[str, ...], methods: tuple[str, ...],
                 model: str | None, reward_model: str | None, method_options: tuple[str, ...], data_params: tuple[str, ...],
+                protocol_params: tuple[str, ...],
                 limit: int | None, seed: int | None, views: int | None, precision: str | None, device: str | None,
                 batch_size: int | None, jobs: int | None, data_root: str | None, db: str | None, fresh: bool,
                 dry_run: bool, quiet: bool) -> None:
@@ -204,6 +207,7 @@ def build_cli(host: PluginHost) -> click.Group:
         for key, value in (("limit", limit), ("seed", seed), ("n_views", views), ("precision", precision)):
             if value is not None:
                 overrides[key] = value
+        overrides.update(_pairs(protocol_params, "--protocol-param"))
         try:
             requests = plan_runs(
                 host, suite=suite or DEFAULT_SUITE, suite_explicit=suite is not None, task=task, datasets=datasets,
