@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .vlm import NormalisedFeatures
+
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
 
@@ -75,7 +77,7 @@ class HFTextTower:
         return self.model.text_projection(pooled)
 
 
-class HFClipVLM:
+class HFClipVLM(NormalisedFeatures):
     """A ``VisionLanguageModel`` over ``transformers.CLIPModel`` and its tokenizer."""
 
     def __init__(self, model: nn.Module, tokenizer: Any, *, name: str, image_size: int,
@@ -139,18 +141,3 @@ class HFClipVLM:
         ``max(pool_idx) + 1`` positions."""
         length = int(pool_idx.max()) + 1
         return self.text_tower.forward_embeddings(x[:, :length], pool_idx)
-
-    @torch.no_grad()
-    def text_features(self, texts: Sequence[str], batch_size: int = 256) -> torch.Tensor:
-        """L2-normalised features of ``texts`` in fp32, batched, no gradient."""
-        feats = []
-        for i in range(0, len(texts), batch_size):
-            tokens = self.tokenize(texts[i : i + batch_size]).to(self.device)
-            feats.append(F.normalize(self.encode_text(tokens).float(), dim=-1))
-        return torch.cat(feats) if feats else torch.empty(0)
-
-    @torch.no_grad()
-    def image_features(self, images: torch.Tensor, batch_size: int = 128) -> torch.Tensor:
-        feats = [F.normalize(self.encode_image(images[i : i + batch_size]).float(), dim=-1)
-                 for i in range(0, images.shape[0], batch_size)]
-        return torch.cat(feats) if feats else torch.empty(0)

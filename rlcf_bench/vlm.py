@@ -70,7 +70,27 @@ class TextTower:
         return x
 
 
-class OpenClipVLM:
+class NormalisedFeatures:
+    """Batched, normalised, gradient-free features; shared by every ``VisionLanguageModel``
+    wrapper (they provide ``tokenize``, ``encode_text``, ``encode_image`` and ``device``)."""
+
+    @torch.no_grad()
+    def text_features(self, texts: Sequence[str], batch_size: int = 256) -> torch.Tensor:
+        """L2-normalised features of ``texts`` in fp32, batched, no gradient."""
+        feats = []
+        for i in range(0, len(texts), batch_size):
+            tokens = self.tokenize(texts[i : i + batch_size]).to(self.device)
+            feats.append(F.normalize(self.encode_text(tokens).float(), dim=-1))
+        return torch.cat(feats) if feats else torch.empty(0)
+
+    @torch.no_grad()
+    def image_features(self, images: torch.Tensor, batch_size: int = 128) -> torch.Tensor:
+        feats = [F.normalize(self.encode_image(images[i : i + batch_size]).float(), dim=-1)
+                 for i in range(0, images.shape[0], batch_size)]
+        return torch.cat(feats) if feats else torch.empty(0)
+
+
+class OpenClipVLM(NormalisedFeatures):
     """A ``VisionLanguageModel`` over an open_clip ``CLIP``/``CustomTextCLIP``."""
 
     def __init__(self, model: nn.Module, tokenizer: Any, *, name: str, image_size: int,
@@ -134,18 +154,3 @@ class OpenClipVLM:
             raise TypeError(f"model {self.name} does not expose its text transformer")
         length = int(pool_idx.max()) + 1
         return self.text_tower.forward_embeddings(x[:, :length], pool_idx)
-
-    @torch.no_grad()
-    def text_features(self, texts: Sequence[str], batch_size: int = 256) -> torch.Tensor:
-        """L2-normalised features of ``texts`` in fp32, batched, no gradient."""
-        feats = []
-        for i in range(0, len(texts), batch_size):
-            tokens = self.tokenize(texts[i : i + batch_size]).to(self.device)
-            feats.append(F.normalize(self.encode_text(tokens).float(), dim=-1))
-        return torch.cat(feats) if feats else torch.empty(0)
-
-    @torch.no_grad()
-    def image_features(self, images: torch.Tensor, batch_size: int = 128) -> torch.Tensor:
-        feats = [F.normalize(self.encode_image(images[i : i + batch_size]).float(), dim=-1)
-                 for i in range(0, images.shape[0], batch_size)]
-        return torch.cat(feats) if feats else torch.empty(0)
