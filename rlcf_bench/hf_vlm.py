@@ -21,10 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .vlm import NormalisedFeatures
-
-OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
-OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
+from .vlm import OPENAI_MEAN, OPENAI_STD, NormalisedFeatures
 
 
 def _pooled(out: Any) -> torch.Tensor:
