@@ -6,7 +6,7 @@
   trains a ClipCap/CapDec mapper on the §5.2 feature dictionary (COCO features of the released
   pickle, or ``caption extract``'s output) with a pretrained OPT from a local folder (frozen) or a
   tiny random OPT (``--decoder tiny``, trained with the mapper).
-* ``caption extract --dataset NAME --clip NAME --out FILE.pkl`` writes the §5.2 dictionary of any
+* ``caption extract --dataset NAME --clip NAME --out FILE.pt`` writes the §5.2 dictionary of any
   captioning dataset with any CLIP model.
 
 Training is seeded and resumes from ``OUT/train_state`` when re-run with the same arguments.

@@ -14,6 +14,7 @@ Stored as a pickle (the original's format) or a ``.pt``; arrays may be NumPy or 
 
 from __future__ import annotations
 
+import io
 import pickle
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -50,23 +51,48 @@ def check_features(feats: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+class _FeaturePickle(pickle.Unpickler):
+    """Reads the original feature pickles (spec §5.2) without running arbitrary code: only
+    containers, NumPy arrays and tensors can be rebuilt; tensor storages go through
+    ``torch.load(weights_only=True)``."""
+
+    ALLOWED = {
+        ("collections", "OrderedDict"), ("numpy", "ndarray"), ("numpy", "dtype"),
+        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+        ("torch._utils", "_rebuild_tensor_v2"), ("torch", "FloatStorage"), ("torch", "HalfStorage"),
+        ("torch", "LongStorage"), ("torch", "IntStorage"),
+    }
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) == ("torch.storage", "_load_from_bytes"):
+            return lambda b: torch.load(io.BytesIO(b), map_location="cpu", weights_only=True)
+        if (module, name) in self.ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a feature file (only arrays and "
+                                     "tensors are allowed)")
+
+
 def load_features(path: str | Path) -> dict[str, Any]:
+    """Features saved by :func:`save_features` (``.pt``, ``weights_only=True``) or the original
+    release's pickle (read by a restricted unpickler)."""
     path = Path(path)
     if path.suffix in {".pt", ".pth"}:
-        data = torch.load(path, map_location="cpu", weights_only=False)
+        data = torch.load(path, map_location="cpu", weights_only=True)
     else:
         with open(path, "rb") as fh:
-            data = pickle.load(fh)  # noqa: S301 - the original's own format; only load files you trust
+            data = _FeaturePickle(fh).load()
     return check_features(data)
 
 
 def save_features(feats: dict[str, Any], path: str | Path) -> Path:
+    """Write features as a ``torch.save`` file of tensors and lists (loadable with
+    ``weights_only=True``)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     data = check_features(feats)
-    plain = {k: (v.numpy() if isinstance(v, torch.Tensor) else v) for k, v in data.items()}
-    with open(path, "wb") as fh:
-        pickle.dump(plain, fh, protocol=4)
+    plain = {k: (list(v) if isinstance(v, tuple) else v) for k, v in data.items()}
+    torch.save(plain, path)
     return path
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 
+import pytest
 import torch
 
 
@@ -21,10 +22,24 @@ def test_short_training_run_learns_and_exports(trained_tiny):
 
 
 def test_features_pickle_round_trip(tmp_path, make_tiny_features):
+    import pickle
+
     from rlcf_bench.captioning.features import load_features, save_features
 
     _, feats = make_tiny_features(4)
-    loaded = load_features(save_features(feats, tmp_path / "f.pkl"))
+    loaded = load_features(save_features(feats, tmp_path / "f.pt"))
+    assert loaded["captions"] == feats["captions"]
+    # the original release's format: a plain pickle of arrays/tensors, read by a restricted unpickler
+    (tmp_path / "orig.pkl").write_bytes(pickle.dumps({k: v for k, v in feats.items()}))
+    assert torch.equal(load_features(tmp_path / "orig.pkl")["clip_image_embedding"], feats["clip_image_embedding"])
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    (tmp_path / "evil.pkl").write_bytes(pickle.dumps({"captions": Evil()}))
+    with pytest.raises(pickle.UnpicklingError, match="refusing to load builtins.print"):
+        load_features(tmp_path / "evil.pkl")
     assert loaded["captions"] == feats["captions"]
     assert torch.equal(loaded["clip_image_embedding"], feats["clip_image_embedding"])
     assert len(loaded["image_index"]) == 12  # three captions per image
