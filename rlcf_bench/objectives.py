@@ -21,6 +21,7 @@ episode sums the per-sample losses, so each sample's gradient is exactly what it
 from __future__ import annotations
 
 import contextlib
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -114,7 +115,7 @@ def reinforce_loss(logits: torch.Tensor, actions: torch.Tensor, advantages: torc
 # --------------------------------------------------------------------------------------------
 
 
-class Objective:
+class Objective(ABC):
     """What a TTA episode minimises over the selected views.
 
     ``begin`` is called once per episode, after the confident views are chosen, with their
@@ -126,8 +127,9 @@ class Objective:
     def begin(self, selected_views: torch.Tensor) -> None:  # noqa: B027 - optional
         pass
 
+    @abstractmethod
     def loss(self, logits: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """Per-sample losses ``[B]`` of the selected views' logits ``[B, N, C]``."""
 
 
 class MarginalEntropyObjective(Objective):
