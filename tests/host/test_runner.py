@@ -84,7 +84,7 @@ def test_results_do_not_depend_on_the_batch_size(host, store):
 
 
 def test_method_option_errors_are_clear(runner):
-    with pytest.raises(ValueError, match="unknown option 'lr'; valid options: templates, underscore_prompt"):
+    with pytest.raises(ValueError, match="unknown option 'lr'; valid options: beams, max_new_tokens, templates, underscore_prompt"):
         runner.run(zs(method_options=(("lr", "1"),)))
 
 
