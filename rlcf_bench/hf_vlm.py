@@ -97,16 +97,8 @@ class HFClipVLM(NormalisedFeatures):
         self.text_tower = HFTextTower(model)
 
     @property
-    def module(self) -> nn.Module:
-        return self.model
-
-    @property
     def visual(self) -> nn.Module:
         return self.model.vision_model
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
 
     def to(self, device: torch.device | str) -> HFClipVLM:
         self.model.to(device)

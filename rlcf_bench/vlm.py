@@ -71,8 +71,19 @@ class TextTower:
 
 
 class NormalisedFeatures:
-    """Batched, normalised, gradient-free features; shared by every ``VisionLanguageModel``
-    wrapper (they provide ``tokenize``, ``encode_text``, ``encode_image`` and ``device``)."""
+    """What every ``VisionLanguageModel`` wrapper shares: the wrapped ``model``'s module and device,
+    and batched, normalised, gradient-free features (wrappers provide ``tokenize``,
+    ``encode_text`` and ``encode_image``)."""
+
+    model: nn.Module
+
+    @property
+    def module(self) -> nn.Module:
+        return self.model
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
 
     @torch.no_grad()
     def text_features(self, texts: Sequence[str], batch_size: int = 256) -> torch.Tensor:
@@ -112,16 +123,8 @@ class OpenClipVLM(NormalisedFeatures):
             self.text_tower = None
 
     @property
-    def module(self) -> nn.Module:
-        return self.model
-
-    @property
     def visual(self) -> nn.Module:
         return self.model.visual
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
 
     def to(self, device: torch.device) -> OpenClipVLM:
         self.model.to(device)
