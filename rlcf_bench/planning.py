@@ -63,9 +63,10 @@ def plan_runs(host: PluginHost, *, suite: str, suite_explicit: bool = False, tas
         replaced = []
         for t, ds in _unique([(r.task, r.dataset) for r in runs]):
             main_model, main_reward = _main([r for r in runs if (r.task, r.dataset) == (t, ds)])
-            params = next((r.dataset_params for r in runs if r.dataset == ds), ())
+            params = next((r.dataset_params for r in runs if (r.task, r.dataset) == (t, ds)), ())
+            protocol = next((r.protocol_overrides for r in runs if (r.task, r.dataset) == (t, ds)), ())
             replaced += [SuiteRun(task=t, dataset=ds, method=m, model=main_model or "", reward_model=main_reward,
-                                  dataset_params=params) for m in methods]
+                                  dataset_params=params, protocol_overrides=protocol) for m in methods]
         if not runs and task and datasets is not None:
             replaced = [SuiteRun(task=task, dataset=ds, method=m, model=model or "") for ds in datasets for m in methods]
         runs = replaced

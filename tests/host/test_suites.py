@@ -53,3 +53,14 @@ def test_validate_accepts_the_full_plugin_set(full_host):
     out = CliRunner().invoke(build_cli(full_host), ["validate"])
     assert out.exit_code == 0, out.output
     assert "ok    cross-references" in out.output
+
+
+def test_method_override_keeps_each_runs_own_dataset_and_protocol_settings(full_host):
+    from rlcf_bench.planning import plan_runs
+
+    reqs = plan_runs(full_host, suite="micro", methods=["zero-shot"], overrides={"limit": 4})
+    by_task = {(r.task, r.dataset): r for r in reqs if r.dataset == "micro-rendition"}
+    assert dict(by_task[("retrieval", "micro-rendition")].dataset_params)["n"] == 60
+    assert dict(by_task[("classification", "micro-rendition")].dataset_params)["n"] == 200
+    assert dict(by_task[("classification", "micro-rendition")].protocol_overrides) == {"n_views": 32, "limit": 4}
+    assert all(r.method == "zero-shot" and r.model != "micro-reward" for r in reqs)
