@@ -38,13 +38,14 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-import torch
-import torch.nn.functional as F
-
+from .lazy import LazyModule, no_grad
 from .objectives import CLIPRewardObjective, MarginalEntropyObjective, Objective, gather_views, select_confident
 from .prompt_learner import PromptLearner, prompt_learner_for
 from .prompts import class_prompts, class_text_features
 from .types import Batch, Method, MethodContext, Predictions
+
+torch: Any = LazyModule("torch")  # imported when a run needs it (see rlcf_bench/lazy.py)
+F: Any = LazyModule("torch.nn.functional")
 
 # --------------------------------------------------------------------------------------------
 # Configuration shared by the tuning methods (each method file sets its own defaults)
@@ -105,7 +106,7 @@ class ParamSnapshot:
         self.params = list(params)
         self.saved = [p.detach().clone() for p in self.params]
 
-    @torch.no_grad()
+    @no_grad
     def restore(self, values: Sequence[torch.Tensor] | None = None) -> None:
         for p, v in zip(self.params, values if values is not None else self.saved):
             p.copy_(v)
@@ -249,7 +250,7 @@ class PromptTuner(Tuner):
         assert self.context is not None and self.view_features is not None
         return self._logits(gather_views(self.view_features, selected), self._text(self.context))
 
-    @torch.no_grad()
+    @no_grad
     def predict_logits(self, batch: Batch) -> torch.Tensor:
         b = len(batch)
         context = self.context if self.context is not None and self.context.shape[0] == b else None
@@ -337,12 +338,12 @@ class ImageEncoderTuner(Tuner):
         b, n = x.shape[:2]
         return self.scale * self._encode(x.flatten(0, 1)).view(b, n, -1) @ self.text.t()
 
-    @torch.no_grad()
+    @no_grad
     def predict_logits(self, batch: Batch) -> torch.Tensor:
         with self.ctx.amp.autocast():
             return self.scale * self._encode(batch.images) @ self.text.t()
 
-    @torch.no_grad()
+    @no_grad
     def momentum_update(self) -> None:
         """After a sample is predicted: fold its adapted weights into the EMA; every ``freq``
         samples the EMA (mixed with θ_clip by ``w``) becomes the new episode start point.

@@ -25,7 +25,9 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import torch
+from .lazy import LazyModule, no_grad
+
+torch: Any = LazyModule("torch")  # imported when a run needs it (see rlcf_bench/lazy.py)
 
 if TYPE_CHECKING:  # pragma: no cover
     from .types import RewardModel
@@ -172,7 +174,7 @@ class CLIPRewardObjective(Objective):
             feats = self.reward_model.image_features(selected_views.flatten(0, 1))
         self.image_features = [f.view(b, n, -1) for f in feats]
 
-    @torch.no_grad()
+    @no_grad
     def rewards(self, actions: torch.Tensor) -> torch.Tensor:
         """Reward ``[B, N, K]`` of each (selected view, action class) pair."""
         assert self.image_features is not None, "begin() was not called for this episode"

@@ -21,8 +21,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
-import torch.nn.functional as F
+from .lazy import LazyModule
+
+torch: Any = LazyModule("torch")  # imported when a run needs it (see rlcf_bench/lazy.py)
+F: Any = LazyModule("torch.nn.functional")
 
 
 class PromptLearner:

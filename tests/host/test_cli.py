@@ -72,10 +72,10 @@ def test_dry_run_and_unknown_names(cli):
 
 
 def test_ls_imports_no_model_library():
-    """Method modules may import torch (their base classes are torch code), but no model library
-    (open_clip, transformers) is imported until a run needs a model."""
+    """Registration is cheap: ``rlcf-bench ls`` imports neither torch nor any model library (method
+    modules defer torch through ``rlcf_bench.lazy``)."""
     out = subprocess.run([sys.executable, "-c", "import sys\nsys.argv=['rlcf-bench','ls','methods']\n"
                           "from rlcf_bench import cli\ntry:\n    cli.main()\nexcept SystemExit:\n    pass\n"
-                          "print(sorted(m for m in ('open_clip', 'transformers', 'timm') if m in sys.modules))"],
+                          "print(sorted(m for m in ('torch', 'open_clip', 'transformers', 'timm') if m in sys.modules))"],
                          capture_output=True, text=True, check=True)
     assert out.stdout.strip().endswith("[]"), out.stdout
