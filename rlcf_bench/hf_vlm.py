@@ -80,15 +80,7 @@ class HFClipVLM(NormalisedFeatures):
     def __init__(self, model: nn.Module, tokenizer: Any, *, name: str, image_size: int,
                  mean: Sequence[float] = OPENAI_MEAN, std: Sequence[float] = OPENAI_STD,
                  interpolation: str = "bicubic", version: str = "1", context_length: int | None = None) -> None:
-        self.model = model.eval()
-        for p in self.model.parameters():
-            p.requires_grad_(False)
-        self.tokenizer = tokenizer
-        self.name = name
-        self.version = version
-        self.image_size = int(image_size)
-        self.mean = tuple(float(m) for m in mean)
-        self.std = tuple(float(s) for s in std)
+        self._wrap(model, tokenizer, name=name, version=version, image_size=image_size, mean=mean, std=std)
         self.interpolation = interpolation
         max_pos = int(model.config.text_config.max_position_embeddings)
         self.context_length = int(context_length or max_pos)

@@ -77,6 +77,19 @@ class NormalisedFeatures:
 
     model: nn.Module
 
+    def _wrap(self, model: nn.Module, tokenizer: Any, *, name: str, version: str, image_size: int,
+              mean: Sequence[float], std: Sequence[float]) -> None:
+        """Freeze ``model`` (eval mode, no gradients) and record its identity and preprocessing."""
+        self.model = model.eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        self.tokenizer = tokenizer
+        self.name = name
+        self.version = version
+        self.image_size = int(image_size)
+        self.mean = tuple(float(m) for m in mean)
+        self.std = tuple(float(s) for s in std)
+
     @property
     def module(self) -> nn.Module:
         return self.model
@@ -107,15 +120,7 @@ class OpenClipVLM(NormalisedFeatures):
     def __init__(self, model: nn.Module, tokenizer: Any, *, name: str, image_size: int,
                  mean: Sequence[float] = OPENAI_MEAN, std: Sequence[float] = OPENAI_STD,
                  version: str = "1") -> None:
-        self.model = model.eval()
-        for p in self.model.parameters():
-            p.requires_grad_(False)
-        self.tokenizer = tokenizer
-        self.name = name
-        self.version = version
-        self.image_size = int(image_size)
-        self.mean = tuple(float(m) for m in mean)
-        self.std = tuple(float(s) for s in std)
+        self._wrap(model, tokenizer, name=name, version=version, image_size=image_size, mean=mean, std=std)
         self.context_length = int(getattr(tokenizer, "context_length", 77))
         try:
             self.text_tower: TextTower | None = TextTower(model)
