@@ -30,7 +30,7 @@ def plan_runs(host: PluginHost, *, suite: str, suite_explicit: bool = False, tas
               datasets: Sequence[str] = (), methods: Sequence[str] = (), model: str | None = None,
               reward_model: str | None = None, options: Sequence[tuple[str, str]] = (),
               data_params: Sequence[tuple[str, str]] = (), overrides: dict[str, Any] | None = None) -> list[RunRequest]:
-    method_reg, task_reg, ds_reg = host.registry("methods"), host.registry("tasks"), host.registry("datasets")
+    method_reg, task_reg = host.registry("methods"), host.registry("tasks")
     for name in methods:
         method_reg.get(name)  # unknown names fail with suggestions
     suites = host.registry("suites")
@@ -49,7 +49,7 @@ def plan_runs(host: PluginHost, *, suite: str, suite_explicit: bool = False, tas
     if datasets:
         runs = [r for r in base if r.dataset in datasets]
         for ds in datasets:
-            ds_spec = ds_reg.get(ds)
+            ds_spec = host.dataset(ds, dict(data_params))
             if any(r.dataset == ds for r in base):
                 continue
             t = task or _default_task(host, ds_spec)

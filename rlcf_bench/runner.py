@@ -128,7 +128,7 @@ class Runner:
     def prepare(self, req: RunRequest) -> tuple[RunSpec, Any, Any, Any]:
         """Resolve names to specs and build the run's identity (no model is loaded here)."""
         task_spec = self.host.registry("tasks").get(req.task)
-        ds_spec = self.host.registry("datasets").get(req.dataset)
+        ds_spec = self.host.dataset(req.dataset, dict(req.dataset_params))
         method_spec = self.host.registry("methods").get(req.method)
         if task_spec.kind not in ds_spec.task_kinds:
             raise RunnerError(f"dataset {ds_spec.name!r} has no {task_spec.kind} split (it supports "
@@ -166,6 +166,9 @@ class Runner:
                                   if spec.reward_model else None),
         )
         dataset = self.build_dataset(ds_spec, dict(req.dataset_params))
+        content_version = getattr(dataset, "content_version", None)
+        if content_version:  # data addressed by path: its identity is its content (a manifest hash)
+            spec = dataclasses.replace(spec, dataset_version=str(content_version))
         task: TaskRuntime = task_spec.build(dataset, spec.protocol)
         items = task.samples()
         from .provenance import provenance
