@@ -52,7 +52,7 @@ def plan_runs(host: PluginHost, *, suite: str, suite_explicit: bool = False, tas
             ds_spec = host.dataset(ds, dict(data_params))
             if any(r.dataset == ds for r in base):
                 continue
-            t = task or _default_task(host, ds_spec)
+            t = task or _default_task(host, ds_spec, methods)
             kind = task_reg.get(t).kind
             template = [r for r in base if task_reg.get(r.task).kind == kind]
             main_model, main_reward = _main(template)
@@ -113,10 +113,13 @@ def _main(runs: Sequence[SuiteRun]) -> tuple[str | None, str | None]:
     return (models.most_common(1)[0][0] if models else None, rewards.most_common(1)[0][0] if rewards else None)
 
 
-def _default_task(host: PluginHost, ds_spec: Any) -> str:
-    for t in host.registry("tasks"):
-        if t.kind in ds_spec.task_kinds:
-            return t.name
+def _default_task(host: PluginHost, ds_spec: Any, methods: Sequence[str] = ()) -> str:
+    """The first task the dataset serves, preferring one that a selected method supports (a
+    dataset with labels and captions serves several kinds)."""
+    usable = [t for t in host.registry("tasks") if t.kind in ds_spec.task_kinds]
+    supported = {kind for m in methods for kind in host.registry("methods").get(m).tasks}
+    for t in [t for t in usable if t.kind in supported] + usable:
+        return t.name
     raise PlanError(f"no registered task can use dataset {ds_spec.name!r}")
 
 

@@ -153,26 +153,33 @@ def decode_bytes(data: bytes) -> torch.Tensor:
     return decode_image(io.BytesIO(data))
 
 
-def probe_images(report: LayoutReport, sources: Sequence[Any], describe: Callable[[int], str],
-                 *, limit: int = PROBE_LIMIT) -> None:
-    """Open an evenly spread sample of images (header only) and report unreadable ones.
-    ``sources`` are paths or encoded bytes."""
+def image_error(src: Path | bytes) -> str | None:
+    """``None`` when PIL can parse the image header of a file or of encoded bytes, else the error type."""
     from PIL import Image
 
-    picked = spread_sample(len(sources), limit)
-    bad: list[str] = []
-    for i in picked:
-        src = sources[i]
-        try:
-            with Image.open(io.BytesIO(src) if isinstance(src, bytes) else src) as img:
-                img.size  # noqa: B018 - parsing the header is the check
-        except Exception as exc:  # PIL raises many types for a broken file
-            bad.append(f"{describe(i)} ({type(exc).__name__})")
+    try:
+        with Image.open(io.BytesIO(src) if isinstance(src, bytes) else src) as img:
+            img.size  # noqa: B018 - parsing the header is the check
+    except Exception as exc:  # PIL raises many types for a broken file
+        return type(exc).__name__
+    return None
+
+
+def report_unreadable(report: LayoutReport, bad: Sequence[str], opened: int, total: int) -> None:
+    """``bad`` are ``"<where> (<error>)"`` strings of images that could not be opened."""
     if bad:
         report.add(bad[0].rsplit(" (", 1)[0], "readable image files (JPEG, PNG, ... as PIL reads them)",
-                   f"opened {len(picked)} of {len(sources)}: {len(bad)} unreadable, e.g. {fmt_names(bad, 3)}")
-    elif sources:
-        report.ok_items.append(f"opened {len(picked)} of {len(sources)} images: all readable")
+                   f"opened {opened} of {total}: {len(bad)} unreadable, e.g. {fmt_names(bad, 3)}")
+    elif total:
+        report.ok_items.append(f"opened {opened} of {total} images: all readable")
+
+
+def probe_images(report: LayoutReport, sources: Sequence[Path | bytes], describe: Callable[[int], str],
+                 *, limit: int = PROBE_LIMIT) -> None:
+    """Open an evenly spread sample of images (header only) and report unreadable ones."""
+    picked = spread_sample(len(sources), limit)
+    bad = [f"{describe(i)} ({err})" for i in picked if (err := image_error(sources[i])) is not None]
+    report_unreadable(report, bad, len(picked), len(sources))
 
 
 def find_meta(dirs: Iterable[Path], names: Sequence[str]) -> Path | None:
@@ -353,7 +360,7 @@ def label_index(report: LayoutReport, where: str, raw: Sequence[Any], classnames
                        f"label out of range: {fmt_names(wrong)}" if wrong else "a class-name file with gaps")
             return [None] * len(raw), ()
         out = [None if r is None or str(r).strip() == "" else int(str(r).strip()) for r in raw]
-        report.ok_items.append(f"{where}: integer labels index the {len(names)} class names in file order")
+        report.ok_items.append(f"{where}: integer labels index the {len(names)} class names in their listed order")
         return out, tuple(names)
     if classnames:
         names = list(classnames.values()) if isinstance(classnames, dict) else list(classnames)
