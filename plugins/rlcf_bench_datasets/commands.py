@@ -88,7 +88,7 @@ def check_cmd(ctx: click.Context, dataset: str, data_root: str | None, params: t
     given = _parse_params(params)
     try:
         spec = host.dataset(dataset, given)
-    except RegistryError as exc:
+    except (RegistryError, TypeError, ValueError) as exc:
         raise click.UsageError(str(exc)) from exc
     try:
         report = check_dataset(spec, _data_root(data_root), given)

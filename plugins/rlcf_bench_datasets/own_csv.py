@@ -65,6 +65,11 @@ def _read_rows(report: LayoutReport, path: Path) -> tuple[list[dict[str, Any]], 
         return None
 
 
+def _text(value: Any) -> str:
+    """A cell as stripped text; a missing or null cell is empty (a JSON 0 is the label 0)."""
+    return "" if value is None else str(value).strip()
+
+
 def _captions(value: Any) -> list[str]:
     if isinstance(value, list):
         return [str(v).strip() for v in value if str(v).strip()]
@@ -102,15 +107,15 @@ def inspect(target: str, params: dict[str, Any], report: LayoutReport) -> Found 
     captions: dict[str, list[str]] = {}
     blank = 0
     for row in rows:
-        image = str(row.get(cols["image_column"] or "") or "").strip()
+        image = _text(row.get(cols["image_column"] or ""))
         if not image:
             blank += 1
             continue
         if image not in captions:
             order.append(image)
             captions[image], raw_labels[image] = [], set()
-        if cols["label_column"] and str(row.get(cols["label_column"], "") or "").strip():
-            raw_labels[image].add(str(row[cols["label_column"]]).strip())
+        if cols["label_column"] and _text(row.get(cols["label_column"])):
+            raw_labels[image].add(_text(row[cols["label_column"]]))
         if cols["caption_column"]:
             captions[image] += _captions(row.get(cols["caption_column"]))
     if blank:
