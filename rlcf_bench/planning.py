@@ -114,11 +114,12 @@ def _main(runs: Sequence[SuiteRun]) -> tuple[str | None, str | None]:
 
 
 def _default_task(host: PluginHost, ds_spec: Any, methods: Sequence[str] = ()) -> str:
-    """The first task the dataset serves, preferring one that a selected method supports (a
-    dataset with labels and captions serves several kinds)."""
+    """A task the dataset serves. A dataset with labels and captions serves several kinds: the
+    one most selected methods support wins, then classification (the benchmark's main task)."""
     usable = [t for t in host.registry("tasks") if t.kind in ds_spec.task_kinds]
-    supported = {kind for m in methods for kind in host.registry("methods").get(m).tasks}
-    for t in [t for t in usable if t.kind in supported] + usable:
+    specs = [host.registry("methods").get(m) for m in methods]
+    usable.sort(key=lambda t: (-sum(t.kind in m.tasks for m in specs), t.kind != "classification"))
+    for t in usable:
         return t.name
     raise PlanError(f"no registered task can use dataset {ds_spec.name!r}")
 
