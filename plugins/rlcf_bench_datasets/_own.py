@@ -309,7 +309,10 @@ def resolve(scheme: Scheme, name: str, params: Mapping[str, Any]) -> DatasetSpec
         raise ValueError(f"dataset name {name[:40]!r}... is {len(name)} characters; the store keeps {MAX_NAME}: "
                          "use a shorter path (e.g. a symlink)")
     defaults = {**COMMON_PARAMS, **scheme.defaults}
-    merged = merge_params(name, defaults, dict(params))
+    try:
+        merged = merge_params(name, defaults, dict(params))
+    except TypeError as exc:  # a usage error like any other bad name: one line, before anything runs
+        raise ValueError(str(exc)) from exc
     try:
         kinds = scheme.peek(os.path.expanduser(target), merged) or ALL_KINDS
     except MissingExtra:

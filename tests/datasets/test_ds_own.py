@@ -39,7 +39,7 @@ def test_scheme_names_resolve_to_specs_named_as_typed(host, own, tmp_path):
         host.dataset("folder:")
     with pytest.raises(ValueError, match="the store keeps 128"):
         host.dataset("folder:/" + "x" * 200)
-    with pytest.raises(TypeError, match="has no parameter 'colour'"):
+    with pytest.raises(ValueError, match="has no parameter 'colour'"):
         host.dataset(f"folder:{tree}", {"colour": "red"})
 
 
@@ -259,3 +259,19 @@ def test_missing_extra_is_one_line_naming_it(host, monkeypatch, tmp_path, scheme
         host.dataset(f"{scheme}:{tmp_path}/data.tar")
     out = CliRunner().invoke(build_cli(host), ["data", "check", f"{scheme}:{tmp_path}/data.tar"])
     assert out.exit_code == 2 and f"rlcf-bench[{extra}]" in out.output and "Traceback" not in out.output
+
+
+def test_data_check_command_prints_what_it_found(host, own, tmp_path):
+    from click.testing import CliRunner
+
+    from rlcf_bench.cli import build_cli
+
+    tree = own.tree(tmp_path / "t", {"cat": 2, "dog": 1})
+    out = CliRunner().invoke(build_cli(host), ["data", "check", f"folder:{tree}"])
+    assert out.exit_code == 0 and ": OK" in out.output and "2 classes: cat, dog" in out.output
+    assert "3 images, 3 labelled" in out.output and "dataset version own1-" in out.output
+    (tree / "bird").mkdir()
+    out = CliRunner().invoke(build_cli(host), ["data", "check", f"folder:{tree}"])
+    assert out.exit_code == 1 and "1 empty class folder(s): bird" in out.output
+    out = CliRunner().invoke(build_cli(host), ["data", "check", f"csv:{tmp_path / 'm.csv'}", "--param", "colour=red"])
+    assert out.exit_code == 2 and "has no parameter 'colour'" in out.output

@@ -95,3 +95,17 @@ def test_hf_runs(cli, own, tmp_path):
                                      "label": [i % 2 for i in range(6)]}, features=features)
     ds.save_to_disk(str(tmp_path / "hf"))
     assert_paired_runs(run(cli, tmp_path / "lb.sqlite", f"hf:{tmp_path / 'hf'}"))
+
+
+def test_bad_names_and_parameters_fail_before_anything_runs(cli, own, tmp_path):
+    tree = _folder(own, tmp_path / "t")
+    db = tmp_path / "lb.sqlite"
+    out = CliRunner().invoke(cli, ["run", "--dataset", f"folder:{tree}", "--data-param", "colour=red", "--method",
+                                   "zero-shot", "--model", "micro-student", "--db", str(db)])
+    assert out.exit_code != 0 and "has no parameter 'colour'" in out.output and "Traceback" not in out.output
+    (tree / "empty").mkdir()
+    out = CliRunner().invoke(cli, ["run", "--dataset", f"folder:{tree}", "--method", "zero-shot", "--model",
+                                   "micro-student", "--db", str(db), "-j", "1", "-q"])
+    assert out.exit_code == 1 and "empty class folder" in out.output
+    report = CliRunner().invoke(cli, ["report", "--format", "json", "--db", str(db)])
+    assert json.loads(report.output) == []  # nothing was written
