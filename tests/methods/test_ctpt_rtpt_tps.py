@@ -7,28 +7,19 @@ import math
 
 import pytest
 import torch
+from test_tuning_methods import _episode
 
 ITEMS = [(i, f"tiny-{i:04d}") for i in range(4)]
 
 
 def _method(name: str, ctx, **options):
+    from rlcf_bench.plugins import PluginHost
     from rlcf_bench.types import config_from_pairs
 
-    from baselines.c_tpt import CTPT
-    from baselines.r_tpt import RTPT
-    from baselines.tps import TPS
-
-    cls = {"c-tpt": CTPT, "r-tpt": RTPT, "tps": TPS}[name]
-    method = cls(config_from_pairs(cls.config_cls, options))
+    spec = PluginHost(autoload=False, extra=["baselines"]).registry("methods").get(name)
+    method = spec.method_cls(config_from_pairs(spec.config_cls, options))
     method.setup(ctx)
     return method
-
-
-def _episode(method, task, ctx, items):
-    batch = task.make_batch(items, ctx.model, ctx.device)
-    method.reset()
-    method.adapt(batch)
-    return method.predict(batch).logits
 
 
 def _entropy(probs: list[float]) -> float:
