@@ -264,3 +264,22 @@ def test_batched_adaptation_equals_one_sample_at_a_time(name, make_ctx):
     assert ((state_together - init).flatten(1).abs().amax(1) > 1e-4).all()  # every sample was tuned
     assert torch.allclose(state_together, torch.cat(state_alone), atol=1e-5, rtol=0)
     assert torch.allclose(together.softmax(-1), torch.cat(alone).softmax(-1), atol=1e-5, rtol=0)
+
+
+# ------------------------------------------------------------------ reported numbers
+
+
+def test_reported_numbers_are_reference_rows_of_registered_datasets():
+    from rlcf_bench.plugins import PluginHost
+
+    host = PluginHost(autoload=False, extra=["baselines", "rlcf_bench_datasets"])
+    datasets = set(host.registry("datasets").names())
+    rows = [r for r in host.references() if r.method in {"c-tpt", "r-tpt", "tps"}]
+    assert {r.dataset for r in rows} <= datasets
+    count = {(m, k): sum(r.method == m and r.metric == k for r in rows)
+             for m, k in (("c-tpt", "top1"), ("c-tpt", "ece"), ("tps", "top1"), ("r-tpt", "top1"))}
+    # C-TPT: 5 ImageNet sets + 10 fine-grained; ECE without the two doubtful cells; TPS: ImageNet
+    # and its 4 variants; R-TPT: none known
+    assert count == {("c-tpt", "top1"): 15, ("c-tpt", "ece"): 13, ("tps", "top1"): 5, ("r-tpt", "top1"): 0}
+    assert all(r.model == "ViT-B-16@openai" and r.task == "classification" and r.source for r in rows)
+    assert len({(r.method, r.dataset, r.metric) for r in rows}) == len(rows)
