@@ -41,7 +41,8 @@ class Interrupt(Exception):
     """Stands in for a killed process: raised while a batch is being stored."""
 
 
-def _run(tmp_path: Any, name: str, db: str, batch_size: int, *, fail_at_store: int | None = None) -> list[Any]:
+def _run(tmp_path: Any, name: str, db: str, batch_size: int, *, fail_at_store: int | None = None,
+         options: tuple[tuple[str, str], ...] = ()) -> list[Any]:
     """Run ``name`` on the tiny fixture; check (a); return the stored records by index."""
     from rlcf_bench.runner import ExecutionOptions, Runner, RunRequest
     from rlcf_bench.store import Store
@@ -63,7 +64,7 @@ def _run(tmp_path: Any, name: str, db: str, batch_size: int, *, fail_at_store: i
 
         store.add_samples = flaky  # type: ignore[method-assign]
     req = RunRequest(task="classification", dataset="tiny-colors", method=name, model="tiny-clip",
-                     reward_model="tiny-clip", protocol_overrides=PROTOCOL)
+                     reward_model="tiny-clip", method_options=options, protocol_overrides=PROTOCOL)
     try:
         result = runner.run(req)
     finally:
@@ -101,3 +102,13 @@ def test_method_contract(name: str, tmp_path: Any) -> None:
         assert [r.prediction for r in alone] == [r.prediction for r in straight]
         for a, b in zip(alone, straight):
             assert a.extra["confidence"] == pytest.approx(b.extra["confidence"], abs=1e-5)
+
+
+def test_a_state_carrying_configuration_keeps_the_contract(tmp_path: Any) -> None:
+    """(a) and (c) for a method whose start point moves with the stream (RLCF's momentum, folded
+    every 2 samples): the resumed run replays the stored samples to rebuild that state."""
+    options = (("momentum", "true"), ("momentum_freq", "2"), ("momentum_mu", "0.5"), ("lr", "1e-2"))
+    straight = _run(tmp_path, "rlcf-image", "straight", batch_size=3, options=options)
+    with pytest.raises(Interrupt):
+        _run(tmp_path, "rlcf-image", "resumed", batch_size=3, fail_at_store=4, options=options)
+    assert _rows(_run(tmp_path, "rlcf-image", "resumed", batch_size=3, options=options)) == _rows(straight)
