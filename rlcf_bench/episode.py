@@ -15,7 +15,9 @@ minimised, a :class:`Tuner` says what is tuned and how logits are produced witho
 * :class:`PromptTuner` — a ``[B, n_ctx, D]`` prompt context, one row per sample. The image
   features of all V views are computed once, without gradient; each step runs only the text
   tower (truncated prompts). The step-0 selection logits are the step-0 loss logits (one text
-  forward serves both). Prediction reuses the frozen view-0 features.
+  forward serves both). Prediction reuses the frozen view-0 features. Its base
+  :class:`PerSampleTuner` holds all of this for any per-sample tensor mapped to class features
+  (TPS's prototype shifts are another one).
 * :class:`ImageEncoderTuner` — the image tower's parameters (shared, so one sample at a time).
   Class text features are cached once per run. Selection is a no-grad forward of the V views;
   each step forwards/back-propagates only the selected views (the original keeps a 64-view
@@ -194,38 +196,55 @@ class Tuner(ABC):
         """The class prompts of the initial state (the reward model's class texts)."""
 
 
-class PromptTuner(Tuner):
-    """A per-sample prompt context ``[B, n_ctx, D]`` tuned against frozen view features."""
+class PerSampleTuner(Tuner):
+    """A per-sample tensor ``context`` ``[B, ...]`` (one row per test sample, e.g. a prompt context
+    or per-class prototype shifts) tuned against frozen view features.
 
-    def __init__(self, ctx: MethodContext, config: PromptTuningConfig) -> None:
+    The image features of all V views are computed once per episode, without gradient; each step
+    only maps the tuned tensor to normalised class features ``[B, C, E]``
+    (:meth:`class_features`). The step-0 selection logits are the step-0 loss logits (one forward
+    serves both). Prediction reuses the frozen view-0 features. ``current_class_features`` holds
+    the class features of the latest forward (with their graph during an episode), for objectives
+    that regularise them (e.g. C-TPT's dispersion term).
+    """
+
+    def __init__(self, ctx: MethodContext, config: TuningConfig) -> None:
         self.ctx = ctx
         self.config = config
         self.section = sections(ctx)
-        self.learner: PromptLearner = prompt_learner_for(ctx, ctx_init=config.ctx_init, coop=config.coop)
         self.context: torch.nn.Parameter | None = None
         self.view_features: torch.Tensor | None = None  # [B, V, E], frozen for the episode
+        self.current_class_features: torch.Tensor | None = None
         self.scale = float(ctx.model.logit_scale)
 
-    @property
-    def hand_crafted_prompts(self) -> list[str]:
-        return list(self.learner.prompts)
+    @abstractmethod
+    def initial_context(self, batch_size: int) -> torch.Tensor:
+        """A fresh ``[B, ...]`` initial state (every row equal)."""
+
+    @abstractmethod
+    def class_features(self, context: torch.Tensor) -> torch.Tensor:
+        """Normalised class features ``[B, C, E]`` under each sample's state."""
 
     def _ensure(self, batch_size: int) -> torch.nn.Parameter:
-        """One context row per sample; re-created (from the initial state) when B changes."""
+        """One row per sample; re-created (from the initial state) when B changes."""
         if self.context is None or self.context.shape[0] != batch_size:
-            self.context = torch.nn.Parameter(self.learner.initial_context(batch_size))
+            self.context = torch.nn.Parameter(self.initial_context(batch_size))
             self.optimizer = torch.optim.AdamW([self.context], lr=self.config.lr,
                                                weight_decay=self.config.weight_decay)
         return self.context
 
+    def _reset_context(self, context: torch.nn.Parameter) -> None:
+        context.copy_(self.initial_context(context.shape[0]))
+
     def reset(self) -> None:
         if self.context is not None:
             with torch.no_grad():
-                self.context.copy_(self.learner.init_ctx.expand_as(self.context))
+                self._reset_context(self.context)
             self.context.grad = None
             assert self.optimizer is not None
             self.optimizer.state.clear()
         self.view_features = None
+        self.current_class_features = None
 
     def begin(self, views: torch.Tensor) -> None:
         b, v = views.shape[:2]
@@ -234,8 +253,8 @@ class PromptTuner(Tuner):
             self.view_features = self.ctx.model.image_features(views.flatten(0, 1)).view(b, v, -1)
 
     def _text(self, context: torch.Tensor) -> torch.Tensor:
-        with self.section("text_encoder"):
-            return self.learner.text_features(context)
+        self.current_class_features = self.class_features(context)
+        return self.current_class_features
 
     def _logits(self, feats: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
         return self.scale * torch.einsum("bve,bce->bvc", feats, text)
@@ -251,11 +270,21 @@ class PromptTuner(Tuner):
         return self._logits(gather_views(self.view_features, selected), self._text(self.context))
 
     @no_grad
+    def all_view_logits(self, batch: Batch) -> torch.Tensor:
+        """Logits ``[B, V, C]`` of every view under the current (adapted) state, no gradient; the
+        frozen view features are encoded here if no episode ran (e.g. ``steps=0``)."""
+        b = len(batch)
+        if self.view_features is None or self.view_features.shape[0] != b:
+            self.begin(batch.views)
+        with self.ctx.amp.autocast():
+            return self.selection_logits()
+
+    @no_grad
     def predict_logits(self, batch: Batch) -> torch.Tensor:
         b = len(batch)
         context = self.context if self.context is not None and self.context.shape[0] == b else None
         if context is None:
-            context = self.learner.initial_context(b)
+            context = self.initial_context(b)
         with self.ctx.amp.autocast():
             if self.view_features is not None and self.view_features.shape[0] == b:
                 feats = self.view_features[:, 0]  # view 0 = the centre crop, already encoded
@@ -264,6 +293,29 @@ class PromptTuner(Tuner):
                     feats = self.ctx.model.image_features(batch.images)
             text = self._text(context)
         return self.scale * torch.einsum("be,bce->bc", feats, text)
+
+
+class PromptTuner(PerSampleTuner):
+    """A per-sample prompt context ``[B, n_ctx, D]``; class features from the text tower
+    (truncated prompts), the only encoder run per step."""
+
+    def __init__(self, ctx: MethodContext, config: PromptTuningConfig) -> None:
+        super().__init__(ctx, config)
+        self.learner: PromptLearner = prompt_learner_for(ctx, ctx_init=config.ctx_init, coop=config.coop)
+
+    @property
+    def hand_crafted_prompts(self) -> list[str]:
+        return list(self.learner.prompts)
+
+    def initial_context(self, batch_size: int) -> torch.Tensor:
+        return self.learner.initial_context(batch_size)
+
+    def _reset_context(self, context: torch.nn.Parameter) -> None:
+        context.copy_(self.learner.init_ctx.expand_as(context))
+
+    def class_features(self, context: torch.Tensor) -> torch.Tensor:
+        with self.section("text_encoder"):
+            return self.learner.text_features(context)
 
 
 class ImageEncoderTuner(Tuner):

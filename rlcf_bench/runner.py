@@ -192,7 +192,7 @@ class Runner:
             timer = SectionTimer(self.device)
             ctx = MethodContext(
                 task=task_spec.kind, protocol=spec.protocol, device=self.device, amp=amp, model=policy,
-                reward_model=reward, seed=spec.seed, **task.context_fields(policy, self.device),
+                reward_model=reward, seed=spec.seed, dataset=spec.dataset, **task.context_fields(policy, self.device),
             )
             ctx.cache["timer"] = timer
             method = method_spec.method_cls(config)

@@ -223,7 +223,8 @@ class MethodContext:
     """Everything a method may use, built once per run by the runner.
 
     ``cache`` is a per-run dictionary for frozen, derived values (class text features, gallery
-    features): compute them once in ``setup``, never per sample.
+    features): compute them once in ``setup``, never per sample. ``dataset`` is the registered
+    dataset name, for methods whose official defaults differ per dataset (e.g. C-TPT's λ).
     """
 
     task: TaskKind
@@ -238,6 +239,7 @@ class MethodContext:
     gallery: Any = None
     seed: int = 0
     cache: dict[str, Any] = field(default_factory=dict)
+    dataset: str | None = None
 
 
 ConfigT = TypeVar("ConfigT")

@@ -68,9 +68,9 @@ def _method(name: str, ctx: Any) -> Any:
     return method
 
 
-@pytest.mark.benchmark
-@pytest.mark.parametrize("name", METHODS)
-def test_bench_episode(benchmark: Any, name: str) -> None:
+def time_episode(benchmark: Any, name: str) -> dict[str, float]:
+    """Time one episode (adapt + predict, one sample) of ``name``; returns the per-section
+    breakdown in ms per episode (also printed and stored in ``benchmark.extra_info``)."""
     ctx, task = _context(n_views=16, n_classes=200)
     method = _method(name, ctx)
     profile = ctx.cache["profile_timer"]
@@ -97,6 +97,13 @@ def test_bench_episode(benchmark: Any, name: str) -> None:
     benchmark.extra_info["breakdown_ms"] = breakdown
     print(f"\n{name} ({ctx.model.name}, {ctx.protocol.n_views} views, {len(ctx.classnames)} classes) "
           f"breakdown ms/episode: {breakdown}")
+    return breakdown
+
+
+@pytest.mark.benchmark
+@pytest.mark.parametrize("name", METHODS)
+def test_bench_episode(benchmark: Any, name: str) -> None:
+    breakdown = time_episode(benchmark, name)
     assert {"views", "image_encoder", "backward+optimizer"} <= set(breakdown)
     if "prompt" in name:
         assert "text_encoder" in breakdown
