@@ -35,6 +35,10 @@ class DKDConfig(DistillationConfig):
     beta: float = 0.5
     temperature: float = 1.0
 
+    def __post_init__(self) -> None:
+        if self.temperature <= 0:
+            raise ValueError(f"temperature={self.temperature}: expected > 0")
+
 
 def dkd_parts(student: Any, teacher: Any, target: Any, temperature: float = 1.0) -> tuple[Any, Any]:
     """``(TCKD, NCKD)`` per view (``[..., ]``, without the T² factor) of logits ``[..., C]`` and the

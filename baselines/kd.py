@@ -33,6 +33,10 @@ from ._distillation_paper import PAPER, paper_table_references
 class KDConfig(DistillationConfig):
     temperature: float = 1.0
 
+    def __post_init__(self) -> None:
+        if self.temperature <= 0:
+            raise ValueError(f"temperature={self.temperature}: expected > 0")
+
 
 def kd_loss(student: Any, teacher: Any, temperature: float = 1.0) -> Any:
     """Per-sample soft-target cross-entropy ``[B]`` of logits ``[B, N, C]``, mean over views."""

@@ -34,7 +34,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from rlcf_bench import MethodContext, MethodSpec, Predictions, ViewPolicy, hookimpl
+from rlcf_bench import MethodSpec, Predictions, ViewPolicy, hookimpl
 from rlcf_bench.episode import FrozenViewsMethod
 
 
@@ -50,6 +50,10 @@ class MTAConfig:
     inner: int = 5
     tol: float = 1e-6
     knn_ratio: float = 0.3
+
+    def __post_init__(self) -> None:
+        if self.lambda_y <= 0 or self.outer < 1 or self.inner < 1 or not 0 < self.knn_ratio <= 1:
+            raise ValueError("MTA needs lambda_y > 0, outer ≥ 1, inner ≥ 1 and 0 < knn_ratio ≤ 1")
 
 
 def mta_bandwidth_sq(features: Any, knn_ratio: float) -> Any:
@@ -118,12 +122,6 @@ class MTA(FrozenViewsMethod):
     tasks = frozenset({"classification"})
     paper = "Zanella and Ben Ayed, On the Test-Time Zero-Shot Generalization of Vision-Language Models: Do We Really Need Prompt Learning? (CVPR 2024)"
     view_policy = ViewPolicy(n_views=64, augmix=False)
-
-    def setup(self, ctx: MethodContext) -> None:
-        c = self.config
-        if c.lambda_y <= 0 or c.outer < 1 or c.inner < 1 or not 0 < c.knn_ratio <= 1:
-            raise ValueError("MTA needs lambda_y > 0, outer ≥ 1, inner ≥ 1 and 0 < knn_ratio ≤ 1")
-        super().setup(ctx)
 
     def decide(self, features: Any) -> Predictions:
         probs = self.view_logits(features).softmax(-1)

@@ -33,7 +33,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from rlcf_bench import MethodContext, MethodSpec, Predictions, ReferenceResult, ViewPolicy, hookimpl
+from rlcf_bench import MethodSpec, Predictions, ReferenceResult, ViewPolicy, hookimpl
 from rlcf_bench.episode import FrozenViewsMethod
 from rlcf_bench.objectives import select_confident
 
@@ -46,6 +46,10 @@ class ZeroConfig:
     """``gamma``: the fraction of views kept for the vote (official 0.3)."""
 
     gamma: float = 0.3
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.gamma <= 1.0:
+            raise ValueError(f"gamma={self.gamma}: expected a fraction of the views in (0, 1]")
 
 
 def zero_votes(logits: Any, n_keep: int) -> Any:
@@ -89,11 +93,6 @@ class Zero(FrozenViewsMethod):
     tasks = frozenset({"classification"})
     paper = PAPER
     view_policy = ViewPolicy(n_views=64, augmix=False)
-
-    def setup(self, ctx: MethodContext) -> None:
-        if not 0.0 < self.config.gamma <= 1.0:
-            raise ValueError(f"gamma={self.config.gamma}: expected a fraction of the views in (0, 1]")
-        super().setup(ctx)
 
     def decide(self, features: Any) -> Predictions:
         logits = self.view_logits(features)

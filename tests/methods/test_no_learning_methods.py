@@ -74,12 +74,16 @@ def test_zero_keeps_thirty_percent_of_the_views_and_predicts_the_vote(make_ctx):
     assert (probs - share).abs().max() <= VOTE_TIE_SHARE
 
 
-def test_zero_rejects_a_bad_gamma(make_ctx):
-    from baselines.zero import Zero, ZeroConfig
+def test_bad_options_are_refused_when_the_config_is_read():
+    from rlcf_bench.types import config_from_pairs
 
-    ctx, _ = make_ctx()
-    with pytest.raises(ValueError, match="gamma"):
-        Zero(ZeroConfig(gamma=0.0)).setup(ctx)
+    from baselines.mta import MTAConfig
+    from baselines.zero import ZeroConfig
+
+    with pytest.raises(ValueError, match=r"gamma=0.0: expected a fraction of the views in \(0, 1\]"):
+        config_from_pairs(ZeroConfig, [("gamma", "0")])
+    with pytest.raises(ValueError, match="lambda_y > 0"):
+        config_from_pairs(MTAConfig, [("lambda_y", "0")])
 
 
 # ------------------------------------------------------------------------------------- MTA
@@ -226,3 +230,20 @@ def test_results_do_not_depend_on_the_batch_size(name, make_ctx, method_host):
     alone = torch.cat([run([item]) for item in ITEMS])
     assert torch.equal(together.argmax(-1), alone.argmax(-1))
     assert torch.allclose(together, alone, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("name", ["zero", "mta"])
+def test_runner_batch_size_does_not_change_results(name, method_host, tmp_path):
+    from rlcf_bench.runner import ExecutionOptions, RunRequest, Runner
+    from rlcf_bench.store import Store
+
+    out = []
+    for size in (1, 4):
+        store = Store(f"sqlite:///{tmp_path / f'{size}.sqlite'}")
+        runner = Runner(method_host, store, ExecutionOptions(device="cpu", batch_size=size, warmup=0))
+        result = runner.run(RunRequest(task="classification", dataset="tiny-colors", method=name, model="tiny-clip",
+                                       protocol_overrides=(("n_views", 8), ("limit", 4))))
+        out.append(sorted(store.sample_records(result.run_id), key=lambda r: r.index))
+    one, four = out
+    assert [r.prediction for r in one] == [r.prediction for r in four]
+    assert all(abs(a.extra["confidence"] - b.extra["confidence"]) < 1e-5 for a, b in zip(one, four))
