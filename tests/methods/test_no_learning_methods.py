@@ -247,3 +247,25 @@ def test_runner_batch_size_does_not_change_results(name, method_host, tmp_path):
     one, four = out
     assert [r.prediction for r in one] == [r.prediction for r in four]
     assert all(abs(a.extra["confidence"] - b.extra["confidence"]) < 1e-5 for a, b in zip(one, four))
+
+
+def test_zero_reference_rows_and_no_mta_rows(method_host):
+    refs = {(r.method, r.dataset): r for r in method_host.references() if r.method in {"zero", "mta"}}
+    assert len(refs) == 15 and all(m == "zero" for m, _ in refs)  # MTA: no primary-source number
+    assert refs[("zero", "imagenet-a")].value == 59.61 and refs[("zero", "eurosat")].value == 34.33
+    assert {r.model for r in refs.values()} == {"ViT-B-16@openai"} and all(r.reward_model is None for r in refs.values())
+    from rlcf_bench.plugins import PluginHost
+
+    datasets = PluginHost(autoload=False, extra=["rlcf_bench_datasets"]).registry("datasets")
+    assert set(datasets.names()) >= {ds for _, ds in refs}
+
+
+def test_method_modules_import_no_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys, baselines.zero, baselines.mta, baselines.kd, baselines.dkd, baselines.atkd; "
+            "[m.rlcfb_register_references() for m in (baselines.zero, baselines.kd, baselines.atkd)]; "
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False", out.stderr
