@@ -31,11 +31,6 @@ def plan_runs(host: PluginHost, *, suite: str, suite_explicit: bool = False, tas
               reward_model: str | None = None, options: Sequence[tuple[str, str]] = (),
               data_params: Sequence[tuple[str, str]] = (), overrides: dict[str, Any] | None = None) -> list[RunRequest]:
     method_reg, task_reg, ds_reg = host.registry("methods"), host.registry("tasks"), host.registry("datasets")
-    if overrides and VIEW_POLICY_PARAM in overrides:
-        try:
-            check_view_policy(overrides[VIEW_POLICY_PARAM])
-        except ValueError as exc:
-            raise PlanError(str(exc)) from exc
     for name in methods:
         method_reg.get(name)  # unknown names fail with suggestions
     suites = host.registry("suites")
@@ -76,6 +71,11 @@ def plan_runs(host: PluginHost, *, suite: str, suite_explicit: bool = False, tas
             replaced = [SuiteRun(task=task, dataset=ds, method=m, model=model or "") for ds in datasets for m in methods]
         runs = replaced
 
+    if overrides and VIEW_POLICY_PARAM in overrides:
+        try:
+            check_view_policy(overrides[VIEW_POLICY_PARAM])
+        except ValueError as exc:
+            raise PlanError(str(exc)) from exc
     requests: list[RunRequest] = []
     for r in runs:
         spec = method_reg.get(r.method)
