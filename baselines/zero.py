@@ -52,19 +52,20 @@ class ZeroConfig:
             raise ValueError(f"gamma={self.gamma}: expected a fraction of the views in (0, 1]")
 
 
-def zero_votes(logits: Any, n_keep: int) -> Any:
+def zero_votes(logits: Any, n_keep: int, order: Any = None) -> Any:
     """Zero's vote: ``[B, C]`` vote counts from view logits ``[B, V, C]`` (view order as given).
 
     The ``n_keep`` lowest-entropy views vote for their argmax; a tie between the most voted classes
     goes to the first discarded view (most confident first) that predicts one of them, else to the
     tied class with the highest logit in the most confident discarded view (or, if every view was
     kept, the most confident view). The winner's count is raised by one, so it is the unique
-    maximum.
+    maximum. ``order``: the views by confidence (``select_confident(logits, V)``), if known.
     """
     import torch
 
     b, v, c = logits.shape
-    order = select_confident(logits, v)  # every view, most confident first
+    if order is None:
+        order = select_confident(logits, v)  # every view, most confident first
     ranked = logits.argmax(-1).gather(1, order)  # [B, V] predicted class per view, by confidence
     votes = torch.zeros(b, c, dtype=torch.float32, device=logits.device)
     votes.scatter_add_(1, ranked[:, :n_keep], torch.ones(b, n_keep, device=logits.device))
@@ -98,8 +99,9 @@ class Zero(FrozenViewsMethod):
         logits = self.view_logits(features)
         v = logits.shape[1]
         n_keep = max(1, int(self.config.gamma * v))
-        votes = zero_votes(logits, n_keep)
-        kept = select_confident(logits, n_keep)
+        order = select_confident(logits, v)
+        votes = zero_votes(logits, n_keep, order)
+        kept = order[:, :n_keep]
         mean_p = logits.softmax(-1).gather(1, kept[..., None].expand(-1, -1, logits.shape[-1])).mean(1)
         share = (votes + VOTE_TIE_SHARE * mean_p) / (votes.sum(-1, keepdim=True) + VOTE_TIE_SHARE)
         return Predictions(probs=share)
