@@ -20,7 +20,8 @@ Where this departs from the official code, and why:
   ImageNet variants by name. ``-m lambda_=X`` overrides it.
 * Views follow the benchmark's common protocol (AugMix only where the dataset asks for it, i.e.
   the fine-grained sets), so C-TPT is compared with TPT on equal views. The official scripts also
-  apply AugMix on A/V2/R/Sketch (their TPT re-run too), which moves numbers by about a point.
+  apply AugMix on A/V2/R/Sketch (their TPT re-run too), which moves numbers by about a point;
+  ``--protocol-param view_policy=method`` gives those views (a protocol of its own).
 * ECE is the bench's (15 equal-width bins); C-TPT prints a 20-bin ECE. The reported ECE rows
   below are stored with that note.
 * Wasted work removed as for TPT (frozen view features once per sample, prompts truncated to the
@@ -33,7 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from rlcf_bench import MethodContext, MethodSpec, ReferenceResult, hookimpl
+from rlcf_bench import MethodContext, MethodSpec, ReferenceResult, ViewPolicy, hookimpl
 from rlcf_bench.episode import PerSampleTuner, PromptTuningConfig, PromptTuningMethod
 from rlcf_bench.objectives import Objective, marginal_entropy
 
@@ -89,6 +90,10 @@ class CTPT(PromptTuningMethod):
     config_cls = CTPTConfig
     tasks = frozenset({"classification"})
     paper = PAPER
+    #: The official scripts' views (``--protocol-param view_policy=method``): 64 views, AugMix on
+    #: the ImageNet variants as well as wherever the common protocol has it.
+    view_policy = ViewPolicy(n_views=64, augmix_on=frozenset({"imagenet-a", "imagenet-v2", "imagenet-r",
+                                                            "imagenet-sketch"}))
 
     def make_objective(self, ctx: MethodContext) -> Objective:
         lam = self.config.lambda_ if self.config.lambda_ is not None else default_lambda(ctx.dataset)

@@ -28,6 +28,10 @@ gradient, and AdamW is elementwise. (Under fp16 autocast the GradScaler's overfl
 shared by the batch: a step that overflows for one sample is skipped for the whole batch; in fp32
 and bf16 batches are exact up to float re-association.)
 
+Two more families share this module: :class:`DistillationMethod` (image-encoder tuning towards
+the teacher's distribution, KD/DKD/ATKD) and :class:`FrozenViewsMethod` (methods that do not
+learn: view features once per sample, no autograd graph; Zero, MTA).
+
 Reset (:class:`ParamSnapshot`) writes back only the tuned tensors in place and clears the
 optimizer's state (AdamW then starts from empty moments, as the original's reloaded empty state).
 """
@@ -41,7 +45,9 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from .lazy import LazyModule, no_grad
-from .objectives import CLIPRewardObjective, MarginalEntropyObjective, Objective, gather_views, select_confident
+from .objectives import (
+    CLIPRewardObjective, DistillationObjective, MarginalEntropyObjective, Objective, gather_views, select_confident,
+)
 from .prompt_learner import PromptLearner, prompt_learner_for
 from .prompts import class_prompts, class_text_features
 from .types import Batch, Method, MethodContext, Predictions
@@ -498,6 +504,92 @@ class ImageTuningMethod(TuningMethod):
 
     def make_tuner(self, ctx: MethodContext) -> Tuner:
         return ImageEncoderTuner(ctx, self.config)
+
+
+@dataclass(frozen=True)
+class DistillationConfig(ImageTuningConfig):
+    """The RLCF paper's distillation baselines (``kd-tune.sh``): 3 AdamW steps, lr 1e-5, wd 5e-4."""
+
+    steps: int = 3
+    lr: float = 1e-5
+    weight_decay: float = 5e-4
+
+
+class DistillationMethod(ImageTuningMethod):
+    """Image-encoder tuning that distils the reward model's class distribution on the confident
+    views (the teacher, ``--reward-model``) into the policy; subclasses give only the loss.
+
+    The episode is :func:`run_episode` with :class:`ImageEncoderTuner`, as RLCF's image variant:
+    selection by the policy, teacher logits of the selected views once per episode
+    (:class:`~rlcf_bench.objectives.DistillationObjective`, timed as ``reward``), the teacher's
+    class texts = the policy's hand-crafted prompts, prediction on view 0.
+    """
+
+    requires: ClassVar[frozenset[str]] = frozenset({"reward_model"})
+
+    @abstractmethod
+    def distill_loss(self, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+        """Per-sample losses ``[B]`` from student and teacher logits ``[B, N, C]`` (fp32)."""
+
+    def make_objective(self, ctx: MethodContext) -> Objective:
+        prompts = self.tuner.hand_crafted_prompts
+        return DistillationObjective(ctx.reward_model, reward_text_features(ctx, prompts), self.distill_loss,
+                                     section=sections(ctx))
+
+
+# --------------------------------------------------------------------------------------------
+# Methods that do not learn: view features once, no autograd graph
+# --------------------------------------------------------------------------------------------
+
+
+def encode_views(ctx: MethodContext, views: torch.Tensor, section: Any = None) -> torch.Tensor:
+    """L2-normalised fp32 features ``[B, V, E]`` of views ``[B, V, 3, S, S]`` under the frozen
+    policy, in inference mode (no autograd graph is ever built)."""
+    section = section or (lambda _name: contextlib.nullcontext())
+    b, v = views.shape[:2]
+    with torch.inference_mode(), ctx.amp.autocast(), section("image_encoder"):
+        return ctx.model.image_features(views.flatten(0, 1)).view(b, v, -1)
+
+
+class FrozenViewsMethod(Method[Any]):
+    """Base of the episodic methods that do not learn (Zero, MTA): ``adapt`` encodes the protocol's
+    views once per sample (:func:`encode_views`), ``predict`` hands the features ``[B, V, E]`` to
+    :meth:`decide` in inference mode. Class text features are cached once per run. Samples are
+    independent, so a batch of them is decided at once (results do not depend on the batch size).
+    """
+
+    episodic: ClassVar[bool] = True
+    max_batch: ClassVar[int] = 64
+
+    def setup(self, ctx: MethodContext) -> None:
+        self.ctx = ctx
+        self.section = sections(ctx)
+        self.text = class_text_features(ctx)  # [C, E], once per run
+        self.scale = float(ctx.model.logit_scale)
+        self.features: torch.Tensor | None = None
+
+    def reset(self) -> None:
+        self.features = None
+
+    def adapt(self, batch: Batch) -> None:
+        with self.section("views"):
+            views = batch.views
+        self.features = encode_views(self.ctx, views, self.section)
+
+    def view_logits(self, features: torch.Tensor) -> torch.Tensor:
+        """``s · f(v) Tᵀ`` for every view: ``[B, V, C]``."""
+        return self.scale * features @ self.text.t()
+
+    def predict(self, batch: Batch) -> Predictions:
+        if self.features is None or self.features.shape[0] != len(batch):
+            self.adapt(batch)
+        assert self.features is not None
+        with torch.inference_mode():
+            return self.decide(self.features)
+
+    @abstractmethod
+    def decide(self, features: torch.Tensor) -> Predictions:
+        """Predictions of a batch from its view features ``[B, V, E]`` (view 0 = centre crop)."""
 
 
 # --------------------------------------------------------------------------------------------

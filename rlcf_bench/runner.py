@@ -27,7 +27,7 @@ from .store import Store
 from .task import TaskRuntime
 from .types import (
     Batch, DatasetLayoutError, LatencyStats, MethodContext, RunError, RunProtocol, RunResult, RunSpec, StepRecord,
-    config_from_pairs,
+    config_from_pairs, resolve_view_policy,
 )
 
 
@@ -147,6 +147,10 @@ class Runner:
             if key not in {f.name for f in dataclasses.fields(RunProtocol)}:
                 params[key] = overrides.pop(key)
         protocol = protocol.replace(**overrides, params=tuple(sorted(params.items())))
+        try:
+            protocol = resolve_view_policy(protocol, method_spec.view_policy, ds_spec.name)
+        except ValueError as exc:
+            raise RunnerError(str(exc)) from exc
         protocol = protocol.replace(precision=resolve_precision(protocol.precision, self.device))
         uses_reward = "reward_model" in method_spec.requires
         spec = RunSpec(
