@@ -1,6 +1,7 @@
 """Zero-shot captioning: the captioner without adaptation (beam search with the trained mapper).
 
-The "ClipCap (cross-domain)" / "CapDec (zero-shot)" rows of spec §8.3: 5 beams, one caption,
+The "ClipCap (cross-domain)" / "CapDec (zero-shot)" rows of the paper
+(``docs/paper-numbers.md#captioning``): 5 beams, one caption,
 lower-cased, exactly the final prediction step of RLCF without its episode.
 """
 

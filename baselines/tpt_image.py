@@ -1,14 +1,17 @@
 """TPT with image-encoder tuning (the RLCF paper's "TPT" backbone baseline, ``tune_cls_tpt.py``).
 
-Episode (spec §2.4): all parameters of the policy's image tower are tuned (AdamW lr 1e-5,
+Episode (``docs/original-code.md#image-encoder-tuning``): all parameters of the policy's image tower
+are tuned (AdamW lr 1e-5,
 wd 5e-4, 3 steps) on the entropy of the averaged distribution of the 10 % most confident views;
 class text features are computed once per run; episodic reset; prediction on view 0.
 
-Choices (spec §9):
+Choices (``docs/original-code.md#known-quirks-and-bugs``):
 
-* The original file imports a non-existent module ``policy`` (§9 #6); nothing of it is needed.
+* The original file imports a non-existent module ``policy``
+  (``docs/original-code.md#missing-policy-module``); nothing of it is needed.
 * Class prompts "a photo of a <class>." by default; ``-m underscore_prompt=true`` reproduces the
-  original's literal "a_photo_of_a <class>." (§9 #2) for parity of backbone-tuning numbers.
+  original's literal "a_photo_of_a <class>." (``docs/original-code.md#underscored-prompts``) for
+  parity of backbone-tuning numbers.
 * Wasted work removed: confident views are chosen by a no-grad forward of all views, then only
   the selected views are forwarded/back-propagated (the original back-propagates a 64-view
   graph at step 0). Mathematically the same update.

@@ -1,16 +1,18 @@
 """TPT with prompt tuning (Shu et al., NeurIPS 2022) under the shared RLCF/TPT protocol.
 
-Episode (spec §1.5): 4 learnable context tokens initialised from "a photo of a" (one context per
+Episode (``docs/original-code.md#tpt``): 4 learnable context tokens initialised from "a photo of a"
+(one context per
 test sample), the protocol's views (64; view 0 = centre crop), the 10 % most confident views
 selected once, ``steps`` AdamW steps on the entropy of their averaged distribution, episodic
 reset, prediction on view 0.
 
-Choices (spec §9):
+Choices (``docs/original-code.md#known-quirks-and-bugs``):
 
 * ``steps=1, lr=5e-3`` — TPT's own setting. The original ``tpt-prompt.sh`` sets ``tta_steps=0``
-  (it evaluates zero-shot CLIP, §9 #4); ``-m steps=0`` reproduces that.
+  (it evaluates zero-shot CLIP, ``docs/original-code.md#tpt-script-runs-zero-steps``); ``-m
+  steps=0`` reproduces that.
 * ``weight_decay=0.01`` — the original passes no weight decay, so PyTorch's AdamW default 0.01
-  applies (§9 #7); kept for parity with the published TPT numbers.
+  applies (``docs/original-code.md#tpt-weight-decay``); kept for parity with the published TPT numbers.
 * No CoOp init by default (``-m coop=PATH`` loads ``state_dict['ctx']``).
 * Wasted work removed (same mathematics): frozen view features once per sample, text prompts
   truncated to the longest end-of-text token, several samples adapted at once (exact).

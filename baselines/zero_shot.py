@@ -4,12 +4,14 @@
 averages the normalised features of the dataset's template ensemble (CLIP's 80 ImageNet
 templates where the dataset provides them), then re-normalises, as CLIP does.
 ``underscore_prompt`` reproduces the original RLCF zero-shot/backbone quirk of the literal prompt
-"a_photo_of_a {}." (spec §9 #2); off by default.
+"a_photo_of_a {}." (``docs/original-code.md#underscored-prompts``); off by default.
 
 Retrieval (same method, ``--task retrieval``): the gallery's candidate features (all captions for
 image→text, all images for text→image) are computed once per run in ``setup``; a query's scores
-are ``logit_scale · cos(query, candidate)`` (spec §4.3 with no adaptation; a single model, not
-the original script's B/16+L/14 ensemble, spec §9 #10). ``templates``/``underscore_prompt`` do
+are ``logit_scale · cos(query, candidate)`` (``docs/original-code.md#retrieval`` with no adaptation;
+a single model, not
+the original script's B/16+L/14 ensemble, ``docs/original-code.md#retrieval-zero-shot-ensemble``).
+``templates``/``underscore_prompt`` do
 not apply to retrieval.
 
 Captioning (same method, ``--task captioning``): the captioner without test-time adaptation, beam

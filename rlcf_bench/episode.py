@@ -1,6 +1,7 @@
 """The shared test-time tuning episode of TPT and RLCF, and the two things they tune.
 
-One episode (spec §1.4, §2.2), for a batch of B independent test samples::
+One episode (``docs/original-code.md#prompt-tuning-episode``,
+``docs/original-code.md#image-encoder-tuning``), for a batch of B independent test samples::
 
     views [B, V, 3, S, S]                           (the protocol's seeded views, view 0 first)
     step 0: logits of all V views under the initial state  →  select the ⌊ρV⌋ most confident
@@ -21,7 +22,8 @@ minimised, a :class:`Tuner` says what is tuned and how logits are produced witho
 * :class:`ImageEncoderTuner` — the image tower's parameters (shared, so one sample at a time).
   Class text features are cached once per run. Selection is a no-grad forward of the V views;
   each step forwards/back-propagates only the selected views (the original keeps a 64-view
-  graph at step 0 although only 6 rows carry gradient, spec §7.2).
+  graph at step 0 although only 6 rows carry gradient,
+  ``docs/original-code.md#cost-of-the-original-code``).
 
 Batching is exact: the losses are summed, so each sample's context receives exactly its own
 gradient, and AdamW is elementwise. (Under fp16 autocast the GradScaler's overflow check is
@@ -81,7 +83,8 @@ class PromptTuningConfig(TuningConfig):
 @dataclass(frozen=True)
 class ImageTuningConfig(TuningConfig):
     """``underscore_prompt`` reproduces the original backbone-tuning class prompts
-    "a_photo_of_a <class>." (spec §9 #2), also used as the reward text; ``tune_norm`` restricts
+    "a_photo_of_a <class>." (``docs/original-code.md#underscored-prompts``), also used as the reward
+    text; ``tune_norm`` restricts
     tuning to normalisation layers (the original's ``--tune_norm 1``, off)."""
 
     underscore_prompt: bool = False
@@ -328,7 +331,8 @@ class ImageEncoderTuner(Tuner):
     """The image tower's parameters, against class text features cached once per run.
 
     The tower is shared by all samples, so an episode holds one sample (``max_batch = 1``).
-    With ``momentum`` (spec §2.3, the paper's "-M"), the state restored at the start of each
+    With ``momentum`` (the paper's "-M", ``docs/original-code.md#momentum-start-point``), the state
+    restored at the start of each
     episode is replaced every ``freq`` samples by ``(1−w)·θ_clip + w·EMA_μ(adapted weights)``;
     :meth:`reset` still restores ``θ_clip`` (the model as the run found it) and the momentum
     start point is loaded at the start of :meth:`begin`, so the run leaves the model unchanged.

@@ -5,16 +5,19 @@ Every function works on a leading batch of *independent samples*: logits are ``[
 episode sums the per-sample losses, so each sample's gradient is exactly what it would be alone
 (see :mod:`rlcf_bench.episode`).
 
-* :func:`select_confident` — TPT's confidence selection (spec §1.4, methods-zoo §0.3): the
+* :func:`select_confident` — TPT's confidence selection
+  (``docs/original-code.md#prompt-tuning-episode``): the
   ``n`` lowest-entropy views of each sample.
 * :func:`marginal_entropy` — entropy of the view-averaged distribution, in log space
   (``log p̄ = logsumexp_i log softmax(z_i) − log N``) as TPT computes it.
-* :func:`process_rewards` — RLCF's reward post-processing (spec §1.3): subtract the mean of the
+* :func:`process_rewards` — RLCF's reward post-processing (``docs/original-code.md#reward``):
+  subtract the mean of the
   K samples of the same view (default), or of all N·K pairs of the sample, optionally divide by
   the standard deviation; with K = 1 nothing is subtracted (as in the original).
 * :func:`kl_divergence` — ``KL(p ‖ q)`` from log-probabilities (distillation losses).
 * :func:`reinforce_loss` — ``−mean_{i,k} adv_ik · log π(a_ik | v_i)``: REINFORCE with the
-  baseline already subtracted. The actions are the deterministic top-K classes (spec §9 #1), so
+  baseline already subtracted. The actions are the deterministic top-K classes
+  (``docs/original-code.md#top-k-instead-of-sampling``), so
   this is a reward-weighted likelihood over the K most likely classes, not an unbiased
   policy-gradient estimate — kept for parity.
 """
@@ -81,7 +84,8 @@ def top_k_actions(logits: torch.Tensor, k: int) -> torch.Tensor:
 
 def process_rewards(rewards: torch.Tensor, *, baseline: BaselineMode = "view", normalise_std: bool = False,
                     eps: float = 1e-5) -> torch.Tensor:
-    """Advantages from raw rewards ``[B, N, K]`` (spec §1.3 ``rewards_post_process``).
+    """Advantages from raw rewards ``[B, N, K]`` (the original's ``rewards_post_process``,
+    ``docs/original-code.md#reward``).
 
     ``baseline="view"``: subtract the mean over the K samples of the same view (the original's
     default, ``process_batch=0``); ``"sample"``: the mean over all N·K pairs of the test sample
@@ -160,7 +164,8 @@ class MarginalEntropyObjective(Objective):
 
 class CLIPRewardObjective(Objective):
     """RLCF: top-K classes per view, CLIP reward ``2.5·max(0, cos)`` of (view, class prompt) from
-    the frozen reward model, baseline subtraction, REINFORCE (spec §1.4).
+    the frozen reward model, baseline subtraction, REINFORCE
+    (``docs/original-code.md#prompt-tuning-episode``).
 
     ``text_features`` are the reward model's per-member class features ``[C, D_j]`` (computed once
     per run). The reward image features of the selected views are computed once per episode in

@@ -2,7 +2,8 @@
 
 The prompt of class ``c`` is ``[SOS] ⊕ ctx ⊕ suffix_c`` where ``ctx`` is ``n_ctx`` learnable
 token embeddings initialised from the words of ``ctx_init`` ("a photo of a" → 4 tokens), and
-``suffix_c`` are the frozen embeddings of "<class name>." and the end-of-text token (spec §1.1).
+``suffix_c`` are the frozen embeddings of "<class name>." and the end-of-text token
+(``docs/original-code.md#prompt-learner``).
 
 What is done once per run (and cached in ``ctx.cache``): tokenising the C prompts, embedding
 them, splitting the fixed prefix/suffix, and truncating them to the longest end-of-text position

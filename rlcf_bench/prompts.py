@@ -10,7 +10,8 @@ ORIGINAL_UNDERSCORE_PREFIX = "a_photo_of_a"
 
 def class_prompts(classnames: Sequence[str], template: str, *, underscore_prompt: bool = False) -> list[str]:
     """One prompt per class. ``underscore_prompt`` reproduces the original code's literal
-    "a_photo_of_a <class>." used by its zero-shot and backbone-tuning scripts (spec §9 #2)."""
+    "a_photo_of_a <class>." used by its zero-shot and backbone-tuning scripts
+    (``docs/original-code.md#underscored-prompts``)."""
     names = [c.replace("_", " ") for c in classnames]
     if underscore_prompt:
         return [f"{ORIGINAL_UNDERSCORE_PREFIX} {c}." for c in names]

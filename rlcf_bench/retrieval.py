@@ -288,7 +288,7 @@ class RetrievalGallery:
     # ------------------------------------------------------------------ reward features
     def reward_image_features(self, reward: Any, policy: Any) -> list[torch.Tensor]:
         """Per-member reward features of all images (fed policy-normalised crops, as the reward
-        model expects, spec §3.3)."""
+        model expects, ``docs/original-code.md#reward-image-resolution``)."""
 
         def compute() -> list[torch.Tensor]:
             import torch

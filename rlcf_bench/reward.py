@@ -1,9 +1,10 @@
 """CLIP reward: ``R(image, text) = sum_j w_j * 2.5 * max(0, <F_j(image), G_j(text)>)``.
 
 One frozen model (the paper's ViT-L/14) or a weighted ensemble (RLCF-S). Each member clamps its
-own score before weighting, as the original code does (spec §3.2). Images arrive normalised for
+own score before weighting, as the original code does
+(``docs/original-code.md#reward-ensemble-rlcf-s``). Images arrive normalised for
 the policy at the policy's resolution; each member re-expresses them for itself (bicubic,
-``align_corners=True``, spec §3.3).
+``align_corners=True``, ``docs/original-code.md#reward-image-resolution``).
 """
 
 from __future__ import annotations

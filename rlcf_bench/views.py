@@ -1,6 +1,7 @@
 """Test-time views, generated as a batch on the device from one uploaded image.
 
-The TPT recipe (spec §1.2): view 0 is the plain preprocessing (resize the shorter side, centre
+The TPT recipe (``docs/original-code.md#views``): view 0 is the plain preprocessing (resize the
+shorter side, centre
 crop); views 1..V-1 are random-resized crops (scale 0.08–1, ratio 3/4–4/3) with horizontal flips
 of the *original* image, plus AugMix (torchvision's, severity 1, width 3, depth 1–3, without the
 ops that overlap the corruptions) when the protocol asks for it. All crops are cut and resized in
@@ -120,7 +121,8 @@ def _augmix(crops: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
 def adapt_normalisation(x: torch.Tensor, *, src_mean: Sequence[float], src_std: Sequence[float],
                         dst_mean: Sequence[float], dst_std: Sequence[float], size: int) -> torch.Tensor:
     """Re-express normalised images for another model: bicubic resize (align_corners=True, as the
-    original reward code does, spec §3.3) and re-normalisation when the statistics differ."""
+    original reward code does, ``docs/original-code.md#reward-image-resolution``) and
+    re-normalisation when the statistics differ."""
     if tuple(src_mean) != tuple(dst_mean) or tuple(src_std) != tuple(dst_std):
         sm = torch.tensor(src_mean, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
         ss = torch.tensor(src_std, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)

@@ -29,7 +29,8 @@ if TYPE_CHECKING:  # pragma: no cover
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
     {".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp"}
 )
-#: The single CLIP template used by every classifier and reward of RLCF/TPT (spec §1.7).
+#: The single CLIP template used by every classifier and reward of RLCF/TPT
+#: (``docs/original-code.md#templates``).
 SINGLE_TEMPLATE: tuple[str, ...] = ("a photo of a {}.",)
 #: How many referenced image paths a check tests for existence (keeps checks fast).
 DEFAULT_SAMPLE_LIMIT = 200

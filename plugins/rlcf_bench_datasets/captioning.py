@@ -1,4 +1,5 @@
-"""Captioning test sets: COCO and Flickr30k Karpathy test splits, NoCaps validation (spec §6.3).
+"""Captioning test sets: COCO and Flickr30k Karpathy test splits, NoCaps validation
+(``docs/original-code.md#captioning-data``).
 
 * ``coco-captions`` / ``flickr30k-captions`` read the same LAVIS files as retrieval (one entry
   per image with its reference captions, kept verbatim: scorers tokenise them themselves).

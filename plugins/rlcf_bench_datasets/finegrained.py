@@ -1,4 +1,5 @@
-"""The 10 fine-grained sets of TPT with the CoOp ("zhou") split files (spec §6.1).
+"""The 10 fine-grained sets of TPT with the CoOp ("zhou") split files
+(``docs/original-code.md#classification-data``).
 
 Each set lives in ``<data root>/<dir>/`` with an image sub-folder and a split JSON
 ``{"train": [...], "val": [...], "test": [[relpath, label, classname], ...]}``; only ``test`` is

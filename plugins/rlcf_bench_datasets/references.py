@@ -1,4 +1,4 @@
-"""The RLCF paper's reported numbers as reference rows (spec §8.1–8.3).
+"""The RLCF paper's reported numbers as reference rows (``docs/paper-numbers.md``).
 
 The numbers were read off the result-table images of the official project page (gh-pages branch
 of mzhaoshuai/RLCF: ``assets/exp-classification.png``, ``exp-retrieval.png``, ``exp-caption.png``).
@@ -12,7 +12,7 @@ Naming: methods as users type them (``zero-shot``, ``tpt-prompt``, ``rlcf-prompt
 this plugin. All values are percentages (0–100) as printed in the paper.
 
 Not included: the "OOD avg" column (derived: the mean of A, V2, R and Sketch) and fine-grained
-numbers (the paper's tables that were reachable have none, spec §8.1).
+numbers (the paper's tables that were reachable have none, ``docs/paper-numbers.md#classification``).
 """
 
 from __future__ import annotations
@@ -122,7 +122,7 @@ def _expand(task: str, topic: str, asset: str, columns: Sequence[tuple[str, str]
 
 
 def reference_rows() -> list[ReferenceResult]:
-    """Every reported number of spec §8.1–8.3 as a :class:`ReferenceResult`."""
+    """Every reported number of the paper's tables as a :class:`ReferenceResult`."""
     cls_columns = tuple((d, "top1") for d in CLASSIFICATION_DATASETS)
     return [
         *_expand("classification", "classification", "classification", cls_columns, CLASSIFICATION,

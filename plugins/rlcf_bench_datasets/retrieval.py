@@ -1,6 +1,7 @@
 """Image–text retrieval test sets: COCO 2014 and Flickr30k Karpathy test splits (LAVIS format).
 
-Layout (spec §6.2): ``coco2014/coco_karpathy_test.json`` with images under ``coco2014/``
+Layout (``docs/original-code.md#retrieval-data``): ``coco2014/coco_karpathy_test.json`` with images
+under ``coco2014/``
 (paths such as ``val2014/COCO_val2014_000000391895.jpg``) and
 ``flickr30k/annotations/flickr30k_test.json`` with images under ``flickr30k/``
 (``flickr30k-images/1007129816.jpg``). Each file is a JSON list of

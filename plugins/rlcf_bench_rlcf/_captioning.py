@@ -1,4 +1,5 @@
-"""RLCF for image captioning (spec §5.3): tune the ClipCap/CapDec mapping network per image.
+"""RLCF for image captioning (``docs/original-code.md#captioning-episode``): tune the ClipCap/CapDec
+mapping network per image.
 
 Episode, per image (``max_batch = 1``: every image is its own episode)::
 
@@ -11,9 +12,12 @@ Episode, per image (``max_batch = 1``: every image is its own episode)::
         AdamW step on the mapper only
     caption ← beam search, ``final_beams`` (5) beams, best one
 
-Choices (spec §9): padding is excluded from the caption loss (``-m pad_quirk=true`` restores the
-original's mean over the padded length with pad targets included, #11); the decoder is frozen
-for real (``requires_grad=False``: no gradient is computed or accumulated for it, #12). The
+Choices (``docs/original-code.md#known-quirks-and-bugs``): padding is excluded from the caption loss
+(``-m pad_quirk=true`` restores the
+original's mean over the padded length with pad targets included,
+``docs/original-code.md#caption-padding-in-the-loss``); the decoder is frozen
+for real (``requires_grad=False``: no gradient is computed or accumulated for it,
+``docs/original-code.md#decoder-gradients-in-captioning``). The
 mapper output is computed once per step and shared by generation and the loss (the original
 runs it twice). ``reset`` restores the mapper bit-exactly and starts a fresh AdamW.
 

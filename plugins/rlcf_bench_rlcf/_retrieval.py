@@ -1,4 +1,5 @@
-"""RLCF for zero-shot image–text retrieval (spec §4.2–4.3), method ``rlcf`` of the ``retrieval`` task.
+"""RLCF for zero-shot image–text retrieval (``docs/original-code.md#retrieval``), method ``rlcf`` of
+the ``retrieval`` task.
 
 What is tuned depends on the query's direction:
 
@@ -6,13 +7,14 @@ What is tuned depends on the query's direction:
   the frozen text tower's features of all captions are cached once per run.
 * **text→image** (a caption ranks all images): all **non-visual** parameters — token and
   positional embeddings, text transformer, ``ln_final``, ``text_projection`` and, for parity
-  with the original (spec §9 #9), ``logit_scale`` (``-m tune_logit_scale=false`` to freeze it);
+  with the original (``docs/original-code.md#retrieval-tunes-the-logit-scale``), ``logit_scale``
+  (``-m tune_logit_scale=false`` to freeze it);
   the frozen image tower's features of all images are cached once per run.
 
 Per query, ``steps`` (8) AdamW steps (lr 1e-6, wd 5e-4, eps 1e-6)::
 
     z ← exp(logit_scale) · q_θ · Cᵀ                 (query vs ALL N cached candidates)
-    A ← top-K candidates of z (deterministic, spec §9 #1)
+    A ← top-K candidates of z (deterministic, ``docs/original-code.md#top-k-instead-of-sampling``)
     r_k ← 2.5·max(0, cos) of (query, candidate A_k) under the reward model
     loss ← mean_k (r_k − mean r) · CE(z, A_k)        (REINFORCE, mean-of-K baseline)
 
@@ -22,10 +24,12 @@ of the query once per query (not per step); the caption is tokenised once per qu
 prediction is ``z`` of the query under the adapted weights against the cached candidates.
 
 Reset restores only the tower tuned by the last query (in place, bit-exact) and clears its AdamW
-state; the original reloads the whole CLIP state dict per query (spec §7.3). One query per episode
+state; the original reloads the whole CLIP state dict per query
+(``docs/original-code.md#cost-of-the-original-code``). One query per episode
 (``max_batch = 1``): the tuned weights are shared by the batch.
 
-Momentum (``-m momentum=true``, spec §2.3; off by default as in the RLCF row): per direction, the
+Momentum (``-m momentum=true``, ``docs/original-code.md#momentum-start-point``; off by default as in
+the RLCF row): per direction, the
 adapted weights of each query are folded into an EMA of the tuned tower (``momentum_mu``); every
 ``momentum_freq`` queries of that direction the episode start point becomes
 ``(1−w)·θ_clip + w·EMA``. ``reset`` still restores θ_clip (so a run leaves the model as found);

@@ -1,4 +1,5 @@
-"""Suites that reproduce the RLCF paper's tables on real data (spec §8), runnable as soon as the
+"""Suites that reproduce the RLCF paper's tables on real data (``docs/paper-numbers.md``), runnable
+as soon as the
 data (``--data-root``) and weights (open_clip cache or ``ARCH@/path`` files) are present:
 ``paper-table1`` (+ ``paper-table1-coop``), ``paper-finegrained``, ``paper-table2`` (retrieval) and
 ``paper-table3`` (captioning).
@@ -56,7 +57,7 @@ def table1_coop(methods: Sequence[Any]) -> list[SuiteRun]:
     coop = os.environ.get(COOP_ENV)
     if not coop:
         raise ValueError(f"suite paper-table1-coop needs the CoOp context file: set {COOP_ENV}=/path/to/"
-                         "coop_16shots_nctx4_cscFalse_ctpend_vitb16_seed1 checkpoint (spec §1.1)")
+                         "coop_16shots_nctx4_cscFalse_ctpend_vitb16_seed1 checkpoint)")
     rows: list[tuple[str, str | None, dict[str, Any], str]] = [
         ("tpt-prompt", None, {"coop": coop}, POLICY),
         ("rlcf-prompt", REWARD, {"coop": coop}, POLICY),

@@ -1,6 +1,7 @@
 """Named reward models of the RLCF paper.
 
-``rlcf-s`` — the RLCF-S ensemble (spec §3.2): CLIP ViT-L/14@336px, RN50x64 and ViT-L/14 (OpenAI
+``rlcf-s`` — the RLCF-S ensemble (``docs/original-code.md#reward-ensemble-rlcf-s``): CLIP
+ViT-L/14@336px, RN50x64 and ViT-L/14 (OpenAI
 weights) with the original's rounded confidence weights 0.56 / 0.17 / 0.28 (they sum to 1.01, as
 in the original). Each member clamps its own score before weighting.
 """

@@ -1,7 +1,9 @@
 """``rlcf``: RLCF for image-text retrieval and captioning — one public name, as in the paper.
 
-The algorithms live in ``_retrieval.py`` (spec §4: tune the query's tower, top-K candidates,
-CLIP reward, 8 steps) and ``_captioning.py`` (spec §5: K beams, CLIPScore reward, tune the mapper
+The algorithms live in ``_retrieval.py`` (``docs/original-code.md#retrieval``: tune the query's
+tower, top-K candidates,
+CLIP reward, 8 steps) and ``_captioning.py`` (``docs/original-code.md#captioning-episode``: K beams,
+CLIPScore reward, tune the mapper
 only, decoder frozen, pads excluded). Options of either can be set with ``-m``; an option the
 run's task does not have is an error. Classification uses ``rlcf-prompt`` / ``rlcf-image``.
 """

@@ -1,4 +1,5 @@
-"""RLCF with image-encoder tuning (spec §2.2) and its momentum variant "-M" (spec §2.3).
+"""RLCF with image-encoder tuning (``docs/original-code.md#image-encoder-tuning``) and its momentum
+variant "-M" (``docs/original-code.md#momentum-start-point``).
 
 Episode: all parameters of the policy's image tower are tuned (AdamW lr 1e-5, wd 5e-4, 3 steps)
 with RLCF's objective (top-K = 3 classes of each of the 10 % most confident views, CLIP reward
@@ -17,8 +18,10 @@ ends) and the start point is loaded when the next episode begins. With momentum 
 reports ``carries_state``, so a resumed run replays the stored samples first and its EMA equals
 that of an uninterrupted run.
 
-Choices (spec §9): class prompts "a photo of a <class>." by default,
-``-m underscore_prompt=true`` for the original's "a_photo_of_a <class>." (§9 #2; also the reward
+Choices (``docs/original-code.md#known-quirks-and-bugs``): class prompts "a photo of a <class>." by
+default,
+``-m underscore_prompt=true`` for the original's "a_photo_of_a <class>."
+(``docs/original-code.md#underscored-prompts``; also the reward
 text, as the original feeds the reward model the same token ids). Selection by a no-grad forward
 of all views, then forward/backward of the selected views only (the original keeps the 64-view
 graph at step 0; same update).

@@ -1,6 +1,8 @@
-"""RLCF with test-time prompt tuning (Zhao et al., ICLR 2024), spec §1.
+"""RLCF with test-time prompt tuning (Zhao et al., ICLR 2024); the original code
+is described in ``docs/original-code.md``.
 
-Episode (spec §1.4): 4 learnable context tokens initialised from "a photo of a" (one context per
+Episode (``docs/original-code.md#prompt-tuning-episode``): 4 learnable context tokens initialised
+from "a photo of a" (one context per
 test sample); the protocol's views; the 10 % most confident views selected once; for each
 selected view the policy's top-K (K = 3) classes; reward ``R = 2.5·max(0, cos)`` of (view,
 "a photo of a <class>.") from the frozen reward model (``--reward-model``; an ensemble such as
@@ -8,13 +10,15 @@ selected view the policy's top-K (K = 3) classes; reward ``R = 2.5·max(0, cos)`
 REINFORCE loss ``−mean adv·log π``; ``steps=3`` AdamW steps (lr 7e-3, wd 5e-4); episodic reset;
 prediction on view 0.
 
-Choices (spec §9):
+Choices (``docs/original-code.md#known-quirks-and-bugs``):
 
-* Actions are the deterministic top-K classes, recomputed at every step (§9 #1, kept): this is a
+* Actions are the deterministic top-K classes, recomputed at every step (kept,
+  ``docs/original-code.md#top-k-instead-of-sampling``): this is a
   reward-weighted likelihood, not an unbiased policy gradient.
 * No CoOp init by default — the paper's plain "RLCF" row. The shipped ``rlcf-prompt.sh`` loads
-  CoOp weights ("RLCF + CoOp" row, §9 #3): ``-m coop=PATH``. Fine-grained sets use
-  ``-m steps=5``.
+  CoOp weights ("RLCF + CoOp" row,
+  ``docs/original-code.md#coop-initialisation-in-the-rlcf-script``): ``-m coop=PATH``.
+  Fine-grained sets use ``-m steps=5``.
 * Reward text = the hand-crafted prompts through the reward model's own text encoder, once per
   run; reward image features of the selected views once per sample (step 0), as the original.
 * Wasted work removed (same mathematics): frozen view features once per sample, the step-0

@@ -1,4 +1,5 @@
-"""Cross-domain image captioning (spec §5, §6.3): COCO-trained ClipCap/CapDec on Flickr30k/NoCaps,
+"""Cross-domain image captioning (``docs/original-code.md#captioning-episode``): COCO-trained
+ClipCap/CapDec on Flickr30k/NoCaps,
 and the micro suite's captioner on its shifted domains.
 
 Protocol: one centre crop per image, preprocessed for the captioner's CLIP (its ``image_size``,

@@ -1,12 +1,14 @@
-"""``rlcf-bench caption ...``: train captioners and extract the training features (spec §5.2).
+"""``rlcf-bench caption ...``: train captioners and extract the training features
+(``docs/original-code.md#captioner-training``).
 
 * ``caption train --preset micro`` reproduces the shipped ``micro-captioner``
   (``plugins/rlcf_bench_micro/captioner/``).
 * ``caption train --features FILE.pkl --kind clipcap|capdec --decoder DIR --clip NAME --out DIR``
-  trains a ClipCap/CapDec mapper on the §5.2 feature dictionary (COCO features of the released
+  trains a ClipCap/CapDec mapper on the original-format feature dictionary (COCO features of the
+  released
   pickle, or ``caption extract``'s output) with a pretrained OPT from a local folder (frozen) or a
   tiny random OPT (``--decoder tiny``, trained with the mapper).
-* ``caption extract --dataset NAME --clip NAME --out FILE.pt`` writes the §5.2 dictionary of any
+* ``caption extract --dataset NAME --clip NAME --out FILE.pt`` writes that dictionary of any
   captioning dataset with any CLIP model.
 
 Training is seeded and resumes from ``OUT/train_state`` when re-run with the same arguments.
@@ -33,7 +35,7 @@ def rlcfb_add_commands(cli: Any) -> None:
     @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
                   help="checkpoint folder (default for --preset micro: the shipped plugin folder)")
     @click.option("--features", type=click.Path(exists=True, dir_okay=False), default=None,
-                  help="§5.2 feature dictionary (.pkl or .pt)")
+                  help="feature dictionary in the original format (.pkl or .pt)")
     @click.option("--kind", type=click.Choice(["clipcap", "capdec"]), default="clipcap", show_default=True)
     @click.option("--clip", "clip_name", default=None, help="CLIP model name of the features (recorded; loaded at test time)")
     @click.option("--decoder", default="tiny", show_default=True,
@@ -75,7 +77,7 @@ def rlcfb_add_commands(cli: Any) -> None:
                              warmup=warmup, seed=seed, prefix_length=prefix_length, mapper_layers=mapper_layers,
                              mapper_heads=mapper_heads, progress=not no_progress, log=click.echo)
 
-    @caption.command(name="extract", help="Write the §5.2 feature dictionary of a captioning dataset.")
+    @caption.command(name="extract", help="Write the training-feature dictionary of a captioning dataset.")
     @click.option("--dataset", required=True)
     @click.option("--clip", "clip_name", required=True)
     @click.option("--out", "out_file", required=True, type=click.Path(dir_okay=False))

@@ -1,6 +1,7 @@
 """Classification under distribution shift (ImageNet variants, fine-grained sets, the micro suite).
 
-Protocol (TPT/RLCF, spec §1.2): 64 views per sample (view 0 = centre crop, 63 random-resized
+Protocol (TPT/RLCF, ``docs/original-code.md#views``): 64 views per sample (view 0 = centre crop, 63
+random-resized
 crops + flips, AugMix on the fine-grained sets), 10 % confident-view selection, prediction on
 view 0 unless a method decides otherwise. Metrics: top-1 and top-5 accuracy with 95 % Wilson
 intervals, and expected calibration error (15 equal-width bins) with a bootstrap interval.

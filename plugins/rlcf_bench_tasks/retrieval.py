@@ -1,4 +1,5 @@
-"""Zero-shot image–text retrieval, both directions in one run (spec §4; RETRIEVAL.md beside this file).
+"""Zero-shot image–text retrieval, both directions in one run (``docs/original-code.md#retrieval``;
+RETRIEVAL.md beside this file).
 
 Queries: every image (``i2t``, ranked against all captions; sample id ``i2t:<image id>``) then
 every caption (``t2i``, ranked against all images; ``t2i:<caption index>``). The protocol param

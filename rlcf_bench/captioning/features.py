@@ -1,4 +1,5 @@
-"""The training-feature dictionary of spec §5.2, and its extraction from images.
+"""The training-feature dictionary of the original code
+(``docs/original-code.md#captioner-training``), and its extraction from images.
 
 Keys (one entry per *caption*; embeddings un-normalised, fp32)::
 
@@ -33,7 +34,7 @@ def check_features(feats: dict[str, Any]) -> dict[str, Any]:
     """Validate and normalise a feature dictionary (tensors, index lists); returns a new dict."""
     missing = [k for k in REQUIRED if k not in feats]
     if missing:
-        raise ValueError(f"feature dictionary lacks {', '.join(missing)} (spec §5.2 keys: {', '.join(REQUIRED)})")
+        raise ValueError(f"feature dictionary lacks {', '.join(missing)} (expected keys: {', '.join(REQUIRED)})")
     out = dict(feats)
     out["clip_image_embedding"] = _tensor(feats["clip_image_embedding"])
     out["clip_text_embedding"] = _tensor(feats["clip_text_embedding"])
@@ -52,7 +53,8 @@ def check_features(feats: dict[str, Any]) -> dict[str, Any]:
 
 
 class _FeaturePickle(pickle.Unpickler):
-    """Reads the original feature pickles (spec §5.2) without running arbitrary code: only
+    """Reads the original feature pickles (``docs/original-code.md#captioner-training``) without
+    running arbitrary code: only
     containers, NumPy arrays and tensors can be rebuilt; tensor storages go through
     ``torch.load(weights_only=True)``."""
 

@@ -1,4 +1,5 @@
-"""The prefix-mapping network of ClipCap/CapDec (spec §5.1), written from the description.
+"""The prefix-mapping network of ClipCap/CapDec (``docs/original-code.md#captioning-model``),
+written from the description.
 
 ``TransformerMapper``: a linear map of the (normalised) CLIP embedding to ``clip_length`` tokens of
 width ``dim``, concatenated with ``prefix_length`` learned constant tokens, then ``layers``

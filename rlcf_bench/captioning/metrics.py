@@ -1,4 +1,4 @@
-"""Caption metrics (spec §5.4).
+"""Caption metrics (``docs/original-code.md#caption-metrics``).
 
 * :func:`reference_metrics`: BLEU-1..4, METEOR, ROUGE-L and CIDEr(-D) from ``pycocoevalcap`` after
   PTB tokenisation (Java; the tokenizer writes temporary files in its package folder), as

@@ -184,7 +184,8 @@ class ClipCaptioner:
         The decoder sees ``prefix ⊕ emb(ids)`` (attention mask: ones on the prefix, ``mask`` on
         the tokens); the logits at positions ``P-1 .. P+L-2`` predict ``ids``. By default padding
         positions are excluded and each caption's loss is the mean over its own tokens.
-        ``pad_quirk=True`` reproduces the original TTA code (spec §9 #11): padding targets are
+        ``pad_quirk=True`` reproduces the original TTA code
+        (``docs/original-code.md#caption-padding-in-the-loss``): padding targets are
         included and every caption is averaged over the padded length.
         """
         ids, mask = ids.to(prefix.device), mask.to(prefix.device)

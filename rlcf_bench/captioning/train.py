@@ -1,4 +1,5 @@
-"""Training a ClipCap/CapDec captioner from precomputed CLIP features (spec §5.2).
+"""Training a ClipCap/CapDec captioner from precomputed CLIP features
+(``docs/original-code.md#captioner-training``).
 
 * Targets: ``[BOS] + caption (+ EOS)`` padded to ``max_seq_len = min(mean + 10·std, max)`` of the
   token lengths; the loss is next-token cross-entropy over the non-padding tokens of the batch.
@@ -52,7 +53,8 @@ class TrainConfig:
 
 
 def max_seq_len(lengths: list[int]) -> int:
-    """``min(mean + 10·std, max)`` of the token lengths (spec §5.2)."""
+    """``min(mean + 10·std, max)`` of the token lengths
+    (``docs/original-code.md#captioner-training``)."""
     t = torch.tensor(lengths, dtype=torch.float64)
     std = float(t.std()) if len(lengths) > 1 else 0.0
     return int(min(float(t.mean()) + 10 * std, float(t.max())))

@@ -34,7 +34,7 @@ def caption_runner(caption_host, store):
 
 
 def tiny_features(n: int = 8):
-    """§5.2 features of the tiny captioning set with tiny-clip."""
+    """Training features (the original's dictionary) of the tiny captioning set with tiny-clip."""
     from rlcf_bench.captioning.features import extract_features
     from rlcf_bench_fixtures.tiny import TinyCaptioningSet, load_tiny_clip
 

@@ -22,7 +22,7 @@ def test_default_mapper_has_the_paper_size():
     with torch.device("meta"):
         mapper = TransformerMapper(MapperConfig())
     n = sum(p.numel() for p in mapper.parameters())
-    assert 52e6 < n < 55e6  # spec §5.1: ≈ 53 M
+    assert 52e6 < n < 55e6  # docs/original-code.md#captioning-model: ≈ 53 M
     with torch.device("meta"):
         out = mapper(torch.empty(2, 512))
     assert tuple(out.shape) == (2, 40, 768)

@@ -1,4 +1,4 @@
-"""Training from §5.2 features: loss goes down, resume is bit-exact, the export loads."""
+"""Training from the original-format features: loss goes down, resume is bit-exact, the export loads."""
 
 from __future__ import annotations
 

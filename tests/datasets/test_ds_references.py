@@ -1,4 +1,4 @@
-"""Paper-reported numbers (spec §8.1-8.3) as reference rows."""
+"""Paper-reported numbers (``docs/paper-numbers.md``) as reference rows."""
 
 from __future__ import annotations
 

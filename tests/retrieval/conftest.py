@@ -71,7 +71,8 @@ def _jpeg(rgb: tuple[int, int, int]) -> bytes:
 
 @pytest.fixture
 def karpathy_root(tmp_path: Path) -> Path:
-    """COCO and Flickr30k Karpathy test files in the LAVIS format (spec §6.2), 3 and 2 images."""
+    """COCO and Flickr30k Karpathy test files in the LAVIS format
+    (``docs/original-code.md#retrieval-data``), 3 and 2 images."""
     coco = []
     for k, rgb in enumerate([(220, 30, 30), (30, 200, 40), (30, 60, 220)]):
         rel = f"val2014/COCO_val2014_{391895 + k:012d}.jpg"
