@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import click
 
@@ -20,6 +20,7 @@ from .plugins import PluginError, PluginHost
 from .registry import RegistryError
 
 DEFAULT_SUITE = "micro"
+DB_HELP = "SQLAlchemy URL or SQLite path (else $RLCF_BENCH_DB, else the default leaderboard: see `rlcf-bench report`)"
 
 
 class GlobalOptions:
@@ -186,7 +187,7 @@ def build_cli(host: PluginHost) -> click.Group:
     @click.option("--jobs", "-j", type=int, default=None,
                   help="runs executed in parallel processes, one thread each (default: the CPU cores on CPU, 1 on GPU)")
     @click.option("--data-root", default=None, help="root of real datasets (else $RLCF_BENCH_DATA_ROOT, else the config file)")
-    @click.option("--db", default=None, help="SQLAlchemy URL or SQLite path (else $RLCF_BENCH_DB, else leaderboard/leaderboard.sqlite)")
+    @click.option("--db", default=None, help=DB_HELP)
     @click.option("--fresh", is_flag=True, help="start new attempts instead of resuming or reusing stored runs")
     @click.option("--dry-run", is_flag=True, help="print the planned runs and exit")
     @click.option("--quiet", "-q", is_flag=True, help="no progress bar, no table")
@@ -223,28 +224,52 @@ def build_cli(host: PluginHost) -> click.Group:
         _execute(host, requests, db=db, device=device, batch_size=batch_size, data_root=data_root, fresh=fresh,
                  quiet=quiet, jobs=jobs)
 
-    @cli.command("report")
-    @click.option("--format", "fmt", type=click.Choice(["markdown", "csv", "json", "html"]), default="markdown")
-    @click.option("--task", default=None)
-    @click.option("--dataset", default=None)
-    @click.option("--method", default=None)
-    @click.option("--out", default=None, help="write to this file (or, with --all-formats, this folder)")
+    @cli.command("report", epilog="""\b
+Examples:
+  rlcf-bench report                                   # the full leaderboard, markdown
+  rlcf-bench report --layout paper --format latex     # methods x datasets, booktabs
+  rlcf-bench report --layout paper --intervals --format html --out table.html
+  rlcf-bench report --all-formats --out leaderboard/reports""")
+    @click.option("--format", "fmt", type=click.Choice(["markdown", "csv", "json", "html", "latex"]), default="markdown",
+                  show_default=True, help="output format (latex: paper layout only)")
+    @click.option("--layout", type=click.Choice(["full", "paper"]), default="full", show_default=True,
+                  help="full: every group, metric and test; paper: methods as rows, datasets as columns, averages last")
+    @click.option("--intervals", is_flag=True, help="paper layout: print each value's 95%% interval")
+    @click.option("--reported/--no-reported", default=True, show_default=True,
+                  help="paper layout: the paper's own numbers as grey rows")
+    @click.option("--task", default=None, help="only this task (default: all)")
+    @click.option("--dataset", default=None, help="only this dataset (default: all)")
+    @click.option("--method", default=None, help="only rows of this method; ranks still use the whole dataset (default: all)")
+    @click.option("--out", default=None, help="write to this file (or, with --all-formats, this folder) instead of stdout")
     @click.option("--all-formats", is_flag=True, help="write markdown, CSV, JSON and HTML into --out")
-    @click.option("--db", default=None)
-    def report_cmd(fmt: str, task: str | None, dataset: str | None, method: str | None, out: str | None,
-                   all_formats: bool, db: str | None) -> None:
-        """Leaderboard report from the stored runs (markdown, CSV, JSON or a self-contained HTML page)."""
+    @click.option("--db", default=None, help=DB_HELP)
+    def report_cmd(fmt: str, layout: str, intervals: bool, reported: bool, task: str | None, dataset: str | None,
+                   method: str | None, out: str | None, all_formats: bool, db: str | None) -> None:
+        """Report from the stored runs: the full leaderboard or the paper's table layout."""
         from . import report
 
         store = _open_store(db)
         _store_references(host, store)
+        if out or all_formats or fmt not in ("json", "csv"):  # scripts reading JSON/CSV get the data alone
+            click.echo(f"leaderboard: {store.location}", err=True)
+        if not store.runs(status="finished", task=task, dataset=dataset, method=method):
+            click.echo("the leaderboard holds no finished run" + (" matching the filters" if task or dataset or method
+                                                                  else "") + ": run `rlcf-bench run` first", err=True)
         if all_formats:
             if not out:
                 _fail("--all-formats needs --out FOLDER")
             for path in report.write_report(store, out, host=host, task=task, dataset=dataset, method=method):
                 click.echo(str(path))
             return
-        text = report.render(store, fmt, host=host, task=task, dataset=dataset, method=method)
+        if layout == "paper":
+            if fmt == "json":
+                _fail("the paper layout has no json format (use --layout full for JSON rows)")
+            text = report.render_paper(store, fmt, host=host, task=task, dataset=dataset, method=method,
+                                       intervals=intervals, reported=reported)
+        elif fmt == "latex":
+            _fail("--format latex needs --layout paper")
+        else:
+            text = report.render(store, fmt, host=host, task=task, dataset=dataset, method=method)
         if out:
             from pathlib import Path
 
@@ -257,7 +282,7 @@ def build_cli(host: PluginHost) -> click.Group:
     @cli.command("compare")
     @click.argument("run_a", type=int)
     @click.argument("run_b", type=int)
-    @click.option("--db", default=None)
+    @click.option("--db", default=None, help=DB_HELP)
     def compare_cmd(run_a: int, run_b: int, db: str | None) -> None:
         """Paired comparison of two runs on the samples they share."""
         from . import report
@@ -340,7 +365,6 @@ def _default_jobs(device: str | None) -> int:
 
 def _execute(host: PluginHost, requests: Sequence[Any], *, db: str | None, device: str | None, batch_size: int | None,
              data_root: str | None, fresh: bool, quiet: bool, jobs: int | None = None) -> None:
-    from . import report
     from .runner import ExecutionOptions
 
     store = _open_store(db)
@@ -351,44 +375,70 @@ def _execute(host: PluginHost, requests: Sequence[Any], *, db: str | None, devic
         outcomes = _run_parallel(host, requests, store.url, options, jobs, quiet)
     else:
         outcomes = _run_serial(host, requests, store, options, quiet)
-    failures = sum(1 for o in outcomes if o is not None)
+    failures = sum(1 for o in outcomes if o.error is not None)
     if not quiet:
-        click.echo(report.render(store, "markdown", host=host))
+        _print_run_summary(host, store, outcomes, db)
     if failures:
         click.echo(f"{failures} of {len(requests)} runs failed", err=True)
         sys.exit(1)
 
 
-def _run_one(runner: Any, req: Any) -> tuple[str, str | None]:
-    """Run one request; return (summary line, error message or None)."""
+def _print_run_summary(host: PluginHost, store: Any, outcomes: Sequence[RunOutcome], db: str | None) -> None:
+    """The runs just executed (not the whole leaderboard), where they are stored, and how to see more."""
+    from .report.options import method_defaults
+    from .report.run_summary import render_run_summary
+
+    ids = [o.run_id for o in outcomes if o.run_id is not None and o.error is None]
+    text = render_run_summary(store, ids, reused=[o.run_id for o in outcomes if o.reused and o.run_id is not None],
+                              method_defaults=method_defaults(host))
+    if text:
+        click.echo(text)
+    click.echo(f"leaderboard: {store.location}")
+    db_flag = f" --db {db}" if db else ""
+    click.echo(f"full report: rlcf-bench report{db_flag}   (paper table: rlcf-bench report{db_flag} --layout paper)")
+
+
+class RunOutcome(NamedTuple):
+    """What one run request came to: a result line or an error, the stored run id, reuse."""
+
+    line: str
+    error: str | None
+    run_id: int | None = None
+    reused: bool = False
+
+
+def _run_one(runner: Any, req: Any) -> RunOutcome:
+    """Run one request; return its summary line or error message."""
     from .runner import RunnerError
     from .types import DatasetLayoutError
 
     try:
         result = runner.run(req)
     except DatasetLayoutError as exc:
-        return "", f"the dataset layout is wrong, nothing was run:\n{exc}"
+        return RunOutcome("", f"the dataset layout is wrong, nothing was run:\n{exc}")
     except (RunnerError, RegistryError, ValueError, RuntimeError) as exc:
-        return "", f"{type(exc).__name__}: {exc}"
+        return RunOutcome("", f"{type(exc).__name__}: {exc}")
     shown = ", ".join(f"{k}={v.value:.2f}" for k, v in list(result.metrics.items())[:3])
     lat = f", {result.latency.ms_per_sample_mean:.1f} ms/sample" if result.latency else ""
-    return f"run {result.run_id}: {shown} (n={result.n_samples}{lat})", None
+    reused = " — reused: finished earlier with the same settings (--fresh re-runs it)" if result.reused else ""
+    return RunOutcome(f"run {result.run_id}: {shown} (n={result.n_samples}{lat}){reused}", None, result.run_id,
+                      result.reused)
 
 
-def _run_serial(host: PluginHost, requests: Sequence[Any], store: Any, options: Any, quiet: bool) -> list[str | None]:
+def _run_serial(host: PluginHost, requests: Sequence[Any], store: Any, options: Any, quiet: bool) -> list[RunOutcome]:
     from .runner import Runner
 
     runner = Runner(host, store, options)
-    outcomes: list[str | None] = []
+    outcomes: list[RunOutcome] = []
     for i, req in enumerate(requests, 1):
         if not quiet:
             click.echo(f"[{i}/{len(requests)}] {req.describe()}", err=True)
-        line, error = _run_one(runner, req)
-        if error is not None:
-            click.echo(f"error: {error}", err=True)
+        outcome = _run_one(runner, req)
+        if outcome.error is not None:
+            click.echo(f"error: {outcome.error}", err=True)
         elif not quiet:
-            click.echo(f"      {line}", err=True)
-        outcomes.append(error)
+            click.echo(f"      {outcome.line}", err=True)
+        outcomes.append(outcome)
     return outcomes
 
 
@@ -406,12 +456,12 @@ def _worker_init(opts: GlobalOptions, db_url: str, options: Any, threads: int) -
     _WORKER["runner"] = Runner(host, Store(db_url), options)
 
 
-def _worker_run(req: Any) -> tuple[str, str | None]:
+def _worker_run(req: Any) -> RunOutcome:
     return _run_one(_WORKER["runner"], req)
 
 
 def _run_parallel(host: PluginHost, requests: Sequence[Any], db_url: str, options: Any, jobs: int,
-                  quiet: bool) -> list[str | None]:
+                  quiet: bool) -> list[RunOutcome]:
     """Runs in ``jobs`` spawned processes with one thread each (SQLite WAL lets them write at
     once). Each run still times itself; with one job per core the timings stay per-core figures."""
     import multiprocessing
@@ -424,7 +474,7 @@ def _run_parallel(host: PluginHost, requests: Sequence[Any], db_url: str, option
     if not quiet:
         click.echo(f"running {len(requests)} runs in {jobs} parallel processes ({threads} thread(s) each)", err=True)
     ctx = multiprocessing.get_context("spawn")
-    outcomes: list[str | None] = [None] * len(requests)
+    outcomes: list[RunOutcome] = [RunOutcome("", "not run")] * len(requests)
     with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_worker_init,
                              initargs=(opts, db_url, options, threads)) as pool:
         futures = {pool.submit(_worker_run, req): i for i, req in enumerate(requests)}
@@ -435,14 +485,14 @@ def _run_parallel(host: PluginHost, requests: Sequence[Any], db_url: str, option
             i = futures[fut]
             done += 1
             try:
-                line, error = fut.result()
+                outcome = fut.result()
             except Exception as exc:  # a crashed worker must not hide the other runs
-                line, error = "", f"{type(exc).__name__}: {exc}"
-            outcomes[i] = error
-            if error:
-                click.echo(f"error [{requests[i].describe()}]: {error}", err=True)
+                outcome = RunOutcome("", f"{type(exc).__name__}: {exc}")
+            outcomes[i] = outcome
+            if outcome.error:
+                click.echo(f"error [{requests[i].describe()}]: {outcome.error}", err=True)
             elif not quiet:
-                click.echo(f"[{done}/{len(requests)}] {requests[i].describe()}\n      {line}", err=True)
+                click.echo(f"[{done}/{len(requests)}] {requests[i].describe()}\n      {outcome.line}", err=True)
     return outcomes
 
 

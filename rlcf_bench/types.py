@@ -571,6 +571,7 @@ class RunResult:
     latency: LatencyStats | None
     n_samples: int
     status: str
+    reused: bool = False  # a finished run found in the store: nothing was executed
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ h1 { font-size: 26px; margin: 8px 0 4px; }
 h2 { font-size: 20px; margin: 28px 0 8px; border-bottom: 1px solid #ddd; padding-bottom: 4px; }
 h3 { font-size: 15px; margin: 18px 0 6px; }
 p.reason { background: #fff4e5; border-left: 4px solid #e69f00; padding: 6px 10px; margin: 4px 0 8px; }
+p.protocol { color: #444; font-size: 12.5px; margin: 2px 0 6px; }
 ul.how { max-width: 1000px; }
 .table-wrap { overflow-x: auto; }
 table { border-collapse: collapse; background: #fff; margin: 4px 0 12px; font-size: 12.5px; }
