@@ -19,7 +19,7 @@ from .rows import LeaderboardRow, Report, metric_sort_key
 
 BASE_COLUMNS: tuple[str, ...] = (
     "run_id", "task", "task_kind", "dataset", "method", "method_options", "model", "reward_model", "group", "rank",
-    "ranked_with_main_group", "apart_reason", "primary_metric", "n_samples",
+    "ranked_with_main_group", "apart_reason", "primary_metric", "n_samples", "primary_n",
     "ms_per_sample_mean", "ms_per_sample_p50", "ms_per_sample_p95", "adapt_ms_mean", "predict_ms_mean",
     "reward_ms_mean", "reward_share", "peak_memory_mb", "memory_kind", "device", "device_name",
     "vs_best_run", "vs_best_delta", "vs_best_p", "vs_best_significant_5pct",
@@ -56,7 +56,7 @@ def _row_cells(row: LeaderboardRow, metric_names: Sequence[str], reported_names:
     cells = [
         _n(row.run_id), _text(row.task), _text(row.task_kind), _text(row.dataset), _text(row.method),
         _text(row.options_text), _text(row.model), _text(row.reward_model), row.group, _n(row.rank), _n(row.ranked_with_main),
-        _text(row.apart_reason), _text(row.primary_metric), _n(row.n_samples),
+        _text(row.apart_reason), _text(row.primary_metric), _n(row.n_samples), _n(row.primary_n),
         _n(row.ms_per_sample_mean), _n(row.ms_per_sample_p50), _n(row.ms_per_sample_p95),
         _n(row.adapt_ms_mean), _n(row.predict_ms_mean), _n(row.reward_ms_mean), _n(row.reward_share),
         _n(row.peak_memory_mb), _text(row.memory_kind), _text(row.device), _text(row.device_name),

@@ -83,6 +83,8 @@ HOW_TO_READ: tuple[str, ...] = (
     "Method options that differ from the method's defaults are shown in brackets after its name "
     "(e.g. 'rlcf-prompt [lr=0.001]'); each group names its protocol's settings under its heading.",
     "All metrics are higher-is-better except ECE (expected calibration error), where lower is better.",
+    "n: the samples the primary metric is computed on (for retrieval's t2i R@1, the text queries; "
+    "the paired tests of a per-direction metric use that direction's queries only).",
     "Reproduced vs reported: paper numbers stored for the same task, dataset, method, model and "
     "reward model, with measured minus reported.",
 )
@@ -99,7 +101,7 @@ def group_table(group: ComparableGroup) -> Table:
     for row in group.rows:
         rows.append((
             str(row.rank) if row.rank is not None else fmt.DASH, str(row.run_id), row.method_label,
-            row.reward_model or fmt.DASH, fmt.value_with_ci(row.primary), str(row.n_samples),
+            row.reward_model or fmt.DASH, fmt.value_with_ci(row.primary), str(row.primary_n),
             fmt.comparison(row.vs_best), fmt.comparison(row.vs_zero_shot),
             fmt.reward_reference(row.reward_model_zero_shot),
             fmt.ms_pair(row.ms_per_sample_p50, row.ms_per_sample_p95),
@@ -112,7 +114,7 @@ def group_table(group: ComparableGroup) -> Table:
         mv = ref.metrics.get(metric)
         rows.append((
             "ref", str(ref.run_id), f"{ref.method} ({ref.model}) — reward model zero-shot", fmt.DASH,
-            fmt.value_with_ci(mv), str(ref.n_samples), fmt.DASH, fmt.DASH, fmt.DASH,
+            fmt.value_with_ci(mv), str(mv.n if mv is not None and mv.n is not None else ref.n_samples), fmt.DASH, fmt.DASH, fmt.DASH,
             fmt.ms_pair(ref.ms_per_sample_p50, ref.ms_per_sample_p95),
             fmt.ms_pair(ref.adapt_ms_mean, ref.predict_ms_mean), fmt.percent(ref.reward_share),
             fmt.memory(ref), "reference row, not ranked in this group",

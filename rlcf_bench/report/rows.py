@@ -31,7 +31,7 @@ from ..stats import bootstrap_mean_ci
 from ..store import Metric, Reference, Run, SampleResult, Store
 from ..types import MetricValue, stable_hash
 from .options import options_by_run, options_text, protocol_text
-from .scores import PairedTest, ScoreCache, paired_test, score_scale
+from .scores import PairedTest, ScoreCache, metric_scores, paired_test, score_scale
 
 ZERO_SHOT = "zero-shot"
 #: The method every row is also compared with, where its group has one (the paper's TPT baseline).
@@ -211,6 +211,13 @@ class LeaderboardRow:
         return self.metrics.get(self.primary_metric) if self.primary_metric else None
 
     @property
+    def primary_n(self) -> int:
+        """The number of samples the primary metric is computed on (t2i R@1: the text queries),
+        else the run's sample count."""
+        mv = self.primary
+        return mv.n if mv is not None and mv.n is not None else self.n_samples
+
+    @property
     def reward_share(self) -> float | None:
         """Fraction of the per-sample time spent in the reward model (0-1)."""
         if self.reward_ms_mean is None or not self.ms_per_sample_mean:
@@ -234,7 +241,7 @@ class LeaderboardRow:
             "metrics": {name: {"value": _num(mv.value), "ci_low": _num(mv.ci_low), "ci_high": _num(mv.ci_high),
                                "n": mv.n, "ci_source": self.ci_source.get(name, "none")}
                         for name, mv in sorted(self.metrics.items(), key=lambda kv: metric_sort_key(kv[0]))},
-            "n_samples": self.n_samples,
+            "n_samples": self.n_samples, "primary_n": self.primary_n,
             "latency": {
                 "ms_per_sample_mean": _num(self.ms_per_sample_mean), "ms_per_sample_p50": _num(self.ms_per_sample_p50),
                 "ms_per_sample_p95": _num(self.ms_per_sample_p95), "adapt_ms_mean": _num(self.adapt_ms_mean),
@@ -412,13 +419,11 @@ def _with_intervals(stored: dict[str, MetricValue], run_id: int, kind: str,
     (to 1e-6 relative) the mean of those scores in the task's unit; otherwise leave it empty."""
     out: dict[str, MetricValue] = {}
     source: dict[str, str] = {}
-    scores: np.ndarray | None = None
     for name, mv in stored.items():
         if mv.ci_low is not None and mv.ci_high is not None:
             out[name], source[name] = mv, "stored"
             continue
-        if scores is None:
-            scores = np.fromiter(cache.scores(run_id).values(), dtype=float)
+        scores = np.fromiter(metric_scores(cache.scores(run_id), kind, name).values(), dtype=float)
         scale = _matching_scale(mv.value, scores, kind)
         if scale is None:
             out[name], source[name] = mv, "none"
@@ -510,7 +515,8 @@ def _comparison(row: LeaderboardRow, other: LeaderboardRow, cache: ScoreCache) -
     metric = row.primary_metric
     if metric is None or metric not in row.metrics or metric not in other.metrics:
         return None
-    sa, sb = cache.scores(row.run_id), cache.scores(other.run_id)
+    sa = metric_scores(cache.scores(row.run_id), row.task_kind, metric)
+    sb = metric_scores(cache.scores(other.run_id), other.task_kind, metric)
     test: PairedTest = paired_test(sa, sb, run_a=row.run_id, run_b=other.run_id, task_kind=row.task_kind)
     on_primary = all(
         _matching_scale(r.metrics[metric].value, np.fromiter(s.values(), dtype=float), r.task_kind) is not None

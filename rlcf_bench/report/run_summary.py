@@ -51,7 +51,7 @@ def summary_outline(rows: list[LeaderboardRow], reused: Collection[int]) -> Outl
         main_model = Counter(r.model for r in task_rows).most_common(1)[0][0]
         for r in task_rows:
             label = r.method_label + (f" ({r.model})" if r.model != main_model else "")
-            lines.append((r.dataset, label, fmt.value_with_ci(r.metrics.get(metric)), str(r.n_samples),
+            lines.append((r.dataset, label, fmt.value_with_ci(r.metrics.get(metric)), str(r.primary_n),
                           fmt.comparison(r.vs_zero_shot), fmt.comparison(r.vs_tpt), _notes(r, r.run_id in reused)))
             per_method[label].append(r)
         n_datasets = len({r.dataset for r in task_rows})
@@ -61,7 +61,7 @@ def summary_outline(rows: list[LeaderboardRow], reused: Collection[int]) -> Outl
                 dz = [r.vs_zero_shot.delta for r in members if r.vs_zero_shot is not None]
                 dt = [r.vs_tpt.delta for r in members if r.vs_tpt is not None]
                 lines.append((f"average ({len(values)} datasets)", label, fmt.num(_mean(values)),
-                              str(sum(r.n_samples for r in members)), fmt.signed(_mean(dz)), fmt.signed(_mean(dt)),
+                              str(sum(r.primary_n for r in members)), fmt.signed(_mean(dz)), fmt.signed(_mean(dt)),
                               fmt.DASH))
         out.add(Table("summary", headers, tuple(lines)))
     return out
