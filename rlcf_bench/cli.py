@@ -20,6 +20,7 @@ from .plugins import PluginError, PluginHost
 from .registry import RegistryError
 
 DEFAULT_SUITE = "micro"
+COMPONENT_KINDS: tuple[str, ...] = ("tasks", "datasets", "methods", "models", "reward-models", "suites")
 DB_HELP = "SQLAlchemy URL or SQLite path (else $RLCF_BENCH_DB, else the default leaderboard: see `rlcf-bench report`)"
 
 
@@ -111,36 +112,44 @@ def _fail(message: str, code: int = 2) -> None:
 
 def build_cli(host: PluginHost) -> click.Group:
     @click.group(context_settings={"help_option_names": ["-h", "--help"]},
-                 epilog="Plugin options (anywhere on the line): -p NAME, -p no:NAME, --plugins-dir DIR, "
-                        "--disable-plugin-autoload (or RLCF_BENCH_DISABLE_PLUGIN_AUTOLOAD=1).")
+                 epilog="""\b
+Examples:
+  rlcf-bench ls                                       # what is installed
+  rlcf-bench run --method zero-shot --limit 4         # a quick look at the micro suite
+  rlcf-bench run                                      # the whole embedded micro suite
+  rlcf-bench report --layout paper                    # methods x datasets, averages last
+  rlcf-bench run --help                               # options of one command
+
+Plugin options (anywhere on the line): -p NAME, -p no:NAME, --plugins-dir DIR,
+--disable-plugin-autoload (or RLCF_BENCH_DISABLE_PLUGIN_AUTOLOAD=1).""")
     @click.version_option(__version__, prog_name="rlcf-bench")
     @click.pass_context
     def cli(ctx: click.Context) -> None:
         """rlcf-bench: test-time adaptation of vision-language models, under one protocol."""
         ctx.obj = host  # plugin commands find the session's host with ctx.find_object(PluginHost)
 
-    @cli.command("ls")
-    @click.argument("kind", type=click.Choice(["tasks", "datasets", "methods", "models", "reward-models", "suites"]))
+    @cli.command("ls", epilog="""\b
+Examples:
+  rlcf-bench ls                      # everything, kind by kind
+  rlcf-bench ls methods              # methods, the tasks each supports, what each needs
+  rlcf-bench ls datasets 'micro-*'   # a glob narrows the list""")
+    @click.argument("kind", required=False, type=click.Choice(list(COMPONENT_KINDS)))
     @click.argument("pattern", required=False)
-    def ls_cmd(kind: str, pattern: str | None) -> None:
-        """List registered components (optionally filtered by a glob PATTERN)."""
-        reg = host.registry(kind)
-        for name in reg.names(pattern):
-            spec = reg.get(name)
-            extra = ""
-            if kind == "methods":
-                extra = f"  tasks={','.join(sorted(spec.tasks))}"
-                extra += "  needs reward model" if "reward_model" in spec.requires else ""
-                extra += "  online" if not spec.episodic else ""
-            elif kind == "datasets":
-                extra = f"  tasks={','.join(sorted(spec.task_kinds))}"
-            elif kind == "reward-models":
-                extra = "  " + " + ".join(f"{w:g}*{m}" for m, w in spec.members)
-            version = getattr(spec, "version", "")
-            desc = getattr(spec, "description", "")
-            click.echo(f"{name:28s} v{version:<8s} [{spec.provider}]{extra}" + (f"  — {desc}" if desc else ""))
+    def ls_cmd(kind: str | None, pattern: str | None) -> None:
+        """List registered components of one KIND (default: every kind), optionally filtered by a glob PATTERN."""
+        for k in (kind,) if kind else COMPONENT_KINDS:
+            if not kind:
+                click.echo(f"{k}:")
+            for line in _component_lines(host, k, pattern):
+                click.echo(("  " if not kind else "") + line)
+            if not kind and k != COMPONENT_KINDS[-1]:
+                click.echo("")
 
-    @cli.command("plugins")
+    @cli.command("plugins", epilog="""\b
+Examples:
+  rlcf-bench plugins
+  rlcf-bench plugins --json
+  rlcf-bench --plugins-dir . plugins                  # with the plugins in ./*.py""")
     @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
     def plugins_cmd(as_json: bool) -> None:
         """Loaded plugins: names, distributions, versions and hooks implemented."""
@@ -152,11 +161,13 @@ def build_cli(host: PluginHost) -> click.Group:
             dist = f"{info.distribution or '-'} {info.version or ''}".strip()
             click.echo(f"{info.name:34s} {dist:28s} {', '.join(info.hooks)}")
 
-    @cli.command("validate")
+    @cli.command("validate", epilog="""\b
+Example:
+  rlcf-bench validate                                 # exit status 1 on any problem""")
     def validate_cmd() -> None:
         """Build every registry and check for clashes, unknown hooks and broken specs."""
         problems = 0
-        for kind in ("tasks", "datasets", "methods", "models", "reward-models", "suites"):
+        for kind in COMPONENT_KINDS:
             try:
                 reg = host.registry(kind)
                 click.echo(f"ok    {kind:14s} {len(reg)} registered")
@@ -167,7 +178,13 @@ def build_cli(host: PluginHost) -> click.Group:
             problems += _validate_cross_references(host)
         sys.exit(1 if problems else 0)
 
-    @cli.command("run")
+    @cli.command("run", epilog="""\b
+Examples:
+  rlcf-bench run                                      # the embedded micro suite
+  rlcf-bench run --method zero-shot --method rlcf-prompt --limit 20
+  rlcf-bench run --dataset micro-noise --method tpt-prompt -m lr=1e-3 -m steps=2
+  rlcf-bench run --suite paper-table1 --data-root /data   # the paper's Table 1 on real data
+  rlcf-bench run --dry-run                            # the planned runs, nothing executed""")
     @click.option("--suite", default=None, help=f"named suite (default: {DEFAULT_SUITE})")
     @click.option("--task", default=None, help="task name (default: the suite's)")
     @click.option("--dataset", "datasets", multiple=True, help="dataset name (repeatable; default: the suite's)")
@@ -180,7 +197,9 @@ def build_cli(host: PluginHost) -> click.Group:
                   help="task protocol parameter key=value (e.g. direction=t2i for retrieval); changes the protocol hash")
     @click.option("--limit", type=int, default=None, help="at most N samples per run (never ranked with full runs)")
     @click.option("--seed", type=int, default=None, help="protocol seed (default: the task's)")
-    @click.option("--views", type=int, default=None, help="views per sample (default: the task's, 64)")
+    @click.option("--views", type=int, default=None,
+                  help="views per sample (default: the suite's setting, else the task's: 32 in the micro suite, "
+                       "64 in the paper's suites)")
     @click.option("--precision", default=None, help="auto, fp32, amp-fp16 or amp-bf16 (default: auto)")
     @click.option("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     @click.option("--batch-size", type=int, default=None, help="samples adapted at once (execution only; results do not depend on it)")
@@ -279,7 +298,9 @@ Examples:
         else:
             click.echo(text)
 
-    @cli.command("compare")
+    @cli.command("compare", epilog="""\b
+Example:
+  rlcf-bench compare 12 7                             # run 12 against run 7 (ids: rlcf-bench report)""")
     @click.argument("run_a", type=int)
     @click.argument("run_b", type=int)
     @click.option("--db", default=None, help=DB_HELP)
@@ -291,6 +312,28 @@ Examples:
 
     host.add_commands(cli)
     return cli
+
+
+def _component_lines(host: PluginHost, kind: str, pattern: str | None) -> list[str]:
+    """``name  vVERSION  [provider]  details  — description`` per registered component of ``kind``."""
+    reg = host.registry(kind)
+    lines = []
+    for name in reg.names(pattern):
+        spec = reg.get(name)
+        extra = ""
+        if kind == "methods":
+            extra = f"  tasks={','.join(sorted(spec.tasks))}"
+            extra += "  needs reward model" if "reward_model" in spec.requires else ""
+            extra += "  online" if not spec.episodic else ""
+        elif kind == "datasets":
+            extra = f"  tasks={','.join(sorted(spec.task_kinds))}"
+        elif kind == "reward-models":
+            extra = "  " + " + ".join(f"{w:g}*{m}" for m, w in spec.members)
+        version = getattr(spec, "version", "")
+        version_text = f"v{version}" if version else ""
+        desc = getattr(spec, "description", "")
+        lines.append(f"{name:28s} {version_text:<9s} [{spec.provider}]{extra}" + (f"  — {desc}" if desc else ""))
+    return lines
 
 
 def _open_store(db: str | None) -> Any:

@@ -32,6 +32,11 @@ def _notes(row: LeaderboardRow, reused: bool) -> str:
     return "; ".join(out) or fmt.DASH
 
 
+def _drop_column(headers: tuple[str, ...], lines: list[tuple[str, ...]],
+                 j: int) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
+    return headers[:j] + headers[j + 1:], [line[:j] + line[j + 1:] for line in lines]
+
+
 def _mean(values: list[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
@@ -45,6 +50,7 @@ def summary_outline(rows: list[LeaderboardRow], reused: Collection[int]) -> Outl
         metric = next((r.primary_metric for r in task_rows if r.primary_metric), None) or "metric"
         unit = " (%)" if task_rows[0].task_kind in PERCENT_KINDS else ""
         out.add(Heading(2, f"{task} · {metric}{unit}"))
+        with_tpt = any(r.vs_tpt is not None for r in task_rows)  # no TPT column where no TPT ran
         headers = ("dataset", "method", f"{metric} [95% CI]", "n", "Δ vs zero-shot", f"Δ vs {TPT}", "notes")
         lines: list[tuple[str, ...]] = []
         per_method: dict[str, list[LeaderboardRow]] = defaultdict(list)
@@ -63,6 +69,8 @@ def summary_outline(rows: list[LeaderboardRow], reused: Collection[int]) -> Outl
                 lines.append((f"average ({len(values)} datasets)", label, fmt.num(_mean(values)),
                               str(sum(r.primary_n for r in members)), fmt.signed(_mean(dz)), fmt.signed(_mean(dt)),
                               fmt.DASH))
+        if not with_tpt:
+            headers, lines = _drop_column(headers, lines, 5)
         out.add(Table("summary", headers, tuple(lines)))
     return out
 

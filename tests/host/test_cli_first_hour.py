@@ -68,3 +68,40 @@ def test_run_header_counts_the_limited_samples() -> None:
     assert "n=20 " in limited and "200" not in limited
     assert "limit=5" in RunRequest(task="t", dataset="d", method="m", model="x",
                                    protocol_overrides=(("limit", 5),)).describe()
+
+
+def _commands(group, path=()):
+    import click
+
+    for name, cmd in group.commands.items():
+        yield (*path, name), cmd
+        if isinstance(cmd, click.Group):
+            yield from _commands(cmd, (*path, name))
+
+
+def test_every_help_screen_has_an_example_and_every_option_a_help_text() -> None:
+    from rlcf_bench.cli import GlobalOptions, build_cli, build_host
+
+    cli = build_cli(build_host(GlobalOptions()))  # with every installed plugin's commands
+    screens = [((), cli), *_commands(cli)]
+    assert len(screens) > 10
+    for path, cmd in screens:
+        out = CliRunner().invoke(cli, [*path, "--help"])
+        assert out.exit_code == 0, (path, out.output)
+        assert "Example" in out.output and "rlcf-bench " + " ".join(path) in out.output, path
+    report = cli.commands["report"]
+    assert all(p.help for p in report.params if p.name != "help"), [p.name for p in report.params if not p.help]
+    text = CliRunner().invoke(cli, ["report", "--help"]).output
+    assert "default: markdown" in text and "default: full" in text
+
+
+def test_ls_alone_lists_every_kind_and_suites_have_no_stray_version(cli) -> None:
+    out = CliRunner().invoke(cli, ["ls"])
+    assert out.exit_code == 0, out.output
+    for kind in ("tasks:", "datasets:", "methods:", "models:", "reward-models:", "suites:"):
+        assert kind in out.output.splitlines()
+    from rlcf_bench.cli import GlobalOptions, build_cli, build_host
+
+    full = build_cli(build_host(GlobalOptions()))  # every installed plugin: the suites too
+    suites = CliRunner().invoke(full, ["ls", "suites"]).output.splitlines()
+    assert suites and all(" v " not in line and not line.split()[1] == "v" for line in suites)
