@@ -56,15 +56,20 @@ def split_global_options(argv: Sequence[str]) -> tuple[GlobalOptions, list[str]]
 
 
 class TerminalReporter:
-    """Progress bar and result lines on stderr (quiet mode prints nothing)."""
+    """Progress on stderr (quiet mode prints nothing): the command's one suite display when
+    ``progress`` is set (``rlcf-bench run``), else a bar per run."""
 
     plugin_name = "terminal"
 
     def __init__(self, quiet: bool = False) -> None:
         self.quiet = quiet
+        self.progress: Any = None  # a rlcf_bench.progress.SuiteProgress
         self._bar: Any = None
 
     def rlcfb_run_start(self, run_id: int, spec: Any, n_total: int, n_done: int) -> None:
+        if self.progress is not None:
+            self.progress.start(run_id, n_total, n_done)
+            return
         if self.quiet:
             return
         from tqdm import tqdm
@@ -74,13 +79,19 @@ class TerminalReporter:
                          dynamic_ncols=True, leave=False)
 
     def rlcfb_run_step(self, step: Any) -> None:
+        if self.progress is not None:
+            self.progress.step(step.run_id, len(step.sample_ids))
         if self._bar is not None:
             self._bar.update(len(step.sample_ids))
 
     def rlcfb_run_finish(self, result: Any) -> None:
+        if self.progress is not None:
+            self.progress.end(result.run_id)
         self._close()
 
     def rlcfb_run_error(self, error: Any) -> None:
+        if self.progress is not None and error.run_id is not None:
+            self.progress.end(error.run_id)
         self._close()
 
     def _close(self) -> None:
@@ -209,7 +220,7 @@ Examples:
     @click.option("--db", default=None, help=DB_HELP)
     @click.option("--fresh", is_flag=True, help="start new attempts instead of resuming or reusing stored runs")
     @click.option("--dry-run", is_flag=True, help="print the planned runs and exit")
-    @click.option("--quiet", "-q", is_flag=True, help="no progress bar, no table")
+    @click.option("--quiet", "-q", is_flag=True, help="no progress display, no result lines, no table")
     def run_cmd(suite: str | None, task: str | None, datasets: tuple[str, ...], methods: tuple[str, ...],
                 model: str | None, reward_model: str | None, method_options: tuple[str, ...], data_params: tuple[str, ...],
                 protocol_params: tuple[str, ...],
@@ -408,16 +419,26 @@ def _default_jobs(device: str | None) -> int:
 
 def _execute(host: PluginHost, requests: Sequence[Any], *, db: str | None, device: str | None, batch_size: int | None,
              data_root: str | None, fresh: bool, quiet: bool, jobs: int | None = None) -> None:
+    from .progress import SuiteProgress
     from .runner import ExecutionOptions
 
     store = _open_store(db)
     _store_references(host, store)
     options = ExecutionOptions(device=device, batch_size=batch_size, data_root=data_root, fresh=fresh)
     jobs = min(jobs or _default_jobs(device), len(requests))
-    if jobs > 1:
-        outcomes = _run_parallel(host, requests, store.url, options, jobs, quiet)
-    else:
-        outcomes = _run_serial(host, requests, store, options, quiet)
+    progress = SuiteProgress(len(requests), enabled=not quiet)
+    reporters = [p for p in host.pm.get_plugins() if isinstance(p, TerminalReporter)]
+    for reporter in reporters:
+        reporter.progress = progress
+    try:
+        if jobs > 1:
+            outcomes = _run_parallel(host, requests, store.url, options, jobs, quiet, progress)
+        else:
+            outcomes = _run_serial(host, requests, store, options, quiet, progress)
+    finally:
+        progress.close()
+        for reporter in reporters:
+            reporter.progress = None
     failures = sum(1 for o in outcomes if o.error is not None)
     if not quiet:
         _print_run_summary(host, store, outcomes, db)
@@ -468,19 +489,21 @@ def _run_one(runner: Any, req: Any) -> RunOutcome:
                       result.reused)
 
 
-def _run_serial(host: PluginHost, requests: Sequence[Any], store: Any, options: Any, quiet: bool) -> list[RunOutcome]:
+def _run_serial(host: PluginHost, requests: Sequence[Any], store: Any, options: Any, quiet: bool,
+                progress: Any) -> list[RunOutcome]:
     from .runner import Runner
 
     runner = Runner(host, store, options)
     outcomes: list[RunOutcome] = []
     for i, req in enumerate(requests, 1):
         if not quiet:
-            click.echo(f"[{i}/{len(requests)}] {req.describe()}", err=True)
+            progress.write(f"[{i}/{len(requests)}] {req.describe()}")
         outcome = _run_one(runner, req)
+        progress.run_done(outcome.run_id)
         if outcome.error is not None:
-            click.echo(f"error: {outcome.error}", err=True)
+            progress.write(f"error: {outcome.error}")
         elif not quiet:
-            click.echo(f"      {outcome.line}", err=True)
+            progress.write(f"      {outcome.line}")
         outcomes.append(outcome)
     return outcomes
 
@@ -488,14 +511,18 @@ def _run_serial(host: PluginHost, requests: Sequence[Any], store: Any, options: 
 _WORKER: dict[str, Any] = {}
 
 
-def _worker_init(opts: GlobalOptions, db_url: str, options: Any, threads: int) -> None:
+def _worker_init(opts: GlobalOptions, db_url: str, options: Any, threads: int, events: Any = None) -> None:
     import os
 
     os.environ["RLCF_BENCH_THREADS"] = str(threads)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # no fork warning from HF tokenizers
+    from .progress import ProgressForwarder
     from .runner import Runner
     from .store import Store
 
     host = build_host(opts, quiet=True)
+    if events is not None:
+        host.pm.register(_make_hookimpls(ProgressForwarder(events)))
     _WORKER["runner"] = Runner(host, Store(db_url), options)
 
 
@@ -504,38 +531,45 @@ def _worker_run(req: Any) -> RunOutcome:
 
 
 def _run_parallel(host: PluginHost, requests: Sequence[Any], db_url: str, options: Any, jobs: int,
-                  quiet: bool) -> list[RunOutcome]:
+                  quiet: bool, progress: Any) -> list[RunOutcome]:
     """Runs in ``jobs`` spawned processes with one thread each (SQLite WAL lets them write at
     once). Each run still times itself; with one job per core the timings stay per-core figures."""
     import multiprocessing
     import os
-    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    from .progress import drain
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     threads = max(1, cores // jobs)
     opts = getattr(host, "cli_options", None) or GlobalOptions()
     if not quiet:
-        click.echo(f"running {len(requests)} runs in {jobs} parallel processes ({threads} thread(s) each)", err=True)
+        progress.write(f"running {len(requests)} runs in {jobs} parallel processes ({threads} thread(s) each)")
     ctx = multiprocessing.get_context("spawn")
+    events = ctx.Queue() if not quiet else None
     outcomes: list[RunOutcome] = [RunOutcome("", "not run")] * len(requests)
     with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_worker_init,
-                             initargs=(opts, db_url, options, threads)) as pool:
+                             initargs=(opts, db_url, options, threads, events)) as pool:
         futures = {pool.submit(_worker_run, req): i for i, req in enumerate(requests)}
+        pending = set(futures)
         done = 0
-        from concurrent.futures import as_completed
-
-        for fut in as_completed(futures):
-            i = futures[fut]
-            done += 1
-            try:
-                outcome = fut.result()
-            except Exception as exc:  # a crashed worker must not hide the other runs
-                outcome = RunOutcome("", f"{type(exc).__name__}: {exc}")
-            outcomes[i] = outcome
-            if outcome.error:
-                click.echo(f"error [{requests[i].describe()}]: {outcome.error}", err=True)
-            elif not quiet:
-                click.echo(f"[{done}/{len(requests)}] {requests[i].describe()}\n      {outcome.line}", err=True)
+        while pending:
+            finished, pending = wait(pending, timeout=0.25, return_when=FIRST_COMPLETED)
+            if events is not None:
+                drain(events, progress)
+            for fut in finished:
+                i = futures[fut]
+                done += 1
+                try:
+                    outcome = fut.result()
+                except Exception as exc:  # a crashed worker must not hide the other runs
+                    outcome = RunOutcome("", f"{type(exc).__name__}: {exc}")
+                outcomes[i] = outcome
+                progress.run_done(outcome.run_id)
+                if outcome.error:
+                    progress.write(f"error [{requests[i].describe()}]: {outcome.error}")
+                elif not quiet:
+                    progress.write(f"[{done}/{len(requests)}] {requests[i].describe()}\n      {outcome.line}")
     return outcomes
 
 

@@ -86,6 +86,9 @@ def load_hf_clip(name: str, device: Any) -> Any:
     with hub_offline():
         from transformers import AutoTokenizer, CLIPModel
 
+        from rlcf_bench.quiet import quiet_transformers
+
+        quiet_transformers()
         try:
             model = CLIPModel.from_pretrained(str(folder), local_files_only=True)
             tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
