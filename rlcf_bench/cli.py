@@ -251,6 +251,7 @@ Examples:
             for req in requests:
                 click.echo(req.describe())
             return
+        _check_preconditions(host, requests, data_root)
         _execute(host, requests, db=db, device=device, batch_size=batch_size, data_root=data_root, fresh=fresh,
                  quiet=quiet, jobs=jobs)
 
@@ -323,6 +324,18 @@ Example:
 
     host.add_commands(cli)
     return cli
+
+
+def _check_preconditions(host: PluginHost, requests: Sequence[Any], data_root: str | None) -> None:
+    """Stop before the first run, listing every missing model file and data problem at once."""
+    from .preflight import preflight
+
+    problems = preflight(host, requests, data_root=data_root)
+    if problems:
+        click.echo(f"error: {len(problems)} problem(s) stop these runs; nothing was run:", err=True)
+        for problem in problems:
+            click.echo("  - " + problem.replace("\n", "\n    "), err=True)
+        sys.exit(2)
 
 
 def _component_lines(host: PluginHost, kind: str, pattern: str | None) -> list[str]:

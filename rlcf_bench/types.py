@@ -373,6 +373,9 @@ class ModelSpec:
     """A model name users can type. ``load(name, device)`` builds it lazily.
 
     ``accepts`` lets a backend claim a family of names (``ARCH@TAG``, ``ARCH@/path/file.pt``).
+    ``check(name)``, optional, raises with a clear message when ``name`` cannot be loaded here
+    (weights missing, ...) without building the model: ``rlcf-bench run`` asks it for every
+    planned model before the first run (:mod:`rlcf_bench.preflight`).
     """
 
     name: str
@@ -382,6 +385,7 @@ class ModelSpec:
     kind: Literal["vlm", "captioner"] = "vlm"
     description: str = ""
     provider: str = ""
+    check: Callable[[str], Any] | None = None
 
 
 @dataclass(frozen=True)

@@ -108,5 +108,6 @@ def load_hf_clip(name: str, device: Any) -> Any:
 def rlcfb_register_models() -> list[ModelSpec]:
     return [
         ModelSpec(name="hf-clip", version="1", load=load_hf_clip, accepts=_accepts,
+                  check=lambda name: check_folder(Path(name[len(PREFIX):]).expanduser(), name),
                   description="Hugging Face CLIPModel from a local folder: hf:/path/to/dir (offline)"),
     ]
