@@ -21,7 +21,8 @@ from .registry import RegistryError
 
 DEFAULT_SUITE = "micro"
 COMPONENT_KINDS: tuple[str, ...] = ("tasks", "datasets", "methods", "models", "reward-models", "suites")
-DB_HELP = "SQLAlchemy URL or SQLite path (else $RLCF_BENCH_DB, else the default leaderboard: see `rlcf-bench report`)"
+DB_HELP = ("SQLAlchemy URL or SQLite path (else $RLCF_BENCH_DB, else the one default leaderboard: leaderboard/ of "
+           "the checkout, or ~/.local/share/rlcf-bench/ when installed; run and report print it)")
 
 
 class GlobalOptions:
@@ -265,7 +266,7 @@ Examples:
                   show_default=True, help="output format (latex: paper layout only)")
     @click.option("--layout", type=click.Choice(["full", "paper"]), default="full", show_default=True,
                   help="full: every group, metric and test; paper: methods as rows, datasets as columns, averages last")
-    @click.option("--intervals", is_flag=True, help="paper layout: print each value's 95%% interval")
+    @click.option("--intervals", is_flag=True, help="paper layout: print each value's 95% interval")
     @click.option("--reported/--no-reported", default=True, show_default=True,
                   help="paper layout: the paper's own numbers as grey rows")
     @click.option("--task", default=None, help="only this task (default: all)")
