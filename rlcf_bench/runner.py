@@ -25,6 +25,7 @@ from .plugins import PluginHost
 from .reward import CLIPReward
 from .store import Store
 from .task import TaskRuntime
+from .online_protocol import online_metrics
 from .types import (
     Batch, DatasetLayoutError, LatencyStats, MethodContext, RunError, RunProtocol, RunResult, RunSpec, StepRecord,
     config_from_pairs,
@@ -189,7 +190,7 @@ class Runner:
             timer = SectionTimer(self.device)
             ctx = MethodContext(
                 task=task_spec.kind, protocol=spec.protocol, device=self.device, amp=amp, model=policy,
-                reward_model=reward, seed=spec.seed, **task.context_fields(policy, self.device),
+                reward_model=reward, seed=spec.seed, dataset=spec.dataset, **task.context_fields(policy, self.device),
             )
             ctx.cache["timer"] = timer
             method = method_spec.method_cls(config)
@@ -197,6 +198,7 @@ class Runner:
             self._execute(run.id, task, method, method_spec, items, done, policy, timer)
             records = self.store.sample_records(run.id)
             metrics = task.aggregate(records)
+            metrics.update(online_metrics(method, items, records))
             latency, reward_ms = self._latency(run.id)
             self.store.finish_run(run.id, metrics, latency, reward_ms)
         except KeyboardInterrupt:

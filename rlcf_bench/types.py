@@ -238,6 +238,7 @@ class MethodContext:
     gallery: Any = None
     seed: int = 0
     cache: dict[str, Any] = field(default_factory=dict)
+    dataset: str = ""  # the dataset's registered name (methods with per-dataset official settings)
 
 
 ConfigT = TypeVar("ConfigT")
@@ -288,6 +289,11 @@ class Method(ABC, Generic[ConfigT]):
 
     def after_predict(self, batch: Batch) -> None:  # noqa: B027
         """Online bookkeeping after a prediction (e.g. a momentum update); timed with adapt."""
+
+    def state_size(self) -> dict[str, int]:
+        """Size of what an online method remembers (e.g. ``state_entries``, ``state_bytes``); the
+        runner stores it with the run's metrics when the run finishes. Empty for stateless methods."""
+        return {}
 
     @property
     def carries_state(self) -> bool:

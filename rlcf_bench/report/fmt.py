@@ -37,7 +37,8 @@ def value_with_ci(mv: MetricValue | None) -> str:
     if mv is None:
         return DASH
     interval = ci(mv)
-    return num(mv.value) if interval == DASH else f"{num(mv.value)} {interval}"
+    exact = mv.ci_low == mv.ci_high == mv.value  # a count or a size: no sampling uncertainty
+    return num(mv.value) if interval == DASH or exact else f"{num(mv.value)} {interval}"
 
 
 def comparison(c: Comparison | None) -> str:
