@@ -4,10 +4,11 @@
   the stream a permutation of the dataset seeded by ``N`` alone (the views stay seeded by the
   protocol's ``seed``). Being a protocol parameter, it is part of the protocol hash. An episodic
   method's per-sample results do not depend on it; an online method's do.
-* **Several orders.** :func:`expand_orders` turns a plan into ``orders`` stream orders (seeds
-  0..orders−1) for the methods that carry state, and order seed 0 for every other run of the same
-  datasets, so that order 0 of an online method is ranked with the episodic methods and the other
-  orders give its spread (reports: mean and spread across orders).
+* **Several orders.** :func:`expand_orders` gives every planned run of a task that an online
+  method supports a stream order: ``orders`` of them (seeds 0..orders−1) for online methods, seed 0
+  for episodic ones — so that order 0 of an online method is ranked with the episodic methods and
+  the other orders give its spread (reports: mean and spread across orders), and a run planned
+  alone has the protocol hash it has in a whole suite.
 * **Diagnostics stored at the end of a run** (as metrics, so resume and reports need nothing
   new): for a method that carries state, the running accuracy after 10 %, 50 % and 100 % of the
   stream (:func:`stream_metrics`, in stream order) and the size of its state
@@ -93,25 +94,23 @@ def running_accuracy(scores: Sequence[float]) -> list[float]:
     return out
 
 
-def expand_orders(requests: Sequence[Any], orders: int, carries_state: Any) -> list[Any]:
-    """``orders`` stream orders for each request whose method carries state (``carries_state(req)``),
-    order seed 0 for every other request on the same (task, dataset); other requests unchanged.
-    An explicit ``order_seed`` in a request is kept."""
+def expand_orders(requests: Sequence[Any], orders: int, is_online: Any, ordered: Any) -> list[Any]:
+    """Give every request ``ordered(req)`` selects a stream order: ``orders`` of them (seeds
+    0..orders−1) when ``is_online(req)``, order seed 0 otherwise (so order 0 of an online method
+    shares the protocol hash of the episodic runs it is ranked with). Other requests, and requests
+    with an explicit ``order_seed``, are unchanged."""
     if orders < 1:
         raise ValueError(f"--orders must be ≥ 1, got {orders}")
-    online_sets = {(r.task, r.dataset) for r in requests if carries_state(r)}
     out: list[Any] = []
     for r in requests:
         overrides = dict(r.protocol_overrides)
-        if (r.task, r.dataset) not in online_sets or ORDER_SEED in overrides:
-            seeds: Sequence[int] = ()
+        if not ordered(r) or ORDER_SEED in overrides:
+            seeds: Sequence[int | None] = (None,)
         else:
-            seeds = range(orders) if carries_state(r) else (0,)
-        if not seeds:
-            out.append(r)
-            continue
+            seeds = range(orders) if is_online(r) else (0,)
         for k in seeds:
-            new = dataclasses.replace(r, protocol_overrides=tuple(sorted({**overrides, ORDER_SEED: k}.items())))
+            new = r if k is None else dataclasses.replace(
+                r, protocol_overrides=tuple(sorted({**overrides, ORDER_SEED: k}.items())))
             if new not in out:
                 out.append(new)
     return out

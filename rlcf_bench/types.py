@@ -415,12 +415,14 @@ class SuiteRun:
 
 @dataclass(frozen=True)
 class SuiteSpec:
-    """A plain named list of runs. ``expand(methods)`` yields them; it never aggregates."""
+    """A plain named list of runs. ``expand(methods)`` yields them; it never aggregates.
+    ``orders``: stream orders each online method is run with (``--orders`` overrides)."""
 
     name: str
     description: str
     runs: Callable[..., Sequence[SuiteRun]]
     provider: str = ""
+    orders: int = 1
 
 
 @dataclass(frozen=True)

@@ -82,6 +82,8 @@ def notes(row: LeaderboardRow) -> list[str]:
         out.append(f"below its own reward model's zero-shot ({num(rm.value)}): not a win")
     if rm is not None and not rm.strictly_comparable:
         out.append(f"reward-model reference {rm.note}")
+    if row.orders is not None:
+        out.append(row.orders.text())
     if not row.official:
         out.append("unofficial run")
     for c in (row.vs_best, row.vs_zero_shot):

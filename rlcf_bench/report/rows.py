@@ -30,6 +30,7 @@ from sqlalchemy import func, select
 from ..stats import bootstrap_mean_ci
 from ..store import Metric, Reference, Run, SampleResult, Store
 from ..types import MetricValue, stable_hash
+from .online import order_spreads, stream_curves
 from .scores import PairedTest, ScoreCache, paired_test, score_scale
 
 ZERO_SHOT = "zero-shot"
@@ -184,6 +185,8 @@ class LeaderboardRow:
     reward_model_zero_shot: RewardModelReference | None = None
     reported: list[ReportedValue] = field(default_factory=list)
     reference_for: list[str] = field(default_factory=list)  # groups showing this run as RM zero-shot
+    orders: Any = None  # OrderSpread over the run's stream orders (online methods; report/online.py)
+    stream_curve: list[tuple[float, float]] | None = None  # (% of stream, running accuracy %)
 
     @property
     def comparability_key(self) -> tuple[str, ...]:
@@ -230,6 +233,7 @@ class LeaderboardRow:
                                        else self.reward_model_zero_shot.as_dict()),
             "reported": [r.as_dict() for r in self.reported],
             "reward_model_reference_for_groups": list(self.reference_for),
+            "orders": None if self.orders is None else self.orders.as_dict(),
         }
 
 
@@ -295,6 +299,9 @@ def build_report(store: Store, *, task: str | None = None, dataset: str | None =
     runs, superseded = _latest_attempts(store.runs(status="finished", task=task, dataset=dataset))
     cache = ScoreCache(store)
     rows = _rows_from_runs(store, runs, cache)
+    hidden = order_spreads(runs, rows, PRIMARY_METRICS)  # other stream orders: summarised, not listed
+    rows = [r for r in rows if r.run_id not in hidden]
+    stream_curves(store, rows)
     references = store.references()
     sections: list[DatasetSection] = []
     by_dataset: dict[tuple[str, str], list[LeaderboardRow]] = defaultdict(list)
