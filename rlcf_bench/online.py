@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from .lazy import LazyModule
-from .objectives import marginal_entropy, select_confident, view_entropy
+from .objectives import marginal_entropy, select_confident
 from .types import Batch, Method, MethodContext
 
 torch: Any = LazyModule("torch")
@@ -147,11 +147,6 @@ class OnlineMethod(Method[Any]):
         caches = self.caches()
         return {"state_entries": sum(c.entries() for c in caches.values()),
                 "state_bytes": sum(c.nbytes() for c in caches.values())}
-
-
-def entropy_of_logits(logits: torch.Tensor) -> torch.Tensor:
-    """Entropy (nats) of ``softmax(logits)`` (a thin alias kept for the methods' readability)."""
-    return view_entropy(logits)
 
 
 PAPER_MODEL = "ViT-B-16@openai"
