@@ -20,12 +20,14 @@ from __future__ import annotations
 import dataclasses
 import math
 import random
+import re
 from collections.abc import Sequence
 from typing import Any
 
 from .types import MetricValue, SampleRecord
 
 ORDER_SEED = "order_seed"
+_STATE_NAME = re.compile(r"state_[a-z0-9_]{1,58}")
 STREAM_FRACTIONS: tuple[int, ...] = (10, 50, 100)
 
 
@@ -57,8 +59,13 @@ def stream_order(items: Sequence[Any], order: str, seed: int, params: Any) -> li
 
 
 def state_metrics(method: Any) -> dict[str, MetricValue]:
-    """The method's ``state_size()`` as exact metrics (the interval is the value itself)."""
+    """The method's ``state_size()`` as exact metrics (the interval is the value itself). The
+    names become metric names in every report format, so only ``state_*`` identifiers are taken."""
     sizes = method.state_size() if hasattr(method, "state_size") else {}
+    for name in sizes:
+        if not (isinstance(name, str) and _STATE_NAME.fullmatch(name)):
+            raise ValueError(f"{type(method).__name__}.state_size(): key {name!r} is not a name like 'state_entries' "
+                             "(expected 'state_' followed by lower-case letters, digits or '_', at most 64 characters)")
     return {name: MetricValue(float(v), float(v), float(v), None) for name, v in sizes.items()}
 
 
