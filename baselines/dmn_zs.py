@@ -69,12 +69,14 @@ class DMNZeroShot(OnlineMethod):
         import torch
         import torch.nn.functional as F
 
-        s, a = self.summary, self.config.fusion_weight
+        s, a, beta = self.summary, self.config.fusion_weight, self.config.beta
         f0 = s.feats[0].unsqueeze(0)
-        memory = self.memory.keys * self.memory.valid.unsqueeze(-1)  # empty slots are zero vectors
-        slots = F.normalize(torch.cat([memory, self.text.unsqueeze(1)], dim=1), dim=-1)  # [C, M + 1, d]
-        w = affinity_weights(f0, slots, self.config.beta)[0]  # [C, slots + 1]
-        prototypes = F.normalize((w.unsqueeze(-1) * slots).sum(1), dim=-1)
+        # Memory keys and text embeddings are unit vectors (empty slots weigh 0), so the
+        # normalised slots of the official read-out are the stored vectors themselves.
+        w_memory = affinity_weights(f0, self.memory.keys, beta)[0] * self.memory.valid  # [C, M]
+        w_text = affinity_weights(f0, self.text, beta)[0]  # [C]
+        prototypes = F.normalize(torch.einsum("cm,cmd->cd", w_memory, self.memory.keys)
+                                 + w_text.unsqueeze(-1) * self.text, dim=-1)
         scale = float(self.ctx.model.logit_scale)
         p_mem = (scale * f0 @ prototypes.t()).softmax(-1)
         p0 = s.logits[0:1].softmax(-1)

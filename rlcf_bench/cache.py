@@ -72,7 +72,7 @@ class ClassCache:
         self.scores = torch.full((n_classes, slots), math.inf, device=device)
         self.written = torch.zeros(n_classes, slots, dtype=torch.long, device=device)  # write sequence number
         self.payload = torch.zeros(n_classes, slots, payload_dim, device=device) if payload_dim else None
-        self._seq = 0
+        self._seq = torch.zeros((), dtype=torch.long, device=device)  # writes so far, kept on the device
 
     # ------------------------------------------------------------------ writes
     def insert(self, cls: Any, key: torch.Tensor, score: Any, payload: torch.Tensor | None = None,
@@ -99,7 +99,7 @@ class ClassCache:
         self._seq += 1
         self.keys[c, slot] = torch.where(do, key.to(self.keys.dtype).reshape(-1), self.keys[c, slot])
         self.scores[c, slot] = torch.where(do, s, self.scores[c, slot])
-        self.written[c, slot] = torch.where(do, torch.tensor(self._seq, device=dev), self.written[c, slot])
+        self.written[c, slot] = torch.where(do, self._seq, self.written[c, slot])
         if self.payload is not None:
             assert payload is not None, "this cache stores a payload with every entry"
             self.payload[c, slot] = torch.where(do, payload.to(self.payload.dtype).reshape(-1), self.payload[c, slot])
@@ -111,6 +111,7 @@ class ClassCache:
         new.__dict__.update(self.__dict__)
         pick = (lambda t: t.clone()) if rows is None else (lambda t: t[rows].clone())
         new.keys, new.scores, new.written = pick(self.keys), pick(self.scores), pick(self.written)
+        new._seq = self._seq.clone()
         new.payload = None if self.payload is None else pick(self.payload)
         new.n_classes = self.n_classes if rows is None else int(rows.numel())
         return new
