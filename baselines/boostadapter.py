@@ -27,7 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from rlcf_bench import MethodSpec, ReferenceResult, hookimpl
+from rlcf_bench import MethodSpec, ReferenceResult, ViewPolicy, hookimpl
 from rlcf_bench.objectives import view_entropy
 from rlcf_bench.online import FINE_GRAINED, SHIFTED_IMAGENET, ViewSummary, paper_references, per_dataset
 
@@ -57,10 +57,12 @@ class BoostAdapter(TDA):
     config_cls = BoostAdapterConfig
     paper = ("Zhang et al., BoostAdapter: Improving Vision-Language Test-Time Adaptation via Regional "
              "Bootstrapping (NeurIPS 2024)")
+    #: The official views (``--protocol-param view_policy=method``): 64 crop + flip views, no AugMix.
+    view_policy = ViewPolicy(n_views=64, augmix=False)
 
     def build_state(self) -> None:
         delta = self.config.delta
-        self.delta = int(per_dataset(DELTA, self.ctx.dataset) if delta is None else delta)
+        self.delta = int(per_dataset(DELTA, self.family) if delta is None else delta)
         super().build_state()
         self.multi_view = choose(self.config.multi_view, self.family != "imagenet")
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from rlcf_bench import Batch, MethodSpec, Predictions, ReferenceResult, hookimpl
+from rlcf_bench import Batch, MethodSpec, Predictions, ReferenceResult, ViewPolicy, hookimpl
 from rlcf_bench.cache import ClassCache, affinity_weights
 from rlcf_bench.online import OnlineMethod, paper_references, summarise_views
 
@@ -50,6 +50,8 @@ class DMNZeroShot(OnlineMethod):
     config_cls = DMNConfig
     tasks = frozenset({"classification"})
     paper = "Zhang et al., Dual Memory Networks: A Versatile Adaptation Approach for Vision-Language Models (CVPR 2024)"
+    #: The official views (``--protocol-param view_policy=method``): 32, AugMix where the dataset has it.
+    view_policy = ViewPolicy(n_views=32)
 
     def build_state(self) -> None:
         if self.config.fusion_weight < 0:

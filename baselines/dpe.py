@@ -33,7 +33,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from rlcf_bench import Batch, MethodSpec, Predictions, ReferenceResult, hookimpl
+from rlcf_bench import Batch, MethodSpec, Predictions, ReferenceResult, ViewPolicy, hookimpl
 from rlcf_bench.cache import ClassCache, affinity_weights, normalised_entropy
 from rlcf_bench.objectives import view_entropy
 from rlcf_bench.online import IMAGENET_FAMILY, OnlineMethod, paper_references, per_dataset, summarise_views
@@ -78,10 +78,12 @@ class DPE(OnlineMethod):
     config_cls = DPEConfig
     tasks = frozenset({"classification"})
     paper = "Zhang et al., Dual Prototype Evolving for Test-Time Generalization of Vision-Language Models (NeurIPS 2024)"
+    #: The official views (``--protocol-param view_policy=method``): 64, AugMix on the ImageNet family.
+    view_policy = ViewPolicy(n_views=64, augmix_on=IMAGENET_FAMILY)
 
     def build_state(self) -> None:
         c = self.config
-        official = per_dataset(OFFICIAL, self.ctx.dataset)
+        official = per_dataset(OFFICIAL, self.family)
         self.alpha, self.beta, self.lr, self.align = (o if v is None else v for v, o in
                                                       zip((c.alpha, c.beta, c.lr, c.align), official))
         self.multi_view = choose(c.multi_view, self.family in IMAGENET_FAMILY)
@@ -114,7 +116,7 @@ class DPE(OnlineMethod):
         self.queues.insert(s.label, s.query, normalised_entropy(s.entropy, self.n_classes, log2_quirk=c.log2_entropy))
         classes, means = self.queues.class_means()
         scale = float(self.ctx.model.logit_scale)
-        feats, query = s.feats[s.selected], s.query.unsqueeze(0)
+        feats, query = s.feats[s.selected].clone(), s.query.unsqueeze(0).clone()  # normal tensors: used in a graph
         r_text = torch.zeros_like(self.global_text, requires_grad=True)
         r_vis = torch.zeros_like(means, requires_grad=True)
         optimizer = torch.optim.AdamW([r_text, r_vis], lr=self.lr, eps=c.eps, weight_decay=c.weight_decay)

@@ -20,8 +20,9 @@ own entry votes for its own pseudo-label with weight α.
 
 Departures from the official code (``kdiAAA/TDA``): the views are the protocol's, shared by every
 method (crop + flip, AugMix only where the dataset declares it) rather than TDA's own 64 AugMix
-views on A/V/R/S; the stream order is the protocol's seeded permutation (the official order
-depends on the datasets run before in the same process); caches are fixed-size device tensors
+views on A/V/R/S (``--protocol-param view_policy=method`` gives those); the stream order is the
+protocol's seeded permutation (the official order depends on the datasets run before in the same
+process); caches are fixed-size device tensors
 (same entries and logits, summed in another order); a tie in entropy evicts the latest written
 of the tied worst entries (what the official stable sort does); fp32 cache arithmetic.
 """
@@ -31,7 +32,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from rlcf_bench import Batch, MethodSpec, Predictions, ReferenceResult, hookimpl
+from rlcf_bench import Batch, MethodSpec, Predictions, ReferenceResult, ViewPolicy, hookimpl
 from rlcf_bench.cache import ClassCache, normalised_entropy
 from rlcf_bench.online import SHIFTED_IMAGENET, OnlineMethod, ViewSummary, paper_references, per_dataset, summarise_views
 
@@ -83,10 +84,12 @@ class TDA(OnlineMethod):
     config_cls = TDAConfig
     tasks = frozenset({"classification"})
     paper = "Karmanov et al., Efficient Test-Time Adaptation of Vision-Language Models (CVPR 2024)"
+    #: The official views (``--protocol-param view_policy=method``): 64, AugMix on A/V2/R/Sketch.
+    view_policy = ViewPolicy(n_views=64, augmix_on=SHIFTED_IMAGENET)
 
     def build_state(self) -> None:
         c = self.config
-        alpha, beta = per_dataset(POSITIVE, self.ctx.dataset)
+        alpha, beta = per_dataset(POSITIVE, self.family)
         self.alpha = alpha if c.alpha is None else c.alpha
         self.beta = beta if c.beta is None else c.beta
         self.multi_view = choose(c.multi_view, self.family in SHIFTED_IMAGENET)

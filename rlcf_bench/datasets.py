@@ -10,7 +10,7 @@ import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import IO, TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -67,8 +67,9 @@ class CaptioningData(Protocol):
     def load_image(self, index: int) -> torch.Tensor: ...
 
 
-def decode_image(path: str | os.PathLike[str]) -> torch.Tensor:
-    """Read an image file as uint8 RGB ``[3, H, W]`` (PIL, so every format PIL reads works)."""
+def decode_image(path: str | os.PathLike[str] | IO[bytes]) -> torch.Tensor:
+    """Read an image file (or a binary file object) as uint8 RGB ``[3, H, W]`` (PIL, so every
+    format PIL reads works)."""
     import numpy as np
     import torch
     from PIL import Image

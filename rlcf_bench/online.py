@@ -4,7 +4,8 @@
   time in the protocol's seeded order and never resets; the state starts empty because the
   runner builds a fresh method per run), class text features once per run, and
   :meth:`OnlineMethod.state_size` (cache entries and bytes, stored with the run at its end).
-* :func:`summarise_views` — one image forward per view set: the per-view features and logits,
+* :func:`summarise_views` — one image forward per view set
+  (:func:`rlcf_bench.episode.encode_views`): the per-view features and logits,
   TPT's confidence selection (:func:`rlcf_bench.objectives.select_confident`) and the summary the
   official code derives from the selected views (mean feature, mean logits, marginal entropy,
   mean probabilities), or the same quantities from the single centre view.
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from .lazy import LazyModule
+from .episode import encode_views
 from .objectives import marginal_entropy, select_confident
 from .types import Batch, Method, MethodContext
 
@@ -57,7 +59,7 @@ def per_dataset(table: dict[str, Any], dataset: str) -> Any:
 
 @dataclass(frozen=True)
 class ViewSummary:
-    """One sample's views under the frozen encoder (all tensors on the device, no graph).
+    """One sample's views under the frozen encoder (inference tensors on the device, no graph).
 
     ``feats`` ``[V, d]`` and ``logits`` ``[V, C]`` of every view encoded (V = 1: the centre view);
     ``selected`` the confident views; ``query`` the mean feature of the selected views (not
@@ -84,9 +86,8 @@ def summarise_views(ctx: MethodContext, batch: Batch, text: torch.Tensor, *, mul
     and summarise its ``n_selected`` most confident ones (default: the protocol's count)."""
     if len(batch) != 1:
         raise ValueError("online methods take one sample at a time")
-    images = batch.views[0] if multi_view else batch.images
-    with torch.no_grad(), ctx.amp.autocast():
-        feats = ctx.model.image_features(images).float()
+    views = batch.views if multi_view else batch.images.unsqueeze(1)
+    feats = encode_views(ctx, views)[0]  # [V, d], inference mode: no graph
     logits = float(ctx.model.logit_scale) * feats @ text.t()
     n = min(n_selected or ctx.protocol.n_selected, logits.shape[0]) if multi_view else 1
     selected = select_confident(logits.unsqueeze(0), n)[0]
@@ -120,7 +121,7 @@ class OnlineMethod(Method[Any]):
 
     def setup(self, ctx: MethodContext) -> None:
         self.ctx = ctx
-        self.family = official_family(ctx.dataset)
+        self.family = official_family(ctx.dataset or "")
         self.text = prompt_set_features(ctx, self.prompt_set())
         self.n_classes = int(self.text.shape[0])
         self.build_state()
@@ -133,7 +134,7 @@ class OnlineMethod(Method[Any]):
         chosen = getattr(self.config, "prompts", "auto")
         if chosen != "auto":
             return str(chosen)
-        return "tip" if self.ctx.dataset.split("[", 1)[0] in IMAGENET_FAMILY | {"caltech101"} else "single"
+        return "tip" if (self.ctx.dataset or "").split("[", 1)[0] in IMAGENET_FAMILY | {"caltech101"} else "single"
 
     def build_state(self) -> None:
         """Create the empty state (called once per run, from ``setup``)."""

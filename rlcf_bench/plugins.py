@@ -19,7 +19,7 @@ import os
 import pkgutil
 import sys
 import types
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +70,7 @@ class PluginHost:
         self.pm.add_hookspecs(hookspecs)
         self._dist_of: dict[str, tuple[str | None, str | None]] = {}
         self._registries: dict[str, Any] = {}
+        self._resolved: dict[tuple[str, tuple[tuple[str, str], ...]], DatasetSpec] = {}
         self.blocked = set(blocked)
         for name in self.blocked:
             self.pm.set_blocked(name)
@@ -213,6 +214,28 @@ class PluginHost:
             dataclasses.replace(spec, provider=spec.provider or provider)
             for provider, spec in self._collect(hook_name)
         ]
+
+    def dataset(self, name: str, params: Mapping[str, Any] | None = None) -> DatasetSpec:
+        """The dataset spec for ``name``: a registered one, else the first answer of
+        ``rlcfb_resolve_dataset`` (scheme names such as ``folder:/path``), cached per session;
+        else the registry's unknown-name error with close matches."""
+        import dataclasses
+
+        registry = self.registry("datasets")
+        if name in registry:
+            return registry.get(name)
+        given = dict(params or {})
+        key = (name, tuple(sorted((k, str(v)) for k, v in given.items())))
+        if key not in self._resolved:
+            for impl in reversed(self.pm.hook.rlcfb_resolve_dataset.get_hookimpls()):
+                args = {"name": name, "params": given}
+                spec = impl.function(*[args[a] for a in impl.argnames])
+                if spec is not None:
+                    self._resolved[key] = dataclasses.replace(spec, provider=spec.provider or impl.plugin_name)
+                    break
+            else:
+                return registry.get(name)  # raises: unknown name, with suggestions
+        return self._resolved[key]
 
     def run_start(self, run_id: int, spec: RunSpec, n_total: int, n_done: int) -> None:
         self.pm.hook.rlcfb_run_start(run_id=run_id, spec=spec, n_total=n_total, n_done=n_done)

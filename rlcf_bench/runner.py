@@ -28,7 +28,7 @@ from .task import TaskRuntime
 from .online_protocol import online_metrics
 from .types import (
     Batch, DatasetLayoutError, LatencyStats, MethodContext, RunError, RunProtocol, RunResult, RunSpec, StepRecord,
-    config_from_pairs,
+    config_from_pairs, resolve_view_policy,
 )
 
 
@@ -129,7 +129,7 @@ class Runner:
     def prepare(self, req: RunRequest) -> tuple[RunSpec, Any, Any, Any]:
         """Resolve names to specs and build the run's identity (no model is loaded here)."""
         task_spec = self.host.registry("tasks").get(req.task)
-        ds_spec = self.host.registry("datasets").get(req.dataset)
+        ds_spec = self.host.dataset(req.dataset, dict(req.dataset_params))
         method_spec = self.host.registry("methods").get(req.method)
         if task_spec.kind not in ds_spec.task_kinds:
             raise RunnerError(f"dataset {ds_spec.name!r} has no {task_spec.kind} split (it supports "
@@ -148,6 +148,10 @@ class Runner:
             if key not in {f.name for f in dataclasses.fields(RunProtocol)}:
                 params[key] = overrides.pop(key)
         protocol = protocol.replace(**overrides, params=tuple(sorted(params.items())))
+        try:
+            protocol = resolve_view_policy(protocol, method_spec.view_policy, ds_spec.name)
+        except ValueError as exc:
+            raise RunnerError(str(exc)) from exc
         protocol = protocol.replace(precision=resolve_precision(protocol.precision, self.device))
         uses_reward = "reward_model" in method_spec.requires
         spec = RunSpec(
@@ -167,6 +171,9 @@ class Runner:
                                   if spec.reward_model else None),
         )
         dataset = self.build_dataset(ds_spec, dict(req.dataset_params))
+        content_version = getattr(dataset, "content_version", None)
+        if content_version:  # data addressed by path: its identity is its content (a manifest hash)
+            spec = dataclasses.replace(spec, dataset_version=str(content_version))
         task: TaskRuntime = task_spec.build(dataset, spec.protocol)
         items = task.samples()
         from .provenance import provenance

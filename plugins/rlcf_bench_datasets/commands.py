@@ -85,12 +85,13 @@ def check_cmd(ctx: click.Context, dataset: str, data_root: str | None, params: t
     from rlcf_bench.registry import RegistryError
 
     host = _host(ctx)
+    given = _parse_params(params)
     try:
-        spec = host.registry("datasets").get(dataset)
-    except RegistryError as exc:
+        spec = host.dataset(dataset, given)
+    except (RegistryError, TypeError, ValueError) as exc:
         raise click.UsageError(str(exc)) from exc
     try:
-        report = check_dataset(spec, _data_root(data_root), _parse_params(params))
+        report = check_dataset(spec, _data_root(data_root), given)
     except (TypeError, ValueError) as exc:
         raise click.UsageError(str(exc)) from exc
     click.echo(report.render())

@@ -91,7 +91,7 @@ def rlcfb_add_commands(cli: Any) -> None:
 
         host = ctx.find_object(PluginHost)
         runner = Runner(host, Store("sqlite://"), ExecutionOptions(data_root=data_root))
-        spec = host.registry("datasets").get(dataset)
+        spec = host.dataset(dataset)
         data = runner.build_dataset(spec, dict(spec.params))
         vlm = runner.load_model(clip_name)
         n = min(len(data), limit) if limit else len(data)
