@@ -128,8 +128,8 @@ def line_chart(title: str, series: Sequence[tuple[str, str, Sequence[tuple[float
     left, right, top, bottom = 56, 24, 34, 44
     pw, ph = width - left - right, height - top - bottom
     ys = [y for _, _, pts in series for _, y in pts if math.isfinite(y)]
-    y_ticks = svg.nice_ticks(min(ys + [100.0]) if not ys else max(0.0, min(ys) - 5), min(100.0, max(ys) + 5)
-                             if ys else 100.0)
+    y_lo, y_hi = (max(0.0, min(ys) - 5), min(100.0, max(ys) + 5)) if ys else (0.0, 100.0)
+    y_ticks = svg.nice_ticks(y_lo, max(y_hi, y_lo + 1.0))
     lo, hi = y_ticks[0], y_ticks[-1]
 
     def fx(x: float) -> float:

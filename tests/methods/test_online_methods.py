@@ -247,3 +247,20 @@ def test_cache_memory_stays_bounded_on_a_5000_sample_stream():
                 sizes.append(method.state_size())
         assert sizes[0]["state_bytes"] == sizes[1]["state_bytes"], cls.name
         assert sizes[1]["state_entries"] <= 8 * cap, cls.name
+
+
+def test_paper_numbers_are_registered_from_each_methods_file():
+    from rlcf_bench.plugins import PluginHost
+
+    host = PluginHost(autoload=False, extra=["rlcf_bench_tasks", "baselines", "rlcf_bench_datasets"])
+    rows = [r for r in host.references() if r.method in {"tda", "dmn-zs", "dpe", "boostadapter"}]
+    counts = {m: sum(r.method == m for r in rows) for m in ("tda", "dmn-zs", "dpe", "boostadapter")}
+    assert counts == {"tda": 15, "dmn-zs": 15, "dpe": 15, "boostadapter": 10}  # no BoostAdapter OOD numbers exist
+    assert {r.dataset for r in rows} <= set(host.registry("datasets").names())
+    assert all(r.metric == "top1" and r.model == "ViT-B-16@openai" and 20 < r.value < 100 for r in rows)
+    tda_a = next(r for r in rows if (r.method, r.dataset) == ("tda", "imagenet-a"))
+    assert tda_a.value == 60.11
+    assert all("oracle-tuned" in r.note for r in rows if r.method == "dmn-zs")
+    ood = [r.value for r in rows if r.method == "dpe" and r.dataset in ("imagenet-a", "imagenet-v2", "imagenet-r",
+                                                                         "imagenet-sketch")]
+    assert sum(ood) / 4 == pytest.approx(64.43, abs=0.01)  # the paper's OOD average
