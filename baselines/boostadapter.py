@@ -48,6 +48,11 @@ class BoostAdapterConfig(TDAConfig):
 
     delta: int | None = None
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.delta is not None and self.delta < 0:
+            raise ValueError(f"delta={self.delta}: expected ≥ 0")
+
 
 class BoostAdapter(TDA):
     """BoostAdapter: TDA plus each sample's confident views as temporary cache entries."""

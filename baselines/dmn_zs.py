@@ -29,7 +29,7 @@ from typing import Any
 
 from rlcf_bench import Batch, MethodSpec, Predictions, ReferenceResult, ViewPolicy, hookimpl
 from rlcf_bench.cache import ClassCache, affinity_weights
-from rlcf_bench.online import OnlineMethod, paper_references, summarise_views
+from rlcf_bench.online import OnlineMethod, check_options, paper_references, summarise_views
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,11 @@ class DMNConfig:
     beta: float = 5.5
     fusion_weight: float = 1.0
     prompts: str = "auto"
+
+    def __post_init__(self) -> None:
+        check_options(prompts=self.prompts, memory_size=self.memory_size)
+        if self.fusion_weight < 0:
+            raise ValueError(f"fusion_weight={self.fusion_weight}: expected ≥ 0")
 
 
 class DMNZeroShot(OnlineMethod):
@@ -54,8 +59,6 @@ class DMNZeroShot(OnlineMethod):
     view_policy = ViewPolicy(n_views=32)
 
     def build_state(self) -> None:
-        if self.config.fusion_weight < 0:
-            raise ValueError(f"fusion_weight must be ≥ 0, got {self.config.fusion_weight}")
         self.memory = ClassCache(self.n_classes, self.config.memory_size, int(self.text.shape[1]),
                                  device=self.ctx.device)
 

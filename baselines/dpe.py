@@ -36,7 +36,9 @@ from typing import Any
 from rlcf_bench import Batch, MethodSpec, Predictions, ReferenceResult, ViewPolicy, hookimpl
 from rlcf_bench.cache import ClassCache, affinity_weights, normalised_entropy
 from rlcf_bench.objectives import view_entropy
-from rlcf_bench.online import IMAGENET_FAMILY, OnlineMethod, paper_references, per_dataset, summarise_views
+from rlcf_bench.online import (
+    IMAGENET_FAMILY, OnlineMethod, check_options, paper_references, per_dataset, summarise_views,
+)
 
 from .tda import choose
 
@@ -69,6 +71,10 @@ class DPEConfig:
     prompts: str = "auto"
     log2_entropy: bool = True
 
+    def __post_init__(self) -> None:
+        check_options(prompts=self.prompts, multi_view=self.multi_view, queue_capacity=self.queue_capacity,
+                      steps=self.steps)
+
 
 class DPE(OnlineMethod):
     """DPE: evolving text and visual prototypes with per-sample residual learning (online)."""
@@ -77,7 +83,8 @@ class DPE(OnlineMethod):
     version = "1"
     config_cls = DPEConfig
     tasks = frozenset({"classification"})
-    paper = "Zhang et al., Dual Prototype Evolving for Test-Time Generalization of Vision-Language Models (NeurIPS 2024)"
+    paper = ("Zhang et al., Dual Prototype Evolving for Test-Time Generalization of Vision-Language Models "
+             "(NeurIPS 2024)")
     #: The official views (``--protocol-param view_policy=method``): 64, AugMix on the ImageNet family.
     view_policy = ViewPolicy(n_views=64, augmix_on=IMAGENET_FAMILY)
 

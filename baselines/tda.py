@@ -34,7 +34,9 @@ from typing import Any
 
 from rlcf_bench import Batch, MethodSpec, Predictions, ReferenceResult, ViewPolicy, hookimpl
 from rlcf_bench.cache import ClassCache, normalised_entropy
-from rlcf_bench.online import SHIFTED_IMAGENET, OnlineMethod, ViewSummary, paper_references, per_dataset, summarise_views
+from rlcf_bench.online import (
+    SHIFTED_IMAGENET, OnlineMethod, ViewSummary, check_options, paper_references, per_dataset, summarise_views,
+)
 
 #: (α, β) of the positive cache per dataset, from the official configurations.
 POSITIVE: dict[str, tuple[float, float]] = {
@@ -65,6 +67,10 @@ class TDAConfig:
     multi_view: str = "auto"
     prompts: str = "auto"
     log2_entropy: bool = True
+
+    def __post_init__(self) -> None:
+        check_options(prompts=self.prompts, multi_view=self.multi_view, pos_capacity=self.pos_capacity,
+                      neg_capacity=self.neg_capacity)
 
 
 def choose(flag: str, default: bool) -> bool:

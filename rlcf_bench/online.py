@@ -44,6 +44,22 @@ ANALOGUES: dict[str, str] = {
 }
 
 
+PROMPT_SETS = ("auto", "single", "ensemble", "tip")
+VIEW_CHOICES = ("auto", "true", "false")
+
+
+def check_options(*, prompts: str, multi_view: str | None = None, **at_least_one: float) -> None:
+    """Config validation shared by the online methods (called from their ``__post_init__``, so a
+    bad ``-m`` value fails before a run is opened)."""
+    if prompts not in PROMPT_SETS:
+        raise ValueError(f"prompts={prompts!r}: expected one of {', '.join(PROMPT_SETS)}")
+    if multi_view is not None and multi_view not in VIEW_CHOICES:
+        raise ValueError(f"multi_view={multi_view!r}: expected one of {', '.join(VIEW_CHOICES)}")
+    for name, value in at_least_one.items():
+        if value < 1:
+            raise ValueError(f"{name}={value}: expected ≥ 1")
+
+
 def official_family(dataset: str) -> str:
     """The official configuration's dataset name for ``dataset`` (``imagenet`` when none fits,
     e.g. ImageNet-C, corruptions of the micro suite, smoke-test sets)."""

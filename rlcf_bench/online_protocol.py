@@ -85,7 +85,8 @@ def stream_metrics(items: Sequence[tuple[int, str]], records: Sequence[SampleRec
     return out
 
 
-def online_metrics(method: Any, items: Sequence[tuple[int, str]], records: Sequence[SampleRecord]) -> dict[str, MetricValue]:
+def online_metrics(method: Any, items: Sequence[tuple[int, str]],
+                   records: Sequence[SampleRecord]) -> dict[str, MetricValue]:
     """What the runner stores at the end of a run of a method that carries state (else nothing)."""
     if not getattr(method, "carries_state", False):
         return {}

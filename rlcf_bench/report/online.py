@@ -178,7 +178,8 @@ def stream_plots(report: Any) -> str:
         series = [(f"run {r.run_id}: {r.method}", colours[r.method], r.stream_curve) for r in rows]
         legend = "".join(f'<span><span class="swatch" style="background:{html.escape(c)}"></span>'
                          f"{html.escape(name)}</span>" for name, c in colours.items())
-        out.append(f'<figure class="plot">{line_chart(f"{section.task} · {section.dataset}: accuracy along the stream", series)}'
+        chart = line_chart(f"{section.task} · {section.dataset}: accuracy along the stream", series)
+        out.append(f'<figure class="plot">{chart}'
                    f'<div class="legend">{legend}</div><p class="caption">Running top-1 of the online runs '
                    "(stream order 0) after each share of the stream: a rising curve is a method learning from "
                    "the stream; the end point is the run's top-1.</p></figure>")

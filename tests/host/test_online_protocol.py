@@ -92,7 +92,8 @@ def test_an_online_run_killed_mid_stream_resumes_to_the_rows_of_an_uninterrupted
     from rlcf_bench.store import Store
 
     killed = Store(f"sqlite:///{tmp_path / 'killed.sqlite'}")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "plugins"), os.environ.get("PYTHONPATH", "")])}
+    paths = [str(REPO), str(REPO / "plugins"), os.environ.get("PYTHONPATH", "")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
     proc = subprocess.run([sys.executable, "-c", KILLED_CHILD, killed.url], env=env, capture_output=True, timeout=300)
     assert proc.returncode == -9, proc.stderr.decode()[-2000:]
     assert len(killed.done_sample_ids(1)) == 6 and killed.get_run(1).status == "running"

@@ -264,3 +264,16 @@ def test_paper_numbers_are_registered_from_each_methods_file():
     ood = [r.value for r in rows if r.method == "dpe" and r.dataset in ("imagenet-a", "imagenet-v2", "imagenet-r",
                                                                          "imagenet-sketch")]
     assert sum(ood) / 4 == pytest.approx(64.43, abs=0.01)  # the paper's OOD average
+
+
+@pytest.mark.parametrize("module,cls,bad", [
+    ("tda", "TDAConfig", {"multi_view": "maybe"}), ("tda", "TDAConfig", {"pos_capacity": 0}),
+    ("boostadapter", "BoostAdapterConfig", {"delta": -1}), ("dmn_zs", "DMNConfig", {"fusion_weight": -1.0}),
+    ("dmn_zs", "DMNConfig", {"prompts": "cupl"}), ("dpe", "DPEConfig", {"steps": 0}),
+])
+def test_bad_options_fail_when_the_config_is_read(module, cls, bad):
+    import importlib
+
+    config_cls = getattr(importlib.import_module(f"baselines.{module}"), cls)
+    with pytest.raises(ValueError, match=next(iter(bad))):
+        config_cls(**bad)
