@@ -22,9 +22,11 @@ Departures from the official code (``kdiAAA/TDA``): the views are the protocol's
 method (crop + flip, AugMix only where the dataset declares it) rather than TDA's own 64 AugMix
 views on A/V/R/S (``--protocol-param view_policy=method`` gives those); the stream order is the
 protocol's seeded permutation (the official order depends on the datasets run before in the same
-process); caches are fixed-size device tensors
-(same entries and logits, summed in another order); a tie in entropy evicts the latest written
-of the tied worst entries (what the official stable sort does); fp32 cache arithmetic.
+process); on fine-grained sets the text side uses the dataset's registered template rather than the
+official dataset-specific one (e.g. "a photo of a {}, a type of pet."); caches are fixed-size
+device tensors (same entries and logits, summed in another order); a tie in entropy evicts the
+latest written of the tied worst entries (what the official stable sort does); fp32 cache
+arithmetic.
 """
 
 from __future__ import annotations

@@ -18,8 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from .lazy import LazyModule
 from .episode import encode_views
+from .lazy import LazyModule
 from .objectives import marginal_entropy, select_confident
 from .types import Batch, Method, MethodContext
 
