@@ -1,8 +1,8 @@
 """The online protocol: stream orders, and what an online run stores besides its accuracy.
 
 * **Order.** ``--protocol-param order_seed=N`` (the protocol parameter :data:`ORDER_SEED`) makes
-  the stream a permutation of the dataset seeded by ``N`` alone (the views stay seeded by the
-  protocol's ``seed``). Being a protocol parameter, it is part of the protocol hash. An episodic
+  the stream a permutation, seeded by ``N`` alone, of the protocol's samples (after ``--limit``,
+  so all orders of a run see the same samples; the views stay seeded by the protocol's ``seed``). Being a protocol parameter, it is part of the protocol hash. An episodic
   method's per-sample results do not depend on it; an online method's do.
 * **Several orders.** :func:`expand_orders` gives every planned run of a task that an online
   method supports a stream order: ``orders`` of them (seeds 0..orders−1) for online methods, seed 0
@@ -46,15 +46,18 @@ def order_seed_of(params: Any) -> int | None:
         raise ValueError(f"{ORDER_SEED}={value!r}: expected an integer") from None
 
 
-def stream_order(items: Sequence[Any], order: str, seed: int, params: Any) -> list[Any]:
-    """The protocol's stream: ``order_seed`` → its permutation; else ``shuffled`` → seeded by
-    ``seed``; else dataset order."""
+def stream_order(items: Sequence[Any], order: str, seed: int, params: Any, limit: int | None = None) -> list[Any]:
+    """The protocol's stream: dataset order (``fixed``) or a permutation seeded by ``seed``
+    (``shuffled``), cut to ``limit``, then — with an ``order_seed`` — permuted by that seed, so
+    every order of a limited run has the same samples."""
     out = list(items)
+    if order == "shuffled":
+        random.Random(seed).shuffle(out)
+    if limit is not None:
+        out = out[:limit]
     order_seed = order_seed_of(params)
     if order_seed is not None:
         random.Random(order_seed).shuffle(out)
-    elif order == "shuffled":
-        random.Random(seed).shuffle(out)
     return out
 
 

@@ -29,15 +29,12 @@ class TaskRuntime(ABC):
         """``(dataset index, sample id)`` of every sample, in dataset order."""
 
     def samples(self) -> list[tuple[int, str]]:
-        """The protocol's stream: dataset order or a seeded permutation (``order_seed``, else
-        ``shuffled`` with the protocol seed), then the limit."""
+        """The protocol's stream: dataset order or a permutation seeded by the protocol seed, cut to
+        the limit, then permuted by the ``order_seed`` parameter if there is one."""
         from .online_protocol import stream_order
 
         proto = self.protocol
-        items = stream_order(self.all_samples(), proto.order, proto.seed, proto.params)
-        if self.protocol.limit is not None:
-            items = items[: self.protocol.limit]
-        return items
+        return stream_order(self.all_samples(), proto.order, proto.seed, proto.params, proto.limit)
 
     # ---------------------------------------------------------------- execution
     @abstractmethod

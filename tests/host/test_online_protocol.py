@@ -39,6 +39,8 @@ def test_the_order_seed_is_in_the_protocol_hash_and_permutes_the_stream(runner):
     streams = [ClassificationTask(TinyColors(16), s.protocol).samples() for s in specs]
     plain = ClassificationTask(TinyColors(16), runner.prepare(req("tda", None))[0].protocol).samples()
     assert streams[0] != streams[1] and sorted(streams[0]) == sorted(streams[1]) == plain
+    limited = [ClassificationTask(TinyColors(16), s.protocol.replace(limit=5)).samples() for s in specs]
+    assert limited[0] != limited[1] and sorted(limited[0]) == sorted(limited[1]) == plain[:5]  # same samples
 
 
 def test_an_episodic_methods_per_sample_results_do_not_depend_on_the_order(runner, store):
