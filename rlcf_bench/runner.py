@@ -48,7 +48,13 @@ class RunRequest:
     def describe(self) -> str:
         reward = f" reward={self.reward_model}" if self.reward_model else ""
         opts = "".join(f" {k}={v}" for k, v in self.method_options)
-        params = "".join(f" {k}={v}" for k, v in self.dataset_params)
+        limit = dict(self.protocol_overrides).get("limit")
+        shown = dict(self.dataset_params)
+        if limit is not None and isinstance(shown.get("n"), int):
+            shown["n"] = min(int(limit), shown["n"])  # the samples the run scores, not the dataset's size
+        elif limit is not None:
+            shown["limit"] = limit
+        params = "".join(f" {k}={v}" for k, v in shown.items())
         return f"{self.task}/{self.dataset}{params} {self.method}{opts} model={self.model}{reward}"
 
 
@@ -186,7 +192,7 @@ class Runner:
             device_name=device_name(self.device), official=official, fresh=self.options.fresh,
         )
         if run.status == "finished" and run.n_done >= len(items):
-            return self._result_from_store(run.id, spec)
+            return dataclasses.replace(self._result_from_store(run.id, spec), reused=True)
         done = self.store.done_sample_ids(run.id)
         self.host.run_start(run.id, spec, len(items), len(done))
         method = None

@@ -442,6 +442,9 @@ class ModelSpec:
     """A model name users can type. ``load(name, device)`` builds it lazily.
 
     ``accepts`` lets a backend claim a family of names (``ARCH@TAG``, ``ARCH@/path/file.pt``).
+    ``check(name)``, optional, raises with a clear message when ``name`` cannot be loaded here
+    (weights missing, ...) without building the model: ``rlcf-bench run`` asks it for every
+    planned model before the first run (:mod:`rlcf_bench.preflight`).
     """
 
     name: str
@@ -451,6 +454,7 @@ class ModelSpec:
     kind: Literal["vlm", "captioner"] = "vlm"
     description: str = ""
     provider: str = ""
+    check: Callable[[str], Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -642,6 +646,7 @@ class RunResult:
     latency: LatencyStats | None
     n_samples: int
     status: str
+    reused: bool = False  # a finished run found in the store: nothing was executed
 
 
 @dataclass(frozen=True)

@@ -120,53 +120,11 @@ def thin(curve: Sequence[float], points: int = CURVE_POINTS) -> list[tuple[float
     return [(100.0 * (i + 1) / n, curve[i]) for i in idx]
 
 
-def line_chart(title: str, series: Sequence[tuple[str, str, Sequence[tuple[float, float]]]], *, width: int = 640,
-               height: int = 360) -> str:
-    """Lines ``(label, colour, [(x %, y %)])`` on a 0–100 % stream axis, as inline SVG (escaped)."""
-    from . import svg
-
-    left, right, top, bottom = 56, 24, 34, 44
-    pw, ph = width - left - right, height - top - bottom
-    ys = [y for _, _, pts in series for _, y in pts if math.isfinite(y)]
-    y_lo, y_hi = (max(0.0, min(ys) - 5), min(100.0, max(ys) + 5)) if ys else (0.0, 100.0)
-    y_ticks = svg.nice_ticks(y_lo, max(y_hi, y_lo + 1.0))
-    lo, hi = y_ticks[0], y_ticks[-1]
-
-    def fx(x: float) -> float:
-        return left + pw * x / 100.0
-
-    def fy(y: float) -> float:
-        return top + ph - ph * (y - lo) / ((hi - lo) or 1.0)
-
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" role="img" width="{width}" height="{height}" '
-             f'viewBox="0 0 {width} {height}" style="{svg.FONT}">', f"<title>{svg.esc(title)}</title>",
-             f'<text x="8" y="20" font-size="15" font-weight="600">{svg.esc(title)}</text>']
-    for t in (0, 25, 50, 75, 100):
-        parts.append(f'<line x1="{fx(t):.1f}" y1="{top}" x2="{fx(t):.1f}" y2="{top + ph}" stroke="#e3e3e3"/>')
-        parts.append(f'<text x="{fx(t):.1f}" y="{top + ph + 16}" font-size="11" text-anchor="middle" fill="#444">'
-                     f"{t}%</text>")
-    for t in y_ticks:
-        parts.append(f'<line x1="{left}" y1="{fy(t):.1f}" x2="{left + pw}" y2="{fy(t):.1f}" stroke="#e3e3e3"/>')
-        parts.append(f'<text x="{left - 6}" y="{fy(t) + 4:.1f}" font-size="11" text-anchor="end" fill="#444">'
-                     f"{svg.esc(f'{t:g}')}</text>")
-    parts.append(f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#444"/>')
-    parts.append(f'<text x="{left + pw / 2}" y="{height - 8}" font-size="12" text-anchor="middle">'
-                 "samples seen (% of the stream)</text>")
-    parts.append(f'<text x="14" y="{top + ph / 2}" font-size="12" text-anchor="middle" '
-                 f'transform="rotate(-90 14 {top + ph / 2})">running top-1 (%)</text>')
-    for label, colour, pts in series:
-        path = " ".join(f"{fx(x):.1f},{fy(y):.1f}" for x, y in pts if math.isfinite(y))
-        parts.append(f'<polyline class="stream" fill="none" stroke="{svg.esc(colour)}" stroke-width="2" '
-                     f'points="{path}"><title>{svg.esc(label)}</title></polyline>')
-    parts.append("</svg>")
-    return "\n".join(parts)
-
-
 def stream_plots(report: Any) -> str:
     """HTML: per dataset, the running accuracy along the stream of the online runs of its main group."""
     import html
 
-    from . import svg
+    from . import charts
 
     out = []
     for section in report.sections:
@@ -174,15 +132,15 @@ def stream_plots(report: Any) -> str:
         rows = [r for r in (main.rows if main else []) if r.stream_curve]
         if not rows:
             continue
-        colours = svg.colour_map([r.method for r in rows])
-        series = [(f"run {r.run_id}: {r.method}", colours[r.method], r.stream_curve) for r in rows]
-        legend = "".join(f'<span><span class="swatch" style="background:{html.escape(c)}"></span>'
-                         f"{html.escape(name)}</span>" for name, c in colours.items())
-        chart = line_chart(f"{section.task} · {section.dataset}: accuracy along the stream", series)
-        out.append(f'<figure class="plot">{chart}'
-                   f'<div class="legend">{legend}</div><p class="caption">Running top-1 of the online runs '
-                   "(stream order 0) after each share of the stream: a rising curve is a method learning from "
-                   "the stream; the end point is the run's top-1.</p></figure>")
+        colours = charts.colour_map([r.method for r in rows])
+        lines = [charts.LineItem(f"{r.method} (run {r.run_id})", colours[r.method], r.stream_curve) for r in rows]
+        chart = charts.line_chart(f"{section.task} · {section.dataset}: accuracy along the stream", lines,
+                                  "samples seen (% of the stream)", "running top-1 (%)")
+        out.append(f'<figure class="plot">{chart}<p class="caption">{html.escape(STREAM_CAPTION)}</p></figure>')
     if not out:
         return ""
     return '<h3>Online methods along the stream</h3>\n<div class="plots">' + "\n".join(out) + "</div>"
+
+
+STREAM_CAPTION = ("Running top-1 of the online runs (stream order 0) after each share of the stream: a rising "
+                  "curve is a method learning from the stream; the end point is the run's top-1.")
