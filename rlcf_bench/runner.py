@@ -25,6 +25,7 @@ from .plugins import PluginHost
 from .reward import CLIPReward
 from .store import Store
 from .task import TaskRuntime
+from .online_protocol import online_metrics
 from .types import (
     Batch, DatasetLayoutError, LatencyStats, MethodContext, RunError, RunProtocol, RunResult, RunSpec, StepRecord,
     config_from_pairs, resolve_view_policy,
@@ -210,6 +211,7 @@ class Runner:
             self._execute(run.id, task, method, method_spec, items, done, policy, timer)
             records = self.store.sample_records(run.id)
             metrics = task.aggregate(records)
+            metrics.update(online_metrics(method, items, records))
             latency, reward_ms = self._latency(run.id)
             self.store.finish_run(run.id, metrics, latency, reward_ms)
         except KeyboardInterrupt:
