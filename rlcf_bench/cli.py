@@ -72,8 +72,8 @@ class TerminalReporter:
                          dynamic_ncols=True, leave=False)
 
     def rlcfb_run_step(self, step: Any) -> None:
-        if self._bar is not None:
-            self._bar.update(len(step.sample_ids))
+        if self._bar is not None:  # the run's stored count: with shards, other processes' samples too
+            self._bar.update(max(0, step.done - self._bar.n))
 
     def rlcfb_run_finish(self, result: Any) -> None:
         self._close()
@@ -185,6 +185,9 @@ def build_cli(host: PluginHost) -> click.Group:
     @click.option("--batch-size", type=int, default=None, help="samples adapted at once (execution only; results do not depend on it)")
     @click.option("--jobs", "-j", type=int, default=None,
                   help="runs executed in parallel processes, one thread each (default: the CPU cores on CPU, 1 on GPU)")
+    @click.option("--shard", default=None, metavar="K/N",
+                  help="compute shard K of N (0 <= K < N) of every run, e.g. one job-array task; the shard "
+                       "that completes a run stores its metrics (under torchrun the ranks are the shards)")
     @click.option("--data-root", default=None, help="root of real datasets (else $RLCF_BENCH_DATA_ROOT, else the config file)")
     @click.option("--db", default=None, help="SQLAlchemy URL or SQLite path (else $RLCF_BENCH_DB, else leaderboard/leaderboard.sqlite)")
     @click.option("--fresh", is_flag=True, help="start new attempts instead of resuming or reusing stored runs")
@@ -194,12 +197,21 @@ def build_cli(host: PluginHost) -> click.Group:
                 model: str | None, reward_model: str | None, method_options: tuple[str, ...], data_params: tuple[str, ...],
                 protocol_params: tuple[str, ...],
                 limit: int | None, seed: int | None, views: int | None, precision: str | None, device: str | None,
-                batch_size: int | None, jobs: int | None, data_root: str | None, db: str | None, fresh: bool,
-                dry_run: bool, quiet: bool) -> None:
-        """Run a suite (default: the embedded micro suite); options narrow or override it."""
+                batch_size: int | None, jobs: int | None, shard: str | None, data_root: str | None, db: str | None,
+                fresh: bool, dry_run: bool, quiet: bool) -> None:
+        """Run a suite (default: the embedded micro suite); options narrow or override it.
+
+        Under torchrun (or with --shard K/N) each process computes its share of every run."""
+        from .distributed import Shard, launched, leads
         from .planning import PlanError, plan_runs
 
-        if quiet:
+        try:
+            parts = Shard.parse(shard) if shard is not None else None
+        except ValueError as exc:
+            _fail(str(exc))
+        if (parts is not None or launched()) and (jobs or 1) > 1:
+            _fail("--jobs runs whole runs in local processes; with --shard or torchrun each process is one shard")
+        if quiet or not leads():
             for plugin in host.pm.get_plugins():
                 if isinstance(plugin, TerminalReporter):
                     plugin.quiet = True
@@ -221,7 +233,7 @@ def build_cli(host: PluginHost) -> click.Group:
                 click.echo(req.describe())
             return
         _execute(host, requests, db=db, device=device, batch_size=batch_size, data_root=data_root, fresh=fresh,
-                 quiet=quiet, jobs=jobs)
+                 quiet=quiet, jobs=jobs, shard=parts)
 
     @cli.command("report")
     @click.option("--format", "fmt", type=click.Choice(["markdown", "csv", "json", "html"]), default="markdown")
@@ -339,37 +351,46 @@ def _default_jobs(device: str | None) -> int:
 
 
 def _execute(host: PluginHost, requests: Sequence[Any], *, db: str | None, device: str | None, batch_size: int | None,
-             data_root: str | None, fresh: bool, quiet: bool, jobs: int | None = None) -> None:
-    from . import report
+             data_root: str | None, fresh: bool, quiet: bool, jobs: int | None = None, shard: Any = None) -> None:
+    from . import distributed, report
     from .runner import ExecutionOptions
 
-    store = _open_store(db)
-    _store_references(host, store)
     options = ExecutionOptions(device=device, batch_size=batch_size, data_root=data_root, fresh=fresh)
-    jobs = min(jobs or _default_jobs(device), len(requests))
-    if jobs > 1:
-        outcomes = _run_parallel(host, requests, store.url, options, jobs, quiet)
+    lead = True
+    if shard is not None or distributed.launched():
+        outcome = distributed.execute(host, requests, db=db, options=options, shard=shard, quiet=quiet,
+                                      run_one=_run_one, references=lambda s: _store_references(host, s))
+        store, failures, lead = outcome.store, len(outcome.failed), outcome.lead
     else:
-        outcomes = _run_serial(host, requests, store, options, quiet)
-    failures = sum(1 for o in outcomes if o is not None)
-    if not quiet:
+        store = _open_store(db)
+        _store_references(host, store)
+        jobs = min(jobs or _default_jobs(device), len(requests))
+        if jobs > 1:
+            outcomes = _run_parallel(host, requests, store.url, options, jobs, quiet)
+        else:
+            outcomes = _run_serial(host, requests, store, options, quiet)
+        failures = sum(1 for o in outcomes if o is not None)
+    if not quiet and lead:
         click.echo(report.render(store, "markdown", host=host))
     if failures:
         click.echo(f"{failures} of {len(requests)} runs failed", err=True)
         sys.exit(1)
 
 
-def _run_one(runner: Any, req: Any) -> tuple[str, str | None]:
-    """Run one request; return (summary line, error message or None)."""
+def _run_one(runner: Any, req: Any, shard: Any = None) -> tuple[str, str | None]:
+    """Run one request (or its ``shard``); return (summary line, error message or None)."""
     from .runner import RunnerError
     from .types import DatasetLayoutError
 
     try:
-        result = runner.run(req)
+        result = runner.run(req) if shard is None else runner.run(req, shard)
     except DatasetLayoutError as exc:
         return "", f"the dataset layout is wrong, nothing was run:\n{exc}"
     except (RunnerError, RegistryError, ValueError, RuntimeError) as exc:
         return "", f"{type(exc).__name__}: {exc}"
+    if result.status != "finished":
+        return (f"run {result.run_id}: shard {shard} stored; {result.n_samples} samples of the run are stored, "
+                "the shard that completes it stores its metrics"), None
     shown = ", ".join(f"{k}={v.value:.2f}" for k, v in list(result.metrics.items())[:3])
     lat = f", {result.latency.ms_per_sample_mean:.1f} ms/sample" if result.latency else ""
     return f"run {result.run_id}: {shown} (n={result.n_samples}{lat})", None

@@ -1,0 +1,374 @@
+"""Sharing the planned runs among processes: ``torchrun`` ranks, or ``--shard K/N`` job-array tasks.
+
+Every process plans the same runs (docs/scaling-out.md). A run of an episodic method is
+*shared*: a process computes the samples whose stable hash of the sample id falls in its slot
+(:func:`sample_slot`), so which process computes a sample depends on nothing but its id and the
+number of shards, and never changes a result. A run whose method carries state across the
+stream (online methods, RLCF with momentum) is never split: the i-th such run goes whole to
+process ``i mod N``. Each process stores its own samples; the run's metrics are stored once
+every sample is.
+
+Under ``torchrun`` the ranks form a process group (NCCL on GPUs, gloo on CPUs; each rank on its
+``LOCAL_RANK`` GPU). Per shared run, rank 0 opens (or, resuming, finds) the run and broadcasts
+its id; each rank computes its shard; the ranks then exchange their outcomes and rank 0
+finalises. These control messages travel on a separate gloo group with a long timeout, because
+a rank can legitimately wait hours for a slower one. With ``--shard K/N`` there is no group:
+each task computes its shard and whichever finds the run complete finalises it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import socket
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import timedelta
+from typing import Any
+
+import click
+
+from .plugins import PluginHost
+from .runner import ExecutionOptions, Runner, RunnerError, RunRequest
+from .store import Store
+from .types import RunSpec, config_from_pairs
+
+TIMEOUT_ENV = "RLCF_BENCH_DIST_TIMEOUT_S"
+DEFAULT_TIMEOUT_S = 7 * 24 * 3600  # a rank may wait for a slower one's whole shard
+_SHARD = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
+
+RunOne = Callable[[Runner, RunRequest, "Shard | None"], tuple[str, "str | None"]]
+
+
+def sample_slot(sample_id: str, count: int) -> int:
+    """The shard (0 ≤ slot < count) that computes ``sample_id``: a stable hash (not Python's
+    salted ``hash``), identical in every process, on every machine, in every session."""
+    digest = hashlib.blake2b(sample_id.encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % count
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Shard ``index`` of ``count`` (0 ≤ index < count): a torchrun rank or a job-array task."""
+
+    index: int
+    count: int
+
+    @classmethod
+    def parse(cls, text: str) -> Shard:
+        """``"K/N"`` → ``Shard(K, N)``; anything else is a one-line :class:`ValueError`."""
+        match = _SHARD.match(text)
+        if match is None:
+            raise ValueError(f"--shard {text!r}: expected K/N, shard K of N counted from 0 (e.g. --shard 0/4)")
+        index, count = int(match.group(1)), int(match.group(2))
+        if count < 1:
+            raise ValueError(f"--shard {text!r}: expected N >= 1 shards")
+        if index >= count:
+            raise ValueError(f"--shard {text!r}: expected 0 <= K < N (the shards of {count} are 0/{count} ... {count - 1}/{count})")
+        return cls(index, count)
+
+    def takes_sample(self, sample_id: str) -> bool:
+        return sample_slot(sample_id, self.count) == self.index
+
+    def takes_stream(self, position: int) -> bool:
+        """Whether the ``position``-th stream (a run that carries state) is this shard's."""
+        return position % self.count == self.index
+
+    def others(self, items: Sequence[tuple[int, str]], stream: bool) -> set[str]:
+        """The ids of ``items`` that other shards compute. A stream found only at run time (a
+        method whose state carrying was not known before set-up) goes to shard 0 whole."""
+        if stream:
+            return set() if self.index == 0 else {sid for _, sid in items}
+        return {sid for _, sid in items if not self.takes_sample(sid)}
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+
+def carries_state(host: PluginHost, req: RunRequest) -> bool:
+    """Whether ``req``'s method carries state across samples (then its stream cannot be split).
+    A request whose config does not even build is treated as shareable: it fails the same way
+    in every process."""
+    from .dispatch import serving
+
+    spec = host.registry("methods").get(req.method)
+    try:
+        kind = host.registry("tasks").get(req.task).kind
+        config = config_from_pairs(spec.config_cls, req.method_options)
+        return bool(serving(spec.method_cls, config, kind).carries_state)
+    except Exception:
+        return False
+
+
+def assign(host: PluginHost, requests: Sequence[RunRequest], shard: Shard) -> list[tuple[RunRequest, Shard | None]]:
+    """This shard's work, in order: every shared run (with the shard), then its whole streams
+    (shard ``None``). Shared runs come first so that the ranks meet at their synchronisation
+    points early and the long single-rank streams overlap at the end."""
+    shared = [r for r in requests if not carries_state(host, r)]
+    streams = [r for r in requests if carries_state(host, r)]
+    return [(r, shard) for r in shared] + [(r, None) for i, r in enumerate(streams) if shard.takes_stream(i)]
+
+
+@dataclass(frozen=True)
+class Launch:
+    """What ``torchrun`` (or ``srun`` with the same variables) tells a process about its place."""
+
+    rank: int
+    world: int
+    local_rank: int
+    local_world: int
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Launch | None:
+        """The launch, or None for a plain single process (also ``--nproc-per-node 1``)."""
+        env = os.environ if env is None else env
+        if "RANK" not in env or "WORLD_SIZE" not in env or int(env["WORLD_SIZE"]) <= 1:
+            return None
+        world = int(env["WORLD_SIZE"])
+        return cls(rank=int(env["RANK"]), world=world, local_rank=int(env.get("LOCAL_RANK", env["RANK"])),
+                   local_world=int(env.get("LOCAL_WORLD_SIZE", world)))
+
+    @property
+    def several_nodes(self) -> bool:
+        return self.world > self.local_world
+
+    @property
+    def label(self) -> str:
+        return f"[rank {self.rank}] "
+
+
+def launched() -> bool:
+    return Launch.from_env() is not None
+
+
+def rank_device(launch: Launch, requested: str | None) -> str:
+    """The rank's device: its local GPU unless ``--device`` names a CPU or a specific GPU."""
+    import torch
+
+    if requested in (None, "auto", "cuda") and torch.cuda.is_available():
+        return f"cuda:{launch.local_rank}"
+    return requested or "cpu"
+
+
+def check_store_for(launch: Launch, url: str) -> None:
+    """SQLite's locking (and its WAL's shared memory) holds among processes of one host only; a
+    job on several nodes needs a server database."""
+    if launch.several_nodes and url.startswith("sqlite"):
+        raise click.UsageError(
+            f"a job on several nodes ({launch.world} ranks, {launch.local_world} per node) needs a server "
+            f"database, not SQLite ({url}): pass --db postgresql+pg8000://user@host/db")
+
+
+class Group:
+    """The process group: NCCL on GPUs, gloo on CPUs; control messages on a gloo group."""
+
+    def __init__(self, launch: Launch, device: str) -> None:
+        import torch
+        import torch.distributed as dist
+
+        self.launch, self._dist = launch, dist
+        timeout = timedelta(seconds=float(os.environ.get(TIMEOUT_ENV, DEFAULT_TIMEOUT_S)))
+        backend = "nccl" if device.startswith("cuda") else "gloo"
+        if backend == "nccl":
+            torch.cuda.set_device(torch.device(device))
+        dist.init_process_group(backend=backend, timeout=timeout)
+        self.backend = backend
+        self.control = dist.new_group(backend="gloo", timeout=timeout) if backend != "gloo" else None
+
+    def broadcast(self, obj: Any) -> Any:
+        """``obj`` of rank 0, on every rank."""
+        box = [obj]
+        self._dist.broadcast_object_list(box, src=0, group=self.control)
+        return box[0]
+
+    def gather(self, obj: Any) -> list[Any]:
+        """Every rank's ``obj``, by rank, on every rank."""
+        out: list[Any] = [None] * self.launch.world
+        self._dist.all_gather_object(out, obj, group=self.control)
+        return out
+
+    def close(self) -> None:
+        self._dist.destroy_process_group()
+
+
+def _why(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+class RankRunner(Runner):
+    """A runner whose shared runs are run together with the other ranks of a process group.
+
+    Per shared run every rank takes part in exactly three exchanges, in order, whatever fails
+    where: (1) rank 0 broadcasts the run it opened (or why it could not); (2) all ranks gather
+    their outcomes; (3) rank 0 broadcasts whether it finalised. A rank that fails early catches
+    up on the exchanges it missed, so the ranks never wait on mismatched messages and go on to
+    the next run together."""
+
+    def __init__(self, host: PluginHost, store: Store, options: ExecutionOptions, group: Group) -> None:
+        super().__init__(host, store, options)
+        self.group = group
+        self._shared = False
+        self._stage = 0
+
+    @property
+    def _rank(self) -> int:
+        return self.group.launch.rank
+
+    def run(self, req: RunRequest, shard: Shard | None = None) -> Any:
+        self._shared, self._stage = shard is not None, 0
+        if shard is None:  # a whole stream: this rank's alone
+            return super().run(req)
+        try:
+            result = super().run(req, shard)
+        except Exception as exc:
+            self._catch_up(_why(exc))
+            raise
+        self._catch_up(None)
+        return result
+
+    def _catch_up(self, error: str | None) -> None:
+        if self._stage < 1:
+            self.group.broadcast((None, error) if self._rank == 0 else None)
+        if self._stage < 2:
+            self.group.gather(error)
+        if self._stage < 3:
+            self.group.broadcast(None)
+        self._stage = 3
+
+    def _open_run(self, spec: RunSpec, **kwargs: Any) -> tuple[Any, bool]:
+        if not self._shared:
+            return super()._open_run(spec, **kwargs)
+        opened: tuple[int, str] | None = None
+        failure: Exception | None = None
+        if self._rank == 0:
+            try:
+                run, _ = super()._open_run(spec, **kwargs)
+                opened = (run.id, spec.key)
+            except Exception as exc:
+                failure = exc
+        opened, error = self.group.broadcast((opened, None if failure is None else _why(failure)))
+        self._stage = 1
+        if failure is not None:
+            raise failure
+        if opened is None:
+            raise RunnerError(f"rank 0 could not open the run: {error}")
+        run_id, key = opened
+        if key != spec.key:
+            raise RunnerError(f"rank {self._rank} planned another run than rank 0 (key {spec.key}, rank 0: {key}): "
+                              "every rank must run the same code, options, weights and data")
+        return self.store.get_run(run_id), True
+
+    def _finalise(self, run_id: int, task: Any, items: Sequence[tuple[int, str]]) -> None:
+        if not self._shared:
+            return super()._finalise(run_id, task, items)
+        outcomes = self.group.gather(None)
+        self._stage = 2
+        failed = [f"rank {r}: {e}" for r, e in enumerate(outcomes) if e]
+        failure: Exception | None = None
+        if not failed and self._rank == 0:
+            try:
+                super()._finalise(run_id, task, items)
+            except Exception as exc:
+                failure = exc
+        final = self.group.broadcast(None if failure is None else _why(failure))
+        self._stage = 3
+        if failed:
+            raise RunnerError("the run is not finalised, another rank failed (" + "; ".join(failed) + ")")
+        if failure is not None:
+            raise failure
+        if final is not None:
+            raise RunnerError(f"rank 0 could not finalise the run: {final}")
+
+
+@dataclass
+class Outcome:
+    """What ``execute`` leaves to the command: the store, the runs that failed (on any rank) and
+    whether this process prints the leaderboard."""
+
+    store: Store
+    failed: list[str]
+    lead: bool
+
+
+def leads() -> bool:
+    """Whether this process shows progress and the leaderboard: a single process, a ``--shard``
+    task, or rank 0 of a torchrun job."""
+    launch = Launch.from_env()
+    return launch is None or launch.rank == 0
+
+
+def execute(host: PluginHost, requests: Sequence[RunRequest], *, db: str | None, options: ExecutionOptions,
+            shard: Shard | None, quiet: bool, run_one: RunOne, references: Callable[[Store], None]) -> Outcome:
+    """Run this process's share of ``requests``: as a torchrun rank, or as ``--shard K/N``."""
+    launch = Launch.from_env()
+    if launch is None:
+        if shard is None:
+            raise click.UsageError("nothing to share: pass --shard K/N or start the command with torchrun")
+        store = Store(db)
+        references(store)
+        failed = _loop(Runner(host, store, options), assign(host, requests, shard), quiet, f"[shard {shard}] ", run_one)
+        return Outcome(store, failed, lead=True)
+    if shard is not None:
+        raise click.UsageError("--shard K/N is for jobs without a process group; under torchrun the ranks are the shards")
+    if "RLCF_BENCH_THREADS" not in os.environ:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        os.environ["RLCF_BENCH_THREADS"] = str(max(1, cores // launch.local_world))
+    options = replace(options, device=rank_device(launch, options.device))
+    group = Group(launch, options.device or "cpu")
+    try:
+        store = _open_store_everywhere(group, db, references)
+        runner = RankRunner(host, store, options, group)
+        work = assign(host, requests, Shard(launch.rank, launch.world))
+        failed = _loop(runner, work, quiet or launch.rank != 0, launch.label, run_one)
+        everyone = group.gather(failed)  # every rank learns every failure and exits with the job's status
+        return Outcome(store, sorted({f for fs in everyone for f in fs}), lead=launch.rank == 0)
+    finally:
+        group.close()
+
+
+def _open_store_everywhere(group: Group, db: str | None, references: Callable[[Store], None]) -> Store:
+    """Rank 0 creates the store (tables, references) first, then every rank opens it; a rank that
+    cannot is named, and all ranks stop before anything is computed."""
+    launch = group.launch
+    store: Store | None = None
+    error: str | None = None
+    if launch.rank == 0:
+        try:
+            store = Store(db)
+            check_store_for(launch, store.url)
+            references(store)
+        except click.UsageError as exc:
+            error = exc.format_message()
+        except Exception as exc:
+            error = _why(exc)
+    first = group.broadcast(error)
+    if first is None and launch.rank != 0:
+        try:
+            store = Store(db)
+        except Exception as exc:
+            error = _why(exc)
+    errors = group.gather((socket.gethostname(), error))
+    bad = [f"rank {r} on {host} cannot use the store: {e}" for r, (host, e) in enumerate(errors) if e]
+    if bad:
+        raise click.ClickException("; ".join(bad) + " (nothing was run; check --db on every node)")
+    assert store is not None
+    return store
+
+
+def _loop(runner: Runner, work: Sequence[tuple[RunRequest, Shard | None]], quiet: bool, label: str,
+          run_one: RunOne) -> list[str]:
+    """Run ``work`` in order; the descriptions of the runs that failed."""
+    failed: list[str] = []
+    for i, (req, shard) in enumerate(work, 1):
+        if not quiet:
+            part = "its shard" if shard is not None else "whole (it carries state)"
+            click.echo(f"[{i}/{len(work)}] {req.describe()}  — {part}", err=True)
+        line, error = run_one(runner, req, shard)
+        if error is not None:
+            click.echo(f"{label}error [{req.describe()}]: {error}", err=True)
+            failed.append(req.describe())
+        elif not quiet:
+            click.echo(f"      {line}", err=True)
+    return failed
