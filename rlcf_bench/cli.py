@@ -211,6 +211,8 @@ def build_cli(host: PluginHost) -> click.Group:
             _fail(str(exc))
         if (parts is not None or launched()) and (jobs or 1) > 1:
             _fail("--jobs runs whole runs in local processes; with --shard or torchrun each process is one shard")
+        if parts is not None and fresh:
+            _fail("--fresh with --shard: each shard would start its own attempt; start fresh with a new --db")
         if quiet or not leads():
             for plugin in host.pm.get_plugins():
                 if isinstance(plugin, TerminalReporter):
