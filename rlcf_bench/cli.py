@@ -360,8 +360,11 @@ def _execute(host: PluginHost, requests: Sequence[Any], *, db: str | None, devic
     options = ExecutionOptions(device=device, batch_size=batch_size, data_root=data_root, fresh=fresh)
     lead = True
     if shard is not None or distributed.launched():
-        outcome = distributed.execute(host, requests, db=db, options=options, shard=shard, quiet=quiet,
-                                      run_one=_run_one, references=lambda s: _store_references(host, s))
+        try:
+            outcome = distributed.execute(host, requests, db=db, options=options, shard=shard, quiet=quiet,
+                                          run_one=_run_one, references=lambda s: _store_references(host, s))
+        except click.ClickException as exc:  # stops every rank alike, before anything is computed
+            _fail(exc.format_message(), exc.exit_code)
         store, failures, lead = outcome.store, len(outcome.failed), outcome.lead
     else:
         store = _open_store(db)

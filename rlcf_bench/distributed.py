@@ -105,8 +105,9 @@ def assign(host: PluginHost, requests: Sequence[RunRequest], shard: Shard) -> li
     """This shard's work, in order: every shared run (with the shard), then its whole streams
     (shard ``None``). Shared runs come first so that the ranks meet at their synchronisation
     points early and the long single-rank streams overlap at the end."""
-    shared = [r for r in requests if not carries_state(host, r)]
-    streams = [r for r in requests if carries_state(host, r)]
+    stream = [carries_state(host, r) for r in requests]
+    shared = [r for r, s in zip(requests, stream) if not s]
+    streams = [r for r, s in zip(requests, stream) if s]
     return [(r, shard) for r in shared] + [(r, None) for i, r in enumerate(streams) if shard.takes_stream(i)]
 
 
@@ -365,7 +366,10 @@ def _loop(runner: Runner, work: Sequence[tuple[RunRequest, Shard | None]], quiet
         if not quiet:
             part = "its shard" if shard is not None else "whole (it carries state)"
             click.echo(f"[{i}/{len(work)}] {req.describe()}  — {part}", err=True)
-        line, error = run_one(runner, req, shard)
+        try:
+            line, error = run_one(runner, req, shard)
+        except Exception as exc:  # e.g. the store failing mid-run: this rank's error, then the next run
+            line, error = "", _why(exc)
         if error is not None:
             click.echo(f"{label}error [{req.describe()}]: {error}", err=True)
             failed.append(req.describe())

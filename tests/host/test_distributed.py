@@ -316,6 +316,11 @@ def test_torchrun_with_two_ranks_stores_the_rows_of_one_process(tmp_path):
         Runner(host, single, ExecutionOptions(device="cpu")).run(req)
     got, want = stored(tmp_path / "ranks.sqlite"), stored(tmp_path / "single.sqlite")
     assert got[1] == [("tpt-prompt", "finished", 12, 12), ("zero-shot", "finished", 12, 12)]
+    assert_same_store(got, want)
+
+
+def assert_same_store(got: tuple[list, list, list], want: tuple[list, list, list]) -> None:
+    """Equal rows and runs; metrics equal up to batch-composition rounding (module docstring)."""
     assert got[:2] == want[:2]
     assert [m[:2] for m in got[2]] == [m[:2] for m in want[2]]
     assert [m[2:] for m in got[2]] == [pytest.approx(m[2:], rel=1e-6) for m in want[2]]
@@ -379,3 +384,37 @@ def test_a_killed_rank_loses_nothing_and_a_relaunch_computes_only_the_missing_sa
     assert min(r[0] for r in set(after) - set(before)) > max(r[0] for r in before)  # only the missing ones
     got = stored(db)
     assert got[1] == [("slow-zero-shot", "finished", 16, 16)] and len(got[2]) == 3
+
+
+@pytest.mark.slow
+def test_rlcf_prompt_on_two_ranks_stores_the_rows_of_one_process(tmp_path):
+    """The issue's acceptance command, on the embedded suite's hardest domain."""
+    args = ("--method", "rlcf-prompt", "--dataset", "micro-hard", "--limit", "40")
+    code, err = finish(torchrun(tmp_path, tmp_path / "ranks.sqlite", *args), timeout=1800)
+    assert code == 0, err
+    single = subprocess.run([sys.executable, "-m", "rlcf_bench", "run", *args, "--device", "cpu", "--db",
+                             str(tmp_path / "single.sqlite"), "-q"], capture_output=True, text=True, timeout=1800)
+    assert single.returncode == 0, single.stderr
+    got, want = stored(tmp_path / "ranks.sqlite"), stored(tmp_path / "single.sqlite")
+    assert got[1] == [("rlcf-prompt", "finished", 40, 40)]
+    assert_same_store(got, want)
+
+
+@pytest.mark.slow
+def test_ranks_that_cannot_reach_the_store_stop_with_the_rank_named(tmp_path):
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"postgresql+pg8000://nobody@127.0.0.1:{port}/leaderboard"
+    proc = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                             "-m", "rlcf_bench", "run", "--method", "zero-shot", "--dataset", "tiny-colors",
+                             "--task", "classification", "--model", "tiny-clip", "--device", "cpu", "--db", url, "-q"],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    code, err = finish(proc)
+    assert code != 0
+    lines = [line for line in err.splitlines() if "cannot use the store" in line]
+    assert len(lines) == 2  # every rank says so, in one line
+    assert all(line.startswith(f"error: rank 0 on {socket.gethostname()} cannot use the store: ") and
+               "nothing was run" in line for line in lines), lines
