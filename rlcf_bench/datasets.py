@@ -79,6 +79,11 @@ def decode_image(path: str | os.PathLike[str] | IO[bytes]) -> torch.Tensor:
     return torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()
 
 
+#: How to give the data root, for messages.
+DATA_ROOT_HINT = ('pass --data-root DIR, set RLCF_BENCH_DATA_ROOT, or put {"data_root": DIR} in '
+                  "~/.config/rlcf-bench/config.json")
+
+
 def resolve_data_root(cli_value: str | None = None) -> Path | None:
     """``--data-root`` beats ``$RLCF_BENCH_DATA_ROOT`` beats ``data_root`` in the config file
     (``$RLCF_BENCH_CONFIG`` or ``~/.config/rlcf-bench/config.json``)."""

@@ -38,7 +38,7 @@ TIMEOUT_ENV = "RLCF_BENCH_DIST_TIMEOUT_S"
 DEFAULT_TIMEOUT_S = 7 * 24 * 3600  # a rank may wait for a slower one's whole shard
 _SHARD = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
 
-RunOne = Callable[[Runner, RunRequest, "Shard | None"], tuple[str, "str | None"]]
+RunOne = Callable[[Runner, RunRequest, "Shard | None"], Any]  # cli._run_one: a RunOutcome
 
 
 def sample_slot(sample_id: str, count: int) -> int:
@@ -284,24 +284,25 @@ class RankRunner(Runner):
 
 
 @dataclass
-class Outcome:
-    """What ``execute`` leaves to the command: the store, the runs that failed (on any rank) and
-    whether this process prints the leaderboard."""
+class Shared:
+    """What ``execute`` leaves to the command: the store, one outcome per planned run (a run's
+    error on any rank wins) and whether this process prints the summary."""
 
     store: Store
-    failed: list[str]
+    outcomes: list[Any]
     lead: bool
 
 
 def leads() -> bool:
-    """Whether this process shows progress and the leaderboard: a single process, a ``--shard``
+    """Whether this process shows progress and the summary: a single process, a ``--shard``
     task, or rank 0 of a torchrun job."""
     launch = Launch.from_env()
     return launch is None or launch.rank == 0
 
 
 def execute(host: PluginHost, requests: Sequence[RunRequest], *, db: str | None, options: ExecutionOptions,
-            shard: Shard | None, quiet: bool, run_one: RunOne, references: Callable[[Store], None]) -> Outcome:
+            shard: Shard | None, quiet: bool, run_one: RunOne, references: Callable[[Store], None],
+            progress: Any) -> Shared:
     """Run this process's share of ``requests``: as a torchrun rank, or as ``--shard K/N``."""
     launch = Launch.from_env()
     if launch is None:
@@ -309,8 +310,9 @@ def execute(host: PluginHost, requests: Sequence[RunRequest], *, db: str | None,
             raise click.UsageError("nothing to share: pass --shard K/N or start the command with torchrun")
         store = Store(db)
         references(store)
-        failed = _loop(Runner(host, store, options), assign(host, requests, shard), quiet, f"[shard {shard}] ", run_one)
-        return Outcome(store, failed, lead=True)
+        done = _loop(Runner(host, store, options), _numbered(host, requests, shard), quiet, f"[shard {shard}] ",
+                     run_one, progress)
+        return Shared(store, [o for _, o in done], lead=True)
     if shard is not None:
         raise click.UsageError("--shard K/N is for jobs without a process group; under torchrun the ranks are the shards")
     if "RLCF_BENCH_THREADS" not in os.environ:
@@ -321,12 +323,22 @@ def execute(host: PluginHost, requests: Sequence[RunRequest], *, db: str | None,
     try:
         store = _open_store_everywhere(group, db, references)
         runner = RankRunner(host, store, options, group)
-        work = assign(host, requests, Shard(launch.rank, launch.world))
-        failed = _loop(runner, work, quiet or launch.rank != 0, launch.label, run_one)
-        everyone = group.gather(failed)  # every rank learns every failure and exits with the job's status
-        return Outcome(store, sorted({f for fs in everyone for f in fs}), lead=launch.rank == 0)
+        work = _numbered(host, requests, Shard(launch.rank, launch.world))
+        done = _loop(runner, work, quiet or launch.rank != 0, launch.label, run_one, progress)
+        everyone = group.gather(done)  # every rank learns every outcome and exits with the job's status
+        merged: dict[int, Any] = {}
+        for i, outcome in (pair for pairs in everyone for pair in pairs):
+            if i not in merged or (outcome.error is not None and merged[i].error is None):
+                merged[i] = outcome
+        return Shared(store, [merged[i] for i in sorted(merged)], lead=launch.rank == 0)
     finally:
         group.close()
+
+
+def _numbered(host: PluginHost, requests: Sequence[RunRequest], shard: Shard) -> list[tuple[int, RunRequest, Shard | None]]:
+    """:func:`assign`, each request with its position in the plan."""
+    position = {id(r): i for i, r in enumerate(requests)}
+    return [(position[id(r)], r, s) for r, s in assign(host, requests, shard)]
 
 
 def _open_store_everywhere(group: Group, db: str | None, references: Callable[[Store], None]) -> Store:
@@ -358,21 +370,25 @@ def _open_store_everywhere(group: Group, db: str | None, references: Callable[[S
     return store
 
 
-def _loop(runner: Runner, work: Sequence[tuple[RunRequest, Shard | None]], quiet: bool, label: str,
-          run_one: RunOne) -> list[str]:
-    """Run ``work`` in order; the descriptions of the runs that failed."""
-    failed: list[str] = []
-    for i, (req, shard) in enumerate(work, 1):
+def _loop(runner: Runner, work: Sequence[tuple[int, RunRequest, Shard | None]], quiet: bool, label: str,
+          run_one: RunOne, progress: Any) -> list[tuple[int, Any]]:
+    """Run ``work`` in order; each run's plan position and outcome."""
+    from .cli import RunOutcome
+
+    progress.n_runs = len(work)
+    done: list[tuple[int, Any]] = []
+    for n, (i, req, shard) in enumerate(work, 1):
         if not quiet:
             part = "its shard" if shard is not None else "whole (it carries state)"
-            click.echo(f"[{i}/{len(work)}] {req.describe()}  — {part}", err=True)
+            progress.write(f"[{n}/{len(work)}] {req.describe()}  — {part}")
         try:
-            line, error = run_one(runner, req, shard)
+            outcome = run_one(runner, req, shard)
         except Exception as exc:  # e.g. the store failing mid-run: this rank's error, then the next run
-            line, error = "", _why(exc)
-        if error is not None:
-            click.echo(f"{label}error [{req.describe()}]: {error}", err=True)
-            failed.append(req.describe())
+            outcome = RunOutcome("", _why(exc))
+        progress.run_done(outcome.run_id)
+        if outcome.error is not None:
+            progress.write(f"{label}error [{req.describe()}]: {outcome.error}")
         elif not quiet:
-            click.echo(f"      {line}", err=True)
-    return failed
+            progress.write(f"      {outcome.line}")
+        done.append((i, outcome))
+    return done

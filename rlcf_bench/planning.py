@@ -19,7 +19,7 @@ from typing import Any
 
 from .plugins import PluginHost
 from .runner import RunRequest
-from .types import SuiteRun
+from .types import VIEW_POLICY_PARAM, SuiteRun, check_view_policy
 
 
 class PlanError(ValueError):
@@ -71,6 +71,11 @@ def plan_runs(host: PluginHost, *, suite: str, suite_explicit: bool = False, tas
             replaced = [SuiteRun(task=task, dataset=ds, method=m, model=model or "") for ds in datasets for m in methods]
         runs = replaced
 
+    if overrides and VIEW_POLICY_PARAM in overrides:
+        try:
+            check_view_policy(overrides[VIEW_POLICY_PARAM])
+        except ValueError as exc:
+            raise PlanError(str(exc)) from exc
     requests: list[RunRequest] = []
     for r in runs:
         spec = method_reg.get(r.method)

@@ -157,9 +157,13 @@ class PluginHost:
             spec = importlib.util.spec_from_file_location(f"rlcf_bench_plugins_dir_{path.stem}", path)
             assert spec and spec.loader
             module = importlib.util.module_from_spec(spec)
+            # Registered before it runs, as an import would: dataclasses (with postponed
+            # annotations) and pickling look the module up by name.
+            sys.modules[spec.name] = module
             try:
                 spec.loader.exec_module(module)
             except Exception as exc:
+                del sys.modules[spec.name]
                 raise PluginError(f"plugin file {path} failed to import: {exc!r}") from exc
             self.register(module, name=name, dist=(str(path), None))
 

@@ -32,7 +32,7 @@ from .store import Store
 from .task import TaskRuntime
 from .types import (
     Batch, DatasetLayoutError, LatencyStats, MethodContext, RunError, RunProtocol, RunResult, RunSpec, StepRecord,
-    config_from_pairs,
+    config_from_pairs, resolve_view_policy,
 )
 
 if TYPE_CHECKING:
@@ -55,7 +55,13 @@ class RunRequest:
     def describe(self) -> str:
         reward = f" reward={self.reward_model}" if self.reward_model else ""
         opts = "".join(f" {k}={v}" for k, v in self.method_options)
-        params = "".join(f" {k}={v}" for k, v in self.dataset_params)
+        limit = dict(self.protocol_overrides).get("limit")
+        shown = dict(self.dataset_params)
+        if limit is not None and isinstance(shown.get("n"), int):
+            shown["n"] = min(int(limit), shown["n"])  # the samples the run scores, not the dataset's size
+        elif limit is not None:
+            shown["limit"] = limit
+        params = "".join(f" {k}={v}" for k, v in shown.items())
         return f"{self.task}/{self.dataset}{params} {self.method}{opts} model={self.model}{reward}"
 
 
@@ -155,6 +161,10 @@ class Runner:
             if key not in {f.name for f in dataclasses.fields(RunProtocol)}:
                 params[key] = overrides.pop(key)
         protocol = protocol.replace(**overrides, params=tuple(sorted(params.items())))
+        try:
+            protocol = resolve_view_policy(protocol, method_spec.view_policy, ds_spec.name)
+        except ValueError as exc:
+            raise RunnerError(str(exc)) from exc
         protocol = protocol.replace(precision=resolve_precision(protocol.precision, self.device))
         uses_reward = "reward_model" in method_spec.requires
         spec = RunSpec(
@@ -191,7 +201,7 @@ class Runner:
             device_name=device_name(self.device), official=official, fresh=self.options.fresh,
         )
         if run.status == "finished" and run.n_done >= len(items):
-            return self._result_from_store(run.id, spec)
+            return dataclasses.replace(self._result_from_store(run.id, spec), reused=True)
         done = self.store.done_sample_ids(run.id)
         self.host.run_start(run.id, spec, len(items), len(done))
         method = None
@@ -202,7 +212,7 @@ class Runner:
             timer = SectionTimer(self.device)
             ctx = MethodContext(
                 task=task_spec.kind, protocol=spec.protocol, device=self.device, amp=amp, model=policy,
-                reward_model=reward, seed=spec.seed, **task.context_fields(policy, self.device),
+                reward_model=reward, seed=spec.seed, dataset=spec.dataset, **task.context_fields(policy, self.device),
             )
             ctx.cache["timer"] = timer
             method = method_spec.method_cls(config)

@@ -23,7 +23,7 @@ from sqlalchemy import (
     JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint, create_engine, event,
     func, select,
 )
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
 
@@ -31,7 +31,23 @@ from .types import LatencyStats, MetricValue, ReferenceResult, RunSpec, SampleRe
 
 SCHEMA_VERSION = 1
 DB_ENV = "RLCF_BENCH_DB"
-DEFAULT_DB_PATH = Path("leaderboard") / "leaderboard.sqlite"
+DB_FILE = "leaderboard.sqlite"
+
+
+def default_db_path() -> Path:
+    """The one default leaderboard, wherever the command runs from.
+
+    From a checkout (the package sits next to the repository's ``pyproject.toml`` and
+    ``leaderboard/``), it is ``<repository>/leaderboard/leaderboard.sqlite``; from an installed
+    package, ``$XDG_DATA_HOME/rlcf-bench/leaderboard.sqlite`` (``~/.local/share/rlcf-bench/`` by
+    default). Never relative to the working directory, so ``run`` in another folder adds to the
+    same leaderboard that ``report`` reads.
+    """
+    repo = Path(__file__).resolve().parent.parent
+    if (repo / "pyproject.toml").is_file() and (repo / "leaderboard").is_dir():
+        return repo / "leaderboard" / DB_FILE
+    data_home = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    return data_home / "rlcf-bench" / DB_FILE
 
 T = TypeVar("T")
 
@@ -159,11 +175,11 @@ class Reference(Base):
 
 
 def resolve_db_url(db: str | None = None) -> str:
-    """``--db`` beats ``$RLCF_BENCH_DB`` beats ``leaderboard/leaderboard.sqlite``.
+    """``--db`` beats ``$RLCF_BENCH_DB`` beats :func:`default_db_path`.
 
     A plain path is turned into a SQLite URL; anything with ``://`` is used as is.
     """
-    value = db or os.environ.get(DB_ENV) or str(DEFAULT_DB_PATH)
+    value = db or os.environ.get(DB_ENV) or str(default_db_path())
     if "://" in value:
         return value
     path = Path(value).expanduser()
@@ -190,6 +206,15 @@ class Store:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._session = sessionmaker(self.engine, expire_on_commit=False)
         self._init_schema()
+
+    @property
+    def location(self) -> str:
+        """Where the leaderboard is, for people: the SQLite file's absolute path, or the URL
+        with any password hidden."""
+        url = make_url(self.url)
+        if url.get_backend_name() == "sqlite" and url.database:
+            return str(Path(url.database).resolve())
+        return url.render_as_string(hide_password=True)
 
     # ------------------------------------------------------------------ schema
     def _init_schema(self) -> None:
