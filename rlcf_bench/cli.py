@@ -234,7 +234,7 @@ Examples:
         """Run a suite (default: the embedded micro suite); options narrow or override it.
 
         Under torchrun (or with --shard K/N) each process computes its share of every run."""
-        from .distributed import Shard, launched, leads
+        from .sharding import Shard, launched, leads
         from .planning import PlanError, plan_runs
 
         try:
@@ -447,18 +447,18 @@ def _default_jobs(device: str | None) -> int:
 
 def _execute(host: PluginHost, requests: Sequence[Any], *, db: str | None, device: str | None, batch_size: int | None,
              data_root: str | None, fresh: bool, quiet: bool, jobs: int | None = None, shard: Any = None) -> None:
-    from . import distributed
+    from . import distributed, sharding
     from .progress import SuiteProgress
     from .runner import ExecutionOptions
 
     options = ExecutionOptions(device=device, batch_size=batch_size, data_root=data_root, fresh=fresh)
-    progress = SuiteProgress(len(requests), enabled=not quiet and distributed.leads())
+    progress = SuiteProgress(len(requests), enabled=not quiet and sharding.leads())
     reporters = [p for p in host.pm.get_plugins() if isinstance(p, TerminalReporter)]
     for reporter in reporters:
         reporter.progress = progress
     lead = True
     try:
-        if shard is not None or distributed.launched():
+        if shard is not None or sharding.launched():
             try:
                 shared = distributed.execute(host, requests, db=db, options=options, shard=shard, quiet=quiet,
                                              run_one=_run_one, references=lambda s: _store_references(host, s),

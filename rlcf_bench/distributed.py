@@ -2,10 +2,10 @@
 
 Every process plans the same runs (docs/scaling-out.md). A run of an episodic method is
 *shared*: a process computes the samples whose stable hash of the sample id falls in its slot
-(:func:`sample_slot`), so which process computes a sample depends on nothing but its id and the
-number of shards, and never changes a result. A run whose method carries state across the
-stream (online methods, RLCF with momentum) is never split: the i-th such run goes whole to
-process ``i mod N``. Each process stores its own samples; the run's metrics are stored once
+(:func:`rlcf_bench.sharding.sample_slot`), so which process computes a sample depends on
+nothing but its id and the number of shards, and never changes a result. A run whose method
+carries state across the stream (online methods, RLCF with momentum) is never split: the i-th
+such run goes whole to process ``i mod N``. Each process stores its own samples; the run's metrics are stored once
 every sample is.
 
 Under ``torchrun`` the ranks form a process group (NCCL on GPUs, gloo on CPUs; each rank on its
@@ -18,11 +18,9 @@ each task computes its shard and whichever finds the run complete finalises it.
 
 from __future__ import annotations
 
-import hashlib
 import os
-import re
 import socket
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
@@ -31,59 +29,14 @@ import click
 
 from .plugins import PluginHost
 from .runner import ExecutionOptions, Runner, RunnerError, RunRequest
+from .sharding import Launch, Shard
 from .store import Store
 from .types import RunSpec, config_from_pairs
 
 TIMEOUT_ENV = "RLCF_BENCH_DIST_TIMEOUT_S"
 DEFAULT_TIMEOUT_S = 7 * 24 * 3600  # a rank may wait for a slower one's whole shard
-_SHARD = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
 
 RunOne = Callable[[Runner, RunRequest, "Shard | None"], Any]  # cli._run_one: a RunOutcome
-
-
-def sample_slot(sample_id: str, count: int) -> int:
-    """The shard (0 ≤ slot < count) that computes ``sample_id``: a stable hash (not Python's
-    salted ``hash``), identical in every process, on every machine, in every session."""
-    digest = hashlib.blake2b(sample_id.encode("utf-8"), digest_size=8).digest()
-    return int.from_bytes(digest, "big") % count
-
-
-@dataclass(frozen=True)
-class Shard:
-    """Shard ``index`` of ``count`` (0 ≤ index < count): a torchrun rank or a job-array task."""
-
-    index: int
-    count: int
-
-    @classmethod
-    def parse(cls, text: str) -> Shard:
-        """``"K/N"`` → ``Shard(K, N)``; anything else is a one-line :class:`ValueError`."""
-        match = _SHARD.match(text)
-        if match is None:
-            raise ValueError(f"--shard {text!r}: expected K/N, shard K of N counted from 0 (e.g. --shard 0/4)")
-        index, count = int(match.group(1)), int(match.group(2))
-        if count < 1:
-            raise ValueError(f"--shard {text!r}: expected N >= 1 shards")
-        if index >= count:
-            raise ValueError(f"--shard {text!r}: expected 0 <= K < N (the shards of {count} are 0/{count} ... {count - 1}/{count})")
-        return cls(index, count)
-
-    def takes_sample(self, sample_id: str) -> bool:
-        return sample_slot(sample_id, self.count) == self.index
-
-    def takes_stream(self, position: int) -> bool:
-        """Whether the ``position``-th stream (a run that carries state) is this shard's."""
-        return position % self.count == self.index
-
-    def others(self, items: Sequence[tuple[int, str]], stream: bool) -> set[str]:
-        """The ids of ``items`` that other shards compute. A stream found only at run time (a
-        method whose state carrying was not known before set-up) goes to shard 0 whole."""
-        if stream:
-            return set() if self.index == 0 else {sid for _, sid in items}
-        return {sid for _, sid in items if not self.takes_sample(sid)}
-
-    def __str__(self) -> str:
-        return f"{self.index}/{self.count}"
 
 
 def carries_state(host: PluginHost, req: RunRequest) -> bool:
@@ -109,38 +62,6 @@ def assign(host: PluginHost, requests: Sequence[RunRequest], shard: Shard) -> li
     shared = [r for r, s in zip(requests, stream) if not s]
     streams = [r for r, s in zip(requests, stream) if s]
     return [(r, shard) for r in shared] + [(r, None) for i, r in enumerate(streams) if shard.takes_stream(i)]
-
-
-@dataclass(frozen=True)
-class Launch:
-    """What ``torchrun`` (or ``srun`` with the same variables) tells a process about its place."""
-
-    rank: int
-    world: int
-    local_rank: int
-    local_world: int
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Launch | None:
-        """The launch, or None for a plain single process (also ``--nproc-per-node 1``)."""
-        env = os.environ if env is None else env
-        if "RANK" not in env or "WORLD_SIZE" not in env or int(env["WORLD_SIZE"]) <= 1:
-            return None
-        world = int(env["WORLD_SIZE"])
-        return cls(rank=int(env["RANK"]), world=world, local_rank=int(env.get("LOCAL_RANK", env["RANK"])),
-                   local_world=int(env.get("LOCAL_WORLD_SIZE", world)))
-
-    @property
-    def several_nodes(self) -> bool:
-        return self.world > self.local_world
-
-    @property
-    def label(self) -> str:
-        return f"[rank {self.rank}] "
-
-
-def launched() -> bool:
-    return Launch.from_env() is not None
 
 
 def rank_device(launch: Launch, requested: str | None) -> str:
@@ -291,13 +212,6 @@ class Shared:
     store: Store
     outcomes: list[Any]
     lead: bool
-
-
-def leads() -> bool:
-    """Whether this process shows progress and the summary: a single process, a ``--shard``
-    task, or rank 0 of a torchrun job."""
-    launch = Launch.from_env()
-    return launch is None or launch.rank == 0
 
 
 def execute(host: PluginHost, requests: Sequence[RunRequest], *, db: str | None, options: ExecutionOptions,

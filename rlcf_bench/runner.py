@@ -36,7 +36,7 @@ from .types import (
 )
 
 if TYPE_CHECKING:
-    from .distributed import Shard
+    from .sharding import Shard
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,8 @@ import pytest
 from test_stateful_resume import Plugin as StreamPlugin  # tests/host is on sys.path (no package)
 
 from rlcf_bench import Method, MethodSpec, Predictions, hookimpl
-from rlcf_bench.distributed import Launch, RankRunner, Shard, _open_store_everywhere, assign, carries_state, sample_slot
+from rlcf_bench.distributed import RankRunner, _open_store_everywhere, assign, carries_state
+from rlcf_bench.sharding import Launch, Shard, sample_slot
 from rlcf_bench.plugins import PluginHost
 from rlcf_bench.runner import ExecutionOptions, Runner, RunnerError, RunRequest
 from rlcf_bench.store import Store
@@ -74,7 +75,7 @@ def test_shards_partition_the_samples_evenly_and_stably():
     sizes = [sum(o == [k] for o in owners) for k in range(4)]
     assert all(abs(n - 500) < 75 for n in sizes), sizes
     # the slot is a property of the id alone: the same in a fresh interpreter with another hash seed
-    code = "from rlcf_bench.distributed import sample_slot; print([sample_slot(f'sample-{i:05d}', 4) for i in range(50)])"
+    code = "from rlcf_bench.sharding import sample_slot; print([sample_slot(f'sample-{i:05d}', 4) for i in range(50)])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={"PYTHONHASHSEED": "12345", "PATH": "", **_pythonpath()}).stdout
     assert out.strip() == str([sample_slot(i, 4) for i in ids[:50]])
