@@ -228,7 +228,8 @@ def execute(host: PluginHost, requests: Sequence[RunRequest], *, db: str | None,
                      run_one, progress)
         return Shared(store, [o for _, o in done], lead=True)
     if shard is not None:
-        raise click.UsageError("--shard K/N is for jobs without a process group; under torchrun the ranks are the shards")
+        raise click.UsageError("--shard K/N is for jobs without a process group; "
+                               "under torchrun the ranks are the shards")
     if "RLCF_BENCH_THREADS" not in os.environ:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         os.environ["RLCF_BENCH_THREADS"] = str(max(1, cores // launch.local_world))
@@ -249,7 +250,8 @@ def execute(host: PluginHost, requests: Sequence[RunRequest], *, db: str | None,
         group.close()
 
 
-def _numbered(host: PluginHost, requests: Sequence[RunRequest], shard: Shard) -> list[tuple[int, RunRequest, Shard | None]]:
+def _numbered(host: PluginHost, requests: Sequence[RunRequest],
+              shard: Shard) -> list[tuple[int, RunRequest, Shard | None]]:
     """:func:`assign`, each request with its position in the plan."""
     position = {id(r): i for i, r in enumerate(requests)}
     return [(position[id(r)], r, s) for r, s in assign(host, requests, shard)]

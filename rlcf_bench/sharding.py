@@ -36,7 +36,8 @@ class Shard:
         if count < 1:
             raise ValueError(f"--shard {text!r}: expected N >= 1 shards")
         if index >= count:
-            raise ValueError(f"--shard {text!r}: expected 0 <= K < N (the shards of {count} are 0/{count} ... {count - 1}/{count})")
+            raise ValueError(f"--shard {text!r}: expected 0 <= K < N "
+                             f"(the shards of {count} are 0/{count} ... {count - 1}/{count})")
         return cls(index, count)
 
     def takes_sample(self, sample_id: str) -> bool:
