@@ -30,6 +30,7 @@ from .plugins import PluginHost
 from .reward import CLIPReward
 from .store import Store
 from .task import TaskRuntime
+from .online_protocol import online_metrics
 from .types import (
     Batch, DatasetLayoutError, LatencyStats, MethodContext, RunError, RunProtocol, RunResult, RunSpec, StepRecord,
     config_from_pairs, resolve_view_policy,
@@ -220,7 +221,7 @@ class Runner:
             others = set() if shard is None else shard.others(items, method.carries_state)
             if len(others) < len(items):
                 self._execute(run.id, task, method, method_spec, items, done | others, policy, timer)
-            self._finalise(run.id, task, items)
+            self._finalise(run.id, task, items, method)
         except KeyboardInterrupt:
             self.store.fail_run(run.id, "interrupted", "interrupted by the user; re-run the same command to resume")
             raise
@@ -239,12 +240,15 @@ class Runner:
         """The stored run to work on (a seam: ranks of one job share the run rank 0 opens)."""
         return self.store.open_run(spec, **kwargs)
 
-    def _finalise(self, run_id: int, task: TaskRuntime, items: Sequence[tuple[int, str]]) -> None:
+    def _finalise(self, run_id: int, task: TaskRuntime, items: Sequence[tuple[int, str]], method: Any) -> None:
         """Store the metrics once every sample of the run is stored (by this process or by the
-        other shards); a shard that leaves samples to others stores none."""
+        other shards); a shard that leaves samples to others stores none. A stream's own metrics
+        come from ``method``, which then computed the whole stream."""
         if not {sid for _, sid in items} <= self.store.done_sample_ids(run_id):
             return
-        metrics = task.aggregate(self.store.sample_records(run_id))
+        records = self.store.sample_records(run_id)
+        metrics = task.aggregate(records)
+        metrics.update(online_metrics(method, items, records))
         latency, reward_ms = self._latency(run_id)
         self.store.finish_run(run_id, metrics, latency, reward_ms)
 
