@@ -133,6 +133,9 @@ def test_which_runs_carry_state_is_known_before_the_run(host):
     ret = RunRequest("retrieval", "tiny-captions", "rlcf", "tiny-clip", reward_model="tiny-clip")
     assert not carries_state(host, ret)  # a method dispatched per task answers for the run's task
     assert carries_state(host, RunRequest(**{**ret.__dict__, "method_options": (("momentum", "true"),)}))
+    online = [spec.name for spec in host.registry("methods") if not spec.episodic]
+    assert online and all(carries_state(host, RunRequest("classification", "tiny-colors", name, "tiny-clip"))
+                          for name in online)  # TDA and the other online methods: always a stream
 
 
 # ------------------------------------------------------------------ the ranks' exchanges (threads)
