@@ -63,7 +63,9 @@ class RunRequest:
         elif limit is not None:
             shown["limit"] = limit
         params = "".join(f" {k}={v}" for k, v in shown.items())
-        return f"{self.task}/{self.dataset}{params} {self.method}{opts} model={self.model}{reward}"
+        order = dict(self.protocol_overrides).get("order_seed")
+        stream = f" order_seed={order}" if order is not None else ""
+        return f"{self.task}/{self.dataset}{params} {self.method}{opts}{stream} model={self.model}{reward}"
 
 
 @dataclass
