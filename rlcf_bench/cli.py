@@ -28,6 +28,7 @@ class GlobalOptions:
         self.blocked: list[str] = []
         self.plugins_dirs: list[str] = []
         self.autoload = True
+        self.verbose = False
 
 
 def split_global_options(argv: Sequence[str]) -> tuple[GlobalOptions, list[str]]:
@@ -48,6 +49,8 @@ def split_global_options(argv: Sequence[str]) -> tuple[GlobalOptions, list[str]]
             opts.plugins_dirs.append(value)
         elif arg == "--disable-plugin-autoload":
             opts.autoload = False
+        elif arg in ("-v", "--verbose"):
+            opts.verbose = True
         else:
             rest.append(arg)
     return opts, rest
@@ -111,7 +114,8 @@ def _fail(message: str, code: int = 2) -> None:
 def build_cli(host: PluginHost) -> click.Group:
     @click.group(context_settings={"help_option_names": ["-h", "--help"]},
                  epilog="Plugin options (anywhere on the line): -p NAME, -p no:NAME, --plugins-dir DIR, "
-                        "--disable-plugin-autoload (or RLCF_BENCH_DISABLE_PLUGIN_AUTOLOAD=1).")
+                        "--disable-plugin-autoload (or RLCF_BENCH_DISABLE_PLUGIN_AUTOLOAD=1); "
+                        "-v/--verbose shows tracebacks.")
     @click.version_option(__version__, prog_name="rlcf-bench")
     @click.pass_context
     def cli(ctx: click.Context) -> None:
@@ -177,13 +181,16 @@ def build_cli(host: PluginHost) -> click.Group:
     @click.option("--data-param", "data_params", multiple=True, help="dataset parameter key=value")
     @click.option("--protocol-param", "protocol_params", multiple=True,
                   help="task protocol parameter key=value (e.g. direction=t2i for retrieval); changes the protocol hash")
-    @click.option("--limit", type=int, default=None, help="at most N samples per run (never ranked with full runs)")
-    @click.option("--seed", type=int, default=None, help="protocol seed (default: the task's)")
-    @click.option("--views", type=int, default=None, help="views per sample (default: the task's, 64)")
-    @click.option("--precision", default=None, help="auto, fp32, amp-fp16 or amp-bf16 (default: auto)")
+    @click.option("--limit", type=click.IntRange(min=1), default=None,
+                  help="at most N samples per run (never ranked with full runs)")
+    @click.option("--seed", type=click.IntRange(min=0), default=None, help="protocol seed (default: the task's)")
+    @click.option("--views", type=click.IntRange(min=1), default=None, help="views per sample (default: the task's, 64)")
+    @click.option("--precision", type=click.Choice(["auto", "fp32", "amp-fp16", "amp-bf16"]), default=None,
+                  help="mixed precision (default: auto)")
     @click.option("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
-    @click.option("--batch-size", type=int, default=None, help="samples adapted at once (execution only; results do not depend on it)")
-    @click.option("--jobs", "-j", type=int, default=None,
+    @click.option("--batch-size", type=click.IntRange(min=1), default=None,
+                  help="samples adapted at once (execution only; results do not depend on it)")
+    @click.option("--jobs", "-j", type=click.IntRange(min=1), default=None,
                   help="runs executed in parallel processes, one thread each (default: the CPU cores on CPU, 1 on GPU)")
     @click.option("--data-root", default=None, help="root of real datasets (else $RLCF_BENCH_DATA_ROOT, else the config file)")
     @click.option("--db", default=None, help="SQLAlchemy URL or SQLite path (else $RLCF_BENCH_DB, else leaderboard/leaderboard.sqlite)")
@@ -236,7 +243,7 @@ def build_cli(host: PluginHost) -> click.Group:
         """Leaderboard report from the stored runs (markdown, CSV, JSON or a self-contained HTML page)."""
         from . import report
 
-        store = _open_store(db)
+        store = _open_store(db, create=False)
         _store_references(host, store)
         if all_formats:
             if not out:
@@ -262,19 +269,18 @@ def build_cli(host: PluginHost) -> click.Group:
         """Paired comparison of two runs on the samples they share."""
         from . import report
 
-        click.echo(report.compare(_open_store(db), run_a, run_b))
+        click.echo(report.compare(_open_store(db, create=False), run_a, run_b))
 
     host.add_commands(cli)
     return cli
 
 
-def _open_store(db: str | None) -> Any:
-    from .store import SchemaVersionError, Store
+def _open_store(db: str | None, *, create: bool = True) -> Any:
+    """Open the store (``create=False``: an existing one only — ``report`` never creates one).
+    Refusals (:class:`~rlcf_bench.errors.StoreError`) reach the CLI's error boundary."""
+    from .store import Store
 
-    try:
-        return Store(db)
-    except SchemaVersionError as exc:
-        _fail(str(exc))
+    return Store(db, create=create)
 
 
 def _store_references(host: PluginHost, store: Any) -> None:
@@ -341,8 +347,10 @@ def _default_jobs(device: str | None) -> int:
 def _execute(host: PluginHost, requests: Sequence[Any], *, db: str | None, device: str | None, batch_size: int | None,
              data_root: str | None, fresh: bool, quiet: bool, jobs: int | None = None) -> None:
     from . import report
+    from .device import select_device
     from .runner import ExecutionOptions
 
+    select_device(device)  # a missing CUDA device is refused before the store is touched
     store = _open_store(db)
     _store_references(host, store)
     options = ExecutionOptions(device=device, batch_size=batch_size, data_root=data_root, fresh=fresh)
@@ -361,15 +369,19 @@ def _execute(host: PluginHost, requests: Sequence[Any], *, db: str | None, devic
 
 def _run_one(runner: Any, req: Any) -> tuple[str, str | None]:
     """Run one request; return (summary line, error message or None)."""
-    from .runner import RunnerError
+    from .errors import describe
     from .types import DatasetLayoutError
 
     try:
         result = runner.run(req)
     except DatasetLayoutError as exc:
         return "", f"the dataset layout is wrong, nothing was run:\n{exc}"
-    except (RunnerError, RegistryError, ValueError, RuntimeError) as exc:
-        return "", f"{type(exc).__name__}: {exc}"
+    except Exception as exc:  # one failed run must not stop the others; the store keeps its traceback
+        if getattr(getattr(runner.host, "cli_options", None), "verbose", False):
+            import traceback
+
+            traceback.print_exc()
+        return "", describe(exc)
     shown = ", ".join(f"{k}={v.value:.2f}" for k, v in list(result.metrics.items())[:3])
     lat = f", {result.latency.ms_per_sample_mean:.1f} ms/sample" if result.latency else ""
     return f"run {result.run_id}: {shown} (n={result.n_samples}{lat})", None
@@ -401,13 +413,23 @@ def _worker_init(opts: GlobalOptions, db_url: str, options: Any, threads: int) -
     os.environ["RLCF_BENCH_THREADS"] = str(threads)
     from .runner import Runner
     from .store import Store
+    from .workers import exit_with_parent
+
+    exit_with_parent()
 
     host = build_host(opts, quiet=True)
     _WORKER["runner"] = Runner(host, Store(db_url), options)
 
 
 def _worker_run(req: Any) -> tuple[str, str | None]:
-    return _run_one(_WORKER["runner"], req)
+    from .workers import stopped
+
+    if stopped():
+        return "", "interrupted — the worker was stopped before this run started"
+    try:
+        return _run_one(_WORKER["runner"], req)
+    except KeyboardInterrupt:  # the run is marked interrupted; the parent reports and exits
+        return "", "interrupted — the worker was stopped (the run is marked interrupted)"
 
 
 def _run_parallel(host: PluginHost, requests: Sequence[Any], db_url: str, options: Any, jobs: int,
@@ -418,6 +440,8 @@ def _run_parallel(host: PluginHost, requests: Sequence[Any], db_url: str, option
     import os
     from concurrent.futures import ProcessPoolExecutor
 
+    from .workers import interrupt_workers
+
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     threads = max(1, cores // jobs)
     opts = getattr(host, "cli_options", None) or GlobalOptions()
@@ -425,8 +449,8 @@ def _run_parallel(host: PluginHost, requests: Sequence[Any], db_url: str, option
         click.echo(f"running {len(requests)} runs in {jobs} parallel processes ({threads} thread(s) each)", err=True)
     ctx = multiprocessing.get_context("spawn")
     outcomes: list[str | None] = [None] * len(requests)
-    with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_worker_init,
-                             initargs=(opts, db_url, options, threads)) as pool:
+    pool = ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_worker_init, initargs=(opts, db_url, options, threads))
+    with pool, interrupt_workers(pool):
         futures = {pool.submit(_worker_run, req): i for i, req in enumerate(requests)}
         done = 0
         from concurrent.futures import as_completed
@@ -447,16 +471,28 @@ def _run_parallel(host: PluginHost, requests: Sequence[Any], db_url: str, option
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    """The entry point and the CLI's one error boundary (see :mod:`rlcf_bench.errors`)."""
+    from . import errors
+
     args = list(sys.argv[1:] if argv is None else argv)
+    verbose = "-v" in args or "--verbose" in args
+    errors.install_signal_handlers()
     try:
         opts, rest = split_global_options(args)
         host = build_host(opts)
-    except (PluginError, RegistryError) as exc:
-        _fail(str(exc))
-    except click.UsageError as exc:
-        _fail(exc.format_message())
-    cli = build_cli(host)
-    try:
-        cli.main(args=rest, prog_name="rlcf-bench", standalone_mode=True)
-    except (PluginError, RegistryError) as exc:
-        _fail(str(exc))
+        cli = build_cli(host)
+        code = cli.main(args=rest, prog_name="rlcf-bench", standalone_mode=False)
+    except click.exceptions.Abort as exc:
+        cause = exc.__cause__ or exc.__context__
+        if isinstance(cause, KeyboardInterrupt):
+            errors.interrupted(cause, args)
+        sys.exit(1)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt as exc:
+        errors.interrupted(exc, args)
+    except Exception as exc:  # the boundary: one line, the traceback only with -v
+        errors.fail(exc, verbose=verbose)
+    if isinstance(code, int) and code:
+        sys.exit(code)

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
+import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +23,7 @@ import numpy as np
 from . import __version__
 from .datasets import resolve_data_root
 from .device import AmpHelper, Clock, PeakMemory, SectionTimer, configure_threads, device_name, resolve_precision, select_device
+from .errors import BenchError, describe, resume_hint
 from .plugins import PluginHost
 from .reward import CLIPReward
 from .store import Store
@@ -70,6 +73,17 @@ class _Loaded:
 
 class RunnerError(RuntimeError):
     pass
+
+
+POLL_S = 0.5  # how often a process waiting for another's claims looks again
+
+
+class MethodError(BenchError):
+    """A method's own code failed (``phase``: setup, adapt, predict ...); names its plugin."""
+
+    def __init__(self, spec: Any, phase: str, exc: BaseException) -> None:
+        super().__init__(f"method {spec.name!r} (plugin {spec.provider or '?'}) failed in {phase}", describe(exc))
+        self.exit_code = 1
 
 
 class Runner:
@@ -182,6 +196,7 @@ class Runner:
         done = self.store.done_sample_ids(run.id)
         self.host.run_start(run.id, spec, len(items), len(done))
         method = None
+        ready = False  # reset() only a method whose setup succeeded: clean-up must not mask the cause
         try:
             policy = self.load_model(req.model)
             reward = self.load_reward(spec.reward_model, policy) if spec.reward_model else None
@@ -193,22 +208,29 @@ class Runner:
             )
             ctx.cache["timer"] = timer
             method = method_spec.method_cls(config)
-            method.setup(ctx)
-            self._execute(run.id, task, method, method_spec, items, done, policy, timer)
-            records = self.store.sample_records(run.id)
-            metrics = task.aggregate(records)
-            latency, reward_ms = self._latency(run.id)
-            self.store.finish_run(run.id, metrics, latency, reward_ms)
+            try:
+                method.setup(ctx)
+            except Exception as exc:
+                raise MethodError(method_spec, "setup", exc) from exc
+            ready = True
+            self._execute(run.id, task, method, method_spec, items, policy, timer)
+            self._finalise(run.id, task)
         except KeyboardInterrupt:
-            self.store.fail_run(run.id, "interrupted", "interrupted by the user; re-run the same command to resume")
+            self.store.fail_run(run.id, "interrupted", f"interrupted by the user ({resume_hint()})")
             raise
         except Exception as exc:
-            self.store.fail_run(run.id, "failed", f"{type(exc).__name__}: {exc}")
-            self.host.run_error(RunError(run.id, spec, type(exc).__name__, str(exc), traceback.format_exc()))
+            tb = traceback.format_exc()
+            self.store.fail_run(run.id, "failed", f"{describe(exc)}\n\n{tb}")  # the full traceback is kept
+            self.host.run_error(RunError(run.id, spec, type(exc).__name__, str(exc), tb))
             raise
         finally:
-            if method is not None and method_spec.episodic:
-                method.reset()
+            in_flight = sys.exc_info()[1]
+            if ready and method_spec.episodic:  # restore the shared (cached) model
+                try:
+                    method.reset()
+                except Exception:
+                    if in_flight is None:
+                        raise  # otherwise the original failure is what the user must see
         result = self._result_from_store(run.id, spec)
         self.host.run_finish(result)
         return result
@@ -219,19 +241,52 @@ class Runner:
         requested = self.options.batch_size or (8 if self.device.type == "cuda" else 4)
         return max(1, min(requested, method_spec.method_cls.max_batch))
 
+    def _claimed_batches(self, run_id: int, task: TaskRuntime, method: Any, episodic: bool,
+                         items: Sequence[tuple[int, str]], size: int, policy: Any) -> Iterator[list[tuple[int, str]]]:
+        """The batches this process computes, claimed from the store as it goes, so that any
+        number of processes can share a run (docs/concurrency.md). A method that carries state
+        claims the whole rest of the stream at once (one process computes it, in order, after
+        replaying the stored prefix); the others wait for it, and take over if it dies."""
+        ids = [sid for _, sid in items]
+        by_id = dict((sid, it) for it in items for sid in [it[1]])
+        stream = method.carries_state
+        while True:
+            claimed = self.store.claim(run_id, ids, None if stream else size)
+            if claimed:
+                if stream:
+                    done = self.store.done_sample_ids(run_id)
+                    if done:
+                        self._replay_stream(task, method, episodic, items, done, policy)
+                    for sid in claimed:
+                        yield [by_id[sid]]
+                else:
+                    yield [by_id[sid] for sid in claimed]
+                continue
+            if set(ids) <= self.store.done_sample_ids(run_id):
+                return
+            time.sleep(POLL_S)  # other live processes hold the rest: wait for them (or their death)
+
+    def _finalise(self, run_id: int, task: TaskRuntime) -> None:
+        """Store the metrics once: by whichever process wins the finalise claim; the others wait."""
+        while True:
+            run = self.store.get_run(run_id)
+            if run is not None and run.status == "finished":
+                return
+            if self.store.begin_finalise(run_id):
+                metrics = task.aggregate(self.store.sample_records(run_id))
+                latency, reward_ms = self._latency(run_id)
+                self.store.finish_run(run_id, metrics, latency, reward_ms)
+                return
+            time.sleep(POLL_S)
+
     def _execute(self, run_id: int, task: TaskRuntime, method: Any, method_spec: Any,
-                 items: Sequence[tuple[int, str]], done: set[str], policy: Any, timer: SectionTimer) -> None:
+                 items: Sequence[tuple[int, str]], policy: Any, timer: SectionTimer) -> None:
         clock = Clock(self.device)
         memory = PeakMemory(self.device)
         memory.reset()
-        if method.carries_state and done:
-            self._replay_stream(task, method, method_spec.episodic, items, done, policy)
-        pending = [it for it in items if it[1] not in done]
         size = self._batch_size(method_spec, method)
-        n_done = len(items) - len(pending)
         warm_left = self.options.warmup
-        for start in range(0, len(pending), size):
-            chunk = pending[start : start + size]
+        for chunk in self._claimed_batches(run_id, task, method, method_spec.episodic, items, size, policy):
             batch = task.make_batch(chunk, policy, self.device)
             timer.reset()
             t0 = clock.now()
