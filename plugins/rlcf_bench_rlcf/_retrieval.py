@@ -40,7 +40,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from rlcf_bench import Batch, Method, MethodContext, Predictions, bounded
-from rlcf_bench.retrieval import batch_direction, encode_queries, predict_by_direction, split_by_direction
+from rlcf_bench.retrieval import (
+    batch_direction, encode_queries, predict_by_direction, ranked_scores, split_by_direction,
+)
 
 from ._paper import PAPER
 
@@ -250,8 +252,10 @@ class RLCFRetrieval(Method[RLCFRetrievalConfig]):
     def _predict_scores(self, direction: str, batch: Batch) -> torch.Tensor:
         import torch
 
-        with torch.no_grad(), self.ctx.amp.autocast():
-            return self._logits(direction, batch, None).float()
+        with torch.no_grad():
+            with self.ctx.amp.autocast():
+                queries = encode_queries(self.model, direction, batch, None)
+            return ranked_scores(queries, self.candidates[direction], self._scale())
 
     def _extras(self, direction: str, batch: Batch) -> list[dict[str, Any]]:
         extra = {"k": self.k_for(direction)}
