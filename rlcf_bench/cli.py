@@ -194,6 +194,9 @@ def build_cli(host: PluginHost) -> click.Group:
                   help="runs executed in parallel processes, one thread each (default: the CPU cores on CPU, 1 on GPU)")
     @click.option("--data-root", default=None, help="root of real datasets (else $RLCF_BENCH_DATA_ROOT, else the config file)")
     @click.option("--db", default=None, help="SQLAlchemy URL or SQLite path (else $RLCF_BENCH_DB, else leaderboard/leaderboard.sqlite)")
+    @click.option("--on-corrupt", type=click.Choice(["fail", "skip"]), default="fail", show_default=True,
+                  help="a sample whose image cannot be decoded: stop the run naming the file, or skip it "
+                       "(recorded per sample, counted as the 'skipped' metric)")
     @click.option("--fresh", is_flag=True, help="start new attempts instead of resuming or reusing stored runs")
     @click.option("--dry-run", is_flag=True, help="print the planned runs and exit")
     @click.option("--quiet", "-q", is_flag=True, help="no progress bar, no table")
@@ -201,8 +204,8 @@ def build_cli(host: PluginHost) -> click.Group:
                 model: str | None, reward_model: str | None, method_options: tuple[str, ...], data_params: tuple[str, ...],
                 protocol_params: tuple[str, ...],
                 limit: int | None, seed: int | None, views: int | None, precision: str | None, device: str | None,
-                batch_size: int | None, jobs: int | None, data_root: str | None, db: str | None, fresh: bool,
-                dry_run: bool, quiet: bool) -> None:
+                batch_size: int | None, jobs: int | None, data_root: str | None, db: str | None, on_corrupt: str,
+                fresh: bool, dry_run: bool, quiet: bool) -> None:
         """Run a suite (default: the embedded micro suite); options narrow or override it."""
         from .planning import PlanError, plan_runs
 
@@ -228,7 +231,7 @@ def build_cli(host: PluginHost) -> click.Group:
                 click.echo(req.describe())
             return
         _execute(host, requests, db=db, device=device, batch_size=batch_size, data_root=data_root, fresh=fresh,
-                 quiet=quiet, jobs=jobs)
+                 quiet=quiet, jobs=jobs, on_corrupt=on_corrupt)
 
     @cli.command("report")
     @click.option("--format", "fmt", type=click.Choice(["markdown", "csv", "json", "html"]), default="markdown")
@@ -345,7 +348,7 @@ def _default_jobs(device: str | None) -> int:
 
 
 def _execute(host: PluginHost, requests: Sequence[Any], *, db: str | None, device: str | None, batch_size: int | None,
-             data_root: str | None, fresh: bool, quiet: bool, jobs: int | None = None) -> None:
+             data_root: str | None, fresh: bool, quiet: bool, jobs: int | None = None, on_corrupt: str = "fail") -> None:
     from . import report
     from .device import select_device
     from .runner import ExecutionOptions
@@ -353,7 +356,8 @@ def _execute(host: PluginHost, requests: Sequence[Any], *, db: str | None, devic
     select_device(device)  # a missing CUDA device is refused before the store is touched
     store = _open_store(db)
     _store_references(host, store)
-    options = ExecutionOptions(device=device, batch_size=batch_size, data_root=data_root, fresh=fresh)
+    options = ExecutionOptions(device=device, batch_size=batch_size, data_root=data_root, fresh=fresh,
+                               on_corrupt=on_corrupt)
     jobs = min(jobs or _default_jobs(device), len(requests))
     if jobs > 1:
         outcomes = _run_parallel(host, requests, store.url, options, jobs, quiet)
@@ -487,8 +491,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         if isinstance(cause, KeyboardInterrupt):
             errors.interrupted(cause, args)
         sys.exit(1)
+    except click.UsageError as exc:
+        errors.usage(exc, args)
     except click.ClickException as exc:
-        exc.show()
+        print(f"error: {exc.format_message()}", file=sys.stderr)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt as exc:
         errors.interrupted(exc, args)

@@ -73,13 +73,13 @@ def describe(exc: BaseException) -> str:
 
 def _sqlalchemy(exc: BaseException) -> str | None:
     try:
-        from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+        from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
     except ImportError:  # pragma: no cover
         return None
     if isinstance(exc, (ArgumentError, NoSuchModuleError)):
         return f"database URL — {str(exc).splitlines()[0]} (expected a SQLite path or a URL like " \
                "postgresql+psycopg://user@host/db)"
-    if isinstance(exc, OperationalError):
+    if isinstance(exc, DBAPIError):
         why = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
         return f"database — {why} (check the --db / $RLCF_BENCH_DB store and that it is reachable)"
     return None
@@ -92,11 +92,19 @@ def _known_kinds(exc: BaseException) -> str | None:
     if isinstance(exc, (PluginError, RegistryError)):
         return str(exc)
     if isinstance(exc, (FileNotFoundError, PermissionError, IsADirectoryError)):
-        return f"{getattr(exc, 'filename', None) or 'file'} — {exc.strerror or exc}"
+        return f"{getattr(exc, 'filename', None) or 'file'}: {exc.strerror or exc}"
     return None
 
 
 _TRANSLATORS: list[Callable[[BaseException], str | None]] = [_known_kinds, _sqlalchemy]
+
+
+def usage(exc: Any, args: list[str]) -> NoReturn:
+    """A click usage error (bad option value, unknown option) as one ``error:`` line."""
+    command = next((a for a in args if not a.startswith("-")), "")
+    print(f"error: invalid command line — {exc.format_message()} (see: rlcf-bench {command} --help)".replace("  ", " "),
+          file=sys.stderr)
+    sys.exit(exc.exit_code)
 
 
 def resume_hint(argv: list[str] | None = None) -> str:

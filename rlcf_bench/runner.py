@@ -23,14 +23,14 @@ import numpy as np
 from . import __version__
 from .datasets import resolve_data_root
 from .device import AmpHelper, Clock, PeakMemory, SectionTimer, configure_threads, device_name, resolve_precision, select_device
-from .errors import BenchError, describe, resume_hint
+from .errors import BenchError, DataError, describe, resume_hint
 from .plugins import PluginHost
 from .reward import CLIPReward
 from .store import Store
 from .task import TaskRuntime
 from .types import (
-    Batch, DatasetLayoutError, LatencyStats, MethodContext, RunError, RunProtocol, RunResult, RunSpec, StepRecord,
-    config_from_pairs,
+    SKIPPED, Batch, DatasetLayoutError, LatencyStats, MethodContext, MetricValue, RunError, RunProtocol, RunResult,
+    RunSpec, SampleRecord, StepRecord, config_from_pairs,
 )
 
 
@@ -64,6 +64,7 @@ class ExecutionOptions:
     data_root: str | None = None
     fresh: bool = False
     progress: Callable[[str], None] | None = None
+    on_corrupt: str = "fail"  # a sample whose file cannot be decoded: "fail" the run, or "skip" it (recorded)
 
 
 @dataclass
@@ -221,7 +222,10 @@ class Runner:
         except Exception as exc:
             tb = traceback.format_exc()
             self.store.fail_run(run.id, "failed", f"{describe(exc)}\n\n{tb}")  # the full traceback is kept
-            self.host.run_error(RunError(run.id, spec, type(exc).__name__, str(exc), tb))
+            try:  # a reporter that fails now must not replace the failure being reported
+                self.host.run_error(RunError(run.id, spec, type(exc).__name__, str(exc), tb))
+            except Exception:
+                pass
             raise
         finally:
             in_flight = sys.exc_info()[1]
@@ -273,7 +277,14 @@ class Runner:
             if run is not None and run.status == "finished":
                 return
             if self.store.begin_finalise(run_id):
-                metrics = task.aggregate(self.store.sample_records(run_id))
+                records = self.store.sample_records(run_id, include_skipped=True)
+                kept = [r for r in records if SKIPPED not in r.extra]
+                if not kept:
+                    raise RunnerError("every sample was skipped (--on-corrupt skip): nothing to score")
+                metrics = task.aggregate(kept)
+                if len(kept) < len(records):
+                    n = len(records) - len(kept)
+                    metrics = {**metrics, SKIPPED: MetricValue(float(n), None, None, len(records))}
                 latency, reward_ms = self._latency(run_id)
                 self.store.finish_run(run_id, metrics, latency, reward_ms)
                 return
@@ -286,7 +297,10 @@ class Runner:
         memory.reset()
         size = self._batch_size(method_spec, method)
         warm_left = self.options.warmup
-        for chunk in self._claimed_batches(run_id, task, method, method_spec.episodic, items, size, policy):
+        for claimed in self._claimed_batches(run_id, task, method, method_spec.episodic, items, size, policy):
+            chunk = self._readable(run_id, task, claimed, policy)
+            if not chunk:
+                continue
             batch = task.make_batch(chunk, policy, self.device)
             timer.reset()
             t0 = clock.now()
@@ -306,6 +320,25 @@ class Runner:
             self.host.run_step(StepRecord(run_id, tuple(batch.sample_ids), adapt_ms, predict_ms, n_done, len(items)))
         self.store.update_peak_memory(run_id, memory.peak_mb(), memory.kind)
 
+    def _readable(self, run_id: int, task: TaskRuntime, chunk: list[tuple[int, str]], policy: Any, *,
+                  store: bool = True) -> list[tuple[int, str]]:
+        """The items of ``chunk`` whose data can be read. Under ``--on-corrupt skip`` an unreadable
+        sample is stored as skipped (its reason in ``extra``; excluded from metrics, counted as
+        the ``skipped`` metric); under ``fail`` the DataError naming the file stops the run."""
+        if self.options.on_corrupt != "skip":
+            return chunk
+        good, skipped = [], []
+        for item in chunk:
+            try:
+                task.make_batch([item], policy, self.device)
+            except DataError as exc:
+                skipped.append(SampleRecord(item[1], item[0], None, None, None, {SKIPPED: str(exc)}))
+            else:
+                good.append(item)
+        if skipped and store:
+            self.store.add_samples(run_id, skipped, adapt_ms=0.0, predict_ms=0.0, reward_ms=None, warmup=False)
+        return good
+
     def _replay_stream(self, task: TaskRuntime, method: Any, episodic: bool, items: Sequence[tuple[int, str]],
                        done: set[str], policy: Any) -> None:
         """A stateful method's state is the product of the stream so far: rebuild it by replaying
@@ -314,6 +347,8 @@ class Runner:
         for item in items:
             if item[1] not in done:
                 break
+            if not self._readable(-1, task, [item], policy, store=False):
+                continue  # skipped when it was first met: skipped again
             batch = task.make_batch([item], policy, self.device)
             if episodic:
                 method.reset()
@@ -322,7 +357,7 @@ class Runner:
             method.after_predict(batch)
 
     def _latency(self, run_id: int) -> tuple[LatencyStats | None, float | None]:
-        rows = self.store.sample_rows(run_id)
+        rows = [r for r in self.store.sample_rows(run_id) if SKIPPED not in (r.extra or {})]
         timed = [r for r in rows if not r.warmup] or rows
         if not timed:
             return None, None

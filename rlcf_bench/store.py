@@ -39,11 +39,11 @@ from sqlalchemy import (
 )
 from sqlalchemy import delete, inspect, update
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import DatabaseError, IntegrityError, OperationalError, ProgrammingError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
 
 from .errors import StoreError
-from .types import LatencyStats, MetricValue, ReferenceResult, RunSpec, SampleRecord
+from .types import SKIPPED, LatencyStats, MetricValue, ReferenceResult, RunSpec, SampleRecord
 
 SCHEMA_VERSION = 1
 DB_ENV = "RLCF_BENCH_DB"
@@ -268,7 +268,8 @@ def check_sqlite_file(url: str, *, create: bool) -> None:
         head = fh.read(len(SQLITE_MAGIC))
     if head and head != SQLITE_MAGIC:
         raise StoreError(what, "is not a SQLite database", "pass a leaderboard file or a new path")
-    if create and not (os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)):
+    no_write_bits = not path.stat().st_mode & 0o222  # read-only even for root, who passes os.access
+    if create and (no_write_bits or not (os.access(path, os.W_OK) and os.access(path.parent, os.W_OK))):
         raise StoreError(what, "is read-only (the file or its folder cannot be written)",
                          "make it writable, or copy it and pass the copy with --db")
 
@@ -293,7 +294,7 @@ class Store:
         self._session = sessionmaker(self.engine, expire_on_commit=False)
         try:
             self._init_schema(create)
-        except (OperationalError, DatabaseError) as exc:
+        except DBAPIError as exc:  # unreachable server, not a database, truncated file, ...
             why = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
             raise StoreError(f"leaderboard database {self.engine.url.render_as_string(hide_password=True)}",
                              why, "check that it exists, is reachable and is an rlcf-bench store") from exc
@@ -473,10 +474,12 @@ class Store:
             return False
         return bool(self.claim(run_id, [FINALISE_CLAIM], 1))
 
-    def sample_records(self, run_id: int) -> list[SampleRecord]:
+    def sample_records(self, run_id: int, *, include_skipped: bool = False) -> list[SampleRecord]:
+        """The run's scored samples in index order (skipped unreadable ones only on request)."""
         with self.session() as s:
             rows = s.scalars(select(SampleResult).where(SampleResult.run_id == run_id).order_by(SampleResult.idx))
-            return [SampleRecord(r.sample_id, r.idx, r.prediction, r.target, r.score, r.extra or {}) for r in rows]
+            records = [SampleRecord(r.sample_id, r.idx, r.prediction, r.target, r.score, r.extra or {}) for r in rows]
+        return records if include_skipped else [r for r in records if SKIPPED not in r.extra]
 
     def sample_rows(self, run_id: int) -> list[SampleResult]:
         with self.session() as s:

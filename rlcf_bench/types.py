@@ -649,6 +649,10 @@ def check_config(config: Any) -> None:
             raise ValueError(f"option {f.name}={value!r} of {type(config).__name__}: {problem}")
 
 
+#: ``extra`` key (and metric name) of samples skipped under ``--on-corrupt skip``.
+SKIPPED = "skipped"
+
+
 def config_from_pairs(config_cls: type, pairs: Sequence[tuple[str, str]] | Mapping[str, Any]) -> Any:
     """Build a config dataclass from ``key=value`` strings, coercing to the field types and
     enforcing the declared ranges (:func:`bounded`, :func:`check_config`).
