@@ -397,6 +397,7 @@ def test_a_worker_exits_when_its_parent_dies(tmp_path):
     parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
     child = int(parent.stdout.readline())
     time.sleep(1.0)  # the child has installed its watchdog
+    os.kill(child, 0)  # alive while its parent is
     parent.kill()
     parent.wait()
     deadline = time.time() + 30
