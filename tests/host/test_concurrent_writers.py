@@ -5,7 +5,6 @@ every process succeeds, and none marks another's run failed."""
 from __future__ import annotations
 
 import os
-import sqlite3
 import subprocess
 import sys
 import time
@@ -44,12 +43,16 @@ def run_together(tmp_path: Path, db: str, commands: list[list[str]], timeout: fl
     return out
 
 
-def sqlite_rows(db: str, sql: str) -> list[tuple]:
-    con = sqlite3.connect(db)
+def rows(db: str, sql: str) -> list[tuple]:
+    """Run ``sql`` on the store ``db`` (a SQLite path or a SQLAlchemy URL)."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(db if "://" in db else f"sqlite:///{db}")
     try:
-        return con.execute(sql).fetchall()
+        with engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(text(sql))]
     finally:
-        con.close()
+        engine.dispose()
 
 
 def check_store(rows, expected: dict[int, int]) -> None:
@@ -78,16 +81,24 @@ def assert_all_ok(results: list[tuple[int, str]]) -> None:
         assert "Traceback" not in err and "error" not in err.lower(), err
 
 
-def test_four_writers_lose_nothing_sqlite(tmp_path):
+def four_writers(tmp_path: Path, db: str) -> None:
     """Round 1, a new store: two identical commands and two different ones at once. Round 2, the
     existing store: two repeat a stored run, two share a new one."""
-    db = str(tmp_path / "lb.sqlite")
     assert_all_ok(run_together(tmp_path, db, [zero_shot(6), zero_shot(6), zero_shot(3), zero_shot(4)]))
-    check_store(sqlite_rows(db, RUN_SQL), {6: 1, 3: 1, 4: 1})
+    check_store(rows(db, RUN_SQL), {6: 1, 3: 1, 4: 1})
     assert_all_ok(run_together(tmp_path, db, [zero_shot(6), zero_shot(6), zero_shot(7), zero_shot(7)]))
-    check_store(sqlite_rows(db, RUN_SQL), {6: 1, 3: 1, 4: 1, 7: 1})
-    assert sqlite_rows(db, "select count(*) from claims") == [(0,)]
+    check_store(rows(db, RUN_SQL), {6: 1, 3: 1, 4: 1, 7: 1})
+    assert rows(db, "select count(*) from claims") == [(0,)]
     # references were stored once each despite four simultaneous upserts
-    dup = sqlite_rows(db, "select count(*) from (select task, dataset, method, model, reward_model, metric, source, "
-                          "count(*) c from \"references\" group by 1,2,3,4,5,6,7 having c > 1)")
+    dup = rows(db, 'select count(*) from (select task, dataset, method, model, reward_model, metric, source, '
+                   'count(*) c from "references" group by 1,2,3,4,5,6,7 having count(*) > 1) t')
     assert dup == [(0,)]
+
+
+def test_four_writers_lose_nothing_sqlite(tmp_path):
+    four_writers(tmp_path, str(tmp_path / "lb.sqlite"))
+
+
+@pytest.mark.slow
+def test_four_writers_lose_nothing_postgresql(tmp_path, postgres_url):
+    four_writers(tmp_path, postgres_url)
