@@ -21,7 +21,7 @@ from .hookspecs import hookimpl
 from .types import (
     Batch, DatasetLayoutError, DatasetSpec, LayoutReport, Method, MethodContext, MethodSpec, MetricValue,
     ModelSpec, Predictions, ReferenceResult, ReportSection, RewardModel, RewardModelSpec, RunProtocol, SampleRecord,
-    SuiteRun, SuiteSpec, TaskSpec, VisionLanguageModel, bounded,
+    SuiteRun, SuiteSpec, TaskSpec, ViewPolicy, VisionLanguageModel, bounded,
 )
 
 __version__ = "0.1.0"
@@ -29,5 +29,6 @@ __version__ = "0.1.0"
 __all__ = [
     "Batch", "DatasetLayoutError", "DatasetSpec", "LayoutReport", "Method", "MethodContext", "MethodSpec",
     "MetricValue", "ModelSpec", "Predictions", "ReferenceResult", "ReportSection", "RewardModel", "RewardModelSpec",
-    "RunProtocol", "SampleRecord", "SuiteRun", "SuiteSpec", "TaskSpec", "VisionLanguageModel", "__version__", "bounded", "hookimpl",
+    "RunProtocol", "SampleRecord", "SuiteRun", "SuiteSpec", "TaskSpec", "ViewPolicy", "VisionLanguageModel",
+    "__version__", "bounded", "hookimpl",
 ]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import click
 
@@ -20,6 +20,9 @@ from .plugins import PluginError, PluginHost
 from .registry import RegistryError
 
 DEFAULT_SUITE = "micro"
+COMPONENT_KINDS: tuple[str, ...] = ("tasks", "datasets", "methods", "models", "reward-models", "suites")
+DB_HELP = ("SQLAlchemy URL or SQLite path (else $RLCF_BENCH_DB, else the one default leaderboard: leaderboard/ of "
+           "the checkout, or ~/.local/share/rlcf-bench/ when installed; run and report print it)")
 
 
 class GlobalOptions:
@@ -57,15 +60,20 @@ def split_global_options(argv: Sequence[str]) -> tuple[GlobalOptions, list[str]]
 
 
 class TerminalReporter:
-    """Progress bar and result lines on stderr (quiet mode prints nothing)."""
+    """Progress on stderr (quiet mode prints nothing): the command's one suite display when
+    ``progress`` is set (``rlcf-bench run``), else a bar per run."""
 
     plugin_name = "terminal"
 
     def __init__(self, quiet: bool = False) -> None:
         self.quiet = quiet
+        self.progress: Any = None  # a rlcf_bench.progress.SuiteProgress
         self._bar: Any = None
 
     def rlcfb_run_start(self, run_id: int, spec: Any, n_total: int, n_done: int) -> None:
+        if self.progress is not None:
+            self.progress.start(run_id, n_total, n_done)
+            return
         if self.quiet:
             return
         from tqdm import tqdm
@@ -75,13 +83,19 @@ class TerminalReporter:
                          dynamic_ncols=True, leave=False)
 
     def rlcfb_run_step(self, step: Any) -> None:
+        if self.progress is not None:
+            self.progress.step(step.run_id, len(step.sample_ids))
         if self._bar is not None:
             self._bar.update(len(step.sample_ids))
 
     def rlcfb_run_finish(self, result: Any) -> None:
+        if self.progress is not None:
+            self.progress.end(result.run_id)
         self._close()
 
     def rlcfb_run_error(self, error: Any) -> None:
+        if self.progress is not None and error.run_id is not None:
+            self.progress.end(error.run_id)
         self._close()
 
     def _close(self) -> None:
@@ -113,37 +127,44 @@ def _fail(message: str, code: int = 2) -> None:
 
 def build_cli(host: PluginHost) -> click.Group:
     @click.group(context_settings={"help_option_names": ["-h", "--help"]},
-                 epilog="Plugin options (anywhere on the line): -p NAME, -p no:NAME, --plugins-dir DIR, "
-                        "--disable-plugin-autoload (or RLCF_BENCH_DISABLE_PLUGIN_AUTOLOAD=1); "
-                        "-v/--verbose shows tracebacks.")
+                 epilog="""\b
+Examples:
+  rlcf-bench ls                                       # what is installed
+  rlcf-bench run --method zero-shot --limit 4         # a quick look at the micro suite
+  rlcf-bench run                                      # the whole embedded micro suite
+  rlcf-bench report --layout paper                    # methods x datasets, averages last
+  rlcf-bench run --help                               # options of one command
+
+Plugin options (anywhere on the line): -p NAME, -p no:NAME, --plugins-dir DIR,
+--disable-plugin-autoload (or RLCF_BENCH_DISABLE_PLUGIN_AUTOLOAD=1); -v/--verbose shows tracebacks.""")
     @click.version_option(__version__, prog_name="rlcf-bench")
     @click.pass_context
     def cli(ctx: click.Context) -> None:
         """rlcf-bench: test-time adaptation of vision-language models, under one protocol."""
         ctx.obj = host  # plugin commands find the session's host with ctx.find_object(PluginHost)
 
-    @cli.command("ls")
-    @click.argument("kind", type=click.Choice(["tasks", "datasets", "methods", "models", "reward-models", "suites"]))
+    @cli.command("ls", epilog="""\b
+Examples:
+  rlcf-bench ls                      # everything, kind by kind
+  rlcf-bench ls methods              # methods, the tasks each supports, what each needs
+  rlcf-bench ls datasets 'micro-*'   # a glob narrows the list""")
+    @click.argument("kind", required=False, type=click.Choice(list(COMPONENT_KINDS)))
     @click.argument("pattern", required=False)
-    def ls_cmd(kind: str, pattern: str | None) -> None:
-        """List registered components (optionally filtered by a glob PATTERN)."""
-        reg = host.registry(kind)
-        for name in reg.names(pattern):
-            spec = reg.get(name)
-            extra = ""
-            if kind == "methods":
-                extra = f"  tasks={','.join(sorted(spec.tasks))}"
-                extra += "  needs reward model" if "reward_model" in spec.requires else ""
-                extra += "  online" if not spec.episodic else ""
-            elif kind == "datasets":
-                extra = f"  tasks={','.join(sorted(spec.task_kinds))}"
-            elif kind == "reward-models":
-                extra = "  " + " + ".join(f"{w:g}*{m}" for m, w in spec.members)
-            version = getattr(spec, "version", "")
-            desc = getattr(spec, "description", "")
-            click.echo(f"{name:28s} v{version:<8s} [{spec.provider}]{extra}" + (f"  — {desc}" if desc else ""))
+    def ls_cmd(kind: str | None, pattern: str | None) -> None:
+        """List registered components of one KIND (default: every kind), optionally filtered by a glob PATTERN."""
+        for k in (kind,) if kind else COMPONENT_KINDS:
+            if not kind:
+                click.echo(f"{k}:")
+            for line in _component_lines(host, k, pattern):
+                click.echo(("  " if not kind else "") + line)
+            if not kind and k != COMPONENT_KINDS[-1]:
+                click.echo("")
 
-    @cli.command("plugins")
+    @cli.command("plugins", epilog="""\b
+Examples:
+  rlcf-bench plugins
+  rlcf-bench plugins --json
+  rlcf-bench --plugins-dir . plugins                  # with the plugins in ./*.py""")
     @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
     def plugins_cmd(as_json: bool) -> None:
         """Loaded plugins: names, distributions, versions and hooks implemented."""
@@ -155,11 +176,13 @@ def build_cli(host: PluginHost) -> click.Group:
             dist = f"{info.distribution or '-'} {info.version or ''}".strip()
             click.echo(f"{info.name:34s} {dist:28s} {', '.join(info.hooks)}")
 
-    @cli.command("validate")
+    @cli.command("validate", epilog="""\b
+Example:
+  rlcf-bench validate                                 # exit status 1 on any problem""")
     def validate_cmd() -> None:
         """Build every registry and check for clashes, unknown hooks and broken specs."""
         problems = 0
-        for kind in ("tasks", "datasets", "methods", "models", "reward-models", "suites"):
+        for kind in COMPONENT_KINDS:
             try:
                 reg = host.registry(kind)
                 click.echo(f"ok    {kind:14s} {len(reg)} registered")
@@ -170,7 +193,13 @@ def build_cli(host: PluginHost) -> click.Group:
             problems += _validate_cross_references(host)
         sys.exit(1 if problems else 0)
 
-    @cli.command("run")
+    @cli.command("run", epilog="""\b
+Examples:
+  rlcf-bench run                                      # the embedded micro suite
+  rlcf-bench run --method zero-shot --method rlcf-prompt --limit 20
+  rlcf-bench run --dataset micro-noise --method tpt-prompt -m lr=1e-3 -m steps=2
+  rlcf-bench run --suite paper-table1 --data-root /data   # the paper's Table 1 on real data
+  rlcf-bench run --dry-run                            # the planned runs, nothing executed""")
     @click.option("--suite", default=None, help=f"named suite (default: {DEFAULT_SUITE})")
     @click.option("--task", default=None, help="task name (default: the suite's)")
     @click.option("--dataset", "datasets", multiple=True, help="dataset name (repeatable; default: the suite's)")
@@ -184,7 +213,9 @@ def build_cli(host: PluginHost) -> click.Group:
     @click.option("--limit", type=click.IntRange(min=1), default=None,
                   help="at most N samples per run (never ranked with full runs)")
     @click.option("--seed", type=click.IntRange(min=0), default=None, help="protocol seed (default: the task's)")
-    @click.option("--views", type=click.IntRange(min=1), default=None, help="views per sample (default: the task's, 64)")
+    @click.option("--views", type=click.IntRange(min=1), default=None,
+                  help="views per sample (default: the suite's setting, else the task's: 32 in the micro suite, "
+                       "64 in the paper's suites)")
     @click.option("--precision", type=click.Choice(["auto", "fp32", "amp-fp16", "amp-bf16"]), default=None,
                   help="mixed precision (default: auto)")
     @click.option("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
@@ -193,13 +224,13 @@ def build_cli(host: PluginHost) -> click.Group:
     @click.option("--jobs", "-j", type=click.IntRange(min=1), default=None,
                   help="runs executed in parallel processes, one thread each (default: the CPU cores on CPU, 1 on GPU)")
     @click.option("--data-root", default=None, help="root of real datasets (else $RLCF_BENCH_DATA_ROOT, else the config file)")
-    @click.option("--db", default=None, help="SQLAlchemy URL or SQLite path (else $RLCF_BENCH_DB, else leaderboard/leaderboard.sqlite)")
+    @click.option("--db", default=None, help=DB_HELP)
     @click.option("--on-corrupt", type=click.Choice(["fail", "skip"]), default="fail", show_default=True,
                   help="a sample whose image cannot be decoded: stop the run naming the file, or skip it "
                        "(recorded per sample, counted as the 'skipped' metric)")
     @click.option("--fresh", is_flag=True, help="start new attempts instead of resuming or reusing stored runs")
     @click.option("--dry-run", is_flag=True, help="print the planned runs and exit")
-    @click.option("--quiet", "-q", is_flag=True, help="no progress bar, no table")
+    @click.option("--quiet", "-q", is_flag=True, help="no progress display, no result lines, no table")
     def run_cmd(suite: str | None, task: str | None, datasets: tuple[str, ...], methods: tuple[str, ...],
                 model: str | None, reward_model: str | None, method_options: tuple[str, ...], data_params: tuple[str, ...],
                 protocol_params: tuple[str, ...],
@@ -230,31 +261,56 @@ def build_cli(host: PluginHost) -> click.Group:
             for req in requests:
                 click.echo(req.describe())
             return
+        _check_preconditions(host, requests, data_root)
         _execute(host, requests, db=db, device=device, batch_size=batch_size, data_root=data_root, fresh=fresh,
                  quiet=quiet, jobs=jobs, on_corrupt=on_corrupt)
 
-    @cli.command("report")
-    @click.option("--format", "fmt", type=click.Choice(["markdown", "csv", "json", "html"]), default="markdown")
-    @click.option("--task", default=None)
-    @click.option("--dataset", default=None)
-    @click.option("--method", default=None)
-    @click.option("--out", default=None, help="write to this file (or, with --all-formats, this folder)")
+    @cli.command("report", epilog="""\b
+Examples:
+  rlcf-bench report                                   # the full leaderboard, markdown
+  rlcf-bench report --layout paper --format latex     # methods x datasets, booktabs
+  rlcf-bench report --layout paper --intervals --format html --out table.html
+  rlcf-bench report --all-formats --out leaderboard/reports""")
+    @click.option("--format", "fmt", type=click.Choice(["markdown", "csv", "json", "html", "latex"]), default="markdown",
+                  show_default=True, help="output format (latex: paper layout only)")
+    @click.option("--layout", type=click.Choice(["full", "paper"]), default="full", show_default=True,
+                  help="full: every group, metric and test; paper: methods as rows, datasets as columns, averages last")
+    @click.option("--intervals", is_flag=True, help="paper layout: print each value's 95% interval")
+    @click.option("--reported/--no-reported", default=True, show_default=True,
+                  help="paper layout: the paper's own numbers as grey rows")
+    @click.option("--task", default=None, help="only this task (default: all)")
+    @click.option("--dataset", default=None, help="only this dataset (default: all)")
+    @click.option("--method", default=None, help="only rows of this method; ranks still use the whole dataset (default: all)")
+    @click.option("--out", default=None, help="write to this file (or, with --all-formats, this folder) instead of stdout")
     @click.option("--all-formats", is_flag=True, help="write markdown, CSV, JSON and HTML into --out")
-    @click.option("--db", default=None)
-    def report_cmd(fmt: str, task: str | None, dataset: str | None, method: str | None, out: str | None,
-                   all_formats: bool, db: str | None) -> None:
-        """Leaderboard report from the stored runs (markdown, CSV, JSON or a self-contained HTML page)."""
+    @click.option("--db", default=None, help=DB_HELP)
+    def report_cmd(fmt: str, layout: str, intervals: bool, reported: bool, task: str | None, dataset: str | None,
+                   method: str | None, out: str | None, all_formats: bool, db: str | None) -> None:
+        """Report from the stored runs: the full leaderboard or the paper's table layout."""
         from . import report
 
         store = _open_store(db, create=False)
         _store_references(host, store)
+        if out or all_formats or fmt not in ("json", "csv"):  # scripts reading JSON/CSV get the data alone
+            click.echo(f"leaderboard: {store.location}", err=True)
+        if not store.runs(status="finished", task=task, dataset=dataset, method=method):
+            click.echo("the leaderboard holds no finished run" + (" matching the filters" if task or dataset or method
+                                                                  else "") + ": run `rlcf-bench run` first", err=True)
         if all_formats:
             if not out:
                 _fail("--all-formats needs --out FOLDER")
             for path in report.write_report(store, out, host=host, task=task, dataset=dataset, method=method):
                 click.echo(str(path))
             return
-        text = report.render(store, fmt, host=host, task=task, dataset=dataset, method=method)
+        if layout == "paper":
+            if fmt == "json":
+                _fail("the paper layout has no json format (use --layout full for JSON rows)")
+            text = report.render_paper(store, fmt, host=host, task=task, dataset=dataset, method=method,
+                                       intervals=intervals, reported=reported)
+        elif fmt == "latex":
+            _fail("--format latex needs --layout paper")
+        else:
+            text = report.render(store, fmt, host=host, task=task, dataset=dataset, method=method)
         if out:
             from pathlib import Path
 
@@ -264,10 +320,12 @@ def build_cli(host: PluginHost) -> click.Group:
         else:
             click.echo(text)
 
-    @cli.command("compare")
+    @cli.command("compare", epilog="""\b
+Example:
+  rlcf-bench compare 12 7                             # run 12 against run 7 (ids: rlcf-bench report)""")
     @click.argument("run_a", type=int)
     @click.argument("run_b", type=int)
-    @click.option("--db", default=None)
+    @click.option("--db", default=None, help=DB_HELP)
     def compare_cmd(run_a: int, run_b: int, db: str | None) -> None:
         """Paired comparison of two runs on the samples they share."""
         from . import report
@@ -276,6 +334,40 @@ def build_cli(host: PluginHost) -> click.Group:
 
     host.add_commands(cli)
     return cli
+
+
+def _check_preconditions(host: PluginHost, requests: Sequence[Any], data_root: str | None) -> None:
+    """Stop before the first run, listing every missing model file and data problem at once."""
+    from .preflight import preflight
+
+    problems = preflight(host, requests, data_root=data_root)
+    if problems:
+        click.echo(f"error: {len(problems)} problem(s) stop these runs; nothing was run:", err=True)
+        for problem in problems:
+            click.echo("  - " + problem.replace("\n", "\n    "), err=True)
+        sys.exit(2)
+
+
+def _component_lines(host: PluginHost, kind: str, pattern: str | None) -> list[str]:
+    """``name  vVERSION  [provider]  details  — description`` per registered component of ``kind``."""
+    reg = host.registry(kind)
+    lines = []
+    for name in reg.names(pattern):
+        spec = reg.get(name)
+        extra = ""
+        if kind == "methods":
+            extra = f"  tasks={','.join(sorted(spec.tasks))}"
+            extra += "  needs reward model" if "reward_model" in spec.requires else ""
+            extra += "  online" if not spec.episodic else ""
+        elif kind == "datasets":
+            extra = f"  tasks={','.join(sorted(spec.task_kinds))}"
+        elif kind == "reward-models":
+            extra = "  " + " + ".join(f"{w:g}*{m}" for m, w in spec.members)
+        version = getattr(spec, "version", "")
+        version_text = f"v{version}" if version else ""
+        desc = getattr(spec, "description", "")
+        lines.append(f"{name:28s} {version_text:<9s} [{spec.provider}]{extra}" + (f"  — {desc}" if desc else ""))
+    return lines
 
 
 def _open_store(db: str | None, *, create: bool = True) -> Any:
@@ -349,8 +441,8 @@ def _default_jobs(device: str | None) -> int:
 
 def _execute(host: PluginHost, requests: Sequence[Any], *, db: str | None, device: str | None, batch_size: int | None,
              data_root: str | None, fresh: bool, quiet: bool, jobs: int | None = None, on_corrupt: str = "fail") -> None:
-    from . import report
     from .device import select_device
+    from .progress import SuiteProgress
     from .runner import ExecutionOptions
 
     select_device(device)  # a missing CUDA device is refused before the store is touched
@@ -359,62 +451,101 @@ def _execute(host: PluginHost, requests: Sequence[Any], *, db: str | None, devic
     options = ExecutionOptions(device=device, batch_size=batch_size, data_root=data_root, fresh=fresh,
                                on_corrupt=on_corrupt)
     jobs = min(jobs or _default_jobs(device), len(requests))
-    if jobs > 1:
-        outcomes = _run_parallel(host, requests, store.url, options, jobs, quiet)
-    else:
-        outcomes = _run_serial(host, requests, store, options, quiet)
-    failures = sum(1 for o in outcomes if o is not None)
+    progress = SuiteProgress(len(requests), enabled=not quiet)
+    reporters = [p for p in host.pm.get_plugins() if isinstance(p, TerminalReporter)]
+    for reporter in reporters:
+        reporter.progress = progress
+    try:
+        if jobs > 1:
+            outcomes = _run_parallel(host, requests, store.url, options, jobs, quiet, progress)
+        else:
+            outcomes = _run_serial(host, requests, store, options, quiet, progress)
+    finally:
+        progress.close()
+        for reporter in reporters:
+            reporter.progress = None
+    failures = sum(1 for o in outcomes if o.error is not None)
     if not quiet:
-        click.echo(report.render(store, "markdown", host=host))
+        _print_run_summary(host, store, outcomes, db)
     if failures:
         click.echo(f"{failures} of {len(requests)} runs failed", err=True)
         sys.exit(1)
 
 
-def _run_one(runner: Any, req: Any) -> tuple[str, str | None]:
-    """Run one request; return (summary line, error message or None)."""
+def _print_run_summary(host: PluginHost, store: Any, outcomes: Sequence[RunOutcome], db: str | None) -> None:
+    """The runs just executed (not the whole leaderboard), where they are stored, and how to see more."""
+    from .report.options import method_defaults
+    from .report.run_summary import render_run_summary
+
+    ids = [o.run_id for o in outcomes if o.run_id is not None and o.error is None]
+    text = render_run_summary(store, ids, reused=[o.run_id for o in outcomes if o.reused and o.run_id is not None],
+                              method_defaults=method_defaults(host))
+    if text:
+        click.echo(text)
+    click.echo(f"leaderboard: {store.location}")
+    db_flag = f" --db {db}" if db else ""
+    click.echo(f"full report: rlcf-bench report{db_flag}   (paper table: rlcf-bench report{db_flag} --layout paper)")
+
+
+class RunOutcome(NamedTuple):
+    """What one run request came to: a result line or an error, the stored run id, reuse."""
+
+    line: str
+    error: str | None
+    run_id: int | None = None
+    reused: bool = False
+
+
+def _run_one(runner: Any, req: Any) -> RunOutcome:
+    """Run one request; return its summary line or error message."""
     from .errors import describe
     from .types import DatasetLayoutError
 
     try:
         result = runner.run(req)
     except DatasetLayoutError as exc:
-        return "", f"the dataset layout is wrong, nothing was run:\n{exc}"
+        return RunOutcome("", f"the dataset layout is wrong, nothing was run:\n{exc}")
     except Exception as exc:  # one failed run must not stop the others; the store keeps its traceback
         if getattr(getattr(runner.host, "cli_options", None), "verbose", False):
             import traceback
 
             traceback.print_exc()
-        return "", describe(exc)
+        return RunOutcome("", describe(exc))
     shown = ", ".join(f"{k}={v.value:.2f}" for k, v in list(result.metrics.items())[:3])
     lat = f", {result.latency.ms_per_sample_mean:.1f} ms/sample" if result.latency else ""
-    return f"run {result.run_id}: {shown} (n={result.n_samples}{lat})", None
+    reused = " — reused: finished earlier with the same settings (--fresh re-runs it)" if result.reused else ""
+    return RunOutcome(f"run {result.run_id}: {shown} (n={result.n_samples}{lat}){reused}", None, result.run_id,
+                      result.reused)
 
 
-def _run_serial(host: PluginHost, requests: Sequence[Any], store: Any, options: Any, quiet: bool) -> list[str | None]:
+def _run_serial(host: PluginHost, requests: Sequence[Any], store: Any, options: Any, quiet: bool,
+                progress: Any) -> list[RunOutcome]:
     from .runner import Runner
 
     runner = Runner(host, store, options)
-    outcomes: list[str | None] = []
+    outcomes: list[RunOutcome] = []
     for i, req in enumerate(requests, 1):
         if not quiet:
-            click.echo(f"[{i}/{len(requests)}] {req.describe()}", err=True)
-        line, error = _run_one(runner, req)
-        if error is not None:
-            click.echo(f"error: {error}", err=True)
+            progress.write(f"[{i}/{len(requests)}] {req.describe()}")
+        outcome = _run_one(runner, req)
+        progress.run_done(outcome.run_id)
+        if outcome.error is not None:
+            progress.write(f"error: {outcome.error}")
         elif not quiet:
-            click.echo(f"      {line}", err=True)
-        outcomes.append(error)
+            progress.write(f"      {outcome.line}")
+        outcomes.append(outcome)
     return outcomes
 
 
 _WORKER: dict[str, Any] = {}
 
 
-def _worker_init(opts: GlobalOptions, db_url: str, options: Any, threads: int) -> None:
+def _worker_init(opts: GlobalOptions, db_url: str, options: Any, threads: int, events: Any = None) -> None:
     import os
 
     os.environ["RLCF_BENCH_THREADS"] = str(threads)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # no fork warning from HF tokenizers
+    from .progress import ProgressForwarder
     from .runner import Runner
     from .store import Store
     from .workers import exit_with_parent
@@ -422,27 +553,31 @@ def _worker_init(opts: GlobalOptions, db_url: str, options: Any, threads: int) -
     exit_with_parent()
 
     host = build_host(opts, quiet=True)
+    if events is not None:
+        host.pm.register(_make_hookimpls(ProgressForwarder(events)))
     _WORKER["runner"] = Runner(host, Store(db_url), options)
 
 
-def _worker_run(req: Any) -> tuple[str, str | None]:
+def _worker_run(req: Any) -> RunOutcome:
     from .workers import stopped
 
     if stopped():
-        return "", "interrupted — the worker was stopped before this run started"
+        return RunOutcome("", "interrupted — the worker was stopped before this run started")
     try:
         return _run_one(_WORKER["runner"], req)
     except KeyboardInterrupt:  # the run is marked interrupted; the parent reports and exits
-        return "", "interrupted — the worker was stopped (the run is marked interrupted)"
+        return RunOutcome("", "interrupted — the worker was stopped (the run is marked interrupted)")
 
 
 def _run_parallel(host: PluginHost, requests: Sequence[Any], db_url: str, options: Any, jobs: int,
-                  quiet: bool) -> list[str | None]:
+                  quiet: bool, progress: Any) -> list[RunOutcome]:
     """Runs in ``jobs`` spawned processes with one thread each (SQLite WAL lets them write at
     once). Each run still times itself; with one job per core the timings stay per-core figures."""
     import multiprocessing
     import os
-    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    from .progress import drain
 
     from .workers import interrupt_workers
 
@@ -450,27 +585,33 @@ def _run_parallel(host: PluginHost, requests: Sequence[Any], db_url: str, option
     threads = max(1, cores // jobs)
     opts = getattr(host, "cli_options", None) or GlobalOptions()
     if not quiet:
-        click.echo(f"running {len(requests)} runs in {jobs} parallel processes ({threads} thread(s) each)", err=True)
+        progress.write(f"running {len(requests)} runs in {jobs} parallel processes ({threads} thread(s) each)")
     ctx = multiprocessing.get_context("spawn")
-    outcomes: list[str | None] = [None] * len(requests)
-    pool = ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_worker_init, initargs=(opts, db_url, options, threads))
+    events = ctx.Queue() if not quiet else None
+    outcomes: list[RunOutcome] = [RunOutcome("", "not run")] * len(requests)
+    pool = ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_worker_init,
+                               initargs=(opts, db_url, options, threads, events))
     with pool, interrupt_workers(pool):
         futures = {pool.submit(_worker_run, req): i for i, req in enumerate(requests)}
+        pending = set(futures)
         done = 0
-        from concurrent.futures import as_completed
-
-        for fut in as_completed(futures):
-            i = futures[fut]
-            done += 1
-            try:
-                line, error = fut.result()
-            except Exception as exc:  # a crashed worker must not hide the other runs
-                line, error = "", f"{type(exc).__name__}: {exc}"
-            outcomes[i] = error
-            if error:
-                click.echo(f"error [{requests[i].describe()}]: {error}", err=True)
-            elif not quiet:
-                click.echo(f"[{done}/{len(requests)}] {requests[i].describe()}\n      {line}", err=True)
+        while pending:
+            finished, pending = wait(pending, timeout=0.25, return_when=FIRST_COMPLETED)
+            if events is not None:
+                drain(events, progress)
+            for fut in finished:
+                i = futures[fut]
+                done += 1
+                try:
+                    outcome = fut.result()
+                except Exception as exc:  # a crashed worker must not hide the other runs
+                    outcome = RunOutcome("", f"{type(exc).__name__}: {exc}")
+                outcomes[i] = outcome
+                progress.run_done(outcome.run_id)
+                if outcome.error:
+                    progress.write(f"error [{requests[i].describe()}]: {outcome.error}")
+                elif not quiet:
+                    progress.write(f"[{done}/{len(requests)}] {requests[i].describe()}\n      {outcome.line}")
     return outcomes
 
 

@@ -10,7 +10,7 @@ import json
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import IO, TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -70,8 +70,9 @@ class CaptioningData(Protocol):
 CORRUPT_POLICIES = ("fail", "skip")
 
 
-def decode_image(path: str | os.PathLike[str]) -> torch.Tensor:
-    """Read an image file as uint8 RGB ``[3, H, W]`` (PIL, so every format PIL reads works).
+def decode_image(path: str | os.PathLike[str] | IO[bytes]) -> torch.Tensor:
+    """Read an image file (or a binary file object) as uint8 RGB ``[3, H, W]`` (PIL, so every
+    format PIL reads works).
 
     A file that cannot be read or decoded raises :class:`~rlcf_bench.errors.DataError` naming it
     (the runner's ``--on-corrupt`` policy decides whether that stops the run).
@@ -111,6 +112,11 @@ def undecodable(dataset: Any, *, workers: int = 8, progress: Callable[[int], Non
 
     with ThreadPoolExecutor(max(1, workers)) as pool:
         return [r for r in pool.map(one, range(len(dataset))) if r is not None]
+
+
+#: How to give the data root, for messages.
+DATA_ROOT_HINT = ('pass --data-root DIR, set RLCF_BENCH_DATA_ROOT, or put {"data_root": DIR} in '
+                  "~/.config/rlcf-bench/config.json")
 
 
 def resolve_data_root(cli_value: str | None = None) -> Path | None:

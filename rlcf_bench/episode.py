@@ -15,7 +15,9 @@ minimised, a :class:`Tuner` says what is tuned and how logits are produced witho
 * :class:`PromptTuner` — a ``[B, n_ctx, D]`` prompt context, one row per sample. The image
   features of all V views are computed once, without gradient; each step runs only the text
   tower (truncated prompts). The step-0 selection logits are the step-0 loss logits (one text
-  forward serves both). Prediction reuses the frozen view-0 features.
+  forward serves both). Prediction reuses the frozen view-0 features. Its base
+  :class:`PerSampleTuner` holds all of this for any per-sample tensor mapped to class features
+  (TPS's prototype shifts are another one).
 * :class:`ImageEncoderTuner` — the image tower's parameters (shared, so one sample at a time).
   Class text features are cached once per run. Selection is a no-grad forward of the V views;
   each step forwards/back-propagates only the selected views (the original keeps a 64-view
@@ -25,6 +27,10 @@ Batching is exact: the losses are summed, so each sample's context receives exac
 gradient, and AdamW is elementwise. (Under fp16 autocast the GradScaler's overflow check is
 shared by the batch: a step that overflows for one sample is skipped for the whole batch; in fp32
 and bf16 batches are exact up to float re-association.)
+
+Two more families share this module: :class:`DistillationMethod` (image-encoder tuning towards
+the teacher's distribution, KD/DKD/ATKD) and :class:`FrozenViewsMethod` (methods that do not
+learn: view features once per sample, no autograd graph; Zero, MTA).
 
 Reset (:class:`ParamSnapshot`) writes back only the tuned tensors in place and clears the
 optimizer's state (AdamW then starts from empty moments, as the original's reloaded empty state).
@@ -39,7 +45,9 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from .lazy import LazyModule, no_grad
-from .objectives import CLIPRewardObjective, MarginalEntropyObjective, Objective, gather_views, select_confident
+from .objectives import (
+    CLIPRewardObjective, DistillationObjective, MarginalEntropyObjective, Objective, gather_views, select_confident,
+)
 from .prompt_learner import PromptLearner, prompt_learner_for
 from .prompts import class_prompts, class_text_features
 from .types import Batch, Method, MethodContext, Predictions, bounded
@@ -194,38 +202,55 @@ class Tuner(ABC):
         """The class prompts of the initial state (the reward model's class texts)."""
 
 
-class PromptTuner(Tuner):
-    """A per-sample prompt context ``[B, n_ctx, D]`` tuned against frozen view features."""
+class PerSampleTuner(Tuner):
+    """A per-sample tensor ``context`` ``[B, ...]`` (one row per test sample, e.g. a prompt context
+    or per-class prototype shifts) tuned against frozen view features.
 
-    def __init__(self, ctx: MethodContext, config: PromptTuningConfig) -> None:
+    The image features of all V views are computed once per episode, without gradient; each step
+    only maps the tuned tensor to normalised class features ``[B, C, E]``
+    (:meth:`class_features`). The step-0 selection logits are the step-0 loss logits (one forward
+    serves both). Prediction reuses the frozen view-0 features. ``current_class_features`` holds
+    the class features of the latest forward (with their graph during an episode), for objectives
+    that regularise them (e.g. C-TPT's dispersion term).
+    """
+
+    def __init__(self, ctx: MethodContext, config: TuningConfig) -> None:
         self.ctx = ctx
         self.config = config
         self.section = sections(ctx)
-        self.learner: PromptLearner = prompt_learner_for(ctx, ctx_init=config.ctx_init, coop=config.coop)
         self.context: torch.nn.Parameter | None = None
         self.view_features: torch.Tensor | None = None  # [B, V, E], frozen for the episode
+        self.current_class_features: torch.Tensor | None = None
         self.scale = float(ctx.model.logit_scale)
 
-    @property
-    def hand_crafted_prompts(self) -> list[str]:
-        return list(self.learner.prompts)
+    @abstractmethod
+    def initial_context(self, batch_size: int) -> torch.Tensor:
+        """A fresh ``[B, ...]`` initial state (every row equal)."""
+
+    @abstractmethod
+    def class_features(self, context: torch.Tensor) -> torch.Tensor:
+        """Normalised class features ``[B, C, E]`` under each sample's state."""
 
     def _ensure(self, batch_size: int) -> torch.nn.Parameter:
-        """One context row per sample; re-created (from the initial state) when B changes."""
+        """One row per sample; re-created (from the initial state) when B changes."""
         if self.context is None or self.context.shape[0] != batch_size:
-            self.context = torch.nn.Parameter(self.learner.initial_context(batch_size))
+            self.context = torch.nn.Parameter(self.initial_context(batch_size))
             self.optimizer = torch.optim.AdamW([self.context], lr=self.config.lr,
                                                weight_decay=self.config.weight_decay)
         return self.context
 
+    def _reset_context(self, context: torch.nn.Parameter) -> None:
+        context.copy_(self.initial_context(context.shape[0]))
+
     def reset(self) -> None:
         if self.context is not None:
             with torch.no_grad():
-                self.context.copy_(self.learner.init_ctx.expand_as(self.context))
+                self._reset_context(self.context)
             self.context.grad = None
             assert self.optimizer is not None
             self.optimizer.state.clear()
         self.view_features = None
+        self.current_class_features = None
 
     def begin(self, views: torch.Tensor) -> None:
         b, v = views.shape[:2]
@@ -234,8 +259,8 @@ class PromptTuner(Tuner):
             self.view_features = self.ctx.model.image_features(views.flatten(0, 1)).view(b, v, -1)
 
     def _text(self, context: torch.Tensor) -> torch.Tensor:
-        with self.section("text_encoder"):
-            return self.learner.text_features(context)
+        self.current_class_features = self.class_features(context)
+        return self.current_class_features
 
     def _logits(self, feats: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
         return self.scale * torch.einsum("bve,bce->bvc", feats, text)
@@ -251,11 +276,21 @@ class PromptTuner(Tuner):
         return self._logits(gather_views(self.view_features, selected), self._text(self.context))
 
     @no_grad
+    def all_view_logits(self, batch: Batch) -> torch.Tensor:
+        """Logits ``[B, V, C]`` of every view under the current (adapted) state, no gradient; the
+        frozen view features are encoded here if no episode ran (e.g. ``steps=0``)."""
+        b = len(batch)
+        if self.view_features is None or self.view_features.shape[0] != b:
+            self.begin(batch.views)
+        with self.ctx.amp.autocast():
+            return self.selection_logits()
+
+    @no_grad
     def predict_logits(self, batch: Batch) -> torch.Tensor:
         b = len(batch)
         context = self.context if self.context is not None and self.context.shape[0] == b else None
         if context is None:
-            context = self.learner.initial_context(b)
+            context = self.initial_context(b)
         with self.ctx.amp.autocast():
             if self.view_features is not None and self.view_features.shape[0] == b:
                 feats = self.view_features[:, 0]  # view 0 = the centre crop, already encoded
@@ -264,6 +299,29 @@ class PromptTuner(Tuner):
                     feats = self.ctx.model.image_features(batch.images)
             text = self._text(context)
         return self.scale * torch.einsum("be,bce->bc", feats, text)
+
+
+class PromptTuner(PerSampleTuner):
+    """A per-sample prompt context ``[B, n_ctx, D]``; class features from the text tower
+    (truncated prompts), the only encoder run per step."""
+
+    def __init__(self, ctx: MethodContext, config: PromptTuningConfig) -> None:
+        super().__init__(ctx, config)
+        self.learner: PromptLearner = prompt_learner_for(ctx, ctx_init=config.ctx_init, coop=config.coop)
+
+    @property
+    def hand_crafted_prompts(self) -> list[str]:
+        return list(self.learner.prompts)
+
+    def initial_context(self, batch_size: int) -> torch.Tensor:
+        return self.learner.initial_context(batch_size)
+
+    def _reset_context(self, context: torch.nn.Parameter) -> None:
+        context.copy_(self.learner.init_ctx.expand_as(context))
+
+    def class_features(self, context: torch.Tensor) -> torch.Tensor:
+        with self.section("text_encoder"):
+            return self.learner.text_features(context)
 
 
 class ImageEncoderTuner(Tuner):
@@ -448,6 +506,92 @@ class ImageTuningMethod(TuningMethod):
 
     def make_tuner(self, ctx: MethodContext) -> Tuner:
         return ImageEncoderTuner(ctx, self.config)
+
+
+@dataclass(frozen=True)
+class DistillationConfig(ImageTuningConfig):
+    """The RLCF paper's distillation baselines (``kd-tune.sh``): 3 AdamW steps, lr 1e-5, wd 5e-4."""
+
+    steps: int = 3
+    lr: float = 1e-5
+    weight_decay: float = 5e-4
+
+
+class DistillationMethod(ImageTuningMethod):
+    """Image-encoder tuning that distils the reward model's class distribution on the confident
+    views (the teacher, ``--reward-model``) into the policy; subclasses give only the loss.
+
+    The episode is :func:`run_episode` with :class:`ImageEncoderTuner`, as RLCF's image variant:
+    selection by the policy, teacher logits of the selected views once per episode
+    (:class:`~rlcf_bench.objectives.DistillationObjective`, timed as ``reward``), the teacher's
+    class texts = the policy's hand-crafted prompts, prediction on view 0.
+    """
+
+    requires: ClassVar[frozenset[str]] = frozenset({"reward_model"})
+
+    @abstractmethod
+    def distill_loss(self, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+        """Per-sample losses ``[B]`` from student and teacher logits ``[B, N, C]`` (fp32)."""
+
+    def make_objective(self, ctx: MethodContext) -> Objective:
+        prompts = self.tuner.hand_crafted_prompts
+        return DistillationObjective(ctx.reward_model, reward_text_features(ctx, prompts), self.distill_loss,
+                                     section=sections(ctx))
+
+
+# --------------------------------------------------------------------------------------------
+# Methods that do not learn: view features once, no autograd graph
+# --------------------------------------------------------------------------------------------
+
+
+def encode_views(ctx: MethodContext, views: torch.Tensor, section: Any = None) -> torch.Tensor:
+    """L2-normalised fp32 features ``[B, V, E]`` of views ``[B, V, 3, S, S]`` under the frozen
+    policy, in inference mode (no autograd graph is ever built)."""
+    section = section or (lambda _name: contextlib.nullcontext())
+    b, v = views.shape[:2]
+    with torch.inference_mode(), ctx.amp.autocast(), section("image_encoder"):
+        return ctx.model.image_features(views.flatten(0, 1)).view(b, v, -1)
+
+
+class FrozenViewsMethod(Method[Any]):
+    """Base of the episodic methods that do not learn (Zero, MTA): ``adapt`` encodes the protocol's
+    views once per sample (:func:`encode_views`), ``predict`` hands the features ``[B, V, E]`` to
+    :meth:`decide` in inference mode. Class text features are cached once per run. Samples are
+    independent, so a batch of them is decided at once (results do not depend on the batch size).
+    """
+
+    episodic: ClassVar[bool] = True
+    max_batch: ClassVar[int] = 64
+
+    def setup(self, ctx: MethodContext) -> None:
+        self.ctx = ctx
+        self.section = sections(ctx)
+        self.text = class_text_features(ctx)  # [C, E], once per run
+        self.scale = float(ctx.model.logit_scale)
+        self.features: torch.Tensor | None = None
+
+    def reset(self) -> None:
+        self.features = None
+
+    def adapt(self, batch: Batch) -> None:
+        with self.section("views"):
+            views = batch.views
+        self.features = encode_views(self.ctx, views, self.section)
+
+    def view_logits(self, features: torch.Tensor) -> torch.Tensor:
+        """``s · f(v) Tᵀ`` for every view: ``[B, V, C]``."""
+        return self.scale * features @ self.text.t()
+
+    def predict(self, batch: Batch) -> Predictions:
+        if self.features is None or self.features.shape[0] != len(batch):
+            self.adapt(batch)
+        assert self.features is not None
+        with torch.inference_mode():
+            return self.decide(self.features)
+
+    @abstractmethod
+    def decide(self, features: torch.Tensor) -> Predictions:
+        """Predictions of a batch from its view features ``[B, V, E]`` (view 0 = centre crop)."""
 
 
 # --------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ test in ``tests/test_hookspecs.py``; a meta-test enforces both.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pluggy
@@ -41,6 +41,22 @@ def rlcfb_register_datasets() -> list[DatasetSpec]:
 
     :return: a list of :class:`DatasetSpec`; flattened.
     Who implements this: dataset-family plugins (real layouts, the embedded micro suite).
+    """
+
+
+@hookspec(firstresult=True)
+def rlcfb_resolve_dataset(name: str, params: Mapping[str, Any]) -> DatasetSpec | None:
+    """Resolve a dataset name that no plugin registered, such as a scheme-prefixed spec
+    (``folder:/path``, ``csv:/path/file.csv``): the first non-``None`` answer wins.
+
+    :param name: the name exactly as the user typed it (``--dataset``, ``data check``).
+    :param params: the dataset parameters given with it (``--data-param key=value``), so that an
+        answer may depend on them (e.g. which column holds the labels decides the task kinds).
+    :return: a :class:`DatasetSpec` whose ``name`` is ``name``, or ``None`` when the name is not
+        this plugin's. Must be cheap (a peek at most): the layout is validated by the spec's
+        ``check``/``build``; a dataset object may carry ``content_version`` (a hash of its
+        content), which the runner stores as the run's dataset version.
+    Who implements this: plugins reading generic formats (image folders, manifests, shards).
     """
 
 

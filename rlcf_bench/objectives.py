@@ -12,6 +12,7 @@ episode sums the per-sample losses, so each sample's gradient is exactly what it
 * :func:`process_rewards` — RLCF's reward post-processing (spec §1.3): subtract the mean of the
   K samples of the same view (default), or of all N·K pairs of the sample, optionally divide by
   the standard deviation; with K = 1 nothing is subtracted (as in the original).
+* :func:`kl_divergence` — ``KL(p ‖ q)`` from log-probabilities (distillation losses).
 * :func:`reinforce_loss` — ``−mean_{i,k} adv_ik · log π(a_ik | v_i)``: REINFORCE with the
   baseline already subtracted. The actions are the deterministic top-K classes (spec §9 #1), so
   this is a reward-weighted likelihood over the K most likely classes, not an unbiased
@@ -117,6 +118,22 @@ def reinforce_loss(logits: torch.Tensor, actions: torch.Tensor, advantages: torc
 # --------------------------------------------------------------------------------------------
 
 
+def reward_section(section: SectionFn | None) -> contextlib.AbstractContextManager[Any]:
+    """The ``reward`` timing section (reward/teacher compute), or nothing without a timer."""
+    return section("reward") if section is not None else contextlib.nullcontext()
+
+
+def kl_divergence(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
+    """``KL(p ‖ q) = Σ_c p_c (log p_c − log q_c)`` along the last axis, from log-probabilities.
+
+    Classes with ``p_c = 0`` (``log p_c = −inf``, e.g. masked out) contribute exactly 0, also when
+    ``log q_c = −inf`` there, and pass no gradient.
+    """
+    p = log_p.exp()
+    term = torch.where(p > 0, p * (log_p - log_q), torch.zeros_like(p))
+    return term.sum(dim=-1)
+
+
 class Objective(ABC):
     """What a TTA episode minimises over the selected views.
 
@@ -166,7 +183,7 @@ class CLIPRewardObjective(Objective):
         self.last_rewards: torch.Tensor | None = None
 
     def _timed(self) -> contextlib.AbstractContextManager[Any]:
-        return self.section("reward") if self.section is not None else contextlib.nullcontext()
+        return reward_section(self.section)
 
     def begin(self, selected_views: torch.Tensor) -> None:
         b, n = selected_views.shape[:2]
@@ -194,3 +211,34 @@ class CLIPRewardObjective(Objective):
         if self.entropy_reg:
             loss = loss + self.entropy_reg * marginal_entropy(logits)
         return loss
+
+
+DistillLoss = Callable[["torch.Tensor", "torch.Tensor"], "torch.Tensor"]
+
+
+class DistillationObjective(Objective):
+    """Distillation from a frozen teacher (the RLCF paper's KD / DKD / ATKD baselines).
+
+    ``begin`` computes the teacher's class logits of the selected views once per episode
+    (``teacher.class_logits`` against its own class features ``text_features``, computed once per
+    run), inside ``section("reward")`` so the teacher's share of the latency is reported; ``loss``
+    applies ``loss_fn(student logits, teacher logits)`` → per-sample losses ``[B]``, in fp32.
+    """
+
+    def __init__(self, teacher: RewardModel, text_features: list[torch.Tensor], loss_fn: DistillLoss, *,
+                 section: SectionFn | None = None) -> None:
+        self.teacher = teacher
+        self.text_features = text_features
+        self.loss_fn = loss_fn
+        self.section = section
+        self.teacher_logits: torch.Tensor | None = None
+
+    def begin(self, selected_views: torch.Tensor) -> None:
+        b, n = selected_views.shape[:2]
+        with reward_section(self.section):
+            feats = self.teacher.image_features(selected_views.flatten(0, 1))
+            self.teacher_logits = self.teacher.class_logits(feats, self.text_features).float().view(b, n, -1)
+
+    def loss(self, logits: torch.Tensor) -> torch.Tensor:
+        assert self.teacher_logits is not None, "begin() was not called for this episode"
+        return self.loss_fn(logits.float(), self.teacher_logits.to(logits.device))

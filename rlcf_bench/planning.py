@@ -19,7 +19,7 @@ from typing import Any
 
 from .plugins import PluginHost
 from .runner import RunRequest
-from .types import SuiteRun, config_from_pairs
+from .types import VIEW_POLICY_PARAM, SuiteRun, check_view_policy, config_from_pairs
 
 
 class PlanError(ValueError):
@@ -30,7 +30,7 @@ def plan_runs(host: PluginHost, *, suite: str, suite_explicit: bool = False, tas
               datasets: Sequence[str] = (), methods: Sequence[str] = (), model: str | None = None,
               reward_model: str | None = None, options: Sequence[tuple[str, str]] = (),
               data_params: Sequence[tuple[str, str]] = (), overrides: dict[str, Any] | None = None) -> list[RunRequest]:
-    method_reg, task_reg, ds_reg = host.registry("methods"), host.registry("tasks"), host.registry("datasets")
+    method_reg, task_reg = host.registry("methods"), host.registry("tasks")
     for name in methods:
         method_reg.get(name)  # unknown names fail with suggestions
     suites = host.registry("suites")
@@ -49,10 +49,10 @@ def plan_runs(host: PluginHost, *, suite: str, suite_explicit: bool = False, tas
     if datasets:
         runs = [r for r in base if r.dataset in datasets]
         for ds in datasets:
-            ds_spec = ds_reg.get(ds)
+            ds_spec = host.dataset(ds, dict(data_params))
             if any(r.dataset == ds for r in base):
                 continue
-            t = task or _default_task(host, ds_spec)
+            t = task or _default_task(host, ds_spec, methods)
             kind = task_reg.get(t).kind
             template = [r for r in base if task_reg.get(r.task).kind == kind]
             main_model, main_reward = _main(template)
@@ -71,6 +71,11 @@ def plan_runs(host: PluginHost, *, suite: str, suite_explicit: bool = False, tas
             replaced = [SuiteRun(task=task, dataset=ds, method=m, model=model or "") for ds in datasets for m in methods]
         runs = replaced
 
+    if overrides and VIEW_POLICY_PARAM in overrides:
+        try:
+            check_view_policy(overrides[VIEW_POLICY_PARAM])
+        except ValueError as exc:
+            raise PlanError(str(exc)) from exc
     requests: list[RunRequest] = []
     for r in runs:
         spec = method_reg.get(r.method)
@@ -117,10 +122,14 @@ def _main(runs: Sequence[SuiteRun]) -> tuple[str | None, str | None]:
     return (models.most_common(1)[0][0] if models else None, rewards.most_common(1)[0][0] if rewards else None)
 
 
-def _default_task(host: PluginHost, ds_spec: Any) -> str:
-    for t in host.registry("tasks"):
-        if t.kind in ds_spec.task_kinds:
-            return t.name
+def _default_task(host: PluginHost, ds_spec: Any, methods: Sequence[str] = ()) -> str:
+    """A task the dataset serves. A dataset with labels and captions serves several kinds: the
+    one most selected methods support wins, then classification (the benchmark's main task)."""
+    usable = [t for t in host.registry("tasks") if t.kind in ds_spec.task_kinds]
+    specs = [host.registry("methods").get(m) for m in methods]
+    usable.sort(key=lambda t: (-sum(t.kind in m.tasks for m in specs), t.kind != "classification"))
+    for t in usable:
+        return t.name
     raise PlanError(f"no registered task can use dataset {ds_spec.name!r}")
 
 

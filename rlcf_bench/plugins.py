@@ -19,7 +19,7 @@ import os
 import pkgutil
 import sys
 import types
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +70,7 @@ class PluginHost:
         self.pm.add_hookspecs(hookspecs)
         self._dist_of: dict[str, tuple[str | None, str | None]] = {}
         self._registries: dict[str, Any] = {}
+        self._resolved: dict[tuple[str, tuple[tuple[str, str], ...]], DatasetSpec] = {}
         self.blocked = set(blocked)
         for name in self.blocked:
             self.pm.set_blocked(name)
@@ -164,9 +165,13 @@ class PluginHost:
             spec = importlib.util.spec_from_file_location(f"rlcf_bench_plugins_dir_{path.stem}", path)
             assert spec and spec.loader
             module = importlib.util.module_from_spec(spec)
+            # Registered before it runs, as an import would: dataclasses (with postponed
+            # annotations) and pickling look the module up by name.
+            sys.modules[spec.name] = module
             try:
                 spec.loader.exec_module(module)
             except Exception as exc:
+                del sys.modules[spec.name]
                 raise PluginError(f"plugin file {path} failed to import: {exc!r}") from exc
             self.register(module, name=name, dist=(str(path), None))
 
@@ -237,6 +242,27 @@ class PluginHost:
         """Call every implementation of a hook (last registered first, as pluggy does)."""
         caller = getattr(self.pm.hook, hook_name)
         return [self._call(impl, hook_name, kwargs) for impl in reversed(caller.get_hookimpls())]
+    def dataset(self, name: str, params: Mapping[str, Any] | None = None) -> DatasetSpec:
+        """The dataset spec for ``name``: a registered one, else the first answer of
+        ``rlcfb_resolve_dataset`` (scheme names such as ``folder:/path``), cached per session;
+        else the registry's unknown-name error with close matches."""
+        import dataclasses
+
+        registry = self.registry("datasets")
+        if name in registry:
+            return registry.get(name)
+        given = dict(params or {})
+        key = (name, tuple(sorted((k, str(v)) for k, v in given.items())))
+        if key not in self._resolved:
+            for impl in reversed(self.pm.hook.rlcfb_resolve_dataset.get_hookimpls()):
+                args = {"name": name, "params": given}
+                spec = impl.function(*[args[a] for a in impl.argnames])
+                if spec is not None:
+                    self._resolved[key] = dataclasses.replace(spec, provider=spec.provider or impl.plugin_name)
+                    break
+            else:
+                return registry.get(name)  # raises: unknown name, with suggestions
+        return self._resolved[key]
 
     def run_start(self, run_id: int, spec: RunSpec, n_total: int, n_done: int) -> None:
         self._each("rlcfb_run_start", run_id=run_id, spec=spec, n_total=n_total, n_done=n_done)

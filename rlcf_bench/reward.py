@@ -53,3 +53,16 @@ class CLIPReward:
             total = s if total is None else total + s.to(total.device)
         assert total is not None
         return total
+
+    @torch.no_grad()
+    def class_logits(self, image_feats: Sequence[torch.Tensor], text_feats: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Teacher logits ``[N, C]`` of images against all class texts: ``sum_j w_j · s_j · F_j G_jᵀ``
+        with ``s_j`` member j's own logit scale (100 for OpenAI CLIPs). With one member of weight 1
+        these are that CLIP's zero-shot logits, the distillation teacher of the RLCF paper; an
+        ensemble's logits are the weighted sum of its members'."""
+        total = None
+        for w, m, fi, ft in zip(self.weights, self.members, image_feats, text_feats):
+            z = (w * m.logit_scale) * fi @ ft.to(fi.device).t()
+            total = z if total is None else total + z.to(total.device)
+        assert total is not None
+        return total

@@ -30,7 +30,7 @@ from .store import Store
 from .task import TaskRuntime
 from .types import (
     SKIPPED, Batch, DatasetLayoutError, LatencyStats, MethodContext, MetricValue, RunError, RunProtocol, RunResult,
-    RunSpec, SampleRecord, StepRecord, config_from_pairs,
+    RunSpec, SampleRecord, StepRecord, config_from_pairs, resolve_view_policy,
 )
 
 
@@ -50,7 +50,13 @@ class RunRequest:
     def describe(self) -> str:
         reward = f" reward={self.reward_model}" if self.reward_model else ""
         opts = "".join(f" {k}={v}" for k, v in self.method_options)
-        params = "".join(f" {k}={v}" for k, v in self.dataset_params)
+        limit = dict(self.protocol_overrides).get("limit")
+        shown = dict(self.dataset_params)
+        if limit is not None and isinstance(shown.get("n"), int):
+            shown["n"] = min(int(limit), shown["n"])  # the samples the run scores, not the dataset's size
+        elif limit is not None:
+            shown["limit"] = limit
+        params = "".join(f" {k}={v}" for k, v in shown.items())
         return f"{self.task}/{self.dataset}{params} {self.method}{opts} model={self.model}{reward}"
 
 
@@ -143,7 +149,7 @@ class Runner:
     def prepare(self, req: RunRequest) -> tuple[RunSpec, Any, Any, Any]:
         """Resolve names to specs and build the run's identity (no model is loaded here)."""
         task_spec = self.host.registry("tasks").get(req.task)
-        ds_spec = self.host.registry("datasets").get(req.dataset)
+        ds_spec = self.host.dataset(req.dataset, dict(req.dataset_params))
         method_spec = self.host.registry("methods").get(req.method)
         if task_spec.kind not in ds_spec.task_kinds:
             raise RunnerError(f"dataset {ds_spec.name!r} has no {task_spec.kind} split (it supports "
@@ -162,6 +168,10 @@ class Runner:
             if key not in {f.name for f in dataclasses.fields(RunProtocol)}:
                 params[key] = overrides.pop(key)
         protocol = protocol.replace(**overrides, params=tuple(sorted(params.items())))
+        try:
+            protocol = resolve_view_policy(protocol, method_spec.view_policy, ds_spec.name)
+        except ValueError as exc:
+            raise RunnerError(str(exc)) from exc
         protocol = protocol.replace(precision=resolve_precision(protocol.precision, self.device))
         uses_reward = "reward_model" in method_spec.requires
         spec = RunSpec(
@@ -181,6 +191,9 @@ class Runner:
                                   if spec.reward_model else None),
         )
         dataset = self.build_dataset(ds_spec, dict(req.dataset_params))
+        content_version = getattr(dataset, "content_version", None)
+        if content_version:  # data addressed by path: its identity is its content (a manifest hash)
+            spec = dataclasses.replace(spec, dataset_version=str(content_version))
         task: TaskRuntime = task_spec.build(dataset, spec.protocol)
         items = task.samples()
         from .provenance import provenance
@@ -193,7 +206,7 @@ class Runner:
             device_name=device_name(self.device), official=official, fresh=self.options.fresh,
         )
         if run.status == "finished" and run.n_done >= len(items):
-            return self._result_from_store(run.id, spec)
+            return dataclasses.replace(self._result_from_store(run.id, spec), reused=True)
         done = self.store.done_sample_ids(run.id)
         self.host.run_start(run.id, spec, len(items), len(done))
         method = None
@@ -205,7 +218,7 @@ class Runner:
             timer = SectionTimer(self.device)
             ctx = MethodContext(
                 task=task_spec.kind, protocol=spec.protocol, device=self.device, amp=amp, model=policy,
-                reward_model=reward, seed=spec.seed, **task.context_fields(policy, self.device),
+                reward_model=reward, seed=spec.seed, dataset=spec.dataset, **task.context_fields(policy, self.device),
             )
             ctx.cache["timer"] = timer
             method = method_spec.method_cls(config)

@@ -1,7 +1,9 @@
 """Confidence intervals and paired tests used by tasks and reports.
 
-Pure Python/NumPy, deterministic (bootstrap resamples use a fixed seed) so reports are
-reproducible byte for byte.
+The Wilson interval and the exact binomial tail come from :mod:`scipy.stats`; what no library
+provides in this form is written here: the mid-p McNemar value, and the bootstraps (memory-bounded,
+with a binomial fast path for 0/1 scores). Deterministic (bootstrap resamples use a fixed seed)
+so reports are reproducible byte for byte.
 """
 
 from __future__ import annotations
@@ -16,14 +18,15 @@ Z95 = 1.959963984540054
 
 
 def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
-    """Wilson score interval for a binomial proportion (well-behaved near 0 and 1)."""
+    """Wilson score interval for a binomial proportion (well-behaved near 0 and 1), at the
+    two-sided level of the normal quantile ``z`` (95% by default), via ``scipy.stats.binomtest``."""
     if n <= 0:
         return (math.nan, math.nan)
-    p = successes / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return (max(0.0, centre - half), min(1.0, centre + half))
+    from scipy.stats import binomtest, norm
+
+    level = round(1.0 - 2.0 * float(norm.sf(z)), 12)  # Z95 -> exactly 0.95
+    ci = binomtest(int(successes), int(n)).proportion_ci(confidence_level=level, method="wilson")
+    return (max(0.0, float(ci.low)), min(1.0, float(ci.high)))
 
 
 def bootstrap_ci(values: Sequence[float] | np.ndarray, statistic: Callable[[np.ndarray], float] = np.mean,
@@ -110,22 +113,22 @@ class McNemarResult:
         return self.b + self.c
 
 
-def _log_binom_pmf_half(k: int, n: int) -> float:
-    return math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1) - n * math.log(2.0)
-
-
 def mcnemar_exact(b: int, c: int) -> McNemarResult:
-    """Two-sided exact and mid-p McNemar test for ``b`` and ``c`` discordant pairs."""
+    """Two-sided exact and mid-p McNemar test for ``b`` and ``c`` discordant pairs.
+
+    The binomial tail and point probabilities are scipy's; ``p_exact`` doubles the smaller tail
+    (the two-sided exact test, equal to ``scipy.stats.binomtest(min(b, c), b + c).pvalue`` for
+    p = 1/2), and the mid-p subtracts the observed table's probability once."""
     if b < 0 or c < 0:
         raise ValueError("discordant counts must be non-negative")
     n = b + c
     if n == 0:
         return McNemarResult(b, c, 1.0, 1.0)
+    from scipy.stats import binom
+
     k = min(b, c)
-    logs = [_log_binom_pmf_half(i, n) for i in range(k + 1)]
-    top = max(logs)
-    tail = math.exp(top) * sum(math.exp(v - top) for v in logs)  # P(X <= k)
-    point = math.exp(logs[-1])  # P(X = k)
+    tail = float(binom.cdf(k, n, 0.5))  # P(X <= k)
+    point = float(binom.pmf(k, n, 0.5))  # P(X = k)
     p_exact = min(1.0, 2.0 * tail)
     p_mid = min(1.0, 2.0 * tail - point)
     return McNemarResult(b, c, p_exact, max(0.0, p_mid))

@@ -47,7 +47,23 @@ from .types import SKIPPED, LatencyStats, MetricValue, ReferenceResult, RunSpec,
 
 SCHEMA_VERSION = 1
 DB_ENV = "RLCF_BENCH_DB"
-DEFAULT_DB_PATH = Path("leaderboard") / "leaderboard.sqlite"
+DB_FILE = "leaderboard.sqlite"
+
+
+def default_db_path() -> Path:
+    """The one default leaderboard, wherever the command runs from.
+
+    From a checkout (the package sits next to the repository's ``pyproject.toml`` and
+    ``leaderboard/``), it is ``<repository>/leaderboard/leaderboard.sqlite``; from an installed
+    package, ``$XDG_DATA_HOME/rlcf-bench/leaderboard.sqlite`` (``~/.local/share/rlcf-bench/`` by
+    default). Never relative to the working directory, so ``run`` in another folder adds to the
+    same leaderboard that ``report`` reads.
+    """
+    repo = Path(__file__).resolve().parent.parent
+    if (repo / "pyproject.toml").is_file() and (repo / "leaderboard").is_dir():
+        return repo / "leaderboard" / DB_FILE
+    data_home = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    return data_home / "rlcf-bench" / DB_FILE
 LEASE_ENV = "RLCF_BENCH_CLAIM_LEASE_S"
 SQLITE_MAGIC = b"SQLite format 3\x00"
 FINALISE_CLAIM = "::finalise::"  # a pseudo sample id (no dataset names a sample so)
@@ -216,17 +232,17 @@ class Reference(Base):
 
 
 def resolve_db_url(db: str | None = None) -> str:
-    """``--db`` beats ``$RLCF_BENCH_DB`` beats ``leaderboard/leaderboard.sqlite``.
+    """``--db`` beats ``$RLCF_BENCH_DB`` beats :func:`default_db_path`.
 
     A plain path is turned into a SQLite URL; anything with ``://`` is used as is. Only the
     default path's folder is created; a missing folder of a path the user gave is an error
     (a typo must not silently start a new leaderboard elsewhere).
     """
-    value = db or os.environ.get(DB_ENV) or str(DEFAULT_DB_PATH)
+    value = db or os.environ.get(DB_ENV) or str(default_db_path())
     if "://" in value:
         return value
     path = Path(value).expanduser()
-    if value == str(DEFAULT_DB_PATH):
+    if value == str(default_db_path()):
         path.parent.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{path}"
 
@@ -298,6 +314,15 @@ class Store:
             why = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
             raise StoreError(f"leaderboard database {self.engine.url.render_as_string(hide_password=True)}",
                              why, "check that it exists, is reachable and is an rlcf-bench store") from exc
+
+    @property
+    def location(self) -> str:
+        """Where the leaderboard is, for people: the SQLite file's absolute path, or the URL
+        with any password hidden."""
+        url = make_url(self.url)
+        if url.get_backend_name() == "sqlite" and url.database:
+            return str(Path(url.database).resolve())
+        return url.render_as_string(hide_password=True)
 
     # ------------------------------------------------------------------ schema
     def _read_version(self) -> str | None:

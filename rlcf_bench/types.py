@@ -81,6 +81,59 @@ class RunProtocol:
         return max(1, int(self.selection_ratio * self.n_views))
 
 
+VIEW_POLICY_PARAM = "view_policy"
+VIEW_POLICIES = ("common", "method")
+
+
+@dataclass(frozen=True)
+class ViewPolicy:
+    """The test-time views a method's paper used, where they differ from the common protocol.
+
+    A method declares one as its ``view_policy`` class attribute; it is applied only when the
+    user asks for it (``--protocol-param view_policy=method``), never by default: by default every
+    method sees the common protocol's views. ``None`` keeps the common protocol's value.
+
+    * ``n_views`` — views per sample (view 0 included);
+    * ``augmix`` — AugMix on (True) or off (False) on every dataset;
+    * ``augmix_on`` — datasets with AugMix whatever ``augmix`` says (e.g. C-TPT: the ImageNet
+      variants, but not ImageNet itself).
+    """
+
+    n_views: int | None = None
+    augmix: bool | None = None
+    augmix_on: frozenset[str] = frozenset()
+
+    def apply(self, protocol: RunProtocol, dataset: str) -> RunProtocol:
+        """``protocol`` with this policy's views for ``dataset``; ``view_policy=method`` recorded in
+        its params (so the hash differs from the common protocol's even where the views agree)."""
+        augmix = protocol.augmix if self.augmix is None else self.augmix
+        params = {**dict(protocol.params), VIEW_POLICY_PARAM: "method"}
+        return protocol.replace(n_views=protocol.n_views if self.n_views is None else self.n_views,
+                                augmix=augmix or dataset in self.augmix_on, params=tuple(sorted(params.items())))
+
+
+def check_view_policy(choice: Any) -> str:
+    """The ``view_policy`` protocol parameter, validated: ``common`` or ``method``."""
+    if choice not in VIEW_POLICIES:
+        raise ValueError(f"view_policy={choice!r}: expected one of {', '.join(VIEW_POLICIES)}")
+    return str(choice)
+
+
+def resolve_view_policy(protocol: RunProtocol, policy: ViewPolicy | None, dataset: str) -> RunProtocol:
+    """The protocol a run uses, before it is hashed.
+
+    ``view_policy=common`` (the default) and methods that declare no policy of their own get the
+    common protocol unchanged, without a ``view_policy`` parameter (so their hash, and the run they
+    share with the common protocol, do not change). ``view_policy=method`` with a declared policy
+    gets :meth:`ViewPolicy.apply`.
+    """
+    choice = check_view_policy(protocol.param(VIEW_POLICY_PARAM, "common"))
+    common = protocol.replace(params=tuple((k, v) for k, v in protocol.params if k != VIEW_POLICY_PARAM))
+    if choice == "method" and policy is not None:
+        return policy.apply(common, dataset)
+    return common
+
+
 # --------------------------------------------------------------------------------------------
 # Data flowing through a run
 # --------------------------------------------------------------------------------------------
@@ -207,6 +260,10 @@ class RewardModel(Protocol):
 
     def score(self, image_feats: list[torch.Tensor], text_feats: list[torch.Tensor]) -> torch.Tensor: ...
 
+    def class_logits(self, image_feats: list[torch.Tensor], text_feats: list[torch.Tensor]) -> torch.Tensor:
+        """Logits ``[N, C]`` of N images against C class texts (a distillation teacher's)."""
+        ...
+
 
 class Amp(Protocol):
     """Mixed-precision helper built by the runner from the protocol's precision."""
@@ -224,7 +281,8 @@ class MethodContext:
     """Everything a method may use, built once per run by the runner.
 
     ``cache`` is a per-run dictionary for frozen, derived values (class text features, gallery
-    features): compute them once in ``setup``, never per sample.
+    features): compute them once in ``setup``, never per sample. ``dataset`` is the registered
+    dataset name, for methods whose official defaults differ per dataset (e.g. C-TPT's λ).
     """
 
     task: TaskKind
@@ -239,6 +297,7 @@ class MethodContext:
     gallery: Any = None
     seed: int = 0
     cache: dict[str, Any] = field(default_factory=dict)
+    dataset: str | None = None
 
 
 ConfigT = TypeVar("ConfigT")
@@ -255,7 +314,9 @@ class Method(ABC, Generic[ConfigT]):
     * ``episodic``: True → the runner calls ``reset()`` before each batch of samples and the
       method may adapt several independent samples at once (``max_batch``); False → online:
       state carries over, samples come one at a time in the protocol's order,
-    * ``paper``: a citation string shown by ``rlcf-bench ls methods``.
+    * ``paper``: a citation string shown by ``rlcf-bench ls methods``,
+    * ``view_policy``: the views of the method's own paper (:class:`ViewPolicy`), used only with
+      ``--protocol-param view_policy=method``; ``None`` (default): the common protocol's views.
 
     The runner owns the clock: it times ``adapt`` and ``predict`` separately; a method never
     reports its own latency. Reward-model compute happens inside ``adapt`` and is counted.
@@ -269,6 +330,7 @@ class Method(ABC, Generic[ConfigT]):
     episodic: ClassVar[bool] = True
     max_batch: ClassVar[int] = 1
     paper: ClassVar[str | None] = None
+    view_policy: ClassVar[ViewPolicy | None] = None
 
     def __init__(self, config: ConfigT) -> None:
         self.config = config
@@ -316,6 +378,7 @@ class MethodSpec:
     paper: str | None = None
     description: str = ""
     provider: str = ""
+    view_policy: ViewPolicy | None = None
 
     @classmethod
     def from_method(cls, method_cls: type[Method[Any]], description: str = "") -> MethodSpec:
@@ -330,6 +393,7 @@ class MethodSpec:
             episodic=method_cls.episodic,
             paper=method_cls.paper,
             description=doc if isinstance(doc, str) else (doc[0] if doc else ""),
+            view_policy=method_cls.view_policy,
         )
 
 
@@ -374,6 +438,9 @@ class ModelSpec:
     """A model name users can type. ``load(name, device)`` builds it lazily.
 
     ``accepts`` lets a backend claim a family of names (``ARCH@TAG``, ``ARCH@/path/file.pt``).
+    ``check(name)``, optional, raises with a clear message when ``name`` cannot be loaded here
+    (weights missing, ...) without building the model: ``rlcf-bench run`` asks it for every
+    planned model before the first run (:mod:`rlcf_bench.preflight`).
     """
 
     name: str
@@ -383,6 +450,7 @@ class ModelSpec:
     kind: Literal["vlm", "captioner"] = "vlm"
     description: str = ""
     provider: str = ""
+    check: Callable[[str], Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -572,6 +640,7 @@ class RunResult:
     latency: LatencyStats | None
     n_samples: int
     status: str
+    reused: bool = False  # a finished run found in the store: nothing was executed
 
 
 @dataclass(frozen=True)

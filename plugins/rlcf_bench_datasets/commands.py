@@ -71,12 +71,12 @@ def _folder_missing(report: LayoutReport, root: Path | None, root_name: str) -> 
     return root is None or path in {str(root), str(root / root_name)}
 
 
-@click.group("data")
+@click.group("data", epilog="\b\nExamples:\n  rlcf-bench data list --data-root /data\n  rlcf-bench data check imagenet-v2 --data-root /data")
 def data_group() -> None:
     """Check and list the real datasets under the data root."""
 
 
-@data_group.command("check")
+@data_group.command("check", epilog="\b\nExample:\n  rlcf-bench data check imagenet-c --data-root /data --param corruption=gaussian_noise --param severity=3")
 @click.argument("dataset")
 @click.option("--data-root", default=None, help="root of real datasets (else $RLCF_BENCH_DATA_ROOT, else the config file)")
 @click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="dataset parameter, e.g. severity=3")
@@ -90,12 +90,13 @@ def check_cmd(ctx: click.Context, dataset: str, data_root: str | None, params: t
     from rlcf_bench.registry import RegistryError
 
     host = _host(ctx)
+    given = _parse_params(params)
     try:
-        spec = host.registry("datasets").get(dataset)
-    except RegistryError as exc:
+        spec = host.dataset(dataset, given)
+    except (RegistryError, TypeError, ValueError) as exc:
         raise click.UsageError(str(exc)) from exc
     try:
-        report = check_dataset(spec, _data_root(data_root), _parse_params(params))
+        report = check_dataset(spec, _data_root(data_root), given)
     except (TypeError, ValueError) as exc:
         raise click.UsageError(str(exc)) from exc
     click.echo(report.render())
@@ -126,7 +127,7 @@ def decode_all(spec: Any, root: Path | None, params: dict[str, Any], workers: in
     return bad
 
 
-@data_group.command("list")
+@data_group.command("list", epilog="\b\nExample:\n  rlcf-bench data list --data-root /data --check")
 @click.option("--data-root", default=None, help="root of real datasets (else $RLCF_BENCH_DATA_ROOT, else the config file)")
 @click.option("--check", "full", is_flag=True, help="run every dataset's full layout check (slower)")
 @click.pass_context

@@ -50,8 +50,6 @@ CLASSIFICATION: tuple[_Row, ...] = (
     ("RLCF-S + CoOp", "rlcf-prompt", B16, RLCF_S, "CoOp init", (76.50, 71.11, 70.92, 84.73, 56.97)),
     ("Pseudo-label", "pseudo-label-image", B16, None, "image-encoder tuning", (69.11, 62.15, 63.56, 80.03, 49.45)),
     ("TPT (backbone)", "tpt-image", B16, None, "image-encoder tuning", (69.42, 61.62, 63.70, 79.74, 49.47)),
-    ("KD", "kd-image", B16, None, "image-encoder tuning, distillation from CLIP-ViT-L/14", (70.92, 66.39, 65.01, 82.12, 53.51)),
-    ("ATKD", "atkd-image", B16, None, "image-encoder tuning, distillation from CLIP-ViT-L/14", (70.51, 70.66, 65.54, 85.12, 53.56)),
     ("RLCF (tune)", "rlcf-image", B16, L14, "image-encoder tuning", (74.85, 73.71, 69.77, 86.19, 57.10)),
     ("RLCF-S (tune)", "rlcf-image", B16, RLCF_S, "image-encoder tuning", (75.34, 75.00, 70.08, 86.97, 57.75)),
     ("RLCF-S-M (tune)", "rlcf-image", B16, RLCF_S, "image-encoder tuning with the momentum buffer (momentum option)",

@@ -238,11 +238,13 @@ def rlcfb_register_models() -> list[ModelSpec]:
 def rlcfb_add_commands(cli: Any) -> None:
     import click
 
-    @click.group(name="micro", help="The embedded micro suite: train and evaluate its model zoo.")
+    @click.group(name="micro", help="The embedded micro suite: train and evaluate its model zoo.",
+                 epilog="\b\nExamples:\n  rlcf-bench micro eval-zoo -n 200\n  rlcf-bench micro train-zoo --out /tmp/zoo")
     def micro() -> None:
         pass
 
-    @micro.command(name="train-zoo", help="Train micro-student and micro-reward from scratch (seeded).")
+    @micro.command(name="train-zoo", help="Train micro-student and micro-reward from scratch (seeded).",
+                   epilog="\b\nExample:\n  rlcf-bench micro train-zoo --out /tmp/zoo --model micro-student")
     @click.option("--out", "out_dir", default=str(WEIGHTS_DIR), show_default=True, type=click.Path(file_okay=False))
     @click.option("--seed", default=0, show_default=True, type=int)
     @click.option("--quick", is_flag=True, help="A few tiny steps (smoke test), not a usable model.")
@@ -259,7 +261,8 @@ def rlcfb_add_commands(cli: Any) -> None:
             click.echo(f"{name}: val accuracy {entry['val_accuracy']:.3f}, {entry['wall_time_s']:.0f} s, "
                        f"sha256 {entry['sha256'][:12]}")
 
-    @micro.command(name="eval-zoo", help="Zero-shot accuracy of the zoo on every micro test domain.")
+    @micro.command(name="eval-zoo", help="Zero-shot accuracy of the zoo on every micro test domain.",
+                   epilog="\b\nExample:\n  rlcf-bench micro eval-zoo -n 200 --severity 3")
     @click.option("--weights", "weights_dir", default=str(WEIGHTS_DIR), show_default=True)
     @click.option("-n", "n", default=500, show_default=True, type=int)
     @click.option("--severity", default=3, show_default=True, type=int)

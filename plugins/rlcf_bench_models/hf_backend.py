@@ -86,6 +86,9 @@ def load_hf_clip(name: str, device: Any) -> Any:
     with hub_offline():
         from transformers import AutoTokenizer, CLIPModel
 
+        from rlcf_bench.quiet import quiet_transformers
+
+        quiet_transformers()
         try:
             model = CLIPModel.from_pretrained(str(folder), local_files_only=True)
             tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
@@ -105,5 +108,6 @@ def load_hf_clip(name: str, device: Any) -> Any:
 def rlcfb_register_models() -> list[ModelSpec]:
     return [
         ModelSpec(name="hf-clip", version="1", load=load_hf_clip, accepts=_accepts,
+                  check=lambda name: check_folder(Path(name[len(PREFIX):]).expanduser(), name),
                   description="Hugging Face CLIPModel from a local folder: hf:/path/to/dir (offline)"),
     ]

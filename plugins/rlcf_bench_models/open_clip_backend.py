@@ -576,6 +576,13 @@ def load_open_clip_files(config: str | Path | Mapping[str, Any], weights: str | 
                 preprocess=pre, device=device)
 
 
+def check_open_clip(name: str) -> None:
+    """Raise :class:`ModelLoadError` when ``name``'s config or weights are not on this machine
+    (nothing is built; a download happens only where downloads are allowed, as loading would)."""
+    with hub_offline():
+        resolve(name)
+
+
 def load_open_clip(name: str, device: Any) -> Any:
     """Load any open_clip model name (see the module docstring) as an ``OpenClipVLM``."""
     from ._formats import quick_fingerprint
@@ -596,7 +603,7 @@ def load_open_clip(name: str, device: Any) -> Any:
 @hookimpl
 def rlcfb_register_models() -> list[ModelSpec]:
     return [
-        ModelSpec(name="open_clip", version="2", load=load_open_clip, accepts=_accepts,
+        ModelSpec(name="open_clip", version="2", load=load_open_clip, accepts=_accepts, check=check_open_clip,
                   description="open_clip ARCH@TAG (e.g. ViT-B-16@openai), ARCH@/path/to/weights, "
                               "ARCH@TAG@/path/to/weights or CONFIG.json@/path/to/weights; offline, fail-fast"),
     ]

@@ -23,11 +23,13 @@ from rlcf_bench import hookimpl
 def rlcfb_add_commands(cli: Any) -> None:
     import click
 
-    @click.group(name="caption", help="Captioning: train ClipCap/CapDec captioners, extract CLIP features.")
+    @click.group(name="caption", help="Captioning: train ClipCap/CapDec captioners, extract CLIP features.",
+                 epilog="\b\nExample:\n  rlcf-bench caption train --preset micro --out /tmp/captioner")
     def caption() -> None:
         pass
 
-    @caption.command(name="train", help="Train a captioner (seeded, resumable, safetensors checkpoints).")
+    @caption.command(name="train", help="Train a captioner (seeded, resumable, safetensors checkpoints).",
+                     epilog="\b\nExamples:\n  rlcf-bench caption train --preset micro --out /tmp/captioner\n  rlcf-bench caption train --features feats.pkl --clip ViT-B-32@openai --out /ckpt/clipcap")
     @click.option("--preset", type=click.Choice(["micro"]), default=None,
                   help="micro: the micro suite's captioner (photo training split, micro-student features).")
     @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
@@ -75,7 +77,8 @@ def rlcfb_add_commands(cli: Any) -> None:
                              warmup=warmup, seed=seed, prefix_length=prefix_length, mapper_layers=mapper_layers,
                              mapper_heads=mapper_heads, progress=not no_progress, log=click.echo)
 
-    @caption.command(name="extract", help="Write the §5.2 feature dictionary of a captioning dataset.")
+    @caption.command(name="extract", help="Write the §5.2 feature dictionary of a captioning dataset.",
+                     epilog="\b\nExample:\n  rlcf-bench caption extract --dataset flickr30k-captions --clip ViT-B-32@openai --out feats.pkl --data-root /data")
     @click.option("--dataset", required=True)
     @click.option("--clip", "clip_name", required=True)
     @click.option("--out", "out_file", required=True, type=click.Path(dir_okay=False))
@@ -91,7 +94,7 @@ def rlcfb_add_commands(cli: Any) -> None:
 
         host = ctx.find_object(PluginHost)
         runner = Runner(host, Store("sqlite://"), ExecutionOptions(data_root=data_root))
-        spec = host.registry("datasets").get(dataset)
+        spec = host.dataset(dataset)
         data = runner.build_dataset(spec, dict(spec.params))
         vlm = runner.load_model(clip_name)
         n = min(len(data), limit) if limit else len(data)

@@ -353,7 +353,10 @@ def load_captioner(folder: str | Path, device: Any = "cpu", *, name: str | None 
     from safetensors.torch import load_file
     from transformers import OPTForCausalLM
 
+    from ..quiet import quiet_transformers
     from .tokenizer import load_tokenizer
+
+    quiet_transformers()
 
     folder = Path(folder).expanduser()
     if not (folder / SETTINGS_FILE).is_file():

@@ -5,6 +5,8 @@ Public API (what ``rlcf-bench report`` and ``rlcf-bench compare`` call):
 - :func:`build_rows` — the leaderboard rows (:class:`LeaderboardRow`) of the finished runs;
 - :func:`render` — one format as a string (``markdown``, ``csv``, ``json``, ``html``);
 - :func:`write_report` — all requested formats written to a folder;
+- :func:`render_paper` — the paper layout (methods x datasets, averages last) as markdown, CSV,
+  HTML or LaTeX;
 - :func:`compare` / :func:`compare_runs` — the paired comparison of two runs, as text / numbers.
 
 Only comparable runs are ranked together; see :mod:`rlcf_bench.report.rows` for the rules.
@@ -13,7 +15,9 @@ Only comparable runs are ranked together; see :mod:`rlcf_bench.report.rows` for 
 from __future__ import annotations
 
 from .compare import PairedComparison, RunBrief, compare, compare_runs, format_comparison
-from .render import FORMATS, normalise_format, render, render_report, write_report
+from .paper import PaperCell, PaperRow, PaperTable, build_paper_tables
+from .paper_formats import PAPER_FORMATS, render_paper_tables
+from .render import FORMATS, normalise_format, render, render_paper, render_report, write_report
 from .rows import (
     Comparison, ComparableGroup, DatasetSection, LeaderboardRow, Report, ReportedValue, RewardModelReference,
     build_report, build_rows,
@@ -21,7 +25,8 @@ from .rows import (
 from .scores import PairedTest, paired_test
 
 __all__ = [
-    "FORMATS", "ComparableGroup", "Comparison", "DatasetSection", "LeaderboardRow", "PairedComparison", "PairedTest",
+    "FORMATS", "PAPER_FORMATS", "PaperCell", "PaperRow", "PaperTable", "build_paper_tables", "render_paper",
+    "render_paper_tables", "ComparableGroup", "Comparison", "DatasetSection", "LeaderboardRow", "PairedComparison", "PairedTest",
     "Report", "ReportedValue", "RewardModelReference", "RunBrief", "build_report", "build_rows", "compare",
     "compare_runs", "format_comparison", "normalise_format", "paired_test", "render", "render_report",
     "write_report",

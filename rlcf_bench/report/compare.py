@@ -14,8 +14,8 @@ import math
 from dataclasses import dataclass
 
 from ..store import Run, Store
-from .rows import GROUP_FIELDS
-from .scores import ALPHA, PairedTest, ScoreCache, format_p, paired_test, score_scale
+from .rows import GROUP_FIELDS, PRIMARY_METRICS
+from .scores import ALPHA, PairedTest, ScoreCache, format_p, metric_scores, paired_test, score_scale
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,7 @@ class PairedComparison:
     comparable: bool
     differences: tuple[str, ...]  # why the runs are not comparable (empty when they are)
     test: PairedTest
+    metric: str | None = None  # the primary metric whose per-sample scores were tested
 
     @property
     def n_shared(self) -> int:
@@ -74,9 +75,17 @@ def compare_runs(store: Store, run_a: int, run_b: int, *, n_resamples: int = 200
                         for name, words in GROUP_FIELDS if getattr(ra, name) != getattr(rb, name))
     cache = ScoreCache(store)
     kind = ra.task_kind or ra.task
-    test = paired_test(cache.scores(ra.id), cache.scores(rb.id), run_a=ra.id, run_b=rb.id, task_kind=kind,
-                       n_resamples=n_resamples, seed=seed)
-    return PairedComparison(_brief(ra), _brief(rb), not differences, differences, test)
+    sa, sb = cache.scores(ra.id), cache.scores(rb.id)
+    metric = _primary_of(store, ra.id, rb.id, kind)
+    test = paired_test(metric_scores(sa, kind, metric), metric_scores(sb, kind, metric), run_a=ra.id, run_b=rb.id,
+                       task_kind=kind, n_resamples=n_resamples, seed=seed)
+    return PairedComparison(_brief(ra), _brief(rb), not differences, differences, test, metric)
+
+
+def _primary_of(store: Store, run_a: int, run_b: int, kind: str) -> str | None:
+    """The task's primary metric both runs have (first in :data:`PRIMARY_METRICS` order)."""
+    a, b = store.metrics_of(run_a), store.metrics_of(run_b)
+    return next((m for m in PRIMARY_METRICS.get(kind, ()) if m in a and m in b), None)
 
 
 def _fmt(x: float, digits: int = 2) -> str:
@@ -98,7 +107,8 @@ def format_comparison(c: PairedComparison) -> str:
     else:
         lines.append("comparable: NO, differences below make this not a like-for-like comparison:")
         lines += [f"  - {d}" for d in c.differences]
-    lines.append(f"shared samples: {t.n_shared} (only in A: {t.only_a}, only in B: {t.only_b})")
+    on = f" ({c.metric}'s own samples)" if c.metric and c.a.task_kind == "retrieval" else ""
+    lines.append(f"shared samples{on}: {t.n_shared} (only in A: {t.only_a}, only in B: {t.only_b})")
     if t.n_shared == 0:
         lines.append("no shared samples: nothing to test")
         return "\n".join(lines) + "\n"

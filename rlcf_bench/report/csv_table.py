@@ -1,7 +1,8 @@
 """CSV: one line per run, full precision, for a spreadsheet.
 
 Columns are fixed identity/cost columns followed by ``<metric>``, ``<metric>_ci_low`` and
-``<metric>_ci_high`` for every metric present, then ``reported_<metric>`` and
+``<metric>_ci_high`` for every metric present (``method_options`` holds the non-default method options as
+``key=value, ...``), then ``reported_<metric>`` and
 ``reported_<metric>_diff`` (measured minus the first paper value) where a paper number exists.
 Text cells that a spreadsheet would run as a formula (starting with ``= + - @`` or a tab) get a
 leading apostrophe.
@@ -17,8 +18,8 @@ from typing import Any
 from .rows import LeaderboardRow, Report, metric_sort_key
 
 BASE_COLUMNS: tuple[str, ...] = (
-    "run_id", "task", "task_kind", "dataset", "method", "model", "reward_model", "group", "rank",
-    "ranked_with_main_group", "apart_reason", "primary_metric", "n_samples",
+    "run_id", "task", "task_kind", "dataset", "method", "method_options", "model", "reward_model", "group", "rank",
+    "ranked_with_main_group", "apart_reason", "primary_metric", "n_samples", "primary_n",
     "ms_per_sample_mean", "ms_per_sample_p50", "ms_per_sample_p95", "adapt_ms_mean", "predict_ms_mean",
     "reward_ms_mean", "reward_share", "peak_memory_mb", "memory_kind", "device", "device_name",
     "vs_best_run", "vs_best_delta", "vs_best_p", "vs_best_significant_5pct",
@@ -54,8 +55,8 @@ def _row_cells(row: LeaderboardRow, metric_names: Sequence[str], reported_names:
     rm_test = rm.comparison if rm is not None else None
     cells = [
         _n(row.run_id), _text(row.task), _text(row.task_kind), _text(row.dataset), _text(row.method),
-        _text(row.model), _text(row.reward_model), row.group, _n(row.rank), _n(row.ranked_with_main),
-        _text(row.apart_reason), _text(row.primary_metric), _n(row.n_samples),
+        _text(row.options_text), _text(row.model), _text(row.reward_model), row.group, _n(row.rank), _n(row.ranked_with_main),
+        _text(row.apart_reason), _text(row.primary_metric), _n(row.n_samples), _n(row.primary_n),
         _n(row.ms_per_sample_mean), _n(row.ms_per_sample_p50), _n(row.ms_per_sample_p95),
         _n(row.adapt_ms_mean), _n(row.predict_ms_mean), _n(row.reward_ms_mean), _n(row.reward_share),
         _n(row.peak_memory_mb), _text(row.memory_kind), _text(row.device), _text(row.device_name),

@@ -1,17 +1,24 @@
 """A self-contained HTML page: inline CSS, inline SVG plots, the same tables as markdown.
 
-No JavaScript and no external resource, so the page renders offline and can be attached to a
-wiki or an e-mail as one file. Every string that comes from the store or from a plugin is passed
+No external resource, so the page renders offline and can be attached to a wiki or an e-mail as
+one file. One inline script (``table_script.js``, allowed by its hash in the page's
+Content-Security-Policy, nothing else may run) makes every table sortable by a click on a header
+and filterable from one box; ``#sort=<header>&filter=<text>`` in the address opens a sorted,
+filtered view. Without JavaScript the page is the same minus sorting. Every string that comes from the store or from a plugin is passed
 through :func:`html.escape`; plugin sections (markdown by contract) are shown as escaped
 preformatted text rather than interpreted.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import html
 from collections import defaultdict
+from functools import lru_cache
+from importlib import resources
 
-from . import svg
+from . import charts
 from .outline import Bullets, Heading, Outline, Paragraph, PluginBlock, Table
 from .rows import LeaderboardRow, Report
 from .scores import PERCENT_KINDS
@@ -25,8 +32,15 @@ h1 { font-size: 26px; margin: 8px 0 4px; }
 h2 { font-size: 20px; margin: 28px 0 8px; border-bottom: 1px solid #ddd; padding-bottom: 4px; }
 h3 { font-size: 15px; margin: 18px 0 6px; }
 p.reason { background: #fff4e5; border-left: 4px solid #e69f00; padding: 6px 10px; margin: 4px 0 8px; }
+p.protocol { color: #444; font-size: 12.5px; margin: 2px 0 6px; }
 ul.how { max-width: 1000px; }
 .table-wrap { overflow-x: auto; }
+td { max-width: 30em; overflow-wrap: anywhere; }
+th[aria-sort="ascending"]::after { content: " ▲"; }
+th[aria-sort="descending"]::after { content: " ▼"; }
+th { cursor: pointer; }
+input#filter { font: inherit; padding: 4px 8px; width: 24em; margin: 6px 0 10px; }
+p.note { color: #555; font-size: 12.5px; }
 table { border-collapse: collapse; background: #fff; margin: 4px 0 12px; font-size: 12.5px; }
 th, td { border: 1px solid #d9d9d9; padding: 4px 7px; text-align: left; vertical-align: top; }
 th { background: #f0f0f3; position: sticky; top: 0; }
@@ -60,7 +74,7 @@ def _is_numeric_column(header: str, role: str) -> bool:
 
 def _table(t: Table) -> str:
     numeric = [_is_numeric_column(h, t.role) for h in t.headers]
-    out = [f'<div class="table-wrap"><table class="{e(t.role)}">',
+    out = [f'<div class="table-wrap"><table class="{e(t.role)} sortable">',
            "<thead><tr>" + "".join(f'<th scope="col">{e(h)}</th>' for h in t.headers) + "</tr></thead>", "<tbody>"]
     for i, row in enumerate(t.rows):
         kind = t.row_kinds[i] if i < len(t.row_kinds) else ""
@@ -79,18 +93,13 @@ def _table(t: Table) -> str:
     return "\n".join(out)
 
 
-def _legend(colours: dict[str, str]) -> str:
-    items = "".join(f'<span><span class="swatch" style="background:{e(c)}"></span>{e(name)}</span>'
-                    for name, c in colours.items())
-    return f'<div class="legend">{items}</div>'
-
-
 def _plot(svg_text: str, caption: str) -> str:
     return f'<figure class="plot">{svg_text}<p class="caption">{e(caption)}</p></figure>'
 
 
 def plots(report: Report) -> str:
-    """Per task: primary metric per dataset and method, metric vs ms/sample, and peak memory."""
+    """Per task: primary metric per dataset and method (with intervals), metric vs ms/sample, and
+    peak memory where it differs meaningfully between runs."""
     by_task: dict[str, list[tuple[LeaderboardRow, bool]]] = defaultdict(list)
     for section in report.sections:
         main = next((g for g in section.groups if g.is_main), None)
@@ -108,40 +117,37 @@ def plots(report: Report) -> str:
         if metric is None:
             continue
         unit = "%" if kind in PERCENT_KINDS else ""
-        labels = {id(r): (f"RM zero-shot ({r.model})" if ref else r.method) for r, ref in entries}
-        colours = svg.colour_map([r.method for r, ref in entries if not ref])
+        labels = {id(r): (f"RM zero-shot ({r.model})" if ref else r.method_label) for r, ref in entries}
+        colours = charts.colour_map([labels[id(r)] for r, ref in entries if not ref])
         if any(ref for _, ref in entries):
-            colours["reward model zero-shot (reference)"] = REFERENCE_COLOUR
-
-        def colour(r: LeaderboardRow, ref: bool) -> str:
-            return REFERENCE_COLOUR if ref else colours[r.method]
-
-        bars = [svg.Bar(labels[id(r)], r.metrics[metric].value, colour(r, ref), group=r.dataset,
-                        tooltip=f"run {r.run_id}: {labels[id(r)]} on {r.dataset}, {metric} {r.metrics[metric].value:.2f}")
-                for r, ref in entries if metric in r.metrics]
-        points = [svg.Point(r.ms_per_sample_p50, r.metrics[metric].value, f"{labels[id(r)]} · {r.dataset}",
-                            colour(r, ref),
-                            tooltip=f"run {r.run_id}: {labels[id(r)]} on {r.dataset}: {metric} "
-                                    f"{r.metrics[metric].value:.2f} at {r.ms_per_sample_p50:.1f} ms/sample")
-                  for r, ref in entries if metric in r.metrics and r.ms_per_sample_p50 is not None]
-        mem = [svg.Bar(labels[id(r)], r.peak_memory_mb, colour(r, ref), group=r.dataset,
-                       tooltip=f"run {r.run_id}: {labels[id(r)]} on {r.dataset}: {r.peak_memory_mb:.0f} MB "
-                               f"({r.memory_kind or 'unknown kind'})")
-               for r, ref in entries if r.peak_memory_mb is not None]
+            colours.update({labels[id(r)]: REFERENCE_COLOUR for r, ref in entries if ref})
+        scored = [(r, ref) for r, ref in entries if metric in r.metrics]
+        bars = [charts.BarItem(r.dataset, labels[id(r)], r.metrics[metric].value, colours[labels[id(r)]],
+                               r.metrics[metric].ci_low, r.metrics[metric].ci_high) for r, _ in scored]
+        points = [charts.ScatterItem(r.ms_per_sample_p50, r.metrics[metric].value, labels[id(r)], r.dataset,
+                                     colours[labels[id(r)]])
+                  for r, _ in scored if r.ms_per_sample_p50 is not None]
         devices = sorted({r.device_name or r.device for r in rows})
         out.append(f'<section class="task-plots" id="plots-{e(task)}"><h3>{e(task)}</h3>')
-        out.append(_legend(colours))
         out.append('<div class="plots">')
-        out.append(_plot(svg.bar_chart(f"{task}: {metric} per dataset and method", bars, unit,
-                                       full_scale=100.0 if unit == "%" else None),
-                         "Main comparable group of each dataset; grey: the reward model's own zero-shot "
-                         "(reference, not ranked)."))
-        out.append(_plot(svg.scatter_chart(f"{task}: {metric} vs latency", points, "ms per sample (median)",
-                                           f"{metric}{' (%)' if unit else ''}"),
+        out.append(_plot(charts.bar_chart(f"{task}: {metric} per dataset and method", bars, f"{metric} {unit}",
+                                          full_scale=100.0 if unit == "%" else None),
+                         "Main comparable group of each dataset; error bars: 95% intervals; grey: the reward "
+                         "model's own zero-shot (reference, not ranked)."))
+        out.append(_plot(charts.scatter_chart(f"{task}: {metric} vs latency", points, "ms per sample (median)",
+                                              f"{metric}{' (%)' if unit else ''}"),
                          "Up and to the left is better. Devices: " + ", ".join(devices) + "."))
-        if mem:
-            out.append(_plot(svg.bar_chart(f"{task}: peak memory", mem, " MB", value_digits=0),
+        memory = [r.peak_memory_mb for r in rows]
+        if charts.memory_differs(memory):
+            mem = [charts.BarItem(r.dataset, labels[id(r)], r.peak_memory_mb, colours[labels[id(r)]])
+                   for r, _ in entries if r.peak_memory_mb is not None]
+            out.append(_plot(charts.bar_chart(f"{task}: peak memory", mem, "MB", digits=0),
                              "Peak memory per run (CUDA peak on GPU, process RSS on CPU)."))
+        else:
+            known = [m for m in memory if m is not None]
+            if known:
+                out.append(f'<p class="note">Peak memory {min(known):.0f}–{max(known):.0f} MB in every run '
+                           f"(within {charts.MEMORY_SPREAD - 1:.0%}): no chart.</p>")
         out.append("</div></section>")
     if not out:
         return ""
@@ -173,13 +179,24 @@ def render_html(outline: Outline, report: Report) -> str:
     if not plots_done:
         body.append(plots_html)
     title = next((b.text for b in outline.blocks if isinstance(b, Heading) and b.level == 1), "rlcf-bench")
+    script, digest = table_script()
     return (
         "<!DOCTYPE html>\n"
         '<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
         "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'; "
-        "img-src data:\">\n"
+        f"img-src data:; script-src '{digest}'\">\n"
         f"<title>{e(title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n<main>\n"
+        '<input id="filter" type="search" placeholder="filter rows: method, dataset, model, run …" '
+        'aria-label="filter table rows">\n'
         + "\n".join(body)
-        + "\n</main>\n</body>\n</html>\n"
+        + f"\n</main>\n<script>{script}</script>\n</body>\n</html>\n"
     )
+
+
+@lru_cache(maxsize=1)
+def table_script() -> tuple[str, str]:
+    """The sorting/filtering script and its CSP source (``sha256-...``)."""
+    script = resources.files(__package__).joinpath("table_script.js").read_text(encoding="utf-8")
+    digest = base64.b64encode(hashlib.sha256(script.encode("utf-8")).digest()).decode("ascii")
+    return script, f"sha256-{digest}"

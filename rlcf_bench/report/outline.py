@@ -80,7 +80,11 @@ HOW_TO_READ: tuple[str, ...] = (
     "Cost: milliseconds per sample (median / 95th percentile, warm-up excluded), mean adapt / "
     "predict time, share of the time spent in the reward model, peak memory in MB (CUDA peak on "
     "GPU, RSS on CPU). Costs from different devices are not comparable.",
+    "Method options that differ from the method's defaults are shown in brackets after its name "
+    "(e.g. 'rlcf-prompt [lr=0.001]'); each group names its protocol's settings under its heading.",
     "All metrics are higher-is-better except ECE (expected calibration error), where lower is better.",
+    "n: the samples the primary metric is computed on (for retrieval's t2i R@1, the text queries; "
+    "the paired tests of a per-direction metric use that direction's queries only).",
     "Reproduced vs reported: paper numbers stored for the same task, dataset, method, model and "
     "reward model, with measured minus reported.",
 )
@@ -96,8 +100,8 @@ def group_table(group: ComparableGroup) -> Table:
     rows, kinds, runs = [], [], []
     for row in group.rows:
         rows.append((
-            str(row.rank) if row.rank is not None else fmt.DASH, str(row.run_id), row.method,
-            row.reward_model or fmt.DASH, fmt.value_with_ci(row.primary), str(row.n_samples),
+            str(row.rank) if row.rank is not None else fmt.DASH, str(row.run_id), row.method_label,
+            row.reward_model or fmt.DASH, fmt.value_with_ci(row.primary), str(row.primary_n),
             fmt.comparison(row.vs_best), fmt.comparison(row.vs_zero_shot),
             fmt.reward_reference(row.reward_model_zero_shot),
             fmt.ms_pair(row.ms_per_sample_p50, row.ms_per_sample_p95),
@@ -110,7 +114,7 @@ def group_table(group: ComparableGroup) -> Table:
         mv = ref.metrics.get(metric)
         rows.append((
             "ref", str(ref.run_id), f"{ref.method} ({ref.model}) — reward model zero-shot", fmt.DASH,
-            fmt.value_with_ci(mv), str(ref.n_samples), fmt.DASH, fmt.DASH, fmt.DASH,
+            fmt.value_with_ci(mv), str(mv.n if mv is not None and mv.n is not None else ref.n_samples), fmt.DASH, fmt.DASH, fmt.DASH,
             fmt.ms_pair(ref.ms_per_sample_p50, ref.ms_per_sample_p95),
             fmt.ms_pair(ref.adapt_ms_mean, ref.predict_ms_mean), fmt.percent(ref.reward_share),
             fmt.memory(ref), "reference row, not ranked in this group",
@@ -125,7 +129,7 @@ def metrics_table(section: DatasetSection) -> Table:
     names = sorted({m for r in rows_in for m in r.metrics}, key=metric_sort_key)
     headers = ("run", "method", "model", "group", *names)
     rows = tuple(
-        (str(r.run_id), r.method, r.model, "main" if r.ranked_with_main else "apart",
+        (str(r.run_id), r.method_label, r.model, "main" if r.ranked_with_main else "apart",
          *(fmt.value_with_ci(r.metrics.get(n)) for n in names))
         for r in rows_in
     )
@@ -136,7 +140,7 @@ def reported_table(section: DatasetSection) -> Table | None:
     rows, runs = [], []
     for r in section.rows:
         for rep in r.reported:
-            rows.append((str(r.run_id), r.method, r.model, r.reward_model or fmt.DASH, rep.metric,
+            rows.append((str(r.run_id), r.method_label, r.model, r.reward_model or fmt.DASH, rep.metric,
                          fmt.num(rep.measured), fmt.num(rep.reported), fmt.signed(rep.diff), rep.source))
             runs.append(r.run_id)
     if not rows:
@@ -166,6 +170,8 @@ def build_outline(report: Report, sections: Sequence[ReportSection] = ()) -> Out
             else:
                 out.add(Heading(3, f"Listed apart (ranked only within this group): {group.label}"))
                 out.add(Paragraph(f"Reason: {group.apart_reason}", kind="reason"))
+            if group.protocol_text:
+                out.add(Paragraph(f"Protocol {group.rows[0].protocol_hash[:8]}: {group.protocol_text}", kind="protocol"))
             out.add(group_table(group))
         out.add(Heading(3, f"All metrics · {section.task} · {section.dataset}"))
         out.add(metrics_table(section))

@@ -11,6 +11,9 @@ from .csv_table import render_csv
 from .html_page import render_html
 from .json_rows import render_json
 from .markdown import render_markdown
+from .options import method_defaults
+from .paper import build_paper_tables
+from .paper_formats import normalise_paper_format, render_paper_tables
 from .outline import build_outline
 from .rows import Report, build_report
 
@@ -58,7 +61,7 @@ def render(store: Store, fmt: str, *, host: PluginHost | None = None, task: str 
            dataset: str | None = None, method: str | None = None) -> str:
     """The leaderboard of the finished runs in ``store`` as markdown, csv, json or html."""
     name = normalise_format(fmt)
-    report = build_report(store, task=task, dataset=dataset, method=method)
+    report = build_report(store, task=task, dataset=dataset, method=method, method_defaults=method_defaults(host))
     sections = _plugin_sections(host, report, store) if name in ("markdown", "html") else []
     return render_report(report, name, sections)
 
@@ -74,7 +77,7 @@ def write_report(store: Store, out_dir: str | Path, formats: Iterable[str] = FOR
     names = [normalise_format(f) for f in formats]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    report = build_report(store, task=task, dataset=dataset, method=method)
+    report = build_report(store, task=task, dataset=dataset, method=method, method_defaults=method_defaults(host))
     sections = _plugin_sections(host, report, store) if any(n in ("markdown", "html") for n in names) else []
     paths = []
     for name in dict.fromkeys(names):
@@ -82,3 +85,14 @@ def write_report(store: Store, out_dir: str | Path, formats: Iterable[str] = FOR
         path.write_text(render_report(report, name, sections), encoding="utf-8")
         paths.append(path)
     return paths
+
+
+def render_paper(store: Store, fmt: str, *, host: PluginHost | None = None, task: str | None = None,
+                 dataset: str | None = None, method: str | None = None, intervals: bool = False,
+                 reported: bool = True) -> str:
+    """The paper layout (methods x datasets, averages last) as markdown, csv, html or latex;
+    ``reported`` adds the paper's numbers stored as references as grey rows."""
+    name = normalise_paper_format(fmt)
+    report = build_report(store, task=task, dataset=dataset, method=method, method_defaults=method_defaults(host))
+    tables = build_paper_tables(report, store.references() if reported else (), reported=reported)
+    return render_paper_tables(tables, name, intervals=intervals)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,9 +30,12 @@ from sqlalchemy import func, select
 from ..stats import bootstrap_mean_ci
 from ..store import Metric, Reference, Run, SampleResult, Store
 from ..types import MetricValue, stable_hash
-from .scores import PairedTest, ScoreCache, paired_test, score_scale
+from .options import options_by_run, options_text, protocol_text
+from .scores import PairedTest, ScoreCache, metric_scores, paired_test, score_scale
 
 ZERO_SHOT = "zero-shot"
+#: The method every row is also compared with, where its group has one (the paper's TPT baseline).
+TPT = "tpt-prompt"
 
 #: Primary (ranking) metric per task kind, first present wins. All are higher-is-better.
 PRIMARY_METRICS: dict[str, tuple[str, ...]] = {
@@ -184,6 +187,20 @@ class LeaderboardRow:
     reward_model_zero_shot: RewardModelReference | None = None
     reported: list[ReportedValue] = field(default_factory=list)
     reference_for: list[str] = field(default_factory=list)  # groups showing this run as RM zero-shot
+    method_config: dict[str, Any] = field(default_factory=dict)  # the full stored configuration
+    options: dict[str, Any] = field(default_factory=dict)  # the non-default part of it (what a reader needs)
+    protocol: dict[str, Any] = field(default_factory=dict)  # the protocol's settings (the hash is of these)
+    vs_tpt: Comparison | None = None
+
+    @property
+    def options_text(self) -> str:
+        """Non-default method options as ``key=value, ...`` (empty for the defaults)."""
+        return options_text(self.options)
+
+    @property
+    def method_label(self) -> str:
+        """The method name with its non-default options, e.g. ``rlcf-prompt [lr=0.001]``."""
+        return f"{self.method} [{self.options_text}]" if self.options else self.method
 
     @property
     def comparability_key(self) -> tuple[str, ...]:
@@ -192,6 +209,13 @@ class LeaderboardRow:
     @property
     def primary(self) -> MetricValue | None:
         return self.metrics.get(self.primary_metric) if self.primary_metric else None
+
+    @property
+    def primary_n(self) -> int:
+        """The number of samples the primary metric is computed on (t2i R@1: the text queries),
+        else the run's sample count."""
+        mv = self.primary
+        return mv.n if mv is not None and mv.n is not None else self.n_samples
 
     @property
     def reward_share(self) -> float | None:
@@ -212,10 +236,12 @@ class LeaderboardRow:
             "group": self.group, "group_label": self.group_label, "rank": self.rank,
             "ranked_with_main_group": self.ranked_with_main, "apart_reason": self.apart_reason,
             "primary_metric": self.primary_metric,
+            "method_options": dict(self.options), "method_config": dict(self.method_config),
+            "protocol": dict(self.protocol),
             "metrics": {name: {"value": _num(mv.value), "ci_low": _num(mv.ci_low), "ci_high": _num(mv.ci_high),
                                "n": mv.n, "ci_source": self.ci_source.get(name, "none")}
                         for name, mv in sorted(self.metrics.items(), key=lambda kv: metric_sort_key(kv[0]))},
-            "n_samples": self.n_samples,
+            "n_samples": self.n_samples, "primary_n": self.primary_n,
             "latency": {
                 "ms_per_sample_mean": _num(self.ms_per_sample_mean), "ms_per_sample_p50": _num(self.ms_per_sample_p50),
                 "ms_per_sample_p95": _num(self.ms_per_sample_p95), "adapt_ms_mean": _num(self.adapt_ms_mean),
@@ -226,6 +252,7 @@ class LeaderboardRow:
             "device": self.device, "device_name": self.device_name, "finished_at": self.finished_at,
             "vs_best": None if self.vs_best is None else self.vs_best.as_dict(),
             "vs_zero_shot": None if self.vs_zero_shot is None else self.vs_zero_shot.as_dict(),
+            "vs_tpt": None if self.vs_tpt is None else self.vs_tpt.as_dict(),
             "reward_model_zero_shot": (None if self.reward_model_zero_shot is None
                                        else self.reward_model_zero_shot.as_dict()),
             "reported": [r.as_dict() for r in self.reported],
@@ -245,6 +272,11 @@ class ComparableGroup:
     primary_metric: str | None
     rows: list[LeaderboardRow]
     reward_model_refs: list[LeaderboardRow] = field(default_factory=list)
+
+    @property
+    def protocol_text(self) -> str:
+        """The shared protocol's settings (every row of a group has the same protocol hash)."""
+        return protocol_text(self.rows[0].protocol) if self.rows and self.rows[0].protocol else ""
 
 
 @dataclass
@@ -289,12 +321,17 @@ def _num(x: float | None) -> float | None:
 
 
 def build_report(store: Store, *, task: str | None = None, dataset: str | None = None,
-                 method: str | None = None) -> Report:
+                 method: str | None = None, method_defaults: Mapping[str, Mapping[str, Any]] | None = None) -> Report:
     """Build the full report. ``method`` only filters what is shown: ranks and tests are computed
-    on the whole (task, dataset), so filtering never changes a rank."""
+    on the whole (task, dataset), so filtering never changes a rank. ``method_defaults`` (method
+    name -> default config, see :func:`rlcf_bench.report.options.method_defaults`) decides which
+    options each row shows."""
     runs, superseded = _latest_attempts(store.runs(status="finished", task=task, dataset=dataset))
     cache = ScoreCache(store)
     rows = _rows_from_runs(store, runs, cache)
+    shown = options_by_run({r.run_id: (r.method, r.method_config) for r in rows}, method_defaults or {})
+    for row in rows:
+        row.options = shown[row.run_id]
     references = store.references()
     sections: list[DatasetSection] = []
     by_dataset: dict[tuple[str, str], list[LeaderboardRow]] = defaultdict(list)
@@ -326,9 +363,10 @@ def build_report(store: Store, *, task: str | None = None, dataset: str | None =
 
 
 def build_rows(store: Store, *, task: str | None = None, dataset: str | None = None,
-               method: str | None = None) -> list[LeaderboardRow]:
+               method: str | None = None,
+               method_defaults: Mapping[str, Mapping[str, Any]] | None = None) -> list[LeaderboardRow]:
     """Leaderboard rows of the finished runs, in report order (dataset, group, rank)."""
-    return build_report(store, task=task, dataset=dataset, method=method).rows
+    return build_report(store, task=task, dataset=dataset, method=method, method_defaults=method_defaults).rows
 
 
 def _latest_attempts(runs: Sequence[Run]) -> tuple[list[Run], int]:
@@ -370,6 +408,7 @@ def _rows_from_runs(store: Store, runs: Sequence[Run], cache: ScoreCache) -> lis
             peak_memory_mb=run.peak_memory_mb, memory_kind=run.memory_kind, device=run.device,
             device_name=run.device_name or "",
             finished_at=run.finished_at.isoformat() if run.finished_at else None,
+            method_config=dict(run.method_config or {}), protocol=dict(run.protocol or {}),
         ))
     return rows
 
@@ -380,13 +419,11 @@ def _with_intervals(stored: dict[str, MetricValue], run_id: int, kind: str,
     (to 1e-6 relative) the mean of those scores in the task's unit; otherwise leave it empty."""
     out: dict[str, MetricValue] = {}
     source: dict[str, str] = {}
-    scores: np.ndarray | None = None
     for name, mv in stored.items():
         if mv.ci_low is not None and mv.ci_high is not None:
             out[name], source[name] = mv, "stored"
             continue
-        if scores is None:
-            scores = np.fromiter(cache.scores(run_id).values(), dtype=float)
+        scores = np.fromiter(metric_scores(cache.scores(run_id), kind, name).values(), dtype=float)
         scale = _matching_scale(mv.value, scores, kind)
         if scale is None:
             out[name], source[name] = mv, "none"
@@ -478,7 +515,8 @@ def _comparison(row: LeaderboardRow, other: LeaderboardRow, cache: ScoreCache) -
     metric = row.primary_metric
     if metric is None or metric not in row.metrics or metric not in other.metrics:
         return None
-    sa, sb = cache.scores(row.run_id), cache.scores(other.run_id)
+    sa = metric_scores(cache.scores(row.run_id), row.task_kind, metric)
+    sb = metric_scores(cache.scores(other.run_id), other.task_kind, metric)
     test: PairedTest = paired_test(sa, sb, run_a=row.run_id, run_b=other.run_id, task_kind=row.task_kind)
     on_primary = all(
         _matching_scale(r.metrics[metric].value, np.fromiter(s.values(), dtype=float), r.task_kind) is not None
@@ -498,11 +536,14 @@ def _compare_within(group: ComparableGroup, cache: ScoreCache) -> None:
     best = ranked[0]
     zero_shots = [r for r in ranked if r.method == ZERO_SHOT]
     zero_shot = zero_shots[0] if zero_shots else None
+    tpt = next((r for r in ranked if r.method == TPT and not r.options), None)
     for row in ranked:
         if row is not best:
             row.vs_best = _comparison(row, best, cache)
         if zero_shot is not None and row is not zero_shot:
             row.vs_zero_shot = _comparison(row, zero_shot, cache)
+        if tpt is not None and row is not tpt:
+            row.vs_tpt = _comparison(row, tpt, cache)
 
 
 _STRICT_FIELDS = ("task_version", "dataset_version", "protocol_hash", "bench_version")

@@ -71,6 +71,27 @@ class PairedTest:
         return format_p(self.p_value)
 
 
+#: Retrieval query ids start with their direction (``i2t:...``/``t2i:...``) and a retrieval
+#: metric named ``<direction>_...`` is computed on that direction's queries only.
+_DIRECTIONS = ("i2t", "t2i")
+
+
+def metric_scores(scores: dict[str, float], task_kind: str, metric: str | None) -> dict[str, float]:
+    """The per-sample scores a metric is computed from: for retrieval's per-direction metrics
+    (``t2i_r1``: text-to-image hit@1), the queries of that direction only, so a paired test or an
+    interval of ``t2i_r1`` is about ``t2i_r1``, not about hit@1 pooled over both directions.
+    Everything else (and stores whose ids carry no direction) uses all scores."""
+    if task_kind != "retrieval" or not metric:
+        return scores
+    direction = metric.split("_", 1)[0]
+    if direction not in _DIRECTIONS:
+        return scores
+    prefix = f"{direction}:"
+    if not any(sid.split(":", 1)[0] in _DIRECTIONS for sid in scores):
+        return scores
+    return {sid: v for sid, v in scores.items() if sid.startswith(prefix)}
+
+
 def format_p(p: float) -> str:
     if math.isnan(p):
         return "p=n/a"

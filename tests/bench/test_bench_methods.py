@@ -68,10 +68,11 @@ def _method(name: str, ctx: Any) -> Any:
     return method
 
 
-@pytest.mark.benchmark
-@pytest.mark.parametrize("name", METHODS)
-def test_bench_episode(benchmark: Any, name: str) -> None:
-    ctx, task = _context(n_views=16, n_classes=200)
+def time_episode(benchmark: Any, name: str, *, n_views: int = 16, n_classes: int = 200) -> tuple[Any, dict[str, float]]:
+    """Benchmark one episode (adapt + predict of one sample, views lazy and timed) of method
+    ``name``; returns the context and the mean per-section breakdown in ms (also printed and
+    stored in ``benchmark.extra_info``)."""
+    ctx, task = _context(n_views=n_views, n_classes=n_classes)
     method = _method(name, ctx)
     profile = ctx.cache["profile_timer"]
     totals: dict[str, float] = {}
@@ -97,6 +98,13 @@ def test_bench_episode(benchmark: Any, name: str) -> None:
     benchmark.extra_info["breakdown_ms"] = breakdown
     print(f"\n{name} ({ctx.model.name}, {ctx.protocol.n_views} views, {len(ctx.classnames)} classes) "
           f"breakdown ms/episode: {breakdown}")
+    return ctx, breakdown
+
+
+@pytest.mark.benchmark
+@pytest.mark.parametrize("name", METHODS)
+def test_bench_episode(benchmark: Any, name: str) -> None:
+    _, breakdown = time_episode(benchmark, name)
     assert {"views", "image_encoder", "backward+optimizer"} <= set(breakdown)
     if "prompt" in name:
         assert "text_encoder" in breakdown

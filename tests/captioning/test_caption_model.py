@@ -108,14 +108,16 @@ def test_rlcf_episode_raises_the_reward_of_the_chosen_caption(trained_tiny):
     reward = WordReward("patch")
     batch = _batch(clip, 2)  # zero-shot: "a photo of a blue square."; "a blue patch." is among the 4 beams
     before = model.caption(batch.images)[0]
-    method = _method(model, reward, steps=4, k=4, lr=1.5e-3)
+    # 8 steps: with transformers 5.24 the tiny captioner trained by the fixture is more confident
+    # than before and 4 steps at this learning rate no longer flip the top beam (measured).
+    method = _method(model, reward, steps=8, k=4, lr=1.5e-3)
     method.reset()
     method.adapt(batch)
     pred = method.predict(batch)
     after = pred.captions[0]
     r = lambda c: float(reward.score(reward.image_features(batch.images), reward.text_features([c]))[0])  # noqa: E731
     assert r(after) > r(before), (before, after)
-    assert len(pred.extras[0]["reward_mean"]) == 4
+    assert len(pred.extras[0]["reward_mean"]) == 8
 
 
 def test_decoder_gets_no_gradient_and_reset_restores_the_mapper_bit_exactly(trained_tiny):

@@ -1,5 +1,5 @@
-"""Host-test fixtures: a private PostgreSQL cluster on loopback, started by the test (skipped where
-PostgreSQL's server binaries or the pg8000 driver are missing)."""
+"""Fixtures of the host tests: the command group, and a private PostgreSQL cluster on loopback
+started by the test (skipped where PostgreSQL's server binaries or the pg8000 driver are missing)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,20 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+import click
 import pytest
+
+from rlcf_bench.cli import GlobalOptions, build_cli, build_host
+
+
+@pytest.fixture
+def cli() -> click.Group:
+    """The command group over the first-party plugins, entry-point autoload off."""
+    opts = GlobalOptions()
+    opts.autoload = False
+    opts.plugins = ["rlcf_bench_tasks", "baselines", "rlcf_bench_fixtures", "rlcf_bench_models"]
+    return build_cli(build_host(opts))
+
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 

@@ -9,15 +9,7 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from rlcf_bench.cli import GlobalOptions, build_cli, build_host, split_global_options
-
-
-@pytest.fixture
-def cli():
-    opts = GlobalOptions()
-    opts.autoload = False
-    opts.plugins = ["rlcf_bench_tasks", "baselines", "rlcf_bench_fixtures", "rlcf_bench_models"]
-    return build_cli(build_host(opts))
+from rlcf_bench.cli import split_global_options
 
 
 def test_global_options_are_taken_from_anywhere():

@@ -217,3 +217,31 @@ def test_hook_rlcfb_add_commands(reg_host):
 
     out = CliRunner().invoke(build_cli(reg_host), ["hello-x"])
     assert out.exit_code == 0 and "hello from a plugin" in out.output
+
+
+class _Resolves:
+    """Claims ``x:<anything>`` names; the spec depends on the parameters given with the name."""
+
+    @hookimpl
+    def rlcfb_resolve_dataset(self, name, params):
+        if not name.startswith("x:"):
+            return None
+        kinds = frozenset({params.get("kind", "classification")})
+        return DatasetSpec(name=name, version="1", task_kinds=kinds, build=lambda root, **p: name[2:])
+
+    @hookimpl
+    def rlcfb_register_datasets(self):
+        return [DatasetSpec(name="x:registered", version="7", task_kinds=frozenset({"retrieval"}), build=lambda root: None)]
+
+
+def test_hook_rlcfb_resolve_dataset():
+    from rlcf_bench.registry import RegistryError
+
+    host = PluginHost(autoload=False, extra=[_Resolves()])
+    spec = host.dataset("x:/some/path")
+    assert spec.name == "x:/some/path" and spec.build(None) == "/some/path" and spec.provider
+    assert host.dataset("x:/some/path", {"kind": "retrieval"}).task_kinds == {"retrieval"}
+    assert host.dataset("x:registered").version == "7"  # registered names win
+    assert host.dataset("x:/some/path") is spec  # resolved once per session
+    with pytest.raises(RegistryError, match="unknown dataset 'y:/p'"):
+        host.dataset("y:/p")

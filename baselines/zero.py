@@ -1,0 +1,130 @@
+"""Zero: test-time augmentation with zero temperature (Farina et al., NeurIPS 2024).
+
+No learning. Per sample: the protocol's views are encoded once (no autograd graph), the
+``⌊γ·V⌋`` views with the lowest entropy of ``softmax(s·f(v)Tᵀ)`` are kept (γ = 0.3: 19 of 64),
+each kept view casts one vote for its argmax class ("temperature → 0"), and the class with the
+most votes wins. A tie is broken by the discarded views, from the most to the least confident:
+the first whose argmax is one of the tied classes gets the extra vote; if none is, the tied class
+with the highest logit in the most confident discarded view gets it.
+
+Departures from the official code (``FarinaMatteo/zero``), and why:
+
+* Votes are an explicit argmax count, not ``softmax(logits / eps)``: the same one-hot votes,
+  without the fp16 overflow that division can cause under autocast.
+* The fallback tie-break blanks the non-tied classes with a proper mask: the official code
+  applies ``~`` to an integer index tensor (bitwise NOT), which blanks the wrong entries. Only
+  reached when no discarded view predicts a tied class. With no discarded view at all (γ = 1),
+  the most confident kept view decides instead.
+* The confidence selection uses the shared, numerically safe entropy (the official ``p·log p``
+  gives NaN for exact zeros) and a stable sort (ties → lower view index).
+* The output is a vote share, not a distribution: ``probs = (votes + δ·p̄) / (Σ votes + δ)``
+  with ``p̄`` the mean softmax of the kept views and ``δ = 1e-3``. The prediction is the vote
+  winner (``δ < 1`` cannot change it); the confidence used for ECE is the vote share within
+  0.1 %, and classes with equal votes are ranked by ``p̄`` for top-5 (the official code reports
+  no top-5 and no calibration).
+* Views: the common protocol's by default (every method sees the same views). The paper's own
+  (64 views, crop + flip, no AugMix on any set) with ``--protocol-param view_policy=method``.
+* Not implemented: "Zero + Ensemble" (7 Tip-Adapter templates) and the "RLCF setting" (a larger
+  CLIP casting the votes).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from rlcf_bench import MethodSpec, Predictions, ReferenceResult, ViewPolicy, hookimpl
+from rlcf_bench.episode import FrozenViewsMethod
+from rlcf_bench.objectives import select_confident
+
+PAPER = "Farina et al., Frustratingly Easy Test-Time Adaptation of Vision-Language Models (NeurIPS 2024)"
+VOTE_TIE_SHARE = 1e-3  # δ above: ranks classes of equal votes, never changes the winner
+
+
+@dataclass(frozen=True)
+class ZeroConfig:
+    """``gamma``: the fraction of views kept for the vote (official 0.3)."""
+
+    gamma: float = 0.3
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.gamma <= 1.0:
+            raise ValueError(f"gamma={self.gamma}: expected a fraction of the views in (0, 1]")
+
+
+def zero_votes(logits: Any, n_keep: int, order: Any = None) -> Any:
+    """Zero's vote: ``[B, C]`` vote counts from view logits ``[B, V, C]`` (view order as given).
+
+    The ``n_keep`` lowest-entropy views vote for their argmax; a tie between the most voted classes
+    goes to the first discarded view (most confident first) that predicts one of them, else to the
+    tied class with the highest logit in the most confident discarded view (or, if every view was
+    kept, the most confident view). The winner's count is raised by one, so it is the unique
+    maximum. ``order``: the views by confidence (``select_confident(logits, V)``), if known.
+    """
+    import torch
+
+    b, v, c = logits.shape
+    if order is None:
+        order = select_confident(logits, v)  # every view, most confident first
+    ranked = logits.argmax(-1).gather(1, order)  # [B, V] predicted class per view, by confidence
+    votes = torch.zeros(b, c, dtype=torch.float32, device=logits.device)
+    votes.scatter_add_(1, ranked[:, :n_keep], torch.ones(b, n_keep, device=logits.device))
+    for i in range(b):
+        tied = votes[i] == votes[i].max()
+        if int(tied.sum()) < 2:
+            continue
+        rest = ranked[i, n_keep:]
+        hits = rest[tied[rest]]
+        if len(hits):
+            winner = int(hits[0])
+        else:
+            fallback = order[i, n_keep] if n_keep < v else order[i, 0]
+            row = logits[i, fallback].float()
+            winner = int(row.masked_fill(~tied, float("-inf")).argmax())
+        votes[i, winner] += 1
+    return votes
+
+
+class Zero(FrozenViewsMethod):
+    """Zero: majority vote of the most confident views' argmax classes (no learning)."""
+
+    name = "zero"
+    version = "1"
+    config_cls = ZeroConfig
+    tasks = frozenset({"classification"})
+    paper = PAPER
+    view_policy = ViewPolicy(n_views=64, augmix=False)
+
+    def decide(self, features: Any) -> Predictions:
+        logits = self.view_logits(features)
+        v = logits.shape[1]
+        n_keep = max(1, int(self.config.gamma * v))
+        order = select_confident(logits, v)
+        votes = zero_votes(logits, n_keep, order)
+        kept = order[:, :n_keep]
+        mean_p = logits.softmax(-1).gather(1, kept[..., None].expand(-1, -1, logits.shape[-1])).mean(1)
+        share = (votes + VOTE_TIE_SHARE * mean_p) / (votes.sum(-1, keepdim=True) + VOTE_TIE_SHARE)
+        return Predictions(probs=share)
+
+
+# ---------------------------------------------------------------------------------------- paper
+
+_SOURCE = "Zero (NeurIPS 2024), mean of 3 seeds, read from FarinaMatteo/zero docs/static/images/{}"
+_IMAGENET = {"imagenet": 69.31, "imagenet-a": 59.61, "imagenet-v2": 64.16, "imagenet-r": 77.22,
+             "imagenet-sketch": 48.40}
+_FINE_GRAINED = {"aircraft": 25.21, "caltech101": 93.66, "cars": 68.04, "dtd": 46.12, "eurosat": 34.33,
+                 "flower102": 67.68, "food101": 86.53, "pets": 87.75, "sun397": 65.03, "ucf101": 67.77}
+
+
+@hookimpl
+def rlcfb_register_methods() -> list[MethodSpec]:
+    return [MethodSpec.from_method(Zero)]
+
+
+@hookimpl
+def rlcfb_register_references() -> list[ReferenceResult]:
+    note = ("paper row 'Zero'; top-1 accuracy, percent (0-100); the paper's views: 64, crop + flip, "
+            "no AugMix (view_policy=method)")
+    return [ReferenceResult(task="classification", dataset=ds, method="zero", model="ViT-B-16@openai", metric="top1",
+                            value=value, source=_SOURCE.format(image), note=note)
+            for table, image in ((_IMAGENET, "nds.png"), (_FINE_GRAINED, "fg.png")) for ds, value in table.items()]

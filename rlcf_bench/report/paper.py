@@ -1,0 +1,210 @@
+"""The paper layout: methods as rows, datasets as columns, the average at the end.
+
+One :class:`PaperTable` per task, on its primary metric (the column a paper's table reports).
+Only the *main* comparable group of each dataset contributes (runs listed apart, e.g. limited
+runs, would not be like-for-like), plus the reward models' own zero-shot reference runs. A row
+is one (method, non-default options, model, reward model, method version); its average is the
+mean over the table's datasets and is left empty when the row misses one of them (an average
+over fewer datasets would not be comparable with the others).
+
+The best value of each column among the measured rows is marked (values compared as printed,
+two decimals, so printed ties are both marked); the reward models' zero-shot rows are context and
+never marked. Paper numbers stored as references for the same
+(task, dataset, method, model, reward model, metric) become optional *reported* rows, shown in
+grey below the measured ones and never marked best.
+
+The formats live in :mod:`rlcf_bench.report.paper_formats`; all of them render these numbers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ..store import Reference
+from ..types import MetricValue
+from .rows import LeaderboardRow, Report
+from .scores import PERCENT_KINDS
+
+AVERAGE = "average"
+DIGITS = 2  # what the text formats print; best marks compare values at this precision
+
+
+@dataclass(frozen=True)
+class PaperCell:
+    """One number of the table (``value`` None: no run for this dataset)."""
+
+    value: float | None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    best: bool = False
+    run_id: int | None = None
+
+    @property
+    def present(self) -> bool:
+        return self.value is not None and not math.isnan(self.value)
+
+
+@dataclass(frozen=True)
+class PaperRow:
+    """``kind`` is ``measured`` (a stored run per column), ``reference`` (the reward model's own
+    zero-shot: measured, shown for context, never marked best) or ``reported`` (a paper number)."""
+
+    label: str
+    kind: str
+    cells: tuple[PaperCell, ...]  # one per dataset, then the average
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class PaperTable:
+    task: str
+    task_kind: str
+    metric: str
+    datasets: tuple[str, ...]
+    rows: tuple[PaperRow, ...]
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return (*self.datasets, AVERAGE)
+
+    @property
+    def unit(self) -> str:
+        return "%" if self.task_kind in PERCENT_KINDS else ""
+
+    @property
+    def caption(self) -> str:
+        unit = f" ({self.unit})" if self.unit else ""
+        return (f"{self.task}: {self.metric}{unit} per dataset; methods as rows, the average over the "
+                f"datasets last. Best measured value per column marked.")
+
+
+def _average(cells: Sequence[PaperCell]) -> PaperCell:
+    if not cells or not all(c.present for c in cells):
+        return PaperCell(None)
+    return PaperCell(sum(c.value for c in cells) / len(cells))  # type: ignore[misc]
+
+
+def _cell(mv: MetricValue | None, run_id: int) -> PaperCell:
+    if mv is None:
+        return PaperCell(None)
+    return PaperCell(mv.value, mv.ci_low, mv.ci_high, run_id=run_id)
+
+
+def _mark_best(rows: list[PaperRow], n_columns: int) -> list[PaperRow]:
+    """Mark, per column, the measured cells equal (as printed) to the column's best."""
+    best: list[float | None] = []
+    for j in range(n_columns):
+        values = [round(r.cells[j].value, DIGITS) for r in rows  # type: ignore[arg-type]
+                  if r.kind == "measured" and r.cells[j].present]
+        best.append(max(values) if values else None)
+    out = []
+    for r in rows:
+        if r.kind != "measured":
+            out.append(r)
+            continue
+        cells = tuple(
+            PaperCell(c.value, c.ci_low, c.ci_high,
+                      c.present and best[j] is not None and round(c.value, DIGITS) == best[j],  # type: ignore[arg-type]
+                      c.run_id)
+            for j, c in enumerate(r.cells))
+        out.append(PaperRow(r.label, r.kind, cells, r.source))
+    return out
+
+
+def _row_key(row: LeaderboardRow) -> tuple[str, str, str, str, str]:
+    return (row.method, row.options_text, row.model, row.reward_model or "", row.method_version)
+
+
+def _labels(keys: Sequence[tuple[str, str, str, str, str]]) -> dict[tuple[str, str, str, str, str], str]:
+    """The shortest label that still tells the rows apart: the method, its options, then the model
+    where it is not the table's usual one, the reward model and the version where they vary."""
+    models = Counter(k[2] for k in keys)
+    main_model = models.most_common(1)[0][0] if models else ""
+    rewards: dict[str, set[str]] = {}
+    versions: dict[str, set[str]] = {}
+    for m, _, _, rm, v in keys:
+        rewards.setdefault(m, set()).add(rm)
+        versions.setdefault(m, set()).add(v)
+    out = {}
+    for key in keys:
+        method, opts, model, rm, version = key
+        label = method + (f" v{version}" if len(versions[method]) > 1 else "")
+        label += f" [{opts}]" if opts else ""
+        extra = []
+        if model != main_model:
+            extra.append(model)
+        if rm and len(rewards[method]) > 1:
+            extra.append(f"reward {rm}")
+        out[key] = label + (f" ({', '.join(extra)})" if extra else "")
+    return out
+
+
+def _measured_rows(task_rows: list[tuple[LeaderboardRow, bool]], datasets: tuple[str, ...],
+                   metric: str) -> list[PaperRow]:
+    """``task_rows``: (row, is a reward-model reference) pairs; references come after the methods."""
+    by_key: dict[tuple[str, str, str, str, str], dict[str, LeaderboardRow]] = {}
+    is_ref: dict[tuple[str, str, str, str, str], bool] = {}
+    for row, ref in task_rows:
+        key = _row_key(row)
+        by_key.setdefault(key, {}).setdefault(row.dataset, row)
+        is_ref[key] = is_ref.get(key, True) and ref
+    labels = _labels(list(by_key))
+    out = []
+    for key, per_ds in sorted(by_key.items(), key=lambda kv: is_ref[kv[0]]):
+        cells = [(_cell(per_ds[d].metrics.get(metric), per_ds[d].run_id) if d in per_ds else PaperCell(None))
+                 for d in datasets]
+        label = labels[key] + (" — reward model zero-shot" if is_ref[key] else "")
+        out.append(PaperRow(label, "reference" if is_ref[key] else "measured", (*cells, _average(cells))))
+    return out
+
+
+def _reported_rows(task: str, datasets: tuple[str, ...], metric: str, task_rows: Sequence[LeaderboardRow],
+                   references: Sequence[Reference]) -> list[PaperRow]:
+    """Paper numbers for the settings measured in this table (same method, model, reward model)."""
+    settings = {(r.method, r.model, r.reward_model or "") for r in task_rows}
+    by_key: dict[tuple[str, str, str, str], dict[str, float]] = {}
+    for ref in references:
+        if ref.task != task or ref.metric != metric or ref.dataset not in datasets:
+            continue
+        if (ref.method, ref.model, ref.reward_model or "") not in settings:
+            continue
+        by_key.setdefault((ref.method, ref.model, ref.reward_model or "", ref.source), {})[ref.dataset] = ref.value
+    out = []
+    for (method, model, rm, source), values in by_key.items():
+        cells = [PaperCell(values.get(d)) for d in datasets]
+        out.append(PaperRow(f"{method} (reported: {source})", "reported", (*cells, _average(cells)), source))
+    return out
+
+
+def build_paper_tables(report: Report, references: Sequence[Reference] = (), *,
+                       reported: bool = True) -> list[PaperTable]:
+    """One table per task of ``report``, from each dataset's main group and its reward-model
+    references; paper numbers as ``reported`` rows when ``reported``."""
+    by_task: dict[str, list[tuple[LeaderboardRow, bool]]] = {}
+    metrics: dict[str, str] = {}
+    kinds: dict[str, str] = {}
+    order: dict[str, list[str]] = {}
+    for section in report.sections:
+        main = next((g for g in section.groups if g.is_main), None)
+        if main is None or main.primary_metric is None:
+            continue
+        metric = metrics.setdefault(section.task, main.primary_metric)
+        if metric != main.primary_metric:
+            continue  # a dataset whose main group lacks the task's metric cannot share its columns
+        kinds[section.task] = section.task_kind
+        order.setdefault(section.task, []).append(section.dataset)
+        members = [(r, False) for r in main.rows if r.rank is not None]
+        members += [(r, True) for r in main.reward_model_refs]
+        by_task.setdefault(section.task, []).extend(members)
+    tables = []
+    for task, task_rows in by_task.items():
+        datasets = tuple(order[task])
+        metric = metrics[task]
+        rows = _measured_rows(task_rows, datasets, metric)
+        if reported:
+            rows += _reported_rows(task, datasets, metric, [r for r, _ in task_rows], references)
+        tables.append(PaperTable(task, kinds[task], metric, datasets, tuple(_mark_best(rows, len(datasets) + 1))))
+    return tables

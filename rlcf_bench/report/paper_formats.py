@@ -1,0 +1,186 @@
+"""The paper layout (:mod:`rlcf_bench.report.paper`) as Markdown, CSV, HTML and LaTeX (booktabs).
+
+Every text format prints the cells through :func:`cell_text` (two decimals), so the formats
+cannot disagree on a number; CSV carries full precision. Text from the store is escaped for each
+syntax: markdown cells as in the full report, HTML through :func:`html.escape`, LaTeX by
+backslash-escaping its special characters, CSV cells that a spreadsheet would run as a
+formula get a leading ``'``.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+from collections.abc import Sequence
+
+from . import fmt
+from .csv_table import _n, _text
+from .markdown import md_escape
+from .paper import DIGITS, PaperCell, PaperTable
+
+PAPER_FORMATS: tuple[str, ...] = ("markdown", "csv", "html", "latex")
+_ALIASES = {"md": "markdown", "tex": "latex", "htm": "html"}
+
+
+def normalise_paper_format(name: str) -> str:
+    out = _ALIASES.get(name.lower(), name.lower())
+    if out not in PAPER_FORMATS:
+        raise ValueError(f"the paper layout has no format {name!r}; choose one of {', '.join(PAPER_FORMATS)}")
+    return out
+
+
+def cell_text(cell: PaperCell, intervals: bool) -> str:
+    """``50.00`` or, with intervals, ``50.00 [34.49, 65.51]``; a dash for a missing value."""
+    if not cell.present:
+        return fmt.DASH
+    text = fmt.num(cell.value, DIGITS)
+    if intervals and cell.ci_low is not None and cell.ci_high is not None:
+        text += f" [{fmt.num(cell.ci_low, DIGITS)}, {fmt.num(cell.ci_high, DIGITS)}]"
+    return text
+
+
+def _note(tables: Sequence[PaperTable]) -> str:
+    if not tables:
+        return "No finished runs match."
+    return ("Main comparable group of each dataset only. Best measured value per column in bold; "
+            "reported rows are the paper's numbers for the same setting. The average is over all "
+            "datasets of the table, empty where a row misses one.")
+
+
+# ---------------------------------------------------------------------------------- markdown
+
+
+def render_paper_markdown(tables: Sequence[PaperTable], *, intervals: bool = False) -> str:
+    lines = ["# rlcf-bench results (paper layout)", "", md_escape(_note(tables)), ""]
+    for t in tables:
+        lines += [f"## {md_escape(t.caption)}", ""]
+        lines.append("| method | " + " | ".join(md_escape(c) for c in t.columns) + " |")
+        lines.append("|---|" + "|".join("---:" for _ in t.columns) + "|")
+        for row in t.rows:
+            cells = []
+            for c in row.cells:
+                text = md_escape(cell_text(c, intervals))
+                cells.append(f"**{text}**" if c.best else (f"_{text}_" if row.kind == "reported" and c.present
+                                                           else text))
+            label = md_escape(row.label)
+            lines.append(f"| {'_' + label + '_' if row.kind == 'reported' else label} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+# ---------------------------------------------------------------------------------- CSV
+
+
+def render_paper_csv(tables: Sequence[PaperTable], *, intervals: bool = False) -> str:
+    """Long format, one line per (table, row, column): easy to pivot, full precision."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    header = ["task", "metric", "row", "kind", "source", "column", "value"]
+    header += ["ci_low", "ci_high"] if intervals else []
+    header += ["best", "run_id"]
+    w.writerow(header)
+    for t in tables:
+        for row in t.rows:
+            for column, c in zip(t.columns, row.cells):
+                line = [_text(t.task), _text(t.metric), _text(row.label), row.kind, _text(row.source), _text(column),
+                        _n(c.value if c.present else None)]
+                line += [_n(c.ci_low), _n(c.ci_high)] if intervals else []
+                line += [_n(c.best), _n(c.run_id)]
+                w.writerow(line)
+    return buf.getvalue()
+
+
+# ---------------------------------------------------------------------------------- HTML
+
+_CSS = """
+body { margin: 0; background: #fafafa; color: #1d1d1f;
+       font: 14px/1.45 system-ui, -apple-system, 'Segoe UI', Roboto, 'DejaVu Sans', sans-serif; }
+main { max-width: 1400px; margin: 0 auto; padding: 16px 24px 48px; }
+table.paper { border-collapse: collapse; background: #fff; margin: 6px 0 18px;
+              border-top: 2px solid #222; border-bottom: 2px solid #222; }
+table.paper th { border-bottom: 1px solid #222; padding: 4px 10px; text-align: right; }
+table.paper th:first-child, table.paper td:first-child { text-align: left; }
+table.paper td { padding: 3px 10px; text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+table.paper td.best { font-weight: 700; }
+table.paper tr.reported td { color: #888; font-style: italic; }
+table.paper tr.first-reported td { border-top: 1px solid #bbb; }
+"""
+
+
+def render_paper_html(tables: Sequence[PaperTable], *, intervals: bool = False) -> str:
+    e = html.escape
+    body = ["<h1>rlcf-bench results (paper layout)</h1>", f"<p>{e(_note(tables))}</p>"]
+    for t in tables:
+        body.append(f"<h2>{e(t.task)}</h2>")
+        body.append(f'<table class="paper" data-task="{e(t.task)}"><caption>{e(t.caption)}</caption>')
+        body.append("<thead><tr><th>method</th>" + "".join(f'<th scope="col">{e(c)}</th>' for c in t.columns)
+                    + "</tr></thead><tbody>")
+        first_reported = True
+        for row in t.rows:
+            cls = row.kind
+            if row.kind == "reported" and first_reported:
+                cls, first_reported = "reported first-reported", False
+            cells = "".join(("<td class=\"best\">" if c.best else "<td>") + e(cell_text(c, intervals)) + "</td>"
+                            for c in row.cells)
+            body.append(f'<tr class="{cls}"><td>{e(row.label)}</td>{cells}</tr>')
+        body.append("</tbody></table>")
+    return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+            "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'\">\n"
+            f"<title>rlcf-bench results (paper layout)</title>\n<style>{_CSS}</style>\n</head>\n<body>\n<main>\n"
+            + "\n".join(body) + "\n</main>\n</body>\n</html>\n")
+
+
+# ---------------------------------------------------------------------------------- LaTeX
+
+_LATEX_SPECIAL = {
+    "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
+    "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "<": r"\textless{}", ">": r"\textgreater{}",
+    "|": r"\textbar{}",
+}
+
+
+def latex_escape(text: str) -> str:
+    """Escape text for a LaTeX table cell: the ten characters with a special meaning, and ``< > |``
+    (which the default OT1 font encoding would print as other glyphs)."""
+    return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in str(text)).replace(fmt.DASH, "---")
+
+
+def _latex_cell(c: PaperCell, intervals: bool, grey: bool) -> str:
+    if not c.present:
+        return "--"
+    text = fmt.num(c.value, DIGITS)
+    if c.best:
+        text = rf"\textbf{{{text}}}"
+    if intervals and c.ci_low is not None and c.ci_high is not None:
+        text += rf" {{\scriptsize[{fmt.num(c.ci_low, DIGITS)}, {fmt.num(c.ci_high, DIGITS)}]}}"
+    return rf"\textcolor{{gray}}{{{text}}}" if grey else text
+
+
+def render_paper_latex(tables: Sequence[PaperTable], *, intervals: bool = False) -> str:
+    """One ``table`` float per task, booktabs rules; needs ``\\usepackage{booktabs,xcolor}``."""
+    lines = ["% rlcf-bench results (paper layout). Needs \\usepackage{booktabs} and \\usepackage{xcolor}.",
+             f"% {latex_escape(_note(tables))}"]
+    for t in tables:
+        lines += [r"\begin{table}[t]", r"\centering", rf"\caption{{{latex_escape(t.caption)}}}",
+                  rf"\begin{{tabular}}{{l{'r' * len(t.columns)}}}", r"\toprule",
+                  "Method & " + " & ".join(latex_escape(c) for c in t.columns) + r" \\", r"\midrule"]
+        reported_started = False
+        for row in t.rows:
+            grey = row.kind == "reported"
+            if grey and not reported_started:
+                lines.append(r"\midrule")
+                reported_started = True
+            label = latex_escape(row.label)
+            label = rf"\textcolor{{gray}}{{{label}}}" if grey else label
+            lines.append(label + " & " + " & ".join(_latex_cell(c, intervals, grey) for c in row.cells) + r" \\")
+        lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]
+    return "\n".join(lines)
+
+
+_RENDERERS = {"markdown": render_paper_markdown, "csv": render_paper_csv, "html": render_paper_html,
+              "latex": render_paper_latex}
+
+
+def render_paper_tables(tables: Sequence[PaperTable], fmt_name: str, *, intervals: bool = False) -> str:
+    return _RENDERERS[normalise_paper_format(fmt_name)](tables, intervals=intervals)

@@ -1,0 +1,98 @@
+"""The compact table ``rlcf-bench run`` prints at its end: only the runs it just executed.
+
+One line per (dataset, method) on the task's primary metric with its 95% interval, the number of
+samples actually scored (so ``--limit`` shows), the difference to the group's zero-shot and TPT
+runs with the paired test's p-value, and the marks a reader must not miss (BELOW its own reward
+model, reused from the store, ranked apart). Per method, an ``average`` line gives the mean over
+the datasets of this run. The full leaderboard is ``rlcf-bench report``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Collection, Mapping
+from typing import Any
+
+from . import fmt
+from .markdown import render_markdown
+from .outline import Heading, Outline, Paragraph, Table
+from .rows import TPT, LeaderboardRow, build_report
+from .scores import PERCENT_KINDS
+
+
+def _notes(row: LeaderboardRow, reused: bool) -> str:
+    out = []
+    rm = row.reward_model_zero_shot
+    if rm is not None and rm.below:
+        out.append(f"BELOW its reward model's zero-shot ({fmt.num(rm.value)})")
+    if reused:
+        out.append("reused (stored earlier; --fresh re-runs)")
+    if not row.ranked_with_main:
+        out.append("ranked apart (other protocol or versions than the main group)")
+    return "; ".join(out) or fmt.DASH
+
+
+def _drop_column(headers: tuple[str, ...], lines: list[tuple[str, ...]],
+                 j: int) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
+    return headers[:j] + headers[j + 1:], [line[:j] + line[j + 1:] for line in lines]
+
+
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def summary_outline(rows: list[LeaderboardRow], reused: Collection[int]) -> Outline:
+    out = Outline()
+    by_task: dict[str, list[LeaderboardRow]] = defaultdict(list)
+    for row in rows:
+        by_task[row.task].append(row)
+    for task, task_rows in by_task.items():
+        metric = next((r.primary_metric for r in task_rows if r.primary_metric), None) or "metric"
+        unit = " (%)" if task_rows[0].task_kind in PERCENT_KINDS else ""
+        out.add(Heading(2, f"{task} · {metric}{unit}"))
+        with_tpt = any(r.vs_tpt is not None for r in task_rows)  # no TPT column where no TPT ran
+        headers = ("dataset", "method", f"{metric} [95% CI]", "n", "Δ vs zero-shot", f"Δ vs {TPT}", "notes")
+        lines: list[tuple[str, ...]] = []
+        per_method: dict[str, list[LeaderboardRow]] = defaultdict(list)
+        main_model = Counter(r.model for r in task_rows).most_common(1)[0][0]
+        for r in task_rows:
+            label = r.method_label + (f" ({r.model})" if r.model != main_model else "")
+            lines.append((r.dataset, label, fmt.value_with_ci(r.metrics.get(metric)), str(r.primary_n),
+                          fmt.comparison(r.vs_zero_shot), fmt.comparison(r.vs_tpt), _notes(r, r.run_id in reused)))
+            per_method[label].append(r)
+        n_datasets = len({r.dataset for r in task_rows})
+        if n_datasets > 1:
+            for label, members in per_method.items():
+                values = [r.metrics[metric].value for r in members if metric in r.metrics]
+                dz = [r.vs_zero_shot.delta for r in members if r.vs_zero_shot is not None]
+                dt = [r.vs_tpt.delta for r in members if r.vs_tpt is not None]
+                lines.append((f"average ({len(values)} datasets)", label, fmt.num(_mean(values)),
+                              str(sum(r.primary_n for r in members)), fmt.signed(_mean(dz)), fmt.signed(_mean(dt)),
+                              fmt.DASH))
+        if not with_tpt:
+            headers, lines = _drop_column(headers, lines, 5)
+        out.add(Table("summary", headers, tuple(lines)))
+    return out
+
+
+def render_run_summary(store: Any, run_ids: Collection[int], *, reused: Collection[int] = (),
+                       method_defaults: Mapping[str, Mapping[str, Any]] | None = None) -> str:
+    """Markdown tables of the finished runs among ``run_ids`` (comparisons within their groups)."""
+    wanted = set(run_ids)
+    runs = store.runs(status="finished")
+    tasks = {(r.task, r.dataset) for r in runs if r.id in wanted}
+    report = build_report(store, method_defaults=method_defaults)
+    rows = [r for s in report.sections if (s.task, s.dataset) in tasks for r in s.rows if r.run_id in wanted]
+    position = {rid: i for i, rid in enumerate(run_ids)}
+    first: dict[str, int] = {}
+    for r in sorted(rows, key=lambda r: position[r.run_id]):
+        first.setdefault(r.dataset, position[r.run_id])
+        first.setdefault(r.method_label, position[r.run_id])
+    rows.sort(key=lambda r: (first[r.dataset], first[r.method_label]))  # the order the command asked for
+    if not rows:
+        return ""
+    outline = summary_outline(rows, set(reused))
+    outline.blocks.insert(0, Paragraph(
+        f"Results of this command ({len(rows)} run(s)). Δ: points against the same group's run, with the "
+        f"paired test's p-value ('{fmt.SIGNIFICANT}': significant at 5%)."))
+    return render_markdown(outline)
