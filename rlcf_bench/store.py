@@ -312,7 +312,7 @@ class Store:
             self._init_schema(create)
         except DBAPIError as exc:  # unreachable server, not a database, truncated file, ...
             why = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
-            raise StoreError(f"leaderboard database {self.engine.url.render_as_string(hide_password=True)}",
+            raise StoreError(f"leaderboard database {self.location}",
                              why, "check that it exists, is reachable and is an rlcf-bench store") from exc
 
     @property
@@ -331,10 +331,10 @@ class Store:
             tables = set(inspect(conn).get_table_names())
             if "schema_info" not in tables:
                 if tables & {t.name for t in Base.metadata.sorted_tables}:
-                    raise StoreError(f"leaderboard database {self.url}", "has rlcf-bench tables but no schema_info",
+                    raise StoreError(f"leaderboard database {self.location}", "has rlcf-bench tables but no schema_info",
                                      "it was not made by rlcf-bench; pass a new --db")
                 if tables:
-                    raise StoreError(f"leaderboard database {self.url}", "is a database, but not an rlcf-bench "
+                    raise StoreError(f"leaderboard database {self.location}", "is a database, but not an rlcf-bench "
                                      "leaderboard", "pass a leaderboard file or a new path")
                 return None
             row = conn.execute(select(SchemaInfo.value).where(SchemaInfo.key == "schema_version")).first()
@@ -344,11 +344,11 @@ class Store:
         version = self._retry(self._read_version)
         if version is not None and version != str(SCHEMA_VERSION):
             raise SchemaVersionError(
-                f"leaderboard database {self.url}", f"has schema version {version}, this rlcf-bench understands "
+                f"leaderboard database {self.location}", f"has schema version {version}, this rlcf-bench understands "
                 f"version {SCHEMA_VERSION}", "use a matching rlcf-bench or a new --db")
         if not create:
             if version is None:
-                raise StoreError(f"leaderboard database {self.url}", "is empty", "run something first or fix --db")
+                raise StoreError(f"leaderboard database {self.location}", "is empty", "run something first or fix --db")
             return
         if self.engine.dialect.name == "sqlite":
             with self.engine.connect() as conn:
