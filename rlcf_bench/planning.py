@@ -7,7 +7,9 @@ A suite is a plain named list of runs; options narrow or override it:
 * ``--method`` replaces the methods: each selected (task, dataset) is run with the given methods,
   the suite's main model for that dataset (its most frequent policy) and its reward model;
 * ``--model``/``--reward-model`` override the suite's (the reward model only where a method needs one);
-* ``-m key=value`` sets an option on every selected method that has it (it is an error if none has it).
+* ``-m key=value`` sets an option on every selected method that has it (it is an error if none has it);
+* ``orders`` (``--orders``, else the suite's): stream orders per online method
+  (:func:`rlcf_bench.online_protocol.expand_orders`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
+from .online_protocol import expand_orders
 from .plugins import PluginHost
 from .runner import RunRequest
 from .types import VIEW_POLICY_PARAM, SuiteRun, check_view_policy, config_from_pairs
@@ -29,7 +32,8 @@ class PlanError(ValueError):
 def plan_runs(host: PluginHost, *, suite: str, suite_explicit: bool = False, task: str | None = None,
               datasets: Sequence[str] = (), methods: Sequence[str] = (), model: str | None = None,
               reward_model: str | None = None, options: Sequence[tuple[str, str]] = (),
-              data_params: Sequence[tuple[str, str]] = (), overrides: dict[str, Any] | None = None) -> list[RunRequest]:
+              data_params: Sequence[tuple[str, str]] = (), overrides: dict[str, Any] | None = None,
+              orders: int | None = None) -> list[RunRequest]:
     method_reg, task_reg = host.registry("methods"), host.registry("tasks")
     for name in methods:
         method_reg.get(name)  # unknown names fail with suggestions
@@ -108,7 +112,10 @@ def plan_runs(host: PluginHost, *, suite: str, suite_explicit: bool = False, tas
             raise PlanError(f"-m {key}: no selected method has an option named {key!r}")
     if not requests:
         raise PlanError("nothing to run: no selected method supports the selected task")
-    return requests
+    online_kinds = {kind for m in method_reg if not m.episodic for kind in m.tasks}
+    n_orders = orders if orders is not None else (suites.get(suite).orders if suite in suites else 1)
+    return expand_orders(requests, n_orders, lambda r: not method_reg.get(r.method).episodic,
+                         lambda r: task_reg.get(r.task).kind in online_kinds)
 
 
 def _fields(config_cls: Any) -> set[str]:

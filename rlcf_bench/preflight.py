@@ -48,7 +48,6 @@ def _model_problems(host: PluginHost, names: Sequence[str]) -> list[str]:
 
 
 def _dataset_problems(host: PluginHost, requests: Sequence[Any], data_root: str | None) -> list[str]:
-    datasets = host.registry("datasets")
     root = resolve_data_root(data_root)
     needs_root: list[str] = []
     problems: list[str] = []
@@ -58,7 +57,7 @@ def _dataset_problems(host: PluginHost, requests: Sequence[Any], data_root: str 
         if key in seen:
             continue
         seen.add(key)
-        spec = datasets.get(req.dataset)
+        spec = host.dataset(req.dataset, dict(req.dataset_params))
         if spec.root_name is None:
             continue
         if root is None:

@@ -28,6 +28,7 @@ from .plugins import PluginHost
 from .reward import CLIPReward
 from .store import Store
 from .task import TaskRuntime
+from .online_protocol import online_metrics
 from .types import (
     SKIPPED, Batch, DatasetLayoutError, LatencyStats, MethodContext, MetricValue, RunError, RunProtocol, RunResult,
     RunSpec, SampleRecord, StepRecord, config_from_pairs, resolve_view_policy,
@@ -104,6 +105,7 @@ class Runner:
         configure_threads()
         self.device = select_device(self.options.device)
         self._cache = _Loaded()
+        self._stream_state = False  # set while this process holds a stream method's state
 
     # ------------------------------------------------------------------ loading
     def load_model(self, name: str) -> Any:
@@ -228,7 +230,7 @@ class Runner:
                 raise MethodError(method_spec, "setup", exc) from exc
             ready = True
             self._execute(run.id, task, method, method_spec, items, policy, timer)
-            self._finalise(run.id, task)
+            self._finalise(run.id, task, method, method_spec.episodic, items, policy)
         except KeyboardInterrupt:
             self.store.fail_run(run.id, "interrupted", f"interrupted by the user ({resume_hint()})")
             raise
@@ -274,6 +276,7 @@ class Runner:
                     done = self.store.done_sample_ids(run_id)
                     if done:
                         self._replay_stream(task, method, episodic, items, done, policy)
+                    self._stream_state = True  # this process's method holds the stream's state
                     for sid in claimed:
                         yield [by_id[sid]]
                 else:
@@ -283,18 +286,24 @@ class Runner:
                 return
             time.sleep(POLL_S)  # other live processes hold the rest: wait for them (or their death)
 
-    def _finalise(self, run_id: int, task: TaskRuntime) -> None:
-        """Store the metrics once: by whichever process wins the finalise claim; the others wait."""
+    def _finalise(self, run_id: int, task: TaskRuntime, method: Any, episodic: bool, items: Sequence[tuple[int, str]],
+                  policy: Any) -> None:
+        """Store the metrics once: by whichever process wins the finalise claim; the others wait.
+        The end-of-stream state metrics of a method that carries state need that state: a
+        finaliser that did not compute the stream rebuilds it by replaying the stored stream."""
         while True:
             run = self.store.get_run(run_id)
             if run is not None and run.status == "finished":
                 return
             if self.store.begin_finalise(run_id):
+                if method.carries_state and not self._stream_state:
+                    self._replay_stream(task, method, episodic, items, self.store.done_sample_ids(run_id), policy)
                 records = self.store.sample_records(run_id, include_skipped=True)
                 kept = [r for r in records if SKIPPED not in r.extra]
                 if not kept:
                     raise RunnerError("every sample was skipped (--on-corrupt skip): nothing to score")
                 metrics = task.aggregate(kept)
+                metrics.update(online_metrics(method, items, kept))
                 if len(kept) < len(records):
                     n = len(records) - len(kept)
                     metrics = {**metrics, SKIPPED: MetricValue(float(n), None, None, len(records))}
@@ -308,6 +317,7 @@ class Runner:
         clock = Clock(self.device)
         memory = PeakMemory(self.device)
         memory.reset()
+        self._stream_state = False
         size = self._batch_size(method_spec, method)
         warm_left = self.options.warmup
         for claimed in self._claimed_batches(run_id, task, method, method_spec.episodic, items, size, policy):

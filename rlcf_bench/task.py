@@ -9,7 +9,6 @@ reports exactly what a straight one would.
 
 from __future__ import annotations
 
-import random
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any
@@ -30,15 +29,12 @@ class TaskRuntime(ABC):
         """``(dataset index, sample id)`` of every sample, in dataset order."""
 
     def samples(self) -> list[tuple[int, str]]:
-        """The protocol's stream: dataset order or a seeded permutation, then the limit."""
-        items = self.all_samples()
-        if self.protocol.order == "shuffled":
-            rng = random.Random(self.protocol.seed)
-            items = items[:]
-            rng.shuffle(items)
-        if self.protocol.limit is not None:
-            items = items[: self.protocol.limit]
-        return items
+        """The protocol's stream: dataset order or a permutation seeded by the protocol seed, cut to
+        the limit, then permuted by the ``order_seed`` parameter if there is one."""
+        from .online_protocol import stream_order
+
+        proto = self.protocol
+        return stream_order(self.all_samples(), proto.order, proto.seed, proto.params, proto.limit)
 
     # ---------------------------------------------------------------- execution
     @abstractmethod

@@ -352,6 +352,11 @@ class Method(ABC, Generic[ConfigT]):
     def after_predict(self, batch: Batch) -> None:  # noqa: B027
         """Online bookkeeping after a prediction (e.g. a momentum update); timed with adapt."""
 
+    def state_size(self) -> dict[str, int]:
+        """Size of what an online method remembers (e.g. ``state_entries``, ``state_bytes``); the
+        runner stores it with the run's metrics when the run finishes. Empty for stateless methods."""
+        return {}
+
     @property
     def carries_state(self) -> bool:
         """True when results depend on the samples seen before (online methods, or an episodic
@@ -478,12 +483,14 @@ class SuiteRun:
 
 @dataclass(frozen=True)
 class SuiteSpec:
-    """A plain named list of runs. ``expand(methods)`` yields them; it never aggregates."""
+    """A plain named list of runs. ``expand(methods)`` yields them; it never aggregates.
+    ``orders``: stream orders each online method is run with (``--orders`` overrides)."""
 
     name: str
     description: str
     runs: Callable[..., Sequence[SuiteRun]]
     provider: str = ""
+    orders: int = 1
 
 
 @dataclass(frozen=True)

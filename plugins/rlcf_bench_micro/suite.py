@@ -5,7 +5,9 @@ Every registered classification method on every ImageNet-analogue shift of the e
 the reward model's own zero-shot as a reference row, and the retrieval and captioning methods on
 a captioned shifted domain. Sizes are chosen so the whole suite fits in about 10 minutes on two
 CPU cores (measured: README, "Reference result"); the protocol is the paper's except for 32
-views instead of 64 (3 confident views instead of 6), the same for every method.
+views instead of 64 (3 confident views instead of 6), the same for every method. Online methods
+(TDA, DMN-ZS, DPE, BoostAdapter) run three stream orders each; the classification runs share
+order seed 0 (``rlcf_bench.online_protocol``).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ CLASSIFICATION_N = 200
 RETRIEVAL_DOMAIN, RETRIEVAL_N = "micro-rendition", 60
 CAPTIONING_DOMAIN, CAPTIONING_N = "micro-rendition", 60
 PROTOCOL = (("n_views", 32),)
+ONLINE_ORDERS = 3  # stream orders per online method (order seeds 0, 1, 2); episodic methods run once
 
 
 def _supports(method: Any, kind: str) -> bool:
@@ -55,4 +58,5 @@ def micro_runs(methods: Sequence[Any]) -> list[SuiteRun]:
 
 @hookimpl
 def rlcfb_register_suites() -> list[SuiteSpec]:
-    return [SuiteSpec("micro", "the embedded suite: generated shifts, micro CLIP zoo; CPU, minutes", micro_runs)]
+    return [SuiteSpec("micro", "the embedded suite: generated shifts, micro CLIP zoo; CPU, minutes", micro_runs,
+                      orders=ONLINE_ORDERS)]

@@ -147,3 +147,31 @@ def memory_differs(values: Sequence[float | None]) -> bool:
     """Whether peak memory differs enough between runs for a chart to say something."""
     finite = [v for v in values if _finite(v) and v > 0]  # type: ignore[operator]
     return len(finite) > 1 and max(finite) >= MEMORY_SPREAD * min(finite)
+
+
+@dataclass(frozen=True)
+class LineItem:
+    label: str
+    colour: str
+    points: Sequence[tuple[float, float]]
+
+
+def line_chart(title: str, lines: Sequence[LineItem], x_label: str, y_label: str) -> str:
+    """Lines over a 0–100 % x axis (the online methods' running accuracy along the stream)."""
+    import matplotlib
+    from matplotlib.figure import Figure
+
+    with matplotlib.rc_context(_RC):
+        fig = Figure(figsize=(6.4, 3.6))
+        ax = fig.add_subplot()
+        for line in lines:
+            pts = [(x, y) for x, y in line.points if _finite(x) and _finite(y)]
+            ax.plot([x for x, _ in pts], [y for _, y in pts], color=line.colour, linewidth=1.6, label=line.label)
+        ax.set_xlim(0, 100)
+        ax.set_xlabel(x_label)
+        ax.set_ylabel(y_label)
+        ax.set_title(title, loc="left", fontweight="bold")
+        ax.grid(color="#e6e6e6")
+        if lines:
+            ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
+        return _to_svg(fig)

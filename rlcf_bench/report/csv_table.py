@@ -27,7 +27,7 @@ BASE_COLUMNS: tuple[str, ...] = (
     "reward_model_zero_shot_run", "reward_model_zero_shot_value", "vs_reward_model_delta",
     "vs_reward_model_p", "below_reward_model",
     "protocol_hash", "config_hash", "task_version", "dataset_version", "model_version", "bench_version",
-    "official",
+    "official", "orders_n", "orders_mean", "orders_sd", "orders_min", "orders_max",
 )
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -68,6 +68,8 @@ def _row_cells(row: LeaderboardRow, metric_names: Sequence[str], reported_names:
               if rm is not None else ["", "", "", "", ""])
     cells += [_text(row.protocol_hash), _text(row.config_hash), _text(row.task_version), _text(row.dataset_version),
               _text(row.model_version), _text(row.bench_version), _n(row.official)]
+    spread = row.orders.as_dict() if row.orders is not None else None
+    cells += [_n(spread[k]) for k in ("n_orders", "mean", "sd", "min", "max")] if spread else ["", "", "", "", ""]
     for name in metric_names:
         mv = row.metrics.get(name)
         cells += [_n(mv.value), _n(mv.ci_low), _n(mv.ci_high)] if mv is not None else ["", "", ""]

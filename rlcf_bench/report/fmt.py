@@ -37,7 +37,8 @@ def value_with_ci(mv: MetricValue | None) -> str:
     if mv is None:
         return DASH
     interval = ci(mv)
-    return num(mv.value) if interval == DASH else f"{num(mv.value)} {interval}"
+    exact = mv.ci_low == mv.ci_high == mv.value  # a count or a size: no sampling uncertainty
+    return num(mv.value) if interval == DASH or exact else f"{num(mv.value)} {interval}"
 
 
 def comparison(c: Comparison | None) -> str:
@@ -81,6 +82,8 @@ def notes(row: LeaderboardRow) -> list[str]:
         out.append(f"below its own reward model's zero-shot ({num(rm.value)}): not a win")
     if rm is not None and not rm.strictly_comparable:
         out.append(f"reward-model reference {rm.note}")
+    if row.orders is not None:
+        out.append(row.orders.text())
     if not row.official:
         out.append("unofficial run")
     for c in (row.vs_best, row.vs_zero_shot):

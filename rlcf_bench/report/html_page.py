@@ -19,6 +19,7 @@ from functools import lru_cache
 from importlib import resources
 
 from . import charts
+from .online import stream_plots
 from .outline import Bullets, Heading, Outline, Paragraph, PluginBlock, Table
 from .rows import LeaderboardRow, Report
 from .scores import PERCENT_KINDS
@@ -156,7 +157,7 @@ def plots(report: Report) -> str:
 
 def render_html(outline: Outline, report: Report) -> str:
     body: list[str] = []
-    plots_html = plots(report)
+    plots_html = plots(report) + stream_plots(report)
     plots_done = False
     for block in outline.blocks:
         if isinstance(block, Heading):

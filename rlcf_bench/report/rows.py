@@ -30,6 +30,7 @@ from sqlalchemy import func, select
 from ..stats import bootstrap_mean_ci
 from ..store import Metric, Reference, Run, SampleResult, Store
 from ..types import MetricValue, stable_hash
+from .online import order_spreads, stream_curves
 from .options import options_by_run, options_text, protocol_text
 from .scores import PairedTest, ScoreCache, metric_scores, paired_test, score_scale
 
@@ -187,6 +188,8 @@ class LeaderboardRow:
     reward_model_zero_shot: RewardModelReference | None = None
     reported: list[ReportedValue] = field(default_factory=list)
     reference_for: list[str] = field(default_factory=list)  # groups showing this run as RM zero-shot
+    orders: Any = None  # OrderSpread over the run's stream orders (online methods; report/online.py)
+    stream_curve: list[tuple[float, float]] | None = None  # (% of stream, running accuracy %)
     method_config: dict[str, Any] = field(default_factory=dict)  # the full stored configuration
     options: dict[str, Any] = field(default_factory=dict)  # the non-default part of it (what a reader needs)
     protocol: dict[str, Any] = field(default_factory=dict)  # the protocol's settings (the hash is of these)
@@ -257,6 +260,7 @@ class LeaderboardRow:
                                        else self.reward_model_zero_shot.as_dict()),
             "reported": [r.as_dict() for r in self.reported],
             "reward_model_reference_for_groups": list(self.reference_for),
+            "orders": None if self.orders is None else self.orders.as_dict(),
         }
 
 
@@ -329,6 +333,9 @@ def build_report(store: Store, *, task: str | None = None, dataset: str | None =
     runs, superseded = _latest_attempts(store.runs(status="finished", task=task, dataset=dataset))
     cache = ScoreCache(store)
     rows = _rows_from_runs(store, runs, cache)
+    hidden = order_spreads(runs, rows, PRIMARY_METRICS)  # other stream orders: summarised, not listed
+    rows = [r for r in rows if r.run_id not in hidden]
+    stream_curves(store, rows)
     shown = options_by_run({r.run_id: (r.method, r.method_config) for r in rows}, method_defaults or {})
     for row in rows:
         row.options = shown[row.run_id]

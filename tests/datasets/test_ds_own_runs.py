@@ -108,4 +108,4 @@ def test_bad_names_and_parameters_fail_before_anything_runs(cli, own, tmp_path):
                                    "micro-student", "--db", str(db), "-j", "1", "-q"])
     assert out.exit_code == 1 and "empty class folder" in out.output
     report = CliRunner().invoke(cli, ["report", "--format", "json", "--db", str(db)])
-    assert json.loads(report.output) == []  # nothing was written
+    assert json.loads(report.stdout) == []  # nothing was written

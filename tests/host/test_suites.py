@@ -62,5 +62,7 @@ def test_method_override_keeps_each_runs_own_dataset_and_protocol_settings(full_
     by_task = {(r.task, r.dataset): r for r in reqs if r.dataset == "micro-rendition"}
     assert dict(by_task[("retrieval", "micro-rendition")].dataset_params)["n"] == 60
     assert dict(by_task[("classification", "micro-rendition")].dataset_params)["n"] == 200
-    assert dict(by_task[("classification", "micro-rendition")].protocol_overrides) == {"n_views": 32, "limit": 4}
+    # order seed 0: classification has online methods, so every run of it gets a stream order
+    assert dict(by_task[("classification", "micro-rendition")].protocol_overrides) == {"n_views": 32, "limit": 4,
+                                                                                       "order_seed": 0}
     assert all(r.method == "zero-shot" and r.model != "micro-reward" for r in reqs)

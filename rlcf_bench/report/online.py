@@ -1,0 +1,146 @@
+"""What reports show for online methods: the spread across stream orders and the stream curve.
+
+* **Order spread.** Runs that differ only in the protocol's ``order_seed`` (same task, dataset,
+  method, configuration, model, versions and otherwise identical protocol) are *orders of one
+  experiment*. The run with the lowest order seed stands for them in the leaderboard (it shares
+  the protocol hash of the episodic runs it is ranked with); it carries an :class:`OrderSpread`
+  — mean, sample standard deviation, min and max of the primary metric over the orders — and the
+  other orders are not listed as groups of their own (their run ids and values are in the spread).
+* **Stream curve.** For a run that stored the stream metrics (methods that carry state), the
+  running accuracy along the stream, read from its per-sample rows in the order they were
+  written (= the stream order: such a method is fed one sample at a time and a resumed run
+  continues after its stored prefix), thinned to at most :data:`CURVE_POINTS` points.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+
+from ..online_protocol import ORDER_SEED, order_seed_of, running_accuracy, stream_metric_name
+from ..store import Run, SampleResult, Store
+from ..types import stable_hash
+
+CURVE_POINTS = 100
+
+
+@dataclass(frozen=True)
+class OrderSpread:
+    metric: str
+    order_seeds: tuple[int, ...]
+    run_ids: tuple[int, ...]
+    values: tuple[float, ...]
+
+    @property
+    def n(self) -> int:
+        return len(self.values)
+
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(self.values)
+
+    @property
+    def sd(self) -> float:
+        return statistics.stdev(self.values) if self.n > 1 else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"metric": self.metric, "n_orders": self.n, "order_seeds": list(self.order_seeds),
+                "run_ids": list(self.run_ids), "values": list(self.values), "mean": self.mean, "sd": self.sd,
+                "min": min(self.values), "max": max(self.values)}
+
+    def text(self) -> str:
+        return (f"{self.n} stream orders: {self.metric} {self.mean:.2f} ± {self.sd:.2f} (sd; "
+                f"min {min(self.values):.2f}, max {max(self.values):.2f})")
+
+
+def _family(run: Run) -> str:
+    protocol = dict(run.protocol or {})
+    params = {k: v for k, v in dict(protocol.get("params") or {}).items() if k != ORDER_SEED}
+    protocol["params"] = params
+    return stable_hash([run.task, run.task_version, run.dataset, run.dataset_version, run.dataset_params, run.method,
+                        run.method_version, run.config_hash, run.model, run.model_version, run.reward_model,
+                        run.reward_model_version, run.bench_version, protocol])
+
+
+def order_spreads(runs: Sequence[Run], rows: Sequence[Any], primary: dict[str, tuple[str, ...]]) -> set[int]:
+    """Attach an :class:`OrderSpread` to the representative row of every family of orders;
+    return the run ids of the other orders (not listed on their own)."""
+    by_id = {r.run_id: r for r in rows}
+    families: dict[str, list[tuple[int, Run]]] = defaultdict(list)
+    for run in runs:
+        seed = order_seed_of((run.protocol or {}).get("params") or {})
+        if seed is not None and run.id in by_id:
+            families[_family(run)].append((seed, run))
+    hidden: set[int] = set()
+    for members in families.values():
+        if len({seed for seed, _ in members}) < 2:
+            continue
+        members.sort(key=lambda m: (m[0], m[1].id))
+        head = by_id[members[0][1].id]
+        metric = next((m for m in primary.get(head.task_kind, ()) if m in head.metrics), None)
+        scored = [(seed, run.id, by_id[run.id].metrics[metric].value) for seed, run in members
+                  if metric and metric in by_id[run.id].metrics]
+        if metric is None or len(scored) < 2:
+            continue
+        head.orders = OrderSpread(metric, tuple(s for s, _, _ in scored), tuple(i for _, i, _ in scored),
+                                  tuple(float(v) for _, _, v in scored))
+        hidden.update(run.id for _, run in members[1:])
+    return hidden
+
+
+def stream_curves(store: Store, rows: Sequence[Any]) -> None:
+    """Set ``row.stream_curve`` (``[(percent of stream, running accuracy %)]``) on the rows that
+    stored the stream metrics."""
+    marker = stream_metric_name(100)
+    wanted = [r for r in rows if marker in r.metrics]
+    if not wanted:
+        return
+    with store.session() as s:
+        for row in wanted:
+            scores = list(s.scalars(select(SampleResult.score).where(SampleResult.run_id == row.run_id)
+                                    .order_by(SampleResult.id)))
+            row.stream_curve = thin(running_accuracy(scores))
+
+
+def thin(curve: Sequence[float], points: int = CURVE_POINTS) -> list[tuple[float, float]]:
+    """At most ``points`` evenly spaced points of ``curve`` (always its last one), x in % of the stream."""
+    n = len(curve)
+    if n == 0:
+        return []
+    step = max(1, math.ceil(n / points))
+    idx = list(range(step - 1, n, step))
+    if idx[-1] != n - 1:
+        idx.append(n - 1)
+    return [(100.0 * (i + 1) / n, curve[i]) for i in idx]
+
+
+def stream_plots(report: Any) -> str:
+    """HTML: per dataset, the running accuracy along the stream of the online runs of its main group."""
+    import html
+
+    from . import charts
+
+    out = []
+    for section in report.sections:
+        main = next((g for g in section.groups if g.is_main), None)
+        rows = [r for r in (main.rows if main else []) if r.stream_curve]
+        if not rows:
+            continue
+        colours = charts.colour_map([r.method for r in rows])
+        lines = [charts.LineItem(f"{r.method} (run {r.run_id})", colours[r.method], r.stream_curve) for r in rows]
+        chart = charts.line_chart(f"{section.task} · {section.dataset}: accuracy along the stream", lines,
+                                  "samples seen (% of the stream)", "running top-1 (%)")
+        out.append(f'<figure class="plot">{chart}<p class="caption">{html.escape(STREAM_CAPTION)}</p></figure>')
+    if not out:
+        return ""
+    return '<h3>Online methods along the stream</h3>\n<div class="plots">' + "\n".join(out) + "</div>"
+
+
+STREAM_CAPTION = ("Running top-1 of the online runs (stream order 0) after each share of the stream: a rising "
+                  "curve is a method learning from the stream; the end point is the run's top-1.")
