@@ -704,14 +704,20 @@ def bounded(default: Any, **bounds: Any) -> Any:
     return field(default=default, metadata={RANGE_KEY: Range(**bounds)})
 
 
+#: Ranges of the conventional option names, for fields that declare none (so a new method's
+#: ``steps``/``lr`` are checked even before its author declares anything).
+CONVENTIONAL_RANGES: dict[str, Range] = {"steps": Range(ge=0), "lr": Range(gt=0), "weight_decay": Range(ge=0)}
+
+
 def field_range(config_cls: type, name: str) -> Range:
-    """The range declared for field ``name`` on ``config_cls`` or any dataclass base of it."""
+    """The range declared for field ``name`` on ``config_cls`` or any dataclass base of it, else
+    the conventional one of its name (:data:`CONVENTIONAL_RANGES`), else finiteness only."""
     for klass in getattr(config_cls, "__mro__", (config_cls,)):
         if dataclasses.is_dataclass(klass):
             for f in dataclasses.fields(klass):
                 if f.name == name and RANGE_KEY in f.metadata:
                     return f.metadata[RANGE_KEY]  # type: ignore[no-any-return]
-    return Range()
+    return CONVENTIONAL_RANGES.get(name, Range())
 
 
 def check_config(config: Any) -> None:

@@ -70,9 +70,9 @@ def test_every_method_config_range_is_enforced_by_the_host():
     checked = 0
     for spec in host.registry("methods"):
         fields = getattr(spec.config_cls, "__dataclass_fields__", {})
-        for name, value, word in (("steps", "-1", "≥ 0"), ("lr", "nan", "finite"), ("lr", "0", "> 0")):
-            if name in fields:
-                with pytest.raises(ValueError, match=word):
+        for name, value in (("steps", "-1"), ("lr", "nan"), ("lr", "0"), ("lr", "inf")):
+            if name in fields:  # the host's range check, or the method's own (stricter) one
+                with pytest.raises(ValueError, match=f"{name}="):
                     config_from_pairs(spec.config_cls, [(name, value)])
                 checked += 1
     assert checked >= 10
