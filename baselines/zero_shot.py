@@ -26,7 +26,7 @@ from typing import Any
 from rlcf_bench import Batch, Method, MethodContext, MethodSpec, Predictions, hookimpl
 from rlcf_bench.dispatch import task_dispatch
 from rlcf_bench.prompts import class_text_features
-from rlcf_bench.retrieval import encode_queries, predict_by_direction
+from rlcf_bench.retrieval import encode_queries, predict_by_direction, ranked_scores
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,7 @@ class ZeroShotEmbedding(Method[ZeroShotConfig]):
         model = self.ctx.model
         with torch.no_grad(), self.ctx.amp.autocast():
             queries = encode_queries(model, direction, batch)
-        return model.logit_scale * queries @ self.candidates[direction].t()
+        return ranked_scores(queries, self.candidates[direction], model.logit_scale)
 
 
 def _zero_shot() -> type[Method[Any]]:

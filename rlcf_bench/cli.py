@@ -31,6 +31,7 @@ class GlobalOptions:
         self.blocked: list[str] = []
         self.plugins_dirs: list[str] = []
         self.autoload = True
+        self.verbose = False
 
 
 def split_global_options(argv: Sequence[str]) -> tuple[GlobalOptions, list[str]]:
@@ -51,6 +52,8 @@ def split_global_options(argv: Sequence[str]) -> tuple[GlobalOptions, list[str]]
             opts.plugins_dirs.append(value)
         elif arg == "--disable-plugin-autoload":
             opts.autoload = False
+        elif arg in ("-v", "--verbose"):
+            opts.verbose = True
         else:
             rest.append(arg)
     return opts, rest
@@ -133,7 +136,7 @@ Examples:
   rlcf-bench run --help                               # options of one command
 
 Plugin options (anywhere on the line): -p NAME, -p no:NAME, --plugins-dir DIR,
---disable-plugin-autoload (or RLCF_BENCH_DISABLE_PLUGIN_AUTOLOAD=1).""")
+--disable-plugin-autoload (or RLCF_BENCH_DISABLE_PLUGIN_AUTOLOAD=1); -v/--verbose shows tracebacks.""")
     @click.version_option(__version__, prog_name="rlcf-bench")
     @click.pass_context
     def cli(ctx: click.Context) -> None:
@@ -207,23 +210,29 @@ Examples:
     @click.option("--data-param", "data_params", multiple=True, help="dataset parameter key=value")
     @click.option("--protocol-param", "protocol_params", multiple=True,
                   help="task protocol parameter key=value (e.g. direction=t2i for retrieval); changes the protocol hash")
-    @click.option("--limit", type=int, default=None, help="at most N samples per run (never ranked with full runs)")
+    @click.option("--limit", type=click.IntRange(min=1), default=None,
+                  help="at most N samples per run (never ranked with full runs)")
     @click.option("--orders", type=click.IntRange(min=1), default=None,
                   help="stream orders (order seeds 0..N-1) per online method; episodic methods run once (default: the suite's)")
-    @click.option("--seed", type=int, default=None, help="protocol seed (default: the task's)")
-    @click.option("--views", type=int, default=None,
+    @click.option("--seed", type=click.IntRange(min=0), default=None, help="protocol seed (default: the task's)")
+    @click.option("--views", type=click.IntRange(min=1), default=None,
                   help="views per sample (default: the suite's setting, else the task's: 32 in the micro suite, "
                        "64 in the paper's suites)")
-    @click.option("--precision", default=None, help="auto, fp32, amp-fp16 or amp-bf16 (default: auto)")
+    @click.option("--precision", type=click.Choice(["auto", "fp32", "amp-fp16", "amp-bf16"]), default=None,
+                  help="mixed precision (default: auto)")
     @click.option("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
-    @click.option("--batch-size", type=int, default=None, help="samples adapted at once (execution only; results do not depend on it)")
-    @click.option("--jobs", "-j", type=int, default=None,
+    @click.option("--batch-size", type=click.IntRange(min=1), default=None,
+                  help="samples adapted at once (execution only; results do not depend on it)")
+    @click.option("--jobs", "-j", type=click.IntRange(min=1), default=None,
                   help="runs executed in parallel processes, one thread each (default: the CPU cores on CPU, 1 on GPU)")
     @click.option("--shard", default=None, metavar="K/N",
                   help="compute shard K of N (0 <= K < N) of every run, e.g. one job-array task; the shard "
                        "that completes a run stores its metrics (under torchrun the ranks are the shards)")
     @click.option("--data-root", default=None, help="root of real datasets (else $RLCF_BENCH_DATA_ROOT, else the config file)")
     @click.option("--db", default=None, help=DB_HELP)
+    @click.option("--on-corrupt", type=click.Choice(["fail", "skip"]), default="fail", show_default=True,
+                  help="a sample whose image cannot be decoded: stop the run naming the file, or skip it "
+                       "(recorded per sample, counted as the 'skipped' metric)")
     @click.option("--fresh", is_flag=True, help="start new attempts instead of resuming or reusing stored runs")
     @click.option("--dry-run", is_flag=True, help="print the planned runs and exit")
     @click.option("--quiet", "-q", is_flag=True, help="no progress display, no result lines, no table")
@@ -232,7 +241,7 @@ Examples:
                 protocol_params: tuple[str, ...],
                 limit: int | None, orders: int | None, seed: int | None, views: int | None, precision: str | None,
                 device: str | None, batch_size: int | None, jobs: int | None, shard: str | None, data_root: str | None,
-                db: str | None, fresh: bool, dry_run: bool, quiet: bool) -> None:
+                db: str | None, on_corrupt: str, fresh: bool, dry_run: bool, quiet: bool) -> None:
         """Run a suite (default: the embedded micro suite); options narrow or override it.
 
         Under torchrun (or with --shard K/N) each process computes its share of every run."""
@@ -270,7 +279,7 @@ Examples:
             return
         _check_preconditions(host, requests, data_root)
         _execute(host, requests, db=db, device=device, batch_size=batch_size, data_root=data_root, fresh=fresh,
-                 quiet=quiet, jobs=jobs, shard=parts)
+                 quiet=quiet, jobs=jobs, shard=parts, on_corrupt=on_corrupt)
 
     @cli.command("report", epilog="""\b
 Examples:
@@ -296,7 +305,7 @@ Examples:
         """Report from the stored runs: the full leaderboard or the paper's table layout."""
         from . import report
 
-        store = _open_store(db)
+        store = _open_store(db, create=False)
         _store_references(host, store)
         if out or all_formats or fmt not in ("json", "csv"):  # scripts reading JSON/CSV get the data alone
             click.echo(f"leaderboard: {store.location}", err=True)
@@ -337,7 +346,7 @@ Example:
         """Paired comparison of two runs on the samples they share."""
         from . import report
 
-        click.echo(report.compare(_open_store(db), run_a, run_b))
+        click.echo(report.compare(_open_store(db, create=False), run_a, run_b))
 
     host.add_commands(cli)
     return cli
@@ -377,13 +386,12 @@ def _component_lines(host: PluginHost, kind: str, pattern: str | None) -> list[s
     return lines
 
 
-def _open_store(db: str | None) -> Any:
-    from .store import SchemaVersionError, Store
+def _open_store(db: str | None, *, create: bool = True) -> Any:
+    """Open the store (``create=False``: an existing one only — ``report`` never creates one).
+    Refusals (:class:`~rlcf_bench.errors.StoreError`) reach the CLI's error boundary."""
+    from .store import Store
 
-    try:
-        return Store(db)
-    except SchemaVersionError as exc:
-        _fail(str(exc))
+    return Store(db, create=create)
 
 
 def _store_references(host: PluginHost, store: Any) -> None:
@@ -448,12 +456,16 @@ def _default_jobs(device: str | None) -> int:
 
 
 def _execute(host: PluginHost, requests: Sequence[Any], *, db: str | None, device: str | None, batch_size: int | None,
-             data_root: str | None, fresh: bool, quiet: bool, jobs: int | None = None, shard: Any = None) -> None:
+             data_root: str | None, fresh: bool, quiet: bool, jobs: int | None = None, shard: Any = None,
+             on_corrupt: str = "fail") -> None:
     from . import distributed, sharding
+    from .device import select_device
     from .progress import SuiteProgress
     from .runner import ExecutionOptions
 
-    options = ExecutionOptions(device=device, batch_size=batch_size, data_root=data_root, fresh=fresh)
+    select_device(device)  # a missing CUDA device is refused before the store is touched
+    options = ExecutionOptions(device=device, batch_size=batch_size, data_root=data_root, fresh=fresh,
+                               on_corrupt=on_corrupt)
     progress = SuiteProgress(len(requests), enabled=not quiet and sharding.leads())
     reporters = [p for p in host.pm.get_plugins() if isinstance(p, TerminalReporter)]
     for reporter in reporters:
@@ -514,15 +526,19 @@ class RunOutcome(NamedTuple):
 
 def _run_one(runner: Any, req: Any, shard: Any = None) -> RunOutcome:
     """Run one request (or its ``shard``); return its summary line or error message."""
-    from .runner import RunnerError
+    from .errors import describe
     from .types import DatasetLayoutError
 
     try:
         result = runner.run(req) if shard is None else runner.run(req, shard)
     except DatasetLayoutError as exc:
         return RunOutcome("", f"the dataset layout is wrong, nothing was run:\n{exc}")
-    except (RunnerError, RegistryError, ValueError, RuntimeError) as exc:
-        return RunOutcome("", f"{type(exc).__name__}: {exc}")
+    except Exception as exc:  # one failed run must not stop the others; the store keeps its traceback
+        if getattr(getattr(runner.host, "cli_options", None), "verbose", False):
+            import traceback
+
+            traceback.print_exc()
+        return RunOutcome("", describe(exc))
     if result.status != "finished":  # a --shard task that left samples to other shards
         return RunOutcome(f"run {result.run_id}: shard {shard} stored; {result.n_samples} samples of the run are "
                           "stored, the shard that completes it stores its metrics", None)
@@ -563,6 +579,9 @@ def _worker_init(opts: GlobalOptions, db_url: str, options: Any, threads: int, e
     from .progress import ProgressForwarder
     from .runner import Runner
     from .store import Store
+    from .workers import exit_with_parent
+
+    exit_with_parent()
 
     host = build_host(opts, quiet=True)
     if events is not None:
@@ -571,7 +590,14 @@ def _worker_init(opts: GlobalOptions, db_url: str, options: Any, threads: int, e
 
 
 def _worker_run(req: Any) -> RunOutcome:
-    return _run_one(_WORKER["runner"], req)
+    from .workers import stopped
+
+    if stopped():
+        return RunOutcome("", "interrupted — the worker was stopped before this run started")
+    try:
+        return _run_one(_WORKER["runner"], req)
+    except KeyboardInterrupt:  # the run is marked interrupted; the parent reports and exits
+        return RunOutcome("", "interrupted — the worker was stopped (the run is marked interrupted)")
 
 
 def _run_parallel(host: PluginHost, requests: Sequence[Any], db_url: str, options: Any, jobs: int,
@@ -584,6 +610,8 @@ def _run_parallel(host: PluginHost, requests: Sequence[Any], db_url: str, option
 
     from .progress import drain
 
+    from .workers import interrupt_workers
+
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     threads = max(1, cores // jobs)
     opts = getattr(host, "cli_options", None) or GlobalOptions()
@@ -592,8 +620,9 @@ def _run_parallel(host: PluginHost, requests: Sequence[Any], db_url: str, option
     ctx = multiprocessing.get_context("spawn")
     events = ctx.Queue() if not quiet else None
     outcomes: list[RunOutcome] = [RunOutcome("", "not run")] * len(requests)
-    with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_worker_init,
-                             initargs=(opts, db_url, options, threads, events)) as pool:
+    pool = ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_worker_init,
+                               initargs=(opts, db_url, options, threads, events))
+    with pool, interrupt_workers(pool):
         futures = {pool.submit(_worker_run, req): i for i, req in enumerate(requests)}
         pending = set(futures)
         done = 0
@@ -618,16 +647,30 @@ def _run_parallel(host: PluginHost, requests: Sequence[Any], db_url: str, option
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    """The entry point and the CLI's one error boundary (see :mod:`rlcf_bench.errors`)."""
+    from . import errors
+
     args = list(sys.argv[1:] if argv is None else argv)
+    verbose = "-v" in args or "--verbose" in args
+    errors.install_signal_handlers()
     try:
         opts, rest = split_global_options(args)
         host = build_host(opts)
-    except (PluginError, RegistryError) as exc:
-        _fail(str(exc))
+        cli = build_cli(host)
+        code = cli.main(args=rest, prog_name="rlcf-bench", standalone_mode=False)
+    except click.exceptions.Abort as exc:
+        cause = exc.__cause__ or exc.__context__
+        if isinstance(cause, KeyboardInterrupt):
+            errors.interrupted(cause, args)
+        sys.exit(1)
     except click.UsageError as exc:
-        _fail(exc.format_message())
-    cli = build_cli(host)
-    try:
-        cli.main(args=rest, prog_name="rlcf-bench", standalone_mode=True)
-    except (PluginError, RegistryError) as exc:
-        _fail(str(exc))
+        errors.usage(exc, args)
+    except click.ClickException as exc:
+        print(f"error: {exc.format_message()}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt as exc:
+        errors.interrupted(exc, args)
+    except Exception as exc:  # the boundary: one line, the traceback only with -v
+        errors.fail(exc, verbose=verbose)
+    if isinstance(code, int) and code:
+        sys.exit(code)

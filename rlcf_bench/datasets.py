@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Protocol, runtime_checkable
+from typing import IO, TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -67,16 +67,51 @@ class CaptioningData(Protocol):
     def load_image(self, index: int) -> torch.Tensor: ...
 
 
+CORRUPT_POLICIES = ("fail", "skip")
+
+
 def decode_image(path: str | os.PathLike[str] | IO[bytes]) -> torch.Tensor:
     """Read an image file (or a binary file object) as uint8 RGB ``[3, H, W]`` (PIL, so every
-    format PIL reads works)."""
+    format PIL reads works).
+
+    A file that cannot be read or decoded raises :class:`~rlcf_bench.errors.DataError` naming it
+    (the runner's ``--on-corrupt`` policy decides whether that stops the run).
+    """
     import numpy as np
     import torch
     from PIL import Image
 
-    with Image.open(path) as img:
-        arr = np.asarray(img.convert("RGB"), dtype=np.uint8)
+    from .errors import DataError
+
+    try:
+        with Image.open(path) as img:
+            arr = np.asarray(img.convert("RGB"), dtype=np.uint8)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise DataError(f"image {path}", f"cannot be decoded ({type(exc).__name__}: {exc})",
+                        "replace the file, check the dataset with `rlcf-bench data check`, "
+                        "or pass --on-corrupt skip") from exc
     return torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()
+
+
+def undecodable(dataset: Any, *, workers: int = 8, progress: Callable[[int], None] | None = None) -> list[str]:
+    """Decode every image of ``dataset`` (``len`` + ``load_image``) in threads (PIL releases the
+    GIL); return one line per image that fails, in index order."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .errors import DataError
+
+    def one(index: int) -> str | None:
+        try:
+            dataset.load_image(index)
+        except DataError as exc:
+            return str(exc)
+        finally:
+            if progress is not None:
+                progress(1)
+        return None
+
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        return [r for r in pool.map(one, range(len(dataset))) if r is not None]
 
 
 #: How to give the data root, for messages.

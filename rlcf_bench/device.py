@@ -14,10 +14,21 @@ import torch
 
 def select_device(requested: str | None = None) -> torch.device:
     """``--device`` wins; otherwise CUDA when available, else CPU."""
+    from .errors import BenchError
+
     if requested and requested != "auto":
-        dev = torch.device(requested)
+        try:
+            dev = torch.device(requested)
+        except RuntimeError as exc:
+            raise BenchError(f"--device {requested}", "not a device name", "use cpu, cuda, cuda:1 or auto") from exc
+        if dev.type not in {"cpu", "cuda"}:
+            raise BenchError(f"--device {requested}", f"device type {dev.type!r} is not supported", "use cpu or cuda")
         if dev.type == "cuda" and not torch.cuda.is_available():
-            raise RuntimeError(f"--device {requested}: CUDA is not available on this machine")
+            raise BenchError(f"--device {requested}", "CUDA is not available on this machine",
+                             "use --device cpu, or leave --device out to pick CUDA only when present")
+        if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise BenchError(f"--device {requested}", f"this machine has {torch.cuda.device_count()} CUDA device(s)",
+                             "use cuda:0 … or cuda")
         return dev
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 

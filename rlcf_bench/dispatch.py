@@ -14,7 +14,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from .types import Batch, Method, MethodContext, Predictions
+from .types import Batch, Method, MethodContext, Predictions, Range, bounded, field_range
 
 _UNSET = object()
 
@@ -22,6 +22,7 @@ _UNSET = object()
 def union_config(name: str, configs: Mapping[str, type]) -> type:
     """A frozen dataclass with every field of ``configs`` (task → config class)."""
     fields: dict[str, tuple[Any, Any]] = {}
+    ranges: dict[str, Range] = {}  # the implementations' declared ranges still apply to the union
     for cfg in configs.values():
         if not dataclasses.is_dataclass(cfg):
             continue
@@ -29,9 +30,10 @@ def union_config(name: str, configs: Mapping[str, type]) -> type:
             default = f.default if f.default is not dataclasses.MISSING else None
             if f.name not in fields:
                 fields[f.name] = (f.type, default)
+                ranges.setdefault(f.name, field_range(cfg, f.name))
             elif fields[f.name][1] != default:
                 fields[f.name] = (f"{f.type} | None", None)
-    spec = [(n, t if isinstance(t, str) and "None" in t else t, dataclasses.field(default=d))
+    spec = [(n, t if isinstance(t, str) and "None" in t else t, bounded(d, **dataclasses.asdict(ranges[n])))
             for n, (t, d) in fields.items()]
     return dataclasses.make_dataclass(name, spec, frozen=True)
 

@@ -182,16 +182,17 @@ class RankRunner(Runner):
                               "every rank must run the same code, options, weights and data")
         return self.store.get_run(run_id), True
 
-    def _finalise(self, run_id: int, task: Any, items: Sequence[tuple[int, str]], method: Any) -> None:
+    def _finalise(self, run_id: int, task: Any, method: Any, episodic: bool, items: Sequence[tuple[int, str]],
+                  policy: Any) -> None:
         if not self._shared:
-            return super()._finalise(run_id, task, items, method)
+            return super()._finalise(run_id, task, method, episodic, items, policy)
         outcomes = self.group.gather(None)
         self._stage = 2
         failed = [f"rank {r}: {e}" for r, e in enumerate(outcomes) if e]
         failure: Exception | None = None
         if not failed and self._rank == 0:
             try:
-                super()._finalise(run_id, task, items, method)
+                super()._finalise(run_id, task, method, episodic, items, policy)
             except Exception as exc:
                 failure = exc
         final = self.group.broadcast(None if failure is None else _why(failure))

@@ -52,7 +52,7 @@ from .objectives import (
 )
 from .prompt_learner import PromptLearner, prompt_learner_for
 from .prompts import class_prompts, class_text_features
-from .types import Batch, Method, MethodContext, Predictions
+from .types import Batch, Method, MethodContext, Predictions, bounded
 
 torch: Any = LazyModule("torch")  # imported when a run needs it (see rlcf_bench/lazy.py)
 F: Any = LazyModule("torch.nn.functional")
@@ -66,9 +66,9 @@ F: Any = LazyModule("torch.nn.functional")
 class TuningConfig:
     """``steps`` AdamW steps per episode (0 → zero-shot with the initial state)."""
 
-    steps: int = 1
-    lr: float = 5e-3
-    weight_decay: float = 0.01
+    steps: int = bounded(1, ge=0)
+    lr: float = bounded(5e-3, gt=0)
+    weight_decay: float = bounded(0.01, ge=0)
 
 
 @dataclass(frozen=True)
@@ -98,10 +98,10 @@ class RewardConfig:
     ``reward_std`` divides by the std (the original's ``reward_amplify``); ``entropy_reg`` adds
     ``w·`` TPT's entropy (the original's ``--min_entropy_reg``, 0.1 when on)."""
 
-    sample_k: int = 3
+    sample_k: int = bounded(3, ge=1)
     baseline: str = "view"
     reward_std: bool = False
-    entropy_reg: float = 0.0
+    entropy_reg: float = bounded(0.0, ge=0)
 
 
 # --------------------------------------------------------------------------------------------
@@ -478,7 +478,9 @@ class TuningMethod(Method[Any]):
     def make_objective(self, ctx: MethodContext) -> Objective: ...
 
     def reset(self) -> None:
-        self.tuner.reset()
+        tuner = getattr(self, "tuner", None)
+        if tuner is not None:  # nothing to restore when setup failed before building the tuner
+            tuner.reset()
 
     def adapt(self, batch: Batch) -> None:
         if self.config.steps <= 0:

@@ -22,7 +22,7 @@ from typing import Any
 from .online_protocol import expand_orders
 from .plugins import PluginHost
 from .runner import RunRequest
-from .types import VIEW_POLICY_PARAM, SuiteRun, check_view_policy
+from .types import VIEW_POLICY_PARAM, SuiteRun, check_view_policy, config_from_pairs
 
 
 class PlanError(ValueError):
@@ -88,6 +88,10 @@ def plan_runs(host: PluginHost, *, suite: str, suite_explicit: bool = False, tas
         fields = _fields(spec.config_cls)
         config = dict(r.method_config)
         config.update({k: v for k, v in options if k in fields})
+        try:  # the declared ranges are checked now, before any store is opened
+            config_from_pairs(spec.config_cls, sorted(config.items()))
+        except ValueError as exc:
+            raise PlanError(f"method {r.method!r}: {exc}") from exc
         needs_reward = "reward_model" in spec.requires
         reward = (reward_model or r.reward_model) if needs_reward else None
         if needs_reward and not reward:

@@ -87,7 +87,12 @@ class PluginHost:
             self._load_entry_points()
         for directory in plugins_dirs:
             self._load_plugins_dir(Path(directory))
-        self.pm.check_pending()
+        try:
+            self.pm.check_pending()
+        except pluggy.PluginValidationError as exc:  # e.g. a misspelt hook name
+            name = self.pm.get_name(exc.plugin) or repr(exc.plugin)
+            raise PluginError(f"plugin {name!r} — {exc} (hook names are listed in rlcf_bench/hookspecs.py; "
+                              f"check the spelling)") from exc
 
     # ------------------------------------------------------------------ loading
     def _is_blocked(self, name: str) -> bool:
@@ -101,7 +106,10 @@ class PluginHost:
             raise PluginError(f"two plugins are named {name!r}: {existing!r} and {plugin!r}")
         if existing is plugin:
             return name
-        registered = self.pm.register(plugin, name=name)
+        try:
+            registered = self.pm.register(plugin, name=name)
+        except pluggy.PluginValidationError as exc:  # a hook with a wrong signature
+            raise PluginError(f"plugin {name or plugin!r} — {exc}") from exc
         if registered:
             self._dist_of[registered] = dist
             self._registries.clear()
@@ -185,7 +193,7 @@ class PluginHost:
         out: list[tuple[str, Any]] = []
         caller = getattr(self.pm.hook, hook_name)
         for impl in reversed(caller.get_hookimpls()):
-            result = impl.function()
+            result = self._call(impl, hook_name, {})
             for spec in result or ():
                 out.append((impl.plugin_name, spec))
         return out
@@ -219,6 +227,21 @@ class PluginHost:
             for provider, spec in self._collect(hook_name)
         ]
 
+    @staticmethod
+    def _call(impl: Any, hook_name: str, kwargs: dict[str, Any]) -> Any:
+        """Call one hook implementation; a failure names the plugin that raised it."""
+        try:
+            return impl.function(*[kwargs[a] for a in impl.argnames])
+        except PluginError:
+            raise
+        except Exception as exc:
+            raise PluginError(f"plugin {impl.plugin_name!r} — its hook {hook_name} raised "
+                              f"{type(exc).__name__}: {exc} (block it with -p no:{impl.plugin_name})") from exc
+
+    def _each(self, hook_name: str, **kwargs: Any) -> list[Any]:
+        """Call every implementation of a hook (last registered first, as pluggy does)."""
+        caller = getattr(self.pm.hook, hook_name)
+        return [self._call(impl, hook_name, kwargs) for impl in reversed(caller.get_hookimpls())]
     def dataset(self, name: str, params: Mapping[str, Any] | None = None) -> DatasetSpec:
         """The dataset spec for ``name``: a registered one, else the first answer of
         ``rlcfb_resolve_dataset`` (scheme names such as ``folder:/path``), cached per session;
@@ -242,23 +265,23 @@ class PluginHost:
         return self._resolved[key]
 
     def run_start(self, run_id: int, spec: RunSpec, n_total: int, n_done: int) -> None:
-        self.pm.hook.rlcfb_run_start(run_id=run_id, spec=spec, n_total=n_total, n_done=n_done)
+        self._each("rlcfb_run_start", run_id=run_id, spec=spec, n_total=n_total, n_done=n_done)
 
     def run_step(self, step: StepRecord) -> None:
-        self.pm.hook.rlcfb_run_step(step=step)
+        self._each("rlcfb_run_step", step=step)
 
     def run_finish(self, result: RunResult) -> None:
-        self.pm.hook.rlcfb_run_finish(result=result)
+        self._each("rlcfb_run_finish", result=result)
 
     def run_error(self, error: RunError) -> None:
-        self.pm.hook.rlcfb_run_error(error=error)
+        self._each("rlcfb_run_error", error=error)
 
     def add_commands(self, cli: Any) -> None:
-        self.pm.hook.rlcfb_add_commands(cli=cli)
+        self._each("rlcfb_add_commands", cli=cli)
 
     def report_sections(self, rows: Sequence[Any], store: Any) -> list[ReportSection]:
         sections: list[ReportSection] = []
-        for result in self.pm.hook.rlcfb_report_sections(rows=rows, store=store):
+        for result in self._each("rlcfb_report_sections", rows=rows, store=store):
             sections.extend(result or ())
         return sections
 

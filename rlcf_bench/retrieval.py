@@ -179,6 +179,20 @@ def load_images(dataset: Any, indices: Sequence[int], *, size: int, mean: Sequen
     return normalize(torch.stack(crops), mean, std)
 
 
+def ranked_scores(queries: torch.Tensor, candidates: torch.Tensor, scale: Any) -> torch.Tensor:
+    """The scores a retrieval run ranks, ``scale · q @ cᵀ``, always in fp32 (autocast off).
+
+    Under autocast the product would be computed in fp16/bf16, and the pessimistic tie rule
+    (module doc) then charges the ties that reduced precision creates to the method alone: every
+    method must rank fp32 scores. (Bit-identical to the plain expression when not autocasting.)
+    """
+    import torch
+
+    with torch.autocast(device_type=queries.device.type, enabled=False):
+        s = scale.float() if isinstance(scale, torch.Tensor) else scale
+        return s * queries.float() @ candidates.float().t()
+
+
 def encode_queries(model: Any, direction: str, batch: Batch, tokens: torch.Tensor | None = None) -> torch.Tensor:
     """L2-normalised fp32 policy features of a batch's queries (gradients follow the caller's
     context: wrap in ``torch.no_grad()`` for inference). ``tokens`` may be pre-tokenised texts."""

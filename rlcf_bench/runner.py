@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
+import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -26,14 +28,15 @@ import numpy as np
 from . import __version__
 from .datasets import resolve_data_root
 from .device import AmpHelper, Clock, PeakMemory, SectionTimer, configure_threads, device_name, resolve_precision, select_device
+from .errors import BenchError, DataError, describe, resume_hint
 from .plugins import PluginHost
 from .reward import CLIPReward
 from .store import Store
 from .task import TaskRuntime
 from .online_protocol import online_metrics
 from .types import (
-    Batch, DatasetLayoutError, LatencyStats, MethodContext, RunError, RunProtocol, RunResult, RunSpec, StepRecord,
-    config_from_pairs, resolve_view_policy,
+    SKIPPED, Batch, DatasetLayoutError, LatencyStats, MethodContext, MetricValue, RunError, RunProtocol, RunResult,
+    RunSpec, SampleRecord, StepRecord, config_from_pairs, resolve_view_policy,
 )
 
 if TYPE_CHECKING:
@@ -63,7 +66,9 @@ class RunRequest:
         elif limit is not None:
             shown["limit"] = limit
         params = "".join(f" {k}={v}" for k, v in shown.items())
-        return f"{self.task}/{self.dataset}{params} {self.method}{opts} model={self.model}{reward}"
+        order = dict(self.protocol_overrides).get("order_seed")
+        stream = f" order_seed={order}" if order is not None else ""
+        return f"{self.task}/{self.dataset}{params} {self.method}{opts}{stream} model={self.model}{reward}"
 
 
 @dataclass
@@ -76,6 +81,7 @@ class ExecutionOptions:
     data_root: str | None = None
     fresh: bool = False
     progress: Callable[[str], None] | None = None
+    on_corrupt: str = "fail"  # a sample whose file cannot be decoded: "fail" the run, or "skip" it (recorded)
 
 
 @dataclass
@@ -85,6 +91,17 @@ class _Loaded:
 
 class RunnerError(RuntimeError):
     pass
+
+
+POLL_S = 0.5  # how often a process waiting for another's claims looks again
+
+
+class MethodError(BenchError):
+    """A method's own code failed (``phase``: setup, adapt, predict ...); names its plugin."""
+
+    def __init__(self, spec: Any, phase: str, exc: BaseException) -> None:
+        super().__init__(f"method {spec.name!r} (plugin {spec.provider or '?'}) failed in {phase}", describe(exc))
+        self.exit_code = 1
 
 
 class Runner:
@@ -98,6 +115,7 @@ class Runner:
         configure_threads()
         self.device = select_device(self.options.device)
         self._cache = _Loaded()
+        self._stream_state = False  # set while this process holds a stream method's state
 
     # ------------------------------------------------------------------ loading
     def load_model(self, name: str) -> Any:
@@ -206,6 +224,7 @@ class Runner:
         done = self.store.done_sample_ids(run.id)
         self.host.run_start(run.id, spec, len(items), len(done))
         method = None
+        ready = False  # reset() only a method whose setup succeeded: clean-up must not mask the cause
         try:
             policy = self.load_model(req.model)
             reward = self.load_reward(spec.reward_model, policy) if spec.reward_model else None
@@ -217,21 +236,35 @@ class Runner:
             )
             ctx.cache["timer"] = timer
             method = method_spec.method_cls(config)
-            method.setup(ctx)
+            try:
+                method.setup(ctx)
+            except Exception as exc:
+                raise MethodError(method_spec, "setup", exc) from exc
+            ready = True
             others = set() if shard is None else shard.others(items, method.carries_state)
-            if len(others) < len(items):
-                self._execute(run.id, task, method, method_spec, items, done | others, policy, timer)
-            self._finalise(run.id, task, items, method)
+            mine = [it for it in items if it[1] not in others]
+            if mine:
+                self._execute(run.id, task, method, method_spec, mine, policy, timer)
+            self._finalise(run.id, task, method, method_spec.episodic, items, policy)
         except KeyboardInterrupt:
-            self.store.fail_run(run.id, "interrupted", "interrupted by the user; re-run the same command to resume")
+            self.store.fail_run(run.id, "interrupted", f"interrupted by the user ({resume_hint()})")
             raise
         except Exception as exc:
-            self.store.fail_run(run.id, "failed", f"{type(exc).__name__}: {exc}")
-            self.host.run_error(RunError(run.id, spec, type(exc).__name__, str(exc), traceback.format_exc()))
+            tb = traceback.format_exc()
+            self.store.fail_run(run.id, "failed", f"{describe(exc)}\n\n{tb}")  # the full traceback is kept
+            try:  # a reporter that fails now must not replace the failure being reported
+                self.host.run_error(RunError(run.id, spec, type(exc).__name__, str(exc), tb))
+            except Exception:
+                pass
             raise
         finally:
-            if method is not None and method_spec.episodic:
-                method.reset()
+            in_flight = sys.exc_info()[1]
+            if ready and method_spec.episodic:  # restore the shared (cached) model
+                try:
+                    method.reset()
+                except Exception:
+                    if in_flight is None:
+                        raise  # otherwise the original failure is what the user must see
         result = self._result_from_store(run.id, spec)
         self.host.run_finish(result)
         return result
@@ -240,37 +273,81 @@ class Runner:
         """The stored run to work on (a seam: ranks of one job share the run rank 0 opens)."""
         return self.store.open_run(spec, **kwargs)
 
-    def _finalise(self, run_id: int, task: TaskRuntime, items: Sequence[tuple[int, str]], method: Any) -> None:
-        """Store the metrics once every sample of the run is stored (by this process or by the
-        other shards); a shard that leaves samples to others stores none. A stream's own metrics
-        come from ``method``, which then computed the whole stream."""
-        if not {sid for _, sid in items} <= self.store.done_sample_ids(run_id):
-            return
-        records = self.store.sample_records(run_id)
-        metrics = task.aggregate(records)
-        metrics.update(online_metrics(method, items, records))
-        latency, reward_ms = self._latency(run_id)
-        self.store.finish_run(run_id, metrics, latency, reward_ms)
-
     def _batch_size(self, method_spec: Any, method: Any) -> int:
         if method.carries_state:
             return 1
         requested = self.options.batch_size or (8 if self.device.type == "cuda" else 4)
         return max(1, min(requested, method_spec.method_cls.max_batch))
 
+    def _claimed_batches(self, run_id: int, task: TaskRuntime, method: Any, episodic: bool,
+                         items: Sequence[tuple[int, str]], size: int, policy: Any) -> Iterator[list[tuple[int, str]]]:
+        """The batches this process computes, claimed from the store as it goes, so that any
+        number of processes can share a run (docs/concurrency.md). A method that carries state
+        claims the whole rest of the stream at once (one process computes it, in order, after
+        replaying the stored prefix); the others wait for it, and take over if it dies."""
+        ids = [sid for _, sid in items]
+        by_id = dict((sid, it) for it in items for sid in [it[1]])
+        stream = method.carries_state
+        while True:
+            claimed = self.store.claim(run_id, ids, None if stream else size)
+            if claimed:
+                if stream:
+                    done = self.store.done_sample_ids(run_id)
+                    if done:
+                        self._replay_stream(task, method, episodic, items, done, policy)
+                    self._stream_state = True  # this process's method holds the stream's state
+                    for sid in claimed:
+                        yield [by_id[sid]]
+                else:
+                    yield [by_id[sid] for sid in claimed]
+                continue
+            if set(ids) <= self.store.done_sample_ids(run_id):
+                return
+            time.sleep(POLL_S)  # other live processes hold the rest: wait for them (or their death)
+
+    def _finalise(self, run_id: int, task: TaskRuntime, method: Any, episodic: bool, items: Sequence[tuple[int, str]],
+                  policy: Any) -> None:
+        """Store the metrics once: by whichever process wins the finalise claim; the others wait.
+        The end-of-stream state metrics of a method that carries state need that state: a
+        finaliser that did not compute the stream rebuilds it by replaying the stored stream.
+        A shard (``--shard``, a rank) that leaves samples to others stores no metrics while any
+        sample of the run is missing: whichever process completes the run finalises it."""
+        ids = {sid for _, sid in items}
+        while True:
+            run = self.store.get_run(run_id)
+            if run is not None and run.status == "finished":
+                return
+            if not ids <= self.store.done_sample_ids(run_id):
+                return
+            if self.store.begin_finalise(run_id):
+                if method.carries_state and not self._stream_state:
+                    self._replay_stream(task, method, episodic, items, self.store.done_sample_ids(run_id), policy)
+                records = self.store.sample_records(run_id, include_skipped=True)
+                kept = [r for r in records if SKIPPED not in r.extra]
+                if not kept:
+                    raise RunnerError("every sample was skipped (--on-corrupt skip): nothing to score")
+                metrics = task.aggregate(kept)
+                metrics.update(online_metrics(method, items, kept))
+                if len(kept) < len(records):
+                    n = len(records) - len(kept)
+                    metrics = {**metrics, SKIPPED: MetricValue(float(n), None, None, len(records))}
+                latency, reward_ms = self._latency(run_id)
+                self.store.finish_run(run_id, metrics, latency, reward_ms)
+                return
+            time.sleep(POLL_S)
+
     def _execute(self, run_id: int, task: TaskRuntime, method: Any, method_spec: Any,
-                 items: Sequence[tuple[int, str]], done: set[str], policy: Any, timer: SectionTimer) -> None:
+                 items: Sequence[tuple[int, str]], policy: Any, timer: SectionTimer) -> None:
         clock = Clock(self.device)
         memory = PeakMemory(self.device)
         memory.reset()
-        if method.carries_state and done:
-            self._replay_stream(task, method, method_spec.episodic, items, done, policy)
-        pending = [it for it in items if it[1] not in done]
+        self._stream_state = False
         size = self._batch_size(method_spec, method)
-        n_done = len(items) - len(pending)
         warm_left = self.options.warmup
-        for start in range(0, len(pending), size):
-            chunk = pending[start : start + size]
+        for claimed in self._claimed_batches(run_id, task, method, method_spec.episodic, items, size, policy):
+            chunk = self._readable(run_id, task, claimed, policy)
+            if not chunk:
+                continue
             batch = task.make_batch(chunk, policy, self.device)
             timer.reset()
             t0 = clock.now()
@@ -290,6 +367,25 @@ class Runner:
             self.host.run_step(StepRecord(run_id, tuple(batch.sample_ids), adapt_ms, predict_ms, n_done, len(items)))
         self.store.update_peak_memory(run_id, memory.peak_mb(), memory.kind)
 
+    def _readable(self, run_id: int, task: TaskRuntime, chunk: list[tuple[int, str]], policy: Any, *,
+                  store: bool = True) -> list[tuple[int, str]]:
+        """The items of ``chunk`` whose data can be read. Under ``--on-corrupt skip`` an unreadable
+        sample is stored as skipped (its reason in ``extra``; excluded from metrics, counted as
+        the ``skipped`` metric); under ``fail`` the DataError naming the file stops the run."""
+        if self.options.on_corrupt != "skip":
+            return chunk
+        good, skipped = [], []
+        for item in chunk:
+            try:
+                task.make_batch([item], policy, self.device)
+            except DataError as exc:
+                skipped.append(SampleRecord(item[1], item[0], None, None, None, {SKIPPED: str(exc)}))
+            else:
+                good.append(item)
+        if skipped and store:
+            self.store.add_samples(run_id, skipped, adapt_ms=0.0, predict_ms=0.0, reward_ms=None, warmup=False)
+        return good
+
     def _replay_stream(self, task: TaskRuntime, method: Any, episodic: bool, items: Sequence[tuple[int, str]],
                        done: set[str], policy: Any) -> None:
         """A stateful method's state is the product of the stream so far: rebuild it by replaying
@@ -298,6 +394,8 @@ class Runner:
         for item in items:
             if item[1] not in done:
                 break
+            if not self._readable(-1, task, [item], policy, store=False):
+                continue  # skipped when it was first met: skipped again
             batch = task.make_batch([item], policy, self.device)
             if episodic:
                 method.reset()
@@ -306,7 +404,7 @@ class Runner:
             method.after_predict(batch)
 
     def _latency(self, run_id: int) -> tuple[LatencyStats | None, float | None]:
-        rows = self.store.sample_rows(run_id)
+        rows = [r for r in self.store.sample_rows(run_id) if SKIPPED not in (r.extra or {})]
         timed = [r for r in rows if not r.warmup] or rows
         if not timed:
             return None, None

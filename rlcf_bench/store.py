@@ -7,13 +7,27 @@ confidence interval), ``references`` (numbers reported by papers) and ``schema_i
 Each executed batch is written in one transaction together with the run's progress counter, so
 a process killed at any point leaves a consistent store and the next start resumes after the
 last stored sample.
+
+Several processes (same or different commands, any host for PostgreSQL) may write at once
+(docs/concurrency.md): a process *claims* the samples it is about to compute (``claims``, unique
+per run and sample), stores them and drops its claims in one transaction; claims of a dead owner
+(same host: its pid is gone; else no heartbeat for ``$RLCF_BENCH_CLAIM_LEASE_S`` seconds) are
+taken over. Whichever process finds a run complete finalises its metrics, once
+(:meth:`Store.begin_finalise` is a compare-and-set on the run's status). Creation races (tables,
+the schema row, references, a run's first attempt) are retried as conflicts.
+
+Opening is careful: the schema version is read before any DDL, and a file that is not a
+leaderboard, has another schema version, is truncated or cannot be written is refused with a
+:class:`~rlcf_bench.errors.StoreError` and left untouched.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import socket
 import time
+import uuid
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -23,11 +37,13 @@ from sqlalchemy import (
     JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint, create_engine, event,
     func, select,
 )
+from sqlalchemy import delete, inspect, update
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
 
-from .types import LatencyStats, MetricValue, ReferenceResult, RunSpec, SampleRecord
+from .errors import StoreError
+from .types import SKIPPED, LatencyStats, MetricValue, ReferenceResult, RunSpec, SampleRecord
 
 SCHEMA_VERSION = 1
 DB_ENV = "RLCF_BENCH_DB"
@@ -48,12 +64,40 @@ def default_db_path() -> Path:
         return repo / "leaderboard" / DB_FILE
     data_home = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
     return data_home / "rlcf-bench" / DB_FILE
+LEASE_ENV = "RLCF_BENCH_CLAIM_LEASE_S"
+SQLITE_MAGIC = b"SQLite format 3\x00"
+FINALISE_CLAIM = "::finalise::"  # a pseudo sample id (no dataset names a sample so)
 
 T = TypeVar("T")
 
 
-class SchemaVersionError(RuntimeError):
+class SchemaVersionError(StoreError):
     pass
+
+
+def owner_id() -> str:
+    """This process as a claim owner: ``host:pid:nonce`` (the nonce guards against pid reuse)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def owner_alive(owner: str, heartbeat: datetime | None, lease_s: float) -> bool:
+    """A claim's owner is alive if it runs on this host with its pid present, or (another host)
+    its heartbeat is younger than the lease."""
+    host, _, rest = owner.partition(":")
+    pid = rest.partition(":")[0]
+    if host == socket.gethostname() and pid.isdigit():
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    if heartbeat is None:
+        return False
+    if heartbeat.tzinfo is None:
+        heartbeat = heartbeat.replace(tzinfo=timezone.utc)
+    return (_now() - heartbeat).total_seconds() < lease_s
 
 
 def _now() -> datetime:
@@ -156,6 +200,19 @@ class Metric(Base):
     run: Mapped[Run] = relationship(back_populates="metrics")
 
 
+class Claim(Base):
+    """A sample some live process is computing right now (deleted when its result is stored)."""
+
+    __tablename__ = "claims"
+    __table_args__ = (UniqueConstraint("run_id", "sample_id", name="uq_claim_per_run"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    sample_id: Mapped[str] = mapped_column(String(256))
+    owner: Mapped[str] = mapped_column(String(160))
+    heartbeat: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+
 class Reference(Base):
     __tablename__ = "references"
     __table_args__ = (
@@ -177,35 +234,86 @@ class Reference(Base):
 def resolve_db_url(db: str | None = None) -> str:
     """``--db`` beats ``$RLCF_BENCH_DB`` beats :func:`default_db_path`.
 
-    A plain path is turned into a SQLite URL; anything with ``://`` is used as is.
+    A plain path is turned into a SQLite URL; anything with ``://`` is used as is. Only the
+    default path's folder is created; a missing folder of a path the user gave is an error
+    (a typo must not silently start a new leaderboard elsewhere).
     """
     value = db or os.environ.get(DB_ENV) or str(default_db_path())
     if "://" in value:
         return value
     path = Path(value).expanduser()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if value == str(default_db_path()):
+        path.parent.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{path}"
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    """Per-connection settings; none writes to the file (WAL is switched on once, after the
+    schema check, in :meth:`Store._init_schema`)."""
     cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA busy_timeout=30000")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.close()
 
 
+def _sqlite_path(url: str) -> Path | None:
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database)
+
+
+def check_sqlite_file(url: str, *, create: bool) -> None:
+    """Refuse, before anything touches it, a SQLite store that cannot be used (see module doc)."""
+    path = _sqlite_path(url)
+    if path is None:
+        return
+    what = f"leaderboard database {path}"
+    if not path.exists():
+        if not create:
+            raise StoreError(what, "does not exist", "check --db / $RLCF_BENCH_DB; `run` creates a store")
+        if not path.parent.is_dir():
+            raise StoreError(what, f"folder {path.parent} does not exist", "create it first or fix the path")
+        if not os.access(path.parent, os.W_OK):
+            raise StoreError(what, f"folder {path.parent} is not writable", "choose another --db")
+        return
+    if path.is_dir():
+        raise StoreError(what, "is a folder", "pass the database file, e.g. DIR/leaderboard.sqlite")
+    with path.open("rb") as fh:
+        head = fh.read(len(SQLITE_MAGIC))
+    if head and head != SQLITE_MAGIC:
+        raise StoreError(what, "is not a SQLite database", "pass a leaderboard file or a new path")
+    no_write_bits = not path.stat().st_mode & 0o222  # read-only even for root, who passes os.access
+    if create and (no_write_bits or not (os.access(path, os.W_OK) and os.access(path.parent, os.W_OK))):
+        raise StoreError(what, "is read-only (the file or its folder cannot be written)",
+                         "make it writable, or copy it and pass the copy with --db")
+
+
 class Store:
     """Open (and create or check) a leaderboard database."""
 
-    def __init__(self, url: str | None = None) -> None:
+    def __init__(self, url: str | None = None, *, create: bool = True) -> None:
+        """``create=False`` opens an existing store only (``report``, ``compare``) and never
+        writes DDL."""
         self.url = resolve_db_url(url)
-        self.engine: Engine = create_engine(self.url, future=True)
+        check_sqlite_file(self.url, create=create)
+        self.owner = owner_id()
+        self.lease_s = float(os.environ.get(LEASE_ENV, "900"))
+        try:
+            self.engine: Engine = create_engine(self.url, future=True)
+        except Exception as exc:  # a malformed URL or a missing driver
+            raise StoreError(f"database URL {self.url!r}", str(exc).splitlines()[0],
+                             "expected a SQLite path or a URL like postgresql+psycopg://user@host/db") from exc
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._session = sessionmaker(self.engine, expire_on_commit=False)
-        self._init_schema()
+        try:
+            self._init_schema(create)
+        except DBAPIError as exc:  # unreachable server, not a database, truncated file, ...
+            why = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+            raise StoreError(f"leaderboard database {self.location}",
+                             why, "check that it exists, is reachable and is an rlcf-bench store") from exc
 
     @property
     def location(self) -> str:
@@ -217,32 +325,58 @@ class Store:
         return url.render_as_string(hide_password=True)
 
     # ------------------------------------------------------------------ schema
-    def _init_schema(self) -> None:
-        def create() -> None:
-            Base.metadata.create_all(self.engine)
-            with self._session.begin() as s:
-                row = s.get(SchemaInfo, "schema_version")
-                if row is None:
-                    s.add(SchemaInfo(key="schema_version", value=str(SCHEMA_VERSION)))
-                elif row.value != str(SCHEMA_VERSION):
-                    raise SchemaVersionError(
-                        f"leaderboard database {self.url} has schema version {row.value}, this rlcf-bench "
-                        f"understands version {SCHEMA_VERSION}; use a matching rlcf-bench or a new --db"
-                    )
+    def _read_version(self) -> str | None:
+        """The stored schema version (None: an empty database), read without any DDL."""
+        with self.engine.connect() as conn:
+            tables = set(inspect(conn).get_table_names())
+            if "schema_info" not in tables:
+                if tables & {t.name for t in Base.metadata.sorted_tables}:
+                    raise StoreError(f"leaderboard database {self.location}", "has rlcf-bench tables but no schema_info",
+                                     "it was not made by rlcf-bench; pass a new --db")
+                if tables:
+                    raise StoreError(f"leaderboard database {self.location}", "is a database, but not an rlcf-bench "
+                                     "leaderboard", "pass a leaderboard file or a new path")
+                return None
+            row = conn.execute(select(SchemaInfo.value).where(SchemaInfo.key == "schema_version")).first()
+            return None if row is None else str(row[0])
 
-        self._retry(create)
+    def _init_schema(self, create: bool) -> None:
+        version = self._retry(self._read_version)
+        if version is not None and version != str(SCHEMA_VERSION):
+            raise SchemaVersionError(
+                f"leaderboard database {self.location}", f"has schema version {version}, this rlcf-bench understands "
+                f"version {SCHEMA_VERSION}", "use a matching rlcf-bench or a new --db")
+        if not create:
+            if version is None:
+                raise StoreError(f"leaderboard database {self.location}", "is empty", "run something first or fix --db")
+            return
+        if self.engine.dialect.name == "sqlite":
+            with self.engine.connect() as conn:
+                self._retry(lambda: conn.exec_driver_sql("PRAGMA journal_mode=WAL"))
+
+        def create_tables() -> None:
+            Base.metadata.create_all(self.engine)  # additive: a known version gains new tables only
+            with self._session.begin() as s:
+                if s.get(SchemaInfo, "schema_version") is None:
+                    s.add(SchemaInfo(key="schema_version", value=str(SCHEMA_VERSION)))
+
+        self._retry(create_tables)
 
     @staticmethod
-    def _retry(fn: Callable[[], T], attempts: int = 8) -> T:
+    def _retry(fn: Callable[[], T], attempts: int = 10) -> T:
+        """Retry ``fn`` while another writer holds the lock or won a creation race."""
         delay = 0.05
         for i in range(attempts):
             try:
                 return fn()
-            except OperationalError as exc:
-                if "locked" not in str(exc).lower() or i == attempts - 1:
+            except (OperationalError, IntegrityError, ProgrammingError) as exc:
+                text = str(exc).lower()
+                transient = any(w in text for w in (
+                    "locked", "already exists", "duplicate", "unique", "deadlock", "could not serialize"))
+                if not transient or i == attempts - 1:
                     raise
                 time.sleep(delay)
-                delay *= 2
+                delay = min(delay * 2, 1.0)
         raise AssertionError("unreachable")
 
     def session(self) -> Session:
@@ -261,7 +395,7 @@ class Store:
             with self._session.begin() as s:
                 latest = s.scalars(select(Run).where(Run.key == spec.key).order_by(Run.attempt.desc()).limit(1)).first()
                 if latest is not None and not fresh:
-                    latest.status = "finished" if latest.status == "finished" else "running"
+                    latest.status = "finished" if latest.status == "finished" else "running"  # failed → resumed
                     latest.provenance = provenance
                     s.flush()
                     return latest, True
@@ -294,7 +428,12 @@ class Store:
 
         def op() -> int:
             with self._session.begin() as s:
+                ids = [rec.sample_id for rec in records]
+                stored = set(s.scalars(select(SampleResult.sample_id).where(
+                    SampleResult.run_id == run_id, SampleResult.sample_id.in_(ids))))
                 for rec in records:
+                    if rec.sample_id in stored:  # another process stored it (a claim taken over)
+                        continue
                     s.add(SampleResult(
                         run_id=run_id, sample_id=rec.sample_id, idx=rec.index, prediction=rec.prediction,
                         target=rec.target, score=rec.score, extra=dict(rec.extra), adapt_ms=adapt_ms / n,
@@ -302,6 +441,10 @@ class Store:
                         batch_size=n, warmup=warmup,
                     ))
                 s.flush()
+                s.execute(delete(Claim).where(Claim.run_id == run_id, Claim.owner == self.owner,
+                                              Claim.sample_id.in_(ids)))
+                s.execute(update(Claim).where(Claim.run_id == run_id, Claim.owner == self.owner)
+                          .values(heartbeat=_now()))
                 count = s.scalar(select(func.count()).select_from(SampleResult).where(SampleResult.run_id == run_id))
                 run = s.get(Run, run_id)
                 assert run is not None
@@ -310,10 +453,58 @@ class Store:
 
         return self._retry(op)
 
-    def sample_records(self, run_id: int) -> list[SampleRecord]:
+    # ------------------------------------------------------------------ claims (several writers)
+    def claim(self, run_id: int, candidates: Sequence[str], n: int | None) -> list[str]:
+        """Claim up to ``n`` (None: all) of ``candidates`` (in their order) that are neither stored
+        nor claimed by a live owner; claims of dead owners are taken over. Returns the claimed ids."""
+
+        def op() -> list[str]:
+            with self._session.begin() as s:
+                done = set(s.scalars(select(SampleResult.sample_id).where(SampleResult.run_id == run_id)))
+                held = {}
+                for c in s.scalars(select(Claim).where(Claim.run_id == run_id)):
+                    if c.owner == self.owner or owner_alive(c.owner, c.heartbeat, self.lease_s):
+                        held[c.sample_id] = c.owner
+                    else:
+                        s.delete(c)
+                s.flush()
+                free = [sid for sid in candidates if sid not in done and held.get(sid, self.owner) == self.owner]
+                chosen = free if n is None else free[:n]
+                for sid in chosen:
+                    if sid not in held:
+                        s.add(Claim(run_id=run_id, sample_id=sid, owner=self.owner))
+                return chosen
+
+        return self._retry(op)
+
+    def others_working(self, run_id: int) -> bool:
+        """Whether a live process other than this one holds claims on the run."""
+        with self.session() as s:
+            return any(c.owner != self.owner and owner_alive(c.owner, c.heartbeat, self.lease_s)
+                       for c in s.scalars(select(Claim).where(Claim.run_id == run_id)))
+
+    def release_claims(self, run_id: int) -> None:
+        def op() -> None:
+            with self._session.begin() as s:
+                s.execute(delete(Claim).where(Claim.run_id == run_id, Claim.owner == self.owner))
+
+        self._retry(op)
+
+    def begin_finalise(self, run_id: int) -> bool:
+        """True for exactly one of the processes that find the run complete: that one computes
+        and stores the metrics (:meth:`finish_run`). The right to finalise is a claim on a
+        pseudo-sample, so a finaliser that dies is replaced like any other claim owner."""
+        run = self.get_run(run_id)
+        if run is None or run.status == "finished":
+            return False
+        return bool(self.claim(run_id, [FINALISE_CLAIM], 1))
+
+    def sample_records(self, run_id: int, *, include_skipped: bool = False) -> list[SampleRecord]:
+        """The run's scored samples in index order (skipped unreadable ones only on request)."""
         with self.session() as s:
             rows = s.scalars(select(SampleResult).where(SampleResult.run_id == run_id).order_by(SampleResult.idx))
-            return [SampleRecord(r.sample_id, r.idx, r.prediction, r.target, r.score, r.extra or {}) for r in rows]
+            records = [SampleRecord(r.sample_id, r.idx, r.prediction, r.target, r.score, r.extra or {}) for r in rows]
+        return records if include_skipped else [r for r in records if SKIPPED not in r.extra]
 
     def sample_rows(self, run_id: int) -> list[SampleResult]:
         with self.session() as s:
@@ -343,6 +534,7 @@ class Store:
                 run.status = "finished"
                 run.error = None
                 run.finished_at = _now()
+                s.execute(delete(Claim).where(Claim.run_id == run_id))
 
         self._retry(op)
 
@@ -359,15 +551,25 @@ class Store:
 
         self._retry(op)
 
-    def fail_run(self, run_id: int, status: str, message: str) -> None:
-        def op() -> None:
-            with self._session.begin() as s:
-                run = s.get(Run, run_id)
-                if run is not None:
-                    run.status = status
-                    run.error = message
+    def fail_run(self, run_id: int, status: str, message: str) -> bool:
+        """Drop this process's claims and mark the run ``status`` (failed/interrupted) — unless it
+        is finished or another live process still works on it: a process never fails another's
+        run. Returns whether the status was set."""
 
-        self._retry(op)
+        def op() -> bool:
+            with self._session.begin() as s:
+                s.execute(delete(Claim).where(Claim.run_id == run_id, Claim.owner == self.owner))
+                run = s.get(Run, run_id)
+                if run is None or run.status == "finished":
+                    return False
+                if any(owner_alive(c.owner, c.heartbeat, self.lease_s)
+                       for c in s.scalars(select(Claim).where(Claim.run_id == run_id))):
+                    return False
+                run.status = status
+                run.error = message
+                return True
+
+        return self._retry(op)
 
     def runs(self, *, status: str | None = "finished", task: str | None = None, dataset: str | None = None,
              method: str | None = None) -> list[Run]:

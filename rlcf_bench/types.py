@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -664,8 +665,79 @@ PROVENANCE_KEYS: tuple[str, ...] = (
 )
 
 
+@dataclass(frozen=True)
+class Range:
+    """The declared valid values of a numeric config field (``None`` bound: open).
+
+    ``finite`` (the default) rejects nan and ±inf for float fields; every float field of every
+    method config is checked for finiteness even without a declared range.
+    """
+
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+    finite: bool = True
+
+    def check(self, value: Any) -> str | None:
+        """Why ``value`` is out of range, or None."""
+        if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+            return None
+        if self.finite and isinstance(value, float) and not math.isfinite(value):
+            return "must be a finite number"
+        for bound, ok, word in ((self.ge, lambda b: value >= b, "≥"), (self.gt, lambda b: value > b, ">"),
+                                (self.le, lambda b: value <= b, "≤"), (self.lt, lambda b: value < b, "<")):
+            if bound is not None and not ok(bound):
+                return f"must be {word} {bound:g}"
+        return None
+
+
+RANGE_KEY = "rlcf_bench.range"
+
+
+def bounded(default: Any, **bounds: Any) -> Any:
+    """A config field with a declared range: ``steps: int = bounded(3, ge=0)``.
+
+    Subclasses may override the default with a plain ``steps: int = 5``: the range declared on the
+    base class still applies (:func:`field_range` looks the name up along the MRO).
+    """
+    return field(default=default, metadata={RANGE_KEY: Range(**bounds)})
+
+
+#: Ranges of the conventional option names, for fields that declare none (so a new method's
+#: ``steps``/``lr`` are checked even before its author declares anything).
+CONVENTIONAL_RANGES: dict[str, Range] = {"steps": Range(ge=0), "lr": Range(gt=0), "weight_decay": Range(ge=0)}
+
+
+def field_range(config_cls: type, name: str) -> Range:
+    """The range declared for field ``name`` on ``config_cls`` or any dataclass base of it, else
+    the conventional one of its name (:data:`CONVENTIONAL_RANGES`), else finiteness only."""
+    for klass in getattr(config_cls, "__mro__", (config_cls,)):
+        if dataclasses.is_dataclass(klass):
+            for f in dataclasses.fields(klass):
+                if f.name == name and RANGE_KEY in f.metadata:
+                    return f.metadata[RANGE_KEY]  # type: ignore[no-any-return]
+    return CONVENTIONAL_RANGES.get(name, Range())
+
+
+def check_config(config: Any) -> None:
+    """Enforce the declared ranges (and finiteness of floats) of a method config dataclass."""
+    if not dataclasses.is_dataclass(config):
+        return
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        problem = field_range(type(config), f.name).check(value)
+        if problem is not None:
+            raise ValueError(f"option {f.name}={value!r} of {type(config).__name__}: {problem}")
+
+
+#: ``extra`` key (and metric name) of samples skipped under ``--on-corrupt skip``.
+SKIPPED = "skipped"
+
+
 def config_from_pairs(config_cls: type, pairs: Sequence[tuple[str, str]] | Mapping[str, Any]) -> Any:
-    """Build a config dataclass from ``key=value`` strings, coercing to the field types.
+    """Build a config dataclass from ``key=value`` strings, coercing to the field types and
+    enforcing the declared ranges (:func:`bounded`, :func:`check_config`).
 
     Unknown keys are an error that lists the valid ones.
     """
@@ -680,7 +752,9 @@ def config_from_pairs(config_cls: type, pairs: Sequence[tuple[str, str]] | Mappi
         if key not in fields:
             raise ValueError(f"unknown option {key!r}; valid options: {', '.join(sorted(fields))}")
         kwargs[key] = _coerce(raw, fields[key], config_cls)
-    return config_cls(**kwargs)
+    config = config_cls(**kwargs)
+    check_config(config)
+    return config
 
 
 def _coerce(raw: Any, f: dataclasses.Field[Any], owner: type) -> Any:

@@ -6,6 +6,7 @@ dataset, third-party ones included), which the CLI group puts in the click conte
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -79,9 +80,13 @@ def data_group() -> None:
 @click.argument("dataset")
 @click.option("--data-root", default=None, help="root of real datasets (else $RLCF_BENCH_DATA_ROOT, else the config file)")
 @click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="dataset parameter, e.g. severity=3")
+@click.option("--quick", is_flag=True, help="check the layout only; do not decode every image")
+@click.option("--workers", type=click.IntRange(min=1), default=8, show_default=True, help="decoding threads")
 @click.pass_context
-def check_cmd(ctx: click.Context, dataset: str, data_root: str | None, params: tuple[str, ...]) -> None:
-    """Report what is present, missing or malformed for DATASET; exit 1 on problems."""
+def check_cmd(ctx: click.Context, dataset: str, data_root: str | None, params: tuple[str, ...], quick: bool,
+              workers: int) -> None:
+    """Report what is present, missing or malformed for DATASET, then decode every image it lists
+    (unless --quick); exit 1 on problems."""
     from rlcf_bench.registry import RegistryError
 
     host = _host(ctx)
@@ -98,6 +103,28 @@ def check_cmd(ctx: click.Context, dataset: str, data_root: str | None, params: t
     if not report.ok:
         click.echo(f"\n{len(report.problems)} problem(s): a run on {dataset!r} would stop with this report.", err=True)
         ctx.exit(1)
+    if quick or spec.root_name is None:  # generated data has no files to decode
+        return
+    bad = decode_all(spec, _data_root(data_root), _parse_params(params), workers)
+    if bad:
+        click.echo(f"\n{len(bad)} image(s) cannot be decoded (a run stops at the first, unless --on-corrupt skip):",
+                   err=True)
+        for line in bad[:20]:
+            click.echo(f"  {line}", err=True)
+        ctx.exit(1)
+
+
+def decode_all(spec: Any, root: Path | None, params: dict[str, Any], workers: int) -> list[str]:
+    """Decode every image of the built dataset in parallel, with a progress bar on stderr."""
+    from tqdm import tqdm
+
+    from rlcf_bench.datasets import undecodable
+
+    data = spec.build(root, **params)
+    with tqdm(total=len(data), desc=f"decoding {spec.name}", unit="image", file=sys.stderr, leave=False) as bar:
+        bad = undecodable(data, workers=workers, progress=bar.update)
+    click.echo(f"decoded {len(data) - len(bad)} of {len(data)} image(s)")
+    return bad
 
 
 @data_group.command("list", epilog="\b\nExample:\n  rlcf-bench data list --data-root /data --check")

@@ -98,7 +98,10 @@ def read_state_dict(path: str | Path, fmt: Format | None = None) -> tuple[dict[s
     if fmt == "safetensors":
         from safetensors.torch import load_file
 
-        raw: Any = load_file(str(p), device="cpu")
+        try:
+            raw: Any = load_file(str(p), device="cpu")
+        except Exception as exc:  # safetensors' own error type: truncated data, bad header
+            raise CheckpointError(f"{p}: not a complete safetensors file ({exc}); re-download or re-export it") from exc
     elif fmt in ("torch-zip", "torch-legacy"):
         import torch
 

@@ -33,7 +33,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from rlcf_bench import Batch, Method, MethodContext, Predictions
+from rlcf_bench import Batch, Method, MethodContext, Predictions, bounded
 
 from ._paper import PAPER
 
@@ -42,13 +42,13 @@ PAPER_DEFAULTS = {"clipcap": {"k": 10, "lr": 2e-6}, "capdec": {"k": 6, "lr": 5e-
 
 @dataclass(frozen=True)
 class RLCFCaptionConfig:
-    steps: int = 4
-    k: int | None = None
-    lr: float | None = None
-    weight_decay: float = 0.0
-    eps: float = 1e-6
-    max_new_tokens: int | None = None
-    final_beams: int = 5
+    steps: int = bounded(4, ge=0)
+    k: int | None = bounded(None, ge=1)
+    lr: float | None = bounded(None, gt=0)
+    weight_decay: float = bounded(0.0, ge=0)
+    eps: float = bounded(1e-6, gt=0)
+    max_new_tokens: int | None = bounded(None, ge=1)
+    final_beams: int = bounded(5, ge=1)
     pad_quirk: bool = False
     baseline: str = "mean"
 

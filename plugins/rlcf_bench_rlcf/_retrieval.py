@@ -43,8 +43,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from rlcf_bench import Batch, Method, MethodContext, Predictions
-from rlcf_bench.retrieval import batch_direction, encode_queries, predict_by_direction, split_by_direction
+from rlcf_bench import Batch, Method, MethodContext, Predictions, bounded
+from rlcf_bench.retrieval import (
+    batch_direction, encode_queries, predict_by_direction, ranked_scores, split_by_direction,
+)
 
 from ._paper import PAPER
 
@@ -58,17 +60,17 @@ K_I2T_FLICKR = 16
 
 @dataclass(frozen=True)
 class RLCFRetrievalConfig:
-    steps: int = 8
-    lr: float = 1e-6
-    weight_decay: float = 5e-4
-    eps: float = 1e-6
-    k_i2t: int | None = None  # None: 16 on Flickr30k, 20 otherwise
-    k_t2i: int = 12
+    steps: int = bounded(8, ge=0)
+    lr: float = bounded(1e-6, gt=0)
+    weight_decay: float = bounded(5e-4, ge=0)
+    eps: float = bounded(1e-6, gt=0)
+    k_i2t: int | None = bounded(None, ge=1)  # None: 16 on Flickr30k, 20 otherwise
+    k_t2i: int = bounded(12, ge=1)
     tune_logit_scale: bool = True
     momentum: bool = False
-    momentum_mu: float = 0.9998
-    momentum_freq: int = 64
-    momentum_w: float = 1.0
+    momentum_mu: float = bounded(0.9998, ge=0, le=1)
+    momentum_freq: int = bounded(64, ge=1)
+    momentum_w: float = bounded(1.0, ge=0, le=1)
 
 
 class _Tower:
@@ -254,8 +256,10 @@ class RLCFRetrieval(Method[RLCFRetrievalConfig]):
     def _predict_scores(self, direction: str, batch: Batch) -> torch.Tensor:
         import torch
 
-        with torch.no_grad(), self.ctx.amp.autocast():
-            return self._logits(direction, batch, None).float()
+        with torch.no_grad():
+            with self.ctx.amp.autocast():
+                queries = encode_queries(self.model, direction, batch, None)
+            return ranked_scores(queries, self.candidates[direction], self._scale())
 
     def _extras(self, direction: str, batch: Batch) -> list[dict[str, Any]]:
         extra = {"k": self.k_for(direction)}

@@ -43,7 +43,10 @@ def test_run_ends_with_the_runs_just_executed_then_marks_reuse(cli, tmp_path: Pa
 
 
 def test_report_on_an_empty_store_says_so(cli, tmp_path: Path) -> None:
+    from rlcf_bench.store import Store
+
     db = tmp_path / "empty.sqlite"
+    Store(str(db))
     out = CliRunner().invoke(cli, ["report", "--db", str(db)])
     assert out.exit_code == 0
     assert f"leaderboard: {db.resolve()}" in out.output and "holds no finished run" in out.output

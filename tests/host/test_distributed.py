@@ -260,8 +260,8 @@ class FakeRankGroup:
 
 def test_a_rank_that_cannot_reach_the_store_is_named(tmp_path):
     (tmp_path / "a-folder").mkdir()
-    with pytest.raises(click.ClickException, match=r"rank 1 on .* cannot use the store: OperationalError: "
-                                                   r"unable to open database file \(nothing was run"):
+    with pytest.raises(click.ClickException, match=r"rank 1 on .* cannot use the store: StoreError: .*a-folder — "
+                                                   r"is a folder .*\(nothing was run"):
         _open_store_everywhere(FakeRankGroup(), str(tmp_path / "a-folder"), lambda s: None)
 
 
