@@ -170,9 +170,15 @@ class _Members:
                 out[f"{row.dataset}{_KEY_SEP}{sid}"] = score
         return out
 
+    def scale(self, cache: ScoreCache, metric: str) -> float | None:
+        """The common factor from mean per-sample score to the stored metric on every dataset,
+        or None where the metric is not the mean of the scores (then no interval)."""
+        scales = {matching_scale(r.metrics[metric].value, stratum, r.task_kind)
+                  for r, stratum in zip(self.rows, self.strata(cache, metric))}
+        return scales.pop() if len(scales) == 1 else None
+
     def on_primary(self, cache: ScoreCache, metric: str) -> bool:
-        return all(matching_scale(r.metrics[metric].value, self.strata(cache, metric)[i], r.task_kind) is not None
-                   for i, r in enumerate(self.rows))
+        return self.scale(cache, metric) is not None
 
     def strata(self, cache: ScoreCache, metric: str) -> list[np.ndarray]:
         return [np.fromiter(metric_scores(cache.scores(r.run_id), r.task_kind, metric).values(), dtype=float)
@@ -183,13 +189,14 @@ def _average_row(avg: DatasetAverage, members: _Members, metric: str, cache: Sco
     first = members.rows[0]
     value = sum(r.metrics[metric].value for r in members.rows) / len(members.rows)
     lo = hi = None
-    if members.on_primary(cache, metric):
-        scale = matching_scale(first.metrics[metric].value, members.strata(cache, metric)[0], first.task_kind)
+    scale = members.scale(cache, metric)
+    if scale is not None:
         low, high = stratified_bootstrap_mean_ci(members.strata(cache, metric))
-        lo, hi = low * scale, high * scale  # type: ignore[operator]
+        lo, hi = low * scale, high * scale
     return AverageRow(
         name=avg.name, task=first.task, task_kind=first.task_kind, datasets=avg.datasets, method=first.method,
-        method_label=first.method_label, options_text=first.options_text, model=first.model, reward_model=first.reward_model,
+        method_label=first.method_label, options_text=first.options_text, model=first.model,
+        reward_model=first.reward_model,
         setting=_setting_label(first), metric=metric, value=value, ci_low=lo, ci_high=hi,
         n=sum(r.primary_n for r in members.rows), run_ids=tuple(r.run_id for r in members.rows))
 

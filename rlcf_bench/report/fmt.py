@@ -25,7 +25,7 @@ def num(x: float | None, digits: int = 2) -> str:
 def signed(x: float | None, digits: int = 2) -> str:
     if x is None or math.isnan(x):
         return DASH
-    return f"{x:+.{digits}f}"
+    return f"{x + 0.0 if round(x, digits) else 0.0:+.{digits}f}"  # a rounding residue prints +0.00, not -0.00
 
 
 def ci(mv: MetricValue | None) -> str:
@@ -44,10 +44,12 @@ def value_with_ci(mv: MetricValue | None) -> str:
 
 def mdd(x: float | None) -> str:
     """``MDD 4.12``: the minimum detectable difference of a paired test (5% two-sided, 80% power);
-    ``MDD ∞`` when no difference the observed discordance allows reaches that power; empty when
-    it cannot be estimated (no discordant pair)."""
-    if x is None or math.isnan(x):
+    ``MDD ∞`` when no difference the observed discordance allows reaches that power;
+    ``MDD n/a`` when it cannot be estimated (no discordant pair: the discordance is unknown)."""
+    if x is None:
         return ""
+    if math.isnan(x):
+        return "MDD n/a"
     return "MDD ∞" if math.isinf(x) else f"MDD {num(x)}"
 
 

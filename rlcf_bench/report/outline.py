@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from ..types import ReportSection
+from ..types import MetricValue, ReportSection
 from . import fmt
 from .averages import AverageRow
 from .rows import TPT, ZERO_SHOT, ComparableGroup, DatasetSection, Report, metric_sort_key
@@ -159,8 +159,7 @@ def reported_table(section: DatasetSection) -> Table | None:
 
 def average_value(row: AverageRow) -> str:
     """``61.20 [58.90, 63.40]``: the average with its stratified-bootstrap interval."""
-    interval = fmt.DASH if row.ci_low is None or row.ci_high is None else f"[{fmt.num(row.ci_low)}, {fmt.num(row.ci_high)}]"
-    return fmt.num(row.value) if interval == fmt.DASH else f"{fmt.num(row.value)} {interval}"
+    return fmt.value_with_ci(MetricValue(row.value, row.ci_low, row.ci_high, row.n))
 
 
 def average_tables(rows: Sequence[AverageRow]) -> list[tuple[str, Table]]:

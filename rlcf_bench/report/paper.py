@@ -28,8 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..store import Reference
-from ..types import MetricValue
-from ..types import DatasetAverage
+from ..types import DatasetAverage, MetricValue
 from .averages import AverageRow
 from .rows import LeaderboardRow, Report
 from .scores import PERCENT_KINDS

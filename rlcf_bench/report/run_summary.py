@@ -13,7 +13,7 @@ plain mean over them. The full leaderboard is ``rlcf-bench report``.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING, Any
 
 from . import fmt
@@ -56,7 +56,8 @@ def _average_lines(averages: Sequence[AverageRow], task: str, main_model: str) -
             continue
         label = a.method_label + (f" ({a.model})" if a.model != main_model else "")
         lines.append((f"{a.name} ({len(a.datasets)} datasets)", label, average_value(a), str(a.n),
-                      fmt.comparison(a.vs_zero_shot), fmt.comparison(a.vs_tpt), "paired tests pooled over the datasets"))
+                      fmt.comparison(a.vs_zero_shot), fmt.comparison(a.vs_tpt),
+                      "paired tests pooled over the datasets"))
     return lines
 
 
@@ -81,7 +82,8 @@ def summary_outline(rows: list[LeaderboardRow], reused: Collection[int],
                           fmt.comparison(r.vs_zero_shot), fmt.comparison(r.vs_tpt), _notes(r, r.run_id in reused)))
             per_method[label].append(r)
         n_datasets = len({r.dataset for r in task_rows})
-        declared = _average_lines(averages, task, main_model)
+        order = {label: i for i, label in enumerate(per_method)}  # average lines in the table's method order
+        declared = sorted(_average_lines(averages, task, main_model), key=lambda line: order.get(line[1], len(order)))
         lines += declared
         if n_datasets > 1 and not declared:
             for label, members in per_method.items():

@@ -153,10 +153,9 @@ def test_stratified_bootstrap_weights_strata_equally() -> None:
 
 def _md_table(md: str, heading_start: str) -> tuple[list[str], list[list[str]]]:
     lines = md.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith("## ") and heading_start in line)
-    table = [line for line in lines[start + 1:] if line.startswith("|")]
-    end = next((i for i, line in enumerate(lines[start + 2:]) if not line.startswith("|")), None)
-    table = lines[start + 2:start + 2 + end] if end is not None else table
+    start = next(i for i, line in enumerate(lines) if line.startswith("## ") and heading_start in line) + 2
+    end = next((i for i in range(start, len(lines)) if not lines[i].startswith("|")), len(lines))
+    table = lines[start:end]
 
     def cells(line: str) -> list[str]:
         return [md_unescape(c.strip()) for c in line.strip().strip("|").split(" | ")]
