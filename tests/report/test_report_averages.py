@@ -242,3 +242,26 @@ def test_suites_declare_their_average_groups() -> None:
     assert (NAME, ("imagenet-a", "imagenet-v2", "imagenet-r", "imagenet-sketch")) in groups
     with pytest.raises(ValueError, match="two or more distinct datasets"):
         DatasetAverage("x", ("a", "a"))
+
+
+def _set_order_seed(store: Store, run_id: int, seed: int) -> None:
+    from rlcf_bench.store import Run
+
+    with store.session() as s, s.begin():
+        run = s.get(Run, run_id)
+        assert run is not None
+        run.protocol = {"seed": 0, "params": {"order_seed": seed}}
+
+
+def test_online_methods_average_their_order_seed_0_runs(store: Store) -> None:
+    seed0, seed1 = {}, {}
+    for d in DOMAINS:
+        seed0[d] = _cls(store, d, "online", _rlcf_hits(d))
+        _set_order_seed(store, seed0[d], 0)
+        seed1[d] = _cls(store, d, "online", set(range(N)), protocol_hash="p7" + "o" * 14)  # another order: all right
+        _set_order_seed(store, seed1[d], 1)
+    report = _report(store)
+    (online,) = [a for a in report.averages if a.method == "online"]
+    assert online.run_ids == tuple(seed0[d] for d in DOMAINS)
+    assert online.vs_zero_shot is not None and online.vs_zero_shot.discordant == (B_POOLED, C_POOLED)
+    assert not any("online" in n for n in report.average_notes)  # the other orders are folded, not missing
