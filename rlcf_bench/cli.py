@@ -219,6 +219,9 @@ Examples:
     @click.option("--batch-size", type=int, default=None, help="samples adapted at once (execution only; results do not depend on it)")
     @click.option("--jobs", "-j", type=int, default=None,
                   help="runs executed in parallel processes, one thread each (default: the CPU cores on CPU, 1 on GPU)")
+    @click.option("--shard", default=None, metavar="K/N",
+                  help="compute shard K of N (0 <= K < N) of every run, e.g. one job-array task; the shard "
+                       "that completes a run stores its metrics (under torchrun the ranks are the shards)")
     @click.option("--data-root", default=None, help="root of real datasets (else $RLCF_BENCH_DATA_ROOT, else the config file)")
     @click.option("--db", default=None, help=DB_HELP)
     @click.option("--fresh", is_flag=True, help="start new attempts instead of resuming or reusing stored runs")
@@ -227,13 +230,24 @@ Examples:
     def run_cmd(suite: str | None, task: str | None, datasets: tuple[str, ...], methods: tuple[str, ...],
                 model: str | None, reward_model: str | None, method_options: tuple[str, ...], data_params: tuple[str, ...],
                 protocol_params: tuple[str, ...],
-                limit: int | None, orders: int | None, seed: int | None, views: int | None, precision: str | None, device: str | None,
-                batch_size: int | None, jobs: int | None, data_root: str | None, db: str | None, fresh: bool,
-                dry_run: bool, quiet: bool) -> None:
-        """Run a suite (default: the embedded micro suite); options narrow or override it."""
+                limit: int | None, orders: int | None, seed: int | None, views: int | None, precision: str | None,
+                device: str | None, batch_size: int | None, jobs: int | None, shard: str | None, data_root: str | None,
+                db: str | None, fresh: bool, dry_run: bool, quiet: bool) -> None:
+        """Run a suite (default: the embedded micro suite); options narrow or override it.
+
+        Under torchrun (or with --shard K/N) each process computes its share of every run."""
+        from .sharding import Shard, launched, leads
         from .planning import PlanError, plan_runs
 
-        if quiet:
+        try:
+            parts = Shard.parse(shard) if shard is not None else None
+        except ValueError as exc:
+            _fail(str(exc))
+        if (parts is not None or launched()) and (jobs or 1) > 1:
+            _fail("--jobs runs whole runs in local processes; with --shard or torchrun each process is one shard")
+        if parts is not None and fresh:
+            _fail("--fresh with --shard: each shard would start its own attempt; start fresh with a new --db")
+        if quiet or not leads():
             for plugin in host.pm.get_plugins():
                 if isinstance(plugin, TerminalReporter):
                     plugin.quiet = True
@@ -256,7 +270,7 @@ Examples:
             return
         _check_preconditions(host, requests, data_root)
         _execute(host, requests, db=db, device=device, batch_size=batch_size, data_root=data_root, fresh=fresh,
-                 quiet=quiet, jobs=jobs)
+                 quiet=quiet, jobs=jobs, shard=parts)
 
     @cli.command("report", epilog="""\b
 Examples:
@@ -434,29 +448,40 @@ def _default_jobs(device: str | None) -> int:
 
 
 def _execute(host: PluginHost, requests: Sequence[Any], *, db: str | None, device: str | None, batch_size: int | None,
-             data_root: str | None, fresh: bool, quiet: bool, jobs: int | None = None) -> None:
+             data_root: str | None, fresh: bool, quiet: bool, jobs: int | None = None, shard: Any = None) -> None:
+    from . import distributed, sharding
     from .progress import SuiteProgress
     from .runner import ExecutionOptions
 
-    store = _open_store(db)
-    _store_references(host, store)
     options = ExecutionOptions(device=device, batch_size=batch_size, data_root=data_root, fresh=fresh)
-    jobs = min(jobs or _default_jobs(device), len(requests))
-    progress = SuiteProgress(len(requests), enabled=not quiet)
+    progress = SuiteProgress(len(requests), enabled=not quiet and sharding.leads())
     reporters = [p for p in host.pm.get_plugins() if isinstance(p, TerminalReporter)]
     for reporter in reporters:
         reporter.progress = progress
+    lead = True
     try:
-        if jobs > 1:
-            outcomes = _run_parallel(host, requests, store.url, options, jobs, quiet, progress)
+        if shard is not None or sharding.launched():
+            try:
+                shared = distributed.execute(host, requests, db=db, options=options, shard=shard, quiet=quiet,
+                                             run_one=_run_one, references=lambda s: _store_references(host, s),
+                                             progress=progress)
+            except click.ClickException as exc:  # stops every rank alike, before anything is computed
+                _fail(exc.format_message(), exc.exit_code)
+            store, outcomes, lead = shared.store, shared.outcomes, shared.lead
         else:
-            outcomes = _run_serial(host, requests, store, options, quiet, progress)
+            store = _open_store(db)
+            _store_references(host, store)
+            jobs = min(jobs or _default_jobs(device), len(requests))
+            if jobs > 1:
+                outcomes = _run_parallel(host, requests, store.url, options, jobs, quiet, progress)
+            else:
+                outcomes = _run_serial(host, requests, store, options, quiet, progress)
     finally:
         progress.close()
         for reporter in reporters:
             reporter.progress = None
     failures = sum(1 for o in outcomes if o.error is not None)
-    if not quiet:
+    if not quiet and lead:
         _print_run_summary(host, store, outcomes, db)
     if failures:
         click.echo(f"{failures} of {len(requests)} runs failed", err=True)
@@ -486,17 +511,20 @@ class RunOutcome(NamedTuple):
     reused: bool = False
 
 
-def _run_one(runner: Any, req: Any) -> RunOutcome:
-    """Run one request; return its summary line or error message."""
+def _run_one(runner: Any, req: Any, shard: Any = None) -> RunOutcome:
+    """Run one request (or its ``shard``); return its summary line or error message."""
     from .runner import RunnerError
     from .types import DatasetLayoutError
 
     try:
-        result = runner.run(req)
+        result = runner.run(req) if shard is None else runner.run(req, shard)
     except DatasetLayoutError as exc:
         return RunOutcome("", f"the dataset layout is wrong, nothing was run:\n{exc}")
     except (RunnerError, RegistryError, ValueError, RuntimeError) as exc:
         return RunOutcome("", f"{type(exc).__name__}: {exc}")
+    if result.status != "finished":  # a --shard task that left samples to other shards
+        return RunOutcome(f"run {result.run_id}: shard {shard} stored; {result.n_samples} samples of the run are "
+                          "stored, the shard that completes it stores its metrics", None)
     shown = ", ".join(f"{k}={v.value:.2f}" for k, v in list(result.metrics.items())[:3])
     lat = f", {result.latency.ms_per_sample_mean:.1f} ms/sample" if result.latency else ""
     reused = " — reused: finished earlier with the same settings (--fresh re-runs it)" if result.reused else ""

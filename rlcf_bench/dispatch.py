@@ -81,6 +81,17 @@ def task_dispatch(name: str, implementations: Mapping[str, type[Method[Any]]], *
     return Dispatch
 
 
+def serving(method_cls: type[Method[Any]], config: Any, task: str) -> Method[Any]:
+    """The method object that will serve ``task``, not set up: the dispatched implementation (its
+    own config narrowed from the union) or the method itself. Lets a scheduler ask, before a run,
+    whether it ``carries_state``."""
+    implementations = getattr(method_cls, "implementations", None)
+    if not implementations or task not in implementations:
+        return method_cls(config)
+    impl_cls = implementations[task]
+    return impl_cls(_narrow(config, impl_cls.config_cls, task, method_cls.config_cls))
+
+
 def _narrow(config: Any, target: type, task: str, union: type) -> Any:
     """The task's own config from the union: unset (None) options take the task's default."""
     if not dataclasses.is_dataclass(target):

@@ -5,6 +5,11 @@ It owns the clock and the record. ``adapt`` (reset + adaptation + online bookkee
 ``warmup`` batches of a process excluded from the latency summary; peak memory is CUDA's
 ``max_memory_allocated`` on GPU, the RSS high-water mark on CPU. Each batch's records are stored
 in one transaction, so a killed run resumes where it stopped without double-counting.
+
+A run may be shared by several processes (``torchrun`` ranks or ``--shard K/N`` jobs, see
+:mod:`rlcf_bench.distributed`): ``run(req, shard=...)`` then computes only the shard's samples
+(a stream that carries state is never split: shard 0 computes all of it), and whichever process
+finds every sample stored finalises the metrics.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import math
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -30,6 +35,9 @@ from .types import (
     Batch, DatasetLayoutError, LatencyStats, MethodContext, RunError, RunProtocol, RunResult, RunSpec, StepRecord,
     config_from_pairs, resolve_view_policy,
 )
+
+if TYPE_CHECKING:
+    from .sharding import Shard
 
 
 @dataclass(frozen=True)
@@ -55,7 +63,9 @@ class RunRequest:
         elif limit is not None:
             shown["limit"] = limit
         params = "".join(f" {k}={v}" for k, v in shown.items())
-        return f"{self.task}/{self.dataset}{params} {self.method}{opts} model={self.model}{reward}"
+        order = dict(self.protocol_overrides).get("order_seed")
+        stream = f" order_seed={order}" if order is not None else ""
+        return f"{self.task}/{self.dataset}{params} {self.method}{opts}{stream} model={self.model}{reward}"
 
 
 @dataclass
@@ -168,7 +178,9 @@ class Runner:
         )
         return spec, task_spec, ds_spec, (method_spec, config)
 
-    def run(self, req: RunRequest) -> RunResult:
+    def run(self, req: RunRequest, shard: Shard | None = None) -> RunResult:
+        """Run ``req`` to the end, or (``shard``) store the shard's samples and finalise the run
+        only if that completes it."""
         spec, task_spec, ds_spec, (method_spec, config) = self.prepare(req)
         # Versions of weights are part of the identity: resolve them before looking up the run.
         spec = dataclasses.replace(
@@ -187,7 +199,7 @@ class Runner:
         prov = provenance()
         official = spec.protocol.limit is None and not prov.get("git_dirty")
         plugins = [dataclasses.asdict(p) for p in self.host.plugin_infos()]
-        run, resumed = self.store.open_run(
+        run, resumed = self._open_run(
             spec, kind=task_spec.kind, n_total=len(items), provenance=prov, plugins=plugins,
             device_name=device_name(self.device), official=official, fresh=self.options.fresh,
         )
@@ -208,12 +220,10 @@ class Runner:
             ctx.cache["timer"] = timer
             method = method_spec.method_cls(config)
             method.setup(ctx)
-            self._execute(run.id, task, method, method_spec, items, done, policy, timer)
-            records = self.store.sample_records(run.id)
-            metrics = task.aggregate(records)
-            metrics.update(online_metrics(method, items, records))
-            latency, reward_ms = self._latency(run.id)
-            self.store.finish_run(run.id, metrics, latency, reward_ms)
+            others = set() if shard is None else shard.others(items, method.carries_state)
+            if len(others) < len(items):
+                self._execute(run.id, task, method, method_spec, items, done | others, policy, timer)
+            self._finalise(run.id, task, items, method)
         except KeyboardInterrupt:
             self.store.fail_run(run.id, "interrupted", "interrupted by the user; re-run the same command to resume")
             raise
@@ -227,6 +237,22 @@ class Runner:
         result = self._result_from_store(run.id, spec)
         self.host.run_finish(result)
         return result
+
+    def _open_run(self, spec: RunSpec, **kwargs: Any) -> tuple[Any, bool]:
+        """The stored run to work on (a seam: ranks of one job share the run rank 0 opens)."""
+        return self.store.open_run(spec, **kwargs)
+
+    def _finalise(self, run_id: int, task: TaskRuntime, items: Sequence[tuple[int, str]], method: Any) -> None:
+        """Store the metrics once every sample of the run is stored (by this process or by the
+        other shards); a shard that leaves samples to others stores none. A stream's own metrics
+        come from ``method``, which then computed the whole stream."""
+        if not {sid for _, sid in items} <= self.store.done_sample_ids(run_id):
+            return
+        records = self.store.sample_records(run_id)
+        metrics = task.aggregate(records)
+        metrics.update(online_metrics(method, items, records))
+        latency, reward_ms = self._latency(run_id)
+        self.store.finish_run(run_id, metrics, latency, reward_ms)
 
     def _batch_size(self, method_spec: Any, method: Any) -> int:
         if method.carries_state:
