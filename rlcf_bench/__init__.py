@@ -21,7 +21,7 @@ from .hookspecs import hookimpl
 from .types import (
     Batch, DatasetLayoutError, DatasetSpec, LayoutReport, Method, MethodContext, MethodSpec, MetricValue,
     ModelSpec, Predictions, ReferenceResult, ReportSection, RewardModel, RewardModelSpec, RunProtocol, SampleRecord,
-    SuiteRun, SuiteSpec, TaskSpec, ViewPolicy, VisionLanguageModel, bounded,
+    DatasetAverage, SuiteRun, SuiteSpec, TaskSpec, ViewPolicy, VisionLanguageModel, bounded,
 )
 
 __version__ = "0.1.0"
@@ -29,6 +29,6 @@ __version__ = "0.1.0"
 __all__ = [
     "Batch", "DatasetLayoutError", "DatasetSpec", "LayoutReport", "Method", "MethodContext", "MethodSpec",
     "MetricValue", "ModelSpec", "Predictions", "ReferenceResult", "ReportSection", "RewardModel", "RewardModelSpec",
-    "RunProtocol", "SampleRecord", "SuiteRun", "SuiteSpec", "TaskSpec", "ViewPolicy", "VisionLanguageModel",
-    "__version__", "bounded", "hookimpl",
+    "RunProtocol", "SampleRecord", "DatasetAverage", "SuiteRun", "SuiteSpec", "TaskSpec", "ViewPolicy",
+    "VisionLanguageModel", "__version__", "bounded", "hookimpl",
 ]

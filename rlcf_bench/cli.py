@@ -502,12 +502,11 @@ def _execute(host: PluginHost, requests: Sequence[Any], *, db: str | None, devic
 
 def _print_run_summary(host: PluginHost, store: Any, outcomes: Sequence[RunOutcome], db: str | None) -> None:
     """The runs just executed (not the whole leaderboard), where they are stored, and how to see more."""
-    from .report.options import method_defaults
     from .report.run_summary import render_run_summary
 
     ids = [o.run_id for o in outcomes if o.run_id is not None and o.error is None]
     text = render_run_summary(store, ids, reused=[o.run_id for o in outcomes if o.reused and o.run_id is not None],
-                              method_defaults=method_defaults(host))
+                              host=host)
     if text:
         click.echo(text)
     click.echo(f"leaderboard: {store.location}")

@@ -175,3 +175,84 @@ def paired_bootstrap(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.nd
         p = (1 + extreme) / (1 + n_resamples)
     return PairedBootstrapResult(n, float(xa.mean()), float(xb.mean()), observed, float(lo), float(hi),
                                  min(1.0, p), n_resamples)
+
+
+# --------------------------------------------------------------------------------------------
+# Minimum detectable differences (5% two-sided, 80% power) of the paired tests above
+# --------------------------------------------------------------------------------------------
+
+#: Significance level and power the minimum detectable differences are stated at.
+MDD_ALPHA = 0.05
+MDD_POWER = 0.80
+
+
+def _z_values(alpha: float, power: float) -> tuple[float, float]:
+    from scipy.stats import norm
+
+    return float(norm.ppf(1.0 - alpha / 2.0)), float(norm.ppf(power))
+
+
+def mcnemar_mdd(b: int, c: int, n: int, *, alpha: float = MDD_ALPHA, power: float = MDD_POWER) -> float:
+    """Minimum detectable difference (a proportion, 0-1) of a paired binary comparison.
+
+    Connor's sample size for McNemar's test (R. J. Connor, "Sample size for testing differences
+    in proportions for the paired-sample design", Biometrics 43:207-211, 1987; normal
+    approximation) is ``n = (z_a sqrt(psi) + z_b sqrt(psi - delta^2))^2 / delta^2`` with ``psi``
+    the discordant proportion, ``delta`` the difference of the two accuracies, ``z_a`` the
+    two-sided ``alpha`` quantile and ``z_b`` the ``power`` quantile. Solved for ``delta`` at the
+    observed ``n`` and ``psi = (b + c) / n`` (a quadratic in ``delta sqrt(n)``, larger root)::
+
+        delta = sqrt(psi / n) * (z_a + z_b * sqrt(1 - (z_a^2 - z_b^2) / n)) / (1 + z_b^2 / n)
+
+    The derivation is in docs/statistics.md. NaN when nothing can be said (no pairs, or no
+    discordant pair, so the discordance is not estimated); ``inf`` when no difference the
+    observed discordance allows (``|delta| <= psi``) reaches the power.
+    """
+    if min(b, c) < 0 or n < b + c:
+        raise ValueError(f"expected 0 <= b, c and b + c <= n, got b={b}, c={c}, n={n}")
+    if n == 0 or b + c == 0:
+        return math.nan
+    za, zb = _z_values(alpha, power)
+    psi = (b + c) / n
+    inner = 1.0 - (za * za - zb * zb) / n
+    if inner < 0.0:
+        return math.inf
+    delta = math.sqrt(psi / n) * (za + zb * math.sqrt(inner)) / (1.0 + zb * zb / n)
+    return delta if delta <= psi else math.inf
+
+
+def paired_mean_mdd(diff: Sequence[float] | np.ndarray, *, alpha: float = MDD_ALPHA,
+                    power: float = MDD_POWER) -> float:
+    """Minimum detectable mean difference of a paired comparison of continuous scores, in the
+    scores' unit: ``(z_a + z_b) * sd(diff) / sqrt(n)``, the normal-approximation power
+    calculation for a paired mean difference (e.g. Chow, Shao & Wang, *Sample Size Calculations
+    in Clinical Research*, paired one-sample design), with the sample standard deviation of the
+    observed per-sample differences. NaN for fewer than two pairs or no variation."""
+    arr = np.asarray(diff, dtype=float)
+    if arr.size < 2:
+        return math.nan
+    sd = float(arr.std(ddof=1))
+    if sd == 0.0:
+        return math.nan
+    za, zb = _z_values(alpha, power)
+    return (za + zb) * sd / math.sqrt(arr.size)
+
+
+def stratified_bootstrap_mean_ci(strata: Sequence[Sequence[float] | np.ndarray], n_resamples: int = 2000,
+                                 alpha: float = 0.05, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of the *mean of the strata means* (e.g. an average over
+    datasets, each weighted equally whatever its size): every resample redraws each stratum
+    from itself, with replacement, so the strata stay independent and keep their sizes. 0/1
+    strata use the same exact binomial shortcut as :func:`bootstrap_mean_ci`."""
+    arrays = [np.asarray(s, dtype=float) for s in strata]
+    if not arrays or any(a.size == 0 for a in arrays):
+        return (math.nan, math.nan)
+    rng = np.random.default_rng(seed)
+    total = np.zeros(n_resamples, dtype=float)
+    for arr in arrays:
+        if _is_binary(arr):
+            total += rng.binomial(arr.size, arr.mean(), size=n_resamples) / arr.size
+        else:
+            total += _chunked_resample_means(arr, n_resamples, rng)
+    lo, hi = np.quantile(total / len(arrays), [alpha / 2, 1 - alpha / 2])
+    return (float(lo), float(hi))

@@ -482,15 +482,36 @@ class SuiteRun:
 
 
 @dataclass(frozen=True)
+class DatasetAverage:
+    """A named group of datasets whose primary metric a report averages (the paper's "OOD avg").
+
+    Declared by the suite that runs them (:attr:`SuiteSpec.averages`), never listed in the
+    report: a method gets an average row only where it has comparable runs on every dataset of
+    the group, with a paired test pooled over all their samples (:mod:`rlcf_bench.report.averages`).
+    """
+
+    name: str
+    datasets: tuple[str, ...]
+    task_kind: str = "classification"
+
+    def __post_init__(self) -> None:
+        if not self.name or len(self.datasets) < 2 or len(set(self.datasets)) != len(self.datasets):
+            raise ValueError(f"average {self.name!r}: expected a name and two or more distinct datasets, "
+                             f"got {self.datasets!r}")
+
+
+@dataclass(frozen=True)
 class SuiteSpec:
     """A plain named list of runs. ``expand(methods)`` yields them; it never aggregates.
-    ``orders``: stream orders each online method is run with (``--orders`` overrides)."""
+    ``orders``: stream orders each online method is run with (``--orders`` overrides).
+    ``averages``: the dataset groups whose average the reports show (e.g. the OOD average)."""
 
     name: str
     description: str
     runs: Callable[..., Sequence[SuiteRun]]
     provider: str = ""
     orders: int = 1
+    averages: tuple[DatasetAverage, ...] = ()
 
 
 @dataclass(frozen=True)

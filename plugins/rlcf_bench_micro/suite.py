@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from rlcf_bench import SuiteRun, SuiteSpec, hookimpl
+from rlcf_bench import DatasetAverage, SuiteRun, SuiteSpec, hookimpl
 
 STUDENT, REWARD, CAPTIONER = "micro-student", "micro-reward", "micro-captioner"
 CLASSIFICATION_DOMAINS = ("micro-sketch", "micro-rendition", "micro-hard", "micro-resampled", "micro-noise")
@@ -59,4 +59,4 @@ def micro_runs(methods: Sequence[Any]) -> list[SuiteRun]:
 @hookimpl
 def rlcfb_register_suites() -> list[SuiteSpec]:
     return [SuiteSpec("micro", "the embedded suite: generated shifts, micro CLIP zoo; CPU, minutes", micro_runs,
-                      orders=ONLINE_ORDERS)]
+                      orders=ONLINE_ORDERS, averages=(DatasetAverage("OOD avg", CLASSIFICATION_DOMAINS),))]

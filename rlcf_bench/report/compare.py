@@ -126,6 +126,9 @@ def format_comparison(c: PairedComparison) -> str:
         s = score_scale(c.a.task_kind)
         lines.append(f"test: paired bootstrap of the mean difference ({bs.n_resamples} resamples, two-sided)")
         lines.append(f"  95% CI of A - B: [{bs.ci_low * s:+.2f}, {bs.ci_high * s:+.2f}]{unit}   {format_p(bs.p_value)}")
+    if not math.isnan(t.mdd):
+        detectable = "none (too few discordant pairs)" if math.isinf(t.mdd) else f"{t.mdd:.2f}{unit}"
+        lines.append(f"minimum detectable difference (5% two-sided, 80% power): {detectable}")
     verdict = "significant" if t.significant else "not significant"
     better = "A" if t.diff > 0 else "B" if t.diff < 0 else "neither"
     lines.append(f"verdict: {verdict} at {ALPHA:.0%}" + (f" ({better} is better)" if t.significant else ""))

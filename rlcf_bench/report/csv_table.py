@@ -4,6 +4,10 @@ Columns are fixed identity/cost columns followed by ``<metric>``, ``<metric>_ci_
 ``<metric>_ci_high`` for every metric present (``method_options`` holds the non-default method options as
 ``key=value, ...``), then ``reported_<metric>`` and
 ``reported_<metric>_diff`` (measured minus the first paper value) where a paper number exists.
+``row_kind`` is ``run`` for a run and ``average`` for an average over a declared dataset group
+(``average`` names it, ``averaged_datasets``/``averaged_runs`` list what it averages, separated by
+``;``; its ``vs_*`` columns are the pooled paired tests, ``run_id`` is empty). ``*_mdd``: the
+minimum detectable difference of that paired test (5% two-sided, 80% power).
 Text cells that a spreadsheet would run as a formula (starting with ``= + - @`` or a tab) get a
 leading apostrophe.
 """
@@ -15,7 +19,8 @@ import io
 from collections.abc import Sequence
 from typing import Any
 
-from .rows import LeaderboardRow, Report, metric_sort_key
+from .averages import AverageRow, PooledComparison
+from .rows import Comparison, LeaderboardRow, Report, metric_sort_key
 
 BASE_COLUMNS: tuple[str, ...] = (
     "run_id", "task", "task_kind", "dataset", "method", "method_options", "model", "reward_model", "group", "rank",
@@ -28,6 +33,8 @@ BASE_COLUMNS: tuple[str, ...] = (
     "vs_reward_model_p", "below_reward_model",
     "protocol_hash", "config_hash", "task_version", "dataset_version", "model_version", "bench_version",
     "official", "orders_n", "orders_mean", "orders_sd", "orders_min", "orders_max",
+    "row_kind", "average", "averaged_datasets", "averaged_runs", "vs_best_mdd", "vs_zero_shot_mdd",
+    "vs_tpt_run", "vs_tpt_delta", "vs_tpt_p", "vs_tpt_significant_5pct", "vs_tpt_mdd",
 )
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -70,6 +77,10 @@ def _row_cells(row: LeaderboardRow, metric_names: Sequence[str], reported_names:
               _text(row.model_version), _text(row.bench_version), _n(row.official)]
     spread = row.orders.as_dict() if row.orders is not None else None
     cells += [_n(spread[k]) for k in ("n_orders", "mean", "sd", "min", "max")] if spread else ["", "", "", "", ""]
+    cells += ["run", "", "", "", _mdd(row.vs_best), _mdd(row.vs_zero_shot)]
+    tpt = row.vs_tpt
+    cells += ([_n(tpt.against_run), _n(tpt.delta), _n(tpt.p_value), _n(tpt.significant), _mdd(tpt)]
+              if tpt is not None else ["", "", "", "", ""])
     for name in metric_names:
         mv = row.metrics.get(name)
         cells += [_n(mv.value), _n(mv.ci_low), _n(mv.ci_high)] if mv is not None else ["", "", ""]
@@ -77,6 +88,26 @@ def _row_cells(row: LeaderboardRow, metric_names: Sequence[str], reported_names:
         rep = next((r for r in row.reported if r.metric == name), None)
         cells += [_n(rep.reported), _n(rep.diff)] if rep is not None else ["", ""]
     return cells
+
+
+def _mdd(c: Comparison | PooledComparison | None) -> str:
+    return "" if c is None else _n(c.mdd)
+
+
+def _average_cells(row: AverageRow, header: Sequence[str]) -> list[str]:
+    values: dict[str, str] = {
+        "task": _text(row.task), "task_kind": _text(row.task_kind), "method": _text(row.method),
+        "method_options": _text(row.options_text), "model": _text(row.model), "reward_model": _text(row.reward_model),
+        "primary_metric": _text(row.metric), "primary_n": _n(row.n), "row_kind": "average",
+        "average": _text(row.name), "averaged_datasets": _text(";".join(row.datasets)),
+        "averaged_runs": ";".join(map(str, row.run_ids)),
+        row.metric: _n(row.value), f"{row.metric}_ci_low": _n(row.ci_low), f"{row.metric}_ci_high": _n(row.ci_high),
+    }
+    for prefix, comp in (("vs_zero_shot", row.vs_zero_shot), ("vs_tpt", row.vs_tpt)):
+        if comp is not None:
+            values.update({f"{prefix}_delta": _n(comp.delta), f"{prefix}_p": _n(comp.p_value),
+                           f"{prefix}_significant_5pct": _n(comp.significant), f"{prefix}_mdd": _n(comp.mdd)})
+    return [values.get(column, "") for column in header]
 
 
 def render_csv(report: Report) -> str:
@@ -92,4 +123,6 @@ def render_csv(report: Report) -> str:
     writer.writerow(header)
     for row in report.rows:
         writer.writerow(_row_cells(row, metric_names, reported_names))
+    for average in report.averages:
+        writer.writerow(_average_cells(average, header))
     return buf.getvalue()

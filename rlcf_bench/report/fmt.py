@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 
 from ..types import MetricValue
+from .averages import PooledComparison
 from .rows import Comparison, LeaderboardRow, RewardModelReference
 from .scores import format_p
 
@@ -24,7 +25,7 @@ def num(x: float | None, digits: int = 2) -> str:
 def signed(x: float | None, digits: int = 2) -> str:
     if x is None or math.isnan(x):
         return DASH
-    return f"{x:+.{digits}f}"
+    return f"{x + 0.0 if round(x, digits) else 0.0:+.{digits}f}"  # a rounding residue prints +0.00, not -0.00
 
 
 def ci(mv: MetricValue | None) -> str:
@@ -41,15 +42,29 @@ def value_with_ci(mv: MetricValue | None) -> str:
     return num(mv.value) if interval == DASH or exact else f"{num(mv.value)} {interval}"
 
 
-def comparison(c: Comparison | None) -> str:
-    """``-2.10 (p=0.031 sig)``: stored-metric difference, paired-test p-value, 5% flag."""
+def mdd(x: float | None) -> str:
+    """``MDD 4.12``: the minimum detectable difference of a paired test (5% two-sided, 80% power);
+    ``MDD ∞`` when no difference the observed discordance allows reaches that power;
+    ``MDD n/a`` when it cannot be estimated (no discordant pair: the discordance is unknown)."""
+    if x is None:
+        return ""
+    if math.isnan(x):
+        return "MDD n/a"
+    return "MDD ∞" if math.isinf(x) else f"MDD {num(x)}"
+
+
+def comparison(c: Comparison | PooledComparison | None) -> str:
+    """``-2.10 (p=0.031 sig, MDD 4.12)``: stored-metric difference, paired-test p-value, 5% flag,
+    minimum detectable difference."""
     if c is None:
         return DASH
     if c.n_shared == 0:
         return f"{signed(c.delta)} (no shared samples)"
     flag = f" {SIGNIFICANT}" if c.significant else ""
     basis = "" if c.on_primary else ", per-sample score"
-    return f"{signed(c.delta)} ({format_p(c.p_value)}{flag}{basis})"
+    detectable = mdd(c.mdd)
+    detectable = f", {detectable}" if detectable else ""
+    return f"{signed(c.delta)} ({format_p(c.p_value)}{flag}{basis}{detectable})"
 
 
 def reward_reference(r: RewardModelReference | None) -> str:

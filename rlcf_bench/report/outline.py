@@ -9,9 +9,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from ..types import ReportSection
+from ..types import MetricValue, ReportSection
 from . import fmt
-from .rows import ComparableGroup, DatasetSection, Report, metric_sort_key
+from .averages import AverageRow
+from .rows import TPT, ZERO_SHOT, ComparableGroup, DatasetSection, Report, metric_sort_key
 
 TITLE = "rlcf-bench leaderboard"
 
@@ -75,6 +76,12 @@ HOW_TO_READ: tuple[str, ...] = (
     f"'{fmt.SIGNIFICANT}' marks significance at 5% (two-sided, no multiple-comparison correction). "
     "'per-sample score': the primary metric is corpus-level (e.g. CIDEr), so the test is on the "
     "task's per-sample score (e.g. CLIPScore) instead.",
+    "MDD: the minimum detectable difference of that paired test (5% two-sided, 80% power, from the "
+    "observed discordance; docs/statistics.md). A difference smaller than the MDD that is 'not "
+    "significant' may still exist: the comparison has too few samples to tell.",
+    "Averages (e.g. OOD avg): the mean of the primary metric over a dataset group a suite declares, "
+    "for methods with comparable runs on every dataset of the group; its Δ columns test all the "
+    "group's samples pooled (matched by dataset and sample id).",
     "BELOW: the method scores below the zero-shot score of its own reward model, so the reward "
     "model alone would have done better: not a win.",
     "Cost: milliseconds per sample (median / 95th percentile, warm-up excluded), mean adapt / "
@@ -150,6 +157,28 @@ def reported_table(section: DatasetSection) -> Table | None:
     return Table("reported", headers, tuple(rows), tuple("ranked" for _ in rows), tuple(runs))
 
 
+def average_value(row: AverageRow) -> str:
+    """``61.20 [58.90, 63.40]``: the average with its stratified-bootstrap interval."""
+    return fmt.value_with_ci(MetricValue(row.value, row.ci_low, row.ci_high, row.n))
+
+
+def average_tables(rows: Sequence[AverageRow]) -> list[tuple[str, Table]]:
+    """One table per (task, average, setting): (heading, table)."""
+    groups: dict[tuple[str, str, str], list[AverageRow]] = {}
+    for row in rows:
+        groups.setdefault((row.task, row.name, row.setting), []).append(row)
+    out = []
+    for (task, name, setting), members in groups.items():
+        metric = members[0].metric
+        headers = ("method", "reward model", f"{name} {metric} [95% CI]", "n", "datasets", "runs",
+                   f"Δ vs {ZERO_SHOT} (pooled)", f"Δ vs {TPT} (pooled)")
+        cells = tuple((r.method_label, r.reward_model or fmt.DASH, average_value(r), str(r.n), ", ".join(r.datasets),
+                       ", ".join(map(str, r.run_ids)), fmt.comparison(r.vs_zero_shot), fmt.comparison(r.vs_tpt))
+                      for r in members)
+        out.append((f"{name} · {task} · {setting}", Table("average", headers, cells, tuple("ranked" for _ in cells))))
+    return out
+
+
 def build_outline(report: Report, sections: Sequence[ReportSection] = ()) -> Outline:
     out = Outline()
     out.add(Heading(1, TITLE))
@@ -179,6 +208,12 @@ def build_outline(report: Report, sections: Sequence[ReportSection] = ()) -> Out
         if reported is not None:
             out.add(Heading(3, f"Reproduced vs reported · {section.task} · {section.dataset}"))
             out.add(reported)
+    for heading, table in average_tables(report.averages):
+        out.add(Heading(2, f"Average: {heading}"))
+        out.add(table)
+    if report.average_notes:
+        out.add(Heading(3, "Averages not shown"))
+        out.add(Bullets(tuple(report.average_notes)))
     for extra in sections:
         out.add(PluginBlock(extra.title, extra.markdown))
     return out

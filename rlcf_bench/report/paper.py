@@ -5,7 +5,11 @@ Only the *main* comparable group of each dataset contributes (runs listed apart,
 runs, would not be like-for-like), plus the reward models' own zero-shot reference runs. A row
 is one (method, non-default options, model, reward model, method version); its average is the
 mean over the table's datasets and is left empty when the row misses one of them (an average
-over fewer datasets would not be comparable with the others).
+over fewer datasets would not be comparable with the others). Where a suite declares a dataset
+group of this task whose datasets are all in the table (the paper's "OOD avg",
+:attr:`rlcf_bench.types.SuiteSpec.averages`), the last column is that group's average instead,
+named after it, with the stratified interval of the report's average row
+(:mod:`rlcf_bench.report.averages`) where the row's runs are the ones that row averages.
 
 The best value of each column among the measured rows is marked (values compared as printed,
 two decimals, so printed ties are both marked); the reward models' zero-shot rows are context and
@@ -24,7 +28,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..store import Reference
-from ..types import MetricValue
+from ..types import DatasetAverage, MetricValue
+from .averages import AverageRow
 from .rows import LeaderboardRow, Report
 from .scores import PERCENT_KINDS
 
@@ -65,10 +70,12 @@ class PaperTable:
     metric: str
     datasets: tuple[str, ...]
     rows: tuple[PaperRow, ...]
+    average: str = AVERAGE  # the last column's name: a declared group's (e.g. "OOD avg") or "average"
+    averaged: tuple[str, ...] = ()  # the datasets the last column averages (empty: all of them)
 
     @property
     def columns(self) -> tuple[str, ...]:
-        return (*self.datasets, AVERAGE)
+        return (*self.datasets, self.average)
 
     @property
     def unit(self) -> str:
@@ -77,14 +84,40 @@ class PaperTable:
     @property
     def caption(self) -> str:
         unit = f" ({self.unit})" if self.unit else ""
-        return (f"{self.task}: {self.metric}{unit} per dataset; methods as rows, the average over the "
-                f"datasets last. Best measured value per column marked.")
+        over = f"{self.average} over {', '.join(self.averaged)}" if self.averaged else "the average over the datasets"
+        return (f"{self.task}: {self.metric}{unit} per dataset; methods as rows, {over} last. "
+                f"Best measured value per column marked.")
 
 
-def _average(cells: Sequence[PaperCell]) -> PaperCell:
-    if not cells or not all(c.present for c in cells):
-        return PaperCell(None)
-    return PaperCell(sum(c.value for c in cells) / len(cells))  # type: ignore[misc]
+@dataclass(frozen=True)
+class _AverageColumn:
+    """Which cells the last column averages (indices into the table's datasets) and the report's
+    average rows with intervals, by the run ids they average."""
+
+    indices: tuple[int, ...]
+    intervals: dict[tuple[int, ...], AverageRow]
+
+    def cell(self, cells: Sequence[PaperCell]) -> PaperCell:
+        chosen = [cells[i] for i in self.indices]
+        if not chosen or not all(c.present for c in chosen):
+            return PaperCell(None)
+        value = sum(c.value for c in chosen) / len(chosen)  # type: ignore[misc]
+        row = self.intervals.get(tuple(c.run_id for c in chosen))  # type: ignore[misc]
+        if row is None:
+            return PaperCell(value)
+        return PaperCell(value, row.ci_low, row.ci_high)
+
+
+def _average_column(task: str, kind: str, datasets: tuple[str, ...], groups: Sequence[DatasetAverage],
+                    averages: Sequence[AverageRow]) -> tuple[str, tuple[str, ...], _AverageColumn]:
+    """The declared group of this task whose datasets the table has (the one with most datasets),
+    else the plain average over every dataset of the table."""
+    fitting = [g for g in groups if g.task_kind == kind and set(g.datasets) <= set(datasets)]
+    if not fitting:
+        return AVERAGE, (), _AverageColumn(tuple(range(len(datasets))), {})
+    group = max(fitting, key=lambda g: len(g.datasets))
+    rows = {a.run_ids: a for a in averages if a.task == task and a.name == group.name and a.datasets == group.datasets}
+    return group.name, group.datasets, _AverageColumn(tuple(datasets.index(d) for d in group.datasets), rows)
 
 
 def _cell(mv: MetricValue | None, run_id: int) -> PaperCell:
@@ -143,7 +176,7 @@ def _labels(keys: Sequence[tuple[str, str, str, str, str]]) -> dict[tuple[str, s
 
 
 def _measured_rows(task_rows: list[tuple[LeaderboardRow, bool]], datasets: tuple[str, ...],
-                   metric: str) -> list[PaperRow]:
+                   metric: str, average: _AverageColumn) -> list[PaperRow]:
     """``task_rows``: (row, is a reward-model reference) pairs; references come after the methods."""
     by_key: dict[tuple[str, str, str, str, str], dict[str, LeaderboardRow]] = {}
     is_ref: dict[tuple[str, str, str, str, str], bool] = {}
@@ -157,12 +190,12 @@ def _measured_rows(task_rows: list[tuple[LeaderboardRow, bool]], datasets: tuple
         cells = [(_cell(per_ds[d].metrics.get(metric), per_ds[d].run_id) if d in per_ds else PaperCell(None))
                  for d in datasets]
         label = labels[key] + (" — reward model zero-shot" if is_ref[key] else "")
-        out.append(PaperRow(label, "reference" if is_ref[key] else "measured", (*cells, _average(cells))))
+        out.append(PaperRow(label, "reference" if is_ref[key] else "measured", (*cells, average.cell(cells))))
     return out
 
 
 def _reported_rows(task: str, datasets: tuple[str, ...], metric: str, task_rows: Sequence[LeaderboardRow],
-                   references: Sequence[Reference]) -> list[PaperRow]:
+                   references: Sequence[Reference], average: _AverageColumn) -> list[PaperRow]:
     """Paper numbers for the settings measured in this table (same method, model, reward model)."""
     settings = {(r.method, r.model, r.reward_model or "") for r in task_rows}
     by_key: dict[tuple[str, str, str, str], dict[str, float]] = {}
@@ -175,7 +208,7 @@ def _reported_rows(task: str, datasets: tuple[str, ...], metric: str, task_rows:
     out = []
     for (method, model, rm, source), values in by_key.items():
         cells = [PaperCell(values.get(d)) for d in datasets]
-        out.append(PaperRow(f"{method} (reported: {source})", "reported", (*cells, _average(cells)), source))
+        out.append(PaperRow(f"{method} (reported: {source})", "reported", (*cells, average.cell(cells)), source))
     return out
 
 
@@ -203,8 +236,10 @@ def build_paper_tables(report: Report, references: Sequence[Reference] = (), *,
     for task, task_rows in by_task.items():
         datasets = tuple(order[task])
         metric = metrics[task]
-        rows = _measured_rows(task_rows, datasets, metric)
+        name, averaged, average = _average_column(task, kinds[task], datasets, report.average_groups, report.averages)
+        rows = _measured_rows(task_rows, datasets, metric, average)
         if reported:
-            rows += _reported_rows(task, datasets, metric, [r for r, _ in task_rows], references)
-        tables.append(PaperTable(task, kinds[task], metric, datasets, tuple(_mark_best(rows, len(datasets) + 1))))
+            rows += _reported_rows(task, datasets, metric, [r for r, _ in task_rows], references, average)
+        tables.append(PaperTable(task, kinds[task], metric, datasets, tuple(_mark_best(rows, len(datasets) + 1)),
+                                 name, averaged))
     return tables

@@ -44,8 +44,9 @@ def _note(tables: Sequence[PaperTable]) -> str:
     if not tables:
         return "No finished runs match."
     return ("Main comparable group of each dataset only. Best measured value per column in bold; "
-            "reported rows are the paper's numbers for the same setting. The average is over all "
-            "datasets of the table, empty where a row misses one.")
+            "reported rows are the paper's numbers for the same setting. The last column averages the "
+            "dataset group a suite declares (e.g. OOD avg, named in each caption), else all datasets of "
+            "the table; it is empty where a row misses one.")
 
 
 # ---------------------------------------------------------------------------------- markdown

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..types import ReportSection
+from .averages import declared_averages
 from .csv_table import render_csv
 from .html_page import render_html
 from .json_rows import render_json
@@ -31,6 +32,14 @@ def normalise_format(fmt: str) -> str:
     if name not in FORMATS:
         raise ValueError(f"unknown report format {fmt!r}; choose one of {', '.join(FORMATS)}")
     return name
+
+
+def build_for(store: Store, host: PluginHost | None, *, task: str | None = None, dataset: str | None = None,
+              method: str | None = None) -> Report:
+    """The report as the installed plugins see it: their methods' defaults decide the options
+    shown, their suites' declared dataset groups the average rows."""
+    return build_report(store, task=task, dataset=dataset, method=method, method_defaults=method_defaults(host),
+                        averages=declared_averages(host))
 
 
 def _plugin_sections(host: PluginHost | None, report: Report, store: Store) -> list[ReportSection]:
@@ -61,7 +70,7 @@ def render(store: Store, fmt: str, *, host: PluginHost | None = None, task: str 
            dataset: str | None = None, method: str | None = None) -> str:
     """The leaderboard of the finished runs in ``store`` as markdown, csv, json or html."""
     name = normalise_format(fmt)
-    report = build_report(store, task=task, dataset=dataset, method=method, method_defaults=method_defaults(host))
+    report = build_for(store, host, task=task, dataset=dataset, method=method)
     sections = _plugin_sections(host, report, store) if name in ("markdown", "html") else []
     return render_report(report, name, sections)
 
@@ -77,7 +86,7 @@ def write_report(store: Store, out_dir: str | Path, formats: Iterable[str] = FOR
     names = [normalise_format(f) for f in formats]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    report = build_report(store, task=task, dataset=dataset, method=method, method_defaults=method_defaults(host))
+    report = build_for(store, host, task=task, dataset=dataset, method=method)
     sections = _plugin_sections(host, report, store) if any(n in ("markdown", "html") for n in names) else []
     paths = []
     for name in dict.fromkeys(names):
@@ -93,6 +102,6 @@ def render_paper(store: Store, fmt: str, *, host: PluginHost | None = None, task
     """The paper layout (methods x datasets, averages last) as markdown, csv, html or latex;
     ``reported`` adds the paper's numbers stored as references as grey rows."""
     name = normalise_paper_format(fmt)
-    report = build_report(store, task=task, dataset=dataset, method=method, method_defaults=method_defaults(host))
+    report = build_for(store, host, task=task, dataset=dataset, method=method)
     tables = build_paper_tables(report, store.references() if reported else (), reported=reported)
     return render_paper_tables(tables, name, intervals=intervals)

@@ -29,7 +29,7 @@ from sqlalchemy import func, select
 
 from ..stats import bootstrap_mean_ci
 from ..store import Metric, Reference, Run, SampleResult, Store
-from ..types import MetricValue, stable_hash
+from ..types import DatasetAverage, MetricValue, stable_hash
 from .online import order_spreads, stream_curves
 from .options import options_by_run, options_text, protocol_text
 from .scores import PairedTest, ScoreCache, metric_scores, paired_test, score_scale
@@ -92,6 +92,7 @@ class Comparison:
     only_row: int
     only_other: int
     on_primary: bool = True  # False: the metric is corpus-level (e.g. CIDEr), the test is on the per-sample score
+    mdd: float = math.nan  # minimum detectable difference (5% two-sided, 80% power), in the metric's unit
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -100,6 +101,7 @@ class Comparison:
             "significant_5pct": self.significant, "n_shared": self.n_shared,
             "only_this_run": self.only_row, "only_other_run": self.only_other,
             "tested_on": "primary metric" if self.on_primary else "per-sample score",
+            "min_detectable_diff": _num(self.mdd),
         }
 
 
@@ -230,6 +232,7 @@ class LeaderboardRow:
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form: plain types only, NaN as null."""
         return {
+            "row_kind": "run",
             "run_id": self.run_id, "task": self.task, "task_kind": self.task_kind, "task_version": self.task_version,
             "dataset": self.dataset, "dataset_version": self.dataset_version, "method": self.method,
             "method_version": self.method_version, "model": self.model, "model_version": self.model_version,
@@ -301,6 +304,9 @@ class Report:
 
     sections: list[DatasetSection]
     superseded_attempts: int = 0
+    averages: list[Any] = field(default_factory=list)  # AverageRow (report/averages.py), per declared group
+    average_notes: list[str] = field(default_factory=list)  # why a method has no average row
+    average_groups: tuple[DatasetAverage, ...] = ()  # the declared dataset groups the averages are of
 
     @property
     def rows(self) -> list[LeaderboardRow]:
@@ -325,11 +331,14 @@ def _num(x: float | None) -> float | None:
 
 
 def build_report(store: Store, *, task: str | None = None, dataset: str | None = None,
-                 method: str | None = None, method_defaults: Mapping[str, Mapping[str, Any]] | None = None) -> Report:
+                 method: str | None = None, method_defaults: Mapping[str, Mapping[str, Any]] | None = None,
+                 averages: Sequence[DatasetAverage] = ()) -> Report:
     """Build the full report. ``method`` only filters what is shown: ranks and tests are computed
     on the whole (task, dataset), so filtering never changes a rank. ``method_defaults`` (method
     name -> default config, see :func:`rlcf_bench.report.options.method_defaults`) decides which
-    options each row shows."""
+    options each row shows. ``averages``: the dataset groups the suites declare (see
+    :func:`rlcf_bench.report.averages.declared_averages`); each gets an average row per method."""
+    from .averages import build_averages  # builds on this module's rows: imported late, not circular
     runs, superseded = _latest_attempts(store.runs(status="finished", task=task, dataset=dataset))
     cache = ScoreCache(store)
     rows = _rows_from_runs(store, runs, cache)
@@ -360,13 +369,16 @@ def build_report(store: Store, *, task: str | None = None, dataset: str | None =
             row.reported = _reported_values(row, references)
         kind = section_rows[0].task_kind
         sections.append(DatasetSection(task_name, kind, dataset_name, groups))
+    average_rows, average_notes = build_averages(sections, averages, cache)
     if method is not None:
+        average_rows = [a for a in average_rows if a.method == method]
+        average_notes = [n for n in average_notes if n.method == method]
         for section in sections:
             for g in section.groups:
                 g.rows = [r for r in g.rows if r.method == method]
             section.groups = [g for g in section.groups if g.rows]
         sections = [s for s in sections if s.groups]
-    return Report(sections, superseded)
+    return Report(sections, superseded, average_rows, [n.text for n in average_notes], tuple(averages))
 
 
 def build_rows(store: Store, *, task: str | None = None, dataset: str | None = None,
@@ -431,7 +443,7 @@ def _with_intervals(stored: dict[str, MetricValue], run_id: int, kind: str,
             out[name], source[name] = mv, "stored"
             continue
         scores = np.fromiter(metric_scores(cache.scores(run_id), kind, name).values(), dtype=float)
-        scale = _matching_scale(mv.value, scores, kind)
+        scale = matching_scale(mv.value, scores, kind)
         if scale is None:
             out[name], source[name] = mv, "none"
             continue
@@ -441,7 +453,9 @@ def _with_intervals(stored: dict[str, MetricValue], run_id: int, kind: str,
     return out, source
 
 
-def _matching_scale(value: float, scores: np.ndarray, kind: str) -> float | None:
+def matching_scale(value: float, scores: np.ndarray, kind: str) -> float | None:
+    """The factor that turns the mean of ``scores`` into the stored ``value`` (100 for percent),
+    or None when the metric is not the mean of those scores."""
     if scores.size == 0 or value is None or math.isnan(value):
         return None
     mean = float(scores.mean())
@@ -526,13 +540,13 @@ def _comparison(row: LeaderboardRow, other: LeaderboardRow, cache: ScoreCache) -
     sb = metric_scores(cache.scores(other.run_id), other.task_kind, metric)
     test: PairedTest = paired_test(sa, sb, run_a=row.run_id, run_b=other.run_id, task_kind=row.task_kind)
     on_primary = all(
-        _matching_scale(r.metrics[metric].value, np.fromiter(s.values(), dtype=float), r.task_kind) is not None
+        matching_scale(r.metrics[metric].value, np.fromiter(s.values(), dtype=float), r.task_kind) is not None
         for r, s in ((row, sa), (other, sb)))
     return Comparison(
         against_run=other.run_id, against_method=other.method, metric=metric,
         delta=row.metrics[metric].value - other.metrics[metric].value, test=test.test, p_value=test.p_value,
         significant=test.significant, n_shared=test.n_shared, only_row=test.only_a, only_other=test.only_b,
-        on_primary=on_primary,
+        on_primary=on_primary, mdd=test.mdd,
     )
 
 

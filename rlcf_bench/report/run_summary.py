@@ -3,21 +3,29 @@
 One line per (dataset, method) on the task's primary metric with its 95% interval, the number of
 samples actually scored (so ``--limit`` shows), the difference to the group's zero-shot and TPT
 runs with the paired test's p-value, and the marks a reader must not miss (BELOW its own reward
-model, reused from the store, ranked apart). Per method, an ``average`` line gives the mean over
-the datasets of this run. The full leaderboard is ``rlcf-bench report``.
+model, reused from the store, ranked apart). Per method, an average line over a dataset group a
+suite declares (e.g. ``OOD avg``, :mod:`rlcf_bench.report.averages`) gives the mean with its
+interval and the paired tests pooled over the group's samples, with their minimum detectable
+differences; where no declared group covers the run's datasets, an ``average`` line gives the
+plain mean over them. The full leaderboard is ``rlcf-bench report``.
 """
 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Collection, Mapping
-from typing import Any
+from collections.abc import Collection, Sequence
+from typing import TYPE_CHECKING, Any
 
 from . import fmt
 from .markdown import render_markdown
-from .outline import Heading, Outline, Paragraph, Table
-from .rows import TPT, LeaderboardRow, build_report
+from .averages import AverageRow
+from .outline import Heading, Outline, Paragraph, Table, average_value
+from .render import build_for
+from .rows import TPT, LeaderboardRow
 from .scores import PERCENT_KINDS
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from ..plugins import PluginHost
 
 
 def _notes(row: LeaderboardRow, reused: bool) -> str:
@@ -41,7 +49,20 @@ def _mean(values: list[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
-def summary_outline(rows: list[LeaderboardRow], reused: Collection[int]) -> Outline:
+def _average_lines(averages: Sequence[AverageRow], task: str, main_model: str) -> list[tuple[str, ...]]:
+    lines = []
+    for a in averages:
+        if a.task != task:
+            continue
+        label = a.method_label + (f" ({a.model})" if a.model != main_model else "")
+        lines.append((f"{a.name} ({len(a.datasets)} datasets)", label, average_value(a), str(a.n),
+                      fmt.comparison(a.vs_zero_shot), fmt.comparison(a.vs_tpt),
+                      "paired tests pooled over the datasets"))
+    return lines
+
+
+def summary_outline(rows: list[LeaderboardRow], reused: Collection[int],
+                    averages: Sequence[AverageRow] = ()) -> Outline:
     out = Outline()
     by_task: dict[str, list[LeaderboardRow]] = defaultdict(list)
     for row in rows:
@@ -61,7 +82,10 @@ def summary_outline(rows: list[LeaderboardRow], reused: Collection[int]) -> Outl
                           fmt.comparison(r.vs_zero_shot), fmt.comparison(r.vs_tpt), _notes(r, r.run_id in reused)))
             per_method[label].append(r)
         n_datasets = len({r.dataset for r in task_rows})
-        if n_datasets > 1:
+        order = {label: i for i, label in enumerate(per_method)}  # average lines in the table's method order
+        declared = sorted(_average_lines(averages, task, main_model), key=lambda line: order.get(line[1], len(order)))
+        lines += declared
+        if n_datasets > 1 and not declared:
             for label, members in per_method.items():
                 values = [r.metrics[metric].value for r in members if metric in r.metrics]
                 dz = [r.vs_zero_shot.delta for r in members if r.vs_zero_shot is not None]
@@ -76,12 +100,13 @@ def summary_outline(rows: list[LeaderboardRow], reused: Collection[int]) -> Outl
 
 
 def render_run_summary(store: Any, run_ids: Collection[int], *, reused: Collection[int] = (),
-                       method_defaults: Mapping[str, Mapping[str, Any]] | None = None) -> str:
-    """Markdown tables of the finished runs among ``run_ids`` (comparisons within their groups)."""
+                       host: PluginHost | None = None) -> str:
+    """Markdown tables of the finished runs among ``run_ids`` (comparisons within their groups),
+    with the average rows of the declared dataset groups that one of these runs is part of."""
     wanted = set(run_ids)
     runs = store.runs(status="finished")
     tasks = {(r.task, r.dataset) for r in runs if r.id in wanted}
-    report = build_report(store, method_defaults=method_defaults)
+    report = build_for(store, host)
     rows = [r for s in report.sections if (s.task, s.dataset) in tasks for r in s.rows if r.run_id in wanted]
     position = {rid: i for i, rid in enumerate(run_ids)}
     first: dict[str, int] = {}
@@ -91,8 +116,10 @@ def render_run_summary(store: Any, run_ids: Collection[int], *, reused: Collecti
     rows.sort(key=lambda r: (first[r.dataset], first[r.method_label]))  # the order the command asked for
     if not rows:
         return ""
-    outline = summary_outline(rows, set(reused))
+    averages = [a for a in report.averages if wanted & set(a.run_ids)]
+    outline = summary_outline(rows, set(reused), averages)
     outline.blocks.insert(0, Paragraph(
         f"Results of this command ({len(rows)} run(s)). Δ: points against the same group's run, with the "
-        f"paired test's p-value ('{fmt.SIGNIFICANT}': significant at 5%)."))
+        f"paired test's p-value ('{fmt.SIGNIFICANT}': significant at 5%) and its minimum detectable "
+        f"difference (MDD: 5% two-sided, 80% power); average rows test all their datasets' samples pooled."))
     return render_markdown(outline)

@@ -13,7 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 from sqlalchemy import select
 
-from ..stats import McNemarResult, PairedBootstrapResult, mcnemar_exact, paired_bootstrap
+from ..stats import (
+    McNemarResult, PairedBootstrapResult, mcnemar_exact, mcnemar_mdd, paired_bootstrap, paired_mean_mdd,
+)
 from ..store import SampleResult, Store
 
 #: Significance level used for every "significant at 5%" flag in a report.
@@ -49,7 +51,10 @@ class PairedTest:
     """The outcome of a paired significance test between run A and run B.
 
     ``diff`` is mean(A) - mean(B) over the shared samples, in the metric's unit (percentage
-    points for classification and retrieval, the score's own unit for captioning).
+    points for classification and retrieval, the score's own unit for captioning). ``mdd`` is the
+    minimum detectable difference in the same unit (5% two-sided, 80% power;
+    :func:`rlcf_bench.stats.mcnemar_mdd` / :func:`rlcf_bench.stats.paired_mean_mdd`): a
+    non-significant ``diff`` says "no difference larger than about ``mdd``", not "no difference".
     """
 
     run_a: int
@@ -65,6 +70,7 @@ class PairedTest:
     significant: bool
     mcnemar: McNemarResult | None = None
     bootstrap: PairedBootstrapResult | None = None
+    mdd: float = math.nan
 
     @property
     def p_text(self) -> str:
@@ -126,7 +132,8 @@ def paired_test(scores_a: dict[str, float], scores_b: dict[str, float], *, run_a
         n_c = int(np.sum((a == 0.0) & (b == 1.0)))
         mc = mcnemar_exact(n_b, n_c)
         return PairedTest(run_a, run_b, "mcnemar-exact", len(shared), only_a, only_b, mean_a, mean_b,
-                          mean_a - mean_b, mc.p_exact, mc.p_exact < ALPHA, mcnemar=mc)
+                          mean_a - mean_b, mc.p_exact, mc.p_exact < ALPHA, mcnemar=mc,
+                          mdd=mcnemar_mdd(n_b, n_c, len(shared)) * scale)
     bs = paired_bootstrap(a, b, n_resamples=n_resamples, seed=seed)
     return PairedTest(run_a, run_b, "paired-bootstrap", len(shared), only_a, only_b, mean_a, mean_b,
-                      mean_a - mean_b, bs.p_value, bs.p_value < ALPHA, bootstrap=bs)
+                      mean_a - mean_b, bs.p_value, bs.p_value < ALPHA, bootstrap=bs, mdd=paired_mean_mdd(a - b) * scale)

@@ -132,3 +132,23 @@ def fill(store: Store) -> dict[str, int]:
 
 def row_by_run(rows: list[Any], run_id: int) -> Any:
     return next(r for r in rows if r.run_id == run_id)
+
+
+def connor_n(delta: float, psi: float) -> float:
+    """Connor's (1987) McNemar sample size for a difference ``delta`` at discordance ``psi``
+    (5% two-sided, 80% power), written out from the paper's formula."""
+    from scipy.stats import norm
+
+    za, zb = norm.ppf(0.975), norm.ppf(0.80)
+    return (za * psi ** 0.5 + zb * (psi - delta * delta) ** 0.5) ** 2 / (delta * delta)
+
+
+def connor_mdd(b: int, c: int, n: int) -> float:
+    """The ``delta`` (percentage points) at which Connor's sample size equals ``n``, by bisection:
+    an independent check of the closed form the report uses."""
+    psi = (b + c) / n
+    lo, hi = 1e-9, psi  # connor_n decreases in delta on (0, psi]
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        lo, hi = (lo, mid) if connor_n(mid, psi) < n else (mid, hi)
+    return 100.0 * (lo + hi) / 2

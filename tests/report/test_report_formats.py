@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from report_store import EVIL, KnownStore, add_run, correct_on
+from report_store import EVIL, KnownStore, add_run, connor_mdd, correct_on
 
 from rlcf_bench import ReportSection, hookimpl
 from rlcf_bench.plugins import PluginHost
@@ -251,8 +251,10 @@ def test_significance_marks_in_tables(known: KnownStore) -> None:
                if t[0].startswith("Main group") and "imagenet-a" in t[0]]
     col = {h: i for i, h in enumerate(main[1])}
     by_run = {r[1]: r for r in main[2]}
-    assert by_run[str(known.ids["tpt"])][col["Δ vs zero-shot"]] == "+25.00 (p=0.002 sig)"
-    assert by_run[str(known.ids["rlcf"])][col["Δ vs zero-shot"]] == "+0.00 (p=1.000)"
+    # b=10, c=0 and b=c=10 discordant pairs among 40: the MDD is Connor's, solved independently.
+    tpt, rlcf = by_run[str(known.ids["tpt"])], by_run[str(known.ids["rlcf"])]
+    assert tpt[col["Δ vs zero-shot"]] == f"+25.00 (p=0.002 sig, MDD {connor_mdd(10, 0, 40):.2f})"
+    assert rlcf[col["Δ vs zero-shot"]] == f"+0.00 (p=1.000, MDD {connor_mdd(10, 10, 40):.2f})"
 
 
 class _EvilPlugin:
