@@ -323,27 +323,7 @@ def _spec():
 
 
 # ------------------------------------------------------------------ 9. interrupts and dead parents
-SLOW = textwrap.dedent('''
-    import time
-    from rlcf_bench import Method, MethodSpec, Predictions, hookimpl
-    from rlcf_bench.prompts import class_text_features
-
-    class Slow(Method[None]):
-        name = "slow-zero-shot"
-        def setup(self, ctx):
-            self.ctx = ctx
-            self.text = class_text_features(ctx)
-        def predict(self, batch):
-            import torch, torch.nn.functional as F
-            time.sleep(0.3)
-            with torch.no_grad():
-                f = F.normalize(self.ctx.model.encode_image(batch.images).float(), dim=-1)
-            return Predictions(logits=100 * f @ self.text.t())
-
-    @hookimpl
-    def rlcfb_register_methods():
-        return [MethodSpec.from_method(Slow)]
-''')
+from test_runner import SLOW_METHOD as SLOW  # noqa: E402 - tests/host is on sys.path (no package)
 
 
 def _stored(db: Path) -> int:
