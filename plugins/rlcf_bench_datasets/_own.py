@@ -15,6 +15,7 @@ ranked with the old one. Hashing reads every image once per run: the price of th
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -134,7 +135,14 @@ def task_kinds(items: Sequence[OwnItem], classnames: Sequence[str]) -> frozenset
 
 # ------------------------------------------------------------------------------------ files
 def file_digest(path: Path | str) -> str:
-    """SHA-256 of a file's bytes."""
+    """SHA-256 of a file's bytes, hashed once per process while the file's size, times and inode
+    stay the same (a suite resolves the same folder for every run it plans)."""
+    st = os.stat(path)
+    return _digest(os.path.abspath(path), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+
+
+@functools.lru_cache(maxsize=1 << 20)
+def _digest(path: str, size: int, mtime_ns: int, ctime_ns: int, inode: int) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
