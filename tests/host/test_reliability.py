@@ -324,17 +324,7 @@ def _spec():
 
 # ------------------------------------------------------------------ 9. interrupts and dead parents
 from test_runner import SLOW_METHOD as SLOW  # noqa: E402 - tests/host is on sys.path (no package)
-
-
-def _stored(db: Path) -> int:
-    try:
-        con = sqlite3.connect(db, timeout=5)
-        try:
-            return con.execute("select count(*) from sample_results").fetchone()[0]
-        finally:
-            con.close()
-    except sqlite3.OperationalError:
-        return 0
+from test_runner import _count as _stored  # noqa: E402
 
 
 @pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"])
