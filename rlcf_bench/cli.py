@@ -18,6 +18,7 @@ import click
 from . import __version__
 from .plugins import PluginError, PluginHost
 from .registry import RegistryError
+from .types import protocol_overrides
 
 DEFAULT_SUITE = "micro"
 COMPONENT_KINDS: tuple[str, ...] = ("tasks", "datasets", "methods", "models", "reward-models", "suites")
@@ -266,6 +267,7 @@ Examples:
                 overrides[key] = value
         overrides.update(_pairs(protocol_params, "--protocol-param"))
         try:
+            overrides = protocol_overrides(overrides)
             requests = plan_runs(
                 host, suite=suite or DEFAULT_SUITE, suite_explicit=suite is not None, task=task, datasets=datasets,
                 methods=methods, model=model, reward_model=reward_model, options=_pairs(method_options, "-m"),

@@ -36,7 +36,7 @@ from .task import TaskRuntime
 from .online_protocol import online_metrics
 from .types import (
     SKIPPED, Batch, DatasetLayoutError, LatencyStats, MethodContext, MetricValue, RunError, RunProtocol, RunResult,
-    RunSpec, SampleRecord, StepRecord, config_from_pairs, resolve_view_policy,
+    RunSpec, SampleRecord, StepRecord, config_from_pairs, protocol_overrides, resolve_view_policy,
 )
 
 if TYPE_CHECKING:
@@ -174,7 +174,10 @@ class Runner:
         config = config_from_pairs(method_spec.config_cls, req.method_options)
         config_dict = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else {}
         protocol = task_spec.protocol.replace(augmix=ds_spec.augmix)
-        overrides = dict(req.protocol_overrides)
+        try:
+            overrides = protocol_overrides(dict(req.protocol_overrides))
+        except ValueError as exc:
+            raise RunnerError(str(exc)) from exc
         params = dict(protocol.params)
         for key in list(overrides):
             if key not in {f.name for f in dataclasses.fields(RunProtocol)}:

@@ -802,3 +802,36 @@ def _coerce(raw: Any, f: dataclasses.Field[Any], owner: type) -> Any:
     except ValueError as exc:
         raise ValueError(f"option {f.name!r} of {owner.__name__}: cannot read {raw!r} as {type_name}") from exc
     return text
+
+
+#: Valid values of the protocol fields a user may override (``--protocol-param``, ``--views``, ...).
+PROTOCOL_RANGES: dict[str, Range] = {"seed": Range(ge=0), "n_views": Range(ge=1),
+                                     "selection_ratio": Range(gt=0, le=1), "limit": Range(ge=1)}
+PROTOCOL_CHOICES: dict[str, tuple[str, ...]] = {"order": ("fixed", "shuffled"),
+                                                "precision": ("auto", "fp32", "amp-fp16", "amp-bf16")}
+
+
+def protocol_overrides(overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """``overrides`` with the values of :class:`RunProtocol` fields read as their types
+    (``n_views="32"`` → 32) and range-checked; other keys (task parameters) pass unchanged.
+
+    Raises ``ValueError`` naming the parameter and what it must be.
+    """
+    fields = {f.name: f for f in dataclasses.fields(RunProtocol) if f.name != "params"}
+    out: dict[str, Any] = {}
+    for key, raw in overrides.items():
+        f = fields.get(key)
+        if f is None:
+            out[key] = raw
+            continue
+        try:
+            value = _coerce(raw, f, RunProtocol)
+        except ValueError as exc:
+            raise ValueError(f"protocol parameter {key}={raw!r}: not a valid {f.type}") from exc
+        problem = PROTOCOL_RANGES.get(key, Range()).check(value)
+        if problem is None and key in PROTOCOL_CHOICES and value not in PROTOCOL_CHOICES[key]:
+            problem = f"must be one of {', '.join(PROTOCOL_CHOICES[key])}"
+        if problem is not None:
+            raise ValueError(f"protocol parameter {key}={raw!r}: {problem}")
+        out[key] = value
+    return out

@@ -52,6 +52,11 @@ def digest(path: Path) -> str:
     ["--method", "zero-shot", "--batch-size", "0"], ["--method", "tpt-prompt", "-m", "steps=-1"],
     ["--method", "tpt-prompt", "-m", "lr=nan"], ["--method", "tpt-prompt", "-m", "lr=-1"],
     ["--method", "tpt-prompt", "-m", "lr=inf"], ["--method", "zero-shot", "--jobs", "0"],
+    ["--method", "zero-shot", "--protocol-param", "n_views=0"],
+    ["--method", "zero-shot", "--protocol-param", "n_views=abc"],
+    ["--method", "zero-shot", "--protocol-param", "selection_ratio=2"],
+    ["--method", "zero-shot", "--protocol-param", "order=random"],
+    ["--method", "zero-shot", "--protocol-param", "seed=-1"],
 ], ids=lambda b: " ".join(b[1:]))
 def test_invalid_numbers_are_refused_before_anything_is_written(tmp_path, capsys, bad):
     db = tmp_path / "lb.sqlite"
@@ -60,6 +65,20 @@ def test_invalid_numbers_are_refused_before_anything_is_written(tmp_path, capsys
     line = one_line_error(err)
     assert bad[-1].split("=")[0].lstrip("-") in line or bad[-2].lstrip("-") in line, line
     assert not db.exists()
+
+
+def test_protocol_params_are_read_as_the_protocols_types(tmp_path, capsys):
+    """``--protocol-param n_views=4`` is the integer 4 (it used to reach the views as a string)."""
+    from rlcf_bench.store import Store
+
+    db = tmp_path / "lb.sqlite"
+    code, err = cli([*RUN, "--method", "mta", "--limit", "2", "--protocol-param", "n_views=4",
+                     "--protocol-param", "selection_ratio=0.5", "--db", str(db)], capsys)
+    assert code == 0, err
+    runs = Store(f"sqlite:///{db}").runs()
+    assert len(runs) == 1
+    protocol = runs[0].protocol
+    assert protocol["n_views"] == 4 and protocol["selection_ratio"] == 0.5
 
 
 def test_every_method_config_range_is_enforced_by_the_host():
