@@ -345,8 +345,10 @@ Example:
     def compare_cmd(run_a: int, run_b: int, db: str | None) -> None:
         """Paired comparison of two runs on the samples they share."""
         from . import report
+        from .report.tasks import catalog_from
 
-        click.echo(report.compare(_open_store(db, create=False), run_a, run_b))
+        store = _open_store(db, create=False)
+        click.echo(report.compare(store, run_a, run_b, tasks=catalog_from(store, host)))
 
     host.add_commands(cli)
     return cli
