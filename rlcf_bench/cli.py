@@ -11,13 +11,14 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 import click
 
 from . import __version__
 from .plugins import PluginError, PluginHost
 from .registry import RegistryError
+from .workers import RunOutcome
 
 DEFAULT_SUITE = "micro"
 COMPONENT_KINDS: tuple[str, ...] = ("tasks", "datasets", "methods", "models", "reward-models", "suites")
@@ -514,15 +515,6 @@ def _print_run_summary(host: PluginHost, store: Any, outcomes: Sequence[RunOutco
     click.echo(f"leaderboard: {store.location}")
     db_flag = f" --db {db}" if db else ""
     click.echo(f"full report: rlcf-bench report{db_flag}   (paper table: rlcf-bench report{db_flag} --layout paper)")
-
-
-class RunOutcome(NamedTuple):
-    """What one run request came to: a result line or an error, the stored run id, reuse."""
-
-    line: str
-    error: str | None
-    run_id: int | None = None
-    reused: bool = False
 
 
 def _run_one(runner: Any, req: Any, shard: Any = None) -> RunOutcome:

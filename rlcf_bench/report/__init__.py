@@ -17,13 +17,13 @@ Only comparable runs are ranked together; see :mod:`rlcf_bench.report.rows` for 
 
 from __future__ import annotations
 
+from .build import build_report, build_rows
 from .compare import PairedComparison, RunBrief, compare, compare_runs, format_comparison
 from .paper import PaperCell, PaperRow, PaperTable, build_paper_tables
 from .paper_formats import PAPER_FORMATS, render_paper_tables
 from .render import FORMATS, normalise_format, render, render_paper, render_report, write_report
 from .rows import (
     Comparison, ComparableGroup, DatasetSection, LeaderboardRow, Report, ReportedValue, RewardModelReference,
-    build_report, build_rows,
 )
 from .scores import PairedTest, paired_test
 from .tasks import TaskCatalog, catalog_from

@@ -16,7 +16,8 @@ from .options import method_defaults
 from .paper import build_paper_tables
 from .paper_formats import normalise_paper_format, render_paper_tables
 from .outline import build_outline
-from .rows import Report, build_report
+from .build import build_report
+from .rows import Report
 from .tasks import catalog_from
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
