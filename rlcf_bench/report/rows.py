@@ -70,7 +70,7 @@ class Comparison:
     n_shared: int
     only_row: int
     only_other: int
-    on_primary: bool = True  # False: the metric is corpus-level (e.g. CIDEr), the test is on the per-sample score
+    on_primary: bool = True  # False: the metric is corpus-level (not a mean of per-sample scores), the test is on the per-sample score
     mdd: float = math.nan  # minimum detectable difference (5% two-sided, 80% power), in the metric's unit
 
     def as_dict(self) -> dict[str, Any]:

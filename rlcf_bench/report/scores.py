@@ -79,8 +79,9 @@ class PairedTest:
 
 def metric_scores(scores: dict[str, float], meta: TaskMetrics, metric: str | None) -> dict[str, float]:
     """The per-sample scores a metric is computed from: for a metric declared on a sample group
-    (retrieval's ``t2i_r1``: the ``t2i:...`` queries), that group's samples only, so a paired test
-    or an interval of ``t2i_r1`` is about ``t2i_r1``, not about hit@1 pooled over both directions.
+    (:attr:`~rlcf_bench.types.MetricSpec.sample_group` ``g``: the samples with ids ``g:...``), that
+    group's samples only, so a paired test or an interval of the metric is about that metric, not
+    about the score pooled over every group.
     Everything else (and stores whose ids carry none of the task's groups) uses all scores."""
     group = meta.metric(metric).sample_group if metric else ""
     if not group:
