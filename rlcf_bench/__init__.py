@@ -19,16 +19,16 @@ Then ``rlcf-bench run --plugins-dir DIR --method my-method`` or register the mod
 
 from .hookspecs import hookimpl
 from .types import (
-    Batch, DatasetLayoutError, DatasetSpec, LayoutReport, Method, MethodContext, MethodSpec, MetricValue,
+    Batch, DatasetLayoutError, DatasetSpec, LayoutReport, Method, MethodContext, MethodSpec, MetricSpec, MetricValue,
     ModelSpec, Predictions, ReferenceResult, ReportSection, RewardModel, RewardModelSpec, RunProtocol, SampleRecord,
-    DatasetAverage, SuiteRun, SuiteSpec, TaskSpec, ViewPolicy, VisionLanguageModel, bounded,
+    SampleScore, DatasetAverage, SuiteRun, SuiteSpec, TaskMetrics, TaskSpec, ViewPolicy, VisionLanguageModel, bounded,
 )
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Batch", "DatasetLayoutError", "DatasetSpec", "LayoutReport", "Method", "MethodContext", "MethodSpec",
-    "MetricValue", "ModelSpec", "Predictions", "ReferenceResult", "ReportSection", "RewardModel", "RewardModelSpec",
-    "RunProtocol", "SampleRecord", "DatasetAverage", "SuiteRun", "SuiteSpec", "TaskSpec", "ViewPolicy",
+    "MetricSpec", "MetricValue", "ModelSpec", "Predictions", "ReferenceResult", "ReportSection", "RewardModel", "RewardModelSpec",
+    "RunProtocol", "SampleRecord", "SampleScore", "DatasetAverage", "SuiteRun", "SuiteSpec", "TaskMetrics", "TaskSpec", "ViewPolicy",
     "VisionLanguageModel", "__version__", "bounded", "hookimpl",
 ]

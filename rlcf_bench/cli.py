@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 import click
 
@@ -19,6 +19,7 @@ from . import __version__
 from .plugins import PluginError, PluginHost
 from .registry import RegistryError
 from .types import protocol_overrides
+from .workers import RunOutcome
 
 DEFAULT_SUITE = "micro"
 COMPONENT_KINDS: tuple[str, ...] = ("tasks", "datasets", "methods", "models", "reward-models", "suites")
@@ -347,8 +348,10 @@ Example:
     def compare_cmd(run_a: int, run_b: int, db: str | None) -> None:
         """Paired comparison of two runs on the samples they share."""
         from . import report
+        from .report.tasks import catalog_from
 
-        click.echo(report.compare(_open_store(db, create=False), run_a, run_b))
+        store = _open_store(db, create=False)
+        click.echo(report.compare(store, run_a, run_b, tasks=catalog_from(store, host)))
 
     host.add_commands(cli)
     return cli
@@ -514,15 +517,6 @@ def _print_run_summary(host: PluginHost, store: Any, outcomes: Sequence[RunOutco
     click.echo(f"leaderboard: {store.location}")
     db_flag = f" --db {db}" if db else ""
     click.echo(f"full report: rlcf-bench report{db_flag}   (paper table: rlcf-bench report{db_flag} --layout paper)")
-
-
-class RunOutcome(NamedTuple):
-    """What one run request came to: a result line or an error, the stored run id, reuse."""
-
-    line: str
-    error: str | None
-    run_id: int | None = None
-    reused: bool = False
 
 
 def _run_one(runner: Any, req: Any, shard: Any = None) -> RunOutcome:

@@ -32,6 +32,7 @@ from .runner import ExecutionOptions, Runner, RunnerError, RunRequest
 from .sharding import Launch, Shard
 from .store import Store
 from .types import RunSpec, config_from_pairs
+from .workers import RunOutcome
 
 TIMEOUT_ENV = "RLCF_BENCH_DIST_TIMEOUT_S"
 DEFAULT_TIMEOUT_S = 7 * 24 * 3600  # a rank may wait for a slower one's whole shard
@@ -290,8 +291,6 @@ def _open_store_everywhere(group: Group, db: str | None, references: Callable[[S
 def _loop(runner: Runner, work: Sequence[tuple[int, RunRequest, Shard | None]], quiet: bool, label: str,
           run_one: RunOne, progress: Any) -> list[tuple[int, Any]]:
     """Run ``work`` in order; each run's plan position and outcome."""
-    from .cli import RunOutcome
-
     progress.n_runs = len(work)
     done: list[tuple[int, Any]] = []
     for n, (i, req, shard) in enumerate(work, 1):

@@ -131,10 +131,11 @@ def _main(runs: Sequence[SuiteRun]) -> tuple[str | None, str | None]:
 
 def _default_task(host: PluginHost, ds_spec: Any, methods: Sequence[str] = ()) -> str:
     """A task the dataset serves. A dataset with labels and captions serves several kinds: the
-    one most selected methods support wins, then classification (the benchmark's main task)."""
+    one most selected methods support wins, then the task that comes first in reports (its declared
+    ``TaskMetrics.order``: the benchmark's main task first), then by name."""
     usable = [t for t in host.registry("tasks") if t.kind in ds_spec.task_kinds]
     specs = [host.registry("methods").get(m) for m in methods]
-    usable.sort(key=lambda t: (-sum(t.kind in m.tasks for m in specs), t.kind != "classification"))
+    usable.sort(key=lambda t: (-sum(t.kind in m.tasks for m in specs), t.metrics.order, t.name))
     for t in usable:
         return t.name
     raise PlanError(f"no registered task can use dataset {ds_spec.name!r}")

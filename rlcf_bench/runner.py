@@ -93,6 +93,22 @@ class RunnerError(RuntimeError):
     pass
 
 
+#: ``MethodContext`` fields the runner fills; a task's context fields may fill the others.
+_RUNNER_FIELDS = frozenset({"task", "protocol", "device", "amp", "model", "reward_model", "seed", "cache", "dataset",
+                            "task_fields"})
+_CONTEXT_FIELDS = frozenset(f.name for f in dataclasses.fields(MethodContext)) - _RUNNER_FIELDS
+
+
+def context_kwargs(fields: dict[str, Any]) -> dict[str, Any]:
+    """A task's context fields as ``MethodContext`` arguments: the context's optional fields by
+    name, any other key in ``task_fields`` (a new task needs no new field on the host's context)."""
+    clash = sorted(set(fields) & _RUNNER_FIELDS)
+    if clash:
+        raise RunnerError(f"a task's context fields may not set {', '.join(clash)} (the runner's)")
+    known = {k: v for k, v in fields.items() if k in _CONTEXT_FIELDS}
+    return {**known, "task_fields": {k: v for k, v in fields.items() if k not in _CONTEXT_FIELDS}}
+
+
 POLL_S = 0.5  # how often a process waiting for another's claims looks again
 
 
@@ -222,6 +238,7 @@ class Runner:
             spec, kind=task_spec.kind, n_total=len(items), provenance=prov, plugins=plugins,
             device_name=device_name(self.device), official=official, fresh=self.options.fresh,
         )
+        self.store.record_task(task_spec.name, task_spec.version, task_spec.metrics.as_dict())
         if run.status == "finished" and run.n_done >= len(items):
             return dataclasses.replace(self._result_from_store(run.id, spec), reused=True)
         done = self.store.done_sample_ids(run.id)
@@ -235,7 +252,8 @@ class Runner:
             timer = SectionTimer(self.device)
             ctx = MethodContext(
                 task=task_spec.kind, protocol=spec.protocol, device=self.device, amp=amp, model=policy,
-                reward_model=reward, seed=spec.seed, dataset=spec.dataset, **task.context_fields(policy, self.device),
+                reward_model=reward, seed=spec.seed, dataset=spec.dataset,
+                **context_kwargs(task.context_fields(policy, self.device)),
             )
             ctx.cache["timer"] = timer
             method = method_spec.method_cls(config)
@@ -347,10 +365,8 @@ class Runner:
         self._stream_state = False
         size = self._batch_size(method_spec, method)
         warm_left = self.options.warmup
-        for claimed in self._claimed_batches(run_id, task, method, method_spec.episodic, items, size, policy):
-            chunk = self._readable(run_id, task, claimed, policy)
-            if not chunk:
-                continue
+        steps = self._claimed_batches(run_id, task, method, method_spec.episodic, items, size, policy)
+        for chunk in (part for claimed in steps for part in task.batches(self._readable(run_id, task, claimed, policy))):
             batch = task.make_batch(chunk, policy, self.device)
             timer.reset()
             t0 = clock.now()

@@ -2,7 +2,8 @@
 
 Tables: ``runs`` (identity, provenance, status, latency summary), ``sample_results`` (one row per
 test sample, unique per run, so a resumed run never double-counts), ``metrics`` (value with a
-confidence interval), ``references`` (numbers reported by papers) and ``schema_info``.
+confidence interval), ``references`` (numbers reported by papers), ``task_info`` (each task's
+metric metadata, so reports need no plugin) and ``schema_info``.
 
 Each executed batch is written in one transaction together with the run's progress counter, so
 a process killed at any point leaves a consistent store and the next start resumes after the
@@ -229,6 +230,17 @@ class Reference(Base):
     value: Mapped[float] = mapped_column(Float)
     source: Mapped[str] = mapped_column(Text)
     note: Mapped[str] = mapped_column(Text, default="")
+
+
+class TaskInfo(Base):
+    """A task's metric metadata (:class:`~rlcf_bench.types.TaskMetrics`) as its latest run recorded
+    it, so a report reads a store the same way whichever plugins are installed where it runs."""
+
+    __tablename__ = "task_info"
+
+    task: Mapped[str] = mapped_column(String(64), primary_key=True)
+    version: Mapped[str] = mapped_column(String(32))
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 
 def resolve_db_url(db: str | None = None) -> str:
@@ -593,6 +605,28 @@ class Store:
         with self.session() as s:
             rows = s.scalars(select(Metric).where(Metric.run_id == run_id))
             return {m.name: MetricValue(m.value, m.ci_low, m.ci_high, m.n) for m in rows}
+
+    # ------------------------------------------------------------------ task metadata
+    def record_task(self, task: str, version: str, metrics: dict[str, Any]) -> None:
+        """Keep ``task``'s metric metadata (``TaskMetrics.as_dict()``); written only when it changed."""
+        def op() -> None:
+            with self._session.begin() as s:
+                row = s.get(TaskInfo, task)
+                if row is None:
+                    s.add(TaskInfo(task=task, version=version, metrics=metrics))
+                elif (row.version, row.metrics) != (version, metrics):
+                    row.version, row.metrics = version, metrics
+
+        self._retry(op)
+
+    def task_metrics(self) -> dict[str, dict[str, Any]]:
+        """``task -> TaskMetrics.as_dict()`` of every task a run recorded (none in a store opened
+        read-only that predates the table)."""
+        with self.engine.connect() as conn:
+            if TaskInfo.__tablename__ not in inspect(conn).get_table_names():
+                return {}
+        with self.session() as s:
+            return {row.task: dict(row.metrics or {}) for row in s.scalars(select(TaskInfo))}
 
     # ------------------------------------------------------------------ references
     def upsert_references(self, refs: Iterable[ReferenceResult]) -> int:

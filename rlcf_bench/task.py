@@ -1,7 +1,8 @@
 """The runtime side of a task: sample order, batches, scoring and aggregation.
 
 A ``TaskSpec.build(dataset, protocol)`` returns a :class:`TaskRuntime`. The runner is generic:
-it asks the task for the ordered sample list, for batches (decoded and uploaded, view 0 ready,
+it asks the task for the ordered sample list, how to cut the samples of a step into batches
+(:meth:`TaskRuntime.batches`), for the batches themselves (decoded and uploaded, view 0 ready,
 augmented views lazy), for the fields of the method context, and to score predictions into
 per-sample records; metrics are always aggregated from the stored records, so a resumed run
 reports exactly what a straight one would.
@@ -37,12 +38,20 @@ class TaskRuntime(ABC):
         return stream_order(self.all_samples(), proto.order, proto.seed, proto.params, proto.limit)
 
     # ---------------------------------------------------------------- execution
+    def batches(self, items: Sequence[tuple[int, str]]) -> list[list[tuple[int, str]]]:
+        """Cut the samples the runner is about to compute in one step (stream order, at most the
+        method's batch size) into the batches a method sees, in stream order. Default: one batch.
+        A task whose samples come in kinds a method handles apart (e.g. query directions) returns
+        one batch per kind, so no method ever sees a mixed batch."""
+        return [list(items)] if items else []
+
     @abstractmethod
     def make_batch(self, items: Sequence[tuple[int, str]], model: Any, device: Any) -> Batch:
         """Decode, upload and preprocess ``items``; augmented views must stay lazy."""
 
     def context_fields(self, model: Any, device: Any) -> dict[str, Any]:
-        """Extra ``MethodContext`` fields (class names, templates, the gallery)."""
+        """``MethodContext`` fields (class names, templates, the gallery, ...); a key that is not a
+        field of :class:`~rlcf_bench.types.MethodContext` arrives in its ``task_fields``."""
         return {}
 
     @abstractmethod

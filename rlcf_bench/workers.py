@@ -1,5 +1,6 @@
 """Worker-process lifetime for ``run -j N``: workers never outlive their parent, and an interrupted
-parent interrupts its workers (each marks its run ``interrupted``) instead of waiting for them."""
+parent interrupts its workers (each marks its run ``interrupted``) instead of waiting for them.
+:class:`RunOutcome` is what a worker (a process, a rank, the CLI itself) reports for one run."""
 
 from __future__ import annotations
 
@@ -9,7 +10,16 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NamedTuple
+
+class RunOutcome(NamedTuple):
+    """What one run request came to: a result line or an error, the stored run id, reuse."""
+
+    line: str
+    error: str | None
+    run_id: int | None = None
+    reused: bool = False
+
 
 GRACE_S = 20.0  # time a worker gets to mark its run interrupted before it is ended hard
 _STOPPED = threading.Event()

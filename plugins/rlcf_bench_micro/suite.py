@@ -59,4 +59,4 @@ def micro_runs(methods: Sequence[Any]) -> list[SuiteRun]:
 @hookimpl
 def rlcfb_register_suites() -> list[SuiteSpec]:
     return [SuiteSpec("micro", "the embedded suite: generated shifts, micro CLIP zoo; CPU, minutes", micro_runs,
-                      orders=ONLINE_ORDERS, averages=(DatasetAverage("OOD avg", CLASSIFICATION_DOMAINS),))]
+                      orders=ONLINE_ORDERS, averages=(DatasetAverage("OOD avg", CLASSIFICATION_DOMAINS, "classification"),))]

@@ -22,7 +22,7 @@ REWARD = "ViT-L-14@openai"
 ENSEMBLE = "rlcf-s"
 IMAGENET_FAMILY = ("imagenet", "imagenet-a", "imagenet-v2", "imagenet-r", "imagenet-sketch")
 #: The paper's "OOD avg" column of Table 1: the four shifted ImageNet variants (not ImageNet itself).
-OOD_AVERAGE = DatasetAverage("OOD avg", IMAGENET_FAMILY[1:])
+OOD_AVERAGE = DatasetAverage("OOD avg", IMAGENET_FAMILY[1:], "classification")
 FINE_GRAINED = ("caltech101", "cars", "pets", "flower102", "aircraft", "food101", "sun397", "dtd", "eurosat", "ucf101")
 COOP_ENV = "RLCF_BENCH_COOP_CTX"
 CAPTIONER_ENVS = {"clipcap": "RLCF_BENCH_CLIPCAP_DIR", "capdec": "RLCF_BENCH_CAPDEC_DIR"}
@@ -121,7 +121,7 @@ def rlcfb_register_suites() -> list[SuiteSpec]:
         SuiteSpec("paper-table1-coop", f"RLCF Table 1 '+ CoOp' rows (needs ${COOP_ENV})", table1_coop,
                   averages=(OOD_AVERAGE,)),
         SuiteSpec("paper-finegrained", "the 10 fine-grained sets with CoOp splits (prompt tuning)", finegrained,
-                  averages=(DatasetAverage("Average", FINE_GRAINED),)),
+                  averages=(DatasetAverage("Average", FINE_GRAINED, "classification"),)),
         SuiteSpec("paper-table2", "RLCF Table 2: COCO / Flickr30k retrieval, both directions", table2),
         SuiteSpec("paper-table3", "RLCF Table 3: ClipCap / CapDec captioning on Flickr30k and NoCaps "
                   f"(needs ${CAPTIONER_ENVS['clipcap']} and ${CAPTIONER_ENVS['capdec']})", table3),

@@ -24,7 +24,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from rlcf_bench import Batch, MetricValue, Predictions, RunProtocol, SampleRecord, TaskSpec, hookimpl
+from rlcf_bench import (
+    Batch, MetricSpec, MetricValue, Predictions, RunProtocol, SampleRecord, TaskMetrics, TaskSpec, hookimpl,
+)
 from rlcf_bench.task import TaskRuntime
 
 REFERENCE_METRICS = ("bleu1", "bleu2", "bleu3", "bleu4", "meteor", "rougeL", "cider")
@@ -109,15 +111,23 @@ class CaptioningTask(TaskRuntime):
         return metrics
 
 
+#: How reports read the task's results: corpus-level reference metrics (no interval), then the
+#: per-sample CLIPScore (the stored score, compared by a paired bootstrap) and RefCLIPScore.
+METRICS = TaskMetrics(
+    metrics=(*(MetricSpec(name) for name in (*REFERENCE_METRICS, "spice")),
+             MetricSpec("clipscore", interval="bootstrap"), MetricSpec("refclipscore", interval="bootstrap")),
+    primary=("cider", "clipscore", "bleu4"),
+    order=2,
+)
+
+
 @hookimpl
 def rlcfb_register_tasks() -> list[TaskSpec]:
     return [
         TaskSpec(
             name="captioning", version="1", kind="captioning", build=CaptioningTask,
             protocol=RunProtocol(seed=0, n_views=1, selection_ratio=1.0, order="fixed", precision="auto"),
-            metrics=("bleu1", "bleu2", "bleu3", "bleu4", "meteor", "rougeL", "cider", "spice", "clipscore",
-                     "refclipscore"),
-            primary_metric="cider", higher_is_better=True,
+            metrics=METRICS,
             description="image captioning under domain shift; BLEU/METEOR/ROUGE-L/CIDEr (×100), CLIPScore, RefCLIPScore",
         )
     ]

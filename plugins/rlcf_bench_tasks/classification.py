@@ -12,7 +12,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from rlcf_bench import Batch, MetricValue, Predictions, RunProtocol, SampleRecord, TaskSpec, hookimpl
+from rlcf_bench import (
+    Batch, MetricSpec, MetricValue, Predictions, RunProtocol, SampleRecord, SampleScore, TaskMetrics, TaskSpec,
+    hookimpl,
+)
 from rlcf_bench.task import TaskRuntime
 
 ECE_BINS = 15
@@ -111,13 +114,23 @@ def expected_calibration_error(confidence: Any, correct: Any, bins: int = ECE_BI
     return float(total)
 
 
+#: How reports read the task's results: per-sample 0/1 correctness, compared by exact McNemar.
+METRICS = TaskMetrics(
+    metrics=(MetricSpec("top1", interval="wilson"), MetricSpec("top5", interval="wilson"),
+             MetricSpec("ece", label="ECE (expected calibration error)", higher_is_better=False, interval="bootstrap")),
+    primary=("top1",),
+    score=SampleScore(label="accuracy", percent=True, paired_test="mcnemar-exact"),
+    order=0,
+)
+
+
 @hookimpl
 def rlcfb_register_tasks() -> list[TaskSpec]:
     return [
         TaskSpec(
             name="classification", version="1", kind="classification", build=ClassificationTask,
             protocol=RunProtocol(seed=0, n_views=64, selection_ratio=0.1, order="fixed", precision="auto"),
-            metrics=("top1", "top5", "ece"), primary_metric="top1", higher_is_better=True,
+            metrics=METRICS,
             description="top-1 under distribution shift; 64 seeded views, 10% confident-view selection",
         )
     ]

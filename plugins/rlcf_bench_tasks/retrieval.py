@@ -19,7 +19,10 @@ import random
 from collections.abc import Sequence
 from typing import Any
 
-from rlcf_bench import Batch, MetricValue, Predictions, RunProtocol, SampleRecord, TaskSpec, hookimpl
+from rlcf_bench import (
+    Batch, MetricSpec, MetricValue, Predictions, RunProtocol, SampleRecord, SampleScore, TaskMetrics, TaskSpec,
+    hookimpl,
+)
 from rlcf_bench.retrieval import (
     DIRECTIONS, RECALL_KS, RetrievalBatch, RetrievalGallery, direction_of, ground_truth_rank, parse_directions,
     query_id,
@@ -82,17 +85,19 @@ class RetrievalTask(TaskRuntime):
         texts = tuple(self.gallery.captions[i] for i in indices)
         return RetrievalBatch(ids, indices, texts=texts, targets=targets, direction="t2i")
 
+    def batches(self, items: Sequence[tuple[int, str]]) -> list[list[tuple[int, str]]]:
+        """One batch per direction (stream order kept): a method never sees a mixed batch."""
+        groups: dict[str, list[tuple[int, str]]] = {}
+        for item in items:
+            groups.setdefault(direction_of(item[1]), []).append(item)
+        return list(groups.values())
+
     def make_batch(self, items: Sequence[tuple[int, str]], model: Any, device: Any) -> Batch:
-        groups: dict[str, list[int]] = {}
-        for row, (_, sid) in enumerate(items):
-            groups.setdefault(direction_of(sid), []).append(row)
-        if len(groups) == 1:
-            return self._single(next(iter(groups)), items, model, device)
-        parts = tuple((tuple(rows), self._single(d, [items[r] for r in rows], model, device))
-                      for d, rows in groups.items())
-        return RetrievalBatch(tuple(sid for _, sid in items), tuple(i for i, _ in items),
-                              targets=[self.gallery.ground_truth(direction_of(sid), i) for i, sid in items],
-                              direction="mixed", parts=parts)
+        directions = {direction_of(sid) for _, sid in items}
+        if len(directions) != 1:
+            raise ValueError(f"a retrieval batch holds queries of one direction, got {sorted(directions)} "
+                             "(RetrievalTask.batches splits them)")
+        return self._single(directions.pop(), items, model, device)
 
     def score(self, batch: Batch, predictions: Predictions) -> list[SampleRecord]:
         if predictions.scores is None:
@@ -163,6 +168,23 @@ def recall_metrics(records: Sequence[SampleRecord], seed: int = 0) -> dict[str, 
     return metrics
 
 
+#: Display order: text-to-image first (its R@1 is the primary metric), then image-to-text.
+_SHOWN = ("t2i", "i2t")
+
+#: How reports read the task's results: per-query 0/1 hit@1, each per-direction metric tested on
+#: that direction's queries only (sample ids ``i2t:...``/``t2i:...``).
+METRICS = TaskMetrics(
+    metrics=(*(MetricSpec(f"{d}_r{k}", interval="wilson", sample_group=d) for d in _SHOWN for k in RECALL_KS),
+             *(MetricSpec(f"{d}_mean", interval="bootstrap", sample_group=d) for d in _SHOWN),
+             MetricSpec("r_mean", interval="bootstrap"), MetricSpec("rsum", interval="bootstrap")),
+    primary=tuple(f"{d}_r1" for d in _SHOWN),
+    score=SampleScore(percent=True, groups=DIRECTIONS),
+    order=1,
+    n_note="for retrieval's t2i R@1, the text queries; the paired tests of a per-direction metric use that "
+           "direction's queries only",
+)
+
+
 @hookimpl
 def rlcfb_register_tasks() -> list[TaskSpec]:
     return [
@@ -170,9 +192,7 @@ def rlcfb_register_tasks() -> list[TaskSpec]:
             name="retrieval", version="1", kind="retrieval", build=RetrievalTask,
             protocol=RunProtocol(seed=0, n_views=1, selection_ratio=1.0, order="fixed", precision="auto",
                                  params=(("direction", "both"),)),
-            metrics=tuple(f"{d}_r{k}" for d in DIRECTIONS for k in RECALL_KS)
-            + ("i2t_mean", "t2i_mean", "r_mean", "rsum"),
-            primary_metric="t2i_r1", higher_is_better=True,
+            metrics=METRICS,
             description="image-text retrieval, both directions (i2t: image vs all captions; t2i: caption vs "
                         "all images); Recall@1/5/10 from stored per-query ranks",
         )

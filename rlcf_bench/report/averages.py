@@ -16,8 +16,8 @@ The row's value is the mean of the stored primary metric over the datasets, each
 equally (as papers report it); its interval is a stratified bootstrap over the per-sample scores
 (:func:`rlcf_bench.stats.stratified_bootstrap_mean_ci`). The paired tests against the setting's
 zero-shot and TPT average rows *pool* the samples of all datasets, matched by (dataset, sample
-id), and run the leaderboard's test (:func:`rlcf_bench.report.scores.paired_test`: exact
-McNemar for 0/1 classification scores), with the minimum detectable difference of the pooled
+id), and run the leaderboard's test (:func:`rlcf_bench.report.scores.paired_test`: the task's
+declared test, e.g. exact McNemar for 0/1 scores), with the minimum detectable difference of the pooled
 comparison. Pooling is what lets a suite of a few hundred images per domain detect differences
 that no single domain can (docs/statistics.md).
 """
@@ -166,14 +166,14 @@ class _Members:
     def pooled_scores(self, cache: ScoreCache, metric: str) -> dict[str, float]:
         out: dict[str, float] = {}
         for row in self.rows:
-            for sid, score in metric_scores(cache.scores(row.run_id), row.task_kind, metric).items():
+            for sid, score in metric_scores(cache.scores(row.run_id), row.meta, metric).items():
                 out[f"{row.dataset}{_KEY_SEP}{sid}"] = score
         return out
 
     def scale(self, cache: ScoreCache, metric: str) -> float | None:
         """The common factor from mean per-sample score to the stored metric on every dataset,
         or None where the metric is not the mean of the scores (then no interval)."""
-        scales = {matching_scale(r.metrics[metric].value, stratum, r.task_kind)
+        scales = {matching_scale(r.metrics[metric].value, stratum, r.meta)
                   for r, stratum in zip(self.rows, self.strata(cache, metric))}
         return scales.pop() if len(scales) == 1 else None
 
@@ -181,7 +181,7 @@ class _Members:
         return self.scale(cache, metric) is not None
 
     def strata(self, cache: ScoreCache, metric: str) -> list[np.ndarray]:
-        return [np.fromiter(metric_scores(cache.scores(r.run_id), r.task_kind, metric).values(), dtype=float)
+        return [np.fromiter(metric_scores(cache.scores(r.run_id), r.meta, metric).values(), dtype=float)
                 for r in self.rows]
 
 
@@ -204,7 +204,7 @@ def _average_row(avg: DatasetAverage, members: _Members, metric: str, cache: Sco
 def _pooled(row: AverageRow, members: _Members, other: AverageRow, other_members: _Members,
             cache: ScoreCache) -> PooledComparison:
     test = paired_test(members.pooled_scores(cache, row.metric), other_members.pooled_scores(cache, row.metric),
-                       run_a=row.run_ids[0], run_b=other.run_ids[0], task_kind=row.task_kind)
+                       run_a=row.run_ids[0], run_b=other.run_ids[0], meta=members.rows[0].meta)
     mc = test.mcnemar
     return PooledComparison(
         against_method=other.method_label, against_runs=other.run_ids, metric=row.metric,
@@ -257,7 +257,7 @@ def build_averages(sections: Sequence[DatasetSection], averages: Sequence[Datase
     rows: list[AverageRow] = []
     notes: list[AverageNote] = []
     for avg in averages:
-        members = [r for r in ranked if r.task_kind == avg.task_kind and r.dataset in avg.datasets]
+        members = [r for r in ranked if avg.covers(r.task_kind) and r.dataset in avg.datasets]
         if members:
             got_rows, got_notes = _one_group(avg, members, cache)
             rows += got_rows

@@ -1,9 +1,9 @@
 """``rlcf-bench compare RUN_A RUN_B``: a paired comparison of two stored runs.
 
 Samples are matched by ``sample_id``; only the samples both runs stored are compared, and the
-report says how many were shared and how many exist in one run only. Classification
-(0/1 correctness) uses the exact McNemar test; retrieval and captioning use a paired bootstrap of
-the mean per-sample difference. The two runs should be comparable (same task, dataset, model,
+report says how many were shared and how many exist in one run only. The test is the one the
+task declares for its per-sample score (:class:`rlcf_bench.types.SampleScore`): the exact McNemar
+test for 0/1 scores, or a paired bootstrap of the mean per-sample difference. The two runs should be comparable (same task, dataset, model,
 protocol and versions); when they are not, the comparison is still computed but says why it is
 not a like-for-like one.
 """
@@ -11,11 +11,13 @@ not a like-for-like one.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..store import Run, Store
-from .rows import GROUP_FIELDS, PRIMARY_METRICS
+from ..types import TaskMetrics
+from .rows import GROUP_FIELDS
 from .scores import ALPHA, PairedTest, ScoreCache, format_p, metric_scores, paired_test, score_scale
+from .tasks import GENERIC, TaskCatalog, catalog_from
 
 
 @dataclass(frozen=True)
@@ -37,7 +39,7 @@ class RunBrief:
 @dataclass(frozen=True)
 class PairedComparison:
     """The numbers behind :func:`compare`. ``diff`` = mean(A) - mean(B) on the shared samples,
-    in percentage points for classification/retrieval and in score units for captioning."""
+    in percentage points where the task's score is a percent, else in the score's own unit."""
 
     a: RunBrief
     b: RunBrief
@@ -45,6 +47,7 @@ class PairedComparison:
     differences: tuple[str, ...]  # why the runs are not comparable (empty when they are)
     test: PairedTest
     metric: str | None = None  # the primary metric whose per-sample scores were tested
+    meta: TaskMetrics = field(default=GENERIC, repr=False)  # run A's task's metric metadata
 
     @property
     def n_shared(self) -> int:
@@ -64,8 +67,10 @@ def _brief(run: Run) -> RunBrief:
                     run.reward_model or None, run.status)
 
 
-def compare_runs(store: Store, run_a: int, run_b: int, *, n_resamples: int = 2000, seed: int = 0) -> PairedComparison:
-    """Paired test of run A against run B on their shared samples."""
+def compare_runs(store: Store, run_a: int, run_b: int, *, n_resamples: int = 2000, seed: int = 0,
+                 tasks: TaskCatalog | None = None) -> PairedComparison:
+    """Paired test of run A against run B on their shared samples, as run A's task declares it
+    (``tasks``: the metric metadata; default: what the store recorded)."""
     ra, rb = store.get_run(run_a), store.get_run(run_b)
     missing = [str(i) for i, r in ((run_a, ra), (run_b, rb)) if r is None]
     if missing:
@@ -74,18 +79,18 @@ def compare_runs(store: Store, run_a: int, run_b: int, *, n_resamples: int = 200
     differences = tuple(f"{words}: {getattr(ra, name)} vs {getattr(rb, name)}"
                         for name, words in GROUP_FIELDS if getattr(ra, name) != getattr(rb, name))
     cache = ScoreCache(store)
-    kind = ra.task_kind or ra.task
+    meta = (tasks if tasks is not None else catalog_from(store)).of(ra.task)
     sa, sb = cache.scores(ra.id), cache.scores(rb.id)
-    metric = _primary_of(store, ra.id, rb.id, kind)
-    test = paired_test(metric_scores(sa, kind, metric), metric_scores(sb, kind, metric), run_a=ra.id, run_b=rb.id,
-                       task_kind=kind, n_resamples=n_resamples, seed=seed)
-    return PairedComparison(_brief(ra), _brief(rb), not differences, differences, test, metric)
+    metric = _primary_of(store, ra.id, rb.id, meta)
+    test = paired_test(metric_scores(sa, meta, metric), metric_scores(sb, meta, metric), run_a=ra.id, run_b=rb.id,
+                       meta=meta, n_resamples=n_resamples, seed=seed)
+    return PairedComparison(_brief(ra), _brief(rb), not differences, differences, test, metric, meta)
 
 
-def _primary_of(store: Store, run_a: int, run_b: int, kind: str) -> str | None:
-    """The task's primary metric both runs have (first in :data:`PRIMARY_METRICS` order)."""
+def _primary_of(store: Store, run_a: int, run_b: int, meta: TaskMetrics) -> str | None:
+    """The task's primary metric both runs have (its first declared candidate they share)."""
     a, b = store.metrics_of(run_a), store.metrics_of(run_b)
-    return next((m for m in PRIMARY_METRICS.get(kind, ()) if m in a and m in b), None)
+    return next((m for m in meta.primary if m in a and m in b), None)
 
 
 def _fmt(x: float, digits: int = 2) -> str:
@@ -94,7 +99,7 @@ def _fmt(x: float, digits: int = 2) -> str:
 
 def format_comparison(c: PairedComparison) -> str:
     t = c.test
-    unit = " points" if score_scale(c.a.task_kind) == 100.0 else ""
+    unit = " points" if score_scale(c.meta) == 100.0 else ""
     lines = [
         f"A  {c.a.describe()}",
         f"B  {c.b.describe()}",
@@ -107,12 +112,12 @@ def format_comparison(c: PairedComparison) -> str:
     else:
         lines.append("comparable: NO, differences below make this not a like-for-like comparison:")
         lines += [f"  - {d}" for d in c.differences]
-    on = f" ({c.metric}'s own samples)" if c.metric and c.a.task_kind == "retrieval" else ""
+    on = f" ({c.metric}'s own samples)" if c.metric and c.meta.metric(c.metric).sample_group else ""
     lines.append(f"shared samples{on}: {t.n_shared} (only in A: {t.only_a}, only in B: {t.only_b})")
     if t.n_shared == 0:
         lines.append("no shared samples: nothing to test")
         return "\n".join(lines) + "\n"
-    label = "accuracy" if c.a.task_kind == "classification" else "mean per-sample score"
+    label = c.meta.score.label
     pct = "%" if unit else ""
     lines.append(f"{label} on shared samples: A {_fmt(t.mean_a)}{pct}, B {_fmt(t.mean_b)}{pct}, "
                  f"A - B = {t.diff:+.2f}{unit}")
@@ -123,7 +128,7 @@ def format_comparison(c: PairedComparison) -> str:
         lines.append(f"  {format_p(mc.p_exact)} (exact), {format_p(mc.p_mid)} (mid-p)")
     elif t.bootstrap is not None:
         bs = t.bootstrap
-        s = score_scale(c.a.task_kind)
+        s = score_scale(c.meta)
         lines.append(f"test: paired bootstrap of the mean difference ({bs.n_resamples} resamples, two-sided)")
         lines.append(f"  95% CI of A - B: [{bs.ci_low * s:+.2f}, {bs.ci_high * s:+.2f}]{unit}   {format_p(bs.p_value)}")
     if not math.isnan(t.mdd):
@@ -135,6 +140,6 @@ def format_comparison(c: PairedComparison) -> str:
     return "\n".join(lines) + "\n"
 
 
-def compare(store: Store, run_a: int, run_b: int) -> str:
+def compare(store: Store, run_a: int, run_b: int, tasks: TaskCatalog | None = None) -> str:
     """Human-readable paired comparison of two runs (what ``rlcf-bench compare`` prints)."""
-    return format_comparison(compare_runs(store, run_a, run_b))
+    return format_comparison(compare_runs(store, run_a, run_b, tasks=tasks))

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .averages import AverageRow, PooledComparison
-from .rows import Comparison, LeaderboardRow, Report, metric_sort_key
+from .rows import Comparison, LeaderboardRow, Report
 
 BASE_COLUMNS: tuple[str, ...] = (
     "run_id", "task", "task_kind", "dataset", "method", "method_options", "model", "reward_model", "group", "rank",
@@ -112,7 +112,7 @@ def _average_cells(row: AverageRow, header: Sequence[str]) -> list[str]:
 
 def render_csv(report: Report) -> str:
     metric_names = report.metric_names
-    reported_names = sorted({r.metric for row in report.rows for r in row.reported}, key=metric_sort_key)
+    reported_names = report.tasks.sort_metrics({r.metric for row in report.rows for r in row.reported})
     header = list(BASE_COLUMNS)
     for name in metric_names:
         header += [name, f"{name}_ci_low", f"{name}_ci_high"]

@@ -22,7 +22,6 @@ from . import charts
 from .online import stream_plots
 from .outline import Bullets, Heading, Outline, Paragraph, PluginBlock, Table
 from .rows import LeaderboardRow, Report
-from .scores import PERCENT_KINDS
 
 CSS = """
 :root { color-scheme: light; }
@@ -113,11 +112,10 @@ def plots(report: Report) -> str:
         if not entries:
             continue
         rows = [r for r, _ in entries]
-        kind = rows[0].task_kind
         metric = next((r.primary_metric for r, ref in entries if not ref and r.primary_metric), None)
         if metric is None:
             continue
-        unit = "%" if kind in PERCENT_KINDS else ""
+        unit = "%" if rows[0].meta.score.percent else ""
         labels = {id(r): (f"RM zero-shot ({r.model})" if ref else r.method_label) for r, ref in entries}
         colours = charts.colour_map([labels[id(r)] for r, ref in entries if not ref])
         if any(ref for _, ref in entries):

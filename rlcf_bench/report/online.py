@@ -68,7 +68,7 @@ def _family(run: Run) -> str:
                         run.reward_model_version, run.bench_version, protocol])
 
 
-def order_spreads(runs: Sequence[Run], rows: Sequence[Any], primary: dict[str, tuple[str, ...]]) -> set[int]:
+def order_spreads(runs: Sequence[Run], rows: Sequence[Any]) -> set[int]:
     """Attach an :class:`OrderSpread` to the representative row of every family of orders;
     return the run ids of the other orders (not listed on their own)."""
     by_id = {r.run_id: r for r in rows}
@@ -83,7 +83,7 @@ def order_spreads(runs: Sequence[Run], rows: Sequence[Any], primary: dict[str, t
             continue
         members.sort(key=lambda m: (m[0], m[1].id))
         head = by_id[members[0][1].id]
-        metric = next((m for m in primary.get(head.task_kind, ()) if m in head.metrics), None)
+        metric = next((m for m in head.meta.primary if m in head.metrics), None)
         scored = [(seed, run.id, by_id[run.id].metrics[metric].value) for seed, run in members
                   if metric and metric in by_id[run.id].metrics]
         if metric is None or len(scored) < 2:

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from ..types import MetricValue, ReportSection
 from . import fmt
 from .averages import AverageRow
-from .rows import TPT, ZERO_SHOT, ComparableGroup, DatasetSection, Report, metric_sort_key
+from .rows import TPT, ZERO_SHOT, ComparableGroup, DatasetSection, Report
+from .tasks import TEST_WORDS, TaskCatalog, and_list
 
 TITLE = "rlcf-bench leaderboard"
 
@@ -64,37 +65,49 @@ class Outline:
         self.blocks.append(block)
 
 
-HOW_TO_READ: tuple[str, ...] = (
-    "Runs are ranked only against comparable runs: same task, dataset, model, protocol hash and "
-    "task/dataset/model/bench versions. Each dataset's largest such group is its main group; any "
-    "other group is listed apart with the fields that differ.",
-    "Intervals are 95%: the one stored by the task, or else a percentile bootstrap over the run's "
-    "per-sample scores.",
-    "Δ columns: difference of the primary metric to the group's best run, to its zero-shot run and "
-    "to the reward model's own zero-shot run, with the p-value of a paired test on the samples both "
-    "runs share (McNemar exact for classification, paired bootstrap for retrieval and captioning). "
-    f"'{fmt.SIGNIFICANT}' marks significance at 5% (two-sided, no multiple-comparison correction). "
-    "'per-sample score': the primary metric is corpus-level (e.g. CIDEr), so the test is on the "
-    "task's per-sample score (e.g. CLIPScore) instead.",
-    "MDD: the minimum detectable difference of that paired test (5% two-sided, 80% power, from the "
-    "observed discordance; docs/statistics.md). A difference smaller than the MDD that is 'not "
-    "significant' may still exist: the comparison has too few samples to tell.",
-    "Averages (e.g. OOD avg): the mean of the primary metric over a dataset group a suite declares, "
-    "for methods with comparable runs on every dataset of the group; its Δ columns test all the "
-    "group's samples pooled (matched by dataset and sample id).",
-    "BELOW: the method scores below the zero-shot score of its own reward model, so the reward "
-    "model alone would have done better: not a win.",
-    "Cost: milliseconds per sample (median / 95th percentile, warm-up excluded), mean adapt / "
-    "predict time, share of the time spent in the reward model, peak memory in MB (CUDA peak on "
-    "GPU, RSS on CPU). Costs from different devices are not comparable.",
-    "Method options that differ from the method's defaults are shown in brackets after its name "
-    "(e.g. 'rlcf-prompt [lr=0.001]'); each group names its protocol's settings under its heading.",
-    "All metrics are higher-is-better except ECE (expected calibration error), where lower is better.",
-    "n: the samples the primary metric is computed on (for retrieval's t2i R@1, the text queries; "
-    "the paired tests of a per-direction metric use that direction's queries only).",
-    "Reproduced vs reported: paper numbers stored for the same task, dataset, method, model and "
-    "reward model, with measured minus reported.",
-)
+def how_to_read(tasks: TaskCatalog) -> tuple[str, ...]:
+    """The "How to read" bullets; what differs per task (its paired test, its lower-is-better
+    metrics, what its n counts) comes from the tasks' metric metadata, in report order."""
+    by_test: dict[str, list[str]] = {}
+    lower: list[str] = []
+    n_notes: list[str] = []
+    for name, meta in tasks.ordered():
+        by_test.setdefault(meta.score.paired_test, []).append(name)
+        lower += [m.label or m.name for m in meta.metrics if not m.higher_is_better]
+        n_notes += [meta.n_note] if meta.n_note else []
+    tests = ", ".join(f"{TEST_WORDS.get(test, test)} for {and_list(names)}" for test, names in by_test.items())
+    direction = (f"All metrics are higher-is-better except {and_list(list(dict.fromkeys(lower)))}, where lower is "
+                 "better." if lower else "All metrics are higher-is-better.")
+    return (
+        "Runs are ranked only against comparable runs: same task, dataset, model, protocol hash and "
+        "task/dataset/model/bench versions. Each dataset's largest such group is its main group; any "
+        "other group is listed apart with the fields that differ.",
+        "Intervals are 95%: the one stored by the task, or else a percentile bootstrap over the run's "
+        "per-sample scores.",
+        "Δ columns: difference of the primary metric to the group's best run, to its zero-shot run and "
+        "to the reward model's own zero-shot run, with the p-value of a paired test on the samples both "
+        f"runs share{f' ({tests})' if tests else ''}. "
+        f"'{fmt.SIGNIFICANT}' marks significance at 5% (two-sided, no multiple-comparison correction). "
+        "'per-sample score': the primary metric is corpus-level (e.g. CIDEr), so the test is on the "
+        "task's per-sample score (e.g. CLIPScore) instead.",
+        "MDD: the minimum detectable difference of that paired test (5% two-sided, 80% power, from the "
+        "observed discordance; docs/statistics.md). A difference smaller than the MDD that is 'not "
+        "significant' may still exist: the comparison has too few samples to tell.",
+        "Averages (e.g. OOD avg): the mean of the primary metric over a dataset group a suite declares, "
+        "for methods with comparable runs on every dataset of the group; its Δ columns test all the "
+        "group's samples pooled (matched by dataset and sample id).",
+        "BELOW: the method scores below the zero-shot score of its own reward model, so the reward "
+        "model alone would have done better: not a win.",
+        "Cost: milliseconds per sample (median / 95th percentile, warm-up excluded), mean adapt / "
+        "predict time, share of the time spent in the reward model, peak memory in MB (CUDA peak on "
+        "GPU, RSS on CPU). Costs from different devices are not comparable.",
+        "Method options that differ from the method's defaults are shown in brackets after its name "
+        "(e.g. 'rlcf-prompt [lr=0.001]'); each group names its protocol's settings under its heading.",
+        direction,
+        "n: the samples the primary metric is computed on" + (f" ({'; '.join(n_notes)})" if n_notes else "") + ".",
+        "Reproduced vs reported: paper numbers stored for the same task, dataset, method, model and "
+        "reward model, with measured minus reported.",
+    )
 
 
 def group_table(group: ComparableGroup) -> Table:
@@ -133,7 +146,8 @@ def group_table(group: ComparableGroup) -> Table:
 
 def metrics_table(section: DatasetSection) -> Table:
     rows_in = section.rows
-    names = sorted({m for r in rows_in for m in r.metrics}, key=metric_sort_key)
+    key = rows_in[0].meta_key if rows_in else (lambda m: (0, m))
+    names = sorted({m for r in rows_in for m in r.metrics}, key=key)
     headers = ("run", "method", "model", "group", *names)
     rows = tuple(
         (str(r.run_id), r.method_label, r.model, "main" if r.ranked_with_main else "apart",
@@ -188,7 +202,7 @@ def build_outline(report: Report, sections: Sequence[ReportSection] = ()) -> Out
         summary += f" {report.superseded_attempts} older attempt(s) superseded by a re-run are not shown."
     out.add(Paragraph(summary))
     out.add(Heading(2, "How to read this report"))
-    out.add(Bullets(HOW_TO_READ))
+    out.add(Bullets(how_to_read(report.tasks)))
     if not report.sections:
         out.add(Paragraph("No finished runs match."))
     for section in report.sections:

@@ -28,10 +28,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..store import Reference
-from ..types import DatasetAverage, MetricValue
+from ..types import DatasetAverage, MetricValue, TaskMetrics
 from .averages import AverageRow
 from .rows import LeaderboardRow, Report
-from .scores import PERCENT_KINDS
+from .tasks import GENERIC
 
 AVERAGE = "average"
 DIGITS = 2  # what the text formats print; best marks compare values at this precision
@@ -72,6 +72,7 @@ class PaperTable:
     rows: tuple[PaperRow, ...]
     average: str = AVERAGE  # the last column's name: a declared group's (e.g. "OOD avg") or "average"
     averaged: tuple[str, ...] = ()  # the datasets the last column averages (empty: all of them)
+    meta: TaskMetrics = GENERIC  # the task's metric metadata (unit, the metric's direction)
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -79,7 +80,7 @@ class PaperTable:
 
     @property
     def unit(self) -> str:
-        return "%" if self.task_kind in PERCENT_KINDS else ""
+        return "%" if self.meta.score.percent else ""
 
     @property
     def caption(self) -> str:
@@ -112,7 +113,7 @@ def _average_column(task: str, kind: str, datasets: tuple[str, ...], groups: Seq
                     averages: Sequence[AverageRow]) -> tuple[str, tuple[str, ...], _AverageColumn]:
     """The declared group of this task whose datasets the table has (the one with most datasets),
     else the plain average over every dataset of the table."""
-    fitting = [g for g in groups if g.task_kind == kind and set(g.datasets) <= set(datasets)]
+    fitting = [g for g in groups if g.covers(kind) and set(g.datasets) <= set(datasets)]
     if not fitting:
         return AVERAGE, (), _AverageColumn(tuple(range(len(datasets))), {})
     group = max(fitting, key=lambda g: len(g.datasets))
@@ -126,13 +127,14 @@ def _cell(mv: MetricValue | None, run_id: int) -> PaperCell:
     return PaperCell(mv.value, mv.ci_low, mv.ci_high, run_id=run_id)
 
 
-def _mark_best(rows: list[PaperRow], n_columns: int) -> list[PaperRow]:
+def _mark_best(rows: list[PaperRow], n_columns: int, higher_is_better: bool = True) -> list[PaperRow]:
     """Mark, per column, the measured cells equal (as printed) to the column's best."""
     best: list[float | None] = []
+    pick = max if higher_is_better else min
     for j in range(n_columns):
         values = [round(r.cells[j].value, DIGITS) for r in rows  # type: ignore[arg-type]
                   if r.kind == "measured" and r.cells[j].present]
-        best.append(max(values) if values else None)
+        best.append(pick(values) if values else None)
     out = []
     for r in rows:
         if r.kind != "measured":
@@ -219,6 +221,7 @@ def build_paper_tables(report: Report, references: Sequence[Reference] = (), *,
     by_task: dict[str, list[tuple[LeaderboardRow, bool]]] = {}
     metrics: dict[str, str] = {}
     kinds: dict[str, str] = {}
+    metas: dict[str, TaskMetrics] = {}
     order: dict[str, list[str]] = {}
     for section in report.sections:
         main = next((g for g in section.groups if g.is_main), None)
@@ -228,6 +231,7 @@ def build_paper_tables(report: Report, references: Sequence[Reference] = (), *,
         if metric != main.primary_metric:
             continue  # a dataset whose main group lacks the task's metric cannot share its columns
         kinds[section.task] = section.task_kind
+        metas[section.task] = section.rows[0].meta
         order.setdefault(section.task, []).append(section.dataset)
         members = [(r, False) for r in main.rows if r.rank is not None]
         members += [(r, True) for r in main.reward_model_refs]
@@ -240,6 +244,7 @@ def build_paper_tables(report: Report, references: Sequence[Reference] = (), *,
         rows = _measured_rows(task_rows, datasets, metric, average)
         if reported:
             rows += _reported_rows(task, datasets, metric, [r for r, _ in task_rows], references, average)
-        tables.append(PaperTable(task, kinds[task], metric, datasets, tuple(_mark_best(rows, len(datasets) + 1)),
-                                 name, averaged))
+        meta = metas[task]
+        best = _mark_best(rows, len(datasets) + 1, meta.metric(metric).higher_is_better)
+        tables.append(PaperTable(task, kinds[task], metric, datasets, tuple(best), name, averaged, meta))
     return tables

@@ -16,7 +16,9 @@ from .options import method_defaults
 from .paper import build_paper_tables
 from .paper_formats import normalise_paper_format, render_paper_tables
 from .outline import build_outline
-from .rows import Report, build_report
+from .build import build_report
+from .rows import Report
+from .tasks import catalog_from
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from ..plugins import PluginHost
@@ -37,9 +39,10 @@ def normalise_format(fmt: str) -> str:
 def build_for(store: Store, host: PluginHost | None, *, task: str | None = None, dataset: str | None = None,
               method: str | None = None) -> Report:
     """The report as the installed plugins see it: their methods' defaults decide the options
-    shown, their suites' declared dataset groups the average rows."""
+    shown, their suites' declared dataset groups the average rows, and their tasks' metric
+    metadata reads the runs of any task the store recorded none for."""
     return build_report(store, task=task, dataset=dataset, method=method, method_defaults=method_defaults(host),
-                        averages=declared_averages(host))
+                        averages=declared_averages(host), tasks=catalog_from(store, host))
 
 
 def _plugin_sections(host: PluginHost | None, report: Report, store: Store) -> list[ReportSection]:

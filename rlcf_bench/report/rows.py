@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,31 +29,14 @@ from sqlalchemy import func, select
 
 from ..stats import bootstrap_mean_ci
 from ..store import Metric, Reference, Run, SampleResult, Store
-from ..types import DatasetAverage, MetricValue, stable_hash
-from .online import order_spreads, stream_curves
-from .options import options_by_run, options_text, protocol_text
+from ..types import DatasetAverage, MetricValue, TaskMetrics, stable_hash
+from .options import options_text, protocol_text
 from .scores import PairedTest, ScoreCache, metric_scores, paired_test, score_scale
+from .tasks import GENERIC, TaskCatalog
 
 ZERO_SHOT = "zero-shot"
 #: The method every row is also compared with, where its group has one (the paper's TPT baseline).
 TPT = "tpt-prompt"
-
-#: Primary (ranking) metric per task kind, first present wins. All are higher-is-better.
-PRIMARY_METRICS: dict[str, tuple[str, ...]] = {
-    "classification": ("top1",),
-    "retrieval": ("t2i_r1", "i2t_r1", "r1"),
-    "captioning": ("cider", "clipscore", "bleu4"),
-}
-
-#: Display order of well-known metrics; others follow alphabetically.
-METRIC_ORDER: tuple[str, ...] = (
-    "top1", "top5", "ece",
-    "t2i_r1", "t2i_r5", "t2i_r10", "i2t_r1", "i2t_r5", "i2t_r10", "t2i_mean", "i2t_mean", "r_mean", "rsum",
-    "bleu1", "bleu2", "bleu3", "bleu4", "meteor", "rouge_l", "cider", "clipscore", "refclipscore",
-)
-
-#: Metrics where a smaller value is better (noted in the report; never used for ranking).
-LOWER_IS_BETTER = frozenset({"ece"})
 
 #: The fields that make two runs comparable, with the words used to explain a difference.
 GROUP_FIELDS: tuple[tuple[str, str], ...] = (
@@ -61,10 +44,6 @@ GROUP_FIELDS: tuple[tuple[str, str], ...] = (
     ("dataset_version", "dataset version"), ("model", "model"), ("model_version", "model version"),
     ("protocol_hash", "protocol hash"), ("bench_version", "bench version"),
 )
-
-
-def metric_sort_key(name: str) -> tuple[int, str]:
-    return (METRIC_ORDER.index(name), "") if name in METRIC_ORDER else (len(METRIC_ORDER), name)
 
 
 # --------------------------------------------------------------------------------------------
@@ -91,7 +70,7 @@ class Comparison:
     n_shared: int
     only_row: int
     only_other: int
-    on_primary: bool = True  # False: the metric is corpus-level (e.g. CIDEr), the test is on the per-sample score
+    on_primary: bool = True  # False: the metric is corpus-level (not a mean of per-sample scores), the test is on the per-sample score
     mdd: float = math.nan  # minimum detectable difference (5% two-sided, 80% power), in the metric's unit
 
     def as_dict(self) -> dict[str, Any]:
@@ -196,6 +175,7 @@ class LeaderboardRow:
     options: dict[str, Any] = field(default_factory=dict)  # the non-default part of it (what a reader needs)
     protocol: dict[str, Any] = field(default_factory=dict)  # the protocol's settings (the hash is of these)
     vs_tpt: Comparison | None = None
+    meta: TaskMetrics = field(default=GENERIC, repr=False)  # the task's metric metadata (report/tasks.py)
 
     @property
     def options_text(self) -> str:
@@ -217,10 +197,14 @@ class LeaderboardRow:
 
     @property
     def primary_n(self) -> int:
-        """The number of samples the primary metric is computed on (t2i R@1: the text queries),
-        else the run's sample count."""
+        """The number of samples the primary metric is computed on (a metric of a sample group:
+        that group's), else the run's sample count."""
         mv = self.primary
         return mv.n if mv is not None and mv.n is not None else self.n_samples
+
+    def meta_key(self, metric: str) -> tuple[int, str]:
+        """Sort key of one of this row's metrics: the task's display order, then by name."""
+        return self.meta.sort_key(metric)
 
     @property
     def reward_share(self) -> float | None:
@@ -246,7 +230,7 @@ class LeaderboardRow:
             "protocol": dict(self.protocol),
             "metrics": {name: {"value": _num(mv.value), "ci_low": _num(mv.ci_low), "ci_high": _num(mv.ci_high),
                                "n": mv.n, "ci_source": self.ci_source.get(name, "none")}
-                        for name, mv in sorted(self.metrics.items(), key=lambda kv: metric_sort_key(kv[0]))},
+                        for name, mv in sorted(self.metrics.items(), key=lambda kv: self.meta_key(kv[0]))},
             "n_samples": self.n_samples, "primary_n": self.primary_n,
             "latency": {
                 "ms_per_sample_mean": _num(self.ms_per_sample_mean), "ms_per_sample_p50": _num(self.ms_per_sample_p50),
@@ -307,6 +291,7 @@ class Report:
     averages: list[Any] = field(default_factory=list)  # AverageRow (report/averages.py), per declared group
     average_notes: list[str] = field(default_factory=list)  # why a method has no average row
     average_groups: tuple[DatasetAverage, ...] = ()  # the declared dataset groups the averages are of
+    tasks: TaskCatalog = field(default_factory=TaskCatalog)  # the tasks' metric metadata
 
     @property
     def rows(self) -> list[LeaderboardRow]:
@@ -314,8 +299,7 @@ class Report:
 
     @property
     def metric_names(self) -> list[str]:
-        names = {m for r in self.rows for m in r.metrics}
-        return sorted(names, key=metric_sort_key)
+        return self.tasks.sort_metrics({m for r in self.rows for m in r.metrics})
 
 
 def _num(x: float | None) -> float | None:
@@ -326,66 +310,8 @@ def _num(x: float | None) -> float | None:
 
 
 # --------------------------------------------------------------------------------------------
-# Building
+# Building blocks of :func:`rlcf_bench.report.build.build_report`
 # --------------------------------------------------------------------------------------------
-
-
-def build_report(store: Store, *, task: str | None = None, dataset: str | None = None,
-                 method: str | None = None, method_defaults: Mapping[str, Mapping[str, Any]] | None = None,
-                 averages: Sequence[DatasetAverage] = ()) -> Report:
-    """Build the full report. ``method`` only filters what is shown: ranks and tests are computed
-    on the whole (task, dataset), so filtering never changes a rank. ``method_defaults`` (method
-    name -> default config, see :func:`rlcf_bench.report.options.method_defaults`) decides which
-    options each row shows. ``averages``: the dataset groups the suites declare (see
-    :func:`rlcf_bench.report.averages.declared_averages`); each gets an average row per method."""
-    from .averages import build_averages  # builds on this module's rows: imported late, not circular
-    runs, superseded = _latest_attempts(store.runs(status="finished", task=task, dataset=dataset))
-    cache = ScoreCache(store)
-    rows = _rows_from_runs(store, runs, cache)
-    hidden = order_spreads(runs, rows, PRIMARY_METRICS)  # other stream orders: summarised, not listed
-    rows = [r for r in rows if r.run_id not in hidden]
-    stream_curves(store, rows)
-    shown = options_by_run({r.run_id: (r.method, r.method_config) for r in rows}, method_defaults or {})
-    for row in rows:
-        row.options = shown[row.run_id]
-    references = store.references()
-    sections: list[DatasetSection] = []
-    by_dataset: dict[tuple[str, str], list[LeaderboardRow]] = defaultdict(list)
-    for row in rows:
-        by_dataset[(row.task, row.dataset)].append(row)
-    kind_order = {kind: i for i, kind in enumerate(PRIMARY_METRICS)}
-
-    def section_order(item: tuple[tuple[str, str], list[LeaderboardRow]]) -> tuple[int, str, str]:
-        (task_name, dataset_name), members = item
-        return (kind_order.get(members[0].task_kind, len(kind_order)), task_name, dataset_name)
-
-    for (task_name, dataset_name), section_rows in sorted(by_dataset.items(), key=section_order):
-        groups = _group(section_rows)
-        for g in groups:
-            _rank(g)
-            _compare_within(g, cache)
-        _attach_reward_model_refs(groups, section_rows, cache)
-        for row in section_rows:
-            row.reported = _reported_values(row, references)
-        kind = section_rows[0].task_kind
-        sections.append(DatasetSection(task_name, kind, dataset_name, groups))
-    average_rows, average_notes = build_averages(sections, averages, cache)
-    if method is not None:
-        average_rows = [a for a in average_rows if a.method == method]
-        average_notes = [n for n in average_notes if n.method == method]
-        for section in sections:
-            for g in section.groups:
-                g.rows = [r for r in g.rows if r.method == method]
-            section.groups = [g for g in section.groups if g.rows]
-        sections = [s for s in sections if s.groups]
-    return Report(sections, superseded, average_rows, [n.text for n in average_notes], tuple(averages))
-
-
-def build_rows(store: Store, *, task: str | None = None, dataset: str | None = None,
-               method: str | None = None,
-               method_defaults: Mapping[str, Mapping[str, Any]] | None = None) -> list[LeaderboardRow]:
-    """Leaderboard rows of the finished runs, in report order (dataset, group, rank)."""
-    return build_report(store, task=task, dataset=dataset, method=method, method_defaults=method_defaults).rows
 
 
 def _latest_attempts(runs: Sequence[Run]) -> tuple[list[Run], int]:
@@ -399,7 +325,7 @@ def _latest_attempts(runs: Sequence[Run]) -> tuple[list[Run], int]:
     return kept, len(runs) - len(kept)
 
 
-def _rows_from_runs(store: Store, runs: Sequence[Run], cache: ScoreCache) -> list[LeaderboardRow]:
+def _rows_from_runs(store: Store, runs: Sequence[Run], cache: ScoreCache, catalog: TaskCatalog) -> list[LeaderboardRow]:
     ids = [r.id for r in runs]
     metrics: dict[int, dict[str, MetricValue]] = defaultdict(dict)
     counts: dict[int, int] = {}
@@ -413,7 +339,8 @@ def _rows_from_runs(store: Store, runs: Sequence[Run], cache: ScoreCache) -> lis
     rows = []
     for run in runs:
         kind = run.task_kind or run.task
-        run_metrics, ci_source = _with_intervals(metrics.get(run.id, {}), run.id, kind, cache)
+        meta = catalog.of(run.task)
+        run_metrics, ci_source = _with_intervals(metrics.get(run.id, {}), run.id, meta, cache)
         rows.append(LeaderboardRow(
             run_id=run.id, task=run.task, task_kind=kind, task_version=run.task_version, dataset=run.dataset,
             dataset_version=run.dataset_version, method=run.method, method_version=run.method_version,
@@ -427,23 +354,25 @@ def _rows_from_runs(store: Store, runs: Sequence[Run], cache: ScoreCache) -> lis
             peak_memory_mb=run.peak_memory_mb, memory_kind=run.memory_kind, device=run.device,
             device_name=run.device_name or "",
             finished_at=run.finished_at.isoformat() if run.finished_at else None,
-            method_config=dict(run.method_config or {}), protocol=dict(run.protocol or {}),
+            method_config=dict(run.method_config or {}), protocol=dict(run.protocol or {}), meta=meta,
         ))
     return rows
 
 
-def _with_intervals(stored: dict[str, MetricValue], run_id: int, kind: str,
+def _with_intervals(stored: dict[str, MetricValue], run_id: int, meta: TaskMetrics,
                     cache: ScoreCache) -> tuple[dict[str, MetricValue], dict[str, str]]:
     """Fill a missing interval by bootstrapping the per-sample scores, where the metric is
-    (to 1e-6 relative) the mean of those scores in the task's unit; otherwise leave it empty."""
+    (to 1e-6 relative) the mean of those scores in the task's unit and the task does not declare
+    that it has none; otherwise leave it empty."""
     out: dict[str, MetricValue] = {}
     source: dict[str, str] = {}
     for name, mv in stored.items():
         if mv.ci_low is not None and mv.ci_high is not None:
             out[name], source[name] = mv, "stored"
             continue
-        scores = np.fromiter(metric_scores(cache.scores(run_id), kind, name).values(), dtype=float)
-        scale = matching_scale(mv.value, scores, kind)
+        scores = np.fromiter(metric_scores(cache.scores(run_id), meta, name).values(), dtype=float)
+        declared = next((m for m in meta.metrics if m.name == name), None)
+        scale = None if declared is not None and declared.interval == "none" else matching_scale(mv.value, scores, meta)
         if scale is None:
             out[name], source[name] = mv, "none"
             continue
@@ -453,13 +382,13 @@ def _with_intervals(stored: dict[str, MetricValue], run_id: int, kind: str,
     return out, source
 
 
-def matching_scale(value: float, scores: np.ndarray, kind: str) -> float | None:
+def matching_scale(value: float, scores: np.ndarray, meta: TaskMetrics) -> float | None:
     """The factor that turns the mean of ``scores`` into the stored ``value`` (100 for percent),
     or None when the metric is not the mean of those scores."""
     if scores.size == 0 or value is None or math.isnan(value):
         return None
     mean = float(scores.mean())
-    for scale in dict.fromkeys((score_scale(kind), 100.0, 1.0)):
+    for scale in dict.fromkeys((score_scale(meta), 100.0, 1.0)):
         if math.isclose(mean * scale, value, rel_tol=1e-6, abs_tol=1e-9):
             return scale
     return None
@@ -501,25 +430,18 @@ def _apart_reason(key: tuple[str, ...], main_key: tuple[str, ...]) -> str:
     return "not comparable with the main group: " + "; ".join(diffs)
 
 
-def _primary_metric_of(rows: Iterable[LeaderboardRow], kind: str) -> str | None:
-    present = {m for r in rows for m in r.metrics}
-    for name in PRIMARY_METRICS.get(kind, ()):
-        if name in present:
-            return name
-    candidates = sorted((m for m in present if m not in LOWER_IS_BETTER), key=metric_sort_key)
-    return candidates[0] if candidates else None
-
-
-def _rank(group: ComparableGroup) -> None:
-    """Competition ranking (1, 1, 3) by the primary metric; rows without it come last, unranked."""
-    kind = group.rows[0].task_kind
-    metric = _primary_metric_of(group.rows, kind)
+def _rank(group: ComparableGroup, catalog: TaskCatalog) -> None:
+    """Competition ranking (1, 1, 3) by the primary metric (best first, in the direction the task
+    declares for it); rows without it come last, unranked."""
+    task = group.rows[0].task
+    metric = catalog.primary(task, (m for r in group.rows for m in r.metrics))
+    sign = -1.0 if metric is None or catalog.metric(task, metric).higher_is_better else 1.0
     group.primary_metric = metric
     for row in group.rows:
         row.primary_metric = metric
     scored = [r for r in group.rows if metric and metric in r.metrics and not math.isnan(r.metrics[metric].value)]
     unscored = [r for r in group.rows if r not in scored]
-    scored.sort(key=lambda r: (-r.metrics[metric].value, r.run_id))  # type: ignore[index]
+    scored.sort(key=lambda r: (sign * r.metrics[metric].value, r.run_id))  # type: ignore[index]
     previous: float | None = None
     rank = 0
     for position, row in enumerate(scored, start=1):
@@ -536,11 +458,11 @@ def _comparison(row: LeaderboardRow, other: LeaderboardRow, cache: ScoreCache) -
     metric = row.primary_metric
     if metric is None or metric not in row.metrics or metric not in other.metrics:
         return None
-    sa = metric_scores(cache.scores(row.run_id), row.task_kind, metric)
-    sb = metric_scores(cache.scores(other.run_id), other.task_kind, metric)
-    test: PairedTest = paired_test(sa, sb, run_a=row.run_id, run_b=other.run_id, task_kind=row.task_kind)
+    sa = metric_scores(cache.scores(row.run_id), row.meta, metric)
+    sb = metric_scores(cache.scores(other.run_id), other.meta, metric)
+    test: PairedTest = paired_test(sa, sb, run_a=row.run_id, run_b=other.run_id, meta=row.meta)
     on_primary = all(
-        matching_scale(r.metrics[metric].value, np.fromiter(s.values(), dtype=float), r.task_kind) is not None
+        matching_scale(r.metrics[metric].value, np.fromiter(s.values(), dtype=float), r.meta) is not None
         for r, s in ((row, sa), (other, sb)))
     return Comparison(
         against_run=other.run_id, against_method=other.method, metric=metric,
@@ -616,5 +538,5 @@ def _reported_values(row: LeaderboardRow, references: Sequence[Reference]) -> li
         value = None if measured is None else measured.value
         out.append(ReportedValue(ref.metric, ref.value, value, None if value is None else value - ref.value,
                                  ref.source, ref.note or ""))
-    out.sort(key=lambda r: (metric_sort_key(r.metric), r.source))
+    out.sort(key=lambda r: (row.meta_key(r.metric), r.source))
     return out

@@ -22,7 +22,6 @@ from .averages import AverageRow
 from .outline import Heading, Outline, Paragraph, Table, average_value
 from .render import build_for
 from .rows import TPT, LeaderboardRow
-from .scores import PERCENT_KINDS
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from ..plugins import PluginHost
@@ -69,7 +68,7 @@ def summary_outline(rows: list[LeaderboardRow], reused: Collection[int],
         by_task[row.task].append(row)
     for task, task_rows in by_task.items():
         metric = next((r.primary_metric for r in task_rows if r.primary_metric), None) or "metric"
-        unit = " (%)" if task_rows[0].task_kind in PERCENT_KINDS else ""
+        unit = " (%)" if task_rows[0].meta.score.percent else ""
         out.add(Heading(2, f"{task} · {metric}{unit}"))
         with_tpt = any(r.vs_tpt is not None for r in task_rows)  # no TPT column where no TPT ran
         headers = ("dataset", "method", f"{metric} [95% CI]", "n", "Δ vs zero-shot", f"Δ vs {TPT}", "notes")

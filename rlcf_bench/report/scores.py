@@ -1,8 +1,9 @@
 """Per-sample scores of stored runs and the paired test between two of them.
 
-``sample_results.score`` is each task's per-sample primary value: 1/0 correctness for
-classification, 1/0 hit@1 for a retrieval query, a continuous score (e.g. CLIPScore) for a
-caption. Two runs are compared on the samples both stored (matched by ``sample_id``).
+``sample_results.score`` is each task's per-sample value (e.g. 1/0 correctness, 1/0 hit@1, a
+continuous score such as CLIPScore); the task's :class:`~rlcf_bench.types.SampleScore` says what
+it is, its unit and which paired test compares it. Two runs are compared on the samples both
+stored (matched by ``sample_id``).
 """
 
 from __future__ import annotations
@@ -17,17 +18,16 @@ from ..stats import (
     McNemarResult, PairedBootstrapResult, mcnemar_exact, mcnemar_mdd, paired_bootstrap, paired_mean_mdd,
 )
 from ..store import SampleResult, Store
+from ..types import TaskMetrics
 
 #: Significance level used for every "significant at 5%" flag in a report.
 ALPHA = 0.05
 
-#: Per-sample scores of these task kinds are 0/1 and reported in percent (x100).
-PERCENT_KINDS = frozenset({"classification", "retrieval"})
 
 
-def score_scale(task_kind: str) -> float:
-    """Factor turning a mean per-sample score into the unit the metrics use."""
-    return 100.0 if task_kind in PERCENT_KINDS else 1.0
+def score_scale(meta: TaskMetrics) -> float:
+    """Factor turning a mean per-sample score into the unit the task's metrics use."""
+    return 100.0 if meta.score.percent else 1.0
 
 
 class ScoreCache:
@@ -51,7 +51,7 @@ class PairedTest:
     """The outcome of a paired significance test between run A and run B.
 
     ``diff`` is mean(A) - mean(B) over the shared samples, in the metric's unit (percentage
-    points for classification and retrieval, the score's own unit for captioning). ``mdd`` is the
+    points for a task whose score is a percent, else the score's own unit). ``mdd`` is the
     minimum detectable difference in the same unit (5% two-sided, 80% power;
     :func:`rlcf_bench.stats.mcnemar_mdd` / :func:`rlcf_bench.stats.paired_mean_mdd`): a
     non-significant ``diff`` says "no difference larger than about ``mdd``", not "no difference".
@@ -77,24 +77,18 @@ class PairedTest:
         return format_p(self.p_value)
 
 
-#: Retrieval query ids start with their direction (``i2t:...``/``t2i:...``) and a retrieval
-#: metric named ``<direction>_...`` is computed on that direction's queries only.
-_DIRECTIONS = ("i2t", "t2i")
-
-
-def metric_scores(scores: dict[str, float], task_kind: str, metric: str | None) -> dict[str, float]:
-    """The per-sample scores a metric is computed from: for retrieval's per-direction metrics
-    (``t2i_r1``: text-to-image hit@1), the queries of that direction only, so a paired test or an
-    interval of ``t2i_r1`` is about ``t2i_r1``, not about hit@1 pooled over both directions.
-    Everything else (and stores whose ids carry no direction) uses all scores."""
-    if task_kind != "retrieval" or not metric:
+def metric_scores(scores: dict[str, float], meta: TaskMetrics, metric: str | None) -> dict[str, float]:
+    """The per-sample scores a metric is computed from: for a metric declared on a sample group
+    (:attr:`~rlcf_bench.types.MetricSpec.sample_group` ``g``: the samples with ids ``g:...``), that
+    group's samples only, so a paired test or an interval of the metric is about that metric, not
+    about the score pooled over every group.
+    Everything else (and stores whose ids carry none of the task's groups) uses all scores."""
+    group = meta.metric(metric).sample_group if metric else ""
+    if not group:
         return scores
-    direction = metric.split("_", 1)[0]
-    if direction not in _DIRECTIONS:
+    if not any(sid.split(":", 1)[0] in meta.score.groups for sid in scores):
         return scores
-    prefix = f"{direction}:"
-    if not any(sid.split(":", 1)[0] in _DIRECTIONS for sid in scores):
-        return scores
+    prefix = f"{group}:"
     return {sid: v for sid, v in scores.items() if sid.startswith(prefix)}
 
 
@@ -111,8 +105,9 @@ def _all_binary(values: np.ndarray) -> bool:
 
 
 def paired_test(scores_a: dict[str, float], scores_b: dict[str, float], *, run_a: int, run_b: int,
-                task_kind: str, n_resamples: int = 2000, seed: int = 0) -> PairedTest:
-    """McNemar (exact, two-sided) for 0/1 classification scores, paired bootstrap otherwise.
+                meta: TaskMetrics, n_resamples: int = 2000, seed: int = 0) -> PairedTest:
+    """The task's paired test: exact McNemar (two-sided) where it declares it and every score is
+    0/1, the paired bootstrap of the mean difference otherwise.
 
     The significance flag uses the exact McNemar p-value (conservative) or the bootstrap p-value,
     at the 5% level, two-sided. No correction for multiple comparisons is applied.
@@ -120,14 +115,14 @@ def paired_test(scores_a: dict[str, float], scores_b: dict[str, float], *, run_a
     shared = sorted(set(scores_a) & set(scores_b))
     only_a = len(scores_a) - len(shared)
     only_b = len(scores_b) - len(shared)
-    scale = score_scale(task_kind)
+    scale = score_scale(meta)
     if not shared:
         nan = math.nan
         return PairedTest(run_a, run_b, "none", 0, only_a, only_b, nan, nan, nan, nan, False)
     a = np.array([scores_a[s] for s in shared], dtype=float)
     b = np.array([scores_b[s] for s in shared], dtype=float)
     mean_a, mean_b = float(a.mean()) * scale, float(b.mean()) * scale
-    if task_kind == "classification" and _all_binary(a) and _all_binary(b):
+    if meta.score.paired_test == "mcnemar-exact" and _all_binary(a) and _all_binary(b):
         n_b = int(np.sum((a == 1.0) & (b == 0.0)))
         n_c = int(np.sum((a == 0.0) & (b == 1.0)))
         mc = mcnemar_exact(n_b, n_c)

@@ -12,6 +12,7 @@ Same dataset, ViT-L-14@openai, protocol P1: zero-shot correct on s00-s29 -> 75.0
 Retrieval, flickr30k (30 queries): zero-shot hit@1 on q00-q09 (33.33), rlcf on q00-q19 (66.67).
 Captioning, nocaps (20 captions): zero-shot clipscore 0.60+0.01*i, rlcf the same +0.05.
 Reference: RLCF top1 on imagenet-a (ViT-B-16, ViT-L-14 reward) = 65.45, "RLCF Table 1".
+The three tasks' metric metadata is recorded as the runner records it (from the task plugins).
 """
 
 from __future__ import annotations
@@ -39,7 +40,9 @@ def add_run(store: Store, *, task: str, kind: str, dataset: str, method: str, mo
             ms: tuple[float, float, float] = (10.0, 9.0, 15.0), adapt: float = 6.0, predict: float = 4.0,
             reward_ms: float | None = None, peak_mb: float = 512.0, status: str = "finished",
             key: str | None = None, attempt: int = 1, official: bool = True) -> int:
-    """Insert one run with every non-null column set, its sample rows and metrics."""
+    """Insert one run with every non-null column set, its sample rows and metrics (and the
+    first-party tasks' metric metadata, as the runner records it)."""
+    record_tasks(store)
     with store.session() as s, s.begin():
         run = Run(
             key=key or f"k{next(_keys):04d}", attempt=attempt, task=task, task_version="1", task_kind=kind,
@@ -80,6 +83,15 @@ class KnownStore:
     store: Store
     ids: dict[str, int]
     path: Path
+
+
+def record_tasks(store: Store) -> None:
+    """Record the first-party tasks' metric metadata, as a run of each would."""
+    from rlcf_bench_tasks import captioning, classification, retrieval
+
+    for module in (classification, retrieval, captioning):
+        for spec in module.rlcfb_register_tasks():
+            store.record_task(spec.name, spec.version, spec.metrics.as_dict())
 
 
 def fill(store: Store) -> dict[str, int]:

@@ -9,6 +9,11 @@ import pytest
 
 from rlcf_bench.report.scores import paired_test
 from rlcf_bench.stats import bootstrap_ci, bootstrap_mean_ci, mcnemar_exact, paired_bootstrap, wilson_interval
+from rlcf_bench.types import SampleScore, TaskMetrics
+
+#: A task whose 0/1 scores are compared by McNemar, and one that declares the paired bootstrap.
+MCNEMAR = TaskMetrics(score=SampleScore(percent=True, paired_test="mcnemar-exact"))
+BOOTSTRAP = TaskMetrics(score=SampleScore(percent=True, paired_test="paired-bootstrap"))
 
 
 def test_mcnemar_one_sided_discordance_is_significant() -> None:
@@ -79,11 +84,11 @@ def test_bootstrap_is_memory_bounded_for_large_runs() -> None:
 def test_paired_test_dispatch_and_sample_matching() -> None:
     a = {f"s{i}": 1.0 for i in range(10)} | {"only_a": 1.0}
     b = {f"s{i}": 0.0 for i in range(10)} | {"only_b": 0.0}
-    t = paired_test(a, b, run_a=1, run_b=2, task_kind="classification")
+    t = paired_test(a, b, run_a=1, run_b=2, meta=MCNEMAR)
     assert (t.test, t.n_shared, t.only_a, t.only_b) == ("mcnemar-exact", 10, 1, 1)
     assert t.mcnemar is not None and (t.mcnemar.b, t.mcnemar.c) == (10, 0)
     assert t.diff == pytest.approx(100.0) and t.significant
-    r = paired_test(a, b, run_a=1, run_b=2, task_kind="retrieval")
+    r = paired_test(a, b, run_a=1, run_b=2, meta=BOOTSTRAP)
     assert r.test == "paired-bootstrap" and r.significant and r.diff == pytest.approx(100.0)
-    none = paired_test({"x": 1.0}, {"y": 1.0}, run_a=1, run_b=2, task_kind="classification")
+    none = paired_test({"x": 1.0}, {"y": 1.0}, run_a=1, run_b=2, meta=MCNEMAR)
     assert none.test == "none" and none.n_shared == 0 and not none.significant

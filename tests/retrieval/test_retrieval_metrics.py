@@ -117,16 +117,18 @@ def test_recall_at_k_and_the_summary_metrics():
     assert recall_metrics([rec("t2i", r) for r in ranks]) == only  # deterministic intervals
 
 
-def test_a_batch_straddling_the_directions_is_split_and_padded():
+def test_a_step_straddling_the_directions_is_cut_into_one_batch_per_direction():
     task = hand_task()
     task.context_fields(_FakeModel(), "cpu")
     items = task.samples()[1:5]  # i2t:img1, i2t:img2, t2i:0, t2i:1
-    batch = task.make_batch(items, model=_FakeModel(), device="cpu")
-    assert batch.direction == "mixed" and [rows for rows, _ in batch.parts] == [(0, 1), (2, 3)]
-    assert batch.parts[0][1].images.shape == (2, 3, 8, 8) and batch.parts[1][1].texts == ("c0", "c1")
+    assert task.batches(items) == [items[:2], items[2:]]  # stream order kept
+    with pytest.raises(ValueError, match="one direction"):
+        task.make_batch(items, model=_FakeModel(), device="cpu")
+    i2t, t2i = (task.make_batch(part, model=_FakeModel(), device="cpu") for part in task.batches(items))
+    assert i2t.images.shape == (2, 3, 8, 8) and t2i.texts == ("c0", "c1") and t2i.images is None
     rows = {"i2t": [I2T[1][0], I2T[2][0]], "t2i": [T2I[0][0], T2I[1][0]]}
-    preds = predict_by_direction(batch, lambda d, sub: torch.tensor(rows[d]))
-    assert preds.scores.shape == (4, 5) and torch.isinf(preds.scores[2:, 3:]).all()
-    assert [r.prediction for r in task.score(batch, preds)] == [2, 0, 1, 0]
+    ranks = [r.prediction for b in (i2t, t2i)
+             for r in task.score(b, predict_by_direction(b, lambda d, sub: torch.tensor(rows[d])))]
+    assert ranks == [2, 0, 1, 0]
     with pytest.raises(ValueError, match="columns"):
-        task.score(batch, Predictions(scores=torch.zeros(4, 3)))
+        task.score(i2t, Predictions(scores=torch.zeros(2, 3)))  # 3 columns, 5 captions

@@ -1,0 +1,84 @@
+"""Building the report: from the store's finished runs to ranked groups, comparisons and averages.
+
+The row types and the rules they follow live in :mod:`rlcf_bench.report.rows`, the averages in
+:mod:`rlcf_bench.report.averages`; this module puts them together (it imports both, so neither
+needs the other's builder).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ..store import Store
+from ..types import DatasetAverage
+from .averages import build_averages
+from .online import order_spreads, stream_curves
+from .options import options_by_run
+from .rows import (
+    DatasetSection, LeaderboardRow, Report, _attach_reward_model_refs, _compare_within, _group, _latest_attempts,
+    _rank, _reported_values, _rows_from_runs,
+)
+from .scores import ScoreCache
+from .tasks import TaskCatalog, catalog_from
+
+
+def build_report(store: Store, *, task: str | None = None, dataset: str | None = None,
+                 method: str | None = None, method_defaults: Mapping[str, Mapping[str, Any]] | None = None,
+                 averages: Sequence[DatasetAverage] = (), tasks: TaskCatalog | None = None) -> Report:
+    """Build the full report. ``method`` only filters what is shown: ranks and tests are computed
+    on the whole (task, dataset), so filtering never changes a rank. ``method_defaults`` (method
+    name -> default config, see :func:`rlcf_bench.report.options.method_defaults`) decides which
+    options each row shows. ``averages``: the dataset groups the suites declare (see
+    :func:`rlcf_bench.report.averages.declared_averages`); each gets an average row per method.
+    ``tasks``: the tasks' metric metadata (default: what the store recorded,
+    :func:`rlcf_bench.report.tasks.catalog_from`)."""
+    runs, superseded = _latest_attempts(store.runs(status="finished", task=task, dataset=dataset))
+    catalog = tasks if tasks is not None else catalog_from(store)
+    cache = ScoreCache(store)
+    rows = _rows_from_runs(store, runs, cache, catalog)
+    hidden = order_spreads(runs, rows)  # other stream orders: summarised, not listed
+    rows = [r for r in rows if r.run_id not in hidden]
+    stream_curves(store, rows)
+    shown = options_by_run({r.run_id: (r.method, r.method_config) for r in rows}, method_defaults or {})
+    for row in rows:
+        row.options = shown[row.run_id]
+    references = store.references()
+    sections: list[DatasetSection] = []
+    by_dataset: dict[tuple[str, str], list[LeaderboardRow]] = defaultdict(list)
+    for row in rows:
+        by_dataset[(row.task, row.dataset)].append(row)
+
+    def section_order(item: tuple[tuple[str, str], list[LeaderboardRow]]) -> tuple[int, str, str]:
+        (task_name, dataset_name), _ = item
+        return (*catalog.task_key(task_name), dataset_name)
+
+    for (task_name, dataset_name), section_rows in sorted(by_dataset.items(), key=section_order):
+        groups = _group(section_rows)
+        for g in groups:
+            _rank(g, catalog)
+            _compare_within(g, cache)
+        _attach_reward_model_refs(groups, section_rows, cache)
+        for row in section_rows:
+            row.reported = _reported_values(row, references)
+        kind = section_rows[0].task_kind
+        sections.append(DatasetSection(task_name, kind, dataset_name, groups))
+    average_rows, average_notes = build_averages(sections, averages, cache)
+    if method is not None:
+        average_rows = [a for a in average_rows if a.method == method]
+        average_notes = [n for n in average_notes if n.method == method]
+        for section in sections:
+            for g in section.groups:
+                g.rows = [r for r in g.rows if r.method == method]
+            section.groups = [g for g in section.groups if g.rows]
+        sections = [s for s in sections if s.groups]
+    return Report(sections, superseded, average_rows, [n.text for n in average_notes], tuple(averages), catalog)
+
+
+def build_rows(store: Store, *, task: str | None = None, dataset: str | None = None,
+               method: str | None = None, method_defaults: Mapping[str, Mapping[str, Any]] | None = None,
+               tasks: TaskCatalog | None = None) -> list[LeaderboardRow]:
+    """Leaderboard rows of the finished runs, in report order (dataset, group, rank)."""
+    return build_report(store, task=task, dataset=dataset, method=method, method_defaults=method_defaults,
+                        tasks=tasks).rows
