@@ -201,6 +201,7 @@ def test_a_miss_counts_the_real_time_and_a_hit_only_the_credit(full_host, tmp_pa
         assert torch.equal(first[1], model.image_features(batch.views[1]))
 
 
+@pytest.mark.slow  # two invocations with two spawned workers each
 def test_a_parallel_invocation_shares_the_cache_and_matches_an_uncached_one(tmp_path):
     """Two -j workers on one invocation cache give the per-sample results of an uncached run; the
     invocation's cache folder is gone afterwards."""
