@@ -236,7 +236,7 @@ class Runner:
                 reward_model=reward, seed=spec.seed, dataset=spec.dataset, **task.context_fields(policy, self.device),
             )
             ctx.cache["timer"] = timer
-            if self.options.feature_cache:
+            if self.options.feature_cache and self.device.type == "cpu":  # CPU only: docs/view-cache.md
                 from .view_cache import CONTEXT_KEY, FeatureStore, RunViewFeatures, run_key
 
                 store = FeatureStore(self.options.feature_cache)

@@ -23,6 +23,8 @@ computes them and every other run reads them (``docs/view-cache.md``).
   served from the cache is credited that time (:meth:`rlcf_bench.device.SectionTimer.credit`,
   section ``views``), which the runner adds to the sample's adapt time: a method reports the
   latency it would have had alone.
+* **CPU only** — the runner installs it for CPU runs (where encoding dominates and the equality is
+  tested); on CUDA every run encodes its own views, as before.
 * **Bounded** — the folder belongs to one invocation and is deleted when it ends
   (:func:`invocation_cache`); an entry is V × E × 4 bytes (32 views × 64 dims: 8 KiB).
 """
