@@ -26,7 +26,8 @@ computes them and every other run reads them (``docs/view-cache.md``).
 * **CPU only** — the runner installs it for CPU runs (where encoding dominates and the equality is
   tested); on CUDA every run encodes its own views, as before.
 * **Bounded** — the folder belongs to one invocation and is deleted when it ends
-  (:func:`invocation_cache`); an entry is V × E × 4 bytes (32 views × 64 dims: 8 KiB).
+  (:func:`invocation_cache`; the folder of an invocation killed outright is removed by the next
+  one); an entry is V × E × 4 bytes (32 views × 64 dims: 8 KiB).
 """
 
 from __future__ import annotations
@@ -165,13 +166,42 @@ class RunViewFeatures:
         return Entry(features, clock.now() - start)
 
 
+FOLDER_PREFIX = "rlcf-bench-views-"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def remove_orphans(parent: str | None = None) -> list[str]:
+    """Remove the cache folders of invocations that were killed before they could clean up (their
+    folder names their process id, which no longer exists). Returns the folders removed."""
+    import shutil
+
+    removed = []
+    for folder in Path(parent or tempfile.gettempdir()).glob(f"{FOLDER_PREFIX}*-*"):
+        pid = folder.name[len(FOLDER_PREFIX):].split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(str(folder))
+    return removed
+
+
 @contextlib.contextmanager
 def invocation_cache(enabled: bool = True) -> Iterator[str | None]:
     """A fresh cache folder for one invocation (removed with everything in it when the
-    invocation ends), or None when the cache is off (``enabled`` False or the environment
+    invocation ends; a killed invocation's folder is removed by the next one,
+    :func:`remove_orphans`), or None when the cache is off (``enabled`` False or the environment
     switch)."""
     if not (enabled and enabled_by_env()):
         yield None
         return
-    with tempfile.TemporaryDirectory(prefix="rlcf-bench-views-") as root:
+    remove_orphans()
+    with tempfile.TemporaryDirectory(prefix=f"{FOLDER_PREFIX}{os.getpid()}-") as root:
         yield root

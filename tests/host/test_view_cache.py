@@ -104,6 +104,21 @@ def test_the_invocation_cache_is_removed_at_the_end_and_can_be_switched_off(monk
         assert off is None
 
 
+def test_the_folder_of_a_killed_invocation_is_removed_by_the_next_one(tmp_path):
+    import subprocess
+    import sys
+
+    from rlcf_bench.view_cache import FOLDER_PREFIX, remove_orphans
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    orphan = tmp_path / f"{FOLDER_PREFIX}{int(dead.stdout)}-abc"
+    (orphan / "ab").mkdir(parents=True)
+    live = tmp_path / f"{FOLDER_PREFIX}{os.getpid()}-def"
+    live.mkdir()
+    assert remove_orphans(str(tmp_path)) == [str(orphan)]
+    assert not orphan.exists() and live.exists()
+
+
 # ------------------------------------------------------------------------------------ keys
 
 
