@@ -236,6 +236,9 @@ Examples:
                   help="a sample whose image cannot be decoded: stop the run naming the file, or skip it "
                        "(recorded per sample, counted as the 'skipped' metric)")
     @click.option("--fresh", is_flag=True, help="start new attempts instead of resuming or reusing stored runs")
+    @click.option("--no-feature-cache", "no_feature_cache", is_flag=True,
+                  help="encode every run's views itself instead of sharing the frozen view features across the "
+                       "runs of this invocation (results are the same; also RLCF_BENCH_FEATURE_CACHE=0)")
     @click.option("--dry-run", is_flag=True, help="print the planned runs and exit")
     @click.option("--quiet", "-q", is_flag=True, help="no progress display, no result lines, no table")
     def run_cmd(suite: str | None, task: str | None, datasets: tuple[str, ...], methods: tuple[str, ...],
@@ -243,7 +246,8 @@ Examples:
                 protocol_params: tuple[str, ...],
                 limit: int | None, orders: int | None, seed: int | None, views: int | None, precision: str | None,
                 device: str | None, batch_size: int | None, jobs: int | None, shard: str | None, data_root: str | None,
-                db: str | None, on_corrupt: str, fresh: bool, dry_run: bool, quiet: bool) -> None:
+                db: str | None, on_corrupt: str, fresh: bool, no_feature_cache: bool, dry_run: bool,
+                quiet: bool) -> None:
         """Run a suite (default: the embedded micro suite); options narrow or override it.
 
         Under torchrun (or with --shard K/N) each process computes its share of every run."""
@@ -282,7 +286,7 @@ Examples:
             return
         _check_preconditions(host, requests, data_root)
         _execute(host, requests, db=db, device=device, batch_size=batch_size, data_root=data_root, fresh=fresh,
-                 quiet=quiet, jobs=jobs, shard=parts, on_corrupt=on_corrupt)
+                 quiet=quiet, jobs=jobs, shard=parts, on_corrupt=on_corrupt, feature_cache=not no_feature_cache)
 
     @cli.command("report", epilog="""\b
 Examples:
@@ -462,15 +466,25 @@ def _default_jobs(device: str | None) -> int:
 
 def _execute(host: PluginHost, requests: Sequence[Any], *, db: str | None, device: str | None, batch_size: int | None,
              data_root: str | None, fresh: bool, quiet: bool, jobs: int | None = None, shard: Any = None,
-             on_corrupt: str = "fail") -> None:
-    from . import distributed, sharding
+             on_corrupt: str = "fail", feature_cache: bool = True) -> None:
     from .device import select_device
+    from .view_cache import invocation_cache
+
+    select_device(device)  # a missing CUDA device is refused before the store is touched
+    with invocation_cache(feature_cache) as cache_dir:  # shared by this invocation's runs, removed at its end
+        _execute_with(host, requests, db=db, device=device, batch_size=batch_size, data_root=data_root, fresh=fresh,
+                      quiet=quiet, jobs=jobs, shard=shard, on_corrupt=on_corrupt, feature_cache=cache_dir)
+
+
+def _execute_with(host: PluginHost, requests: Sequence[Any], *, db: str | None, device: str | None,
+                  batch_size: int | None, data_root: str | None, fresh: bool, quiet: bool, jobs: int | None,
+                  shard: Any, on_corrupt: str, feature_cache: str | None) -> None:
+    from . import distributed, sharding
     from .progress import SuiteProgress
     from .runner import ExecutionOptions
 
-    select_device(device)  # a missing CUDA device is refused before the store is touched
     options = ExecutionOptions(device=device, batch_size=batch_size, data_root=data_root, fresh=fresh,
-                               on_corrupt=on_corrupt)
+                               on_corrupt=on_corrupt, feature_cache=feature_cache)
     progress = SuiteProgress(len(requests), enabled=not quiet and sharding.leads())
     reporters = [p for p in host.pm.get_plugins() if isinstance(p, TerminalReporter)]
     for reporter in reporters:

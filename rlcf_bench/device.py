@@ -106,14 +106,23 @@ class SectionTimer:
 
     The runner resets it per batch and stores the totals; methods wrap the reward model's calls in
     ``with ctx.cache['timer'].section('reward'):`` so reports can show its share of the latency.
+    :meth:`credit` records time that was measured earlier and not spent now (a cached result's
+    cost, ``rlcf_bench.view_cache``); the runner adds :attr:`credited_ms` to the batch's adapt time.
     """
 
     def __init__(self, device: torch.device) -> None:
         self.clock = Clock(device)
         self.totals: dict[str, float] = {}
+        self.credited_ms = 0.0
 
     def reset(self) -> None:
         self.totals = {}
+        self.credited_ms = 0.0
+
+    def credit(self, name: str, ms: float) -> None:
+        """Count ``ms`` in section ``name`` (and in :attr:`credited_ms`) without spending it."""
+        self.totals[name] = self.totals.get(name, 0.0) + ms
+        self.credited_ms += ms
 
     @contextlib.contextmanager
     def section(self, name: str) -> Iterator[None]:

@@ -223,6 +223,7 @@ class PerSampleTuner(Tuner):
         self.section = sections(ctx)
         self.context: torch.nn.Parameter | None = None
         self.view_features: torch.Tensor | None = None  # [B, V, E], frozen for the episode
+        self.preset: torch.Tensor | None = None  # features read by preload(), used by the next begin()
         self.current_class_features: torch.Tensor | None = None
         self.scale = float(ctx.model.logit_scale)
 
@@ -253,9 +254,24 @@ class PerSampleTuner(Tuner):
             assert self.optimizer is not None
             self.optimizer.state.clear()
         self.view_features = None
+        self.preset = None
         self.current_class_features = None
 
-    def begin(self, views: torch.Tensor) -> None:
+    def preload(self, batch: Batch) -> bool:
+        """Read the batch's view features from the shared cache (``rlcf_bench.view_cache``) for the
+        next :meth:`begin`, which then needs no pixels. False when the run has no cache."""
+        if not has_view_cache(self.ctx):
+            return False
+        self.preset = view_features(self.ctx, batch, self.section)
+        return True
+
+    def begin(self, views: torch.Tensor | None) -> None:
+        """``views`` may be None after :meth:`preload` (the features are already there)."""
+        if self.preset is not None:
+            self.view_features, self.preset = self.preset, None
+            self._ensure(self.view_features.shape[0])
+            return
+        assert views is not None, "begin() needs the views unless preload() read their features"
         b, v = views.shape[:2]
         self._ensure(b)
         with torch.no_grad(), self.ctx.amp.autocast(), self.section("image_encoder"):
@@ -284,7 +300,7 @@ class PerSampleTuner(Tuner):
         frozen view features are encoded here if no episode ran (e.g. ``steps=0``)."""
         b = len(batch)
         if self.view_features is None or self.view_features.shape[0] != b:
-            self.begin(batch.views)
+            self.begin(None if self.preload(batch) else batch.views)
         with self.ctx.amp.autocast():
             return self.selection_logits()
 
@@ -428,9 +444,17 @@ class ImageEncoderTuner(Tuner):
 # --------------------------------------------------------------------------------------------
 
 
-def run_episode(tuner: Tuner, objective: Objective, views: torch.Tensor, *, n_selected: int, steps: int,
+def needs_pixels(objective: Objective) -> bool:
+    """Whether ``objective.begin`` reads the selected views' pixels (it overrides the no-op)."""
+    return type(objective).begin is not Objective.begin
+
+
+def run_episode(tuner: Tuner, objective: Objective, views: torch.Tensor | None, *, n_selected: int, steps: int,
                 amp: Any, section: Any = None) -> torch.Tensor | None:
-    """One test-time tuning episode (module docstring). Returns the selected view indices."""
+    """One test-time tuning episode (module docstring). Returns the selected view indices.
+
+    ``views`` may be None when the tuner preloaded the view features (``PerSampleTuner.preload``)
+    and the objective reads no pixels (:func:`needs_pixels`)."""
     section = section or (lambda _name: contextlib.nullcontext())
     if steps <= 0:
         return None
@@ -445,7 +469,7 @@ def run_episode(tuner: Tuner, objective: Objective, views: torch.Tensor, *, n_se
                 if selected is None:
                     all_logits = tuner.selection_logits()
                     selected = select_confident(all_logits, n_selected)
-                    objective.begin(gather_views(views, selected))
+                    objective.begin(gather_views(views, selected) if views is not None else None)
                     logits = tuner.step_logits(selected, all_logits if all_logits.requires_grad else None)
                 else:
                     logits = tuner.step_logits(selected)
@@ -485,8 +509,11 @@ class TuningMethod(Method[Any]):
     def adapt(self, batch: Batch) -> None:
         if self.config.steps <= 0:
             return
-        with self.section("views"):
-            views = batch.views
+        preloaded = isinstance(self.tuner, PerSampleTuner) and self.tuner.preload(batch)
+        views = None
+        if not preloaded or needs_pixels(self.objective):
+            with self.section("views"):
+                views = batch.views
         self.last_selected = run_episode(self.tuner, self.objective, views, n_selected=self.ctx.protocol.n_selected,
                                          steps=self.config.steps, amp=self.ctx.amp, section=self.section)
 
@@ -548,6 +575,29 @@ class DistillationMethod(ImageTuningMethod):
 # --------------------------------------------------------------------------------------------
 
 
+def has_view_cache(ctx: MethodContext) -> bool:
+    """Whether the run shares the invocation's frozen view-feature cache (``rlcf_bench.view_cache``)."""
+    from .view_cache import CONTEXT_KEY
+
+    return ctx.cache.get(CONTEXT_KEY) is not None
+
+
+def view_features(ctx: MethodContext, batch: Batch, section: Any = None) -> torch.Tensor:
+    """L2-normalised fp32 features ``[B, V, E]`` of the batch's protocol views under the frozen
+    policy, no autograd graph: read from the invocation's shared cache when the run has one (each
+    sample computed once, its cost credited to every run that reuses it: ``rlcf_bench.view_cache``),
+    else generated and encoded here (:func:`encode_views`). Only for a frozen image tower."""
+    from .view_cache import CONTEXT_KEY
+
+    shared = ctx.cache.get(CONTEXT_KEY)
+    if shared is not None:
+        return shared(ctx, batch)  # type: ignore[no-any-return]
+    section = section or (lambda _name: contextlib.nullcontext())
+    with section("views"):
+        views = batch.views
+    return encode_views(ctx, views, section)
+
+
 def encode_views(ctx: MethodContext, views: torch.Tensor, section: Any = None) -> torch.Tensor:
     """L2-normalised fp32 features ``[B, V, E]`` of views ``[B, V, 3, S, S]`` under the frozen
     policy, in inference mode (no autograd graph is ever built)."""
@@ -578,9 +628,7 @@ class FrozenViewsMethod(Method[Any]):
         self.features = None
 
     def adapt(self, batch: Batch) -> None:
-        with self.section("views"):
-            views = batch.views
-        self.features = encode_views(self.ctx, views, self.section)
+        self.features = view_features(self.ctx, batch, self.section)
 
     def view_logits(self, features: torch.Tensor) -> torch.Tensor:
         """``s · f(v) Tᵀ`` for every view: ``[B, V, C]``."""

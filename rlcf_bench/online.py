@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from .episode import encode_views
+from .episode import encode_views, view_features
 from .lazy import LazyModule
 from .objectives import marginal_entropy, select_confident
 from .types import Batch, Method, MethodContext
@@ -102,8 +102,10 @@ def summarise_views(ctx: MethodContext, batch: Batch, text: torch.Tensor, *, mul
     and summarise its ``n_selected`` most confident ones (default: the protocol's count)."""
     if len(batch) != 1:
         raise ValueError("online methods take one sample at a time")
-    views = batch.views if multi_view else batch.images.unsqueeze(1)
-    feats = encode_views(ctx, views)[0]  # [V, d], inference mode: no graph
+    if multi_view:
+        feats = view_features(ctx, batch)[0]  # [V, d], no graph; shared across runs when cached
+    else:
+        feats = encode_views(ctx, batch.images.unsqueeze(1))[0]  # the centre view alone
     logits = float(ctx.model.logit_scale) * feats @ text.t()
     n = min(n_selected or ctx.protocol.n_selected, logits.shape[0]) if multi_view else 1
     selected = select_confident(logits.unsqueeze(0), n)[0]

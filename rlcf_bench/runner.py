@@ -82,6 +82,7 @@ class ExecutionOptions:
     fresh: bool = False
     progress: Callable[[str], None] | None = None
     on_corrupt: str = "fail"  # a sample whose file cannot be decoded: "fail" the run, or "skip" it (recorded)
+    feature_cache: str | None = None  # folder of the shared frozen view-feature cache (rlcf_bench.view_cache)
 
 
 @dataclass
@@ -256,6 +257,11 @@ class Runner:
                 **context_kwargs(task.context_fields(policy, self.device)),
             )
             ctx.cache["timer"] = timer
+            if self.options.feature_cache and self.device.type == "cpu":  # CPU only: docs/view-cache.md
+                from .view_cache import CONTEXT_KEY, FeatureStore, RunViewFeatures, run_key
+
+                store = FeatureStore(self.options.feature_cache)
+                ctx.cache[CONTEXT_KEY] = RunViewFeatures(store, run_key(spec, policy), timer)
             method = method_spec.method_cls(config)
             try:
                 method.setup(ctx)
@@ -379,7 +385,8 @@ class Runner:
             method.after_predict(batch)
             t3 = clock.now()
             records = task.score(batch, predictions)
-            adapt_ms, predict_ms = (t1 - t0) + (t3 - t2), t2 - t1
+            # credited: the measured cost of cached view features this batch reused (view_cache)
+            adapt_ms, predict_ms = (t1 - t0) + (t3 - t2) + timer.credited_ms, t2 - t1
             n_done = self.store.add_samples(run_id, records, adapt_ms=adapt_ms, predict_ms=predict_ms,
                                             reward_ms=timer.totals.get("reward"), warmup=warm_left > 0)
             warm_left -= 1

@@ -145,7 +145,10 @@ class Batch:
     ``images`` is ``[B, 3, S, S]``, normalised for the policy model (the plain centre crop,
     "view 0"). ``views`` is a lazy provider of the protocol's augmented views ``[B, V, 3, S, S]``
     (view 0 first): they are generated on first access, on the device, so a method that does not
-    use them never pays for them and one that does pays inside its own timed ``adapt``.
+    use them never pays for them and one that does pays inside its own timed ``adapt``. A task
+    that generates them per sample gives ``row_view_fn`` (row → ``[V, 3, S, S]``) instead of
+    ``view_fn``; :meth:`sample_views` then generates one sample's views alone (what the shared
+    view-feature cache computes on a miss, :mod:`rlcf_bench.view_cache`).
     ``texts`` carries text queries (retrieval text-to-image). ``targets`` are never read by a
     method: they are there for the task's scoring only.
     """
@@ -156,7 +159,9 @@ class Batch:
     texts: tuple[str, ...] | None = None
     targets: Any = None
     view_fn: Callable[[], torch.Tensor] | None = field(default=None, repr=False)
+    row_view_fn: Callable[[int], torch.Tensor] | None = field(default=None, repr=False)
     _views: torch.Tensor | None = field(default=None, repr=False)
+    _rows: dict[int, torch.Tensor] = field(default_factory=dict, repr=False)
 
     def __len__(self) -> int:
         return len(self.sample_ids)
@@ -164,10 +169,25 @@ class Batch:
     @property
     def views(self) -> torch.Tensor:
         if self._views is None:
-            if self.view_fn is None:
+            if self.row_view_fn is not None:
+                import torch
+
+                self._views = torch.stack([self.sample_views(row) for row in range(len(self))])
+                self._rows.clear()
+            elif self.view_fn is None:
                 raise RuntimeError("this task provides no augmented views")
-            self._views = self.view_fn()
+            else:
+                self._views = self.view_fn()
         return self._views
+
+    def sample_views(self, row: int) -> torch.Tensor:
+        """The views ``[V, 3, S, S]`` of one sample of the batch (generated alone when the task
+        gives ``row_view_fn`` and the batch's views were not generated yet)."""
+        if self._views is not None or self.row_view_fn is None:
+            return self.views[row]
+        if row not in self._rows:
+            self._rows[row] = self.row_view_fn(row)
+        return self._rows[row]
 
 
 @dataclass

@@ -5,7 +5,9 @@ Names: ``micro-<domain>`` for the domains ``photo`` (in-domain test), ``sketch``
 ``pixelate``, whose severity (1–5, default 3) is a dataset parameter (``severity``) applied to the
 photo test scenes, as ImageNet-C corrupts ImageNet's validation images. Every dataset takes ``n``
 (test-set size, default 500) and ``seed`` (default 0). ``root`` is ignored: nothing is read from
-or written to disk. Images are generated on first use and kept in memory.
+or written to disk. Images are generated on first use and kept in memory; a process keeps the
+last few generated sets (:func:`_generated`), so the runs of a suite that share a domain render it
+once per process instead of once per run (rendering costs milliseconds per image).
 
 One object serves all three task kinds: classification (``classnames``, ``label``), retrieval
 (``captions``/``caption_image``: four descriptive captions per image) and captioning
@@ -14,7 +16,7 @@ One object serves all three task kinds: classification (``classnames``, ``label`
 
 from __future__ import annotations
 
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any
 
 from rlcf_bench import DatasetSpec, hookimpl
@@ -22,6 +24,19 @@ from rlcf_bench import DatasetSpec, hookimpl
 DEFAULT_N = 500
 DEFAULT_SEVERITY = 3
 TEMPLATES = ("a photo of a {}.",)
+GENERATED_KEPT = 12  # generated sets a process keeps (the default suite has 6 domains; ~6 MB per 500 images)
+
+
+@lru_cache(maxsize=GENERATED_KEPT)
+def _generated(domain: str, n: int, seed: int, split: str, severity: int) -> tuple[Any, tuple[Any, ...]]:
+    """The generated images (uint8 ``[N, 3, 64, 64]``, never handed out: datasets copy them) and
+    scenes of a domain; deterministic, so one process renders each set once."""
+    import torch
+
+    from . import generator as gen
+
+    g = gen.generate(domain, n, seed=seed, split=split, severity=severity)
+    return torch.from_numpy(g.images).permute(0, 3, 1, 2).contiguous(), tuple(g.scenes)
 
 
 class MicroDataset:
@@ -53,11 +68,8 @@ class MicroDataset:
 
     @cached_property
     def _data(self) -> Any:
-        import torch
-
-        g = self._gen.generate(self.domain, self.n, seed=self.seed, split=self.split, severity=self.severity)
-        images = torch.from_numpy(g.images).permute(0, 3, 1, 2).contiguous()
-        return images, g.scenes
+        images, scenes = _generated(self.domain, self.n, self.seed, self.split, self.severity)
+        return images.clone(), list(scenes)  # this dataset's own copy: the kept set stays pristine
 
     @property
     def images(self) -> Any:

@@ -61,3 +61,28 @@ def test_params_seed_and_severity(specs):
     assert not torch.equal(specs["micro-hard"].build(n=4, seed=0).images, specs["micro-hard"].build(n=4, seed=1).images)
     with pytest.raises(ValueError):
         specs["micro-blur"].build(n=4, severity=6)
+
+
+def test_a_process_renders_a_domain_once_and_every_dataset_gets_its_own_copy(specs, monkeypatch):
+    """The runs of a suite build a new dataset each; the rendering is kept per process."""
+    from rlcf_bench_micro import data, generator
+
+    data._generated.cache_clear()
+    calls = []
+    real = generator.generate
+
+    def counting(*args, **kwargs):
+        calls.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(generator, "generate", counting)
+    first = specs["micro-sketch"].build(None, n=3)
+    img = first.load_image(1).clone()
+    first.load_image(1).zero_()  # a run that writes into its images does not reach the next one
+    second = specs["micro-sketch"].build(None, n=3)
+    assert torch.equal(second.load_image(1), img) and second.label(1) == first.label(1)
+    assert torch.equal(second.load_image(2), torch.from_numpy(real("sketch", 3).images[2]).permute(2, 0, 1))
+    assert len(calls) == 1
+    specs["micro-sketch"].build(None, n=4).load_image(0)  # another size is another set
+    assert len(calls) == 2
+    data._generated.cache_clear()

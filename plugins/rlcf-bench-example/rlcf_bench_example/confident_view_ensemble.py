@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rlcf_bench import Batch, Method, MethodContext, MethodSpec, Predictions, hookimpl
+from rlcf_bench.episode import view_features
 from rlcf_bench.prompts import class_text_features
 
 
@@ -30,13 +31,12 @@ class ConfidentViewEnsemble(Method[EnsembleConfig]):
 
     def predict(self, batch: Batch) -> Predictions:
         import torch
-        import torch.nn.functional as F
 
-        views = batch.views  # [B, V, 3, S, S], seeded per sample by the task
-        b, v = views.shape[:2]
-        with torch.no_grad(), self.ctx.amp.autocast():
-            feats = F.normalize(self.ctx.model.encode_image(views.flatten(0, 1)).float(), dim=-1)
-        probs = (self.ctx.model.logit_scale * feats @ self.text.t()).softmax(-1).view(b, v, -1)
+        # [B, V, E]: normalised features of the task's seeded views under the frozen image tower,
+        # computed once per invocation and shared with every other method (rlcf_bench.view_cache)
+        feats = view_features(self.ctx, batch)
+        with torch.no_grad():
+            probs = (self.ctx.model.logit_scale * feats @ self.text.t()).softmax(-1)
         entropy = -(probs * probs.clamp_min(1e-12).log()).sum(-1)
         keep = entropy.topk(self.ctx.protocol.n_selected, dim=1, largest=False).indices
         chosen = probs.gather(1, keep.unsqueeze(-1).expand(-1, -1, probs.shape[-1]))
