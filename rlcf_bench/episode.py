@@ -19,8 +19,9 @@ minimised, a :class:`Tuner` says what is tuned and how logits are produced witho
   forward serves both). Prediction reuses the frozen view-0 features. Its base
   :class:`PerSampleTuner` holds all of this for any per-sample tensor mapped to class features
   (TPS's prototype shifts are another one).
-* :class:`ImageEncoderTuner` — the image tower's parameters (shared, so one sample at a time).
-  Class text features are cached once per run. Selection is a no-grad forward of the V views;
+* :class:`ImageEncoderTuner` — the image tower's parameters, one copy per sample (the model is
+  never written; samples are forwarded at once with ``torch.func.vmap``). Class text features
+  are cached once per run. Selection is a no-grad forward of the V views;
   each step forwards/back-propagates only the selected views (the original keeps a 64-view
   graph at step 0 although only 6 rows carry gradient,
   ``docs/original-code.md#cost-of-the-original-code``).
@@ -360,8 +361,9 @@ class ImageEncoderTuner(Tuner):
     elementwise (decoupled weight decay included) and nothing couples the rows, so a batch is
     the same update as B episodes one after another. Batching is exact up to float
     re-association: vmap runs a convolution over B weight copies as one grouped convolution, so
-    a row can differ from the one-sample result in the last bits (``docs/batched-image-tuning.md``);
-    a batch of one takes the un-batched path, bit-identical to tuning the model in place. The
+    a row can differ from the one-sample result in the last bits (and Adam, dividing by √v, turns
+    an element's rounding-noise gradient into a step of up to ±lr); a batch of one takes the
+    un-batched path, bit-identical to tuning the model in place. The
     selection forward of all views runs once for the whole batch under the (shared) start point.
 
     With ``momentum`` (the paper's "-M", ``docs/original-code.md#momentum-start-point``), the start
