@@ -12,7 +12,8 @@ rlcf-s``): after each sample is predicted, the adapted weights are folded into a
 episode start point becomes ``(1−w)·θ_clip + w·EMA`` (``momentum_w`` = 1). Each sample is still
 an episode that starts from that start point, but the method now **carries state across
 samples**: its result depends on the sample order (the protocol's, fixed and seeded) and on
-samples coming one at a time (``max_batch = 1``). What ``reset`` means then: the runner's
+samples coming one at a time (the runner gives a state-carrying method one sample at a time).
+What ``reset`` means then: the runner's
 ``reset()`` restores the original weights θ_clip (so the model is left as found when the run
 ends) and the start point is loaded when the next episode begins. With momentum the method
 reports ``carries_state``, so a resumed run replays the stored samples first and its EMA equals

@@ -146,16 +146,16 @@ def test_episode_teacher_once_and_reset_restores(name, make_ctx, method_host, mo
     calls = []
     encode = ctx.reward_model.image_features
     monkeypatch.setattr(ctx.reward_model, "image_features", lambda x: calls.append(x.shape[0]) or encode(x))
-    initial = [p.detach().clone() for p in method.tuner.params]
+    initial = [p.detach().clone() for p in ctx.model.module.parameters()]
     batch = task.make_batch(ITEMS[:1], ctx.model, ctx.device)
     method.reset()
     method.adapt(batch)
     assert calls == [ctx.protocol.n_selected]  # the teacher sees the selected views once per episode
     assert method.objective.teacher_logits.shape == (1, ctx.protocol.n_selected, len(ctx.classnames))
-    assert any(not torch.equal(p.detach(), q) for p, q in zip(method.tuner.params, initial))  # it learned
+    assert any(not torch.equal(s[0], p) for s, p in zip(method.tuner.state, method.tuner.initial))  # it learned
     method.predict(batch)
     method.reset()
-    assert all(torch.equal(p.detach(), q) for p, q in zip(method.tuner.params, initial))
+    assert all(torch.equal(p.detach(), q) for p, q in zip(ctx.model.module.parameters(), initial))
     assert all(not p.requires_grad for p in ctx.model.module.parameters())
 
 
