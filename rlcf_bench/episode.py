@@ -184,6 +184,12 @@ class Tuner(ABC):
     def end(self) -> None:  # noqa: B027 - optional
         """Episode finished (release per-episode gradients flags, keep what predict needs)."""
 
+    def preload(self, batch: Batch) -> bool:
+        """Read what the next :meth:`begin` can take from the invocation's shared view-feature
+        cache (``rlcf_bench.view_cache``), if the run has one. True when :meth:`begin` then needs
+        no views at all; False when it still needs the pixels (the default: nothing preloaded)."""
+        return False
+
     def episode(self) -> contextlib.AbstractContextManager[Any]:
         """Context active during the optimisation steps (e.g. gradients switched on)."""
         return contextlib.nullcontext()
@@ -415,6 +421,8 @@ class ImageEncoderTuner(Tuner):
         self.ema: list[torch.Tensor] | None = [p.clone() for p in self.initial] if momentum is not None else None
         self.start: list[torch.Tensor] | None = None  # momentum start point; None → θ_clip
         self.counter = 0
+        self.preset: torch.Tensor | None = None  # θ_clip features of the views, read by preload()
+        self.selection_features: torch.Tensor | None = None  # the episode's preset, [B, V, E]
 
     @property
     def hand_crafted_prompts(self) -> list[str]:
@@ -445,6 +453,15 @@ class ImageEncoderTuner(Tuner):
         assert self.optimizer is not None
         self.optimizer.state.clear()
         self.views = views
+        self.selection_features, self.preset = self.preset, None
+
+    def preload(self, batch: Batch) -> bool:
+        """The selection forward runs under θ_clip (no momentum start point yet), i.e. the frozen
+        policy whose view features the shared cache holds: read them from there. The steps still
+        need the selected views' pixels, so this returns False."""
+        if self.start is None and has_view_cache(self.ctx):
+            self.preset = view_features(self.ctx, batch, self.section)
+        return False
 
     def _encode(self, x: torch.Tensor, params: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
         """Normalised fp32 features of images ``[N, 3, S, S]`` under ``params`` (one value per
@@ -473,8 +490,10 @@ class ImageEncoderTuner(Tuner):
     def selection_logits(self) -> torch.Tensor:
         assert self.views is not None
         b, v = self.views.shape[:2]
-        with torch.no_grad():  # every sample starts from the same point: one forward for the batch
-            feats = self._encode(self.views.flatten(0, 1), self.start).view(b, v, -1)
+        feats = self.selection_features
+        if feats is None or feats.shape[:2] != (b, v):
+            with torch.no_grad():  # every sample starts from the same point: one forward for the batch
+                feats = self._encode(self.views.flatten(0, 1), self.start).view(b, v, -1)
         return self.scale * feats @ self.text.t()
 
     def step_logits(self, selected: torch.Tensor, selection_logits: torch.Tensor | None = None) -> torch.Tensor:
@@ -578,7 +597,7 @@ class TuningMethod(Method[Any]):
     def adapt(self, batch: Batch) -> None:
         if self.config.steps <= 0:
             return
-        preloaded = isinstance(self.tuner, PerSampleTuner) and self.tuner.preload(batch)
+        preloaded = self.tuner.preload(batch)
         views = None
         if not preloaded or needs_pixels(self.objective):
             with self.section("views"):

@@ -16,7 +16,7 @@ from rlcf_bench.store import Store
 from rlcf_bench.view_cache import Entry, FeatureStore, RunViewFeatures, invocation_cache, run_key
 
 CACHED_METHODS = ("zero", "mta", "tda", "dmn-zs", "dpe", "boostadapter", "tpt-prompt", "c-tpt", "r-tpt", "tps",
-                  "rlcf-prompt", "confident-view-ensemble")
+                  "rlcf-prompt", "confident-view-ensemble", "tpt-image", "rlcf-image", "kd")
 PLUGINS = ("rlcf_bench_tasks", "baselines", "rlcf_bench_rlcf", "rlcf_bench_fixtures", "rlcf_bench_models",
            "rlcf_bench_micro", "rlcf_bench_example.confident_view_ensemble")
 
@@ -33,7 +33,7 @@ def request(method: str, *, dataset: str = "tiny-colors", model: str = "tiny-cli
     over: tuple = (("limit", limit), ("n_views", views))
     if order_seed is not None:
         over += (("order_seed", order_seed),)
-    reward = model if method == "rlcf-prompt" else None
+    reward = model if method in {"rlcf-prompt", "rlcf-image", "kd"} else None
     return RunRequest("classification", dataset, method, model, reward, dataset_params=params, protocol_overrides=over)
 
 
@@ -146,8 +146,9 @@ def test_the_key_holds_what_the_features_depend_on_and_not_the_stream_order(full
 
 
 #: One method of each way of reading the features (frozen views, online summary, prompt tuner,
-#: prompt tuner whose objective also reads pixels, the example plugin).
-FAMILIES = ("zero", "tda", "tpt-prompt", "rlcf-prompt", "confident-view-ensemble")
+#: prompt tuner whose objective also reads pixels, the example plugin, image-tower tuner: its
+#: selection forward under θ_clip).
+FAMILIES = ("zero", "tda", "tpt-prompt", "rlcf-prompt", "confident-view-ensemble", "tpt-image")
 
 
 @pytest.mark.parametrize("dataset,model,views,methods", [("tiny-colors", "tiny-clip", 16, CACHED_METHODS),
