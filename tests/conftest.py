@@ -17,10 +17,8 @@ CORE_PLUGINS = ("rlcf_bench_tasks", "baselines", "rlcf_bench_rlcf", "rlcf_bench_
 
 
 @pytest.fixture
-def host():
-    from rlcf_bench.plugins import PluginHost
-
-    return PluginHost(autoload=False, extra=list(CORE_PLUGINS))
+def host(make_host):
+    return make_host(*CORE_PLUGINS)
 
 
 @pytest.fixture
