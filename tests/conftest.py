@@ -17,10 +17,8 @@ CORE_PLUGINS = ("rlcf_bench_tasks", "baselines", "rlcf_bench_rlcf", "rlcf_bench_
 
 
 @pytest.fixture
-def host():
-    from rlcf_bench.plugins import PluginHost
-
-    return PluginHost(autoload=False, extra=list(CORE_PLUGINS))
+def host(make_host):
+    return make_host(*CORE_PLUGINS)
 
 
 @pytest.fixture
@@ -35,3 +33,24 @@ def runner(host, store):
     from rlcf_bench.runner import ExecutionOptions, Runner
 
     return Runner(host, store, ExecutionOptions(device="cpu"))
+
+
+@pytest.fixture(scope="session")
+def make_host():
+    """``make_host(*plugins, autoload=False, **kw)`` → a new :class:`PluginHost` that registers
+    ``plugins`` (module names or objects) first; the one way tests build a host of their own."""
+    from rlcf_bench.plugins import PluginHost
+
+    def make(*plugins: object, autoload: bool = False, **kwargs: object) -> PluginHost:
+        return PluginHost(autoload=autoload, extra=list(plugins), **kwargs)  # type: ignore[arg-type]
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def registry_host():
+    """The host a user gets (entry-point autoload on), shared by the session: read it, never
+    register on it."""
+    from rlcf_bench.plugins import PluginHost
+
+    return PluginHost(autoload=True)

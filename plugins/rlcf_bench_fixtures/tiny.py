@@ -42,6 +42,8 @@ class TinyColors:
     templates = ("a photo of a {}.",)
 
     def __init__(self, n: int = 16) -> None:
+        if int(n) < 1:
+            raise ValueError(f"n must be a positive number of samples, got {n}")
         self.n = int(n)
 
     def __len__(self) -> int:

@@ -20,10 +20,8 @@ def one_thread():
 
 
 @pytest.fixture
-def caption_host():
-    from rlcf_bench.plugins import PluginHost
-
-    return PluginHost(autoload=False, extra=list(CAPTION_PLUGINS))
+def caption_host(make_host):
+    return make_host(*CAPTION_PLUGINS)
 
 
 @pytest.fixture

@@ -12,10 +12,8 @@ METHOD_PLUGINS = ("rlcf_bench_tasks", "baselines", "rlcf_bench_fixtures", "rlcf_
 
 
 @pytest.fixture
-def method_host():
-    from rlcf_bench.plugins import PluginHost
-
-    return PluginHost(autoload=False, extra=list(METHOD_PLUGINS))
+def method_host(make_host):
+    return make_host(*METHOD_PLUGINS)
 
 
 @pytest.fixture

@@ -14,10 +14,8 @@ RETRIEVAL_PLUGINS = ("rlcf_bench_tasks", "baselines", "rlcf_bench_fixtures", "rl
 
 
 @pytest.fixture
-def rhost():
-    from rlcf_bench.plugins import PluginHost
-
-    return PluginHost(autoload=False, extra=list(RETRIEVAL_PLUGINS))
+def rhost(make_host):
+    return make_host(*RETRIEVAL_PLUGINS)
 
 
 @pytest.fixture

@@ -1,0 +1,48 @@
+"""The contract every registered task and suite keeps: a task declares its kind, its protocol
+and its metrics; a suite plans only registered components (and plans at all)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from rlcf_bench.types import RunProtocol
+
+
+def test_task_declares_its_protocol_and_metrics(registry_host: Any, task_name: str) -> None:
+    spec = registry_host.registry("tasks").get(task_name)
+    assert spec.kind and spec.version, f"{task_name}: needs a kind and a version"
+    assert isinstance(spec.protocol, RunProtocol) and spec.protocol.precision == "auto"
+    assert spec.metrics and len(set(spec.metrics)) == len(spec.metrics), f"{task_name}: metrics {spec.metrics}"
+    assert spec.primary_metric in spec.metrics, f"{task_name}: primary {spec.primary_metric!r} not among its metrics"
+    assert callable(spec.build)
+
+
+def test_some_dataset_and_method_serve_each_task(registry_host: Any, task_name: str) -> None:
+    kind = registry_host.registry("tasks").get(task_name).kind
+    assert any(kind in d.task_kinds for d in registry_host.registry("datasets")), f"no dataset serves {kind}"
+    assert any(kind in m.tasks for m in registry_host.registry("methods")), f"no method serves {kind}"
+
+
+def test_suite_plans_only_registered_components(registry_host: Any, suite_name: str) -> None:
+    from rlcf_bench.planning import plan_runs
+
+    suite = registry_host.registry("suites").get(suite_name)
+    try:
+        runs = list(suite.runs(list(registry_host.registry("methods"))))
+    except ValueError as exc:  # a suite over local checkpoints says which one it needs
+        pytest.skip(f"suite {suite_name!r} needs files this machine does not have: {exc}")
+    assert runs, f"suite {suite_name!r} has no runs"
+    for r in runs:
+        task = registry_host.registry("tasks").get(r.task)
+        dataset = registry_host.dataset(r.dataset, dict(r.dataset_params))
+        method = registry_host.registry("methods").get(r.method)
+        registry_host.registry("models").get(r.model)
+        assert task.kind in dataset.task_kinds, f"{r}: dataset has no {task.kind} split"
+        assert task.kind in method.tasks, f"{r}: method does not serve {task.kind}"
+        if r.reward_model and r.reward_model not in registry_host.registry("reward-models"):
+            for part in r.reward_model.split("+"):
+                registry_host.registry("models").get(part.partition("*")[0].strip())
+    planned = plan_runs(registry_host, suite=suite_name, suite_explicit=True)
+    assert planned and {(p.task, p.dataset) for p in planned} <= {(r.task, r.dataset) for r in runs}
