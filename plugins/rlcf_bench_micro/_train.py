@@ -11,17 +11,24 @@ Contrastive CLIP training from scratch on generated scenes, with the prototype's
 * model selection never looks at a test set: the curves report accuracy on a held-out validation
   split of the photo domain (its own seed stream).
 
-The student sees the photo domain only, without augmentation. The reward model sees a broader
-scene distribution (``broad``: wider sizes and rotations, more distractors, some patterned
-backgrounds) and broad image augmentation: colour permutation/greyscale, edge maps, noise, blur,
-contrast, down-up sampling. It continues from the student's weights (``init_from``), so it has
-seen more training steps in total.
+The student sees the photo domain only, without augmentation. The reward model is a different,
+larger network (about 2.2x the student's parameters) trained **from scratch** on a broader mixture:
+photo scenes plus ``broad`` scenes (wider sizes and rotations, more distractors, some patterned
+backgrounds), with broad image augmentation (colour permutation/greyscale, edge maps, noise, blur,
+contrast, down-up sampling) on part of each batch, ramped in over the first steps so that the
+network learns shapes on clean images first. Nothing of it comes from the student.
+
+Every model is validated at the end on the validation split of every domain (never a test split):
+the manifest records the photo (in-domain) accuracy and the mean over the suite's shifted domains.
+Models are independent, so ``train_zoo(jobs=2)`` trains them in parallel processes, one thread
+each (the same bytes as training them one after the other with one thread).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import platform
 import time
 from collections.abc import Callable, Sequence
@@ -48,25 +55,35 @@ class TrainConfig:
     weight_decay: float = 0.05
     warmup: float = 0.05
     scale_ramp: float = 0.3
-    pool_size: int = 12000
-    pool_domain: str = "photo"
-    augment: bool = False
+    #: The training pool: ``(generator domain, number of images)`` pairs, drawn uniformly.
+    pool: tuple[tuple[str, int], ...] = (("photo", 12000),)
+    #: Fraction of each batch that goes through :func:`augment_batch` (after the ramp).
+    augment_prob: float = 0.0
+    #: Fraction of the steps over which ``augment_prob`` ramps up from 0.
+    augment_ramp: float = 0.0
     val_size: int = 500
     eval_every: int = 250
     shape_caption_prob: float = 0.5
-    init_from: str | None = None  # a zoo model trained earlier in the same call, to continue from
+
+    @property
+    def pool_size(self) -> int:
+        return sum(n for _, n in self.pool)
 
 
 TRAIN_CONFIGS: dict[str, TrainConfig] = {
-    # What the shipped weights were trained with (``--steps`` trains longer).
-    "micro-student": TrainConfig(steps=600, batch_size=64, pool_size=4000, val_size=300, eval_every=100,
-                                 pool_domain="photo", augment=False),
-    "micro-reward": TrainConfig(steps=300, batch_size=64, pool_size=3000, val_size=300, eval_every=100,
-                                pool_domain="broad", augment=True, lr=5e-4, scale_ramp=0.0,
-                                init_from="micro-student"),
+    # What the shipped weights were trained with (``--steps`` trains longer or shorter).
+    "micro-student": TrainConfig(steps=1800, batch_size=128, pool=(("photo", 8000),), val_size=300,
+                                 eval_every=300),
+    "micro-reward": TrainConfig(steps=2400, batch_size=128, lr=1.5e-3, pool=(("photo", 4000), ("broad", 6000)),
+                                augment_prob=0.5, augment_ramp=0.2, val_size=300, eval_every=300),
 }
 
-QUICK = {"steps": 3, "batch_size": 16, "pool_size": 48, "val_size": 20, "eval_every": 2}
+#: The shifted domains whose validation mean the manifest reports (the default suite's OOD set).
+SHIFTED_DOMAINS = ("sketch", "rendition", "hard", "resampled", "noise")
+#: Every domain validated at the end of training (corruptions at the suite's severity 3).
+VAL_DOMAINS = ("photo", *SHIFTED_DOMAINS, "blur", "contrast", "pixelate")
+
+QUICK = {"steps": 3, "batch_size": 16, "pool": (("photo", 48),), "val_size": 20, "eval_every": 2}
 
 
 # --------------------------------------------------------------------------------------------
@@ -190,31 +207,45 @@ def _scale_at(step: int, cfg: TrainConfig) -> float:
     return min(FIXED_LOGIT_SCALE, 10.0 + (FIXED_LOGIT_SCALE - 10.0) * step / ramp)
 
 
-def train_model(name: str, cfg: TrainConfig, seed: int = 0, log: Callable[[str], None] = print,
-                init_path: str | Path | None = None) -> tuple[Any, dict]:
-    """Train one zoo model; returns the open_clip model and its manifest entry (no file yet).
+def _augment_share(step: int, cfg: TrainConfig) -> float:
+    ramp = int(cfg.augment_ramp * cfg.steps)
+    return cfg.augment_prob if step >= ramp else cfg.augment_prob * step / max(1, ramp)
 
-    ``init_path``: a safetensors checkpoint of the same architecture to continue from.
-    """
+
+def _generate_pool(cfg: TrainConfig, seed: int) -> tuple[torch.Tensor, list[gen.Scene]]:
+    images, scenes = [], []
+    for domain, n in cfg.pool:
+        part = gen.generate(domain, n, seed=seed, split="train")
+        images.append(torch.from_numpy(part.images).permute(0, 3, 1, 2))
+        scenes.extend(part.scenes)
+    return torch.cat(images).contiguous(), scenes
+
+
+def validate_domains(vlm: Any, n: int, seed: int, domains: Sequence[str] = VAL_DOMAINS) -> dict[str, float]:
+    """Zero-shot top-1 on the validation split of each domain (corruptions at severity 3)."""
+    out = {}
+    for domain in domains:
+        data = gen.generate(domain, n, seed=seed, split="val", severity=3)
+        out[domain] = round(zero_shot_accuracy(vlm, data.images, data.labels.tolist()), 4)
+    return out
+
+
+def train_model(name: str, cfg: TrainConfig, seed: int = 0, log: Callable[[str], None] = print,
+                val_domains: Sequence[str] = VAL_DOMAINS) -> tuple[Any, dict]:
+    """Train one zoo model from scratch; returns the open_clip model and its manifest entry (no file yet)."""
     from rlcf_bench.vlm import OpenClipVLM
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     torch.manual_seed(seed)
     rng = np.random.default_rng([seed, 7, ZOO_NAMES.index(name)])
     g = torch.Generator().manual_seed(seed * 1000 + 17)
     tokenizer = default_tokenizer()
     config = full_config(name, tokenizer)
     model = build_clip(config)
-    if init_path is not None:
-        from safetensors.torch import load_file
-
-        model.load_state_dict(load_file(str(init_path)), strict=True)
-        log(f"[{name}] initialised from {init_path}")
     model.logit_scale.requires_grad_(False)
     n_params = sum(p.numel() for p in model.parameters())
 
-    pool = gen.generate(cfg.pool_domain, cfg.pool_size, seed=seed, split="train")
-    pool_imgs = torch.from_numpy(pool.images).permute(0, 3, 1, 2).contiguous()
+    pool_imgs, pool_scenes = _generate_pool(cfg, seed)
     val = gen.generate("photo", cfg.val_size, seed=seed, split="val")
     gen_s = time.perf_counter() - t0
     log(f"[{name}] {n_params / 1e6:.2f} M parameters; generated {cfg.pool_size} training + {cfg.val_size} "
@@ -225,10 +256,12 @@ def train_model(name: str, cfg: TrainConfig, seed: int = 0, log: Callable[[str],
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6)
 
+    def as_vlm() -> OpenClipVLM:
+        return OpenClipVLM(model, tokenizer, name=name, image_size=IMAGE_SIZE, mean=MEAN, std=STD)
+
     def validate() -> float:
         model.eval()
-        vlm = OpenClipVLM(model, tokenizer, name=name, image_size=IMAGE_SIZE, mean=MEAN, std=STD)
-        acc = zero_shot_accuracy(vlm, val.images, val.labels.tolist())
+        acc = zero_shot_accuracy(as_vlm(), val.images, val.labels.tolist())
         for p in model.parameters():  # OpenClipVLM freezes; unfreeze for training
             p.requires_grad_(True)
         model.logit_scale.requires_grad_(False)
@@ -241,10 +274,17 @@ def train_model(name: str, cfg: TrainConfig, seed: int = 0, log: Callable[[str],
     for step in range(cfg.steps):
         idx = rng.choice(cfg.pool_size, size=cfg.batch_size, replace=False)
         imgs = pool_imgs[idx]
-        scenes = [pool.scenes[i] for i in idx]
+        scenes = [pool_scenes[i] for i in idx]
         colour_ok = [True] * len(idx)
-        if cfg.augment:
-            imgs, colour_ok = augment_batch(imgs, g)
+        share = _augment_share(step, cfg)
+        if share > 0:
+            chosen = torch.rand(len(idx), generator=g) < share
+            if chosen.any():
+                augmented, keeps = augment_batch(imgs[chosen], g)
+                imgs = imgs.clone()
+                imgs[chosen] = augmented
+                for k, keep in zip(chosen.nonzero().flatten().tolist(), keeps):
+                    colour_ok[k] = keep
         texts, shape_of = batch_captions(scenes, colour_ok, rng, cfg.shape_caption_prob)
         pos = positives(texts, shape_of, [s.label for s in scenes])
         for group in opt.param_groups:
@@ -269,10 +309,11 @@ def train_model(name: str, cfg: TrainConfig, seed: int = 0, log: Callable[[str],
             log(f"[{name}] step {step + 1}/{cfg.steps} loss {running:.3f} val acc {acc:.3f} "
                 f"({time.perf_counter() - t0:.0f} s)")
     model.eval()
-    import math as _m
-
     with torch.no_grad():
-        model.logit_scale.fill_(_m.log(FIXED_LOGIT_SCALE))
+        model.logit_scale.fill_(math.log(FIXED_LOGIT_SCALE))
+    by_domain = validate_domains(as_vlm(), cfg.val_size, seed, val_domains)
+    shifted = [by_domain[d] for d in SHIFTED_DOMAINS if d in by_domain]
+    log(f"[{name}] validation: " + ", ".join(f"{d} {a:.3f}" for d, a in by_domain.items()))
     entry = {
         "config": config,
         "tokenizer": tokenizer.to_dict(),
@@ -284,58 +325,86 @@ def train_model(name: str, cfg: TrainConfig, seed: int = 0, log: Callable[[str],
         "data_version": gen.DATA_VERSION,
         "n_parameters": n_params,
         "val_accuracy": curves["val_accuracy"][-1],
-        "val_split": {"domain": "photo", "split": "val", "n": cfg.val_size, "seed": seed},
+        "val_split": {"split": "val", "n": cfg.val_size, "seed": seed, "severity": 3},
+        "val_accuracy_by_domain": by_domain,
+        "val_shifted_mean": round(sum(shifted) / len(shifted), 4) if shifted else None,
         "curves": curves,
         "wall_time_s": round(time.perf_counter() - t0, 1),
+        "cpu_time_s": round(time.process_time() - c0, 1),
         "generation_time_s": round(gen_s, 1),
+        "threads": torch.get_num_threads(),
     }
     return model, entry
 
 
-def train_zoo(out_dir: str | Path, seed: int = 0, quick: bool = False, steps: int | None = None,
-              models: Sequence[str] = ZOO_NAMES, threads: int = 2,
-              log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Train the zoo into ``out_dir``: ``<name>.safetensors`` + ``manifest.json``.
-
-    ``quick`` runs a few tiny steps (a smoke test of the command, not a usable model). Models not
-    trained in this call keep their existing manifest entries.
-    """
+def _train_and_save(name: str, cfg: TrainConfig, seed: int, out: Path, threads: int,
+                    log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Train ``name`` and write ``<out>/<name>.safetensors``; returns its manifest entry."""
     from safetensors.torch import save_file
 
     torch.set_num_threads(threads)
+    model, entry = train_model(name, cfg, seed=seed, log=log)
+    path = out / f"{name}.safetensors"
+    state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
+    tmp = path.with_suffix(".safetensors.tmp")
+    # No safetensors metadata: its key order is not stable, so the file's bytes (and sha256) would
+    # vary between identical trainings. Name, seed and data version live in the manifest.
+    save_file(state, str(tmp))
+    tmp.replace(path)
+    entry["file"] = path.name
+    entry["sha256"] = sha256_file(path)
+    entry["size_bytes"] = path.stat().st_size
+    return entry
+
+
+def _flush_print(line: str) -> None:
+    print(line, flush=True)
+
+
+def train_zoo(out_dir: str | Path, seed: int = 0, quick: bool = False, steps: int | None = None,
+              models: Sequence[str] = ZOO_NAMES, threads: int = 2, jobs: int = 1,
+              log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Train the zoo into ``out_dir``: ``<name>.safetensors`` + ``manifest.json``.
+
+    The models are independent: with ``jobs > 1`` they train in parallel processes (``threads``
+    each). ``quick`` runs a few tiny steps (a smoke test of the command, not a usable model).
+    Models not trained in this call keep their existing manifest entries.
+    """
+    import concurrent.futures
+    import multiprocessing
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     manifest_path = out / MANIFEST
     manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
     manifest.setdefault("models", {})
     t0 = time.perf_counter()
+    configs = {}
     for name in models:
-        cfg = TRAIN_CONFIGS[name]
         changes: dict[str, Any] = dict(QUICK) if quick else {}
         if steps is not None:
             changes["steps"] = steps
-            changes.setdefault("eval_every", max(1, min(cfg.eval_every, steps)))
-        cfg = TrainConfig(**{**asdict(cfg), **changes})
-        init_path = out / f"{cfg.init_from}.safetensors" if cfg.init_from else None
-        if init_path is not None and not init_path.is_file():
-            raise FileNotFoundError(f"{name} continues from {init_path}: train {cfg.init_from} first")
-        model, entry = train_model(name, cfg, seed=seed, log=log, init_path=init_path)
-        entry["init_from"] = cfg.init_from and manifest["models"][cfg.init_from]["sha256"]
-        path = out / f"{name}.safetensors"
-        state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
-        save_file(state, str(path), metadata={"name": name, "seed": str(seed), "data_version": gen.DATA_VERSION})
-        entry["file"] = path.name
-        entry["sha256"] = sha256_file(path)
-        entry["size_bytes"] = path.stat().st_size
+            changes.setdefault("eval_every", max(1, min(TRAIN_CONFIGS[name].eval_every, steps)))
+        configs[name] = TrainConfig(**{**asdict(TRAIN_CONFIGS[name]), **changes})
+    if jobs > 1 and len(configs) > 1:
+        ctx = multiprocessing.get_context("spawn")
+        with concurrent.futures.ProcessPoolExecutor(min(jobs, len(configs)), mp_context=ctx) as pool:
+            futures = {name: pool.submit(_train_and_save, name, cfg, seed, out, threads, _flush_print)
+                       for name, cfg in configs.items()}
+            entries = {name: f.result() for name, f in futures.items()}
+    else:
+        entries = {name: _train_and_save(name, cfg, seed, out, threads, log) for name, cfg in configs.items()}
+    flags = (" --quick" if quick else "") + (f" --steps {steps}" if steps is not None else "") + f" --seed {seed}"
+    for name, entry in entries.items():
         entry["quick"] = quick
-        entry["command"] = ("rlcf-bench micro train-zoo" + (" --quick" if quick else "")
-                            + (f" --steps {steps}" if steps is not None else "") + f" --seed {seed} --model {name}"
-                            + f" --threads {threads}")
+        entry["command"] = f"rlcf-bench micro train-zoo{flags} --model {name} --threads {threads}"
         manifest["models"][name] = entry
-    manifest["command"] = "rlcf-bench micro train-zoo" + (" --quick" if quick else "") + (
-        f" --steps {steps}" if steps is not None else "") + f" --seed {seed}"
+    manifest["command"] = f"rlcf-bench micro train-zoo{flags} --threads {threads} --jobs {jobs}"
     manifest["machine"] = {"platform": platform.platform(), "processor": platform.processor(),
-                           "torch": torch.__version__, "threads": threads}
+                           "cpu_count": os.cpu_count(), "device": "cpu", "torch": torch.__version__,
+                           "threads_per_model": threads, "jobs": jobs}
     manifest["total_wall_time_s"] = round(time.perf_counter() - t0, 1)
-    manifest_path.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    tmp = manifest_path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    tmp.replace(manifest_path)
     return manifest

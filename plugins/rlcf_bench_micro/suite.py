@@ -19,7 +19,7 @@ from rlcf_bench import DatasetAverage, SuiteRun, SuiteSpec, hookimpl
 
 STUDENT, REWARD, CAPTIONER = "micro-student", "micro-reward", "micro-captioner"
 CLASSIFICATION_DOMAINS = ("micro-sketch", "micro-rendition", "micro-hard", "micro-resampled", "micro-noise")
-CLASSIFICATION_N = 200
+CLASSIFICATION_N = 500
 RETRIEVAL_DOMAIN, RETRIEVAL_N = "micro-rendition", 60
 CAPTIONING_DOMAIN, CAPTIONING_N = "micro-rendition", 60
 PROTOCOL = (("n_views", 32),)

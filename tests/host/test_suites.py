@@ -61,7 +61,7 @@ def test_method_override_keeps_each_runs_own_dataset_and_protocol_settings(full_
     reqs = plan_runs(full_host, suite="micro", methods=["zero-shot"], overrides={"limit": 4})
     by_task = {(r.task, r.dataset): r for r in reqs if r.dataset == "micro-rendition"}
     assert dict(by_task[("retrieval", "micro-rendition")].dataset_params)["n"] == 60
-    assert dict(by_task[("classification", "micro-rendition")].dataset_params)["n"] == 200
+    assert dict(by_task[("classification", "micro-rendition")].dataset_params)["n"] == 500
     # order seed 0: classification has online methods, so every run of it gets a stream order
     assert dict(by_task[("classification", "micro-rendition")].protocol_overrides) == {"n_views": 32, "limit": 4,
                                                                                        "order_seed": 0}
