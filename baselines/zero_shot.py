@@ -26,7 +26,7 @@ from typing import Any
 from rlcf_bench import Batch, Method, MethodContext, MethodSpec, Predictions, hookimpl
 from rlcf_bench.dispatch import task_dispatch
 from rlcf_bench.prompts import class_text_features
-from rlcf_bench.retrieval import encode_queries, predict_by_direction, ranked_scores
+from rlcf_bench_tasks._retrieval import encode_queries, predict_by_direction, ranked_scores
 
 
 @dataclass(frozen=True)

@@ -41,11 +41,11 @@ def train_micro_captioner(out_dir: str | Path = CAPTIONER_DIR, *, seed: int = 0,
     import torch
     from transformers import OPTForCausalLM
 
-    from rlcf_bench.captioning.features import extract_features
-    from rlcf_bench.captioning.mapper import MapperConfig
-    from rlcf_bench.captioning.model import resolve_clip, tiny_opt_config
-    from rlcf_bench.captioning.tokenizer import load_tokenizer, train_bpe
-    from rlcf_bench.captioning.train import TrainConfig, train_captioner
+    from rlcf_bench_tasks._clipcap.features import extract_features
+    from rlcf_bench_tasks._clipcap.mapper import MapperConfig
+    from rlcf_bench_tasks._clipcap.model import resolve_clip, tiny_opt_config
+    from rlcf_bench_tasks._clipcap.tokenizer import load_tokenizer, train_bpe
+    from rlcf_bench_tasks._clipcap.train import TrainConfig, train_captioner
 
     from .generator import DATA_VERSION, VOCABULARY, generate, references
 
@@ -80,7 +80,7 @@ def train_micro_captioner(out_dir: str | Path = CAPTIONER_DIR, *, seed: int = 0,
 
 
 def _load(name: str = NAME, device: Any = "cpu", **_: Any) -> Any:
-    from rlcf_bench.captioning.model import load_captioner
+    from rlcf_bench_tasks._clipcap.model import load_captioner
 
     if not (CAPTIONER_DIR / "captioner.json").is_file():
         raise FileNotFoundError(f"{CAPTIONER_DIR} holds no trained captioner; run `rlcf-bench caption train --preset micro`")
@@ -89,7 +89,7 @@ def _load(name: str = NAME, device: Any = "cpu", **_: Any) -> Any:
 
 @hookimpl
 def rlcfb_register_models() -> list[ModelSpec]:
-    from rlcf_bench.captioning.files import fingerprint  # no torch import
+    from rlcf_bench_tasks._clipcap.files import fingerprint  # no torch import
 
     version = fingerprint(CAPTIONER_DIR) if (CAPTIONER_DIR / "captioner.json").is_file() else "untrained"
     return [ModelSpec(name=NAME, version=version, load=_load, kind="captioner",

@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from rlcf_bench import Batch, Method, MethodContext, Predictions, bounded
-from rlcf_bench.retrieval import (
+from rlcf_bench_tasks._retrieval import (
     batch_direction, encode_queries, predict_by_direction, ranked_scores, split_by_direction,
 )
 

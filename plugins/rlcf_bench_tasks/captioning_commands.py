@@ -89,7 +89,7 @@ def rlcfb_add_commands(cli: Any) -> None:
     @click.pass_context
     def extract_cmd(ctx: click.Context, dataset: str, clip_name: str, out_file: str, data_root: str | None,
                     limit: int | None) -> None:
-        from rlcf_bench.captioning.features import extract_features, save_features
+        from ._clipcap.features import extract_features, save_features
         from rlcf_bench.plugins import PluginHost
         from rlcf_bench.runner import ExecutionOptions, Runner
         from rlcf_bench.store import Store
@@ -118,11 +118,11 @@ def _train_from_features(features: str, out_dir: str, *, kind: str, clip_name: s
     import torch
     from transformers import OPTForCausalLM
 
-    from rlcf_bench.captioning.features import load_features
-    from rlcf_bench.captioning.mapper import MapperConfig
-    from rlcf_bench.captioning.model import tiny_opt_config
-    from rlcf_bench.captioning.tokenizer import load_tokenizer, train_bpe
-    from rlcf_bench.captioning.train import TrainConfig, train_captioner
+    from ._clipcap.features import load_features
+    from ._clipcap.mapper import MapperConfig
+    from ._clipcap.model import tiny_opt_config
+    from ._clipcap.tokenizer import load_tokenizer, train_bpe
+    from ._clipcap.train import TrainConfig, train_captioner
 
     feats = load_features(features)
     torch.manual_seed(seed)

@@ -58,7 +58,7 @@ def test_shipped_micro_captioner_captions_in_domain_images():
 
     if not (CAPTIONER_DIR / "captioner.json").is_file():
         pytest.skip("micro-captioner not trained")
-    from rlcf_bench.captioning.model import load_captioner
+    from rlcf_bench_tasks._clipcap.model import load_captioner
     from rlcf_bench.views import normalize, resize_center_crop
 
     model = load_captioner(CAPTIONER_DIR, "cpu", name="micro-captioner")

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from rlcf_bench.retrieval import ground_truth_rank, load_images
+from rlcf_bench_tasks._retrieval import ground_truth_rank, load_images
 from rlcf_bench_rlcf._retrieval import RLCFRetrieval, RLCFRetrievalConfig
 
 

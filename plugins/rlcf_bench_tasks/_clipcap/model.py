@@ -354,7 +354,7 @@ def load_captioner(folder: str | Path, device: Any = "cpu", *, name: str | None 
     from safetensors.torch import load_file
     from transformers import OPTForCausalLM
 
-    from ..quiet import quiet_transformers
+    from rlcf_bench.quiet import quiet_transformers
     from .tokenizer import load_tokenizer
 
     quiet_transformers()
