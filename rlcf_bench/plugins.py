@@ -287,14 +287,14 @@ class PluginHost:
 
     # ------------------------------------------------------------------ registries
     def registry(self, kind: str) -> Any:
-        from .registry import Registry
+        from .registry import MethodRegistry, Registry
 
         if kind not in self._registries:
             getter = {
                 "tasks": self.tasks, "datasets": self.datasets, "models": self.models,
                 "reward-models": self.reward_models, "methods": self.methods, "suites": self.suites,
             }[kind]
-            self._registries[kind] = Registry(kind, getter())
+            self._registries[kind] = (MethodRegistry if kind == "methods" else Registry)(kind, getter())
         return self._registries[kind]
 
 

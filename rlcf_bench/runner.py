@@ -36,7 +36,7 @@ from .task import TaskRuntime
 from .online_protocol import online_metrics
 from .types import (
     SKIPPED, Batch, DatasetLayoutError, LatencyStats, MethodContext, MetricValue, RunError, RunProtocol, RunResult,
-    RunSpec, SampleRecord, StepRecord, config_from_pairs, resolve_view_policy,
+    RunSpec, SampleRecord, StepRecord, resolve_view_policy,
 )
 
 if TYPE_CHECKING:
@@ -162,16 +162,18 @@ class Runner:
         """Resolve names to specs and build the run's identity (no model is loaded here)."""
         task_spec = self.host.registry("tasks").get(req.task)
         ds_spec = self.host.dataset(req.dataset, dict(req.dataset_params))
-        method_spec = self.host.registry("methods").get(req.method)
+        methods = self.host.registry("methods")
+        supported = methods.tasks_of(req.method)
         if task_spec.kind not in ds_spec.task_kinds:
             raise RunnerError(f"dataset {ds_spec.name!r} has no {task_spec.kind} split (it supports "
                               f"{', '.join(sorted(ds_spec.task_kinds))})")
-        if task_spec.kind not in method_spec.tasks:
-            raise RunnerError(f"method {method_spec.name!r} does not support task {task_spec.kind!r} "
-                              f"(it supports {', '.join(sorted(method_spec.tasks))})")
+        if task_spec.kind not in supported:
+            raise RunnerError(f"method {req.method!r} does not support task {task_spec.kind!r} "
+                              f"(it supports {', '.join(sorted(supported))})")
+        method_spec = methods.get(req.method, task_spec.kind)
         if "reward_model" in method_spec.requires and not req.reward_model:
             raise RunnerError(f"method {method_spec.name!r} needs --reward-model")
-        config = config_from_pairs(method_spec.config_cls, req.method_options)
+        config = methods.config(req.method, task_spec.kind, req.method_options)
         config_dict = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else {}
         protocol = task_spec.protocol.replace(augmix=ds_spec.augmix)
         overrides = dict(req.protocol_overrides)

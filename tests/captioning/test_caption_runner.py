@@ -13,9 +13,9 @@ NO_METEOR = (("meteor", False),)
 def test_components_are_registered(caption_host):
     assert caption_host.registry("tasks").get("captioning").kind == "captioning"
     methods = caption_host.registry("methods")
-    assert methods.get("rlcf").tasks == frozenset({"captioning", "retrieval"})
-    assert "reward_model" in methods.get("rlcf").requires
-    assert "captioning" in methods.get("zero-shot").tasks
+    assert methods.tasks_of("rlcf") == frozenset({"captioning", "retrieval"})
+    assert "reward_model" in methods.get("rlcf", "captioning").requires
+    assert "captioning" in methods.tasks_of("zero-shot")
     models = caption_host.registry("models")
     assert models.get("clipcap@/some/dir").kind == "captioner"  # not claimed by the open_clip backend
     assert models.get("capdec@/some/dir").name == "capdec"

@@ -83,8 +83,9 @@ def test_methods_declare_their_tasks(rhost):
     from rlcf_bench.cli import build_cli
 
     methods = rhost.registry("methods")
-    assert methods.get("zero-shot").tasks == {"classification", "retrieval", "captioning"}
-    assert methods.get("rlcf").tasks == {"retrieval", "captioning"} and "reward_model" in methods.get("rlcf").requires
+    assert methods.tasks_of("zero-shot") == {"classification", "retrieval", "captioning"}
+    assert methods.tasks_of("rlcf") == {"retrieval", "captioning"}
+    assert all("reward_model" in methods.get("rlcf", t).requires for t in ("retrieval", "captioning"))
     assert all(methods.get(n).tasks == {"classification"} for n in methods.names("tpt-*"))
     out = CliRunner().invoke(build_cli(rhost), ["ls", "methods"]).output
     line = {ln.split()[0]: ln for ln in out.splitlines() if ln.strip()}
