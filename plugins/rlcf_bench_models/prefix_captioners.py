@@ -6,11 +6,8 @@ Names: ``clipcap@/path/to/dir`` and ``capdec@/path/to/dir``, where the folder is
 the CLIP image encoder is loaded by the model name recorded in ``captioner.json``. The prefix
 must match the folder's kind. See ``plugins/rlcf_bench_tasks/CAPTIONING.md``.
 
-Note: the open_clip backend's ``accepts`` claims every ``ARCH@SOURCE`` name, and the registry asks
-backends in the order their specs were collected (last-registered plugin first; submodules of a
-package register in name order). This module's name sorts after ``open_clip_backend`` so that
-``clipcap@``/``capdec@`` reach these specs first; a sturdier fix belongs in the open_clip backend
-(decline ARCH names it does not know).
+The open_clip backend declines these prefixes (they are not open_clip architectures); a name two
+backends accept is an error naming both (:class:`rlcf_bench.registry.Registry`).
 """
 
 from __future__ import annotations
