@@ -18,17 +18,20 @@ Then ``rlcf-bench run --plugins-dir DIR --method my-method`` or register the mod
 """
 
 from .hookspecs import hookimpl
+from .session import ComponentSession
+from .task import TaskRuntime
 from .types import (
-    Batch, DatasetLayoutError, DatasetSpec, LayoutReport, Method, MethodContext, MethodSpec, MetricValue,
-    ModelSpec, Predictions, ReferenceResult, ReportSection, RewardModel, RewardModelSpec, RunProtocol, SampleRecord,
-    DatasetAverage, SuiteRun, SuiteSpec, TaskSpec, ViewPolicy, VisionLanguageModel, bounded,
+    Amp, Batch, DatasetLayoutError, DatasetSpec, LayoutReport, Method, MethodContext, MethodSpec, MetricValue,
+    ModelSpec, NullTimer, Predictions, ReferenceResult, ReportSection, RewardBuilder, RewardModel, RewardModelSpec,
+    RunProtocol, RunRequest, SampleRecord, DatasetAverage, SuiteRun, SuiteSpec, TaskSpec, Timer, ViewPolicy,
+    VisionLanguageModel, bounded,
 )
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Batch", "DatasetLayoutError", "DatasetSpec", "LayoutReport", "Method", "MethodContext", "MethodSpec",
-    "MetricValue", "ModelSpec", "Predictions", "ReferenceResult", "ReportSection", "RewardModel", "RewardModelSpec",
-    "RunProtocol", "SampleRecord", "DatasetAverage", "SuiteRun", "SuiteSpec", "TaskSpec", "ViewPolicy",
+    "Amp", "Batch", "ComponentSession", "DatasetLayoutError", "DatasetSpec", "LayoutReport", "Method", "MethodContext", "MethodSpec",
+    "MetricValue", "ModelSpec", "NullTimer", "Predictions", "ReferenceResult", "ReportSection", "RewardBuilder", "RewardModel", "RewardModelSpec",
+    "RunProtocol", "RunRequest", "SampleRecord", "DatasetAverage", "SuiteRun", "SuiteSpec", "TaskRuntime", "TaskSpec", "Timer", "ViewPolicy",
     "VisionLanguageModel", "__version__", "bounded", "hookimpl",
 ]

@@ -105,7 +105,7 @@ class SectionTimer:
     """Accumulates device-synchronised time of named sections inside a method (e.g. ``reward``).
 
     The runner resets it per batch and stores the totals; methods wrap the reward model's calls in
-    ``with ctx.cache['timer'].section('reward'):`` so reports can show its share of the latency.
+    ``with ctx.timer.section('reward'):`` so reports can show its share of the latency.
     """
 
     def __init__(self, device: torch.device) -> None:

@@ -123,6 +123,40 @@ class ParamSnapshot:
             p.copy_(v)
 
 
+class MomentumStart:
+    """The momentum start point of the paper's "-M" variants (``docs/original-code.md#momentum-start-point``),
+    shared by image-encoder tuning and retrieval.
+
+    After each sample the adapted parameters are folded into an EMA (``mu``); every ``freq``
+    samples the start point of the next episodes becomes ``(1−w)·θ_clip + w·EMA``, where θ_clip are
+    the snapshot's saved values. (The original averages the tuned module's state dict; a CLIP
+    tower's state is exactly its parameters, so averaging the tuned parameters is the same.)
+    """
+
+    def __init__(self, snapshot: ParamSnapshot, *, mu: float, freq: int, w: float) -> None:
+        self.snapshot = snapshot
+        self.mu, self.freq, self.w = mu, int(freq), float(w)
+        self.ema = [s.clone() for s in snapshot.saved]
+        self.start: list[torch.Tensor] | None = None  # None → θ_clip
+        self.counter = 0
+
+    def load(self) -> None:
+        """Put the current start point into the parameters (at the start of an episode)."""
+        if self.start is not None:
+            self.snapshot.restore(self.start)
+
+    @no_grad
+    def update(self) -> None:
+        """After a sample is predicted: fold its adapted weights into the EMA."""
+        for m, p in zip(self.ema, self.snapshot.params):
+            m.mul_(self.mu).add_(p.detach(), alpha=1.0 - self.mu)
+        self.counter += 1
+        if self.counter >= self.freq:
+            self.counter = 0
+            w = self.w
+            self.start = [c * (1.0 - w) + m * w for c, m in zip(self.snapshot.saved, self.ema)]
+
+
 @contextlib.contextmanager
 def trainable(params: Sequence[torch.nn.Parameter]) -> Iterator[None]:
     """Switch ``requires_grad`` on for the duration of an episode only, so that a shared model
@@ -146,7 +180,7 @@ def sections(ctx: MethodContext) -> Any:
     (a :class:`rlcf_bench.device.SectionTimer`) is in ``ctx.cache`` — the benchmarks set one — so
     that normal runs pay no extra device synchronisations.
     """
-    timer = ctx.cache.get("timer")
+    timer = ctx.timer
     profile = ctx.cache.get("profile_timer")
 
     def section(name: str) -> contextlib.AbstractContextManager[Any]:
@@ -357,12 +391,8 @@ class ImageEncoderTuner(Tuner):
         self.text = class_text_features(ctx, underscore_prompt=config.underscore_prompt)  # [C, E], once
         self.scale = float(ctx.model.logit_scale)
         self.views: torch.Tensor | None = None
-        self.momentum = momentum
-        self.momentum_freq = int(momentum_freq)
-        self.momentum_w = float(momentum_w)
-        self.ema: list[torch.Tensor] | None = [s.clone() for s in self.snapshot.saved] if momentum is not None else None
-        self.start: list[torch.Tensor] | None = None  # momentum start point; None → θ_clip
-        self.counter = 0
+        self.momentum = (MomentumStart(self.snapshot, mu=momentum, freq=momentum_freq, w=momentum_w)
+                         if momentum is not None else None)
 
     @property
     def hand_crafted_prompts(self) -> list[str]:
@@ -376,8 +406,8 @@ class ImageEncoderTuner(Tuner):
     def begin(self, views: torch.Tensor) -> None:
         if views.shape[0] != 1:
             raise ValueError("image-encoder tuning adapts one sample at a time (max_batch = 1)")
-        if self.start is not None:
-            self.snapshot.restore(self.start)
+        if self.momentum is not None:
+            self.momentum.load()
         self.views = views
 
     def episode(self) -> contextlib.AbstractContextManager[Any]:
@@ -405,22 +435,10 @@ class ImageEncoderTuner(Tuner):
         with self.ctx.amp.autocast():
             return self.scale * self._encode(batch.images) @ self.text.t()
 
-    @no_grad
     def momentum_update(self) -> None:
-        """After a sample is predicted: fold its adapted weights into the EMA; every ``freq``
-        samples the EMA (mixed with θ_clip by ``w``) becomes the new episode start point.
-        (The original averages the tuned module's state dict; a CLIP image tower's state is
-        exactly its parameters, so averaging the tuned parameters is the same.)"""
-        if self.momentum is None or self.ema is None:
-            return
-        mu = self.momentum
-        for m, p in zip(self.ema, self.params):
-            m.mul_(mu).add_(p.detach(), alpha=1.0 - mu)
-        self.counter += 1
-        if self.counter >= self.momentum_freq:
-            self.counter = 0
-            w = self.momentum_w
-            self.start = [c * (1.0 - w) + m * w for c, m in zip(self.snapshot.saved, self.ema)]
+        """After a sample is predicted: advance the momentum start point (:class:`MomentumStart`)."""
+        if self.momentum is not None:
+            self.momentum.update()
 
 
 # --------------------------------------------------------------------------------------------

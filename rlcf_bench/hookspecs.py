@@ -74,8 +74,9 @@ def rlcfb_register_models() -> list[ModelSpec]:
 def rlcfb_register_reward_models() -> list[RewardModelSpec]:
     """Announce named reward models and weighted ensembles of models.
 
-    :return: a list of :class:`RewardModelSpec`; flattened. Any model name is also usable as a
-        single reward model without registration.
+    :return: a list of :class:`RewardModelSpec`; flattened. A spec with ``accepts`` claims the
+        names that spell ensembles of models (``clip-score`` of ``rlcf_bench_models``: any model name
+        is a single reward model).
     Who implements this: plugins shipping reward ensembles (e.g. RLCF-S).
     """
 

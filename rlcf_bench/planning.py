@@ -21,8 +21,7 @@ from typing import Any
 
 from .online_protocol import expand_orders
 from .plugins import PluginHost
-from .runner import RunRequest
-from .types import VIEW_POLICY_PARAM, MethodSpec, SuiteRun, check_view_policy
+from .types import VIEW_POLICY_PARAM, MethodSpec, RunRequest, SuiteRun, check_view_policy
 
 
 class PlanError(ValueError):
@@ -60,9 +59,9 @@ def plan_runs(host: PluginHost, *, suite: str, suite_explicit: bool = False, tas
             kind = task_reg.get(t).kind
             template = [r for r in base if task_reg.get(r.task).kind == kind]
             main_model, main_reward = _main(template)
-            for r in _unique([(r.method, r.method_config) for r in template]) or [(m, ()) for m in methods]:
+            for r in _unique([(r.method, r.method_options) for r in template]) or [(m, ()) for m in methods]:
                 runs.append(SuiteRun(task=t, dataset=ds, method=r[0], model=main_model or model or "",
-                                     reward_model=main_reward, method_config=r[1]))
+                                     reward_model=main_reward, method_options=r[1]))
     if methods:
         replaced = []
         for t, ds in _unique([(r.task, r.dataset) for r in runs]):
@@ -87,7 +86,7 @@ def plan_runs(host: PluginHost, *, suite: str, suite_explicit: bool = False, tas
             continue
         spec = method_reg.get(r.method, kind)  # the implementation serving the run's task
         fields = _fields(spec.config_cls)
-        config = dict(r.method_config)
+        config = dict(r.method_options)
         config.update({k: v for k, v in options if k in fields})
         try:  # the declared ranges are checked now, before any store is opened
             method_reg.config(r.method, kind, sorted(config.items()))

@@ -303,14 +303,3 @@ class PluginHost:
             }[kind]
             self._registries[kind] = (MethodRegistry if kind == "methods" else Registry)(kind, getter())
         return self._registries[kind]
-
-
-def installed_distribution_of(module_name: str) -> tuple[str | None, str | None]:
-    """Best-effort (distribution, version) owning a top-level module."""
-    top = module_name.split(".")[0]
-    for dist_name in md.packages_distributions().get(top, []):
-        try:
-            return dist_name, md.version(dist_name)
-        except md.PackageNotFoundError:  # pragma: no cover
-            continue
-    return None, None

@@ -12,9 +12,12 @@ backends accept is an error naming both (:class:`rlcf_bench.registry.Registry`).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rlcf_bench import ModelSpec, hookimpl
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from rlcf_bench.session import ComponentSession
 
 KINDS = ("clipcap", "capdec")
 
@@ -27,13 +30,13 @@ def _accepts_for(kind: str):
     return accepts
 
 
-def load_captioner_name(name: str, device: Any) -> Any:
+def load_captioner_name(name: str, device: Any, *, session: ComponentSession) -> Any:
     from rlcf_bench_tasks._clipcap.model import load_captioner
 
     kind, sep, path = name.partition("@")
     if not (sep and path):
         raise ValueError(f"{name!r}: name a checkpoint folder, e.g. {kind}@/path/to/dir")
-    model = load_captioner(path, device, name=name)
+    model = load_captioner(path, device, name=name, session=session)
     if model.kind != kind.lower():
         raise ValueError(f"{name}: the folder holds a {model.kind} model, not {kind}")
     return model

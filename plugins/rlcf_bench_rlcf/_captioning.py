@@ -83,15 +83,12 @@ class RLCFCaption(Method[RLCFCaptionConfig]):
             raise ValueError("k must be at least 2 with the mean baseline")
         self.params = list(self.model.mapper.parameters())
         self.snapshot = ParamSnapshot(self.params)
-        self.timer = ctx.cache.get("timer")
         self.optimizer: Any = None
         self._feats: Any = None
         self._log: list[dict[str, Any]] = []
 
     def _section(self, name: str) -> Any:
-        import contextlib
-
-        return self.timer.section(name) if self.timer is not None else contextlib.nullcontext()
+        return self.ctx.timer.section(name)
 
     def reset(self) -> None:
         import torch

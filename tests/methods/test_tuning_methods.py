@@ -133,13 +133,13 @@ def test_rlcf_image_momentum_moves_the_start_point_and_reset_restores_clip(make_
         method.adapt(batch)
         method.predict(batch)
         method.after_predict(batch)
-    assert tuner.start is not None and any(not torch.equal(s, c) for s, c in zip(tuner.start, clip))
+    assert tuner.momentum.start is not None and any(not torch.equal(s, c) for s, c in zip(tuner.momentum.start, clip))
     method.reset()  # what the runner calls at the end of a run
     assert all(torch.equal(p.detach(), c) for p, c in zip(tuner.params, clip))
     # the next episode starts from the momentum start point, not from θ_clip
     batch = task.make_batch([ITEMS[2]], ctx.model, ctx.device)
     tuner.begin(batch.views)
-    assert all(torch.equal(p.detach(), s) for p, s in zip(tuner.params, tuner.start))
+    assert all(torch.equal(p.detach(), s) for p, s in zip(tuner.params, tuner.momentum.start))
     method.reset()
 
 
@@ -155,7 +155,7 @@ def _run(method_host, tmp_path, name, *, db="lb", batch_size=None, seed=0, **opt
     req = RunRequest(task="classification", dataset="tiny-colors", method=name, model="tiny-clip",
                      reward_model="tiny-clip", method_options=tuple(options.items()),
                      protocol_overrides=(("n_views", 8), ("selection_ratio", 0.25), ("limit", 4), ("seed", seed)))
-    model = runner.load_model("tiny-clip").module
+    model = runner.session.model("tiny-clip").module
     state = {k: v.clone() for k, v in model.state_dict().items()}
     result = runner.run(req)
     after = model.state_dict()

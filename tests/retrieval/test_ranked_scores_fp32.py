@@ -33,7 +33,7 @@ def bf16_ctx(model, reward=None):
     task = RetrievalTask(TinyCaptions(8), RunProtocol(n_views=1, precision="amp-bf16"))
     ctx = MethodContext(task="retrieval", protocol=task.protocol, device=dev, amp=AmpHelper(dev, "amp-bf16"),
                         model=model, reward_model=reward, **task.context_fields(model, dev))
-    ctx.cache["timer"] = SectionTimer(dev)
+    ctx.timer = SectionTimer(dev)
     return task, ctx
 
 
