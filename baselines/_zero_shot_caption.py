@@ -19,9 +19,9 @@ class ZeroShotCaptionConfig:
 
 
 class ZeroShotCaption(Method[ZeroShotCaptionConfig]):
-    """Captioner without test-time adaptation (beam search, 5 beams)."""
+    """Zero-shot captioning: the captioner without test-time adaptation (beam search, 5 beams)."""
 
-    name = "zero-shot-caption"
+    name = "zero-shot"  # the captioning implementation of zero-shot (baselines/zero_shot.py)
     version = "1"
     config_cls = ZeroShotCaptionConfig
     tasks = frozenset({"captioning"})

@@ -24,9 +24,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from rlcf_bench import Batch, Method, MethodContext, MethodSpec, Predictions, hookimpl
-from rlcf_bench.dispatch import task_dispatch
 from rlcf_bench.prompts import class_text_features
-from rlcf_bench.retrieval import encode_queries, predict_by_direction, ranked_scores
+from rlcf_bench_tasks._retrieval import encode_queries, predict_by_direction, ranked_scores
+
+from ._zero_shot_caption import ZeroShotCaption
 
 
 @dataclass(frozen=True)
@@ -73,19 +74,7 @@ class ZeroShotEmbedding(Method[ZeroShotConfig]):
         return ranked_scores(queries, self.candidates[direction], model.logit_scale)
 
 
-def _zero_shot() -> type[Method[Any]]:
-    from ._zero_shot_caption import ZeroShotCaption
-
-    return task_dispatch(
-        "zero-shot", {"classification": ZeroShotEmbedding, "retrieval": ZeroShotEmbedding, "captioning": ZeroShotCaption},
-        version="1", doc="Zero-shot: no adaptation (CLIP classification and retrieval, plain captioner decoding).",
-        paper=ZeroShotEmbedding.paper,
-    )
-
-
-ZeroShot = _zero_shot()
-
-
 @hookimpl
 def rlcfb_register_methods() -> list[MethodSpec]:
-    return [MethodSpec.from_method(ZeroShot)]
+    """One public name, one implementation per task (the registry keys methods by name and task)."""
+    return [MethodSpec.from_method(ZeroShotEmbedding), MethodSpec.from_method(ZeroShotCaption)]

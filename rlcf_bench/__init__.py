@@ -18,17 +18,21 @@ Then ``rlcf-bench run --plugins-dir DIR --method my-method`` or register the mod
 """
 
 from .hookspecs import hookimpl
+from .session import ComponentSession
+from .task import TaskRuntime
 from .types import (
-    Batch, DatasetLayoutError, DatasetSpec, LayoutReport, Method, MethodContext, MethodSpec, MetricSpec, MetricValue,
-    ModelSpec, Predictions, ReferenceResult, ReportSection, RewardModel, RewardModelSpec, RunProtocol, SampleRecord,
-    SampleScore, DatasetAverage, SuiteRun, SuiteSpec, TaskMetrics, TaskSpec, ViewPolicy, VisionLanguageModel, bounded,
+    Amp, Batch, DatasetAverage, DatasetLayoutError, DatasetSpec, LayoutReport, Method, MethodContext, MethodSpec,
+    MetricSpec, MetricValue, ModelSpec, NullTimer, Predictions, ReferenceResult, ReportSection, RewardBuilder,
+    RewardModel, RewardModelSpec, RunProtocol, RunRequest, SampleRecord, SampleScore, SuiteRun, SuiteSpec,
+    TaskMetrics, TaskSpec, Timer, ViewPolicy, VisionLanguageModel, bounded,
 )
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Batch", "DatasetLayoutError", "DatasetSpec", "LayoutReport", "Method", "MethodContext", "MethodSpec",
-    "MetricSpec", "MetricValue", "ModelSpec", "Predictions", "ReferenceResult", "ReportSection", "RewardModel", "RewardModelSpec",
-    "RunProtocol", "SampleRecord", "SampleScore", "DatasetAverage", "SuiteRun", "SuiteSpec", "TaskMetrics", "TaskSpec", "ViewPolicy",
+    "Amp", "Batch", "ComponentSession", "DatasetAverage", "DatasetLayoutError", "DatasetSpec", "LayoutReport", "Method",
+    "MethodContext", "MethodSpec", "MetricSpec", "MetricValue", "ModelSpec", "NullTimer", "Predictions",
+    "ReferenceResult", "ReportSection", "RewardBuilder", "RewardModel", "RewardModelSpec", "RunProtocol", "RunRequest",
+    "SampleRecord", "SampleScore", "SuiteRun", "SuiteSpec", "TaskMetrics", "TaskRuntime", "TaskSpec", "Timer", "ViewPolicy",
     "VisionLanguageModel", "__version__", "bounded", "hookimpl",
 ]

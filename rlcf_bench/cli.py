@@ -378,7 +378,7 @@ def _component_lines(host: PluginHost, kind: str, pattern: str | None) -> list[s
     reg = host.registry(kind)
     lines = []
     for name in reg.names(pattern):
-        spec = reg.get(name)
+        spec = reg.summary(name)
         extra = ""
         if kind == "methods":
             extra = f"  tasks={','.join(sorted(spec.tasks))}"
@@ -439,7 +439,7 @@ def _validate_cross_references(host: PluginHost) -> int:
         for r in runs:
             for kind, name in (("tasks", r.task), ("datasets", r.dataset), ("methods", r.method), ("models", r.model)):
                 try:
-                    host.registry(kind).get(name)
+                    host.registry(kind).summary(name)
                 except RegistryError as exc:
                     click.echo(f"FAIL  suite {suite.name!r}: {exc}")
                     problems += 1

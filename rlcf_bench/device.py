@@ -105,7 +105,7 @@ class SectionTimer:
     """Accumulates device-synchronised time of named sections inside a method (e.g. ``reward``).
 
     The runner resets it per batch and stores the totals; methods wrap the reward model's calls in
-    ``with ctx.cache['timer'].section('reward'):`` so reports can show its share of the latency.
+    ``with ctx.timer.section('reward'):`` so reports can show its share of the latency.
     :meth:`credit` records time that was measured earlier and not spent now (a cached result's
     cost, ``rlcf_bench.view_cache``); the runner adds :attr:`credited_ms` to the batch's adapt time.
     """

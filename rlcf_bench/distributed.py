@@ -31,7 +31,7 @@ from .plugins import PluginHost
 from .runner import ExecutionOptions, Runner, RunnerError, RunRequest
 from .sharding import Launch, Shard
 from .store import Store
-from .types import RunSpec, config_from_pairs
+from .types import RunSpec
 from .workers import RunOutcome
 
 TIMEOUT_ENV = "RLCF_BENCH_DIST_TIMEOUT_S"
@@ -44,13 +44,12 @@ def carries_state(host: PluginHost, req: RunRequest) -> bool:
     """Whether ``req``'s method carries state across samples (then its stream cannot be split).
     A request whose config does not even build is treated as shareable: it fails the same way
     in every process."""
-    from .dispatch import serving
-
-    spec = host.registry("methods").get(req.method)
+    methods = host.registry("methods")
+    methods.implementations(req.method)  # an unknown name fails here, with suggestions
     try:
         kind = host.registry("tasks").get(req.task).kind
-        config = config_from_pairs(spec.config_cls, req.method_options)
-        return bool(serving(spec.method_cls, config, kind).carries_state)
+        spec = methods.get(req.method, kind)
+        return bool(spec.method_cls(methods.config(req.method, kind, req.method_options)).carries_state)
     except Exception:
         return False
 

@@ -125,6 +125,35 @@ class ParamSnapshot:
             p.copy_(v)
 
 
+class MomentumStart:
+    """The momentum start point of the paper's "-M" variants (``docs/original-code.md#momentum-start-point``),
+    shared by image-encoder tuning and retrieval.
+
+    After each sample the adapted tensors are folded into an EMA (``mu``); every ``freq`` samples
+    the start point of the next episodes becomes ``(1−w)·θ_clip + w·EMA``, where θ_clip are the
+    ``initial`` values. (The original averages the tuned module's state dict; a CLIP tower's state
+    is exactly its parameters, so averaging the tuned parameters is the same.)
+    """
+
+    def __init__(self, initial: Sequence[torch.Tensor], *, mu: float, freq: int, w: float) -> None:
+        self.initial = [t.detach() for t in initial]
+        self.mu, self.freq, self.w = mu, int(freq), float(w)
+        self.ema = [t.clone() for t in self.initial]
+        self.start: list[torch.Tensor] | None = None  # None → θ_clip
+        self.counter = 0
+
+    @no_grad
+    def update(self, adapted: Sequence[torch.Tensor]) -> None:
+        """After a sample is predicted: fold its adapted tensors into the EMA."""
+        for m, p in zip(self.ema, adapted):
+            m.mul_(self.mu).add_(p.detach(), alpha=1.0 - self.mu)
+        self.counter += 1
+        if self.counter >= self.freq:
+            self.counter = 0
+            w = self.w
+            self.start = [c * (1.0 - w) + m * w for c, m in zip(self.initial, self.ema)]
+
+
 @contextlib.contextmanager
 def trainable(params: Sequence[torch.nn.Parameter]) -> Iterator[None]:
     """Switch ``requires_grad`` on for the duration of an episode only, so that a shared model
@@ -148,7 +177,7 @@ def sections(ctx: MethodContext) -> Any:
     (a :class:`rlcf_bench.device.SectionTimer`) is in ``ctx.cache`` — the benchmarks set one — so
     that normal runs pay no extra device synchronisations.
     """
-    timer = ctx.cache.get("timer")
+    timer = ctx.timer
     profile = ctx.cache.get("profile_timer")
 
     def section(name: str) -> contextlib.AbstractContextManager[Any]:
@@ -415,18 +444,19 @@ class ImageEncoderTuner(Tuner):
         self.text = class_text_features(ctx, underscore_prompt=config.underscore_prompt)  # [C, E], once
         self.scale = float(ctx.model.logit_scale)
         self.views: torch.Tensor | None = None
-        self.momentum = momentum
-        self.momentum_freq = int(momentum_freq)
-        self.momentum_w = float(momentum_w)
-        self.ema: list[torch.Tensor] | None = [p.clone() for p in self.initial] if momentum is not None else None
-        self.start: list[torch.Tensor] | None = None  # momentum start point; None → θ_clip
-        self.counter = 0
+        self.momentum = (MomentumStart(self.initial, mu=momentum, freq=momentum_freq, w=momentum_w)
+                         if momentum is not None else None)
         self.preset: torch.Tensor | None = None  # θ_clip features of the views, read by preload()
         self.selection_features: torch.Tensor | None = None  # the episode's preset, [B, V, E]
 
     @property
     def hand_crafted_prompts(self) -> list[str]:
         return list(self._prompts)
+
+    @property
+    def start(self) -> list[torch.Tensor] | None:
+        """The episode start point: the momentum one once it exists, else None (θ_clip)."""
+        return self.momentum.start if self.momentum is not None else None
 
     def _ensure(self, batch_size: int) -> list[torch.nn.Parameter]:
         """One copy of the tuned tensors per sample; re-created (with its optimizer) when B changes."""
@@ -509,22 +539,11 @@ class ImageEncoderTuner(Tuner):
                 feats = self._encode_each(batch.images.unsqueeze(1))[:, 0]
             return self.scale * feats @ self.text.t()
 
-    @no_grad
     def momentum_update(self) -> None:
-        """After a sample is predicted: fold its adapted weights into the EMA; every ``freq``
-        samples the EMA (mixed with θ_clip by ``w``) becomes the new episode start point.
-        (The original averages the tuned module's state dict; a CLIP image tower's state is
-        exactly its parameters, so averaging the tuned parameters is the same.)"""
-        if self.momentum is None or self.ema is None or self.state is None:
-            return
-        mu = self.momentum
-        for m, s in zip(self.ema, self.state):
-            m.mul_(mu).add_(s[0], alpha=1.0 - mu)
-        self.counter += 1
-        if self.counter >= self.momentum_freq:
-            self.counter = 0
-            w = self.momentum_w
-            self.start = [c * (1.0 - w) + m * w for c, m in zip(self.initial, self.ema)]
+        """After a sample is predicted: fold its adapted weights into the momentum start point
+        (:class:`MomentumStart`)."""
+        if self.momentum is not None and self.state is not None:
+            self.momentum.update([s[0] for s in self.state])
 
 
 # --------------------------------------------------------------------------------------------

@@ -44,10 +44,11 @@ def rlcfb_register_datasets() -> list[DatasetSpec]:
     """
 
 
-@hookspec(firstresult=True)
+@hookspec
 def rlcfb_resolve_dataset(name: str, params: Mapping[str, Any]) -> DatasetSpec | None:
     """Resolve a dataset name that no plugin registered, such as a scheme-prefixed spec
-    (``folder:/path``, ``csv:/path/file.csv``): the first non-``None`` answer wins.
+    (``folder:/path``, ``csv:/path/file.csv``): exactly one plugin may answer (two answers are an
+    error naming both; plugin order never decides).
 
     :param name: the name exactly as the user typed it (``--dataset``, ``data check``).
     :param params: the dataset parameters given with it (``--data-param key=value``), so that an
@@ -73,8 +74,9 @@ def rlcfb_register_models() -> list[ModelSpec]:
 def rlcfb_register_reward_models() -> list[RewardModelSpec]:
     """Announce named reward models and weighted ensembles of models.
 
-    :return: a list of :class:`RewardModelSpec`; flattened. Any model name is also usable as a
-        single reward model without registration.
+    :return: a list of :class:`RewardModelSpec`; flattened. A spec with ``accepts`` claims the
+        names that spell ensembles of models (``clip-score`` of ``rlcf_bench_models``: any model name
+        is a single reward model).
     Who implements this: plugins shipping reward ensembles (e.g. RLCF-S).
     """
 

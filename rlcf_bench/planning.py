@@ -21,8 +21,7 @@ from typing import Any
 
 from .online_protocol import expand_orders
 from .plugins import PluginHost
-from .runner import RunRequest
-from .types import VIEW_POLICY_PARAM, SuiteRun, check_view_policy, config_from_pairs
+from .types import VIEW_POLICY_PARAM, MethodSpec, RunRequest, SuiteRun, check_view_policy
 
 
 class PlanError(ValueError):
@@ -36,7 +35,7 @@ def plan_runs(host: PluginHost, *, suite: str, suite_explicit: bool = False, tas
               orders: int | None = None) -> list[RunRequest]:
     method_reg, task_reg = host.registry("methods"), host.registry("tasks")
     for name in methods:
-        method_reg.get(name)  # unknown names fail with suggestions
+        method_reg.implementations(name)  # unknown names fail with suggestions
     suites = host.registry("suites")
     if suite in suites:
         base = list(suites.get(suite).runs(list(method_reg)))
@@ -60,9 +59,9 @@ def plan_runs(host: PluginHost, *, suite: str, suite_explicit: bool = False, tas
             kind = task_reg.get(t).kind
             template = [r for r in base if task_reg.get(r.task).kind == kind]
             main_model, main_reward = _main(template)
-            for r in _unique([(r.method, r.method_config) for r in template]) or [(m, ()) for m in methods]:
+            for r in _unique([(r.method, r.method_options) for r in template]) or [(m, ()) for m in methods]:
                 runs.append(SuiteRun(task=t, dataset=ds, method=r[0], model=main_model or model or "",
-                                     reward_model=main_reward, method_config=r[1]))
+                                     reward_model=main_reward, method_options=r[1]))
     if methods:
         replaced = []
         for t, ds in _unique([(r.task, r.dataset) for r in runs]):
@@ -82,14 +81,15 @@ def plan_runs(host: PluginHost, *, suite: str, suite_explicit: bool = False, tas
             raise PlanError(str(exc)) from exc
     requests: list[RunRequest] = []
     for r in runs:
-        spec = method_reg.get(r.method)
-        if task_reg.get(r.task).kind not in spec.tasks:
+        kind = task_reg.get(r.task).kind
+        if kind not in method_reg.tasks_of(r.method):
             continue
+        spec = method_reg.get(r.method, kind)  # the implementation serving the run's task
         fields = _fields(spec.config_cls)
-        config = dict(r.method_config)
+        config = dict(r.method_options)
         config.update({k: v for k, v in options if k in fields})
         try:  # the declared ranges are checked now, before any store is opened
-            config_from_pairs(spec.config_cls, sorted(config.items()))
+            method_reg.config(r.method, kind, sorted(config.items()))
         except ValueError as exc:
             raise PlanError(f"method {r.method!r}: {exc}") from exc
         needs_reward = "reward_model" in spec.requires
@@ -107,14 +107,22 @@ def plan_runs(host: PluginHost, *, suite: str, suite_explicit: bool = False, tas
         )
         if req not in requests:
             requests.append(req)
+    def impl(r: RunRequest) -> MethodSpec:
+        return method_reg.get(r.method, task_reg.get(r.task).kind)
+
     for key, _ in options:
-        if not any(key in _fields(method_reg.get(r.method).config_cls) for r in requests):
-            raise PlanError(f"-m {key}: no selected method has an option named {key!r}")
+        if not any(key in _fields(impl(r).config_cls) for r in requests):
+            elsewhere = sorted({f"{r.method!r} on the {task}" for r in requests
+                                for task in method_reg.tasks_of(r.method) - {task_reg.get(r.task).kind}
+                                if key in _fields(method_reg.get(r.method, task).config_cls)})
+            where = f" (only {', '.join(elsewhere)} task has it)" if elsewhere else ""
+            raise PlanError(f"-m {key}: no selected method has an option named {key!r} for the selected "
+                            f"task{where}")
     if not requests:
         raise PlanError("nothing to run: no selected method supports the selected task")
     online_kinds = {kind for m in method_reg if not m.episodic for kind in m.tasks}
     n_orders = orders if orders is not None else (suites.get(suite).orders if suite in suites else 1)
-    return expand_orders(requests, n_orders, lambda r: not method_reg.get(r.method).episodic,
+    return expand_orders(requests, n_orders, lambda r: not impl(r).episodic,
                          lambda r: task_reg.get(r.task).kind in online_kinds)
 
 
@@ -134,8 +142,8 @@ def _default_task(host: PluginHost, ds_spec: Any, methods: Sequence[str] = ()) -
     one most selected methods support wins, then the task that comes first in reports (its declared
     ``TaskMetrics.order``: the benchmark's main task first), then by name."""
     usable = [t for t in host.registry("tasks") if t.kind in ds_spec.task_kinds]
-    specs = [host.registry("methods").get(m) for m in methods]
-    usable.sort(key=lambda t: (-sum(t.kind in m.tasks for m in specs), t.metrics.order, t.name))
+    method_reg = host.registry("methods")
+    usable.sort(key=lambda t: (-sum(t.kind in method_reg.tasks_of(m) for m in methods), t.metrics.order, t.name))
     for t in usable:
         return t.name
     raise PlanError(f"no registered task can use dataset {ds_spec.name!r}")

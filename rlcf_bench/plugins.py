@@ -243,9 +243,10 @@ class PluginHost:
         caller = getattr(self.pm.hook, hook_name)
         return [self._call(impl, hook_name, kwargs) for impl in reversed(caller.get_hookimpls())]
     def dataset(self, name: str, params: Mapping[str, Any] | None = None) -> DatasetSpec:
-        """The dataset spec for ``name``: a registered one, else the first answer of
+        """The dataset spec for ``name``: a registered one, else the answer of
         ``rlcfb_resolve_dataset`` (scheme names such as ``folder:/path``), cached per session;
-        else the registry's unknown-name error with close matches."""
+        else the registry's unknown-name error with close matches. Two plugins answering for one
+        name is an error naming both (plugin order never decides)."""
         import dataclasses
 
         registry = self.registry("datasets")
@@ -254,14 +255,20 @@ class PluginHost:
         given = dict(params or {})
         key = (name, tuple(sorted((k, str(v)) for k, v in given.items())))
         if key not in self._resolved:
+            answers = []
             for impl in reversed(self.pm.hook.rlcfb_resolve_dataset.get_hookimpls()):
                 args = {"name": name, "params": given}
                 spec = impl.function(*[args[a] for a in impl.argnames])
                 if spec is not None:
-                    self._resolved[key] = dataclasses.replace(spec, provider=spec.provider or impl.plugin_name)
-                    break
-            else:
+                    answers.append(dataclasses.replace(spec, provider=spec.provider or impl.plugin_name))
+            if not answers:
                 return registry.get(name)  # raises: unknown name, with suggestions
+            if len(answers) > 1:
+                from .registry import RegistryError
+
+                raise RegistryError(f"dataset name {name!r} is resolved by two plugins: "
+                                    f"{' and '.join(repr(a.provider) for a in answers)}; block one with -p no:PLUGIN")
+            self._resolved[key] = answers[0]
         return self._resolved[key]
 
     def run_start(self, run_id: int, spec: RunSpec, n_total: int, n_done: int) -> None:
@@ -287,23 +294,12 @@ class PluginHost:
 
     # ------------------------------------------------------------------ registries
     def registry(self, kind: str) -> Any:
-        from .registry import Registry
+        from .registry import MethodRegistry, Registry
 
         if kind not in self._registries:
             getter = {
                 "tasks": self.tasks, "datasets": self.datasets, "models": self.models,
                 "reward-models": self.reward_models, "methods": self.methods, "suites": self.suites,
             }[kind]
-            self._registries[kind] = Registry(kind, getter())
+            self._registries[kind] = (MethodRegistry if kind == "methods" else Registry)(kind, getter())
         return self._registries[kind]
-
-
-def installed_distribution_of(module_name: str) -> tuple[str | None, str | None]:
-    """Best-effort (distribution, version) owning a top-level module."""
-    top = module_name.split(".")[0]
-    for dist_name in md.packages_distributions().get(top, []):
-        try:
-            return dist_name, md.version(dist_name)
-        except md.PackageNotFoundError:  # pragma: no cover
-            continue
-    return None, None

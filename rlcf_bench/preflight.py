@@ -19,13 +19,7 @@ from typing import Any
 from .datasets import DATA_ROOT_HINT, resolve_data_root
 from .plugins import PluginHost
 from .registry import RegistryError
-
-
-def _reward_members(host: PluginHost, name: str) -> list[str]:
-    registry = host.registry("reward-models")
-    if name in registry:
-        return [m for m, _ in registry.get(name).members]
-    return [part.partition("*")[0].strip() for part in name.split("+")]
+from .session import resolve_reward
 
 
 def _model_problems(host: PluginHost, names: Sequence[str]) -> list[str]:
@@ -75,8 +69,13 @@ def _dataset_problems(host: PluginHost, requests: Sequence[Any], data_root: str 
 def preflight(host: PluginHost, requests: Sequence[Any], *, data_root: str | None = None) -> list[str]:
     """Every problem that would stop one of ``requests``, each a human-readable message (empty: go)."""
     names: list[str] = []
+    problems: list[str] = []
     for req in requests:
         names.append(req.model)
         if req.reward_model:
-            names += _reward_members(host, req.reward_model)
-    return _model_problems(host, list(dict.fromkeys(names))) + _dataset_problems(host, requests, data_root)
+            try:
+                names += [m for m, _ in resolve_reward(host, req.reward_model)[1]]
+            except RegistryError as exc:
+                problems.append(f"reward model {req.reward_model}: {exc}")
+    problems += _model_problems(host, list(dict.fromkeys(names)))
+    return list(dict.fromkeys(problems)) + _dataset_problems(host, requests, data_root)

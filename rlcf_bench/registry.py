@@ -1,7 +1,9 @@
 """Name → spec registries built from the registration hooks.
 
 A duplicate name is an error naming both providers (resolve it with ``-p no:PLUGIN``); an
-unknown name is an error with close matches.
+unknown name is an error with close matches. Methods are keyed by (name, task): one public name
+(``zero-shot``, ``rlcf``) may have one implementation per task (:class:`MethodRegistry`). A name
+claimed by two backends' ``accepts`` is an error naming both: plugin order never decides.
 """
 
 from __future__ import annotations
@@ -9,9 +11,16 @@ from __future__ import annotations
 import difflib
 import fnmatch
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from .types import MethodSpec, config_from_pairs
+
 T = TypeVar("T")
+
+
+def _singular(kind: str) -> str:
+    return kind[:-1] if kind.endswith("s") else kind
 
 
 class RegistryError(KeyError):
@@ -29,7 +38,7 @@ class Registry(Generic[T]):
                 first = self._items[name].provider  # type: ignore[attr-defined]
                 second = spec.provider  # type: ignore[attr-defined]
                 raise RegistryError(
-                    f"{kind[:-1] if kind.endswith('s') else kind} {name!r} is registered twice: "
+                    f"{_singular(kind)} {name!r} is registered twice: "
                     f"by plugin {first!r} and by plugin {second!r}; block one with -p no:PLUGIN"
                 )
             self._items[name] = spec
@@ -50,13 +59,104 @@ class Registry(Generic[T]):
     def get(self, name: str) -> T:
         if name in self._items:
             return self._items[name]
-        for spec in self._items.values():  # backends that claim a family of names
-            accepts: Any = getattr(spec, "accepts", None)
-            if accepts is not None and accepts(name):
-                return spec
-        close = difflib.get_close_matches(name, list(self._items), n=3)
+        # Backends that claim a family of names (ARCH@TAG, ...): exactly one may claim a name.
+        claimants = [spec for spec in self._items.values()
+                     if getattr(spec, "accepts", None) is not None and spec.accepts(name)]  # type: ignore[attr-defined]
+        if len(claimants) > 1:
+            who = " and ".join(f"{s.name!r} (plugin {s.provider!r})" for s in claimants)  # type: ignore[attr-defined]
+            raise RegistryError(f"{_singular(self.kind)} name {name!r} is accepted by two backends: {who}; "
+                                f"block one with -p no:PLUGIN")
+        if claimants:
+            return claimants[0]
+        raise self.unknown(name)
+
+    def summary(self, name: str) -> Any:
+        """What ``rlcf-bench ls`` shows for ``name`` (the spec itself)."""
+        return self.get(name)
+
+    def unknown(self, name: str) -> RegistryError:
+        close = difflib.get_close_matches(name, self.names(), n=3)
         hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
-        raise RegistryError(
-            f"unknown {self.kind[:-1] if self.kind.endswith('s') else self.kind} {name!r}{hint} "
-            f"(`rlcf-bench ls {self.kind}` lists them)"
+        return RegistryError(f"unknown {_singular(self.kind)} {name!r}{hint} (`rlcf-bench ls {self.kind}` lists them)")
+
+
+@dataclass(frozen=True)
+class MethodSummary:
+    """One public method name over its per-task implementations (what ``ls methods`` shows)."""
+
+    name: str
+    version: str
+    tasks: frozenset[str]
+    requires: frozenset[str]
+    episodic: bool
+    provider: str
+    description: str
+
+
+class MethodRegistry(Registry[MethodSpec]):
+    """Methods keyed by (name, task).
+
+    A public name may have several implementations, one per task (``zero-shot`` classifies with
+    one class and captions with another); two implementations of one name for the same task are an
+    error naming both providers. ``get(name, task)`` is the implementation serving ``task``.
+    """
+
+    def __init__(self, kind: str, specs: Iterable[MethodSpec]) -> None:
+        self.kind = kind
+        self._items = {}  # name → its first implementation (names, ``in``)
+        self._impls: dict[str, list[MethodSpec]] = {}
+        self._by_task: dict[tuple[str, str], MethodSpec] = {}
+        for spec in specs:
+            for task in sorted(spec.tasks):
+                first = self._by_task.get((spec.name, task))
+                if first is not None:
+                    raise RegistryError(
+                        f"method {spec.name!r} for task {task!r} is registered twice: by plugin {first.provider!r} "
+                        f"and by plugin {spec.provider!r}; block one with -p no:PLUGIN")
+                self._by_task[(spec.name, task)] = spec
+            self._items.setdefault(spec.name, spec)
+            self._impls.setdefault(spec.name, []).append(spec)
+
+    def __iter__(self) -> Iterator[MethodSpec]:
+        """Every implementation, by name then task."""
+        return iter(sorted((s for impls in self._impls.values() for s in impls),
+                           key=lambda s: (s.name, sorted(s.tasks))))
+
+    def implementations(self, name: str) -> list[MethodSpec]:
+        if name not in self._impls:
+            raise self.unknown(name)
+        return list(self._impls[name])
+
+    def tasks_of(self, name: str) -> frozenset[str]:
+        return frozenset().union(*(s.tasks for s in self.implementations(name)))
+
+    def get(self, name: str, task: str | None = None) -> MethodSpec:
+        """The implementation of ``name`` for ``task`` (``None``: the name's only implementation)."""
+        impls = self.implementations(name)
+        if task is None:
+            if len(impls) == 1:
+                return impls[0]
+            raise RegistryError(f"method {name!r} has one implementation per task "
+                                f"({', '.join(sorted(self.tasks_of(name)))}): name the task")
+        if (name, task) not in self._by_task:
+            raise RegistryError(f"method {name!r} does not support task {task!r} "
+                                f"(it supports {', '.join(sorted(self.tasks_of(name)))})")
+        return self._by_task[(name, task)]
+
+    def config(self, name: str, task: str, pairs: Any) -> Any:
+        """The config of ``name``'s implementation for ``task`` from ``-m key=value`` pairs; an
+        option that implementation does not have is an error naming the task."""
+        try:
+            return config_from_pairs(self.get(name, task).config_cls, pairs)
+        except ValueError as exc:
+            raise ValueError(f"{exc} (method {name!r} on the {task} task)") from exc
+
+    def summary(self, name: str) -> MethodSummary:
+        impls = self.implementations(name)
+        versions = sorted({s.version for s in impls})
+        return MethodSummary(
+            name=name, version="/".join(versions), tasks=self.tasks_of(name),
+            requires=frozenset().union(*(s.requires for s in impls)), episodic=all(s.episodic for s in impls),
+            provider=",".join(sorted({s.provider for s in impls})),
+            description="; ".join(dict.fromkeys(s.description.rstrip(".") for s in impls if s.description)),
         )

@@ -20,55 +20,26 @@ import sys
 import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from . import __version__
-from .datasets import resolve_data_root
 from .device import AmpHelper, Clock, PeakMemory, SectionTimer, configure_threads, device_name, resolve_precision, select_device
 from .errors import BenchError, DataError, describe, resume_hint
 from .plugins import PluginHost
-from .reward import CLIPReward
+from .session import ComponentSession
 from .store import Store
 from .task import TaskRuntime
 from .online_protocol import online_metrics
 from .types import (
-    SKIPPED, Batch, DatasetLayoutError, LatencyStats, MethodContext, MetricValue, RunError, RunProtocol, RunResult,
-    RunSpec, SampleRecord, StepRecord, config_from_pairs, protocol_overrides, resolve_view_policy,
+    SKIPPED, Batch, LatencyStats, MethodContext, MetricValue, RunError, RunProtocol, RunRequest,
+    RunResult, RunSpec, SampleRecord, StepRecord, protocol_overrides, resolve_view_policy,
 )
 
 if TYPE_CHECKING:
     from .sharding import Shard
-
-
-@dataclass(frozen=True)
-class RunRequest:
-    """What to run. ``method_options`` are ``-m key=value`` pairs (strings or typed values)."""
-
-    task: str
-    dataset: str
-    method: str
-    model: str
-    reward_model: str | None = None
-    method_options: tuple[tuple[str, Any], ...] = ()
-    dataset_params: tuple[tuple[str, Any], ...] = ()
-    protocol_overrides: tuple[tuple[str, Any], ...] = ()
-
-    def describe(self) -> str:
-        reward = f" reward={self.reward_model}" if self.reward_model else ""
-        opts = "".join(f" {k}={v}" for k, v in self.method_options)
-        limit = dict(self.protocol_overrides).get("limit")
-        shown = dict(self.dataset_params)
-        if limit is not None and isinstance(shown.get("n"), int):
-            shown["n"] = min(int(limit), shown["n"])  # the samples the run scores, not the dataset's size
-        elif limit is not None:
-            shown["limit"] = limit
-        params = "".join(f" {k}={v}" for k, v in shown.items())
-        order = dict(self.protocol_overrides).get("order_seed")
-        stream = f" order_seed={order}" if order is not None else ""
-        return f"{self.task}/{self.dataset}{params} {self.method}{opts}{stream} model={self.model}{reward}"
 
 
 @dataclass
@@ -83,11 +54,6 @@ class ExecutionOptions:
     progress: Callable[[str], None] | None = None
     on_corrupt: str = "fail"  # a sample whose file cannot be decoded: "fail" the run, or "skip" it (recorded)
     feature_cache: str | None = None  # folder of the shared frozen view-feature cache (rlcf_bench.view_cache)
-
-
-@dataclass
-class _Loaded:
-    models: dict[str, Any] = field(default_factory=dict)
 
 
 class RunnerError(RuntimeError):
@@ -125,70 +91,33 @@ class Runner:
     """Runs requests against one store with one plugin host; loaded models are cached across
     the runs of a session (methods restore whatever they tune when a run ends)."""
 
-    def __init__(self, host: PluginHost, store: Store, options: ExecutionOptions | None = None) -> None:
+    def __init__(self, host: PluginHost, store: Store, options: ExecutionOptions | None = None,
+                 session: ComponentSession | None = None) -> None:
         self.host = host
         self.store = store
         self.options = options or ExecutionOptions()
         configure_threads()
         self.device = select_device(self.options.device)
-        self._cache = _Loaded()
+        self.session = session or ComponentSession(host, device=self.device, data_root=self.options.data_root)
         self._stream_state = False  # set while this process holds a stream method's state
-
-    # ------------------------------------------------------------------ loading
-    def load_model(self, name: str) -> Any:
-        if name not in self._cache.models:
-            spec = self.host.registry("models").get(name)
-            model = spec.load(name, self.device)
-            self._cache.models[name] = (model, spec)
-        return self._cache.models[name][0]
-
-    def model_version(self, name: str) -> str:
-        spec = self.host.registry("models").get(name)
-        return str(getattr(self.load_model(name), "version", None) or spec.version)
-
-    def reward_members(self, name: str) -> list[tuple[str, float]]:
-        registry = self.host.registry("reward-models")
-        if name in registry:
-            return list(registry.get(name).members)
-        members = []
-        for part in name.split("+"):
-            model, _, weight = part.partition("*")
-            members.append((model.strip(), float(weight) if weight else 1.0))
-        return members
-
-    def load_reward(self, name: str, policy: Any) -> CLIPReward:
-        members = [(self.load_model(m), w) for m, w in self.reward_members(name)]
-        return CLIPReward(members, name=name, policy_mean=policy.mean, policy_std=policy.std)
-
-    def build_dataset(self, spec: Any, params: dict[str, Any]) -> Any:
-        root = resolve_data_root(self.options.data_root)
-        if spec.root_name is not None:
-            if root is None:
-                raise RunnerError(
-                    f"dataset {spec.name!r} needs a data root holding {spec.root_name}/: pass --data-root DIR, "
-                    f"set RLCF_BENCH_DATA_ROOT, or put {{\"data_root\": DIR}} in ~/.config/rlcf-bench/config.json"
-                )
-            if spec.check is not None:
-                report = spec.check(root, **params)
-                if not report.ok:
-                    raise DatasetLayoutError(report)
-        return spec.build(root, **params)
 
     # ------------------------------------------------------------------ one run
     def prepare(self, req: RunRequest) -> tuple[RunSpec, Any, Any, Any]:
         """Resolve names to specs and build the run's identity (no model is loaded here)."""
         task_spec = self.host.registry("tasks").get(req.task)
         ds_spec = self.host.dataset(req.dataset, dict(req.dataset_params))
-        method_spec = self.host.registry("methods").get(req.method)
+        methods = self.host.registry("methods")
+        supported = methods.tasks_of(req.method)
         if task_spec.kind not in ds_spec.task_kinds:
             raise RunnerError(f"dataset {ds_spec.name!r} has no {task_spec.kind} split (it supports "
                               f"{', '.join(sorted(ds_spec.task_kinds))})")
-        if task_spec.kind not in method_spec.tasks:
-            raise RunnerError(f"method {method_spec.name!r} does not support task {task_spec.kind!r} "
-                              f"(it supports {', '.join(sorted(method_spec.tasks))})")
+        if task_spec.kind not in supported:
+            raise RunnerError(f"method {req.method!r} does not support task {task_spec.kind!r} "
+                              f"(it supports {', '.join(sorted(supported))})")
+        method_spec = methods.get(req.method, task_spec.kind)
         if "reward_model" in method_spec.requires and not req.reward_model:
             raise RunnerError(f"method {method_spec.name!r} needs --reward-model")
-        config = config_from_pairs(method_spec.config_cls, req.method_options)
+        config = methods.config(req.method, task_spec.kind, req.method_options)
         config_dict = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else {}
         protocol = task_spec.protocol.replace(augmix=ds_spec.augmix)
         try:
@@ -220,11 +149,10 @@ class Runner:
         spec, task_spec, ds_spec, (method_spec, config) = self.prepare(req)
         # Versions of weights are part of the identity: resolve them before looking up the run.
         spec = dataclasses.replace(
-            spec, model_version=self.model_version(req.model),
-            reward_model_version=(",".join(self.model_version(m) for m, _ in self.reward_members(spec.reward_model))
-                                  if spec.reward_model else None),
+            spec, model_version=self.session.model_version(req.model),
+            reward_model_version=self.session.reward_version(spec.reward_model) if spec.reward_model else None,
         )
-        dataset = self.build_dataset(ds_spec, dict(req.dataset_params))
+        dataset = self.session.dataset(ds_spec, dict(req.dataset_params))
         content_version = getattr(dataset, "content_version", None)
         if content_version:  # data addressed by path: its identity is its content (a manifest hash)
             spec = dataclasses.replace(spec, dataset_version=str(content_version))
@@ -247,16 +175,15 @@ class Runner:
         method = None
         ready = False  # reset() only a method whose setup succeeded: clean-up must not mask the cause
         try:
-            policy = self.load_model(req.model)
-            reward = self.load_reward(spec.reward_model, policy) if spec.reward_model else None
+            policy = self.session.model(req.model)
+            reward = self.session.reward_model(spec.reward_model, policy) if spec.reward_model else None
             amp = AmpHelper(self.device, spec.protocol.precision)
             timer = SectionTimer(self.device)
             ctx = MethodContext(
                 task=task_spec.kind, protocol=spec.protocol, device=self.device, amp=amp, model=policy,
-                reward_model=reward, seed=spec.seed, dataset=spec.dataset,
+                reward_model=reward, seed=spec.seed, dataset=spec.dataset, timer=timer,
                 **context_kwargs(task.context_fields(policy, self.device)),
             )
-            ctx.cache["timer"] = timer
             if self.options.feature_cache and self.device.type == "cpu":  # CPU only: docs/view-cache.md
                 from .view_cache import CONTEXT_KEY, FeatureStore, RunViewFeatures, run_key
 

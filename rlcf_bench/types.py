@@ -9,6 +9,7 @@ This module must stay cheap to import: no torch at module level (``rlcf-bench ls
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, Protocol, Typ
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import torch
 
-Mode = Literal["episodic", "online"]
+    from .task import TaskRuntime
 
 
 def stable_hash(obj: Any, length: int = 16) -> str:
@@ -295,6 +296,21 @@ class Amp(Protocol):
     def backward_step(self, loss: torch.Tensor, optimizer: Any) -> None: ...
 
 
+class Timer(Protocol):
+    """Device-synchronised time of named sections of a method's work (``reward``: the reward
+    model's share of the latency, stored with every batch). The runner's is a
+    :class:`rlcf_bench.device.SectionTimer`, reset per batch."""
+
+    def section(self, name: str) -> contextlib.AbstractContextManager[None]: ...
+
+
+class NullTimer:
+    """A :class:`Timer` that records nothing (a context built outside the runner)."""
+
+    def section(self, name: str) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()
+
+
 @dataclass
 class MethodContext:
     """Everything a method may use, built once per run by the runner.
@@ -305,6 +321,8 @@ class MethodContext:
     ``task`` is the run's task kind (a registered task's name). The task fills the optional
     fields it has (``classnames``, ``gallery``, ...) through ``TaskRuntime.context_fields``; any
     other field a task declares arrives in ``task_fields``, so a new task needs no new field here.
+    ``timer`` times sections of the method's work: wrap reward-model calls in
+    ``with ctx.timer.section("reward"):`` so reports show the reward model's share.
     """
 
     task: str
@@ -321,6 +339,7 @@ class MethodContext:
     cache: dict[str, Any] = field(default_factory=dict)
     dataset: str | None = None
     task_fields: dict[str, Any] = field(default_factory=dict)
+    timer: Timer = field(default_factory=NullTimer)
 
 
 ConfigT = TypeVar("ConfigT")
@@ -549,7 +568,7 @@ class TaskSpec:
     name: str
     version: str
     kind: str
-    build: Callable[..., Any]
+    build: Callable[[Any, RunProtocol], TaskRuntime]
     protocol: RunProtocol = RunProtocol()
     metrics: TaskMetrics = TaskMetrics()
     description: str = ""
@@ -576,27 +595,67 @@ class ModelSpec:
     check: Callable[[str], Any] | None = None
 
 
+class RewardBuilder(Protocol):
+    """Builds a reward model from its loaded members (model, weight); images will arrive
+    normalised for the policy (``policy_mean``/``policy_std``)."""
+
+    def __call__(self, members: Sequence[tuple[Any, float]], *, name: str, policy_mean: Sequence[float],
+                 policy_std: Sequence[float]) -> RewardModel: ...
+
+
 @dataclass(frozen=True)
 class RewardModelSpec:
-    """A named reward model or weighted ensemble: ``members`` are (model name, weight)."""
+    """A reward model: ``members`` are (model name, weight), ``build`` makes the reward object
+    from the loaded members (:class:`RewardBuilder`).
+
+    ``accepts`` lets a spec claim a family of names: the ensembles a name spells
+    (``model`` or ``m1*w1+m2*w2``), whose members come from the name
+    (:func:`rlcf_bench.session.parse_members`).
+    """
 
     name: str
     version: str
-    members: tuple[tuple[str, float], ...]
+    members: tuple[tuple[str, float], ...] = ()
     description: str = ""
     provider: str = ""
+    build: RewardBuilder | None = None
+    accepts: Callable[[str], bool] | None = None
 
 
 @dataclass(frozen=True)
-class SuiteRun:
+class RunRequest:
+    """One run to execute: what a suite lists, the planner narrows and the runner runs.
+
+    ``method_options`` are ``-m key=value`` pairs (strings or typed values) for the implementation
+    of ``method`` that serves the task; ``reward_model`` is used only by methods that need one.
+    """
+
     task: str
     dataset: str
     method: str
     model: str
     reward_model: str | None = None
-    method_config: tuple[tuple[str, Any], ...] = ()
+    method_options: tuple[tuple[str, Any], ...] = ()
     dataset_params: tuple[tuple[str, Any], ...] = ()
     protocol_overrides: tuple[tuple[str, Any], ...] = ()
+
+    def describe(self) -> str:
+        reward = f" reward={self.reward_model}" if self.reward_model else ""
+        opts = "".join(f" {k}={v}" for k, v in self.method_options)
+        limit = dict(self.protocol_overrides).get("limit")
+        shown = dict(self.dataset_params)
+        if limit is not None and isinstance(shown.get("n"), int):
+            shown["n"] = min(int(limit), shown["n"])  # the samples the run scores, not the dataset's size
+        elif limit is not None:
+            shown["limit"] = limit
+        params = "".join(f" {k}={v}" for k, v in shown.items())
+        order = dict(self.protocol_overrides).get("order_seed")
+        stream = f" order_seed={order}" if order is not None else ""
+        return f"{self.task}/{self.dataset}{params} {self.method}{opts}{stream} model={self.model}{reward}"
+
+
+#: A suite's entry is a run request (the name suites have always used).
+SuiteRun = RunRequest
 
 
 @dataclass(frozen=True)

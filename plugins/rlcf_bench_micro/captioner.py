@@ -10,9 +10,12 @@ in ``captioner/`` (a standard captioner checkpoint folder, loadable as ``clipcap
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rlcf_bench import ModelSpec, hookimpl
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from rlcf_bench.session import ComponentSession
 
 CAPTIONER_DIR = Path(__file__).parent / "captioner"
 NAME = "micro-captioner"
@@ -28,7 +31,8 @@ RECIPE: dict[str, Any] = {
 }
 
 
-def train_micro_captioner(out_dir: str | Path = CAPTIONER_DIR, *, seed: int = 0, clip: str | None = None,
+def train_micro_captioner(out_dir: str | Path = CAPTIONER_DIR, *, session: ComponentSession, seed: int = 0,
+                          clip: str | None = None,
                           steps: int | None = None, n_images: int | None = None, progress: bool = True,
                           keep_state: bool = False, log: Any = print) -> dict[str, Any]:
     """Generate the photo training split, extract CLIP features, train and export the captioner.
@@ -41,18 +45,18 @@ def train_micro_captioner(out_dir: str | Path = CAPTIONER_DIR, *, seed: int = 0,
     import torch
     from transformers import OPTForCausalLM
 
-    from rlcf_bench.captioning.features import extract_features
-    from rlcf_bench.captioning.mapper import MapperConfig
-    from rlcf_bench.captioning.model import resolve_clip, tiny_opt_config
-    from rlcf_bench.captioning.tokenizer import load_tokenizer, train_bpe
-    from rlcf_bench.captioning.train import TrainConfig, train_captioner
+    from rlcf_bench_tasks._clipcap.features import extract_features
+    from rlcf_bench_tasks._clipcap.mapper import MapperConfig
+    from rlcf_bench_tasks._clipcap.model import tiny_opt_config
+    from rlcf_bench_tasks._clipcap.tokenizer import load_tokenizer, train_bpe
+    from rlcf_bench_tasks._clipcap.train import TrainConfig, train_captioner
 
     from .generator import DATA_VERSION, VOCABULARY, generate, references
 
     r = RECIPE
     clip_name = clip or r["clip"]
     n = int(n_images or r["n_images"])
-    vlm = resolve_clip(clip_name, "cpu")
+    vlm = session.model(clip_name)
     log(f"generating {n} {r['domain']} training scenes and extracting {clip_name} features")
     data = generate(r["domain"], n, seed=seed, split="train")
     images = torch.from_numpy(data.images).permute(0, 3, 1, 2).contiguous()
@@ -79,17 +83,17 @@ def train_micro_captioner(out_dir: str | Path = CAPTIONER_DIR, *, seed: int = 0,
     return summary
 
 
-def _load(name: str = NAME, device: Any = "cpu", **_: Any) -> Any:
-    from rlcf_bench.captioning.model import load_captioner
+def _load(name: str, device: Any, *, session: ComponentSession) -> Any:
+    from rlcf_bench_tasks._clipcap.model import load_captioner
 
     if not (CAPTIONER_DIR / "captioner.json").is_file():
         raise FileNotFoundError(f"{CAPTIONER_DIR} holds no trained captioner; run `rlcf-bench caption train --preset micro`")
-    return load_captioner(CAPTIONER_DIR, device, name=NAME)
+    return load_captioner(CAPTIONER_DIR, device, name=NAME, session=session)
 
 
 @hookimpl
 def rlcfb_register_models() -> list[ModelSpec]:
-    from rlcf_bench.captioning.files import fingerprint  # no torch import
+    from rlcf_bench_tasks._clipcap.files import fingerprint  # no torch import
 
     version = fingerprint(CAPTIONER_DIR) if (CAPTIONER_DIR / "captioner.json").is_file() else "untrained"
     return [ModelSpec(name=NAME, version=version, load=_load, kind="captioner",

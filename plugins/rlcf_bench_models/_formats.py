@@ -24,7 +24,7 @@ import pickle
 import struct
 import zipfile
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -328,11 +328,3 @@ def quick_fingerprint(path: str | Path, chunk: int = 1 << 20) -> str:
             fh.seek(max(chunk, size - chunk))
             h.update(fh.read(chunk))
     return h.hexdigest()[:12]
-
-
-def drop_keys(sd: dict[str, Any], keep: Callable[[str], bool]) -> list[str]:
-    """Remove keys for which ``keep`` is false, in place; return the removed keys."""
-    removed = [k for k in sd if not keep(k)]
-    for k in removed:
-        del sd[k]
-    return removed

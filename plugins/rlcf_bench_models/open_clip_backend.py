@@ -104,10 +104,33 @@ class OpenClipName:
 
 
 def _accepts(name: str) -> bool:
+    """``ARCH@SOURCE`` where ARCH is a config path, ``hf-hub:...``, or one of open_clip's
+    architectures — or close to one, so that a misspelt architecture still gets this backend's
+    hint. Other ``NAME@SOURCE`` families (``clipcap@/dir``) are left to their own backends: a name
+    accepted by two backends is an error, never settled by plugin order."""
     if name.startswith("hf:"):
         return False
     arch, sep, source = name.partition("@")
-    return bool(sep and arch and source)
+    if not (sep and arch and source):
+        return False
+    if arch.startswith("hf-hub:") or arch.lower().endswith(".json") or _looks_like_path(arch):
+        return True
+    import difflib
+
+    return arch in _builtin_archs() or bool(difflib.get_close_matches(arch, _builtin_archs(), n=1))
+
+
+@lru_cache(maxsize=1)
+def _builtin_archs() -> tuple[str, ...]:
+    """open_clip's built-in architecture names, read from its ``model_configs`` folder without
+    importing open_clip (and torch): names are resolved while planning, before anything loads."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("open_clip")
+    if spec is None or spec.origin is None:
+        return ()
+    folder = Path(spec.origin).parent / "model_configs"
+    return tuple(sorted(p.stem for p in folder.glob("*.json")))
 
 
 def _looks_like_path(source: str) -> bool:

@@ -6,18 +6,18 @@ Names: ``clipcap@/path/to/dir`` and ``capdec@/path/to/dir``, where the folder is
 the CLIP image encoder is loaded by the model name recorded in ``captioner.json``. The prefix
 must match the folder's kind. See ``plugins/rlcf_bench_tasks/CAPTIONING.md``.
 
-Note: the open_clip backend's ``accepts`` claims every ``ARCH@SOURCE`` name, and the registry asks
-backends in the order their specs were collected (last-registered plugin first; submodules of a
-package register in name order). This module's name sorts after ``open_clip_backend`` so that
-``clipcap@``/``capdec@`` reach these specs first; a sturdier fix belongs in the open_clip backend
-(decline ARCH names it does not know).
+The open_clip backend declines these prefixes (they are not open_clip architectures); a name two
+backends accept is an error naming both (:class:`rlcf_bench.registry.Registry`).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rlcf_bench import ModelSpec, hookimpl
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from rlcf_bench.session import ComponentSession
 
 KINDS = ("clipcap", "capdec")
 
@@ -30,13 +30,13 @@ def _accepts_for(kind: str):
     return accepts
 
 
-def load_captioner_name(name: str, device: Any) -> Any:
-    from rlcf_bench.captioning.model import load_captioner
+def load_captioner_name(name: str, device: Any, *, session: ComponentSession) -> Any:
+    from rlcf_bench_tasks._clipcap.model import load_captioner
 
     kind, sep, path = name.partition("@")
     if not (sep and path):
         raise ValueError(f"{name!r}: name a checkpoint folder, e.g. {kind}@/path/to/dir")
-    model = load_captioner(path, device, name=name)
+    model = load_captioner(path, device, name=name, session=session)
     if model.kind != kind.lower():
         raise ValueError(f"{name}: the folder holds a {model.kind} model, not {kind}")
     return model

@@ -25,7 +25,7 @@ Defaults left unset (``k``, ``lr``) come from the captioner: its ``captioner.jso
 entry, else the paper's (K = 10 and lr 2e-6 for ClipCap; K = 6 and lr 5e-6 for CapDec — use
 ``-m lr=3e-6`` for CapDec on NoCaps). AdamW eps 1e-6, weight decay 0.
 
-Registered as the captioning half of ``rlcf`` (``rlcf.py``); this class is not a plugin itself.
+Registered as the captioning implementation of ``rlcf`` (``rlcf.py``); this module is not a plugin itself.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ class RLCFCaptionConfig:
 class RLCFCaption(Method[RLCFCaptionConfig]):
     """RLCF for captioning: K-beam candidates, CLIP reward, mean baseline, mapper-only AdamW."""
 
-    name = "rlcf-caption"
+    name = "rlcf"
     version = "1"
     config_cls = RLCFCaptionConfig
     tasks = frozenset({"captioning"})
@@ -83,15 +83,12 @@ class RLCFCaption(Method[RLCFCaptionConfig]):
             raise ValueError("k must be at least 2 with the mean baseline")
         self.params = list(self.model.mapper.parameters())
         self.snapshot = ParamSnapshot(self.params)
-        self.timer = ctx.cache.get("timer")
         self.optimizer: Any = None
         self._feats: Any = None
         self._log: list[dict[str, Any]] = []
 
     def _section(self, name: str) -> Any:
-        import contextlib
-
-        return self.timer.section(name) if self.timer is not None else contextlib.nullcontext()
+        return self.ctx.timer.section(name)
 
     def reset(self) -> None:
         import torch

@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from rlcf_bench import Batch, Method, MethodContext, Predictions, bounded
-from rlcf_bench.retrieval import (
+from rlcf_bench_tasks._retrieval import (
     batch_direction, encode_queries, predict_by_direction, ranked_scores, split_by_direction,
 )
 
@@ -79,20 +79,18 @@ class _Tower:
     def __init__(self, params: list[Any], config: RLCFRetrievalConfig) -> None:
         import torch
 
-        from rlcf_bench.episode import ParamSnapshot
+        from rlcf_bench.episode import MomentumStart, ParamSnapshot
 
         self.params = params
         self.snapshot = ParamSnapshot(params)
         self.optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay, eps=config.eps)
         self.dirty = False
-        self.ema: list[Any] | None = [s.clone() for s in self.snapshot.saved] if config.momentum else None
-        self.start: list[Any] | None = None
-        self.counter = 0
-        self.config = config
+        self.momentum = (MomentumStart(self.snapshot.saved, mu=config.momentum_mu, freq=config.momentum_freq,
+                                       w=config.momentum_w) if config.momentum else None)
 
     def begin(self) -> None:
-        if self.start is not None:
-            self.snapshot.restore(self.start)
+        if self.momentum is not None and self.momentum.start is not None:
+            self.snapshot.restore(self.momentum.start)  # the episode starts from the momentum point
         self.dirty = True
 
     def reset(self) -> None:
@@ -104,19 +102,8 @@ class _Tower:
         self.optimizer.state.clear()
 
     def momentum_update(self) -> None:
-        import torch
-
-        if self.ema is None:
-            return
-        mu = self.config.momentum_mu
-        with torch.no_grad():
-            for m, p in zip(self.ema, self.params):
-                m.mul_(mu).add_(p.detach(), alpha=1.0 - mu)
-        self.counter += 1
-        if self.counter >= self.config.momentum_freq:
-            self.counter = 0
-            w = self.config.momentum_w
-            self.start = [c * (1.0 - w) + m * w for c, m in zip(self.snapshot.saved, self.ema)]
+        if self.momentum is not None:
+            self.momentum.update(self.params)
 
 
 class RLCFRetrieval(Method[RLCFRetrievalConfig]):

@@ -33,7 +33,7 @@ CAPTION_SETS = ("flickr30k-captions", "nocaps-in", "nocaps-near", "nocaps-out")
 def _classification_rows(datasets: Sequence[str], rows: Sequence[tuple[str, str | None, dict[str, Any], str]]) -> list[SuiteRun]:
     return [
         SuiteRun(task="classification", dataset=ds, method=method, model=model, reward_model=reward,
-                 method_config=tuple(sorted(config.items())))
+                 method_options=tuple(sorted(config.items())))
         for ds in datasets for method, reward, config, model in rows
     ]
 
@@ -91,7 +91,7 @@ def table2(methods: Sequence[Any]) -> list[SuiteRun]:
         ("rlcf", ENSEMBLE, {"momentum": True}, POLICY),
     ]
     return [SuiteRun(task="retrieval", dataset=ds, method=m, model=model, reward_model=reward,
-                     method_config=tuple(sorted(config.items())))
+                     method_options=tuple(sorted(config.items())))
             for ds in RETRIEVAL_SETS for m, reward, config, model in rows]
 
 
@@ -109,7 +109,7 @@ def table3(methods: Sequence[Any]) -> list[SuiteRun]:
             for method, reward in (("zero-shot", None), ("rlcf", REWARD), ("rlcf", ENSEMBLE)):
                 config = (("lr", lr),) if method == "rlcf" else ()
                 runs.append(SuiteRun(task="captioning", dataset=ds, method=method, model=f"{kind}@{folder}",
-                                     reward_model=reward, method_config=config))
+                                     reward_model=reward, method_options=config))
     return runs
 
 

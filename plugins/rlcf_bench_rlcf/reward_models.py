@@ -9,6 +9,7 @@ in the original). Each member clamps its own score before weighting.
 from __future__ import annotations
 
 from rlcf_bench import RewardModelSpec, hookimpl
+from rlcf_bench_models.clip_reward import clip_score
 
 RLCF_S_MEMBERS: tuple[tuple[str, float], ...] = (
     ("ViT-L-14-336@openai", 0.56),
@@ -19,5 +20,5 @@ RLCF_S_MEMBERS: tuple[tuple[str, float], ...] = (
 
 @hookimpl
 def rlcfb_register_reward_models() -> list[RewardModelSpec]:
-    return [RewardModelSpec(name="rlcf-s", version="1", members=RLCF_S_MEMBERS,
+    return [RewardModelSpec(name="rlcf-s", version="1", members=RLCF_S_MEMBERS, build=clip_score,
                             description="RLCF-S ensemble: ViT-L/14@336 0.56, RN50x64 0.17, ViT-L/14 0.28")]

@@ -4,32 +4,19 @@ The algorithms live in ``_retrieval.py`` (``docs/original-code.md#retrieval``: t
 tower, top-K candidates,
 CLIP reward, 8 steps) and ``_captioning.py`` (``docs/original-code.md#captioning-episode``: K beams,
 CLIPScore reward, tune the mapper
-only, decoder frozen, pads excluded). Options of either can be set with ``-m``; an option the
-run's task does not have is an error. Classification uses ``rlcf-prompt`` / ``rlcf-image``.
+only, decoder frozen, pads excluded). ``-m`` options are those of the run's task's implementation; an option it
+does not have is an error naming the task. Classification uses ``rlcf-prompt`` / ``rlcf-image``.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from rlcf_bench import MethodSpec, hookimpl
 
-from rlcf_bench import Method, MethodSpec, hookimpl
-from rlcf_bench.dispatch import task_dispatch
-
-from ._paper import PAPER
-
-
-def _rlcf() -> type[Method[Any]]:
-    from ._captioning import RLCFCaption
-    from ._retrieval import RLCFRetrieval
-
-    return task_dispatch("rlcf", {"retrieval": RLCFRetrieval, "captioning": RLCFCaption}, version="1",
-                         doc="RLCF for retrieval (tune the query tower) and captioning (tune the prefix mapper).",
-                         paper=PAPER)
-
-
-RLCF = _rlcf()
+from ._captioning import RLCFCaption
+from ._retrieval import RLCFRetrieval
 
 
 @hookimpl
 def rlcfb_register_methods() -> list[MethodSpec]:
-    return [MethodSpec.from_method(RLCF)]
+    """One public name, one implementation per task (the registry keys methods by name and task)."""
+    return [MethodSpec.from_method(RLCFRetrieval), MethodSpec.from_method(RLCFCaption)]

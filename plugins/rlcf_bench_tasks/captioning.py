@@ -65,7 +65,7 @@ class CaptioningTask(TaskRuntime):
     def score(self, batch: Batch, predictions: Predictions) -> list[SampleRecord]:
         import torch
 
-        from rlcf_bench.captioning.metrics import clip_scores
+        from ._clipcap.metrics import clip_scores
 
         if predictions.captions is None or len(predictions.captions) != len(batch):
             raise ValueError("a captioning method must return one caption per sample (Predictions.captions)")
@@ -91,7 +91,7 @@ class CaptioningTask(TaskRuntime):
     def aggregate(self, records: Sequence[SampleRecord]) -> dict[str, MetricValue]:
         import numpy as np
 
-        from rlcf_bench.captioning.metrics import reference_metrics
+        from ._clipcap.metrics import reference_metrics
         from rlcf_bench.stats import bootstrap_mean_ci
 
         n = len(records)

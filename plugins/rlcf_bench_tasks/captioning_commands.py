@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from rlcf_bench import hookimpl
+from rlcf_bench.plugins import PluginHost
 
 
 @hookimpl
@@ -56,18 +57,22 @@ def rlcfb_add_commands(cli: Any) -> None:
     @click.option("--n-images", type=int, default=None, help="--preset micro: training images")
     @click.option("--threads", type=int, default=None, help="torch CPU threads")
     @click.option("--no-progress", is_flag=True)
-    def train_cmd(preset: str | None, out_dir: str | None, features: str | None, kind: str, clip_name: str | None,
+    @click.pass_context
+    def train_cmd(ctx: click.Context, preset: str | None, out_dir: str | None, features: str | None, kind: str, clip_name: str | None,
                   decoder: str, tokenizer_dir: str | None, steps: int | None, epochs: int, batch_size: int, lr: float,
                   warmup: int, seed: int, prefix_length: int, mapper_layers: int, mapper_heads: int,
                   n_images: int | None, threads: int | None, no_progress: bool) -> None:
         import torch
+
+        from rlcf_bench.session import ComponentSession
 
         if threads:
             torch.set_num_threads(threads)
         if preset == "micro":
             from rlcf_bench_micro.captioner import CAPTIONER_DIR, train_micro_captioner
 
-            summary = train_micro_captioner(out_dir or CAPTIONER_DIR, seed=seed, clip=clip_name, steps=steps,
+            session = ComponentSession(ctx.find_object(PluginHost), device="cpu")
+            summary = train_micro_captioner(out_dir or CAPTIONER_DIR, session=session, seed=seed, clip=clip_name, steps=steps,
                                             n_images=n_images, progress=not no_progress, log=click.echo)
             click.echo(f"trained {summary['steps']} steps in {summary['wall_time_s']:.0f} s, final loss "
                        f"{summary['final_loss']:.3f} → {out_dir or CAPTIONER_DIR}")
@@ -89,16 +94,14 @@ def rlcfb_add_commands(cli: Any) -> None:
     @click.pass_context
     def extract_cmd(ctx: click.Context, dataset: str, clip_name: str, out_file: str, data_root: str | None,
                     limit: int | None) -> None:
-        from rlcf_bench.captioning.features import extract_features, save_features
-        from rlcf_bench.plugins import PluginHost
-        from rlcf_bench.runner import ExecutionOptions, Runner
-        from rlcf_bench.store import Store
+        from rlcf_bench.session import ComponentSession
 
-        host = ctx.find_object(PluginHost)
-        runner = Runner(host, Store("sqlite://"), ExecutionOptions(data_root=data_root))
-        spec = host.dataset(dataset)
-        data = runner.build_dataset(spec, dict(spec.params))
-        vlm = runner.load_model(clip_name)
+        from ._clipcap.features import extract_features, save_features
+
+        session = ComponentSession(ctx.find_object(PluginHost), data_root=data_root)
+        spec = session.host.dataset(dataset)
+        data = session.dataset(spec, dict(spec.params))
+        vlm = session.vlm(clip_name)
         n = min(len(data), limit) if limit else len(data)
         feats = extract_features(vlm, data.load_image, n, data.references,
                                  image_ids=[data.sample_id(i) for i in range(n)], progress=True)
@@ -118,11 +121,11 @@ def _train_from_features(features: str, out_dir: str, *, kind: str, clip_name: s
     import torch
     from transformers import OPTForCausalLM
 
-    from rlcf_bench.captioning.features import load_features
-    from rlcf_bench.captioning.mapper import MapperConfig
-    from rlcf_bench.captioning.model import tiny_opt_config
-    from rlcf_bench.captioning.tokenizer import load_tokenizer, train_bpe
-    from rlcf_bench.captioning.train import TrainConfig, train_captioner
+    from ._clipcap.features import load_features
+    from ._clipcap.mapper import MapperConfig
+    from ._clipcap.model import tiny_opt_config
+    from ._clipcap.tokenizer import load_tokenizer, train_bpe
+    from ._clipcap.train import TrainConfig, train_captioner
 
     feats = load_features(features)
     torch.manual_seed(seed)

@@ -53,7 +53,7 @@ def _context(n_views: int, n_classes: int) -> tuple[Any, Any]:
     ctx = MethodContext(task="classification", protocol=protocol, device=device, amp=AmpHelper(device, "fp32"),
                         model=model, reward_model=reward, seed=0, classnames=classnames,
                         templates=("a photo of a {}.",))
-    ctx.cache["timer"] = SectionTimer(device)
+    ctx.timer = SectionTimer(device)
     ctx.cache["profile_timer"] = SectionTimer(device)
     return ctx, task
 

@@ -96,7 +96,7 @@ def _method_context(model: Any, dataset: Any, n_views: int, selection_ratio: flo
     reward = CLIPReward([(model, 1.0)], name=model.name, policy_mean=model.mean, policy_std=model.std)
     ctx = MethodContext(task="classification", protocol=protocol, device=device, amp=AmpHelper(device, "fp32"),
                         model=model, reward_model=reward, seed=0, **task.context_fields(model, device))
-    ctx.cache["timer"] = SectionTimer(device)
+    ctx.timer = SectionTimer(device)
     ctx.cache["profile_timer"] = SectionTimer(device)
     return ctx, task
 
@@ -175,7 +175,7 @@ def measure_memory(n_classes: int = 1000, n_views: int = 64, db: str | None = No
     db = db or f"sqlite:///{tempfile.mkdtemp()}/memory.sqlite"
     store = Store(db)
     runner = Runner(host, store, ExecutionOptions(device="cpu", batch_size=1, warmup=0, fresh=True))
-    runner.load_model(model_name)
+    runner.session.model(model_name)
     rss_loaded = _rss_mb()
     req = RunRequest(task="classification", dataset=dataset_name, method="rlcf-prompt", model=model_name,
                      reward_model=model_name, protocol_overrides=(("n_views", n_views), ("limit", 1)))

@@ -13,9 +13,9 @@ NO_METEOR = (("meteor", False),)
 def test_components_are_registered(caption_host):
     assert caption_host.registry("tasks").get("captioning").kind == "captioning"
     methods = caption_host.registry("methods")
-    assert methods.get("rlcf").tasks == frozenset({"captioning", "retrieval"})
-    assert "reward_model" in methods.get("rlcf").requires
-    assert "captioning" in methods.get("zero-shot").tasks
+    assert methods.tasks_of("rlcf") == frozenset({"captioning", "retrieval"})
+    assert "reward_model" in methods.get("rlcf", "captioning").requires
+    assert "captioning" in methods.tasks_of("zero-shot")
     models = caption_host.registry("models")
     assert models.get("clipcap@/some/dir").kind == "captioner"  # not claimed by the open_clip backend
     assert models.get("capdec@/some/dir").name == "capdec"
@@ -58,10 +58,14 @@ def test_shipped_micro_captioner_captions_in_domain_images():
 
     if not (CAPTIONER_DIR / "captioner.json").is_file():
         pytest.skip("micro-captioner not trained")
-    from rlcf_bench.captioning.model import load_captioner
+    from rlcf_bench.plugins import PluginHost
+    from rlcf_bench.session import ComponentSession
     from rlcf_bench.views import normalize, resize_center_crop
 
-    model = load_captioner(CAPTIONER_DIR, "cpu", name="micro-captioner")
+    session = ComponentSession(PluginHost(autoload=False, extra=["rlcf_bench_micro"]), device="cpu")
+    model = session.model("micro-captioner")
+    # its CLIP comes from the same session (its plugins, its cache), not from a plugin manager of its own
+    assert model.clip is session.model("micro-student")
     data = MicroDataset("photo", n=2)
     x = normalize(torch.stack([resize_center_crop(data.load_image(i), model.image_size) for i in range(2)]),
                   model.mean, model.std)

@@ -197,7 +197,7 @@ def run_ranks(tmp_path, requests, world=2):
     for r in range(world):  # models load here, one at a time: their seeded init uses torch's global generator
         host = PluginHost(autoload=False, extra=["rlcf_bench_tasks", "baselines", "rlcf_bench_fixtures", FailPlugin()])
         runners.append(RankRunner(host, Store(store_url), ExecutionOptions(device="cpu"), ThreadGroup(slots, barrier, r)))
-        runners[-1].load_model("tiny-clip")
+        runners[-1].session.model("tiny-clip")
 
     def rank(r: int) -> None:
         for req in requests:
@@ -243,7 +243,7 @@ def test_a_failing_rank_is_named_and_the_ranks_go_on_together(tmp_path):
 def _tiny_ids() -> list[str]:
     runner = Runner(stream_host(), None, ExecutionOptions(device="cpu"))  # type: ignore[arg-type]  # no store needed
     spec, task_spec, ds_spec, _ = runner.prepare(ZS)
-    return [sid for _, sid in task_spec.build(runner.build_dataset(ds_spec, {}), spec.protocol).samples()]
+    return [sid for _, sid in task_spec.build(runner.session.dataset(ds_spec, {}), spec.protocol).samples()]
 
 
 class FakeRankGroup:

@@ -103,3 +103,59 @@ def test_registration_imports_no_torch_model_code():
             "print(sorted(m for m in ('open_clip','transformers') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+ONE_FILE_BACKEND = textwrap.dedent('''
+    from rlcf_bench import ModelSpec, hookimpl
+
+    @hookimpl
+    def rlcfb_register_models():
+        return [ModelSpec(name="{name}", version="1", load=lambda n, d: None,
+                          accepts=lambda n: n.startswith("{prefix}"))]
+''')
+
+
+@pytest.mark.parametrize("files", [("a_first", "z_last"), ("z_last", "a_first")])
+def test_a_model_name_two_backends_accept_is_an_error_naming_both(tmp_path, files):
+    """Whichever file loads first, a name both backends claim is refused on one line naming both;
+    names only one claims still resolve to it."""
+    first, second = files
+    (tmp_path / f"{first}.py").write_text(ONE_FILE_BACKEND.format(name="wide", prefix="shared@"))
+    (tmp_path / f"{second}.py").write_text(ONE_FILE_BACKEND.format(name="narrow", prefix="shared@only-narrow"))
+    models = PluginHost(autoload=False, plugins_dirs=[tmp_path]).registry("models")
+    with pytest.raises(RegistryError) as err:
+        models.get("shared@only-narrow/x")
+    message = str(err.value)
+    assert "\n" not in message and "accepted by two backends" in message
+    assert "'wide'" in message and "'narrow'" in message
+    assert f"plugins_dir.{first}" in message and f"plugins_dir.{second}" in message
+    assert models.get("shared@other").name == "wide"
+
+
+def test_first_party_backends_do_not_overlap():
+    """open_clip declines the captioner prefixes; it keeps names close to its architectures (for
+    its misspelling hint) and config paths."""
+    models = PluginHost(autoload=False, extra=["rlcf_bench_models"]).registry("models")
+    assert models.get("clipcap@/some/dir").name == "clipcap" and models.get("capdec@/d").name == "capdec"
+    assert models.get("ViT-B-16@openai").name == "open_clip" and models.get("ViT-B-61@openai").name == "open_clip"
+    assert models.get("/cfg/x.json@/w/x.safetensors").name == "open_clip"
+    assert models.get("hf:openai/clip-vit-base-patch16").name == "hf-clip"
+
+
+def test_a_dataset_name_two_plugins_resolve_is_an_error_naming_both(tmp_path):
+    resolver = textwrap.dedent('''
+        from rlcf_bench import DatasetSpec, hookimpl
+
+        @hookimpl
+        def rlcfb_resolve_dataset(name, params):
+            if name.startswith("dup:"):
+                return DatasetSpec(name=name, version="1", task_kinds=frozenset({"classification"}),
+                                   build=lambda root: None)
+            return None
+    ''')
+    for stem in ("one", "two"):
+        (tmp_path / f"{stem}.py").write_text(resolver)
+    host = PluginHost(autoload=False, plugins_dirs=[tmp_path])
+    with pytest.raises(RegistryError, match="'dup:x' is resolved by two plugins: 'plugins_dir.(one|two)' and "
+                                            "'plugins_dir.(one|two)'"):
+        host.dataset("dup:x")

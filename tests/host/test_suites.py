@@ -66,3 +66,20 @@ def test_method_override_keeps_each_runs_own_dataset_and_protocol_settings(full_
     assert dict(by_task[("classification", "micro-rendition")].protocol_overrides) == {"n_views": 32, "limit": 4,
                                                                                        "order_seed": 0}
     assert all(r.method == "zero-shot" and r.model != "micro-reward" for r in reqs)
+
+
+def test_method_options_follow_the_implementation_serving_each_task(full_host):
+    """``rlcf`` has one implementation per task: ``-m`` sets an option on the tasks whose
+    implementation has it and names the task that has it when the selected one does not."""
+    from rlcf_bench.planning import PlanError, plan_runs
+
+    both = plan_runs(full_host, suite="micro", methods=["rlcf"], options=[("steps", "2")])
+    assert {r.task for r in both} == {"retrieval", "captioning"}
+    assert all(dict(r.method_options)["steps"] == "2" for r in both)
+    retrieval = plan_runs(full_host, suite="micro", task="retrieval", methods=["rlcf"], options=[("k_t2i", "3")])
+    assert [dict(r.method_options) for r in retrieval] == [{"k_t2i": "3"}]
+    with pytest.raises(PlanError, match="no selected method has an option named 'k_t2i' for the selected task "
+                                        r"\(only 'rlcf' on the retrieval task has it\)"):
+        plan_runs(full_host, suite="micro", task="captioning", methods=["rlcf"], options=[("k_t2i", "3")])
+    with pytest.raises(PlanError, match="final_beams=0 .* on the captioning task"):
+        plan_runs(full_host, suite="micro", task="captioning", methods=["rlcf"], options=[("final_beams", "0")])

@@ -83,24 +83,22 @@ def test_truncated_text_encoding_equals_full_length():
     assert int(tokens.argmax(-1).max()) + 1 < tokens.shape[1]  # it really did truncate
 
 
-def test_task_dispatch_union_config_and_foreign_options():
-    from rlcf_bench import Method, Predictions
-    from rlcf_bench.dispatch import task_dispatch
+def test_methods_are_registered_per_name_and_task():
+    from rlcf_bench import Method, MethodSpec, Predictions
+    from rlcf_bench.registry import MethodRegistry, RegistryError
 
     @dataclasses.dataclass(frozen=True)
     class A:
         lr: float = 1e-6
         k_a: int = 3
-        eps: float = 1e-6
 
     @dataclasses.dataclass(frozen=True)
     class B:
         lr: float = 2e-6
-        eps: float = 1e-6
 
-    def impl(cfg_cls, task):
+    def impl(cfg_cls, task, provider="p"):
         class Impl(Method[cfg_cls]):
-            name, config_cls, tasks = task, cfg_cls, frozenset({task})
+            name, config_cls, tasks = "both", cfg_cls, frozenset({task})
 
             def setup(self, ctx):
                 pass
@@ -108,17 +106,21 @@ def test_task_dispatch_union_config_and_foreign_options():
             def predict(self, batch):
                 return Predictions()
 
-        return Impl
+        import dataclasses as dc
 
-    public = task_dispatch("both", {"a": impl(A, "a"), "b": impl(B, "b")}, version="1", doc="d")
-    fields = {f.name: f.default for f in dataclasses.fields(public.config_cls)}
-    assert fields == {"lr": None, "k_a": 3, "eps": 1e-6}  # differing defaults → the task's own
-    ctx = type("Ctx", (), {"task": "b"})()
-    m = public(config_from_pairs(public.config_cls, []))
-    m.setup(ctx)
-    assert m.impl.config == B()
-    m = public(config_from_pairs(public.config_cls, [("lr", "5e-6")]))
-    m.setup(ctx)
-    assert m.impl.config == B(lr=5e-6)
-    with pytest.raises(ValueError, match="k_a do not apply to the b task"):
-        public(config_from_pairs(public.config_cls, [("k_a", "7")])).setup(ctx)
+        return dc.replace(MethodSpec.from_method(Impl), provider=provider)
+
+    reg = MethodRegistry("methods", [impl(A, "a"), impl(B, "b")])
+    assert reg.names() == ["both"] and reg.tasks_of("both") == {"a", "b"}
+    assert reg.get("both", "b").config_cls is B  # each task keeps its own config and defaults
+    assert reg.config("both", "b", []) == B() and reg.config("both", "b", [("lr", "5e-6")]) == B(lr=5e-6)
+    assert reg.config("both", "a", [("k_a", "7")]) == A(k_a=7)
+    with pytest.raises(ValueError, match="unknown option 'k_a'.*on the b task"):
+        reg.config("both", "b", [("k_a", "7")])
+    with pytest.raises(RegistryError, match="does not support task 'c'"):
+        reg.get("both", "c")
+    with pytest.raises(RegistryError, match="one implementation per task"):
+        reg.get("both")
+    assert reg.summary("both").tasks == {"a", "b"}
+    with pytest.raises(RegistryError, match="for task 'a' is registered twice: by plugin 'p' and by plugin 'q'"):
+        MethodRegistry("methods", [impl(A, "a"), impl(B, "a", provider="q")])

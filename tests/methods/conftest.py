@@ -35,7 +35,7 @@ def make_ctx() -> Callable[..., Any]:
         task = ClassificationTask(TinyColors(n), protocol)
         ctx = MethodContext(task="classification", protocol=protocol, device=device, amp=AmpHelper(device, "fp32"),
                             model=model, reward_model=reward, seed=seed, **task.context_fields(model, device))
-        ctx.cache["timer"] = SectionTimer(device)
+        ctx.timer = SectionTimer(device)
         return ctx, task
 
     return build

@@ -168,7 +168,7 @@ def test_runner_end_to_end_records_the_teacher_share(name, method_host, tmp_path
     runner = Runner(method_host, store, ExecutionOptions(device="cpu", warmup=0))
     req = RunRequest(task="classification", dataset="tiny-colors", method=name, model="tiny-clip",
                      reward_model="tiny-clip", protocol_overrides=(("n_views", 8), ("selection_ratio", 0.25), ("limit", 2)))
-    model = runner.load_model("tiny-clip").module
+    model = runner.session.model("tiny-clip").module
     state = {k: v.clone() for k, v in model.state_dict().items()}
     result = runner.run(req)
     assert result.status == "finished" and result.n_samples == 2

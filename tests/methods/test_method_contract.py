@@ -49,7 +49,7 @@ def _run(tmp_path: Any, name: str, db: str, batch_size: int, *, fail_at_store: i
 
     store = Store(f"sqlite:///{tmp_path / (db + '.sqlite')}")
     runner = Runner(_host(), store, ExecutionOptions(device="cpu", batch_size=batch_size, warmup=0))
-    model = runner.load_model("tiny-clip").module
+    model = runner.session.model("tiny-clip").module
     state = {k: v.detach().clone() for k, v in model.state_dict(keep_vars=True).items()}
     flags = {k: p.requires_grad for k, p in model.named_parameters()}
     if fail_at_store is not None:
@@ -85,7 +85,7 @@ def test_the_registry_holds_the_methods_this_test_covers():
 
 @pytest.mark.parametrize("name", METHODS)
 def test_method_contract(name: str, tmp_path: Any) -> None:
-    spec = _host().registry("methods").get(name)
+    spec = _host().registry("methods").get(name, "classification")
     straight = _run(tmp_path, name, "straight", batch_size=3)
     assert len(straight) == 6
 

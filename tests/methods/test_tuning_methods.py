@@ -231,13 +231,13 @@ def test_rlcf_image_momentum_moves_the_start_point_and_leaves_the_model(make_ctx
         method.adapt(batch)
         method.predict(batch)
         method.after_predict(batch)
-    assert tuner.start is not None and any(not torch.equal(s, c) for s, c in zip(tuner.start, clip))
+    assert tuner.momentum.start is not None and any(not torch.equal(s, c) for s, c in zip(tuner.momentum.start, clip))
     method.reset()  # what the runner calls at the end of a run
     assert _unchanged(ctx, model)
     # the next episode starts from the momentum start point, not from θ_clip
     batch = task.make_batch([ITEMS[2]], ctx.model, ctx.device)
     tuner.begin(batch.views)
-    assert all(torch.equal(s[0], p) for s, p in zip(tuner.state, tuner.start))
+    assert all(torch.equal(s[0], p) for s, p in zip(tuner.state, tuner.momentum.start))
     method.reset()
     with pytest.raises(ValueError, match="one sample at a time"):  # the start point moves per sample
         tuner.begin(task.make_batch(ITEMS[:2], ctx.model, ctx.device).views)
@@ -255,7 +255,7 @@ def _run(method_host, tmp_path, name, *, db="lb", batch_size=None, seed=0, **opt
     req = RunRequest(task="classification", dataset="tiny-colors", method=name, model="tiny-clip",
                      reward_model="tiny-clip", method_options=tuple(options.items()),
                      protocol_overrides=(("n_views", 8), ("selection_ratio", 0.25), ("limit", 4), ("seed", seed)))
-    model = runner.load_model("tiny-clip").module
+    model = runner.session.model("tiny-clip").module
     state = {k: v.clone() for k, v in model.state_dict().items()}
     result = runner.run(req)
     after = model.state_dict()

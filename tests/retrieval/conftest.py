@@ -53,7 +53,7 @@ def make_ctx():
         task = RetrievalTask(dataset if dataset is not None else TinyCaptions(8), protocol or RunProtocol(n_views=1))
         ctx = MethodContext(task="retrieval", protocol=task.protocol, device=dev, amp=AmpHelper(dev, "fp32"),
                             model=model, reward_model=reward, **task.context_fields(model, dev))
-        ctx.cache["timer"] = SectionTimer(dev)
+        ctx.timer = SectionTimer(dev)
         return task, ctx
 
     return make

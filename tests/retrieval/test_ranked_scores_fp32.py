@@ -33,12 +33,12 @@ def bf16_ctx(model, reward=None):
     task = RetrievalTask(TinyCaptions(8), RunProtocol(n_views=1, precision="amp-bf16"))
     ctx = MethodContext(task="retrieval", protocol=task.protocol, device=dev, amp=AmpHelper(dev, "amp-bf16"),
                         model=model, reward_model=reward, **task.context_fields(model, dev))
-    ctx.cache["timer"] = SectionTimer(dev)
+    ctx.timer = SectionTimer(dev)
     return task, ctx
 
 
 def test_ranked_scores_are_fp32_not_rounded_products():
-    from rlcf_bench.retrieval import ranked_scores
+    from rlcf_bench_tasks._retrieval import ranked_scores
 
     q = torch.nn.functional.normalize(torch.randn(3, 16), dim=-1)
     c = torch.nn.functional.normalize(torch.randn(40, 16), dim=-1)

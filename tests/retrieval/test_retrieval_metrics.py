@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from rlcf_bench import Predictions, RunProtocol, SampleRecord
-from rlcf_bench.retrieval import ground_truth_rank, parse_directions, predict_by_direction
+from rlcf_bench_tasks._retrieval import ground_truth_rank, parse_directions, predict_by_direction
 from rlcf_bench_tasks.retrieval import RetrievalTask, recall_metrics
 
 NAN = float("nan")

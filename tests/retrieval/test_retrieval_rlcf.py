@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from rlcf_bench.retrieval import ground_truth_rank, load_images
+from rlcf_bench_tasks._retrieval import ground_truth_rank, load_images
 from rlcf_bench_rlcf._retrieval import RLCFRetrieval, RLCFRetrievalConfig
 
 
@@ -133,6 +133,6 @@ def test_momentum_moves_the_episode_start_point(make_ctx, tiny_vlm):
         method.predict(b)
         method.after_predict(b)
     tower = method.towers["i2t"]
-    assert tower.start is not None and tower.counter == 0
+    assert tower.momentum.start is not None and tower.momentum.counter == 0
     method.reset()  # back to θ_clip, the start point is loaded when the next episode begins
     assert all(torch.equal(p, q) for p, q in zip(tiny_vlm.visual.parameters(), initial))

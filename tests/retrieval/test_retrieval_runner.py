@@ -83,8 +83,9 @@ def test_methods_declare_their_tasks(rhost):
     from rlcf_bench.cli import build_cli
 
     methods = rhost.registry("methods")
-    assert methods.get("zero-shot").tasks == {"classification", "retrieval", "captioning"}
-    assert methods.get("rlcf").tasks == {"retrieval", "captioning"} and "reward_model" in methods.get("rlcf").requires
+    assert methods.tasks_of("zero-shot") == {"classification", "retrieval", "captioning"}
+    assert methods.tasks_of("rlcf") == {"retrieval", "captioning"}
+    assert all("reward_model" in methods.get("rlcf", t).requires for t in ("retrieval", "captioning"))
     assert all(methods.get(n).tasks == {"classification"} for n in methods.names("tpt-*"))
     out = CliRunner().invoke(build_cli(rhost), ["ls", "methods"]).output
     line = {ln.split()[0]: ln for ln in out.splitlines() if ln.strip()}
@@ -95,7 +96,7 @@ def test_retrieval_modules_import_no_torch():
     import subprocess
     import sys
 
-    code = ("import sys, rlcf_bench.retrieval, rlcf_bench_tasks.retrieval, rlcf_bench_rlcf._retrieval, rlcf_bench_rlcf.rlcf, "
+    code = ("import sys, rlcf_bench_tasks._retrieval, rlcf_bench_tasks.retrieval, rlcf_bench_rlcf._retrieval, rlcf_bench_rlcf.rlcf, "
             "baselines.zero_shot; print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False", out.stderr

@@ -17,14 +17,17 @@ images for it and the reward model re-normalises from it), beam search with a KV
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from rlcf_bench.session import ComponentSession
 
 from .files import MAPPER_FILE, SETTINGS_FILE, fingerprint
 from .mapper import MapperConfig, TransformerMapper
@@ -328,33 +331,14 @@ def _resolve(folder: Path, ref: str) -> str:
     return str(local) if local.exists() else ref
 
 
-def resolve_clip(name: str, device: Any) -> Any:
-    """Load a CLIP model by its registry name (entry-point plugins, else the first-party ones)."""
-    from rlcf_bench.plugins import PluginHost
-    from rlcf_bench.registry import RegistryError
-
-    hosts: list[Callable[[], Any]] = [
-        lambda: PluginHost(autoload=True),
-        lambda: PluginHost(autoload=False, extra=["rlcf_bench_models", "rlcf_bench_micro", "rlcf_bench_fixtures"]),
-    ]
-    error: Exception | None = None
-    for make in hosts:
-        try:
-            spec = make().registry("models").get(name)
-        except (RegistryError, ImportError, ValueError) as exc:
-            error = exc
-            continue
-        return spec.load(name, device)
-    raise RuntimeError(f"cannot resolve the captioner's CLIP model {name!r}: {error}")
-
-
 def load_captioner(folder: str | Path, device: Any = "cpu", *, name: str | None = None,
-                   clip: Any = None) -> ClipCaptioner:
-    """Load a checkpoint folder. ``clip`` overrides the CLIP named in ``captioner.json``."""
+                   clip: Any = None, session: ComponentSession | None = None) -> ClipCaptioner:
+    """Load a checkpoint folder. ``clip`` overrides the CLIP named in ``captioner.json``; without
+    it, ``session`` (the run's component session) loads that CLIP, with the session's plugins."""
     from safetensors.torch import load_file
     from transformers import OPTForCausalLM
 
-    from ..quiet import quiet_transformers
+    from rlcf_bench.quiet import quiet_transformers
     from .tokenizer import load_tokenizer
 
     quiet_transformers()
@@ -366,7 +350,9 @@ def load_captioner(folder: str | Path, device: Any = "cpu", *, name: str | None 
     settings = CaptionerSettings.from_json(json.loads((folder / SETTINGS_FILE).read_text()))
     device = torch.device(device) if device is not None else torch.device("cpu")
     if clip is None:
-        clip = resolve_clip(settings.clip_model, device)
+        if session is None:
+            raise ValueError(f"{folder}: pass clip= or session= to load the captioner's CLIP ({settings.clip_model})")
+        clip = session.model(settings.clip_model)
         trained_on = settings.training.get("clip_version")
         if trained_on and str(getattr(clip, "version", "")) != trained_on:
             import warnings

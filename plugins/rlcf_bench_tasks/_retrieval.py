@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .types import Batch, Predictions
+from rlcf_bench.types import Batch, Predictions
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -161,7 +161,7 @@ def load_images(dataset: Any, indices: Sequence[int], *, size: int, mean: Sequen
     normalise → ``[len(indices), 3, size, size]``."""
     import torch
 
-    from .views import normalize, resize_center_crop
+    from rlcf_bench.views import normalize, resize_center_crop
 
     idx = list(indices)
     device = device if device is not None else "cpu"

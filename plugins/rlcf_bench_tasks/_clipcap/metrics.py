@@ -39,7 +39,7 @@ def ptb_tokenize(texts: Mapping[Any, Sequence[str]]) -> dict[Any, list[str]]:
     """PTB-tokenise (lower-case, punctuation removed) every caption of every key."""
     from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
 
-    from ..quiet import quiet_stderr
+    from rlcf_bench.quiet import quiet_stderr
 
     data = {k: [{"caption": c} for c in caps] for k, caps in texts.items()}
     with contextlib.redirect_stdout(io.StringIO()), quiet_stderr():  # the Java tokenizer's token counts
