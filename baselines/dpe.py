@@ -37,7 +37,12 @@ from rlcf_bench import Batch, MethodSpec, Predictions, ReferenceResult, ViewPoli
 from rlcf_bench.cache import ClassCache, affinity_weights, normalised_entropy
 from rlcf_bench.objectives import view_entropy
 from rlcf_bench.online import (
-    IMAGENET_FAMILY, OnlineMethod, check_options, paper_references, per_dataset, summarise_views,
+    IMAGENET_FAMILY,
+    OnlineMethod,
+    check_options,
+    paper_references,
+    per_dataset,
+    summarise_views,
 )
 
 from .tda import choose

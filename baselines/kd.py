@@ -26,6 +26,7 @@ from typing import Any
 
 from rlcf_bench import MethodSpec, ReferenceResult, hookimpl
 from rlcf_bench.episode import DistillationConfig, DistillationMethod
+
 from ._distillation_paper import PAPER, paper_table_references
 
 

@@ -102,7 +102,7 @@ def mta_mode(features: Any, probs: Any, config: MTAConfig = MTAConfig()) -> Any:
 
     for _ in range(config.outer):
         kappa = mta_kernel(mode, features, h2)
-        y = converge(y, lambda y_: ((kappa + config.lambda_q * (affinity @ y_[..., None])[..., 0])
+        y = converge(y, lambda y_: ((kappa + config.lambda_q * (affinity @ y_[..., None])[..., 0])  # noqa: B023 (called at once, within this iteration)
                                     / config.lambda_y).softmax(-1))
 
         def mode_step(m: Any, y: Any = y) -> Any:

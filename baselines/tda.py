@@ -37,7 +37,13 @@ from typing import Any
 from rlcf_bench import Batch, MethodSpec, Predictions, ReferenceResult, ViewPolicy, hookimpl
 from rlcf_bench.cache import ClassCache, normalised_entropy
 from rlcf_bench.online import (
-    SHIFTED_IMAGENET, OnlineMethod, ViewSummary, check_options, paper_references, per_dataset, summarise_views,
+    SHIFTED_IMAGENET,
+    OnlineMethod,
+    ViewSummary,
+    check_options,
+    paper_references,
+    per_dataset,
+    summarise_views,
 )
 
 #: (α, β) of the positive cache per dataset, from the official configurations.

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rlcf_bench import MethodContext, MethodSpec, ReferenceResult, hookimpl
-from rlcf_bench.episode import PerSampleTuner, TuningConfig, TuningMethod, Tuner, entropy_objective
+from rlcf_bench.episode import PerSampleTuner, Tuner, TuningConfig, TuningMethod, entropy_objective
 from rlcf_bench.lazy import LazyModule
 from rlcf_bench.objectives import Objective
 from rlcf_bench.prompts import class_prompts, class_text_features

@@ -16,7 +16,7 @@ from typing import Any
 import click
 
 from . import __version__
-from .plugins import PluginError, PluginHost
+from .plugins import PluginHost
 from .registry import RegistryError
 from .types import protocol_overrides
 from .workers import RunOutcome
@@ -251,8 +251,8 @@ Examples:
         """Run a suite (default: the embedded micro suite); options narrow or override it.
 
         Under torchrun (or with --shard K/N) each process computes its share of every run."""
-        from .sharding import Shard, launched, leads
         from .planning import PlanError, plan_runs
+        from .sharding import Shard, launched, leads
 
         try:
             parts = Shard.parse(shard) if shard is not None else None
@@ -618,7 +618,6 @@ def _run_parallel(host: PluginHost, requests: Sequence[Any], db_url: str, option
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
     from .progress import drain
-
     from .workers import interrupt_workers
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)

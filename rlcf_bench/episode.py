@@ -50,7 +50,12 @@ from typing import Any, ClassVar
 
 from .lazy import LazyModule, no_grad
 from .objectives import (
-    CLIPRewardObjective, DistillationObjective, MarginalEntropyObjective, Objective, gather_views, select_confident,
+    CLIPRewardObjective,
+    DistillationObjective,
+    MarginalEntropyObjective,
+    Objective,
+    gather_views,
+    select_confident,
 )
 from .prompt_learner import PromptLearner, prompt_learner_for
 from .prompts import class_prompts, class_text_features

@@ -18,7 +18,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .vlm import OPENAI_MEAN, OPENAI_STD, NormalisedFeatures

@@ -17,8 +17,18 @@ import pluggy
 
 if TYPE_CHECKING:  # pragma: no cover
     from .types import (
-        DatasetSpec, MethodSpec, ModelSpec, ReferenceResult, ReportSection, RewardModelSpec,
-        RunError, RunResult, RunSpec, StepRecord, SuiteSpec, TaskSpec,
+        DatasetSpec,
+        MethodSpec,
+        ModelSpec,
+        ReferenceResult,
+        ReportSection,
+        RewardModelSpec,
+        RunError,
+        RunResult,
+        RunSpec,
+        StepRecord,
+        SuiteSpec,
+        TaskSpec,
     )
 
 PROJECT = "rlcf_bench"

@@ -28,8 +28,19 @@ import pluggy
 from . import hookspecs
 from .hookspecs import PROJECT
 from .types import (
-    DatasetSpec, MethodSpec, ModelSpec, PluginInfo, ReferenceResult, ReportSection, RewardModelSpec,
-    RunError, RunResult, RunSpec, StepRecord, SuiteSpec, TaskSpec,
+    DatasetSpec,
+    MethodSpec,
+    ModelSpec,
+    PluginInfo,
+    ReferenceResult,
+    ReportSection,
+    RewardModelSpec,
+    RunError,
+    RunResult,
+    RunSpec,
+    StepRecord,
+    SuiteSpec,
+    TaskSpec,
 )
 
 AUTOLOAD_ENV = "RLCF_BENCH_DISABLE_PLUGIN_AUTOLOAD"

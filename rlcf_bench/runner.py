@@ -26,16 +26,36 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import __version__
-from .device import AmpHelper, Clock, PeakMemory, SectionTimer, configure_threads, device_name, resolve_precision, select_device
+from .device import (
+    AmpHelper,
+    Clock,
+    PeakMemory,
+    SectionTimer,
+    configure_threads,
+    device_name,
+    resolve_precision,
+    select_device,
+)
 from .errors import BenchError, DataError, describe, resume_hint
+from .online_protocol import online_metrics
 from .plugins import PluginHost
 from .session import ComponentSession
 from .store import Store
 from .task import TaskRuntime
-from .online_protocol import online_metrics
 from .types import (
-    SKIPPED, Batch, LatencyStats, MethodContext, MetricValue, RunError, RunProtocol, RunRequest,
-    RunResult, RunSpec, SampleRecord, StepRecord, protocol_overrides, resolve_view_policy,
+    SKIPPED,
+    LatencyStats,
+    MethodContext,
+    MetricValue,
+    RunError,
+    RunProtocol,
+    RunRequest,
+    RunResult,
+    RunSpec,
+    SampleRecord,
+    StepRecord,
+    protocol_overrides,
+    resolve_view_policy,
 )
 
 if TYPE_CHECKING:

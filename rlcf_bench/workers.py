@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from typing import Any, NamedTuple
 
+
 class RunOutcome(NamedTuple):
     """What one run request came to: a result line or an error, the stored run id, reuse."""
 

@@ -21,8 +21,18 @@ from rlcf_bench import DatasetSpec, hookimpl
 from rlcf_bench.types import LayoutReport
 
 from ._common import (
-    COCO_KARPATHY, FLICKR30K_KARPATHY, KarpathySource, check_files_exist, dataset_dir, fmt_names, inspect_karpathy,
-    merge_params, note_count, numeric_id, raise_if_problems, read_json,
+    COCO_KARPATHY,
+    FLICKR30K_KARPATHY,
+    KarpathySource,
+    check_files_exist,
+    dataset_dir,
+    fmt_names,
+    inspect_karpathy,
+    merge_params,
+    note_count,
+    numeric_id,
+    raise_if_problems,
+    read_json,
 )
 
 if TYPE_CHECKING:  # pragma: no cover

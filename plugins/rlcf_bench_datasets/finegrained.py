@@ -29,8 +29,16 @@ from rlcf_bench import DatasetSpec, hookimpl
 from rlcf_bench.types import LayoutReport
 
 from ._common import (
-    SINGLE_TEMPLATE, ImageListClassification, check_files_exist, dataset_dir, fmt_names, merge_params, note_count,
-    raise_if_problems, read_json, read_lines,
+    SINGLE_TEMPLATE,
+    ImageListClassification,
+    check_files_exist,
+    dataset_dir,
+    fmt_names,
+    merge_params,
+    note_count,
+    raise_if_problems,
+    read_json,
+    read_lines,
 )
 
 VERSION = "1"

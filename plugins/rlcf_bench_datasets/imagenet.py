@@ -19,7 +19,7 @@ from __future__ import annotations
 import importlib.util
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -28,8 +28,17 @@ from rlcf_bench import DatasetSpec, hookimpl
 from rlcf_bench.types import LayoutReport
 
 from ._common import (
-    SINGLE_TEMPLATE, ImageListClassification, as_int, dataset_dir, fmt_names, folder_items, list_dirs,
-    merge_params, note_count, raise_if_problems, scan_class_folders,
+    SINGLE_TEMPLATE,
+    ImageListClassification,
+    as_int,
+    dataset_dir,
+    fmt_names,
+    folder_items,
+    list_dirs,
+    merge_params,
+    note_count,
+    raise_if_problems,
+    scan_class_folders,
 )
 
 VERSION = "1"
@@ -71,7 +80,7 @@ def _read_wnids(filename: str, count: int) -> tuple[str, ...]:
     return wnids
 
 
-@lru_cache(maxsize=None)
+@cache
 def _open_clip_metadata() -> ModuleType:
     path = _package_dir("open_clip") / "zero_shot_metadata.py"
     if not path.is_file():

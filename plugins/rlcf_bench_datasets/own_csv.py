@@ -24,7 +24,15 @@ from rlcf_bench.types import LayoutReport
 
 from ._common import check_files_exist, fmt_names
 from ._own import (
-    ALL_KINDS, Found, OwnItem, Scheme, file_digest, label_index, meta_classnames, probe_images, resolve,
+    ALL_KINDS,
+    Found,
+    OwnItem,
+    Scheme,
+    file_digest,
+    label_index,
+    meta_classnames,
+    probe_images,
+    resolve,
 )
 
 DEFAULTS: dict[str, Any] = {"image_column": "image", "label_column": "label", "caption_column": "caption"}

@@ -24,8 +24,17 @@ from rlcf_bench.types import LayoutReport
 
 from ._common import fmt_names
 from ._own import (
-    Found, OwnItem, Scheme, bytes_digest, decode_bytes, image_error, label_index, meta_classnames, report_unreadable,
-    require, resolve,
+    Found,
+    OwnItem,
+    Scheme,
+    bytes_digest,
+    decode_bytes,
+    image_error,
+    label_index,
+    meta_classnames,
+    report_unreadable,
+    require,
+    resolve,
 )
 
 DEFAULTS: dict[str, Any] = {"split": "test", "image_column": "image", "label_column": "label",

@@ -22,7 +22,14 @@ from typing import TYPE_CHECKING, Any
 from rlcf_bench import DatasetSpec, hookimpl
 from rlcf_bench.types import LayoutReport
 
-from ._common import COCO_KARPATHY, FLICKR30K_KARPATHY, KarpathySource, inspect_karpathy, merge_params, raise_if_problems
+from ._common import (
+    COCO_KARPATHY,
+    FLICKR30K_KARPATHY,
+    KarpathySource,
+    inspect_karpathy,
+    merge_params,
+    raise_if_problems,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch

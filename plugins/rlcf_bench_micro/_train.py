@@ -42,8 +42,18 @@ import torch.nn.functional as F
 
 from . import generator as gen
 from .zoo import (
-    FIXED_LOGIT_SCALE, IMAGE_SIZE, MANIFEST, MEAN, STD, ZOO_NAMES, build_clip, default_tokenizer, full_config,
-    preprocess_uint8, sha256_file, zero_shot_accuracy,
+    FIXED_LOGIT_SCALE,
+    IMAGE_SIZE,
+    MANIFEST,
+    MEAN,
+    STD,
+    ZOO_NAMES,
+    build_clip,
+    default_tokenizer,
+    full_config,
+    preprocess_uint8,
+    sha256_file,
+    zero_shot_accuracy,
 )
 
 

@@ -103,7 +103,6 @@ class RLCFCaption(Method[RLCFCaptionConfig]):
         self._log = []
 
     def adapt(self, batch: Batch) -> None:
-        import torch
 
         if self.optimizer is None:
             self.reset()

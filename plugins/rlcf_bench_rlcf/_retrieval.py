@@ -45,7 +45,11 @@ from typing import TYPE_CHECKING, Any
 
 from rlcf_bench import Batch, Method, MethodContext, Predictions, bounded
 from rlcf_bench_tasks._retrieval import (
-    batch_direction, encode_queries, predict_by_direction, ranked_scores, split_by_direction,
+    batch_direction,
+    encode_queries,
+    predict_by_direction,
+    ranked_scores,
+    split_by_direction,
 )
 
 from ._paper import PAPER
@@ -206,7 +210,6 @@ class RLCFRetrieval(Method[RLCFRetrievalConfig]):
             self._episode(batch_direction(sub), sub)
 
     def _episode(self, direction: str, batch: Batch) -> None:
-        import torch
 
         from rlcf_bench.episode import trainable
         from rlcf_bench.objectives import process_rewards, reinforce_loss

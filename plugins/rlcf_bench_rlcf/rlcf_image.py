@@ -34,7 +34,12 @@ from dataclasses import dataclass
 
 from rlcf_bench import Batch, MethodContext, MethodSpec, hookimpl
 from rlcf_bench.episode import (
-    ImageEncoderTuner, ImageTuningConfig, ImageTuningMethod, RewardConfig, Tuner, clip_reward_objective,
+    ImageEncoderTuner,
+    ImageTuningConfig,
+    ImageTuningMethod,
+    RewardConfig,
+    Tuner,
+    clip_reward_objective,
 )
 from rlcf_bench.objectives import Objective
 

@@ -25,7 +25,15 @@ from collections.abc import Sequence
 from typing import Any
 
 from rlcf_bench import (
-    Batch, MetricSpec, MetricValue, Predictions, RunProtocol, SampleRecord, TaskMetrics, TaskSpec, hookimpl,
+    Batch,
+    MetricSpec,
+    MetricValue,
+    Predictions,
+    RunProtocol,
+    SampleRecord,
+    TaskMetrics,
+    TaskSpec,
+    hookimpl,
 )
 from rlcf_bench.task import TaskRuntime
 
@@ -91,8 +99,9 @@ class CaptioningTask(TaskRuntime):
     def aggregate(self, records: Sequence[SampleRecord]) -> dict[str, MetricValue]:
         import numpy as np
 
-        from ._clipcap.metrics import reference_metrics
         from rlcf_bench.stats import bootstrap_mean_ci
+
+        from ._clipcap.metrics import reference_metrics
 
         n = len(records)
         if n == 0:

@@ -13,7 +13,15 @@ from collections.abc import Sequence
 from typing import Any
 
 from rlcf_bench import (
-    Batch, MetricSpec, MetricValue, Predictions, RunProtocol, SampleRecord, SampleScore, TaskMetrics, TaskSpec,
+    Batch,
+    MetricSpec,
+    MetricValue,
+    Predictions,
+    RunProtocol,
+    SampleRecord,
+    SampleScore,
+    TaskMetrics,
+    TaskSpec,
     hookimpl,
 )
 from rlcf_bench.task import TaskRuntime

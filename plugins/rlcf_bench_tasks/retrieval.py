@@ -20,15 +20,29 @@ from collections.abc import Sequence
 from typing import Any
 
 from rlcf_bench import (
-    Batch, MetricSpec, MetricValue, Predictions, RunProtocol, SampleRecord, SampleScore, TaskMetrics, TaskSpec,
+    Batch,
+    MetricSpec,
+    MetricValue,
+    Predictions,
+    RunProtocol,
+    SampleRecord,
+    SampleScore,
+    TaskMetrics,
+    TaskSpec,
     hookimpl,
 )
+from rlcf_bench.task import TaskRuntime
 
 from ._retrieval import (
-    DIRECTIONS, RECALL_KS, RetrievalBatch, RetrievalGallery, direction_of, ground_truth_rank, parse_directions,
+    DIRECTIONS,
+    RECALL_KS,
+    RetrievalBatch,
+    RetrievalGallery,
+    direction_of,
+    ground_truth_rank,
+    parse_directions,
     query_id,
 )
-from rlcf_bench.task import TaskRuntime
 
 BOOTSTRAP_RESAMPLES = 2000
 

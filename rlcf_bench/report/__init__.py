@@ -23,7 +23,13 @@ from .paper import PaperCell, PaperRow, PaperTable, build_paper_tables
 from .paper_formats import PAPER_FORMATS, render_paper_tables
 from .render import FORMATS, normalise_format, render, render_paper, render_report, write_report
 from .rows import (
-    Comparison, ComparableGroup, DatasetSection, LeaderboardRow, Report, ReportedValue, RewardModelReference,
+    ComparableGroup,
+    Comparison,
+    DatasetSection,
+    LeaderboardRow,
+    Report,
+    ReportedValue,
+    RewardModelReference,
 )
 from .scores import PairedTest, paired_test
 from .tasks import TaskCatalog, catalog_from

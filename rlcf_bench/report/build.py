@@ -17,8 +17,16 @@ from .averages import build_averages
 from .online import order_spreads, stream_curves
 from .options import options_by_run
 from .rows import (
-    DatasetSection, LeaderboardRow, Report, _attach_reward_model_refs, _compare_within, _group, _latest_attempts,
-    _rank, _reported_values, _rows_from_runs,
+    DatasetSection,
+    LeaderboardRow,
+    Report,
+    _attach_reward_model_refs,
+    _compare_within,
+    _group,
+    _latest_attempts,
+    _rank,
+    _reported_values,
+    _rows_from_runs,
 )
 from .scores import ScoreCache
 from .tasks import TaskCatalog, catalog_from

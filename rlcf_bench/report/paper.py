@@ -208,7 +208,7 @@ def _reported_rows(task: str, datasets: tuple[str, ...], metric: str, task_rows:
             continue
         by_key.setdefault((ref.method, ref.model, ref.reward_model or "", ref.source), {})[ref.dataset] = ref.value
     out = []
-    for (method, model, rm, source), values in by_key.items():
+    for (method, _model, _rm, source), values in by_key.items():
         cells = [PaperCell(values.get(d)) for d in datasets]
         out.append(PaperRow(f"{method} (reported: {source})", "reported", (*cells, average.cell(cells)), source))
     return out

@@ -8,15 +8,15 @@ from typing import TYPE_CHECKING, Any
 
 from ..types import ReportSection
 from .averages import declared_averages
+from .build import build_report
 from .csv_table import render_csv
 from .html_page import render_html
 from .json_rows import render_json
 from .markdown import render_markdown
 from .options import method_defaults
+from .outline import build_outline
 from .paper import build_paper_tables
 from .paper_formats import normalise_paper_format, render_paper_tables
-from .outline import build_outline
-from .build import build_report
 from .rows import Report
 from .tasks import catalog_from
 

@@ -505,7 +505,7 @@ def _attach_reward_model_refs(groups: Sequence[ComparableGroup], section_rows: S
                 continue
 
             def closeness(c: LeaderboardRow) -> tuple[int, int]:
-                return (sum(getattr(c, f) == getattr(row, f) for f in _STRICT_FIELDS), c.run_id)
+                return (sum(getattr(c, f) == getattr(row, f) for f in _STRICT_FIELDS), c.run_id)  # noqa: B023 (used by max() at once)
 
             ref = max(candidates, key=closeness)
             strict = all(getattr(ref, f) == getattr(row, f) for f in _STRICT_FIELDS)

@@ -17,8 +17,8 @@ from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING, Any
 
 from . import fmt
-from .markdown import render_markdown
 from .averages import AverageRow
+from .markdown import render_markdown
 from .outline import Heading, Outline, Paragraph, Table, average_value
 from .render import build_for
 from .rows import TPT, LeaderboardRow

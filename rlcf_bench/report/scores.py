@@ -15,7 +15,12 @@ import numpy as np
 from sqlalchemy import select
 
 from ..stats import (
-    McNemarResult, PairedBootstrapResult, mcnemar_exact, mcnemar_mdd, paired_bootstrap, paired_mean_mdd,
+    McNemarResult,
+    PairedBootstrapResult,
+    mcnemar_exact,
+    mcnemar_mdd,
+    paired_bootstrap,
+    paired_mean_mdd,
 )
 from ..store import SampleResult, Store
 from ..types import TaskMetrics

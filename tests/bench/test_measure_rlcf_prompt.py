@@ -155,7 +155,7 @@ def measure_memory(n_classes: int = 1000, n_views: int = 64, db: str | None = No
 
     from rlcf_bench import DatasetSpec, ModelSpec, hookimpl
     from rlcf_bench.plugins import PluginHost
-    from rlcf_bench.runner import ExecutionOptions, RunRequest, Runner
+    from rlcf_bench.runner import ExecutionOptions, Runner, RunRequest
     from rlcf_bench.store import Store
 
     model_name, dataset_name = f"{ARCH}-random", f"synthetic-{n_classes}"

@@ -88,7 +88,7 @@ def test_every_help_screen_has_an_example_and_every_option_a_help_text() -> None
     cli = build_cli(build_host(GlobalOptions()))  # with every installed plugin's commands
     screens = [((), cli), *_commands(cli)]
     assert len(screens) > 10
-    for path, cmd in screens:
+    for path, _cmd in screens:
         out = CliRunner().invoke(cli, [*path, "--help"])
         assert out.exit_code == 0, (path, out.output)
         assert "Example" in out.output and "rlcf-bench " + " ".join(path) in out.output, path

@@ -60,7 +60,7 @@ def check_store(rows, expected: dict[int, int]) -> None:
     ``expected``: n_total → how many runs of that size."""
     sizes = sorted(r[3] for r in rows)
     assert sizes == sorted(n for n, k in expected.items() for _ in range(k)), rows
-    for run_id, status, n_done, n_total, n_rows, n_distinct, n_metrics in rows:
+    for _run_id, status, n_done, n_total, n_rows, n_distinct, n_metrics in rows:
         assert status == "finished", rows
         assert n_done == n_total == n_rows == n_distinct, rows
         assert n_metrics > 0, rows

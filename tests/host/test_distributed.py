@@ -23,9 +23,9 @@ from test_stateful_resume import Plugin as StreamPlugin  # tests/host is on sys.
 
 from rlcf_bench import Method, MethodSpec, Predictions, hookimpl
 from rlcf_bench.distributed import RankRunner, _open_store_everywhere, assign, carries_state
-from rlcf_bench.sharding import Launch, Shard, sample_slot
 from rlcf_bench.plugins import PluginHost
 from rlcf_bench.runner import ExecutionOptions, Runner, RunnerError, RunRequest
+from rlcf_bench.sharding import Launch, Shard, sample_slot
 from rlcf_bench.store import Store
 
 REPO = Path(__file__).resolve().parents[2]

@@ -11,8 +11,17 @@ import pluggy
 import pytest
 
 from rlcf_bench import (
-    DatasetSpec, MethodSpec, ModelSpec, ReferenceResult, ReportSection, RewardModelSpec, SuiteRun, SuiteSpec, TaskSpec,
-    hookimpl, hookspecs,
+    DatasetSpec,
+    MethodSpec,
+    ModelSpec,
+    ReferenceResult,
+    ReportSection,
+    RewardModelSpec,
+    SuiteRun,
+    SuiteSpec,
+    TaskSpec,
+    hookimpl,
+    hookspecs,
 )
 from rlcf_bench.plugins import PluginError, PluginHost
 from rlcf_bench.runner import RunRequest

@@ -25,8 +25,20 @@ import pytest
 from click.testing import CliRunner
 
 from rlcf_bench import (
-    Batch, DatasetSpec, Method, MethodContext, MethodSpec, MetricSpec, MetricValue, Predictions, RunProtocol,
-    SampleRecord, SampleScore, TaskMetrics, TaskSpec, hookimpl,
+    Batch,
+    DatasetSpec,
+    Method,
+    MethodContext,
+    MethodSpec,
+    MetricSpec,
+    MetricValue,
+    Predictions,
+    RunProtocol,
+    SampleRecord,
+    SampleScore,
+    TaskMetrics,
+    TaskSpec,
+    hookimpl,
 )
 from rlcf_bench.cli import GlobalOptions, build_cli, build_host
 from rlcf_bench.task import TaskRuntime

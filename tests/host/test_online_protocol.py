@@ -110,8 +110,8 @@ def test_an_online_run_killed_mid_stream_resumes_to_the_rows_of_an_uninterrupted
 
 
 def test_orders_plan_several_streams_for_online_methods_and_one_for_episodic_ones():
-    from rlcf_bench.plugins import PluginHost
     from rlcf_bench.planning import plan_runs
+    from rlcf_bench.plugins import PluginHost
 
     host = PluginHost(autoload=False, extra=["rlcf_bench_tasks", "baselines", "rlcf_bench_fixtures",
                                              "rlcf_bench_micro"])

@@ -234,14 +234,14 @@ def test_reset_after_a_failed_setup_does_not_raise():
 
 # ------------------------------------------------------------------ 5. corrupt images
 def folder_dataset_plugin(root: Path) -> str:
-    return textwrap.dedent(f'''
+    return textwrap.dedent('''
         from pathlib import Path
         from rlcf_bench import DatasetSpec, hookimpl
         from rlcf_bench.datasets import decode_image
 
         class Folder:
             classnames = ("red", "blue")
-            templates = ("a photo of a {{}}.",)
+            templates = ("a photo of a {}.",)
             def __init__(self, root):
                 self.files = sorted(Path(root, "folder").glob("*.png"))
             def __len__(self):
@@ -255,7 +255,7 @@ def folder_dataset_plugin(root: Path) -> str:
 
         @hookimpl
         def rlcfb_register_datasets():
-            return [DatasetSpec(name="folder", version="1", task_kinds=frozenset({{"classification"}}),
+            return [DatasetSpec(name="folder", version="1", task_kinds=frozenset({"classification"}),
                                 build=lambda root: Folder(root), root_name="folder")]
     ''')
 

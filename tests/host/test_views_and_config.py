@@ -70,9 +70,8 @@ def test_method_options_are_coerced_to_the_field_types():
 
 
 def test_truncated_text_encoding_equals_full_length():
-    from rlcf_bench_fixtures.tiny import build_tiny_clip
-
     from rlcf_bench.vlm import OpenClipVLM
+    from rlcf_bench_fixtures.tiny import build_tiny_clip
 
     model, tok = build_tiny_clip()
     vlm = OpenClipVLM(model, tok, name="tiny", image_size=32)

@@ -56,10 +56,9 @@ def test_ctpt_lambda_follows_the_dataset_name(dataset, expected, make_ctx):
 
 
 def test_the_runner_hands_the_dataset_name_to_the_method(method_host, tmp_path):
+    from baselines.c_tpt import CTPT
     from rlcf_bench.runner import ExecutionOptions, Runner, RunRequest
     from rlcf_bench.store import Store
-
-    from baselines.c_tpt import CTPT
 
     seen = []
     original = CTPT.setup
@@ -175,9 +174,8 @@ def test_rtpt_loss_is_the_mean_of_per_view_entropies():
 
 
 def test_rtpt_without_tuning_predicts_the_reliability_weighted_zero_shot_ensemble(make_ctx):
-    from rlcf_bench.prompts import class_text_features
-
     from baselines.r_tpt import reliability_weights
+    from rlcf_bench.prompts import class_text_features
 
     ctx, task = make_ctx()
     got = _episode(_method("r-tpt", ctx, steps="0"), task, ctx, ITEMS)

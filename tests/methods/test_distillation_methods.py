@@ -161,7 +161,7 @@ def test_episode_teacher_once_and_reset_restores(name, make_ctx, method_host, mo
 
 @pytest.mark.parametrize("name", DISTILLERS)
 def test_runner_end_to_end_records_the_teacher_share(name, method_host, tmp_path):
-    from rlcf_bench.runner import ExecutionOptions, RunRequest, Runner
+    from rlcf_bench.runner import ExecutionOptions, Runner, RunRequest
     from rlcf_bench.store import Store
 
     store = Store(f"sqlite:///{tmp_path / 'lb.sqlite'}")

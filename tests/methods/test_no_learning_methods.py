@@ -75,10 +75,9 @@ def test_zero_keeps_thirty_percent_of_the_views_and_predicts_the_vote(make_ctx):
 
 
 def test_bad_options_are_refused_when_the_config_is_read():
-    from rlcf_bench.types import config_from_pairs
-
     from baselines.mta import MTAConfig
     from baselines.zero import ZeroConfig
+    from rlcf_bench.types import config_from_pairs
 
     with pytest.raises(ValueError, match=r"gamma=0.0: expected a fraction of the views in \(0, 1\]"):
         config_from_pairs(ZeroConfig, [("gamma", "0")])
@@ -234,7 +233,7 @@ def test_results_do_not_depend_on_the_batch_size(name, make_ctx, method_host):
 
 @pytest.mark.parametrize("name", ["zero", "mta"])
 def test_runner_batch_size_does_not_change_results(name, method_host, tmp_path):
-    from rlcf_bench.runner import ExecutionOptions, RunRequest, Runner
+    from rlcf_bench.runner import ExecutionOptions, Runner, RunRequest
     from rlcf_bench.store import Store
 
     out = []

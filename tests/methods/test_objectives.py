@@ -8,7 +8,12 @@ import pytest
 import torch
 
 from rlcf_bench.objectives import (
-    CLIPRewardObjective, marginal_entropy, process_rewards, reinforce_loss, select_confident, top_k_actions,
+    CLIPRewardObjective,
+    marginal_entropy,
+    process_rewards,
+    reinforce_loss,
+    select_confident,
+    top_k_actions,
     view_entropy,
 )
 

@@ -12,12 +12,11 @@ ALL_METHODS = ("tpt-prompt", "rlcf-prompt", "tpt-image", "rlcf-image")
 
 
 def _method(name: str, ctx, **options):
+    from baselines.tpt_image import TPTImage
+    from baselines.tpt_prompt import TPTPrompt
     from rlcf_bench.types import config_from_pairs
     from rlcf_bench_rlcf.rlcf_image import RLCFImage
     from rlcf_bench_rlcf.rlcf_prompt import RLCFPrompt
-
-    from baselines.tpt_image import TPTImage
-    from baselines.tpt_prompt import TPTPrompt
 
     cls = {"tpt-prompt": TPTPrompt, "rlcf-prompt": RLCFPrompt, "tpt-image": TPTImage, "rlcf-image": RLCFImage}[name]
     method = cls(config_from_pairs(cls.config_cls, options))
@@ -51,11 +50,10 @@ def _unchanged(ctx, before: dict[str, torch.Tensor]) -> bool:
 
 
 def test_hyper_parameters_follow_the_spec():
-    from rlcf_bench_rlcf.rlcf_image import RLCFImageConfig
-    from rlcf_bench_rlcf.rlcf_prompt import RLCFPromptConfig
-
     from baselines.tpt_image import TPTImageConfig
     from baselines.tpt_prompt import TPTPromptConfig
+    from rlcf_bench_rlcf.rlcf_image import RLCFImageConfig
+    from rlcf_bench_rlcf.rlcf_prompt import RLCFPromptConfig
 
     def pick(cfg, *names):
         return tuple(getattr(cfg, n) for n in names)
@@ -134,9 +132,8 @@ def test_image_methods_do_not_depend_on_batch_size(name, make_ctx, method_host):
     """Four samples adapted at once (one copy of the tower each, vmap) give the same tuned
     weights and predictions as one at a time, up to float re-association (grouped convolution);
     the model is left as it was."""
-    from rlcf_bench.types import config_from_pairs
-
     from rlcf_bench.reward import CLIPReward
+    from rlcf_bench.types import config_from_pairs
     from rlcf_bench.vlm import OpenClipVLM
     from rlcf_bench_fixtures.tiny import build_tiny_clip
 
@@ -247,7 +244,7 @@ def test_rlcf_image_momentum_moves_the_start_point_and_leaves_the_model(make_ctx
 
 
 def _run(method_host, tmp_path, name, *, db="lb", batch_size=None, seed=0, **options):
-    from rlcf_bench.runner import ExecutionOptions, RunRequest, Runner
+    from rlcf_bench.runner import ExecutionOptions, Runner, RunRequest
     from rlcf_bench.store import Store
 
     store = Store(f"sqlite:///{tmp_path / (db + '.sqlite')}")

@@ -10,7 +10,7 @@ from rlcf_bench.types import RunProtocol, ViewPolicy, resolve_view_policy
 
 
 def _prepare(method_host, tmp_path, method: str, **params):
-    from rlcf_bench.runner import ExecutionOptions, RunRequest, Runner
+    from rlcf_bench.runner import ExecutionOptions, Runner, RunRequest
     from rlcf_bench.store import Store
 
     runner = Runner(method_host, Store(f"sqlite:///{tmp_path / 'lb.sqlite'}"), ExecutionOptions(device="cpu"))
@@ -77,7 +77,7 @@ def test_a_bad_view_policy_is_refused_before_anything_runs(method_host, tmp_path
 
 
 def test_method_policy_runs_are_stored_apart(method_host, tmp_path):
-    from rlcf_bench.runner import ExecutionOptions, RunRequest, Runner
+    from rlcf_bench.runner import ExecutionOptions, Runner, RunRequest
     from rlcf_bench.store import Store
 
     store = Store(f"sqlite:///{tmp_path / 'lb.sqlite'}")

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from models_helpers import tiny_config
 
 FAST_S = 5.0

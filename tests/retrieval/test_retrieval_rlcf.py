@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from rlcf_bench_tasks._retrieval import ground_truth_rank, load_images
 from rlcf_bench_rlcf._retrieval import RLCFRetrieval, RLCFRetrievalConfig
+from rlcf_bench_tasks._retrieval import ground_truth_rank, load_images
 
 
 class PreferReward:

@@ -339,6 +339,7 @@ def load_captioner(folder: str | Path, device: Any = "cpu", *, name: str | None 
     from transformers import OPTForCausalLM
 
     from rlcf_bench.quiet import quiet_transformers
+
     from .tokenizer import load_tokenizer
 
     quiet_transformers()
