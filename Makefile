@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: setup run test test-all bench report clean
+.PHONY: setup run lint test test-all bench report clean
 
 setup: $(VENV)/.installed
 
@@ -19,6 +19,11 @@ $(VENV)/.installed: pyproject.toml plugins/rlcf-bench-example/pyproject.toml
 ## The main job: the embedded micro suite on this machine's CPU (or GPU), then the leaderboard.
 run: setup
 	$(BIN)/rlcf-bench run
+
+## Lint and type checks (settings in pyproject.toml): ruff on all code, mypy --strict on the host package.
+lint: setup
+	$(BIN)/ruff check rlcf_bench plugins baselines tests
+	$(BIN)/mypy
 
 ## The default test suite (CPU, offline, < 15 minutes on 2 cores).
 test: setup

@@ -25,6 +25,7 @@ its own score is strictly lower; otherwise it is dropped.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 from .lazy import LazyModule
@@ -109,7 +110,7 @@ class ClassCache:
         """A copy (of all classes, or only of ``rows``, re-indexed 0..len(rows)-1)."""
         new = ClassCache.__new__(ClassCache)
         new.__dict__.update(self.__dict__)
-        pick = (lambda t: t.clone()) if rows is None else (lambda t: t[rows].clone())
+        pick: Callable[[Any], Any] = (lambda t: t.clone()) if rows is None else (lambda t: t[rows].clone())
         new.keys, new.scores, new.written = pick(self.keys), pick(self.scores), pick(self.written)
         new._seq = self._seq.clone()
         new.payload = None if self.payload is None else pick(self.payload)

@@ -23,15 +23,15 @@ import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 import click
 
 from .plugins import PluginHost
-from .runner import ExecutionOptions, Runner, RunnerError, RunRequest
+from .runner import ExecutionOptions, Runner, RunnerError
 from .sharding import Launch, Shard
 from .store import Store
-from .types import RunSpec
+from .types import RunRequest, RunSpec
 from .workers import RunOutcome
 
 TIMEOUT_ENV = "RLCF_BENCH_DIST_TIMEOUT_S"
@@ -96,7 +96,9 @@ class Group:
             torch.cuda.set_device(torch.device(device))
         dist.init_process_group(backend=backend, timeout=timeout)
         self.backend = backend
-        self.control = dist.new_group(backend="gloo", timeout=timeout) if backend != "gloo" else None
+        # Every rank joins the group of all ranks, so new_group never answers NON_GROUP_MEMBER here.
+        control = dist.new_group(backend="gloo", timeout=timeout) if backend != "gloo" else None
+        self.control = cast("dist.ProcessGroup | None", control)
 
     def broadcast(self, obj: Any) -> Any:
         """``obj`` of rank 0, on every rank."""

@@ -391,7 +391,7 @@ def _image_encoder(vlm: Any) -> torch.nn.Module:
     leaving the model's own tensors untouched. (Defined here so that importing this module does
     not import torch.)"""
 
-    class ImageEncoder(torch.nn.Module):
+    class ImageEncoder(torch.nn.Module):  # type: ignore[misc]  # torch is imported lazily here (typed Any)
         def __init__(self) -> None:
             super().__init__()
             self.model = vlm.module
@@ -541,6 +541,7 @@ class ImageEncoderTuner(Tuner):
             if self.views is None or self.views.shape[0] != len(batch):  # no episode ran: θ_clip
                 feats = self._encode(batch.images)
             else:
+                assert batch.images is not None
                 feats = self._encode_each(batch.images.unsqueeze(1))[:, 0]
             return self.scale * feats @ self.text.t()
 
@@ -684,6 +685,7 @@ class DistillationMethod(ImageTuningMethod):
 
     def make_objective(self, ctx: MethodContext) -> Objective:
         prompts = self.tuner.hand_crafted_prompts
+        assert ctx.reward_model is not None, "this method needs --reward-model"
         return DistillationObjective(ctx.reward_model, reward_text_features(ctx, prompts), self.distill_loss,
                                      section=sections(ctx))
 
@@ -709,7 +711,7 @@ def view_features(ctx: MethodContext, batch: Batch, section: Any = None) -> torc
 
     shared = ctx.cache.get(CONTEXT_KEY)
     if shared is not None:
-        return shared(ctx, batch)  # type: ignore[no-any-return]
+        return shared(ctx, batch)
     section = section or (lambda _name: contextlib.nullcontext())
     with section("views"):
         views = batch.views
@@ -789,6 +791,7 @@ def clip_reward_objective(ctx: MethodContext, prompts: Sequence[str], config: Re
         raise ValueError("sample_k must be ≥ 1")
     if config.baseline not in {"view", "sample", "none"}:
         raise ValueError(f"baseline={config.baseline!r}: expected view, sample or none")
+    assert ctx.reward_model is not None, "this method needs --reward-model"
     return CLIPRewardObjective(
         ctx.reward_model, reward_text_features(ctx, prompts), k=min(config.sample_k, len(prompts)),
         baseline=config.baseline, normalise_std=config.reward_std, entropy_reg=config.entropy_reg,

@@ -15,7 +15,7 @@ the causal mask built by ``transformers`` itself, encoder, final layer norm, poo
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -25,7 +25,8 @@ from .vlm import OPENAI_MEAN, OPENAI_STD, NormalisedFeatures
 
 def _pooled(out: Any) -> torch.Tensor:
     """``get_*_features`` return a tensor in transformers 4.x and an output object in 5.x."""
-    return out if isinstance(out, torch.Tensor) else out.pooler_output
+    pooled: torch.Tensor = out if isinstance(out, torch.Tensor) else out.pooler_output
+    return pooled
 
 
 class HFTextTower:
@@ -37,7 +38,8 @@ class HFTextTower:
 
     def __init__(self, model: nn.Module) -> None:
         self.model = model
-        self.text_model: nn.Module = model.text_model
+        # transformers' CLIPModel is read by attribute name (its submodules' own types are not needed).
+        self.text_model: Any = cast(Any, model).text_model
         emb = self.text_model.embeddings
         self.token_embedding: nn.Embedding = emb.token_embedding
         self.position_embedding: nn.Embedding = emb.position_embedding
@@ -70,7 +72,8 @@ class HFTextTower:
         out = self.text_model.encoder(inputs_embeds=h, attention_mask=self._causal_mask(h), is_causal=True)
         h = self.text_model.final_layer_norm(out.last_hidden_state)
         pooled = h[torch.arange(h.shape[0], device=h.device), pool_idx.to(h.device)]
-        return self.model.text_projection(pooled)
+        projected: torch.Tensor = cast(Any, self.model).text_projection(pooled)
+        return projected
 
 
 class HFClipVLM(NormalisedFeatures):
@@ -81,15 +84,21 @@ class HFClipVLM(NormalisedFeatures):
                  interpolation: str = "bicubic", version: str = "1", context_length: int | None = None) -> None:
         self._wrap(model, tokenizer, name=name, version=version, image_size=image_size, mean=mean, std=std)
         self.interpolation = interpolation
-        max_pos = int(model.config.text_config.max_position_embeddings)
+        max_pos = int(cast(Any, model).config.text_config.max_position_embeddings)
         self.context_length = int(context_length or max_pos)
         self.preprocess_cfg = {"size": self.image_size, "mean": self.mean, "std": self.std,
                                "interpolation": interpolation, "resize_mode": "shortest"}
         self.text_tower = HFTextTower(model)
 
     @property
+    def _clip(self) -> Any:
+        """The wrapped ``transformers.CLIPModel``, read by attribute name."""
+        return self.model
+
+    @property
     def visual(self) -> nn.Module:
-        return self.model.vision_model
+        vision: nn.Module = self._clip.vision_model
+        return vision
 
     def to(self, device: torch.device | str) -> HFClipVLM:
         self.model.to(device)
@@ -97,24 +106,25 @@ class HFClipVLM(NormalisedFeatures):
 
     @property
     def logit_scale(self) -> float:
-        return float(self.model.logit_scale.detach().exp())
+        return float(self._clip.logit_scale.detach().exp())
 
     def tokenize(self, texts: Sequence[str]) -> torch.Tensor:
         """``LongTensor[N, context_length]``: start, BPE ids, end-of-text, padding (long texts are cut
         but keep their end-of-text token)."""
         enc = self.tokenizer(list(texts), padding="max_length", truncation=True, max_length=self.context_length,
                              return_tensors="pt")
-        return enc["input_ids"]
+        ids: torch.Tensor = enc["input_ids"]
+        return ids
 
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
-        return _pooled(self.model.get_image_features(pixel_values=images))
+        return _pooled(self._clip.get_image_features(pixel_values=images))
 
     def encode_text(self, tokens: torch.Tensor, truncate: bool = True) -> torch.Tensor:
         """Encode token ids; cut after the batch's last pooled position when ``truncate`` (exact)."""
         if truncate:
             length = int(self.text_tower.pool_index(tokens).max()) + 1
             tokens = tokens[:, :length]
-        return _pooled(self.model.get_text_features(input_ids=tokens))
+        return _pooled(self._clip.get_text_features(input_ids=tokens))
 
     def encode_text_embeddings(self, x: torch.Tensor, pool_idx: torch.Tensor) -> torch.Tensor:
         """Encode token *embeddings* (e.g. with learned context spliced in), truncated to

@@ -105,6 +105,7 @@ def summarise_views(ctx: MethodContext, batch: Batch, text: torch.Tensor, *, mul
     if multi_view:
         feats = view_features(ctx, batch)[0]  # [V, d], no graph; shared across runs when cached
     else:
+        assert batch.images is not None
         feats = encode_views(ctx, batch.images.unsqueeze(1))[0]  # the centre view alone
     logits = float(ctx.model.logit_scale) * feats @ text.t()
     n = min(n_selected or ctx.protocol.n_selected, logits.shape[0]) if multi_view else 1

@@ -96,7 +96,7 @@ def online_metrics(method: Any, items: Sequence[tuple[int, str]],
     return {**stream_metrics(items, records), **state_metrics(method)}
 
 
-def running_accuracy(scores: Sequence[float]) -> list[float]:
+def running_accuracy(scores: Sequence[float | None]) -> list[float]:
     """``100 · mean(scores[:i+1])`` for every prefix (the stream curve)."""
     out, total = [], 0.0
     for i, s in enumerate(scores, 1):

@@ -19,9 +19,9 @@ import os
 import pkgutil
 import sys
 import types
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pluggy
 
@@ -262,18 +262,20 @@ class PluginHost:
 
         registry = self.registry("datasets")
         if name in registry:
-            return registry.get(name)
+            found: DatasetSpec = registry.get(name)
+            return found
         given = dict(params or {})
         key = (name, tuple(sorted((k, str(v)) for k, v in given.items())))
         if key not in self._resolved:
-            answers = []
+            answers: list[DatasetSpec] = []
             for impl in reversed(self.pm.hook.rlcfb_resolve_dataset.get_hookimpls()):
                 args = {"name": name, "params": given}
-                spec = impl.function(*[args[a] for a in impl.argnames])
+                spec = cast("DatasetSpec | None", impl.function(*[args[a] for a in impl.argnames]))
                 if spec is not None:
                     answers.append(dataclasses.replace(spec, provider=spec.provider or impl.plugin_name))
             if not answers:
-                return registry.get(name)  # raises: unknown name, with suggestions
+                unknown: DatasetSpec = registry.get(name)  # raises: unknown name, with suggestions
+                return unknown
             if len(answers) > 1:
                 from .registry import RegistryError
 
@@ -308,9 +310,10 @@ class PluginHost:
         from .registry import MethodRegistry, Registry
 
         if kind not in self._registries:
-            getter = {
+            getters: dict[str, Callable[[], Sequence[Any]]] = {
                 "tasks": self.tasks, "datasets": self.datasets, "models": self.models,
                 "reward-models": self.reward_models, "methods": self.methods, "suites": self.suites,
-            }[kind]
+            }
+            getter = getters[kind]
             self._registries[kind] = (MethodRegistry if kind == "methods" else Registry)(kind, getter())
         return self._registries[kind]

@@ -67,7 +67,7 @@ class SuiteProgress:
         self.runs_done += 1
         if run_id is None or run_id not in self._todo:
             self._never_started += 1
-        self._active.discard(run_id)  # type: ignore[arg-type]
+        self._active.discard(run_id)
         self._draw(force=True)
 
     # ------------------------------------------------------------------ numbers

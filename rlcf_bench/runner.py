@@ -138,7 +138,7 @@ class Runner:
         if "reward_model" in method_spec.requires and not req.reward_model:
             raise RunnerError(f"method {method_spec.name!r} needs --reward-model")
         config = methods.config(req.method, task_spec.kind, req.method_options)
-        config_dict = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else {}
+        config_dict = dataclasses.asdict(config) if dataclasses.is_dataclass(config) and not isinstance(config, type) else {}
         protocol = task_spec.protocol.replace(augmix=ds_spec.augmix)
         try:
             overrides = protocol_overrides(dict(req.protocol_overrides))
@@ -192,7 +192,7 @@ class Runner:
             return dataclasses.replace(self._result_from_store(run.id, spec), reused=True)
         done = self.store.done_sample_ids(run.id)
         self.host.run_start(run.id, spec, len(items), len(done))
-        method = None
+        method: Any = None
         ready = False  # reset() only a method whose setup succeeded: clean-up must not mask the cause
         try:
             policy = self.session.model(req.model)
@@ -251,7 +251,8 @@ class Runner:
         if method.carries_state:
             return 1
         requested = self.options.batch_size or (8 if self.device.type == "cuda" else 4)
-        return max(1, min(requested, method_spec.method_cls.max_batch))
+        max_batch: int = method_spec.method_cls.max_batch
+        return max(1, min(requested, max_batch))
 
     def _claimed_batches(self, run_id: int, task: TaskRuntime, method: Any, episodic: bool,
                          items: Sequence[tuple[int, str]], size: int, policy: Any) -> Iterator[list[tuple[int, str]]]:

@@ -15,7 +15,7 @@ import hashlib
 import json
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, Protocol, TypeVar, runtime_checkable
 
@@ -336,7 +336,7 @@ class MethodContext:
     ensemble_templates: tuple[str, ...] | None = None
     gallery: Any = None
     seed: int = 0
-    cache: dict[str, Any] = field(default_factory=dict)
+    cache: dict[Hashable, Any] = field(default_factory=dict)  # keys: names or tuples (name, model, ...)
     dataset: str | None = None
     task_fields: dict[str, Any] = field(default_factory=dict)
     timer: Timer = field(default_factory=NullTimer)
@@ -887,8 +887,10 @@ class Range:
             return None
         if self.finite and isinstance(value, float) and not math.isfinite(value):
             return "must be a finite number"
-        for bound, ok, word in ((self.ge, lambda b: value >= b, "≥"), (self.gt, lambda b: value > b, ">"),
-                                (self.le, lambda b: value <= b, "≤"), (self.lt, lambda b: value < b, "<")):
+        checks: tuple[tuple[float | None, Callable[[float], bool], str], ...] = (
+            (self.ge, lambda b: value >= b, "≥"), (self.gt, lambda b: value > b, ">"),
+            (self.le, lambda b: value <= b, "≤"), (self.lt, lambda b: value < b, "<"))
+        for bound, ok, word in checks:
             if bound is not None and not ok(bound):
                 return f"must be {word} {bound:g}"
         return None

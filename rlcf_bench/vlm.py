@@ -11,7 +11,7 @@ prompt learners that splice learned context vectors into the token embeddings.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import torch
 import torch.nn.functional as F
@@ -28,7 +28,8 @@ class TextTower:
     """
 
     def __init__(self, model: nn.Module) -> None:
-        owner = model if hasattr(model, "token_embedding") else getattr(model, "text", None)
+        # open_clip's modules carry no types: the tower's parts are read by name.
+        owner: Any = model if hasattr(model, "token_embedding") else getattr(model, "text", None)
         if owner is None or not hasattr(owner, "token_embedding") or not hasattr(owner, "transformer"):
             raise TypeError(f"{type(model).__name__} has no open_clip text transformer")
         self.owner = owner
@@ -59,7 +60,8 @@ class TextTower:
     def forward_embeddings(self, x: torch.Tensor, pool_idx: torch.Tensor) -> torch.Tensor:
         """Run the tower on token embeddings ``[N, L, D]`` (L ≤ context length), pool, project."""
         length = x.shape[1]
-        cast_dtype = self.transformer.get_cast_dtype() if hasattr(self.transformer, "get_cast_dtype") else x.dtype
+        get_cast_dtype = getattr(self.transformer, "get_cast_dtype", None)
+        cast_dtype = get_cast_dtype() if get_cast_dtype is not None else x.dtype
         x = x.to(cast_dtype) + self.positional_embedding[:length].to(cast_dtype)
         mask = self.attn_mask[:length, :length] if self.attn_mask is not None else None
         x = self.transformer(x, attn_mask=mask)
@@ -71,12 +73,30 @@ class TextTower:
         return x
 
 
+class _OpenClipModel(Protocol):
+    """The parts of an open_clip ``CLIP``/``CustomTextCLIP`` the wrapper calls (open_clip is untyped)."""
+
+    visual: nn.Module
+    logit_scale: torch.Tensor
+
+    def encode_image(self, images: torch.Tensor) -> torch.Tensor: ...
+
+    def encode_text(self, tokens: torch.Tensor) -> torch.Tensor: ...
+
+
 class NormalisedFeatures:
     """What every ``VisionLanguageModel`` wrapper shares: the wrapped ``model``'s module and device,
     and batched, normalised, gradient-free features (wrappers provide ``tokenize``,
     ``encode_text`` and ``encode_image``)."""
 
     model: nn.Module
+
+    if TYPE_CHECKING:  # provided by every wrapper
+        def tokenize(self, texts: Sequence[str]) -> torch.Tensor: ...
+
+        def encode_text(self, tokens: torch.Tensor, truncate: bool = True) -> torch.Tensor: ...
+
+        def encode_image(self, images: torch.Tensor) -> torch.Tensor: ...
 
     def _wrap(self, model: nn.Module, tokenizer: Any, *, name: str, version: str, image_size: int,
               mean: Sequence[float], std: Sequence[float]) -> None:
@@ -129,8 +149,12 @@ class OpenClipVLM(NormalisedFeatures):
             self.text_tower = None
 
     @property
+    def _clip(self) -> _OpenClipModel:
+        return cast(_OpenClipModel, self.model)
+
+    @property
     def visual(self) -> nn.Module:
-        return self.model.visual
+        return self._clip.visual
 
     def to(self, device: torch.device) -> OpenClipVLM:
         self.model.to(device)
@@ -138,19 +162,20 @@ class OpenClipVLM(NormalisedFeatures):
 
     @property
     def logit_scale(self) -> float:
-        return float(self.model.logit_scale.detach().exp())
+        return float(self._clip.logit_scale.detach().exp())
 
     def tokenize(self, texts: Sequence[str]) -> torch.Tensor:
-        return self.tokenizer(list(texts))
+        tokens: torch.Tensor = self.tokenizer(list(texts))
+        return tokens
 
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
-        return self.model.encode_image(images)
+        return self._clip.encode_image(images)
 
     def encode_text(self, tokens: torch.Tensor, truncate: bool = True) -> torch.Tensor:
         """Encode token ids; truncated to the longest end-of-text position when exact."""
         tower = self.text_tower
         if not truncate or tower is None or not tower.truncatable:
-            return self.model.encode_text(tokens)
+            return self._clip.encode_text(tokens)
         pool_idx = tower.pool_index(tokens)
         length = int(pool_idx.max()) + 1
         x = tower.token_embedding(tokens[:, :length])

@@ -241,10 +241,11 @@ def _one_group(avg: DatasetAverage, rows: Sequence[LeaderboardRow],
         zero_shot = next((v for v in complete.values() if v[0].method == ZERO_SHOT and v[0].method_label == ZERO_SHOT),
                          None)
         tpt = next((v for v in complete.values() if v[0].method == TPT and v[0].method_label == TPT), None)
-        for row, members in complete.values():
-            vs_zero = None if zero_shot is None or zero_shot[0] is row else _pooled(row, members, *zero_shot, cache)
-            vs_tpt = None if tpt is None or tpt[0] is row else _pooled(row, members, *tpt, cache)
-            out.append(replace(row, vs_zero_shot=vs_zero, vs_tpt=vs_tpt))
+        for average, members in complete.values():
+            vs_zero = (None if zero_shot is None or zero_shot[0] is average
+                       else _pooled(average, members, *zero_shot, cache))
+            vs_tpt = None if tpt is None or tpt[0] is average else _pooled(average, members, *tpt, cache)
+            out.append(replace(average, vs_zero_shot=vs_zero, vs_tpt=vs_tpt))
     out.sort(key=lambda r: (r.setting, -r.value if not math.isnan(r.value) else math.inf, r.method_label))
     return out, notes
 

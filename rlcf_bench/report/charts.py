@@ -20,11 +20,15 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeGuard
+
+if TYPE_CHECKING:
+    from matplotlib.typing import RcKeyType
 
 #: Draw the memory chart only when the largest peak is at least this multiple of the smallest.
 MEMORY_SPREAD = 1.25
 
-_RC = {"svg.fonttype": "none", "svg.hashsalt": "rlcf-bench", "text.parse_math": False, "font.size": 9,
+_RC: dict[RcKeyType, Any] = {"svg.fonttype": "none", "svg.hashsalt": "rlcf-bench", "text.parse_math": False, "font.size": 9,
        "axes.spines.top": False, "axes.spines.right": False}
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "*", "h", "p")
 
@@ -67,7 +71,7 @@ def _to_svg(fig: object) -> str:
     return text[text.index("<svg"):]  # drop the XML declaration and doctype: the SVG is inlined
 
 
-def _finite(x: float | None) -> bool:
+def _finite(x: float | None) -> TypeGuard[float]:
     return x is not None and math.isfinite(x)
 
 
@@ -91,14 +95,14 @@ def bar_chart(title: str, items: Sequence[BarItem], unit: str = "", *, full_scal
                 continue
             err = None
             if _finite(b.low) and _finite(b.high):
-                err = [[max(0.0, b.value - b.low)], [max(0.0, b.high - b.value)]]  # type: ignore[operator]
+                err = [[max(0.0, b.value - b.low)], [max(0.0, b.high - b.value)]]
             ax.barh(y, b.value, color=b.colour, xerr=err, ecolor="#333", capsize=2.5, height=0.7)
             ax.text(b.value, y, f" {b.value:.{digits}f}", va="center", ha="left", fontsize=8)
         ax.set_yticks(ys, [name for name, _ in rows])
         for tick, (_, b) in zip(ax.get_yticklabels(), rows):
             if b is None:
                 tick.set_fontweight("bold")
-        top = max([b.high if _finite(b.high) else b.value for b in items] + [0.0])  # type: ignore[list-item]
+        top = max([b.high if _finite(b.high) else b.value for b in items] + [0.0])
         ax.set_xlim(0, max(full_scale or 0.0, top * 1.12) or 1.0)
         ax.set_xlabel(unit.strip() or "value")
         ax.set_title(title, loc="left", fontweight="bold")
@@ -145,7 +149,7 @@ def scatter_chart(title: str, items: Sequence[ScatterItem], x_label: str, y_labe
 
 def memory_differs(values: Sequence[float | None]) -> bool:
     """Whether peak memory differs enough between runs for a chart to say something."""
-    finite = [v for v in values if _finite(v) and v > 0]  # type: ignore[operator]
+    finite = [v for v in values if _finite(v) and v > 0]
     return len(finite) > 1 and max(finite) >= MEMORY_SPREAD * min(finite)
 
 

@@ -32,7 +32,7 @@ def method_defaults(host: PluginHost | None) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for spec in host.registry("methods"):
         cls = spec.config_cls
-        if not dataclasses.is_dataclass(cls):
+        if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)):
             out[spec.name] = {}
             continue
         try:

@@ -49,7 +49,7 @@ def _mean(values: list[float]) -> float | None:
 
 
 def _average_lines(averages: Sequence[AverageRow], task: str, main_model: str) -> list[tuple[str, ...]]:
-    lines = []
+    lines: list[tuple[str, ...]] = []
     for a in averages:
         if a.task != task:
             continue
@@ -71,7 +71,7 @@ def summary_outline(rows: list[LeaderboardRow], reused: Collection[int],
         unit = " (%)" if task_rows[0].meta.score.percent else ""
         out.add(Heading(2, f"{task} · {metric}{unit}"))
         with_tpt = any(r.vs_tpt is not None for r in task_rows)  # no TPT column where no TPT ran
-        headers = ("dataset", "method", f"{metric} [95% CI]", "n", "Δ vs zero-shot", f"Δ vs {TPT}", "notes")
+        headers: tuple[str, ...] = ("dataset", "method", f"{metric} [95% CI]", "n", "Δ vs zero-shot", f"Δ vs {TPT}", "notes")
         lines: list[tuple[str, ...]] = []
         per_method: dict[str, list[LeaderboardRow]] = defaultdict(list)
         main_model = Counter(r.model for r in task_rows).most_common(1)[0][0]
