@@ -108,8 +108,7 @@ def plan_runs(host: PluginHost, *, suite: str, suite_explicit: bool = False, tas
         if req not in requests:
             requests.append(req)
     def impl(r: RunRequest) -> MethodSpec:
-        spec: MethodSpec = method_reg.get(r.method, task_reg.get(r.task).kind)
-        return spec
+        return method_reg.get(r.method, task_reg.get(r.task).kind)
 
     for key, _ in options:
         if not any(key in _fields(impl(r).config_cls) for r in requests):
@@ -146,8 +145,7 @@ def _default_task(host: PluginHost, ds_spec: Any, methods: Sequence[str] = ()) -
     method_reg = host.registry("methods")
     usable.sort(key=lambda t: (-sum(t.kind in method_reg.tasks_of(m) for m in methods), t.metrics.order, t.name))
     for t in usable:
-        name: str = t.name
-        return name
+        return t.name
     raise PlanError(f"no registered task can use dataset {ds_spec.name!r}")
 
 

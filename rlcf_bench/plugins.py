@@ -21,7 +21,7 @@ import sys
 import types
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, Literal, cast, overload
 
 import pluggy
 
@@ -42,6 +42,9 @@ from .types import (
     SuiteSpec,
     TaskSpec,
 )
+
+if TYPE_CHECKING:
+    from .registry import MethodRegistry, Registry
 
 AUTOLOAD_ENV = "RLCF_BENCH_DISABLE_PLUGIN_AUTOLOAD"
 TRACE_ENV = "RLCF_BENCH_TRACE_PLUGINS"
@@ -262,8 +265,7 @@ class PluginHost:
 
         registry = self.registry("datasets")
         if name in registry:
-            found: DatasetSpec = registry.get(name)
-            return found
+            return registry.get(name)
         given = dict(params or {})
         key = (name, tuple(sorted((k, str(v)) for k, v in given.items())))
         if key not in self._resolved:
@@ -274,8 +276,7 @@ class PluginHost:
                 if spec is not None:
                     answers.append(dataclasses.replace(spec, provider=spec.provider or impl.plugin_name))
             if not answers:
-                unknown: DatasetSpec = registry.get(name)  # raises: unknown name, with suggestions
-                return unknown
+                return registry.get(name)  # raises: unknown name, with suggestions
             if len(answers) > 1:
                 from .registry import RegistryError
 
@@ -306,7 +307,22 @@ class PluginHost:
         return sections
 
     # ------------------------------------------------------------------ registries
-    def registry(self, kind: str) -> Any:
+    @overload
+    def registry(self, kind: Literal["methods"]) -> MethodRegistry: ...
+    @overload
+    def registry(self, kind: Literal["tasks"]) -> Registry[TaskSpec]: ...
+    @overload
+    def registry(self, kind: Literal["datasets"]) -> Registry[DatasetSpec]: ...
+    @overload
+    def registry(self, kind: Literal["models"]) -> Registry[ModelSpec]: ...
+    @overload
+    def registry(self, kind: Literal["reward-models"]) -> Registry[RewardModelSpec]: ...
+    @overload
+    def registry(self, kind: Literal["suites"]) -> Registry[SuiteSpec]: ...
+    @overload
+    def registry(self, kind: str) -> Registry[Any]: ...
+
+    def registry(self, kind: str) -> Registry[Any]:
         from .registry import MethodRegistry, Registry
 
         if kind not in self._registries:
@@ -316,4 +332,5 @@ class PluginHost:
             }
             getter = getters[kind]
             self._registries[kind] = (MethodRegistry if kind == "methods" else Registry)(kind, getter())
-        return self._registries[kind]
+        registry: Registry[Any] = self._registries[kind]
+        return registry
