@@ -115,9 +115,20 @@ def _accepts(name: str) -> bool:
         return False
     if arch.startswith("hf-hub:") or arch.lower().endswith(".json") or _looks_like_path(arch):
         return True
+    if _looks_like_path(source.rpartition("@")[2]) and _has_open_clip_config(source.rpartition("@")[2]):
+        return True  # a custom architecture: ARCH is only a label, the config beside the weights wins
     import difflib
 
     return arch in _builtin_archs() or bool(difflib.get_close_matches(arch, _builtin_archs(), n=1))
+
+
+def _has_open_clip_config(source: str) -> bool:
+    """A weights file with an open_clip config beside it (``<weights>.json``, ``<stem>.json`` or
+    ``open_clip_config.json``): whatever its ARCH label, the name is this backend's."""
+    from ._formats import find_sidecar_config
+
+    weights = Path(source).expanduser()
+    return weights.is_file() and find_sidecar_config(weights) is not None
 
 
 @lru_cache(maxsize=1)

@@ -99,8 +99,10 @@ def how_to_read(tasks: TaskCatalog) -> tuple[str, ...]:
         "BELOW: the method scores below the zero-shot score of its own reward model, so the reward "
         "model alone would have done better: not a win.",
         "Cost: milliseconds per sample (median / 95th percentile, warm-up excluded), mean adapt / "
-        "predict time, share of the time spent in the reward model, peak memory in MB (CUDA peak on "
-        "GPU, RSS on CPU). Costs from different devices are not comparable.",
+        "predict time (adapt includes generating and encoding the views; views whose features came "
+        "from the run's shared feature cache are charged the time they took when computed), share of "
+        "the time spent in the reward model, peak memory in MB (CUDA peak on GPU, RSS on CPU). Costs "
+        "from different devices are not comparable.",
         "Method options that differ from the method's defaults are shown in brackets after its name "
         "(e.g. 'rlcf-prompt [lr=0.001]'); each group names its protocol's settings under its heading.",
         direction,

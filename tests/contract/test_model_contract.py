@@ -20,14 +20,21 @@ def _spec(host: Any, name: str) -> Any:
     return host.registry("models").get(name)
 
 
-def _load(spec: Any) -> Any:
-    """The model on the CPU, or skip with the backend's own reason it cannot be loaded here."""
+def _session(host: Any) -> Any:
+    from rlcf_bench.session import ComponentSession
+
+    return ComponentSession(host, device="cpu")
+
+
+def _load(host: Any, spec: Any) -> Any:
+    """The model on the CPU through a fresh component session (how the runner loads it), or skip
+    with the backend's own reason it cannot be loaded here."""
     if spec.check is not None:
         try:
             spec.check(spec.name)
         except Exception as exc:  # the backend's preflight: weights missing, download needed ...
             pytest.skip(f"model {spec.name!r} cannot be loaded on this machine: {exc}")
-    return spec.load(spec.name, "cpu")
+    return _session(host).model(spec.name)
 
 
 def _version(spec: Any, model: Any) -> str:
@@ -55,7 +62,7 @@ def test_a_family_backend_names_what_to_pass(registry_host: Any, model_name: str
         pytest.skip(f"{model_name!r} is one model, not a family of names")
     assert not spec.accepts(model_name), f"{model_name}: the backend claims its own bare name"
     with pytest.raises(Exception) as info:
-        (spec.check or (lambda n: spec.load(n, "cpu")))(model_name)
+        (spec.check or _session(registry_host).model)(model_name)
     message = str(info.value)
     assert message and "\n" not in message and model_name in message, message
 
@@ -64,8 +71,8 @@ def test_model_loads_frozen_with_a_stable_version(registry_host: Any, model_name
     spec = _spec(registry_host, model_name)
     if spec.accepts is not None:
         pytest.skip(f"{model_name!r} is a backend of a family of names: it needs weights named on the command line")
-    model = _load(spec)
-    again = spec.load(spec.name, "cpu")
+    model = _load(registry_host, spec)
+    again = _session(registry_host).model(spec.name)
     assert _version(spec, model) == _version(spec, again), f"{model_name}: the version changed between two loads"
     modules = _modules(model)
     assert modules, f"{model_name}: no torch module found on the loaded model"
@@ -83,7 +90,7 @@ def test_vlm_encodes_to_one_declared_width(registry_host: Any, model_name: str) 
     spec = _spec(registry_host, model_name)
     if spec.kind != "vlm" or spec.accepts is not None:
         pytest.skip(f"{model_name!r} is not a single vision-language model (kind {spec.kind})")
-    model = _load(spec)
+    model = _load(registry_host, spec)
     assert isinstance(model, VisionLanguageModel)
     assert model.image_size > 0 and len(model.mean) == len(model.std) == 3 and model.context_length > 0
     assert model.logit_scale > 0

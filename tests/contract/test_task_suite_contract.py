@@ -14,15 +14,19 @@ def test_task_declares_its_protocol_and_metrics(registry_host: Any, task_name: s
     spec = registry_host.registry("tasks").get(task_name)
     assert spec.kind and spec.version, f"{task_name}: needs a kind and a version"
     assert isinstance(spec.protocol, RunProtocol) and spec.protocol.precision == "auto"
-    assert spec.metrics and len(set(spec.metrics)) == len(spec.metrics), f"{task_name}: metrics {spec.metrics}"
-    assert spec.primary_metric in spec.metrics, f"{task_name}: primary {spec.primary_metric!r} not among its metrics"
+    names = [m.name for m in spec.metrics.metrics]
+    assert names and len(set(names)) == len(names), f"{task_name}: metrics {names}"
+    assert spec.metrics.primary and set(spec.metrics.primary) <= set(names), \
+        f"{task_name}: primary {spec.metrics.primary} not among its metrics"
+    assert spec.metrics.score.label, f"{task_name}: declares no per-sample score for paired tests"
     assert callable(spec.build)
 
 
 def test_some_dataset_and_method_serve_each_task(registry_host: Any, task_name: str) -> None:
     kind = registry_host.registry("tasks").get(task_name).kind
     assert any(kind in d.task_kinds for d in registry_host.registry("datasets")), f"no dataset serves {kind}"
-    assert any(kind in m.tasks for m in registry_host.registry("methods")), f"no method serves {kind}"
+    methods = registry_host.registry("methods")
+    assert any(kind in methods.tasks_of(m.name) for m in methods), f"no method serves {kind}"
 
 
 def test_suite_plans_only_registered_components(registry_host: Any, suite_name: str) -> None:
@@ -37,10 +41,10 @@ def test_suite_plans_only_registered_components(registry_host: Any, suite_name: 
     for r in runs:
         task = registry_host.registry("tasks").get(r.task)
         dataset = registry_host.dataset(r.dataset, dict(r.dataset_params))
-        method = registry_host.registry("methods").get(r.method)
+        methods = registry_host.registry("methods")
         registry_host.registry("models").get(r.model)
         assert task.kind in dataset.task_kinds, f"{r}: dataset has no {task.kind} split"
-        assert task.kind in method.tasks, f"{r}: method does not serve {task.kind}"
+        assert task.kind in methods.tasks_of(r.method), f"{r}: method does not serve {task.kind}"
         if r.reward_model and r.reward_model not in registry_host.registry("reward-models"):
             for part in r.reward_model.split("+"):
                 registry_host.registry("models").get(part.partition("*")[0].strip())

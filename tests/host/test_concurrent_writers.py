@@ -95,6 +95,7 @@ def four_writers(tmp_path: Path, db: str) -> None:
     assert dup == [(0,)]
 
 
+@pytest.mark.slow  # over 20 s (four CLI processes)
 def test_four_writers_lose_nothing_sqlite(tmp_path):
     four_writers(tmp_path, str(tmp_path / "lb.sqlite"))
 

@@ -84,7 +84,9 @@ def test_results_do_not_depend_on_the_batch_size(host, store):
 
 
 def test_method_option_errors_are_clear(runner):
-    with pytest.raises(ValueError, match="unknown option 'lr'; valid options: beams, max_new_tokens, templates, underscore_prompt"):
+    # the options of the run's task's implementation only (zero-shot also captions, with beams ...)
+    with pytest.raises(ValueError, match=r"unknown option 'lr'; valid options: templates, underscore_prompt "
+                                         r"\(method 'zero-shot' on the classification task\)"):
         runner.run(zs(method_options=(("lr", "1"),)))
 
 
@@ -144,6 +146,7 @@ def _count(db):
         return 0
 
 
+@pytest.mark.slow  # over 20 s (kills and restarts a CLI process twice)
 def test_a_killed_run_resumes_without_losing_or_double_counting(tmp_path):
     (tmp_path / "plug").mkdir()
     (tmp_path / "plug" / "slow.py").write_text(SLOW_METHOD)

@@ -124,7 +124,7 @@ def test_the_folder_of_a_killed_invocation_is_removed_by_the_next_one(tmp_path):
 
 def test_the_key_holds_what_the_features_depend_on_and_not_the_stream_order(full_host):
     runner = Runner(full_host, Store("sqlite://"), ExecutionOptions(device="cpu"))
-    model = runner.load_model("tiny-clip")
+    model = runner.session.model("tiny-clip")
 
     def key(req: RunRequest, **spec_changes) -> str:
         spec = runner.prepare(req)[0]
@@ -193,8 +193,8 @@ def test_a_miss_counts_the_real_time_and_a_hit_only_the_credit(full_host, tmp_pa
 
     runner = Runner(full_host, Store("sqlite://"), ExecutionOptions(device="cpu"))
     spec, task_spec, ds_spec, _ = runner.prepare(request("zero"))
-    model = runner.load_model("tiny-clip")
-    task = task_spec.build(runner.build_dataset(ds_spec, {}), spec.protocol)
+    model = runner.session.model("tiny-clip")
+    task = task_spec.build(runner.session.dataset(ds_spec, {}), spec.protocol)
     batch = task.make_batch(task.samples()[:3], model, runner.device)
     timer = SectionTimer(runner.device)
     shared = RunViewFeatures(FeatureStore(tmp_path), "prefix", timer)
