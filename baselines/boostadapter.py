@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from rlcf_bench import MethodSpec, ReferenceResult, ViewPolicy, hookimpl
-from rlcf_bench.objectives import view_entropy
-from rlcf_bench.online import FINE_GRAINED, SHIFTED_IMAGENET, ViewSummary, paper_references, per_dataset
+from rlcf_bench.tta.objectives import view_entropy
+from rlcf_bench.tta.online import FINE_GRAINED, SHIFTED_IMAGENET, ViewSummary, paper_references, per_dataset
 
 from .tda import TDA, TDAConfig, choose
 

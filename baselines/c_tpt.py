@@ -6,7 +6,7 @@ term: the loss is ``H̄(selected views) − λ · ATFD``, where the *average tex
 ``ATFD = (1/C) Σ_c ‖t_c − t̄‖₂`` is the mean L2 distance of the normalised class features under
 the tuned context to their centroid. Spreading the class features apart counters TPT's
 over-confidence (lower ECE). The term is free: it reuses the class features of the step's own
-text forward (:attr:`rlcf_bench.episode.PerSampleTuner.current_class_features`), and it is per
+text forward (:attr:`rlcf_bench.tta.episode.PerSampleTuner.current_class_features`), and it is per
 sample, so several samples are adapted at once exactly as for TPT.
 
 Defaults are the official scripts': 1 step, AdamW lr 5e-3 (PyTorch's default weight decay 0.01),
@@ -35,8 +35,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from rlcf_bench import MethodContext, MethodSpec, ReferenceResult, ViewPolicy, hookimpl
-from rlcf_bench.episode import PerSampleTuner, PromptTuningConfig, PromptTuningMethod
-from rlcf_bench.objectives import Objective, marginal_entropy
+from rlcf_bench.tta.episode import PerSampleTuner, PromptTuningConfig, PromptTuningMethod
+from rlcf_bench.tta.objectives import Objective, marginal_entropy
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch

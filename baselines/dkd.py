@@ -1,6 +1,6 @@
 """DKD: test-time decoupled knowledge distillation (the RLCF code's ``--kd_loss DKD``).
 
-The KD episode (``baselines/kd.py``; :class:`rlcf_bench.episode.DistillationMethod`) with the
+The KD episode (``baselines/kd.py``; :class:`rlcf_bench.tta.episode.DistillationMethod`) with the
 loss of Zhao et al., Decoupled Knowledge Distillation (CVPR 2022), the "target" being the
 teacher's argmax class ``t`` of each view (there are no labels at test time):
 
@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from rlcf_bench import MethodSpec, hookimpl
-from rlcf_bench.episode import DistillationConfig, DistillationMethod
-from rlcf_bench.objectives import kl_divergence
+from rlcf_bench.tta.episode import DistillationConfig, DistillationMethod
+from rlcf_bench.tta.objectives import kl_divergence
 
 from ._distillation_paper import PAPER
 

@@ -6,7 +6,7 @@ Per sample, in the protocol's seeded stream order (state starts empty, never res
 1. encode the views once; ``p̄`` = the mean probabilities of the 10 % most confident views,
    ``ŷ = argmax p̄``, ``h = H(p̄)``;
 2. **write before predict**: offer the centre view's feature with score ``h`` to the memory of
-   ``ŷ`` (50 entries per class, lowest entropy kept; the rule of ``rlcf_bench.cache``);
+   ``ŷ`` (50 entries per class, lowest entropy kept; the rule of ``rlcf_bench.tta.cache``);
 3. for every class, weigh its memory entries and its text embedding by
    ``exp(−β (1 − ⟨f₀, m⟩))`` (β = 5.5), sum and normalise: the class prototype ``π_c``;
 4. predict ``(p₀ + a · softmax(s · f₀ πᵀ)) / (1 + a)``, ``p₀`` = zero-shot probabilities of the
@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from rlcf_bench import Batch, MethodSpec, Predictions, ReferenceResult, ViewPolicy, hookimpl
-from rlcf_bench.cache import ClassCache, affinity_weights
-from rlcf_bench.online import OnlineMethod, check_options, paper_references, summarise_views
+from rlcf_bench.tta.cache import ClassCache, affinity_weights
+from rlcf_bench.tta.online import OnlineMethod, check_options, paper_references, summarise_views
 
 
 @dataclass(frozen=True)

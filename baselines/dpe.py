@@ -34,9 +34,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from rlcf_bench import Batch, MethodSpec, Predictions, ReferenceResult, ViewPolicy, hookimpl
-from rlcf_bench.cache import ClassCache, affinity_weights, normalised_entropy
-from rlcf_bench.objectives import view_entropy
-from rlcf_bench.online import (
+from rlcf_bench.tta.cache import ClassCache, affinity_weights, normalised_entropy
+from rlcf_bench.tta.objectives import view_entropy
+from rlcf_bench.tta.online import (
     IMAGENET_FAMILY,
     OnlineMethod,
     check_options,

@@ -5,7 +5,7 @@ tower is tuned (AdamW lr 1e-5, wd 5e-4, 3 steps) on the 10 % most confident view
 class distribution of the teacher (``--reward-model``, CLIP ViT-L/14 in the paper) on the same
 views; prediction on view 0. The loss is the soft-target cross-entropy
 ``mean_v −Σ_c softmax(z_t,v / T)_c · log softmax(z_s,v / T)_c · T²`` (T = 1; the same gradient as
-KL(teacher ‖ student)). The shared episode is :class:`rlcf_bench.episode.DistillationMethod`.
+KL(teacher ‖ student)). The shared episode is :class:`rlcf_bench.tta.episode.DistillationMethod`.
 
 Departures from the official code, and why:
 
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rlcf_bench import MethodSpec, ReferenceResult, hookimpl
-from rlcf_bench.episode import DistillationConfig, DistillationMethod
+from rlcf_bench.tta.episode import DistillationConfig, DistillationMethod
 
 from ._distillation_paper import PAPER, paper_table_references
 

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rlcf_bench import MethodSpec, Predictions, ViewPolicy, hookimpl
-from rlcf_bench.episode import FrozenViewsMethod
+from rlcf_bench.tta.episode import FrozenViewsMethod
 
 
 @dataclass(frozen=True)

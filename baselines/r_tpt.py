@@ -37,9 +37,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from rlcf_bench import Batch, MethodContext, MethodSpec, Predictions, hookimpl
-from rlcf_bench.episode import PerSampleTuner, PromptTuningConfig, PromptTuningMethod
 from rlcf_bench.lazy import LazyModule, no_grad
-from rlcf_bench.objectives import Objective, view_entropy
+from rlcf_bench.tta.episode import PerSampleTuner, PromptTuningConfig, PromptTuningMethod
+from rlcf_bench.tta.objectives import Objective, view_entropy
 
 torch: Any = LazyModule("torch")
 

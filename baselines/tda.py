@@ -35,8 +35,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from rlcf_bench import Batch, MethodSpec, Predictions, ReferenceResult, ViewPolicy, hookimpl
-from rlcf_bench.cache import ClassCache, normalised_entropy
-from rlcf_bench.online import (
+from rlcf_bench.tta.cache import ClassCache, normalised_entropy
+from rlcf_bench.tta.online import (
     SHIFTED_IMAGENET,
     OnlineMethod,
     ViewSummary,

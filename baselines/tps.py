@@ -31,10 +31,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from rlcf_bench import MethodContext, MethodSpec, ReferenceResult, hookimpl
-from rlcf_bench.episode import PerSampleTuner, Tuner, TuningConfig, TuningMethod, entropy_objective
 from rlcf_bench.lazy import LazyModule
-from rlcf_bench.objectives import Objective
-from rlcf_bench.prompts import class_prompts, class_text_features
+from rlcf_bench.tta.episode import PerSampleTuner, Tuner, TuningConfig, TuningMethod, entropy_objective
+from rlcf_bench.tta.objectives import Objective
+from rlcf_bench.tta.prompts import class_prompts, class_text_features
 
 torch: Any = LazyModule("torch")
 F: Any = LazyModule("torch.nn.functional")

@@ -23,8 +23,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rlcf_bench import MethodContext, MethodSpec, hookimpl
-from rlcf_bench.episode import PromptTuningConfig, PromptTuningMethod, entropy_objective
-from rlcf_bench.objectives import Objective
+from rlcf_bench.tta.episode import PromptTuningConfig, PromptTuningMethod, entropy_objective
+from rlcf_bench.tta.objectives import Objective
 
 
 @dataclass(frozen=True)

@@ -34,8 +34,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from rlcf_bench import MethodSpec, Predictions, ReferenceResult, ViewPolicy, hookimpl
-from rlcf_bench.episode import FrozenViewsMethod
-from rlcf_bench.objectives import select_confident
+from rlcf_bench.tta.episode import FrozenViewsMethod
+from rlcf_bench.tta.objectives import select_confident
 
 PAPER = "Farina et al., Frustratingly Easy Test-Time Adaptation of Vision-Language Models (NeurIPS 2024)"
 VOTE_TIE_SHARE = 1e-3  # δ above: ranks classes of equal votes, never changes the winner

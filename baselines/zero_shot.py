@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rlcf_bench import Batch, Method, MethodContext, MethodSpec, Predictions, hookimpl
-from rlcf_bench.prompts import class_text_features
+from rlcf_bench.tta.prompts import class_text_features
 from rlcf_bench_tasks._retrieval import encode_queries, predict_by_direction, ranked_scores
 
 from ._zero_shot_caption import ZeroShotCaption

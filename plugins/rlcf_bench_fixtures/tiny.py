@@ -29,7 +29,7 @@ def build_tiny_clip(seed: int = 0) -> Any:
 
 
 def load_tiny_clip(name: str, device: Any) -> Any:
-    from rlcf_bench.vlm import OpenClipVLM
+    from rlcf_bench.tta.vlm import OpenClipVLM
 
     model, tokenizer = build_tiny_clip()
     return OpenClipVLM(model.to(device), tokenizer, name=name, image_size=32, version="seed0")

@@ -243,7 +243,7 @@ def validate_domains(vlm: Any, n: int, seed: int, domains: Sequence[str] = VAL_D
 def train_model(name: str, cfg: TrainConfig, seed: int = 0, log: Callable[[str], None] = print,
                 val_domains: Sequence[str] = VAL_DOMAINS) -> tuple[Any, dict]:
     """Train one zoo model from scratch; returns the open_clip model and its manifest entry (no file yet)."""
-    from rlcf_bench.vlm import OpenClipVLM
+    from rlcf_bench.tta.vlm import OpenClipVLM
 
     t0, c0 = time.perf_counter(), time.process_time()
     torch.manual_seed(seed)

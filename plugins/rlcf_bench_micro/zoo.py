@@ -4,7 +4,7 @@ Both are open_clip ``CLIP`` models built from the configurations below (a ``Modi
 image tower — tiny ViTs stay near chance when trained from scratch on a CPU in minutes — and a
 causal text transformer) with a word-level vocabulary of the suite's few dozen words, so that a
 checkpoint is a few MB. They are loaded exactly like any open_clip checkpoint (build the
-architecture, load a safetensors state dict) and wrapped in :class:`rlcf_bench.vlm.OpenClipVLM`.
+architecture, load a safetensors state dict) and wrapped in :class:`rlcf_bench.tta.vlm.OpenClipVLM`.
 
 * ``micro-student`` — the policy (ViT-B/16 analogue): smaller, trained on the ``photo`` domain
   only, without augmentation.
@@ -147,13 +147,13 @@ class ChecksumError(RuntimeError):
 
 
 def load_zoo_model(name: str, device: Any = "cpu", weights_dir: str | Path = WEIGHTS_DIR) -> Any:
-    """Load ``micro-student``/``micro-reward`` as an :class:`~rlcf_bench.vlm.OpenClipVLM`.
+    """Load ``micro-student``/``micro-reward`` as an :class:`~rlcf_bench.tta.vlm.OpenClipVLM`.
 
     The checkpoint's sha256 is verified against the manifest before loading.
     """
     from safetensors.torch import load_file
 
-    from rlcf_bench.vlm import OpenClipVLM
+    from rlcf_bench.tta.vlm import OpenClipVLM
 
     manifest = read_manifest(weights_dir)
     if name not in manifest.get("models", {}):

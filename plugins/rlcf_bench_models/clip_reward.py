@@ -1,7 +1,7 @@
 """The CLIP-score reward of any CLIP model or weighted ensemble, as a reward-model component.
 
 ``--reward-model ViT-L-14@openai`` or ``--reward-model m1*0.6+m2*0.4``: each member's CLIPScore
-(``2.5 · max(0, cos)``), weighted and summed (:class:`rlcf_bench.reward.CLIPReward`). Named
+(``2.5 · max(0, cos)``), weighted and summed (:class:`rlcf_bench.tta.reward.CLIPReward`). Named
 ensembles (``rlcf-s``) register their members and use :func:`clip_score` as their builder.
 """
 
@@ -16,7 +16,7 @@ from rlcf_bench import RewardModel, RewardModelSpec, hookimpl
 def clip_score(members: Sequence[tuple[Any, float]], *, name: str, policy_mean: Sequence[float],
                policy_std: Sequence[float]) -> RewardModel:
     """The weighted CLIPScore of ``members`` (torch is imported only when a reward is built)."""
-    from rlcf_bench.reward import CLIPReward
+    from rlcf_bench.tta.reward import CLIPReward
 
     return CLIPReward(members, name=name, policy_mean=policy_mean, policy_std=policy_std)
 

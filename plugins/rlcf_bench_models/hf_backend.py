@@ -78,7 +78,7 @@ def read_preprocess(folder: Path, image_size: int) -> dict[str, Any]:
 
 
 def load_hf_clip(name: str, device: Any) -> Any:
-    """Load ``hf:/path/to/dir`` as a :class:`rlcf_bench.hf_vlm.HFClipVLM`."""
+    """Load ``hf:/path/to/dir`` as a :class:`rlcf_bench.tta.hf_vlm.HFClipVLM`."""
     folder = Path(name[len(PREFIX):]).expanduser()
     check_folder(folder, name)
     from ._formats import quick_fingerprint
@@ -94,7 +94,7 @@ def load_hf_clip(name: str, device: Any) -> Any:
             tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
         except (OSError, ValueError) as exc:
             raise ModelLoadError(f"{name}: cannot load the CLIPModel/tokenizer in {folder}: {exc}") from exc
-    from rlcf_bench.hf_vlm import HFClipVLM
+    from rlcf_bench.tta.hf_vlm import HFClipVLM
 
     image_size = int(model.config.vision_config.image_size)
     pre = read_preprocess(folder, image_size)

@@ -552,8 +552,8 @@ def load_checkpoint_into(model: Any, ckpt: Checkpoint, name: str) -> None:
 
 def wrap(model: Any, tokenizer: Any, *, name: str, version: str, preprocess: Mapping[str, Any],
          device: Any = None) -> Any:
-    """Wrap a loaded open_clip model as an :class:`~rlcf_bench.vlm.OpenClipVLM` with its preprocessing."""
-    from rlcf_bench.vlm import OpenClipVLM
+    """Wrap a loaded open_clip model as an :class:`~rlcf_bench.tta.vlm.OpenClipVLM` with its preprocessing."""
+    from rlcf_bench.tta.vlm import OpenClipVLM
 
     size = getattr(model.visual, "image_size", 224)
     size = size[0] if isinstance(size, (tuple, list)) else size

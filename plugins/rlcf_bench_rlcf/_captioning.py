@@ -65,7 +65,7 @@ class RLCFCaption(Method[RLCFCaptionConfig]):
     max_batch = 1
 
     def setup(self, ctx: MethodContext) -> None:
-        from rlcf_bench.episode import ParamSnapshot
+        from rlcf_bench.tta.episode import ParamSnapshot
 
         c = self.config
         if c.baseline not in {"mean", "none"}:

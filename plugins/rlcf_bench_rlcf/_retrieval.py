@@ -83,7 +83,7 @@ class _Tower:
     def __init__(self, params: list[Any], config: RLCFRetrievalConfig) -> None:
         import torch
 
-        from rlcf_bench.episode import MomentumStart, ParamSnapshot
+        from rlcf_bench.tta.episode import MomentumStart, ParamSnapshot
 
         self.params = params
         self.snapshot = ParamSnapshot(params)
@@ -124,7 +124,7 @@ class RLCFRetrieval(Method[RLCFRetrievalConfig]):
 
     # ---------------------------------------------------------------- setup
     def setup(self, ctx: MethodContext) -> None:
-        from rlcf_bench.episode import sections
+        from rlcf_bench.tta.episode import sections
 
         if ctx.gallery is None or ctx.reward_model is None:
             raise ValueError("rlcf (retrieval) needs the retrieval task's gallery and a reward model")
@@ -211,8 +211,8 @@ class RLCFRetrieval(Method[RLCFRetrievalConfig]):
 
     def _episode(self, direction: str, batch: Batch) -> None:
 
-        from rlcf_bench.episode import trainable
-        from rlcf_bench.objectives import process_rewards, reinforce_loss
+        from rlcf_bench.tta.episode import trainable
+        from rlcf_bench.tta.objectives import process_rewards, reinforce_loss
 
         if len(batch) != 1:
             raise ValueError("rlcf (retrieval) adapts one query at a time (max_batch = 1)")

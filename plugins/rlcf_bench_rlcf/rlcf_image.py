@@ -33,7 +33,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rlcf_bench import Batch, MethodContext, MethodSpec, hookimpl
-from rlcf_bench.episode import (
+from rlcf_bench.tta.episode import (
     ImageEncoderTuner,
     ImageTuningConfig,
     ImageTuningMethod,
@@ -41,7 +41,7 @@ from rlcf_bench.episode import (
     Tuner,
     clip_reward_objective,
 )
-from rlcf_bench.objectives import Objective
+from rlcf_bench.tta.objectives import Objective
 
 from ._paper import PAPER
 

@@ -30,8 +30,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rlcf_bench import MethodContext, MethodSpec, hookimpl
-from rlcf_bench.episode import PromptTuningConfig, PromptTuningMethod, RewardConfig, clip_reward_objective
-from rlcf_bench.objectives import Objective
+from rlcf_bench.tta.episode import PromptTuningConfig, PromptTuningMethod, RewardConfig, clip_reward_objective
+from rlcf_bench.tta.objectives import Objective
 
 from ._paper import PAPER
 

@@ -161,7 +161,7 @@ def load_images(dataset: Any, indices: Sequence[int], *, size: int, mean: Sequen
     normalise → ``[len(indices), 3, size, size]``."""
     import torch
 
-    from rlcf_bench.views import normalize, resize_center_crop
+    from rlcf_bench.tta.views import normalize, resize_center_crop
 
     idx = list(indices)
     device = device if device is not None else "cpu"

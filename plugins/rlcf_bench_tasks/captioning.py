@@ -57,7 +57,7 @@ class CaptioningTask(TaskRuntime):
     def make_batch(self, items: Sequence[tuple[int, str]], model: Any, device: Any) -> Batch:
         import torch
 
-        from rlcf_bench.views import normalize, resize_center_crop
+        from rlcf_bench.tta.views import normalize, resize_center_crop
 
         self._model = model
         size, mean, std = model.image_size, model.mean, model.std

@@ -43,7 +43,7 @@ class ClassificationTask(TaskRuntime):
     def make_batch(self, items: Sequence[tuple[int, str]], model: Any, device: Any) -> Batch:
         import torch
 
-        from rlcf_bench.views import make_views, normalize, resize_center_crop, sample_seed
+        from rlcf_bench.tta.views import make_views, normalize, resize_center_crop, sample_seed
 
         raw = [self.dataset.load_image(i).to(device, non_blocking=True) for i, _ in items]
         size, mean, std = model.image_size, model.mean, model.std

@@ -2,7 +2,7 @@
 suite's student and reward model on ``micro-hard`` (32 views, 1 thread, as a runner process).
 
 Image-tower tuning holds one copy of the tuned tensors per sample and forwards the B samples at
-once (``torch.func.vmap``, :class:`rlcf_bench.episode.ImageEncoderTuner`); this measures what that
+once (``torch.func.vmap``, :class:`rlcf_bench.tta.episode.ImageEncoderTuner`); this measures what that
 buys. Marked ``slow``: not in the default run. Timed run::
 
     .venv/bin/pytest -m slow tests/bench/test_bench_image_batch.py --benchmark-enable -s

@@ -25,7 +25,7 @@ METHODS = ("tpt-prompt", "rlcf-prompt", "tpt-image", "rlcf-image")
 
 def _context(n_views: int, n_classes: int) -> tuple[Any, Any]:
     from rlcf_bench.device import AmpHelper, SectionTimer, configure_threads
-    from rlcf_bench.reward import CLIPReward
+    from rlcf_bench.tta.reward import CLIPReward
     from rlcf_bench.types import MethodContext, RunProtocol
     from rlcf_bench_fixtures.tiny import TinyColors, load_tiny_clip
     from rlcf_bench_tasks.classification import ClassificationTask
@@ -40,7 +40,7 @@ def _context(n_views: int, n_classes: int) -> tuple[Any, Any]:
         import open_clip
         from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES
 
-        from rlcf_bench.vlm import OpenClipVLM
+        from rlcf_bench.tta.vlm import OpenClipVLM
 
         torch.manual_seed(0)
         model = OpenClipVLM(open_clip.create_model(arch, pretrained=None), open_clip.get_tokenizer(arch),

@@ -36,7 +36,7 @@ ARCH = "ViT-B-16"
 def vitb16_random(name: str = f"{ARCH}@random", device: Any = "cpu") -> Any:
     import open_clip
 
-    from rlcf_bench.vlm import OpenClipVLM
+    from rlcf_bench.tta.vlm import OpenClipVLM
 
     torch.manual_seed(0)
     model = open_clip.create_model(ARCH, pretrained=None).to(device)
@@ -86,7 +86,7 @@ def matmul_flops(n: int = 4096, reps: int = 5) -> float:
 
 def _method_context(model: Any, dataset: Any, n_views: int, selection_ratio: float) -> tuple[Any, Any]:
     from rlcf_bench.device import AmpHelper, SectionTimer
-    from rlcf_bench.reward import CLIPReward
+    from rlcf_bench.tta.reward import CLIPReward
     from rlcf_bench.types import MethodContext, RunProtocol
     from rlcf_bench_tasks.classification import ClassificationTask
 

@@ -89,8 +89,8 @@ def _method(model, reward, **options):
 
 
 def _batch(clip, index=0):
+    from rlcf_bench.tta.views import normalize, resize_center_crop
     from rlcf_bench.types import Batch
-    from rlcf_bench.views import normalize, resize_center_crop
     from rlcf_bench_fixtures.tiny import TinyCaptioningSet
 
     data = TinyCaptioningSet(8)

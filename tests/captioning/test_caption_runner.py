@@ -60,7 +60,7 @@ def test_shipped_micro_captioner_captions_in_domain_images():
         pytest.skip("micro-captioner not trained")
     from rlcf_bench.plugins import PluginHost
     from rlcf_bench.session import ComponentSession
-    from rlcf_bench.views import normalize, resize_center_crop
+    from rlcf_bench.tta.views import normalize, resize_center_crop
 
     session = ComponentSession(PluginHost(autoload=False, extra=["rlcf_bench_micro"]), device="cpu")
     model = session.model("micro-captioner")

@@ -122,3 +122,13 @@ def test_no_host_module_imports_a_plugin_package() -> None:
     offenders = sorted((module, name) for module, path in host_modules().items()
                        for name in imported_names(module, path) if name.split(".")[0] in PLUGIN_PACKAGES)
     assert offenders == []
+
+
+def test_the_core_knows_no_toolkit_module() -> None:
+    """The core (runner, store, reports, CLI, ...) imports nothing of the TTA toolkit
+    (``rlcf_bench.tta``), not even inside a function: the toolkit is for method plugins."""
+    graph = import_graph()
+    assert any(m.startswith("rlcf_bench.tta.") for m in graph)  # the toolkit is in the graph
+    offenders = sorted((m, n) for m, names in graph.items() if not m.startswith("rlcf_bench.tta")
+                       for n in names if n.startswith("rlcf_bench.tta"))
+    assert offenders == []

@@ -113,7 +113,7 @@ class MultipleChoiceTask(TaskRuntime):
     def make_batch(self, items: Sequence[tuple[int, str]], model: Any, device: Any) -> Batch:
         import torch
 
-        from rlcf_bench.views import normalize, resize_center_crop
+        from rlcf_bench.tta.views import normalize, resize_center_crop
 
         if len({len(choices_of(i)[0]) for i, _ in items}) != 1:
             raise ValueError("a batch holds questions with the same number of choices")
@@ -230,7 +230,7 @@ def _expected_zero_shot_hits() -> list[float]:
     """The zero-shot matcher's hits, recomputed here from the same tiny CLIP and preprocessing."""
     import torch
 
-    from rlcf_bench.views import normalize, resize_center_crop
+    from rlcf_bench.tta.views import normalize, resize_center_crop
     from rlcf_bench_fixtures.tiny import load_tiny_clip
 
     model = load_tiny_clip("tiny-clip", torch.device("cpu"))

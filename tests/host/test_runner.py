@@ -17,7 +17,7 @@ from rlcf_bench.runner import ExecutionOptions, Runner, RunnerError, RunRequest
 SLOW_METHOD = textwrap.dedent('''
     import time
     from rlcf_bench import Method, MethodSpec, Predictions, hookimpl
-    from rlcf_bench.prompts import class_text_features
+    from rlcf_bench.tta.prompts import class_text_features
 
     class Slow(Method[None]):
         """zero-shot that sleeps, so a test can kill the process mid-run"""

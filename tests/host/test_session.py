@@ -46,7 +46,7 @@ def test_reward_models_are_built_by_their_plugin():
 
 
 def test_ad_hoc_ensembles_need_the_plugin_that_accepts_them():
-    from rlcf_bench.reward import CLIPReward
+    from rlcf_bench.tta.reward import CLIPReward
 
     with pytest.raises(RegistryError, match="unknown reward-model 'tiny-clip'"):
         _session().reward_model("tiny-clip", _session().model("tiny-clip"))  # no reward plugin loaded

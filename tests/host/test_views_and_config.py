@@ -7,8 +7,8 @@ import dataclasses
 import pytest
 import torch
 
+from rlcf_bench.tta.views import make_views, normalize, random_resized_crop_boxes, resize_center_crop, sample_seed
 from rlcf_bench.types import RunProtocol, config_from_pairs
-from rlcf_bench.views import make_views, normalize, random_resized_crop_boxes, resize_center_crop, sample_seed
 
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
 
@@ -70,7 +70,7 @@ def test_method_options_are_coerced_to_the_field_types():
 
 
 def test_truncated_text_encoding_equals_full_length():
-    from rlcf_bench.vlm import OpenClipVLM
+    from rlcf_bench.tta.vlm import OpenClipVLM
     from rlcf_bench_fixtures.tiny import build_tiny_clip
 
     model, tok = build_tiny_clip()

@@ -22,7 +22,7 @@ def make_ctx() -> Callable[..., Any]:
     import torch
 
     from rlcf_bench.device import AmpHelper, SectionTimer
-    from rlcf_bench.reward import CLIPReward
+    from rlcf_bench.tta.reward import CLIPReward
     from rlcf_bench.types import MethodContext, RunProtocol
     from rlcf_bench_fixtures.tiny import TinyColors, load_tiny_clip
     from rlcf_bench_tasks.classification import ClassificationTask

@@ -99,7 +99,7 @@ def test_text_feature_dispersion_by_hand():
 def test_ctpt_loss_is_entropy_minus_lambda_dispersion(make_ctx):
     """At step 0 the objective equals H̄(selected) − λ·ATFD of the same forward's class features,
     both computed here by hand."""
-    from rlcf_bench.objectives import gather_views, select_confident
+    from rlcf_bench.tta.objectives import gather_views, select_confident
 
     ctx, task = make_ctx()
     method = _method("c-tpt", ctx, lambda_="3")
@@ -175,7 +175,7 @@ def test_rtpt_loss_is_the_mean_of_per_view_entropies():
 
 def test_rtpt_without_tuning_predicts_the_reliability_weighted_zero_shot_ensemble(make_ctx):
     from baselines.r_tpt import reliability_weights
-    from rlcf_bench.prompts import class_text_features
+    from rlcf_bench.tta.prompts import class_text_features
 
     ctx, task = make_ctx()
     got = _episode(_method("r-tpt", ctx, steps="0"), task, ctx, ITEMS)
@@ -202,7 +202,7 @@ def test_shifted_prototypes_by_hand():
 def test_tps_one_step_is_an_adamw_step_on_the_marginal_entropy(make_ctx):
     """δ after one step from 0 is AdamW's first update −lr·g/(|g|+eps) (weight decay of 0 is 0),
     g = ∂H̄/∂δ computed here from scratch; the prediction uses normalise(t + δ) on view 0."""
-    from rlcf_bench.prompts import class_text_features
+    from rlcf_bench.tta.prompts import class_text_features
 
     ctx, task = make_ctx()
     lr = 5e-3
@@ -230,7 +230,7 @@ def test_tps_one_step_is_an_adamw_step_on_the_marginal_entropy(make_ctx):
 
 
 def test_tps_without_steps_is_zero_shot(make_ctx):
-    from rlcf_bench.prompts import class_text_features
+    from rlcf_bench.tta.prompts import class_text_features
 
     ctx, task = make_ctx()
     got = _episode(_method("tps", ctx, steps="0"), task, ctx, ITEMS)

@@ -36,7 +36,7 @@ def test_kd_is_the_soft_target_cross_entropy(logits):
     # its gradient is KL's: the two differ by the teacher's entropy, a constant
     s1, s2 = s.clone().requires_grad_(True), s.clone().requires_grad_(True)
     kd_loss(s1, t).sum().backward()
-    from rlcf_bench.objectives import kl_divergence
+    from rlcf_bench.tta.objectives import kl_divergence
 
     kl_divergence(t.log_softmax(-1), s2.log_softmax(-1)).mean(-1).sum().backward()
     assert torch.allclose(s1.grad, s2.grad)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from rlcf_bench.objectives import gather_views, marginal_entropy, select_confident
+from rlcf_bench.tta.objectives import gather_views, marginal_entropy, select_confident
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "docs" / "examples"
 PLUGINS = ["rlcf_bench_tasks", "baselines", "rlcf_bench_fixtures", "rlcf_bench_models"]

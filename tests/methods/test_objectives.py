@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from rlcf_bench.objectives import (
+from rlcf_bench.tta.objectives import (
     CLIPRewardObjective,
     marginal_entropy,
     process_rewards,
@@ -77,7 +77,7 @@ def test_process_rewards_view_baseline_subtracts_mean_of_k():
 
 
 def test_reward_is_clamped_weighted_clipscore():
-    from rlcf_bench.reward import CLIPReward
+    from rlcf_bench.tta.reward import CLIPReward
 
     class _M:
         mean = (0.0, 0.0, 0.0)
@@ -121,7 +121,7 @@ def test_reinforce_step_raises_probability_of_higher_reward_class():
 def test_reward_objective_with_tiny_reward_model(make_ctx):
     """End to end through the reward model: the objective's rewards equal the reward model's
     score of (selected view, action-class prompt), and a step raises the best-rewarded class."""
-    from rlcf_bench.episode import reward_text_features
+    from rlcf_bench.tta.episode import reward_text_features
 
     ctx, task = make_ctx(n_views=4, selection_ratio=0.5)
     prompts = [f"a photo of a {c}." for c in ctx.classnames]

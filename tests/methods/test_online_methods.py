@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from rlcf_bench.cache import ClassCache, cache_logits, normalised_entropy
+from rlcf_bench.tta.cache import ClassCache, cache_logits, normalised_entropy
 from rlcf_bench.types import Batch, MethodContext, RunProtocol
 
 # ------------------------------------------------------------------ primitives

@@ -30,7 +30,7 @@ class _TextOnlyCLIP(torch.nn.Module):
 def vitb16():
     import open_clip
 
-    from rlcf_bench.vlm import OpenClipVLM
+    from rlcf_bench.tta.vlm import OpenClipVLM
 
     torch.manual_seed(0)
     return OpenClipVLM(_TextOnlyCLIP(), open_clip.get_tokenizer("ViT-B-16"), name="ViT-B-16@random", image_size=224)
@@ -49,7 +49,7 @@ def test_truncated_text_encoding_equals_full_length(vitb16):
 def test_prompt_learner_initial_state_equals_hand_crafted_prompts(vitb16):
     """Splicing the initial context into [SOS] ⊕ ctx ⊕ suffix and encoding truncated reproduces
     the full-length features of "a photo of a <class>." — for every row of a batched context."""
-    from rlcf_bench.prompt_learner import PromptLearner
+    from rlcf_bench.tta.prompt_learner import PromptLearner
 
     classes = ["goldfish", "great_white_shark", "American black bear"]
     learner = PromptLearner(vitb16, classes, ctx_init="a_photo_of_a")
@@ -63,7 +63,7 @@ def test_prompt_learner_initial_state_equals_hand_crafted_prompts(vitb16):
 
 
 def test_coop_context_loads_safely(tmp_path, make_ctx):
-    from rlcf_bench.prompt_learner import PromptLearner, load_coop_context
+    from rlcf_bench.tta.prompt_learner import PromptLearner, load_coop_context
 
     ctx, _ = make_ctx()
     learner = PromptLearner(ctx.model, ctx.classnames)

@@ -132,9 +132,9 @@ def test_image_methods_do_not_depend_on_batch_size(name, make_ctx, method_host):
     """Four samples adapted at once (one copy of the tower each, vmap) give the same tuned
     weights and predictions as one at a time, up to float re-association (grouped convolution);
     the model is left as it was."""
-    from rlcf_bench.reward import CLIPReward
+    from rlcf_bench.tta.reward import CLIPReward
+    from rlcf_bench.tta.vlm import OpenClipVLM
     from rlcf_bench.types import config_from_pairs
-    from rlcf_bench.vlm import OpenClipVLM
     from rlcf_bench_fixtures.tiny import build_tiny_clip
 
     ctx, task = make_ctx()
@@ -171,8 +171,8 @@ def test_image_methods_do_not_depend_on_batch_size(name, make_ctx, method_host):
 def test_one_image_sample_is_tuning_the_model_in_place(make_ctx):
     """A batch of one is bit-identical to the plain computation: AdamW on the tower's own
     parameters, in place, on the marginal entropy of the most confident views (TPT)."""
-    from rlcf_bench.objectives import gather_views, marginal_entropy, select_confident
-    from rlcf_bench.prompts import class_text_features
+    from rlcf_bench.tta.objectives import gather_views, marginal_entropy, select_confident
+    from rlcf_bench.tta.prompts import class_text_features
 
     ctx, task = make_ctx()
     method = _method("tpt-image", ctx, lr=1e-2)
@@ -206,7 +206,7 @@ def test_one_image_sample_is_tuning_the_model_in_place(make_ctx):
 
 
 def test_zero_steps_is_zero_shot_with_the_hand_crafted_prompt(make_ctx):
-    from rlcf_bench.prompts import class_text_features
+    from rlcf_bench.tta.prompts import class_text_features
 
     ctx, task = make_ctx()
     method = _method("tpt-prompt", ctx, steps=0)

@@ -34,7 +34,7 @@ def test_tokenizer_follows_clip_conventions():
 
 
 def test_text_truncation_is_exact_with_the_word_tokenizer():
-    from rlcf_bench.vlm import OpenClipVLM
+    from rlcf_bench.tta.vlm import OpenClipVLM
 
     tok = zoo.default_tokenizer()
     torch.manual_seed(0)

@@ -14,7 +14,7 @@ import pytest
 import torch
 from models_helpers import OPENAI_TINY, TEXTS, openai_style_state_dict, tiny_config
 
-from rlcf_bench.vlm import OpenClipVLM
+from rlcf_bench.tta.vlm import OpenClipVLM
 
 
 def assert_same_model(vlm: Any, ref: Any, image_size: int) -> None:

@@ -49,7 +49,7 @@ def _features(out: Any) -> torch.Tensor:
 def test_hf_clip_matches_its_own_features(hf_dir: tuple[Path, Any], hf_vlm: Any) -> None:
     import open_clip
 
-    from rlcf_bench.hf_vlm import HFClipVLM
+    from rlcf_bench.tta.hf_vlm import HFClipVLM
 
     _, model = hf_dir
     assert isinstance(hf_vlm, HFClipVLM)
@@ -95,7 +95,7 @@ def test_hf_encode_text_embeddings_for_prompt_tuning(hf_dir: tuple[Path, Any], h
 
 def test_hf_legacy_eos_id_pools_at_argmax() -> None:
     """Configs from before transformers#24773 have eos_token_id 2 and pool at argmax(ids)."""
-    from rlcf_bench.hf_vlm import HFClipVLM
+    from rlcf_bench.tta.hf_vlm import HFClipVLM
 
     model = _tiny_hf_clip(seed=3, eos_token_id=2)
     vlm = HFClipVLM(model, tokenizer=None, name="legacy", image_size=32)
@@ -113,7 +113,7 @@ def test_hf_legacy_eos_id_pools_at_argmax() -> None:
 def test_hf_model_drives_the_prompt_learner(hf_vlm: Any) -> None:
     """The project's prompt learner (CoOp-style context) runs on the HF wrapper unchanged: at its
     initial context it reproduces the hand-crafted prompts' features."""
-    from rlcf_bench.prompt_learner import PromptLearner
+    from rlcf_bench.tta.prompt_learner import PromptLearner
 
     learner = PromptLearner(hf_vlm, ["dog", "golden retriever"], ctx_init="a photo of a")
     assert learner.n_ctx == 4

@@ -29,7 +29,7 @@ def rrunner(rhost, store):
 def tiny_vlm():
     import torch
 
-    from rlcf_bench.vlm import OpenClipVLM
+    from rlcf_bench.tta.vlm import OpenClipVLM
     from rlcf_bench_fixtures.tiny import build_tiny_clip
 
     model, tokenizer = build_tiny_clip(seed=0)

@@ -7,8 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rlcf_bench import Batch, Method, MethodContext, MethodSpec, Predictions, hookimpl
-from rlcf_bench.episode import view_features
-from rlcf_bench.prompts import class_text_features
+from rlcf_bench.tta.episode import view_features
+from rlcf_bench.tta.prompts import class_text_features
 
 
 @dataclass(frozen=True)

@@ -104,7 +104,7 @@ def extract_features(vlm: Any, images: Callable[[int], torch.Tensor], n_images: 
                      batch_size: int = 64, progress: bool = False) -> dict[str, Any]:
     """Features of ``n_images`` images (``images(i)`` → uint8 ``[3, H, W]``) and their captions,
     with ``vlm`` (an ``OpenClipVLM``); images get CLIP's resize + centre crop + normalisation."""
-    from rlcf_bench.views import normalize, resize_center_crop
+    from rlcf_bench.tta.views import normalize, resize_center_crop
 
     image_feats, captions, image_index = [], [], []
     rng = range(0, n_images, batch_size)

@@ -7,7 +7,7 @@ token embeddings initialised from the words of ``ctx_init`` ("a photo of a" → 
 
 What is done once per run (and cached in ``ctx.cache``): tokenising the C prompts, embedding
 them, splitting the fixed prefix/suffix, and truncating them to the longest end-of-text position
-(exact under the causal mask; :meth:`rlcf_bench.vlm.OpenClipVLM.encode_text_embeddings`). What is
+(exact under the causal mask; :meth:`rlcf_bench.tta.vlm.OpenClipVLM.encode_text_embeddings`). What is
 done per step: splicing a ``[B, n_ctx, D]`` context — one per test sample — into ``B·C`` prompts
 and running the text tower over ``L ≪ 77`` positions.
 
@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .lazy import LazyModule
+from ..lazy import LazyModule
 
 torch: Any = LazyModule("torch")  # imported when a run needs it (see rlcf_bench/lazy.py)
 F: Any = LazyModule("torch.nn.functional")

@@ -3,7 +3,7 @@
 Every function works on a leading batch of *independent samples*: logits are ``[B, N, C]``
 (B samples, N views each, C classes) and losses are returned per sample (``[B]``). A batched
 episode sums the per-sample losses, so each sample's gradient is exactly what it would be alone
-(see :mod:`rlcf_bench.episode`).
+(see :mod:`rlcf_bench.tta.episode`).
 
 * :func:`select_confident` — TPT's confidence selection
   (``docs/original-code.md#prompt-tuning-episode``): the
@@ -29,12 +29,12 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .lazy import LazyModule, no_grad
+from ..lazy import LazyModule, no_grad
 
 torch: Any = LazyModule("torch")  # imported when a run needs it (see rlcf_bench/lazy.py)
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .types import RewardModel
+    from ..types import RewardModel
 
 SectionFn = Callable[[str], contextlib.AbstractContextManager[Any]]
 
@@ -118,7 +118,7 @@ def reinforce_loss(logits: torch.Tensor, actions: torch.Tensor, advantages: torc
 
 
 # --------------------------------------------------------------------------------------------
-# Objectives as pluggable objects: what an episode minimises (see rlcf_bench.episode)
+# Objectives as pluggable objects: what an episode minimises (see rlcf_bench.tta.episode)
 # --------------------------------------------------------------------------------------------
 
 

@@ -5,8 +5,8 @@
   runner builds a fresh method per run), class text features once per run, and
   :meth:`OnlineMethod.state_size` (cache entries and bytes, stored with the run at its end).
 * :func:`summarise_views` — one image forward per view set
-  (:func:`rlcf_bench.episode.encode_views`): the per-view features and logits,
-  TPT's confidence selection (:func:`rlcf_bench.objectives.select_confident`) and the summary the
+  (:func:`rlcf_bench.tta.episode.encode_views`): the per-view features and logits,
+  TPT's confidence selection (:func:`rlcf_bench.tta.objectives.select_confident`) and the summary the
   official code derives from the selected views (mean feature, mean logits, marginal entropy,
   mean probabilities), or the same quantities from the single centre view.
 * :func:`official_family` — which official per-dataset configuration applies to a dataset name
@@ -18,10 +18,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from ..lazy import LazyModule
+from ..types import Batch, Method, MethodContext
 from .episode import encode_views, view_features
-from .lazy import LazyModule
 from .objectives import marginal_entropy, select_confident
-from .types import Batch, Method, MethodContext
 
 torch: Any = LazyModule("torch")
 F: Any = LazyModule("torch.nn.functional")
@@ -174,7 +174,7 @@ PAPER_MODEL = "ViT-B-16@openai"
 
 def paper_references(method: str, source: str, values: dict[str, float], note: str = "") -> list[Any]:
     """Reference rows (top-1 %, CLIP ViT-B/16) for ``method`` from a ``{dataset: value}`` table."""
-    from .types import ReferenceResult
+    from ..types import ReferenceResult
 
     return [ReferenceResult(task="classification", dataset=ds, method=method, model=PAPER_MODEL, metric="top1",
                             value=float(v), source=source, note=note) for ds, v in values.items()]

@@ -1,6 +1,6 @@
 """A ``VisionLanguageModel`` over a Hugging Face ``transformers`` ``CLIPModel``.
 
-Same interface as :class:`rlcf_bench.vlm.OpenClipVLM` (``encode_image``, ``encode_text(tokens,
+Same interface as :class:`rlcf_bench.tta.vlm.OpenClipVLM` (``encode_image``, ``encode_text(tokens,
 truncate=True)``, ``encode_text_embeddings``, ``tokenize``, ``image_size``/``mean``/``std``,
 ``logit_scale``, ``module``, ``visual``, ``text_features``, ``image_features``, ``text_tower``).
 
@@ -32,7 +32,7 @@ def _pooled(out: Any) -> torch.Tensor:
 class HFTextTower:
     """The text transformer of a ``CLIPModel``, with the attributes prompt learners use
     (``token_embedding``, ``positional_embedding``, ``pool_index``, ``forward_embeddings``), like
-    :class:`rlcf_bench.vlm.TextTower` for open_clip."""
+    :class:`rlcf_bench.tta.vlm.TextTower` for open_clip."""
 
     truncatable = True
 

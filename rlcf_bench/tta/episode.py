@@ -10,7 +10,7 @@ One episode (``docs/original-code.md#prompt-tuning-episode``,
             one (scaled) backward and one AdamW step
     predict: logits of view 0 under the adapted state
 
-A method is only (objective, tuner): :class:`~rlcf_bench.objectives.Objective` says what is
+A method is only (objective, tuner): :class:`~rlcf_bench.tta.objectives.Objective` says what is
 minimised, a :class:`Tuner` says what is tuned and how logits are produced without wasted work:
 
 * :class:`PromptTuner` — a ``[B, n_ctx, D]`` prompt context, one row per sample. The image
@@ -48,7 +48,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from .lazy import LazyModule, no_grad
+from ..lazy import LazyModule, no_grad
+from ..types import Batch, Method, MethodContext, Predictions, bounded
 from .objectives import (
     CLIPRewardObjective,
     DistillationObjective,
@@ -59,7 +60,6 @@ from .objectives import (
 )
 from .prompt_learner import PromptLearner, prompt_learner_for
 from .prompts import class_prompts, class_text_features
-from .types import Batch, Method, MethodContext, Predictions, bounded
 
 torch: Any = LazyModule("torch")  # imported when a run needs it (see rlcf_bench/lazy.py)
 F: Any = LazyModule("torch.nn.functional")
@@ -668,7 +668,7 @@ class DistillationMethod(ImageTuningMethod):
 
     The episode is :func:`run_episode` with :class:`ImageEncoderTuner`, as RLCF's image variant:
     selection by the policy, teacher logits of the selected views once per episode
-    (:class:`~rlcf_bench.objectives.DistillationObjective`, timed as ``reward``), the teacher's
+    (:class:`~rlcf_bench.tta.objectives.DistillationObjective`, timed as ``reward``), the teacher's
     class texts = the policy's hand-crafted prompts, prediction on view 0.
     """
 
@@ -697,7 +697,7 @@ class DistillationMethod(ImageTuningMethod):
 
 def has_view_cache(ctx: MethodContext) -> bool:
     """Whether the run shares the invocation's frozen view-feature cache (``rlcf_bench.view_cache``)."""
-    from .view_cache import CONTEXT_KEY
+    from ..view_cache import CONTEXT_KEY
 
     return ctx.cache.get(CONTEXT_KEY) is not None
 
@@ -707,7 +707,7 @@ def view_features(ctx: MethodContext, batch: Batch, section: Any = None) -> torc
     policy, no autograd graph: read from the invocation's shared cache when the run has one (each
     sample computed once, its cost credited to every run that reuses it: ``rlcf_bench.view_cache``),
     else generated and encoded here (:func:`encode_views`). Only for a frozen image tower."""
-    from .view_cache import CONTEXT_KEY
+    from ..view_cache import CONTEXT_KEY
 
     shared = ctx.cache.get(CONTEXT_KEY)
     if shared is not None:

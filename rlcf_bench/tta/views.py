@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torchvision.ops import roi_align
 
-from .types import stable_hash
+from ..types import stable_hash
 
 
 def sample_seed(seed: int, sample_id: str) -> int:

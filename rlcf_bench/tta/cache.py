@@ -28,7 +28,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from .lazy import LazyModule
+from ..lazy import LazyModule
 
 torch: Any = LazyModule("torch")  # imported when a run needs it (see rlcf_bench/lazy.py)
 
