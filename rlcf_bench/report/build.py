@@ -15,7 +15,7 @@ from ..store import Store
 from ..types import DatasetAverage
 from .averages import build_averages
 from .online import order_spreads, stream_curves
-from .options import options_by_run
+from .options import MethodKey, options_by_run
 from .rows import (
     DatasetSection,
     LeaderboardRow,
@@ -33,11 +33,11 @@ from .tasks import TaskCatalog, catalog_from
 
 
 def build_report(store: Store, *, task: str | None = None, dataset: str | None = None,
-                 method: str | None = None, method_defaults: Mapping[str, Mapping[str, Any]] | None = None,
+                 method: str | None = None, method_defaults: Mapping[MethodKey, Mapping[str, Any]] | None = None,
                  averages: Sequence[DatasetAverage] = (), tasks: TaskCatalog | None = None) -> Report:
     """Build the full report. ``method`` only filters what is shown: ranks and tests are computed
-    on the whole (task, dataset), so filtering never changes a rank. ``method_defaults`` (method
-    name -> default config, see :func:`rlcf_bench.report.options.method_defaults`) decides which
+    on the whole (task, dataset), so filtering never changes a rank. ``method_defaults`` ((method
+    name, task kind) -> default config, see :func:`rlcf_bench.report.options.method_defaults`) decides which
     options each row shows. ``averages``: the dataset groups the suites declare (see
     :func:`rlcf_bench.report.averages.declared_averages`); each gets an average row per method.
     ``tasks``: the tasks' metric metadata (default: what the store recorded,
@@ -49,7 +49,7 @@ def build_report(store: Store, *, task: str | None = None, dataset: str | None =
     hidden = order_spreads(runs, rows)  # other stream orders: summarised, not listed
     rows = [r for r in rows if r.run_id not in hidden]
     stream_curves(store, rows)
-    shown = options_by_run({r.run_id: (r.method, r.method_config) for r in rows}, method_defaults or {})
+    shown = options_by_run({r.run_id: ((r.method, r.task_kind), r.method_config) for r in rows}, method_defaults or {})
     for row in rows:
         row.options = shown[row.run_id]
     references = store.references()
@@ -85,7 +85,7 @@ def build_report(store: Store, *, task: str | None = None, dataset: str | None =
 
 
 def build_rows(store: Store, *, task: str | None = None, dataset: str | None = None,
-               method: str | None = None, method_defaults: Mapping[str, Mapping[str, Any]] | None = None,
+               method: str | None = None, method_defaults: Mapping[MethodKey, Mapping[str, Any]] | None = None,
                tasks: TaskCatalog | None = None) -> list[LeaderboardRow]:
     """Leaderboard rows of the finished runs, in report order (dataset, group, rank)."""
     return build_report(store, task=task, dataset=dataset, method=method, method_defaults=method_defaults,

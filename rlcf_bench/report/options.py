@@ -24,28 +24,36 @@ def _plain(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
-def method_defaults(host: PluginHost | None) -> dict[str, dict[str, Any]]:
-    """``method name -> default configuration`` for every installed method whose config
-    dataclass can be built without arguments."""
+#: A method's implementation for a task kind: one public name can have one per task (its own config).
+MethodKey = tuple[str, str]
+
+
+def method_defaults(host: PluginHost | None) -> dict[MethodKey, dict[str, Any]]:
+    """``(method name, task kind) -> default configuration`` for every installed implementation
+    whose config dataclass can be built without arguments (``zero-shot`` classifies and captions
+    with different configs, so the defaults are per task)."""
     if host is None:
         return {}
-    out: dict[str, dict[str, Any]] = {}
+    out: dict[MethodKey, dict[str, Any]] = {}
     for spec in host.registry("methods"):
         cls = spec.config_cls
         if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)):
-            out[spec.name] = {}
-            continue
-        try:
-            out[spec.name] = _plain(dataclasses.asdict(cls()))
-        except TypeError:  # a config with required fields has no defaults to compare with
-            continue
+            defaults: dict[str, Any] | None = {}
+        else:
+            try:
+                defaults = _plain(dataclasses.asdict(cls()))
+            except TypeError:  # a config with required fields has no defaults to compare with
+                defaults = None
+        if defaults is not None:
+            out.update({(spec.name, task): defaults for task in spec.tasks})
     return out
 
 
-def non_default_options(method: str, config: Mapping[str, Any], defaults: Mapping[str, Mapping[str, Any]],
+def non_default_options(method: MethodKey, config: Mapping[str, Any], defaults: Mapping[MethodKey, Mapping[str, Any]],
                         peers: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """The options of one run worth showing: those unlike the method's defaults, or (without
-    defaults) those that differ among ``peers``, the stored configurations of the same method."""
+    """The options of one run worth showing: those unlike its implementation's defaults, or
+    (without defaults) those that differ among ``peers``, the stored configurations of the same
+    method on the same task kind."""
     config = _plain(dict(config))
     if method in defaults:
         base = defaults[method]
@@ -54,10 +62,10 @@ def non_default_options(method: str, config: Mapping[str, Any], defaults: Mappin
     return {k: config[k] for k in sorted(varying) if k in config}
 
 
-def options_by_run(configs: Mapping[int, tuple[str, Mapping[str, Any]]],
-                   defaults: Mapping[str, Mapping[str, Any]]) -> dict[int, dict[str, Any]]:
-    """``run id -> shown options`` for ``run id -> (method, full config)``."""
-    peers: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
+def options_by_run(configs: Mapping[int, tuple[MethodKey, Mapping[str, Any]]],
+                   defaults: Mapping[MethodKey, Mapping[str, Any]]) -> dict[int, dict[str, Any]]:
+    """``run id -> shown options`` for ``run id -> ((method, task kind), full config)``."""
+    peers: dict[MethodKey, list[Mapping[str, Any]]] = defaultdict(list)
     for method, config in configs.values():
         peers[method].append(config)
     return {rid: non_default_options(method, config, defaults, peers[method])

@@ -247,7 +247,7 @@ def test_options_against_the_installed_defaults_in_every_format(known: KnownStor
     from rlcf_bench.report import render_report
 
     _extend(known)
-    defaults = {"tpt": {"lr": 0.005, "steps": 1}}
+    defaults = {("tpt", "classification"): {"lr": 0.005, "steps": 1}}
     report = build_report(known.store, method_defaults=defaults)
     labels = {r.label for t in build_paper_tables(report) for r in t.rows}
     assert {"tpt", "tpt [lr=0.001]", "tpt [lr=0.01]"} <= labels
@@ -261,3 +261,17 @@ def test_options_against_the_installed_defaults_in_every_format(known: KnownStor
     assert f"| {lr_runs[0]} | tpt [lr=0.001] |" in md
     assert "Protocol p1aaaaaa: n_views" not in md  # the known store's protocol dict holds only the seed
     assert "Protocol p1aaaaaa: seed=0" in md
+
+
+def test_defaults_are_per_implementation_so_a_multi_task_name_shows_no_spurious_options(registry_host) -> None:
+    """``zero-shot`` captions with ``beams`` and classifies without: each run is compared with the
+    defaults of the implementation that ran it, so neither shows its own defaults as options."""
+    from rlcf_bench.report.options import method_defaults, options_by_run
+
+    defaults = method_defaults(registry_host)
+    captioning, classification = defaults[("zero-shot", "captioning")], defaults[("zero-shot", "classification")]
+    assert "beams" in captioning and "beams" not in classification
+    shown = options_by_run({1: (("zero-shot", "captioning"), captioning),
+                            2: (("zero-shot", "classification"), classification),
+                            3: (("zero-shot", "captioning"), {**captioning, "beams": 1})}, defaults)
+    assert shown == {1: {}, 2: {}, 3: {"beams": 1}}
