@@ -17,7 +17,7 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, Protocol, TypeVar, cast, runtime_checkable
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import torch
@@ -263,6 +263,34 @@ class VisionLanguageModel(Protocol):
     @property
     def logit_scale(self) -> float: ...
 
+    @property
+    def visual(self) -> torch.nn.Module:
+        """The image tower (what image-tower tuning adapts)."""
+        ...
+
+    def image_features(self, images: torch.Tensor, batch_size: int = 128) -> torch.Tensor:
+        """L2-normalised fp32 image embeddings."""
+        ...
+
+    def text_features(self, texts: Sequence[str], batch_size: int = 256) -> torch.Tensor:
+        """L2-normalised fp32 text embeddings."""
+        ...
+
+
+@runtime_checkable
+class CaptioningModel(Protocol):
+    """An image captioner (``ModelSpec.kind == "captioner"``): a CLIP-style encoder ``clip``
+    whose image embedding conditions a text decoder (ClipCap, CapDec)."""
+
+    name: str
+    image_size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    clip: VisionLanguageModel
+
+    @property
+    def kind(self) -> str: ...
+
 
 @runtime_checkable
 class RewardModel(Protocol):
@@ -329,7 +357,7 @@ class MethodContext:
     protocol: RunProtocol
     device: torch.device
     amp: Amp
-    model: Any
+    model: VisionLanguageModel | CaptioningModel
     reward_model: RewardModel | None = None
     classnames: tuple[str, ...] | None = None
     templates: tuple[str, ...] | None = None
@@ -340,6 +368,19 @@ class MethodContext:
     dataset: str | None = None
     task_fields: dict[str, Any] = field(default_factory=dict)
     timer: Timer = field(default_factory=NullTimer)
+    _checked_vlm: bool = field(default=False, init=False, repr=False, compare=False)
+
+    @property
+    def vlm(self) -> VisionLanguageModel:
+        """The policy as a CLIP-style dual encoder (every task's model but a captioner's);
+        a ``TypeError`` naming the model otherwise. Checked once per context, by duck typing
+        (its ``image_features``), so test doubles and partial wrappers keep working."""
+        if not self._checked_vlm:
+            if not callable(getattr(self.model, "image_features", None)):
+                raise TypeError(f"this method needs a CLIP-style dual encoder; the run's model "
+                                f"{getattr(self.model, 'name', self.model)!r} is a {type(self.model).__name__}")
+            self._checked_vlm = True
+        return cast("VisionLanguageModel", self.model)
 
 
 ConfigT = TypeVar("ConfigT")

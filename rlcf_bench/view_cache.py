@@ -162,7 +162,7 @@ class RunViewFeatures:
         start = clock.now()
         views = batch.sample_views(row)
         with torch.no_grad(), ctx.amp.autocast():
-            features = ctx.model.image_features(views)
+            features = ctx.vlm.image_features(views)
         return Entry(features, clock.now() - start)
 
 

@@ -267,7 +267,7 @@ class PerSampleTuner(Tuner):
         self.view_features: torch.Tensor | None = None  # [B, V, E], frozen for the episode
         self.preset: torch.Tensor | None = None  # features read by preload(), used by the next begin()
         self.current_class_features: torch.Tensor | None = None
-        self.scale = float(ctx.model.logit_scale)
+        self.scale = float(ctx.vlm.logit_scale)
 
     @abstractmethod
     def initial_context(self, batch_size: int) -> torch.Tensor:
@@ -317,7 +317,7 @@ class PerSampleTuner(Tuner):
         b, v = views.shape[:2]
         self._ensure(b)
         with torch.no_grad(), self.ctx.amp.autocast(), self.section("image_encoder"):
-            self.view_features = self.ctx.model.image_features(views.flatten(0, 1)).view(b, v, -1)
+            self.view_features = self.ctx.vlm.image_features(views.flatten(0, 1)).view(b, v, -1)
 
     def _text(self, context: torch.Tensor) -> torch.Tensor:
         self.current_class_features = self.class_features(context)
@@ -356,8 +356,9 @@ class PerSampleTuner(Tuner):
             if self.view_features is not None and self.view_features.shape[0] == b:
                 feats = self.view_features[:, 0]  # view 0 = the centre crop, already encoded
             else:
+                assert batch.images is not None, "a classification batch carries its images"
                 with self.section("image_encoder"):
-                    feats = self.ctx.model.image_features(batch.images)
+                    feats = self.ctx.vlm.image_features(batch.images)
             text = self._text(context)
         return self.scale * torch.einsum("be,bce->bc", feats, text)
 
@@ -433,21 +434,21 @@ class ImageEncoderTuner(Tuner):
         self.ctx = ctx
         self.config = config
         self.section = sections(ctx)
-        visual = ctx.model.visual
+        visual = ctx.vlm.visual
         if config.tune_norm:
             norms = (torch.nn.LayerNorm, torch.nn.modules.batchnorm._BatchNorm, torch.nn.GroupNorm)
             params = [p for m in visual.modules() if isinstance(m, norms) for p in m.parameters(recurse=False)]
         else:
             params = list(visual.parameters())
-        names = {id(p): f"model.{n}" for n, p in ctx.model.module.named_parameters()}
+        names = {id(p): f"model.{n}" for n, p in ctx.vlm.module.named_parameters()}
         self.names = [names[id(p)] for p in params]
         self.initial = [p.detach() for p in params]  # θ_clip, the model as the run found it (never written)
-        self.encoder = _image_encoder(ctx.model)
+        self.encoder = _image_encoder(ctx.vlm)
         self.state: list[torch.nn.Parameter] | None = None  # [B, *shape] per tuned tensor
         self._prompts = class_prompts(ctx.classnames or (), (ctx.templates or ("a photo of a {}.",))[0],
                                       underscore_prompt=config.underscore_prompt)
         self.text = class_text_features(ctx, underscore_prompt=config.underscore_prompt)  # [C, E], once
-        self.scale = float(ctx.model.logit_scale)
+        self.scale = float(ctx.vlm.logit_scale)
         self.views: torch.Tensor | None = None
         self.momentum = (MomentumStart(self.initial, mu=momentum, freq=momentum_freq, w=momentum_w)
                          if momentum is not None else None)
@@ -503,7 +504,7 @@ class ImageEncoderTuner(Tuner):
         tuned tensor; ``None`` → the model as it is, θ_clip)."""
         with self.section("image_encoder"):
             if params is None:
-                feats = self.ctx.model.encode_image(x)
+                feats = self.ctx.vlm.encode_image(x)
             else:
                 feats = torch.func.functional_call(self.encoder, dict(zip(self.names, params)), (x,))
             return F.normalize(feats.float(), dim=-1)
@@ -724,7 +725,7 @@ def encode_views(ctx: MethodContext, views: torch.Tensor, section: Any = None) -
     section = section or (lambda _name: contextlib.nullcontext())
     b, v = views.shape[:2]
     with torch.inference_mode(), ctx.amp.autocast(), section("image_encoder"):
-        return ctx.model.image_features(views.flatten(0, 1)).view(b, v, -1)
+        return ctx.vlm.image_features(views.flatten(0, 1)).view(b, v, -1)
 
 
 class FrozenViewsMethod(Method[Any]):
@@ -741,7 +742,7 @@ class FrozenViewsMethod(Method[Any]):
         self.ctx = ctx
         self.section = sections(ctx)
         self.text = class_text_features(ctx)  # [C, E], once per run
-        self.scale = float(ctx.model.logit_scale)
+        self.scale = float(ctx.vlm.logit_scale)
         self.features: torch.Tensor | None = None
 
     def reset(self) -> None:

@@ -107,7 +107,7 @@ def summarise_views(ctx: MethodContext, batch: Batch, text: torch.Tensor, *, mul
     else:
         assert batch.images is not None
         feats = encode_views(ctx, batch.images.unsqueeze(1))[0]  # the centre view alone
-    logits = float(ctx.model.logit_scale) * feats @ text.t()
+    logits = float(ctx.vlm.logit_scale) * feats @ text.t()
     n = min(n_selected or ctx.protocol.n_selected, logits.shape[0]) if multi_view else 1
     selected = select_confident(logits.unsqueeze(0), n)[0]
     chosen = logits[selected]
@@ -125,9 +125,9 @@ def prompt_set_features(ctx: MethodContext, prompt_set: str) -> torch.Tensor:
 
     if prompt_set != "tip":
         return class_text_features(ctx, templates=prompt_set)
-    key = ("class_text_features", ctx.model.name, "tip", False)
+    key = ("class_text_features", ctx.vlm.name, "tip", False)
     if key not in ctx.cache:
-        feats = sum(ctx.model.text_features(class_prompts(ctx.classnames or (), t)) for t in TIP_TEMPLATES)
+        feats = sum(ctx.vlm.text_features(class_prompts(ctx.classnames or (), t)) for t in TIP_TEMPLATES)
         ctx.cache[key] = F.normalize(feats / len(TIP_TEMPLATES), dim=-1).to(ctx.device)
     return ctx.cache[key]
 

@@ -105,7 +105,7 @@ def load_coop_context(path: str | Path, n_ctx: int, dim: int) -> torch.Tensor:
 
 def prompt_learner_for(ctx: Any, *, ctx_init: str = "a photo of a", coop: str | None = None) -> PromptLearner:
     """The run's prompt learner for the policy and class list, built once and cached."""
-    key = ("prompt_learner", ctx.model.name, ctx_init, coop, tuple(ctx.classnames))
+    key = ("prompt_learner", ctx.vlm.name, ctx_init, coop, tuple(ctx.classnames))
     if key not in ctx.cache:
-        ctx.cache[key] = PromptLearner(ctx.model, ctx.classnames, ctx_init=ctx_init, coop=coop, device=ctx.device)
+        ctx.cache[key] = PromptLearner(ctx.vlm, ctx.classnames, ctx_init=ctx_init, coop=coop, device=ctx.device)
     return ctx.cache[key]  # type: ignore[no-any-return]

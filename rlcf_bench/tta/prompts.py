@@ -25,7 +25,7 @@ def class_text_features(ctx: Any, *, templates: str = "single", underscore_promp
     ``ensemble`` (mean of normalised features over the dataset's ensemble templates)."""
     import torch.nn.functional as F
 
-    model = model or ctx.model
+    model = model or ctx.vlm
     key = ("class_text_features", model.name, templates, underscore_prompt)
     if key in ctx.cache:
         return ctx.cache[key]

@@ -353,7 +353,7 @@ def test_signals_mark_the_run_interrupted_and_say_how_to_resume(tmp_path, sig, c
     db = tmp_path / "lb.sqlite"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "RLCF_BENCH_THREADS": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "rlcf_bench", *RUN, "--plugins-dir", str(tmp_path / "plug"),
-                             "--method", "slow-zero-shot", "--batch-size", "1", "--data-param", "n=40", "--db", str(db)],
+                             "--method", "slow-zero-shot", "--batch-size", "1", "--data-param", "n=400", "--db", str(db)],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while _stored(db) < 2 and time.time() < deadline and proc.poll() is None:

@@ -123,3 +123,20 @@ def test_methods_are_registered_per_name_and_task():
     assert reg.summary("both").tasks == {"a", "b"}
     with pytest.raises(RegistryError, match="for task 'a' is registered twice: by plugin 'p' and by plugin 'q'"):
         MethodRegistry("methods", [impl(A, "a"), impl(B, "a", provider="q")])
+
+
+def test_a_captioner_is_no_dual_encoder_for_a_method_that_needs_one() -> None:
+    """``ctx.vlm`` (the typed view of ``ctx.model`` the TTA toolkit uses) names the model when a
+    run hands a method something without image features, e.g. a captioner."""
+    import torch
+
+    from rlcf_bench.types import MethodContext, RunProtocol
+
+    class Captioner:
+        name = "cap"
+        kind = "captioner"
+
+    ctx = MethodContext(task="classification", protocol=RunProtocol(), device=torch.device("cpu"), amp=None,
+                        model=Captioner())  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="'cap' is a Captioner"):
+        _ = ctx.vlm
