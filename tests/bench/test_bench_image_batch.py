@@ -22,7 +22,7 @@ SAMPLES = 16
 def _method_and_items(name: str) -> tuple[Any, Any, Any, list[tuple[int, str]]]:
     from rlcf_bench.device import AmpHelper, SectionTimer, configure_threads
     from rlcf_bench.plugins import PluginHost
-    from rlcf_bench.runner import ExecutionOptions, Runner, RunRequest
+    from rlcf_bench.runner import ExecutionOptions, Runner, RunRequest, context_kwargs
     from rlcf_bench.store import Store
     from rlcf_bench.types import MethodContext
 
@@ -31,13 +31,12 @@ def _method_and_items(name: str) -> tuple[Any, Any, Any, list[tuple[int, str]]]:
     req = RunRequest(task="classification", dataset="micro-hard", method=name, model="micro-student",
                      reward_model="micro-reward", protocol_overrides=(("n_views", 32),))
     spec, task_spec, ds_spec, (method_spec, config) = runner.prepare(req)
-    task = task_spec.build(runner.build_dataset(ds_spec, {}), spec.protocol)
-    policy = runner.load_model("micro-student")
+    task = task_spec.build(runner.session.dataset(ds_spec, {}), spec.protocol)
+    policy = runner.session.model("micro-student")
     ctx = MethodContext(task=task_spec.kind, protocol=spec.protocol, device=runner.device,
                         amp=AmpHelper(runner.device, spec.protocol.precision), model=policy,
-                        reward_model=runner.load_reward("micro-reward", policy), seed=spec.seed,
-                        **task.context_fields(policy, runner.device))
-    ctx.cache["timer"] = SectionTimer(runner.device)
+                        reward_model=runner.session.reward_model("micro-reward", policy), seed=spec.seed,
+                        timer=SectionTimer(runner.device), **context_kwargs(task.context_fields(policy, runner.device)))
     method = method_spec.method_cls(config)
     method.setup(ctx)
     return method, ctx, task, task.samples()[:SAMPLES]
