@@ -171,7 +171,7 @@ def measure_memory(n_classes: int = 1000, n_views: int = 64, db: str | None = No
             return [DatasetSpec(name=dataset_name, version="1", task_kinds=frozenset({"classification"}),
                                 build=lambda root=None: SyntheticClassification(n_classes))]
 
-    host = PluginHost(autoload=False, extra=["rlcf_bench_tasks", "rlcf_bench_rlcf", _Plugin()])
+    host = PluginHost(autoload=False, extra=["rlcf_bench_tasks", "rlcf_bench_rlcf", "rlcf_bench_models", _Plugin()])
     db = db or f"sqlite:///{tempfile.mkdtemp()}/memory.sqlite"
     store = Store(db)
     runner = Runner(host, store, ExecutionOptions(device="cpu", batch_size=1, warmup=0, fresh=True))

@@ -346,6 +346,13 @@ from test_runner import SLOW_METHOD as SLOW  # noqa: E402 - tests/host is on sys
 from test_runner import _count as _stored  # noqa: E402
 
 
+def _interruptible() -> None:
+    """In the child before exec: SIGINT at its default disposition. A test run started as a
+    background job of a non-interactive shell (``bash .ci/run &``) inherits SIGINT *ignored*,
+    and Python then installs no KeyboardInterrupt handler: Ctrl-C is off for the whole run."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"])
 def test_signals_mark_the_run_interrupted_and_say_how_to_resume(tmp_path, sig, code):
     (tmp_path / "plug").mkdir()
@@ -354,7 +361,8 @@ def test_signals_mark_the_run_interrupted_and_say_how_to_resume(tmp_path, sig, c
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "RLCF_BENCH_THREADS": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "rlcf_bench", *RUN, "--plugins-dir", str(tmp_path / "plug"),
                              "--method", "slow-zero-shot", "--batch-size", "1", "--data-param", "n=400", "--db", str(db)],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_interruptible)
     deadline = time.time() + 120
     while _stored(db) < 2 and time.time() < deadline and proc.poll() is None:
         time.sleep(0.1)
