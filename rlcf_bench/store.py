@@ -25,6 +25,7 @@ leaderboard, has another schema version, is truncated or cannot be written is re
 from __future__ import annotations
 
 import json
+import math
 import os
 import socket
 import time
@@ -47,7 +48,6 @@ from sqlalchemy import (
     create_engine,
     delete,
     event,
-    func,
     inspect,
     select,
     update,
@@ -325,6 +325,7 @@ class Store:
         check_sqlite_file(self.url, create=create)
         self.owner = owner_id()
         self.lease_s = float(os.environ.get(LEASE_ENV, "900"))
+        self._beats: dict[int, float] = {}  # run id → monotonic time of this process's last heartbeat
         try:
             self.engine: Engine = create_engine(self.url, future=True)
         except Exception as exc:  # a malformed URL or a missing driver
@@ -448,35 +449,51 @@ class Store:
 
     def add_samples(self, run_id: int, records: Sequence[SampleRecord], *, adapt_ms: float, predict_ms: float,
                     reward_ms: float | None, warmup: bool) -> int:
-        """Store one executed batch atomically; timings are split evenly over its samples."""
+        """Store one executed batch atomically; timings are split evenly over its samples.
+
+        Per call the cost is independent of how much of the run is stored (it runs once per
+        batch, per sample for the online methods): ``n_done`` grows by the rows inserted, in the
+        same transaction (an atomic increment, so concurrent writers never lose a count), and the
+        heartbeat of this process's remaining claims is refreshed at most every
+        :meth:`heartbeat_every_s` (a lease is ``$RLCF_BENCH_CLAIM_LEASE_S``; a stream's claims
+        cover the rest of the run)."""
         n = len(records)
+        beat = time.monotonic() - self._beats.get(run_id, -math.inf) >= self.heartbeat_every_s
 
         def op() -> int:
             with self._session.begin() as s:
                 ids = [rec.sample_id for rec in records]
                 stored = set(s.scalars(select(SampleResult.sample_id).where(
                     SampleResult.run_id == run_id, SampleResult.sample_id.in_(ids))))
-                for rec in records:
-                    if rec.sample_id in stored:  # another process stored it (a claim taken over)
-                        continue
-                    s.add(SampleResult(
-                        run_id=run_id, sample_id=rec.sample_id, idx=rec.index, prediction=rec.prediction,
-                        target=rec.target, score=rec.score, extra=dict(rec.extra), adapt_ms=adapt_ms / n,
-                        predict_ms=predict_ms / n, reward_ms=None if reward_ms is None else reward_ms / n,
-                        batch_size=n, warmup=warmup,
-                    ))
+                fresh = [rec for rec in records if rec.sample_id not in stored]  # else another process stored it
+                s.add_all([SampleResult(
+                    run_id=run_id, sample_id=rec.sample_id, idx=rec.index, prediction=rec.prediction,
+                    target=rec.target, score=rec.score, extra=dict(rec.extra), adapt_ms=adapt_ms / n,
+                    predict_ms=predict_ms / n, reward_ms=None if reward_ms is None else reward_ms / n,
+                    batch_size=n, warmup=warmup,
+                ) for rec in fresh])
                 s.flush()
                 s.execute(delete(Claim).where(Claim.run_id == run_id, Claim.owner == self.owner,
                                               Claim.sample_id.in_(ids)))
-                s.execute(update(Claim).where(Claim.run_id == run_id, Claim.owner == self.owner)
-                          .values(heartbeat=_now()))
-                count = s.scalar(select(func.count()).select_from(SampleResult).where(SampleResult.run_id == run_id))
-                run = s.get(Run, run_id)
-                assert run is not None
-                run.n_done = int(count or 0)
-                return run.n_done
+                if beat:
+                    s.execute(update(Claim).where(Claim.run_id == run_id, Claim.owner == self.owner)
+                              .values(heartbeat=_now()))
+                if fresh:
+                    s.execute(update(Run).where(Run.id == run_id).values(n_done=Run.n_done + len(fresh)))
+                n_done = s.scalar(select(Run.n_done).where(Run.id == run_id))
+                assert n_done is not None, f"run {run_id} is not in the store"
+                return int(n_done)
 
-        return self._retry(op)
+        n_done = self._retry(op)
+        if beat:
+            self._beats[run_id] = time.monotonic()
+        return n_done
+
+    @property
+    def heartbeat_every_s(self) -> float:
+        """How often a working process refreshes its claims' heartbeat: a tenth of the lease
+        (at most 30 s), so a live owner is never mistaken for a dead one."""
+        return min(30.0, self.lease_s / 10)
 
     # ------------------------------------------------------------------ claims (several writers)
     def claim(self, run_id: int, candidates: Sequence[str], n: int | None) -> list[str]:
@@ -486,13 +503,16 @@ class Store:
         def op() -> list[str]:
             with self._session.begin() as s:
                 done = set(s.scalars(select(SampleResult.sample_id).where(SampleResult.run_id == run_id)))
-                held = {}
-                for c in s.scalars(select(Claim).where(Claim.run_id == run_id)):
-                    if c.owner == self.owner or owner_alive(c.owner, c.heartbeat, self.lease_s):
-                        held[c.sample_id] = c.owner
+                held, dead = {}, []
+                rows = s.execute(select(Claim.id, Claim.sample_id, Claim.owner, Claim.heartbeat)
+                                 .where(Claim.run_id == run_id)).all()  # plain rows: no ORM object per claim
+                for claim_id, sid, owner, heartbeat in rows:
+                    if owner == self.owner or owner_alive(owner, heartbeat, self.lease_s):
+                        held[sid] = owner
                     else:
-                        s.delete(c)
-                s.flush()
+                        dead.append(claim_id)
+                if dead:
+                    s.execute(delete(Claim).where(Claim.id.in_(dead)))
                 free = [sid for sid in candidates if sid not in done and held.get(sid, self.owner) == self.owner]
                 chosen = free if n is None else free[:n]
                 for sid in chosen:

@@ -149,7 +149,10 @@ class Batch:
     use them never pays for them and one that does pays inside its own timed ``adapt``. A task
     that generates them per sample gives ``row_view_fn`` (row → ``[V, 3, S, S]``) instead of
     ``view_fn``; :meth:`sample_views` then generates one sample's views alone (what the shared
-    view-feature cache computes on a miss, :mod:`rlcf_bench.view_cache`).
+    view-feature cache computes on a miss, :mod:`rlcf_bench.view_cache`). A task that can cut
+    some of a sample's views without the others also gives ``row_subset_view_fn`` (row, view
+    indices → ``[N, 3, S, S]``, the same bits as those rows of the full set): :meth:`select_views`
+    then serves a method that reads only its confident views without generating all V.
     ``texts`` carries text queries (retrieval text-to-image). ``targets`` are never read by a
     method: they are there for the task's scoring only.
     """
@@ -161,6 +164,7 @@ class Batch:
     targets: Any = None
     view_fn: Callable[[], torch.Tensor] | None = field(default=None, repr=False)
     row_view_fn: Callable[[int], torch.Tensor] | None = field(default=None, repr=False)
+    row_subset_view_fn: Callable[[int, Sequence[int]], torch.Tensor] | None = field(default=None, repr=False)
     _views: torch.Tensor | None = field(default=None, repr=False)
     _rows: dict[int, torch.Tensor] = field(default_factory=dict, repr=False)
 
@@ -189,6 +193,19 @@ class Batch:
         if row not in self._rows:
             self._rows[row] = self.row_view_fn(row)
         return self._rows[row]
+
+    def select_views(self, indices: torch.Tensor) -> torch.Tensor:
+        """The views ``indices`` ``[B, N]`` of each sample: ``[B, N, 3, S, S]``, equal to
+        ``views[b, indices[b]]``; cut alone when the task can (``row_subset_view_fn``) and the
+        full set was not generated yet."""
+        import torch
+
+        if self._views is not None or self.row_subset_view_fn is None:
+            rows = torch.arange(len(self), device=self.views.device).unsqueeze(1)
+            return self.views[rows, indices.to(self.views.device)]
+        fn = self.row_subset_view_fn
+        return torch.stack([self._rows[row][idx.to(self._rows[row].device)] if row in self._rows
+                            else fn(row, [int(k) for k in idx]) for row, idx in enumerate(indices)])
 
 
 @dataclass

@@ -28,11 +28,11 @@ def build_tiny_clip(seed: int = 0) -> Any:
     return model, tokenizer
 
 
-def load_tiny_clip(name: str, device: Any) -> Any:
+def load_tiny_clip(name: str, device: Any, seed: int = 0) -> Any:
     from rlcf_bench.tta.vlm import OpenClipVLM
 
-    model, tokenizer = build_tiny_clip()
-    return OpenClipVLM(model.to(device), tokenizer, name=name, image_size=32, version="seed0")
+    model, tokenizer = build_tiny_clip(seed)
+    return OpenClipVLM(model.to(device), tokenizer, name=name, image_size=32, version=f"seed{seed}")
 
 
 class TinyColors:
@@ -68,6 +68,9 @@ class TinyColors:
 def rlcfb_register_models() -> list[ModelSpec]:
     return [ModelSpec(name="tiny-clip", version="seed0", load=load_tiny_clip,
                       description="random tiny open_clip CLIP for smoke tests (numbers are meaningless)"),
+            ModelSpec(name="tiny-clip-teacher", version="seed1", load=lambda name, device: load_tiny_clip(name, device, 1),
+                      description="tiny-clip's architecture with other random weights: a reward model / teacher that "
+                                  "is not the policy itself (smoke tests)"),
             ModelSpec(name="tiny-captioner", version="seed0", load=lambda name, device: build_tiny_captioner(device),
                       kind="captioner",
                       description="random tiny ClipCap (tiny-clip → mapper → 2-layer OPT) for smoke tests")]

@@ -81,13 +81,12 @@ class _Tower:
     """The tuned parameters of one direction: snapshot, optimizer and optional momentum start."""
 
     def __init__(self, params: list[Any], config: RLCFRetrievalConfig) -> None:
-        import torch
-
         from rlcf_bench.tta.episode import MomentumStart, ParamSnapshot
+        from rlcf_bench.tta.optim import adamw
 
         self.params = params
         self.snapshot = ParamSnapshot(params)
-        self.optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay, eps=config.eps)
+        self.optimizer = adamw(params, lr=config.lr, weight_decay=config.weight_decay, eps=config.eps)
         self.dirty = False
         self.momentum = (MomentumStart(self.snapshot.saved, mu=config.momentum_mu, freq=config.momentum_freq,
                                        w=config.momentum_w) if config.momentum else None)

@@ -51,13 +51,13 @@ class ClassificationTask(TaskRuntime):
         proto = self.protocol
         ids = tuple(sid for _, sid in items)
 
-        def views(row: int) -> torch.Tensor:  # one sample's views, seeded by its id alone
+        def views(row: int, only: Sequence[int] | None = None) -> torch.Tensor:  # seeded by the sample id alone
             return make_views(raw[row], n_views=proto.n_views, size=size, mean=mean, std=std, augmix=proto.augmix,
-                              seed=sample_seed(proto.seed, ids[row]))
+                              seed=sample_seed(proto.seed, ids[row]), only=only)
 
         targets = torch.tensor([self.dataset.label(i) for i, _ in items], dtype=torch.long)
         return Batch(sample_ids=ids, indices=tuple(i for i, _ in items), images=images, targets=targets,
-                     row_view_fn=views)
+                     row_view_fn=views, row_subset_view_fn=views)
 
     def score(self, batch: Batch, predictions: Predictions) -> list[SampleRecord]:
         if predictions.probs is not None:

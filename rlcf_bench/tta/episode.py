@@ -44,7 +44,7 @@ from __future__ import annotations
 import contextlib
 import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -58,6 +58,7 @@ from .objectives import (
     gather_views,
     select_confident,
 )
+from .optim import adamw
 from .prompt_learner import PromptLearner, prompt_learner_for
 from .prompts import class_prompts, class_text_features
 
@@ -227,6 +228,13 @@ class Tuner(ABC):
     def episode(self) -> contextlib.AbstractContextManager[Any]:
         """Context active during the optimisation steps (e.g. gradients switched on)."""
         return contextlib.nullcontext()
+
+    #: Whether :meth:`step_logits` forwards the selected views' pixels (then :func:`run_episode`
+    #: hands them to :meth:`use_selected_views` once per episode).
+    reads_selected_views: ClassVar[bool] = False
+
+    def use_selected_views(self, pixels: torch.Tensor) -> None:  # noqa: B027 - optional
+        """The selected views' pixels ``[B, N, 3, S, S]``, once per episode, before the first step."""
 
     @abstractmethod
     def selection_logits(self) -> torch.Tensor:
@@ -449,7 +457,9 @@ class ImageEncoderTuner(Tuner):
                                       underscore_prompt=config.underscore_prompt)
         self.text = class_text_features(ctx, underscore_prompt=config.underscore_prompt)  # [C, E], once
         self.scale = float(ctx.vlm.logit_scale)
-        self.views: torch.Tensor | None = None
+        self.views: torch.Tensor | None = None  # all views, when the episode was given them
+        self.selected_pixels: torch.Tensor | None = None  # the episode's selected views [B, N, 3, S, S]
+        self.episode_size: int | None = None  # B of the running episode (None: no episode since reset)
         self.momentum = (MomentumStart(self.initial, mu=momentum, freq=momentum_freq, w=momentum_w)
                          if momentum is not None else None)
         self.preset: torch.Tensor | None = None  # θ_clip features of the views, read by preload()
@@ -468,7 +478,7 @@ class ImageEncoderTuner(Tuner):
         """One copy of the tuned tensors per sample; re-created (with its optimizer) when B changes."""
         if self.state is None or self.state[0].shape[0] != batch_size:
             self.state = [torch.nn.Parameter(p.new_empty((batch_size, *p.shape))) for p in self.initial]
-            self.optimizer = torch.optim.AdamW(self.state, lr=self.config.lr, weight_decay=self.config.weight_decay)
+            self.optimizer = adamw(self.state, lr=self.config.lr, weight_decay=self.config.weight_decay)
         return self.state
 
     def reset(self) -> None:
@@ -476,11 +486,17 @@ class ImageEncoderTuner(Tuner):
             self.optimizer.state.clear()
         for s in self.state or ():
             s.grad = None
-        self.views = None
+        self.views = self.selected_pixels = self.episode_size = None
+
+    reads_selected_views: ClassVar[bool] = True
 
     @no_grad
-    def begin(self, views: torch.Tensor) -> None:
-        b = views.shape[0]
+    def begin(self, views: torch.Tensor | None) -> None:
+        """``views`` may be None after :meth:`preload` read the selection features (the steps then
+        get the selected views' pixels through :meth:`use_selected_views`)."""
+        if views is None and self.preset is None:
+            raise ValueError("begin() needs the views unless preload() read their features")
+        b = views.shape[0] if views is not None else self.preset.shape[0]  # type: ignore[union-attr]
         if self.momentum is not None and b != 1:
             raise ValueError("image-encoder tuning with momentum adapts one sample at a time "
                              "(the start point moves with the stream)")
@@ -488,15 +504,19 @@ class ImageEncoderTuner(Tuner):
             s.copy_(p.expand_as(s))
         assert self.optimizer is not None
         self.optimizer.state.clear()
-        self.views = views
+        self.views, self.selected_pixels, self.episode_size = views, None, b
         self.selection_features, self.preset = self.preset, None
+
+    def use_selected_views(self, pixels: torch.Tensor) -> None:
+        self.selected_pixels = pixels
 
     def preload(self, batch: Batch) -> bool:
         """The selection forward runs under θ_clip (no momentum start point yet), i.e. the frozen
-        policy whose view features the shared cache holds: read them from there. The steps still
-        need the selected views' pixels, so this returns False."""
+        policy whose view features the shared cache holds: read them from there; :meth:`begin`
+        then needs no views (the steps read only the selected views' pixels)."""
         if self.start is None and has_view_cache(self.ctx):
             self.preset = view_features(self.ctx, batch, self.section)
+            return True
         return False
 
     def _encode(self, x: torch.Tensor, params: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
@@ -524,22 +544,24 @@ class ImageEncoderTuner(Tuner):
             torch.backends.mha.set_fastpath_enabled(fastpath)
 
     def selection_logits(self) -> torch.Tensor:
-        assert self.views is not None
-        b, v = self.views.shape[:2]
         feats = self.selection_features
-        if feats is None or feats.shape[:2] != (b, v):
+        if feats is None or (self.views is not None and feats.shape[:2] != self.views.shape[:2]):
+            assert self.views is not None, "selection_logits() needs the views unless preload() read their features"
+            b, v = self.views.shape[:2]
             with torch.no_grad():  # every sample starts from the same point: one forward for the batch
                 feats = self._encode(self.views.flatten(0, 1), self.start).view(b, v, -1)
         return self.scale * feats @ self.text.t()
 
     def step_logits(self, selected: torch.Tensor, selection_logits: torch.Tensor | None = None) -> torch.Tensor:
-        assert self.views is not None
-        return self.scale * self._encode_each(gather_views(self.views, selected)) @ self.text.t()
+        if self.selected_pixels is None:
+            assert self.views is not None, "step_logits() needs the episode's views or use_selected_views()"
+            self.selected_pixels = gather_views(self.views, selected)
+        return self.scale * self._encode_each(self.selected_pixels) @ self.text.t()
 
     @no_grad
     def predict_logits(self, batch: Batch) -> torch.Tensor:
         with self.ctx.amp.autocast():
-            if self.views is None or self.views.shape[0] != len(batch):  # no episode ran: θ_clip
+            if self.episode_size != len(batch):  # no episode ran: θ_clip
                 feats = self._encode(batch.images)
             else:
                 assert batch.images is not None
@@ -564,11 +586,15 @@ def needs_pixels(objective: Objective) -> bool:
 
 
 def run_episode(tuner: Tuner, objective: Objective, views: torch.Tensor | None, *, n_selected: int, steps: int,
-                amp: Any, section: Any = None) -> torch.Tensor | None:
+                amp: Any, section: Any = None,
+                select_views: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor | None:
     """One test-time tuning episode (module docstring). Returns the selected view indices.
 
-    ``views`` may be None when the tuner preloaded the view features (``PerSampleTuner.preload``)
-    and the objective reads no pixels (:func:`needs_pixels`)."""
+    ``views`` may be None when the tuner preloaded the view features (:meth:`Tuner.preload`); the
+    pixels of the selected views, if the objective (:func:`needs_pixels`) or the tuner
+    (:attr:`Tuner.reads_selected_views`) reads them, then come from ``select_views`` (indices
+    ``[B, N]`` → ``[B, N, 3, S, S]``, e.g. :meth:`rlcf_bench.types.Batch.select_views`, which cuts
+    only those views)."""
     section = section or (lambda _name: contextlib.nullcontext())
     if steps <= 0:
         return None
@@ -583,7 +609,10 @@ def run_episode(tuner: Tuner, objective: Objective, views: torch.Tensor | None, 
                 if selected is None:
                     all_logits = tuner.selection_logits()
                     selected = select_confident(all_logits, n_selected)
-                    objective.begin(gather_views(views, selected) if views is not None else None)
+                    pixels = _selected_pixels(tuner, objective, views, selected, select_views, section)
+                    if pixels is not None and tuner.reads_selected_views:
+                        tuner.use_selected_views(pixels)
+                    objective.begin(pixels)
                     logits = tuner.step_logits(selected, all_logits if all_logits.requires_grad else None)
                 else:
                     logits = tuner.step_logits(selected)
@@ -592,6 +621,19 @@ def run_episode(tuner: Tuner, objective: Objective, views: torch.Tensor | None, 
                 amp.backward_step(loss, optimizer)
     tuner.end()
     return selected
+
+
+def _selected_pixels(tuner: Tuner, objective: Objective, views: torch.Tensor | None, selected: torch.Tensor,
+                     select_views: Callable[[torch.Tensor], torch.Tensor] | None, section: Any) -> torch.Tensor | None:
+    """The selected views' pixels when the tuner or the objective reads them, else None."""
+    if not (tuner.reads_selected_views or needs_pixels(objective)):
+        return None
+    if views is not None:
+        return gather_views(views, selected)
+    if select_views is None:
+        raise ValueError("this episode reads the selected views' pixels: give run_episode views or select_views")
+    with section("views"):
+        return select_views(selected)
 
 
 class TuningMethod(Method[Any]):
@@ -623,13 +665,13 @@ class TuningMethod(Method[Any]):
     def adapt(self, batch: Batch) -> None:
         if self.config.steps <= 0:
             return
-        preloaded = self.tuner.preload(batch)
         views = None
-        if not preloaded or needs_pixels(self.objective):
+        if not self.tuner.preload(batch):  # else the selected views alone are cut when the episode needs them
             with self.section("views"):
                 views = batch.views
         self.last_selected = run_episode(self.tuner, self.objective, views, n_selected=self.ctx.protocol.n_selected,
-                                         steps=self.config.steps, amp=self.ctx.amp, section=self.section)
+                                         steps=self.config.steps, amp=self.ctx.amp, section=self.section,
+                                         select_views=batch.select_views)
 
     def predict(self, batch: Batch) -> Predictions:
         return Predictions(logits=self.tuner.predict_logits(batch).float())
@@ -674,11 +716,6 @@ class DistillationMethod(ImageTuningMethod):
     """
 
     requires: ClassVar[frozenset[str]] = frozenset({"reward_model"})
-    # The tuner adapts several samples at once (tested), but the method contract's fixture
-    # distils a model into itself: the gradient is rounding noise, which Adam amplifies to ±lr
-    # steps, so batched and one-at-a-time confidences differ by ~1e-3 there. One at a time until
-    # that fixture has a distinct teacher.
-    max_batch: ClassVar[int] = 1
 
     @abstractmethod
     def distill_loss(self, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:

@@ -81,26 +81,49 @@ def normalize(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> t
 
 
 def make_views(image: torch.Tensor, *, n_views: int, size: int, mean: Sequence[float], std: Sequence[float],
-               augmix: bool, seed: int) -> torch.Tensor:
+               augmix: bool, seed: int, only: Sequence[int] | None = None) -> torch.Tensor:
     """``[n_views, 3, size, size]`` normalised views of one ``[3, H, W]`` image (uint8 or [0,1]
-    float), on the image's device; view 0 is the centre crop."""
+    float), on the image's device; view 0 is the centre crop.
+
+    ``only``: just these views, in this order (``[len(only), 3, size, size]``), the same bits as
+    the full set's rows: every view's random draws are still made, in order, but only the
+    requested crops are cut (each crop depends on its own box alone). With AugMix, whose random
+    state runs through the views one after another, the full set is made and indexed."""
     generator = torch.Generator().manual_seed(seed)
     base = image.float() / 255.0 if image.dtype == torch.uint8 else image.float()
-    views = [resize_center_crop(image, size).unsqueeze(0)]
+    if only is not None and not all(0 <= k < n_views for k in only):
+        raise IndexError(f"views {list(only)} out of range for {n_views} views")
     n_aug = n_views - 1
-    if n_aug > 0:
-        h, w = base.shape[-2:]
-        boxes = random_resized_crop_boxes(h, w, n_aug, generator).to(base.device)
-        rois = torch.cat([torch.zeros(n_aug, 1, device=base.device), boxes], dim=1)
-        crops = roi_align(base.unsqueeze(0), rois, output_size=(size, size), spatial_scale=1.0,
-                          sampling_ratio=-1, aligned=True)
-        flips = (torch.rand(n_aug, generator=generator) < 0.5).to(base.device)
-        crops = torch.where(flips.view(-1, 1, 1, 1), crops.flip(-1), crops).clamp_(0.0, 1.0)
-        if augmix:
-            crops = _augmix(crops, generator)
-        views.append(crops)
-    out = torch.cat(views)
-    return normalize(out, mean, std)
+    boxes = random_resized_crop_boxes(base.shape[-2], base.shape[-1], n_aug, generator) if n_aug > 0 else None
+    if only is None or augmix or boxes is None:  # the full set (AugMix's random state runs through the views)
+        views = [resize_center_crop(image, size).unsqueeze(0)]
+        if boxes is not None:
+            views.append(_crops(base, size, boxes, generator, augmix))
+        out = torch.cat(views)
+        return normalize(out if only is None else out[list(only)], mean, std)
+    flips = torch.rand(n_aug, generator=generator) < 0.5  # drawn for every view, as for the full set
+    wanted = sorted({k - 1 for k in only if k > 0})
+    cut = dict(zip(wanted, _cut(base, size, boxes[wanted], flips[wanted]))) if wanted else {}
+    if 0 in only:
+        cut[-1] = resize_center_crop(image, size)  # view 0, the centre crop
+    return normalize(torch.stack([cut[k - 1] for k in only]), mean, std)
+
+
+def _cut(base: torch.Tensor, size: int, boxes: torch.Tensor, flips: torch.Tensor) -> torch.Tensor:
+    """The crops of ``boxes`` ``[n, 4]`` resized to ``size`` (one ``roi_align`` call), flipped
+    where ``flips``, clamped to [0, 1]."""
+    boxes, flips = boxes.to(base.device), flips.to(base.device)
+    rois = torch.cat([torch.zeros(len(boxes), 1, device=base.device), boxes], dim=1)
+    crops = roi_align(base.unsqueeze(0), rois, output_size=(size, size), spatial_scale=1.0,
+                      sampling_ratio=-1, aligned=True)
+    return torch.where(flips.view(-1, 1, 1, 1), crops.flip(-1), crops).clamp_(0.0, 1.0)
+
+
+def _crops(base: torch.Tensor, size: int, boxes: torch.Tensor, generator: torch.Generator,
+           augmix: bool) -> torch.Tensor:
+    """All augmented views 1..V-1: crops, flips drawn from ``generator``, then AugMix if asked."""
+    crops = _cut(base, size, boxes, torch.rand(len(boxes), generator=generator) < 0.5)
+    return _augmix(crops, generator) if augmix else crops
 
 
 def _augmix(crops: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

@@ -35,6 +35,38 @@ def test_augmix_views_are_reproducible_and_different():
     assert torch.equal(a, b) and not torch.allclose(a[1:], plain[1:]) and torch.equal(a[0], plain[0])
 
 
+@pytest.mark.parametrize("augmix", [False, True])
+def test_some_views_are_the_same_bits_as_those_rows_of_the_full_set(augmix: bool) -> None:
+    img = _img(2)
+    full = make_views(img, n_views=32, size=32, mean=MEAN, std=STD, augmix=augmix, seed=11)
+    for only in ([5, 0, 31], [17], [0], [3, 3, 9]):
+        some = make_views(img, n_views=32, size=32, mean=MEAN, std=STD, augmix=augmix, seed=11, only=only)
+        assert torch.equal(some, full[only])
+    with pytest.raises(IndexError, match="out of range"):
+        make_views(img, n_views=32, size=32, mean=MEAN, std=STD, augmix=augmix, seed=11, only=[32])
+
+
+def test_a_batch_cuts_only_the_selected_views_and_they_equal_the_full_sets_rows() -> None:
+    from rlcf_bench.types import Batch
+
+    imgs = [_img(k) for k in range(3)]
+    cut: list[list[int]] = []
+
+    def views(row: int, only=None):
+        if only is not None:
+            cut.append(list(only))
+        return make_views(imgs[row], n_views=16, size=32, mean=MEAN, std=STD, augmix=False, seed=row, only=only)
+
+    idx = torch.tensor([[4, 1, 0], [15, 2, 7], [9, 9, 3]])
+    lazy = Batch(sample_ids=("a", "b", "c"), indices=(0, 1, 2), row_view_fn=views, row_subset_view_fn=views)
+    selected = lazy.select_views(idx)
+    assert cut == idx.tolist() and lazy._views is None  # nothing but the selected views was generated
+    full = Batch(sample_ids=("a", "b", "c"), indices=(0, 1, 2), row_view_fn=views)
+    expected = full.views[torch.arange(3).unsqueeze(1), idx]
+    assert selected.shape == (3, 3, 3, 32, 32) and torch.equal(selected, expected)
+    assert torch.equal(full.select_views(idx), expected)  # the full set, once generated, is indexed
+
+
 def test_crop_boxes_follow_the_random_resized_crop_ranges():
     boxes = random_resized_crop_boxes(100, 200, 500, torch.Generator().manual_seed(0))
     w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]

@@ -170,8 +170,10 @@ def test_image_methods_do_not_depend_on_batch_size(name, make_ctx, method_host):
 
 def test_one_image_sample_is_tuning_the_model_in_place(make_ctx):
     """A batch of one is bit-identical to the plain computation: AdamW on the tower's own
-    parameters, in place, on the marginal entropy of the most confident views (TPT)."""
+    parameters, in place, on the marginal entropy of the most confident views (TPT). (The tuners'
+    AdamW is torch's fused one on the CPU, ``tests/methods/test_tta_optim.py``.)"""
     from rlcf_bench.tta.objectives import gather_views, marginal_entropy, select_confident
+    from rlcf_bench.tta.optim import adamw
     from rlcf_bench.tta.prompts import class_text_features
 
     ctx, task = make_ctx()
@@ -187,7 +189,7 @@ def test_one_image_sample_is_tuning_the_model_in_place(make_ctx):
     try:
         for p in params:
             p.requires_grad_(True)
-        optimizer = torch.optim.AdamW(params, lr=1e-2, weight_decay=method.config.weight_decay)
+        optimizer = adamw(params, lr=1e-2, weight_decay=method.config.weight_decay)  # torch's fused AdamW on CPU
         with torch.no_grad():
             selected = select_confident(encode(views[0]).unsqueeze(0), ctx.protocol.n_selected)
         for _ in range(method.config.steps):
