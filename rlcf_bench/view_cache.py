@@ -82,10 +82,13 @@ def run_key(spec: RunSpec, model: Any) -> str:
 @dataclass(frozen=True)
 class Entry:
     """One sample's L2-normalised fp32 view features ``[V, E]`` and the milliseconds it took to
-    generate and encode its views when it was computed."""
+    generate and encode its views when it was computed. ``splits``: the widths of the members'
+    features concatenated along the last axis (a reward ensemble's, :func:`reward_view_features`);
+    empty for one model."""
 
     features: torch.Tensor
     ms: float
+    splits: tuple[int, ...] = ()
 
 
 class FeatureStore:
@@ -101,7 +104,7 @@ class FeatureStore:
         """The entry, or None when there is none (or it cannot be read: it is then recomputed)."""
         try:
             data = torch.load(self.path(key), map_location="cpu", weights_only=True)
-            return Entry(data["features"], float(data["ms"]))
+            return Entry(data["features"], float(data["ms"]), tuple(int(k) for k in data.get("splits", ())))
         except (OSError, EOFError, RuntimeError, KeyError, pickle.UnpicklingError):
             return None
 
@@ -114,7 +117,8 @@ class FeatureStore:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".pt")
             with os.fdopen(fd, "wb") as fh:
-                torch.save({"features": entry.features.detach().cpu().contiguous(), "ms": float(entry.ms)}, fh)
+                torch.save({"features": entry.features.detach().cpu().contiguous(), "ms": float(entry.ms),
+                            "splits": list(entry.splits)}, fh)
             os.replace(tmp, path)
             tmp = None
         except OSError:
@@ -164,6 +168,42 @@ class RunViewFeatures:
         with torch.no_grad(), ctx.amp.autocast():
             features = ctx.vlm.image_features(views)
         return Entry(features, clock.now() - start)
+
+
+def reward_view_features(ctx: MethodContext, reward_model: Any, pixels: torch.Tensor) -> list[torch.Tensor]:
+    """The frozen reward model's features of the views ``pixels`` ``[B, N, 3, S, S]`` (one list
+    entry per member, ``[B, N, D_j]``), shared by the runs of the invocation.
+
+    The methods that tune the image tower select their confident views under the same frozen
+    policy and adapt the same batches, so RLCF and the distillation baselines ask the reward model
+    (their teacher) for the features of the same views. An entry holds one call's features, keyed
+    by the views' bytes (and the reward model's name, the policy normalisation it converts from,
+    precision and device): it is served only for identical input, and it is what this call would
+    compute (one forward of all B·N views), so results are the same bits with and without the
+    cache. A hit is credited the entry's time in the ``reward`` section
+    (``docs/view-cache.md#reward-features``). Without the invocation's cache (GPU runs,
+    ``--no-feature-cache``) the features are computed here."""
+    import hashlib
+
+    b, n = pixels.shape[:2]
+    shared = ctx.cache.get(CONTEXT_KEY)
+    if not isinstance(shared, RunViewFeatures):
+        return [f.view(b, n, -1) for f in reward_model.image_features(pixels.flatten(0, 1))]
+    x = pixels.detach().cpu().contiguous()
+    key = stable_hash([FORMAT, "reward-views", reward_model.name, list(getattr(reward_model, "policy_mean", ())),
+                       list(getattr(reward_model, "policy_std", ())), str(ctx.amp.dtype), bool(ctx.amp.enabled),
+                       ctx.device.type, list(x.shape), str(x.dtype),
+                       hashlib.blake2b(x.numpy().tobytes(), digest_size=16).hexdigest()], length=32)
+    entry = shared.store.get(key)
+    if entry is None:
+        start = shared.timer.clock.now()
+        members = reward_model.image_features(pixels.flatten(0, 1))
+        entry = Entry(torch.cat(members, dim=-1), shared.timer.clock.now() - start,
+                      tuple(int(f.shape[-1]) for f in members))
+        shared.store.put(key, entry)
+    else:
+        shared.timer.credit("reward", entry.ms)
+    return [f.view(b, n, -1) for f in entry.features.to(ctx.device).split(list(entry.splits), dim=-1)]
 
 
 FOLDER_PREFIX = "rlcf-bench-views-"

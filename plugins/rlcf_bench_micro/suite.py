@@ -31,16 +31,12 @@ def _supports(method: Any, kind: str) -> bool:
 
 
 def micro_runs(methods: Sequence[Any]) -> list[SuiteRun]:
+    """The suite's runs, in the order ``run -j N`` hands them to its workers: the single long
+    retrieval and captioning runs first, then the classification runs method by method, each
+    method over all domains in turn (so that parallel workers start on different domains and
+    rarely compute the same shared view features at once, ``docs/performance.md``), the reward
+    model's zero-shot rows last."""
     runs: list[SuiteRun] = []
-    classification = [m for m in methods if _supports(m, "classification")]
-    for ds in CLASSIFICATION_DOMAINS:
-        params = (("n", CLASSIFICATION_N),)
-        for m in classification:
-            reward = REWARD if "reward_model" in m.requires else None
-            runs.append(SuiteRun("classification", ds, m.name, STUDENT, reward, dataset_params=params,
-                                 protocol_overrides=PROTOCOL))
-        runs.append(SuiteRun("classification", ds, "zero-shot", REWARD, dataset_params=params,
-                             protocol_overrides=PROTOCOL))
     for m in methods:
         if _supports(m, "retrieval"):
             reward = REWARD if "reward_model" in m.requires else None
@@ -53,6 +49,13 @@ def micro_runs(methods: Sequence[Any]) -> list[SuiteRun]:
             reward = REWARD if "reward_model" in m.requires else None
             runs.append(SuiteRun("captioning", CAPTIONING_DOMAIN, m.name, CAPTIONER, reward,
                                  dataset_params=(("n", CAPTIONING_N),)))
+    params = (("n", CLASSIFICATION_N),)
+    for m in (m for m in methods if _supports(m, "classification")):
+        reward = REWARD if "reward_model" in m.requires else None
+        runs.extend(SuiteRun("classification", ds, m.name, STUDENT, reward, dataset_params=params,
+                             protocol_overrides=PROTOCOL) for ds in CLASSIFICATION_DOMAINS)
+    runs.extend(SuiteRun("classification", ds, "zero-shot", REWARD, dataset_params=params, protocol_overrides=PROTOCOL)
+                for ds in CLASSIFICATION_DOMAINS)
     return runs
 
 

@@ -725,7 +725,7 @@ class DistillationMethod(ImageTuningMethod):
         prompts = self.tuner.hand_crafted_prompts
         assert ctx.reward_model is not None, "this method needs --reward-model"
         return DistillationObjective(ctx.reward_model, reward_text_features(ctx, prompts), self.distill_loss,
-                                     section=sections(ctx))
+                                     section=sections(ctx), view_features=shared_reward_features(ctx))
 
 
 # --------------------------------------------------------------------------------------------
@@ -823,6 +823,16 @@ def reward_text_features(ctx: MethodContext, prompts: Sequence[str]) -> list[tor
     return ctx.cache[key]  # type: ignore[no-any-return]
 
 
+def shared_reward_features(ctx: MethodContext) -> Callable[[torch.Tensor], list[torch.Tensor]]:
+    """The reward model's features of views ``[B, N, 3, S, S]``, shared by the invocation's runs
+    (:func:`rlcf_bench.view_cache.reward_view_features`; computed here without that cache)."""
+    from ..view_cache import reward_view_features
+
+    reward_model = ctx.reward_model
+    assert reward_model is not None, "this method needs --reward-model"
+    return lambda views: reward_view_features(ctx, reward_model, views)
+
+
 def clip_reward_objective(ctx: MethodContext, prompts: Sequence[str], config: RewardConfig) -> Objective:
     """RLCF's objective with the reward text = the policy's hand-crafted class prompts."""
     if config.sample_k < 1:
@@ -833,5 +843,5 @@ def clip_reward_objective(ctx: MethodContext, prompts: Sequence[str], config: Re
     return CLIPRewardObjective(
         ctx.reward_model, reward_text_features(ctx, prompts), k=min(config.sample_k, len(prompts)),
         baseline=config.baseline, normalise_std=config.reward_std, entropy_reg=config.entropy_reg,
-        section=sections(ctx),
+        section=sections(ctx), view_features=shared_reward_features(ctx),
     )

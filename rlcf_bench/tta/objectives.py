@@ -37,6 +37,18 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..types import RewardModel
 
 SectionFn = Callable[[str], contextlib.AbstractContextManager[Any]]
+#: Per-member reward-model features ``[B, N, D_j]`` of views ``[B, N, 3, S, S]``.
+ViewFeaturesFn = Callable[["torch.Tensor"], list["torch.Tensor"]]
+
+
+def reward_features_of(reward_model: RewardModel) -> ViewFeaturesFn:
+    """``reward_model.image_features`` for views ``[B, N, 3, S, S]``: all B·N views in one call."""
+
+    def features(views: torch.Tensor) -> list[torch.Tensor]:
+        b, n = views.shape[:2]
+        return [f.view(b, n, -1) for f in reward_model.image_features(views.flatten(0, 1))]
+
+    return features
 
 BaselineMode = str  # "view" | "sample" | "none"
 
@@ -169,15 +181,17 @@ class CLIPRewardObjective(Objective):
 
     ``text_features`` are the reward model's per-member class features ``[C, D_j]`` (computed once
     per run). The reward image features of the selected views are computed once per episode in
-    ``begin``. Every reward-model call runs inside ``section("reward")`` so the runner can report
+    ``begin``, by ``view_features`` (default: the reward model itself; the runs of an invocation
+    share them through ``rlcf_bench.view_cache.reward_view_features``). Every reward-model call runs inside ``section("reward")`` so the runner can report
     the reward's share of the latency. ``entropy_reg`` adds ``w · marginal entropy`` (the
     original's ``--min_entropy_reg``, off by default).
     """
 
     def __init__(self, reward_model: RewardModel, text_features: list[torch.Tensor], *, k: int = 3,
                  baseline: BaselineMode = "view", normalise_std: bool = False, entropy_reg: float = 0.0,
-                 section: SectionFn | None = None) -> None:
+                 section: SectionFn | None = None, view_features: ViewFeaturesFn | None = None) -> None:
         self.reward_model = reward_model
+        self.view_features = view_features or reward_features_of(reward_model)
         self.text_features = text_features
         self.k = int(k)
         self.baseline = baseline
@@ -191,10 +205,8 @@ class CLIPRewardObjective(Objective):
         return reward_section(self.section)
 
     def begin(self, selected_views: torch.Tensor) -> None:
-        b, n = selected_views.shape[:2]
         with self._timed():
-            feats = self.reward_model.image_features(selected_views.flatten(0, 1))
-        self.image_features = [f.view(b, n, -1) for f in feats]
+            self.image_features = self.view_features(selected_views)
 
     @no_grad
     def rewards(self, actions: torch.Tensor) -> torch.Tensor:
@@ -231,8 +243,9 @@ class DistillationObjective(Objective):
     """
 
     def __init__(self, teacher: RewardModel, text_features: list[torch.Tensor], loss_fn: DistillLoss, *,
-                 section: SectionFn | None = None) -> None:
+                 section: SectionFn | None = None, view_features: ViewFeaturesFn | None = None) -> None:
         self.teacher = teacher
+        self.view_features = view_features or reward_features_of(teacher)
         self.text_features = text_features
         self.loss_fn = loss_fn
         self.section = section
@@ -241,7 +254,7 @@ class DistillationObjective(Objective):
     def begin(self, selected_views: torch.Tensor) -> None:
         b, n = selected_views.shape[:2]
         with reward_section(self.section):
-            feats = self.teacher.image_features(selected_views.flatten(0, 1))
+            feats = [f.flatten(0, 1) for f in self.view_features(selected_views)]
             self.teacher_logits = self.teacher.class_logits(feats, self.text_features).float().view(b, n, -1)
 
     def loss(self, logits: torch.Tensor) -> torch.Tensor:

@@ -167,7 +167,37 @@ def test_results_are_bit_identical_with_and_without_the_cache(full_host, tmp_pat
     cached = run_all(full_host, tmp_path, "cached", reqs, str(root))
     for req, a, b in zip(reqs, plain, cached):
         assert a == b, req.describe()
-    assert len(list(root.glob("*/*.pt"))) == 6  # one entry per sample, shared by every run
+    entries = [torch.load(p, weights_only=True) for p in root.glob("*/*.pt")]
+    assert sum(1 for e in entries if not e["splits"]) == 6  # one view entry per sample, shared by every run
+    if {"rlcf-image", "kd"} <= set(methods):  # and reward entries (one per batch) for the image tuners' selection
+        assert sum(1 for e in entries if e["splits"]) >= 2
+
+
+def test_the_image_tuners_share_the_reward_models_view_features(full_host, tmp_path, monkeypatch):
+    """rlcf-image computes the reward model's features of each batch's selected views; kd (the
+    same selection under the frozen policy, the same batches) reads them all, is credited their
+    time, and stores what it stores without the cache."""
+    from rlcf_bench.tta.reward import CLIPReward
+
+    calls: list[int] = []
+    features = CLIPReward.image_features
+
+    def counted(self, images):
+        calls.append(len(images))
+        return features(self, images)
+
+    monkeypatch.setattr(CLIPReward, "image_features", counted)
+    store = Store(f"sqlite:///{tmp_path / 'lb.sqlite'}")
+    runner = Runner(full_host, store, ExecutionOptions(device="cpu", feature_cache=str(tmp_path / "cache"),
+                                                       batch_size=3))
+    runner.run(request("rlcf-image"))
+    assert len(calls) == 2  # two batches of 3 samples
+    kd = runner.run(request("kd"))
+    assert len(calls) == 2  # every entry read, none computed again
+    assert all((r.reward_ms or 0) > 0 for r in store.sample_rows(kd.run_id))  # credited, not free
+    plain = Store(f"sqlite:///{tmp_path / 'plain.sqlite'}")
+    uncached = Runner(full_host, plain, ExecutionOptions(device="cpu", batch_size=3)).run(request("kd"))
+    assert outcome(store, kd.run_id) == outcome(plain, uncached.run_id)
 
 
 def test_hits_are_credited_with_the_time_the_entry_took(full_host, tmp_path):
