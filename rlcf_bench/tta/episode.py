@@ -21,10 +21,12 @@ minimised, a :class:`Tuner` says what is tuned and how logits are produced witho
   (TPS's prototype shifts are another one).
 * :class:`ImageEncoderTuner` — the image tower's parameters, one copy per sample (the model is
   never written; samples are forwarded at once with ``torch.func.vmap``). Class text features
-  are cached once per run. Selection is a no-grad forward of the V views;
-  each step forwards/back-propagates only the selected views (the original keeps a 64-view
-  graph at step 0 although only 6 rows carry gradient,
-  ``docs/original-code.md#cost-of-the-original-code``).
+  are cached once per run. Selection is a no-grad forward of the V views under the frozen
+  start point (read from the invocation's shared feature cache when the run has one; then only
+  the selected views' pixels are cut); each step forwards/back-propagates only the selected
+  views (the original keeps a 64-view graph at step 0 although only 6 rows carry gradient,
+  ``docs/original-code.md#cost-of-the-original-code``). AdamW is torch's fused kernel on the CPU
+  (:mod:`rlcf_bench.tta.optim`).
 
 Batching is exact: the losses are summed, so each sample's context receives exactly its own
 gradient, and AdamW is elementwise. (Under fp16 autocast the GradScaler's overflow check is
