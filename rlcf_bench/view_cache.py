@@ -36,7 +36,7 @@ import contextlib
 import os
 import pickle
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -170,7 +170,8 @@ class RunViewFeatures:
         return Entry(features, clock.now() - start)
 
 
-def reward_view_features(ctx: MethodContext, reward_model: Any, pixels: torch.Tensor) -> list[torch.Tensor]:
+def reward_view_features(ctx: MethodContext, reward_model: Any, pixels: torch.Tensor,
+                         compute: Callable[[torch.Tensor], list[torch.Tensor]]) -> list[torch.Tensor]:
     """The frozen reward model's features of the views ``pixels`` ``[B, N, 3, S, S]`` (one list
     entry per member, ``[B, N, D_j]``), shared by the runs of the invocation.
 
@@ -181,14 +182,14 @@ def reward_view_features(ctx: MethodContext, reward_model: Any, pixels: torch.Te
     precision and device): it is served only for identical input, and it is what this call would
     compute (one forward of all B·N views), so results are the same bits with and without the
     cache. A hit is credited the entry's time in the ``reward`` section
-    (``docs/view-cache.md#reward-features``). Without the invocation's cache (GPU runs,
-    ``--no-feature-cache``) the features are computed here."""
+    (``docs/view-cache.md#reward-features``). ``compute`` is the uncached computation (views →
+    per-member ``[B, N, D_j]``); it runs alone without the invocation's cache (GPU runs,
+    ``--no-feature-cache``)."""
     import hashlib
 
-    b, n = pixels.shape[:2]
     shared = ctx.cache.get(CONTEXT_KEY)
     if not isinstance(shared, RunViewFeatures):
-        return [f.view(b, n, -1) for f in reward_model.image_features(pixels.flatten(0, 1))]
+        return compute(pixels)
     x = pixels.detach().cpu().contiguous()
     key = stable_hash([FORMAT, "reward-views", reward_model.name, list(getattr(reward_model, "policy_mean", ())),
                        list(getattr(reward_model, "policy_std", ())), str(ctx.amp.dtype), bool(ctx.amp.enabled),
@@ -197,13 +198,13 @@ def reward_view_features(ctx: MethodContext, reward_model: Any, pixels: torch.Te
     entry = shared.store.get(key)
     if entry is None:
         start = shared.timer.clock.now()
-        members = reward_model.image_features(pixels.flatten(0, 1))
+        members = compute(pixels)
         entry = Entry(torch.cat(members, dim=-1), shared.timer.clock.now() - start,
                       tuple(int(f.shape[-1]) for f in members))
         shared.store.put(key, entry)
     else:
         shared.timer.credit("reward", entry.ms)
-    return [f.view(b, n, -1) for f in entry.features.to(ctx.device).split(list(entry.splits), dim=-1)]
+    return list(entry.features.to(ctx.device).split(list(entry.splits), dim=-1))
 
 
 FOLDER_PREFIX = "rlcf-bench-views-"

@@ -58,6 +58,7 @@ from .objectives import (
     MarginalEntropyObjective,
     Objective,
     gather_views,
+    reward_features_of,
     select_confident,
 )
 from .optim import adamw
@@ -832,7 +833,8 @@ def shared_reward_features(ctx: MethodContext) -> Callable[[torch.Tensor], list[
 
     reward_model = ctx.reward_model
     assert reward_model is not None, "this method needs --reward-model"
-    return lambda views: reward_view_features(ctx, reward_model, views)
+    compute = reward_features_of(reward_model)
+    return lambda views: reward_view_features(ctx, reward_model, views, compute)
 
 
 def clip_reward_objective(ctx: MethodContext, prompts: Sequence[str], config: RewardConfig) -> Objective:
