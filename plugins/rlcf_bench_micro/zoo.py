@@ -43,7 +43,7 @@ ZOO_NAMES = ("micro-student", "micro-reward")
 CONFIGS: dict[str, dict[str, Any]] = {
     "micro-student": {
         "embed_dim": 128,
-        "vision_cfg": {"layers": [1, 1, 1, 1], "width": 16, "head_width": 32, "image_size": IMAGE_SIZE},
+        "vision_cfg": {"layers": [1, 1, 1, 1], "width": 8, "head_width": 32, "image_size": IMAGE_SIZE},
         "text_cfg": {"width": 128, "heads": 4, "layers": 3},
     },
     # A different, larger network (about 2.2x the student's parameters), trained from scratch.
