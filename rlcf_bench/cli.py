@@ -224,7 +224,7 @@ Examples:
                   help="mixed precision (default: auto)")
     @click.option("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     @click.option("--batch-size", type=click.IntRange(min=1), default=None,
-                  help="samples adapted at once (execution only; results do not depend on it)")
+                  help="samples adapted at once (default: 8; execution only; results do not depend on it)")
     @click.option("--jobs", "-j", type=click.IntRange(min=1), default=None,
                   help="runs executed in parallel processes, one thread each (default: the CPU cores on CPU, 1 on GPU)")
     @click.option("--shard", default=None, metavar="K/N",

@@ -97,6 +97,11 @@ def context_kwargs(fields: dict[str, Any]) -> dict[str, Any]:
 
 
 POLL_S = 0.5  # how often a process waiting for another's claims looks again
+#: Samples adapted at once when ``--batch-size`` is not given (capped by a method's ``max_batch``;
+#: 1 for methods that carry state). 8 on the CPU too: the image-tower tuners run their per-sample
+#: weight copies as grouped convolutions, whose fixed per-operation cost 8 samples share better than
+#: 4 (about a quarter less time per sample, docs/performance.md#batch-size).
+DEFAULT_BATCH_SIZE = 8
 
 
 class MethodError(BenchError):
@@ -250,7 +255,7 @@ class Runner:
     def _batch_size(self, method_spec: Any, method: Any) -> int:
         if method.carries_state:
             return 1
-        requested = self.options.batch_size or (8 if self.device.type == "cuda" else 4)
+        requested = self.options.batch_size or DEFAULT_BATCH_SIZE
         max_batch: int = method_spec.method_cls.max_batch
         return max(1, min(requested, max_batch))
 

@@ -12,7 +12,7 @@ Contrastive CLIP training from scratch on generated scenes, with the prototype's
   split of the photo domain (its own seed stream).
 
 The student sees the photo domain only, without augmentation. The reward model is a different,
-larger network (about 2.2x the student's parameters) trained **from scratch** on a broader mixture:
+larger network (about 4.5x the student's parameters) trained **from scratch** on a broader mixture:
 photo scenes plus ``broad`` scenes (wider sizes and rotations, more distractors, some patterned
 backgrounds), with broad image augmentation (colour permutation/greyscale, edge maps, noise, blur,
 contrast, down-up sampling) on part of each batch, ramped in over the first steps so that the
