@@ -58,7 +58,14 @@ def test_entries_round_trip_exactly_atomically_and_a_missing_entry_is_a_miss(tmp
     fs.put("ab" * 16, Entry(feats, 12.5))
     got = fs.get("ab" * 16)
     assert got is not None and torch.equal(got.features, feats) and got.ms == 12.5
-    assert [p.name for p in (tmp_path / "ab").iterdir()] == ["ab" * 16 + ".pt"]  # no temporary file left
+    assert [p.name for p in (tmp_path / "ab").iterdir()] == ["ab" * 16 + ".safetensors"]  # no temporary file left
+    fs.put("cd" * 16, Entry(feats, 3.0, (2, 3)))
+    split = fs.get("cd" * 16)
+    assert split is not None and split.splits == (2, 3) and split.ms == 3.0 and torch.equal(split.features, feats)
+    fs.path("cd" * 16).write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")  # damaged: a miss, recomputed
+    assert fs.get("cd" * 16) is None
+    fs.path("cd" * 16).write_bytes(b"")
+    assert fs.get("cd" * 16) is None
 
 
 def test_an_unwritable_cache_is_skipped_not_fatal(tmp_path):
@@ -167,10 +174,13 @@ def test_results_are_bit_identical_with_and_without_the_cache(full_host, tmp_pat
     cached = run_all(full_host, tmp_path, "cached", reqs, str(root))
     for req, a, b in zip(reqs, plain, cached):
         assert a == b, req.describe()
-    entries = [torch.load(p, weights_only=True) for p in root.glob("*/*.pt")]
-    assert sum(1 for e in entries if not e["splits"]) == 6  # one view entry per sample, shared by every run
+    entries = [FeatureStore(root).get(p.stem) for p in root.glob("*/*.safetensors")]
+    assert all(e is not None for e in entries)
+    assert sum(1 for e in entries if e and not e.splits) == 6  # one view entry per sample, shared by every run
     if {"rlcf-image", "kd"} <= set(methods):  # and reward entries (one per batch) for the image tuners' selection
-        assert sum(1 for e in entries if e["splits"]) >= 2
+        from rlcf_bench.runner import DEFAULT_BATCH_SIZE
+
+        assert sum(1 for e in entries if e and e.splits) == -(-6 // DEFAULT_BATCH_SIZE)
 
 
 def test_the_image_tuners_share_the_reward_models_view_features(full_host, tmp_path, monkeypatch):
@@ -206,11 +216,12 @@ def test_hits_are_credited_with_the_time_the_entry_took(full_host, tmp_path):
     store = Store(f"sqlite:///{tmp_path / 'lb.sqlite'}")
     runner = Runner(full_host, store, ExecutionOptions(device="cpu", feature_cache=str(root), batch_size=2))
     first = runner.run(request("zero"))
-    entries = sorted(root.glob("*/*.pt"))
+    entries = sorted(root.glob("*/*.safetensors"))
     assert len(entries) == 6
     for path in entries:  # rewrite every entry with a known cost
-        data = torch.load(path, weights_only=True)
-        FeatureStore(root).put(path.stem, Entry(data["features"], 5000.0))
+        data = FeatureStore(root).get(path.stem)
+        assert data is not None
+        FeatureStore(root).put(path.stem, Entry(data.features, 5000.0))
     again = runner.run(request("mta"))
     rows = store.sample_rows(again.run_id)
     assert all(r.adapt_ms >= 5000.0 for r in rows)  # each sample carries its own entry's cost
