@@ -40,7 +40,7 @@ from .errors import BenchError, DataError, describe, resume_hint
 from .online_protocol import online_metrics
 from .plugins import PluginHost
 from .session import ComponentSession
-from .store import Store
+from .store import ExecutedBatch, Store
 from .task import TaskRuntime
 from .types import (
     SKIPPED,
@@ -74,6 +74,12 @@ class ExecutionOptions:
     progress: Callable[[str], None] | None = None
     on_corrupt: str = "fail"  # a sample whose file cannot be decoded: "fail" the run, or "skip" it (recorded)
     feature_cache: str | None = None  # folder of the shared frozen view-feature cache (rlcf_bench.view_cache)
+    #: A method that carries state runs one sample at a time; its results are stored every
+    #: ``stream_flush`` samples or ``stream_flush_s`` seconds, at the end, and when the run fails. A process
+    #: killed outright loses at most the unstored ones: a resumed run replays the stored prefix
+    #: and recomputes them, the same results (docs/concurrency.md#streams).
+    stream_flush: int = 16
+    stream_flush_s: float = 2.0
 
 
 class RunnerError(RuntimeError):
@@ -260,15 +266,19 @@ class Runner:
         return max(1, min(requested, max_batch))
 
     def _claimed_batches(self, run_id: int, task: TaskRuntime, method: Any, episodic: bool,
-                         items: Sequence[tuple[int, str]], size: int, policy: Any) -> Iterator[list[tuple[int, str]]]:
+                         items: Sequence[tuple[int, str]], size: int, policy: Any,
+                         before_claim: Callable[[], None] = lambda: None) -> Iterator[list[tuple[int, str]]]:
         """The batches this process computes, claimed from the store as it goes, so that any
         number of processes can share a run (docs/concurrency.md). A method that carries state
         claims the whole rest of the stream at once (one process computes it, in order, after
-        replaying the stored prefix); the others wait for it, and take over if it dies."""
+        replaying the stored prefix); the others wait for it, and take over if it dies.
+        ``before_claim`` stores what was computed but not yet stored: a process's own claims stay
+        claimable by it until their samples are stored."""
         ids = [sid for _, sid in items]
         by_id = dict((sid, it) for it in items for sid in [it[1]])
         stream = method.carries_state
         while True:
+            before_claim()
             claimed = self.store.claim(run_id, ids, None if stream else size)
             if claimed:
                 if stream:
@@ -324,26 +334,35 @@ class Runner:
         self._stream_state = False
         size = self._batch_size(method_spec, method)
         warm_left = self.options.warmup
-        steps = self._claimed_batches(run_id, task, method, method_spec.episodic, items, size, policy)
-        for chunk in (part for claimed in steps for part in task.batches(self._readable(run_id, task, claimed, policy))):
-            batch = task.make_batch(chunk, policy, self.device)
-            timer.reset()
-            t0 = clock.now()
-            if method_spec.episodic:
-                method.reset()
-            method.adapt(batch)
-            t1 = clock.now()
-            predictions = method.predict(batch)
-            t2 = clock.now()
-            method.after_predict(batch)
-            t3 = clock.now()
-            records = task.score(batch, predictions)
-            # credited: the measured cost of cached view features this batch reused (view_cache)
-            adapt_ms, predict_ms = (t1 - t0) + (t3 - t2) + timer.credited_ms, t2 - t1
-            n_done = self.store.add_samples(run_id, records, adapt_ms=adapt_ms, predict_ms=predict_ms,
-                                            reward_ms=timer.totals.get("reward"), warmup=warm_left > 0)
-            warm_left -= 1
-            self.host.run_step(StepRecord(run_id, tuple(batch.sample_ids), adapt_ms, predict_ms, n_done, len(items)))
+        stream = method.carries_state
+        pending = _PendingStores(self.store, run_id, self.options.stream_flush if stream else 1,
+                                 self.options.stream_flush_s)
+        steps = self._claimed_batches(run_id, task, method, method_spec.episodic, items, size, policy, pending.flush)
+        try:
+            for chunk in (part for claimed in steps for part in task.batches(self._readable(run_id, task, claimed, policy))):
+                batch = task.make_batch(chunk, policy, self.device)
+                timer.reset()
+                t0 = clock.now()
+                if method_spec.episodic:
+                    method.reset()
+                method.adapt(batch)
+                t1 = clock.now()
+                predictions = method.predict(batch)
+                t2 = clock.now()
+                method.after_predict(batch)
+                t3 = clock.now()
+                records = task.score(batch, predictions)
+                # credited: the measured cost of cached view features this batch reused (view_cache)
+                adapt_ms, predict_ms = (t1 - t0) + (t3 - t2) + timer.credited_ms, t2 - t1
+                n_done = pending.add(ExecutedBatch(tuple(records), adapt_ms, predict_ms, timer.totals.get("reward"),
+                                                   warm_left > 0))
+                warm_left -= 1
+                self.host.run_step(StepRecord(run_id, tuple(batch.sample_ids), adapt_ms, predict_ms, n_done,
+                                              len(items)))
+        except BaseException:
+            pending.flush_on_failure()
+            raise
+        pending.flush()
         self.store.update_peak_memory(run_id, memory.peak_mb(), memory.kind)
 
     def _readable(self, run_id: int, task: TaskRuntime, chunk: list[tuple[int, str]], policy: Any, *,
@@ -416,3 +435,42 @@ class Runner:
         return RunResult(run_id=run.id, spec=spec, metrics=self.store.metrics_of(run.id), latency=latency,
                          n_samples=run.n_done, status=run.status)
 
+
+class _PendingStores:
+    """The executed batches of a run not yet stored: stored at once (``every`` 1, batched
+    methods) or every ``every`` samples or ``every_s`` seconds (a stream, whose per-sample
+    transaction would otherwise cost about as much as most online methods' own work)."""
+
+    def __init__(self, store: Store, run_id: int, every: int, every_s: float) -> None:
+        self.store, self.run_id, self.every, self.every_s = store, run_id, max(1, int(every)), float(every_s)
+        self.batches: list[ExecutedBatch] = []
+        self.n_pending = 0
+        self.n_done: int | None = None  # the run's stored count after the latest store
+        self.since = time.monotonic()
+
+    def add(self, batch: ExecutedBatch) -> int:
+        """Queue ``batch`` (storing what is due); returns the run's count of done samples,
+        the queued ones included."""
+        self.batches.append(batch)
+        self.n_pending += len(batch.records)
+        if self.n_pending >= self.every or time.monotonic() - self.since >= self.every_s:
+            self.flush()
+            assert self.n_done is not None
+            return self.n_done
+        if self.n_done is None:
+            run = self.store.get_run(self.run_id)
+            self.n_done = run.n_done if run is not None else 0
+        return self.n_done + self.n_pending
+
+    def flush(self) -> None:
+        if self.batches:
+            self.n_done = self.store.add_executed(self.run_id, self.batches)
+        self.batches, self.n_pending, self.since = [], 0, time.monotonic()
+
+    def flush_on_failure(self) -> None:
+        """The run is failing: store what was computed before the failure, without letting a
+        second error (the store may be the cause) hide the first."""
+        try:
+            self.flush()
+        except Exception:  # noqa: BLE001 - the original exception is the one to report
+            self.batches = []

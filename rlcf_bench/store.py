@@ -31,6 +31,7 @@ import socket
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
@@ -116,6 +117,17 @@ def owner_alive(owner: str, heartbeat: datetime | None, lease_s: float) -> bool:
 
 def _now() -> datetime:
     return datetime.now(timezone.utc)
+
+
+@dataclass(frozen=True)
+class ExecutedBatch:
+    """One executed batch's results and timings, as the runner hands them to the store."""
+
+    records: tuple[SampleRecord, ...]
+    adapt_ms: float
+    predict_ms: float
+    reward_ms: float | None
+    warmup: bool
 
 
 class Base(DeclarativeBase):
@@ -449,37 +461,45 @@ class Store:
 
     def add_samples(self, run_id: int, records: Sequence[SampleRecord], *, adapt_ms: float, predict_ms: float,
                     reward_ms: float | None, warmup: bool) -> int:
-        """Store one executed batch atomically; timings are split evenly over its samples.
+        """Store one executed batch atomically (:meth:`add_executed` with one batch); returns the
+        run's ``n_done``."""
+        return self.add_executed(run_id, [ExecutedBatch(tuple(records), adapt_ms, predict_ms, reward_ms, warmup)])
+
+    def add_executed(self, run_id: int, batches: Sequence[ExecutedBatch]) -> int:
+        """Store executed batches in one transaction (all or none); each batch's timings are split
+        evenly over its samples. Returns the run's ``n_done``.
 
         Per call the cost is independent of how much of the run is stored (it runs once per
-        batch, per sample for the online methods): ``n_done`` grows by the rows inserted, in the
-        same transaction (an atomic increment, so concurrent writers never lose a count), and the
-        heartbeat of this process's remaining claims is refreshed at most every
-        :meth:`heartbeat_every_s` (a lease is ``$RLCF_BENCH_CLAIM_LEASE_S``; a stream's claims
-        cover the rest of the run)."""
-        n = len(records)
+        batch, or once per few samples of a stream, ``ExecutionOptions.stream_flush``): ``n_done``
+        grows by the rows inserted, in the same transaction (an atomic increment, so concurrent
+        writers never lose a count), and the heartbeat of this process's remaining claims is
+        refreshed at most every :meth:`heartbeat_every_s` (a lease is
+        ``$RLCF_BENCH_CLAIM_LEASE_S``; a stream's claims cover the rest of the run)."""
         beat = time.monotonic() - self._beats.get(run_id, -math.inf) >= self.heartbeat_every_s
 
         def op() -> int:
             with self._session.begin() as s:
-                ids = [rec.sample_id for rec in records]
+                ids = [rec.sample_id for b in batches for rec in b.records]
                 stored = set(s.scalars(select(SampleResult.sample_id).where(
                     SampleResult.run_id == run_id, SampleResult.sample_id.in_(ids))))
-                fresh = [rec for rec in records if rec.sample_id not in stored]  # else another process stored it
-                s.add_all([SampleResult(
-                    run_id=run_id, sample_id=rec.sample_id, idx=rec.index, prediction=rec.prediction,
-                    target=rec.target, score=rec.score, extra=dict(rec.extra), adapt_ms=adapt_ms / n,
-                    predict_ms=predict_ms / n, reward_ms=None if reward_ms is None else reward_ms / n,
-                    batch_size=n, warmup=warmup,
-                ) for rec in fresh])
+                rows = []
+                for b in batches:
+                    n = len(b.records)
+                    rows += [SampleResult(
+                        run_id=run_id, sample_id=rec.sample_id, idx=rec.index, prediction=rec.prediction,
+                        target=rec.target, score=rec.score, extra=dict(rec.extra), adapt_ms=b.adapt_ms / n,
+                        predict_ms=b.predict_ms / n, reward_ms=None if b.reward_ms is None else b.reward_ms / n,
+                        batch_size=n, warmup=b.warmup,
+                    ) for rec in b.records if rec.sample_id not in stored]  # else another process stored it
+                s.add_all(rows)
                 s.flush()
                 s.execute(delete(Claim).where(Claim.run_id == run_id, Claim.owner == self.owner,
                                               Claim.sample_id.in_(ids)))
                 if beat:
                     s.execute(update(Claim).where(Claim.run_id == run_id, Claim.owner == self.owner)
                               .values(heartbeat=_now()))
-                if fresh:
-                    s.execute(update(Run).where(Run.id == run_id).values(n_done=Run.n_done + len(fresh)))
+                if rows:
+                    s.execute(update(Run).where(Run.id == run_id).values(n_done=Run.n_done + len(rows)))
                 n_done = s.scalar(select(Run.n_done).where(Run.id == run_id))
                 assert n_done is not None, f"run {run_id} is not in the store"
                 return int(n_done)

@@ -94,8 +94,8 @@ class FeatureStore:
     """Entries as safetensors files under ``root`` (``<key[:2]>/<key>.safetensors``: the features,
     their time and the members' widths as three tensors). Every run reads each of its samples'
     entries, so reading is on the suite's per-sample path: safetensors parses a JSON header and
-    copies the bytes (about 30 µs for an entry) where ``torch.load(weights_only=True)`` unpickles a
-    zip archive (about 350 µs)."""
+    copies the bytes (about 50 µs for an entry) where ``torch.load(weights_only=True)`` unpickles a
+    zip archive (about 420 µs; ``tests/bench/test_bench_view_cache.py``)."""
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)

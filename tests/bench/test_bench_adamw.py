@@ -1,5 +1,5 @@
 """pytest-benchmark timings of one AdamW step over what image-tower tuning updates: every
-parameter of the micro student's image tower, one copy per sample for a batch of 4 (1.36 M
+parameter of the micro student's image tower, one copy per sample for a batch of 4 (0.36 M
 floats each, 66 tensors), on one thread as in a runner process. ``loop`` is torch's default on
 the CPU (a Python loop of elementwise passes per tensor), ``fused`` what the tuners use
 (``rlcf_bench.tta.optim``, ``docs/performance.md#adamw-on-the-cpu``). Timed run::

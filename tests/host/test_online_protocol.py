@@ -86,19 +86,25 @@ KILLED_CHILD = textwrap.dedent('''
     TDA.predict = predict
     host = PluginHost(autoload=False, extra=["rlcf_bench_tasks", "baselines", "rlcf_bench_fixtures"])
     req = RunRequest("classification", "tiny-colors", "tda", "tiny-clip", protocol_overrides=(("order_seed", 1),))
-    Runner(host, Store(sys.argv[1]), ExecutionOptions(device="cpu")).run(req)
+    # stores every int(argv[2]) samples (never by time: the test counts them)
+    Runner(host, Store(sys.argv[1]), ExecutionOptions(device="cpu", stream_flush=int(sys.argv[2]),
+                                                      stream_flush_s=1e9)).run(req)
 ''')
 
 
-def test_an_online_run_killed_mid_stream_resumes_to_the_rows_of_an_uninterrupted_one(tmp_path, host):
+@pytest.mark.parametrize(("flush", "stored"), [(3, 6), (16, 0)])
+def test_an_online_run_killed_mid_stream_resumes_to_the_rows_of_an_uninterrupted_one(tmp_path, host, flush, stored):
+    """SIGKILL at the 7th sample: what was stored stays (6 with a store every 3 samples; none with
+    every 16), the rest is recomputed after replaying the stored prefix: the same rows."""
     from rlcf_bench.store import Store
 
     killed = Store(f"sqlite:///{tmp_path / 'killed.sqlite'}")
     paths = [str(REPO), str(REPO / "plugins"), os.environ.get("PYTHONPATH", "")]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
-    proc = subprocess.run([sys.executable, "-c", KILLED_CHILD, killed.url], env=env, capture_output=True, timeout=300)
+    proc = subprocess.run([sys.executable, "-c", KILLED_CHILD, killed.url, str(flush)], env=env, capture_output=True,
+                          timeout=300)
     assert proc.returncode == -9, proc.stderr.decode()[-2000:]
-    assert len(killed.done_sample_ids(1)) == 6 and killed.get_run(1).status == "running"
+    assert len(killed.done_sample_ids(1)) == stored and killed.get_run(1).status == "running"
 
     request = RunRequest("classification", "tiny-colors", "tda", "tiny-clip", protocol_overrides=((ORDER_SEED, 1),))
     resumed = Runner(host, killed, ExecutionOptions(device="cpu")).run(request)

@@ -56,7 +56,9 @@ def test_a_complete_run_is_recorded_with_provenance(runner, store):
     assert any(p["name"] == "baselines.zero_shot" for p in run.plugins)
     assert run.ms_per_sample_p50 > 0 and run.peak_memory_mb > 0 and run.memory_kind == "cpu_peak_rss"
     rows = store.sample_rows(result.run_id)
-    assert sum(r.warmup for r in rows) == 4  # the first batch (4 samples) is warm-up
+    from rlcf_bench.runner import DEFAULT_BATCH_SIZE
+
+    assert sum(r.warmup for r in rows) == DEFAULT_BATCH_SIZE  # the first batch is warm-up
     assert len({r.sample_id for r in rows}) == 16
 
 

@@ -50,13 +50,14 @@ def _run(tmp_path: Any, name: str, db: str, batch_size: int, *, fail_at_store: i
     from rlcf_bench.store import Store
 
     store = Store(f"sqlite:///{tmp_path / (db + '.sqlite')}")
-    runner = Runner(_host(), store, ExecutionOptions(device="cpu", batch_size=batch_size, warmup=0))
+    # stream_flush=1: a stream stores every sample, so "the n-th store" is the n-th sample here too
+    runner = Runner(_host(), store, ExecutionOptions(device="cpu", batch_size=batch_size, warmup=0, stream_flush=1))
     model = runner.session.model("tiny-clip").module
     state = {k: v.detach().clone() for k, v in model.state_dict(keep_vars=True).items()}
     flags = {k: p.requires_grad for k, p in model.named_parameters()}
     if fail_at_store is not None:
         calls = {"n": 0}
-        add = store.add_samples
+        add = store.add_executed
 
         def flaky(*args: Any, **kwargs: Any) -> Any:
             calls["n"] += 1
@@ -64,7 +65,7 @@ def _run(tmp_path: Any, name: str, db: str, batch_size: int, *, fail_at_store: i
                 raise Interrupt
             return add(*args, **kwargs)
 
-        store.add_samples = flaky  # type: ignore[method-assign]
+        store.add_executed = flaky  # type: ignore[method-assign]
     req = RunRequest(task="classification", dataset="tiny-colors", method=name, model="tiny-clip",
                      reward_model="tiny-clip-teacher", method_options=options, protocol_overrides=PROTOCOL)
     try:
