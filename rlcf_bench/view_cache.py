@@ -187,8 +187,8 @@ def reward_view_features(ctx: MethodContext, reward_model: Any, pixels: torch.Te
     The methods that tune the image tower select their confident views under the same frozen
     policy and adapt the same batches, so RLCF and the distillation baselines ask the reward model
     (their teacher) for the features of the same views. An entry holds one call's features, keyed
-    by the views' bytes (and the reward model's name, the policy normalisation it converts from,
-    precision and device): it is served only for identical input, and it is what this call would
+    by the views' bytes (and the reward model's name and its members' weights versions, the policy
+    normalisation it converts from, precision and device): it is served only for identical input, and it is what this call would
     compute (one forward of all B·N views), so results are the same bits with and without the
     cache. A hit is credited the entry's time in the ``reward`` section
     (``docs/view-cache.md#reward-features``). ``compute`` is the uncached computation (views →
@@ -200,7 +200,8 @@ def reward_view_features(ctx: MethodContext, reward_model: Any, pixels: torch.Te
     if not isinstance(shared, RunViewFeatures):
         return compute(pixels)
     x = pixels.detach().cpu().contiguous()
-    key = stable_hash([FORMAT, "reward-views", reward_model.name, list(getattr(reward_model, "policy_mean", ())),
+    weights = [str(getattr(m, "version", "")) for m in getattr(reward_model, "members", ())]  # new weights: new key
+    key = stable_hash([FORMAT, "reward-views", reward_model.name, weights, list(getattr(reward_model, "policy_mean", ())),
                        list(getattr(reward_model, "policy_std", ())), str(ctx.amp.dtype), bool(ctx.amp.enabled),
                        ctx.device.type, list(x.shape), str(x.dtype),
                        hashlib.blake2b(x.numpy().tobytes(), digest_size=16).hexdigest()], length=32)

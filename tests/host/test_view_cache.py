@@ -258,6 +258,34 @@ def test_a_miss_counts_the_real_time_and_a_hit_only_the_credit(full_host, tmp_pa
         assert torch.equal(first[1], model.image_features(batch.views[1]))
 
 
+def test_a_reward_entry_is_served_only_to_the_same_weights_and_views(tmp_path):
+    """Reward-feature entries are keyed by the reward model's name, its members' weights versions
+    and the views' bytes: another version or other pixels are a miss, the same ones a hit."""
+    from types import SimpleNamespace
+
+    from rlcf_bench.device import AmpHelper, SectionTimer
+    from rlcf_bench.view_cache import CONTEXT_KEY, reward_view_features
+
+    device = torch.device("cpu")
+    ctx = SimpleNamespace(cache={}, amp=AmpHelper(device, "fp32"), device=device)
+    ctx.cache[CONTEXT_KEY] = RunViewFeatures(FeatureStore(tmp_path), "prefix", SectionTimer(device))
+    calls: list[int] = []
+
+    def compute(views):
+        calls.append(len(views))
+        return [views.flatten(2).mean(-1, keepdim=True)]  # [B, N, 1]
+
+    def reward(version):
+        return SimpleNamespace(name="r", members=[SimpleNamespace(version=version)])
+
+    views = torch.rand(2, 3, 3, 4, 4)
+    first = reward_view_features(ctx, reward("v1"), views, compute)
+    assert torch.equal(reward_view_features(ctx, reward("v1"), views, compute)[0], first[0]) and calls == [2]
+    reward_view_features(ctx, reward("v2"), views, compute)  # new weights: computed again
+    reward_view_features(ctx, reward("v1"), views + 1.0, compute)  # other views: computed again
+    assert calls == [2, 2, 2]
+
+
 @pytest.mark.slow  # two invocations with two spawned workers each
 def test_a_parallel_invocation_shares_the_cache_and_matches_an_uncached_one(tmp_path):
     """Two -j workers on one invocation cache give the per-sample results of an uncached run; the
