@@ -1,2 +1,3 @@
-"""Baseline TTA methods, one file each. Every public module here is registered as a plugin
-(``baselines.<module>``) through the ``baselines`` entry point; there is no list to edit."""
+"""Baseline TTA methods, one file each. Every public module here that defines an ``rlcfb_`` hook
+is registered as a plugin (``baselines.<module>``) through the ``baselines`` entry point; there is
+no list to edit."""

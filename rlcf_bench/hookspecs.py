@@ -5,7 +5,7 @@ into registries and picks components by name. Lifecycle hooks let reporters obse
 carries per-sample work: that is done by methods on the selected objects.
 
 Every hook here is documented in ``docs/hooks.md`` under a heading ``rlcfb_<name>(args)`` and has a
-test in ``tests/test_hookspecs.py``; a meta-test enforces both.
+test in ``tests/host/test_hookspecs.py``; a meta-test there enforces both.
 """
 
 from __future__ import annotations

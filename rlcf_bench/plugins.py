@@ -4,14 +4,24 @@ Load order: hook specs, objects the caller passes (the CLI's terminal reporter),
 autoload is off), one-file plugins from ``--plugins-dir``; ``-p no:NAME`` blocks are applied
 before loading; ``check_pending()`` catches misspelt ``rlcfb_`` implementations.
 
-A plugin that is a *package* has each of its public submodules registered as its own plugin
-(``NAME.submodule``): dropping a file into ``baselines/`` adds a method with no list to edit.
+A plugin that is a *package* has each of its public submodules that *defines* an ``rlcfb_`` hook
+implementation registered as its own plugin (``NAME.submodule``): dropping a file into
+``baselines/`` adds a method with no list to edit, and a public module of shared code (no hook of
+its own) is not a plugin. Modules whose name starts with ``_`` are private and not scanned.
+
+Every hook is called through pluggy (``pm.hook.NAME(...)``), so tracing, wrappers (``wrapper=True``,
+``hookwrapper=True``) and ``tryfirst``/``trylast`` behave as pluggy documents. Before a hook is
+called, the host guards each of its implementations once (:func:`_guard`): a failure becomes a
+:class:`PluginError` naming the plugin, and the specs a registration hook returns are stamped with
+the plugin that returned them (``provider``), which is how duplicates name both providers.
 
 The manager is per session (``PluginHost``), never a module global, so tests build their own.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import importlib
 import importlib.metadata as md
 import importlib.util
@@ -19,7 +29,7 @@ import os
 import pkgutil
 import sys
 import types
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast, overload
 
@@ -52,12 +62,118 @@ ENTRY_POINT_GROUP = "rlcf_bench"
 
 
 
+#: Registration hooks whose specs carry a ``provider``: the host stamps the plugin that returned them.
+_PROVIDED_HOOKS = frozenset({
+    "rlcfb_register_tasks", "rlcfb_register_datasets", "rlcfb_register_models", "rlcfb_register_reward_models",
+    "rlcfb_register_methods", "rlcfb_register_suites",
+})
+#: Hooks answering with one spec (or ``None``), stamped the same way.
+_PROVIDED_ONE_HOOKS = frozenset({"rlcfb_resolve_dataset"})
+#: Hooks whose exceptions pass unchanged: a resolver's error is about the name the user typed
+#: (``csv:`` without a path, a missing optional extra), which the CLI reports as invalid input.
+_USER_INPUT_HOOKS = frozenset({"rlcfb_resolve_dataset"})
+#: Marks an implementation function the host has already guarded.
+_GUARDED = "__rlcfb_guarded__"
+
+
 class PluginError(RuntimeError):
     """A plugin could not be loaded, or two plugins clash."""
 
 
+def _failure(plugin: str, hook_name: str, exc: BaseException) -> PluginError:
+    return PluginError(f"plugin {plugin!r} — its hook {hook_name} raised {type(exc).__name__}: {exc} "
+                       f"(block it with -p no:{plugin})")
+
+
+def _stamp(spec: Any, plugin: str) -> Any:
+    """``spec`` with ``provider`` set to ``plugin`` unless the plugin set it itself."""
+    if dataclasses.is_dataclass(spec) and not isinstance(spec, type) and getattr(spec, "provider", None) == "":
+        return dataclasses.replace(spec, provider=plugin)
+    return spec
+
+
+def _stamped(result: Any, plugin: str, hook_name: str) -> Any:
+    """An implementation's answer with its specs stamped (a registration hook answers a list)."""
+    if result is None:
+        return None
+    if hook_name in _PROVIDED_ONE_HOOKS:
+        return _stamp(result, plugin)
+    if not isinstance(result, (list, tuple)):
+        raise PluginError(f"plugin {plugin!r} — its hook {hook_name} returned {type(result).__name__}, "
+                          f"not a list of specs (block it with -p no:{plugin})")
+    return [_stamp(spec, plugin) for spec in result]
+
+
+def _guard(impl: pluggy.HookImpl, hook_name: str) -> None:
+    """Guard one implementation in place, once: pluggy's own calling (``_multicall``) then runs
+    the guarded function with the same arguments (``argnames`` are kept).
+
+    * a plain implementation's exception becomes a :class:`PluginError` naming its plugin (except
+      for the hooks of ``_USER_INPUT_HOOKS``), and the specs it returns are stamped with its plugin (``provider``);
+    * a wrapper's (``wrapper=True`` or ``hookwrapper=True``) own exception is named the same way; an
+      exception it lets through from the implementations it wraps is already a ``PluginError``
+      naming the implementation and passes unchanged; the specs a new-style wrapper adds are
+      stamped with the wrapper's plugin.
+
+    pluggy offers no per-implementation interception and declares ``HookImpl.function`` final;
+    replacing it with a guard of the same signature is the one place the host reaches into a
+    pluggy object, and ``tests/host/test_plugin_calls.py`` pins the behaviour on the installed
+    pluggy.
+    """
+    function: Callable[..., Any] = impl.function
+    if getattr(function, _GUARDED, False):
+        return
+    plugin = impl.plugin_name
+    guarded: Callable[..., Any]
+    if impl.wrapper or impl.hookwrapper:
+        new_style = bool(impl.wrapper)
+
+        @functools.wraps(function)
+        def guarded_wrapper(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
+            try:
+                result = yield from function(*args, **kwargs)
+            except PluginError:  # an implementation's failure, named there (or this wrapper's own)
+                raise
+            except Exception as exc:
+                raise _failure(plugin, hook_name, exc) from exc
+            if new_style and hook_name in _PROVIDED_HOOKS and isinstance(result, list):
+                return [_stamped(r, plugin, hook_name) for r in result]
+            return result
+
+        guarded = guarded_wrapper
+    else:
+
+        @functools.wraps(function)
+        def guarded_call(*args: Any, **kwargs: Any) -> Any:
+            try:
+                result = function(*args, **kwargs)
+            except PluginError:
+                raise
+            except Exception as exc:
+                if hook_name in _USER_INPUT_HOOKS:
+                    raise
+                raise _failure(plugin, hook_name, exc) from exc
+            if hook_name in _PROVIDED_HOOKS or hook_name in _PROVIDED_ONE_HOOKS:
+                return _stamped(result, plugin, hook_name)
+            return result
+
+        guarded = guarded_call
+    setattr(guarded, _GUARDED, True)
+    # HookImpl.function is annotated Final in pluggy (see the docstring for why it is replaced).
+    object.__setattr__(impl, "function", guarded)
+
+
 def _truthy(value: str | None) -> bool:
     return (value or "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def defines_hooks(module: types.ModuleType) -> bool:
+    """Whether ``module`` itself defines an ``rlcfb_`` hook implementation: a function of that name
+    whose ``__module__`` is this module (one imported from elsewhere is its own module's). A
+    function of that name without ``@hookimpl`` counts too: registering the module then reports it
+    (:meth:`PluginHost.register`) instead of skipping it silently."""
+    return any(name.startswith("rlcfb_") and callable(value) and getattr(value, "__module__", None) == module.__name__
+               for name, value in vars(module).items())
 
 
 class PluginHost:
@@ -120,6 +236,14 @@ class PluginHost:
             raise PluginError(f"two plugins are named {name!r}: {existing!r} and {plugin!r}")
         if existing is plugin:
             return name
+        if isinstance(plugin, types.ModuleType):
+            unmarked = sorted(attr for attr, value in vars(plugin).items()
+                              if attr.startswith("rlcfb_") and callable(value)
+                              and getattr(value, "__module__", None) == plugin.__name__
+                              and self.pm.parse_hookimpl_opts(plugin, attr) is None)
+            if unmarked:
+                raise PluginError(f"plugin {name or plugin.__name__!r} — {', '.join(unmarked)} lacks @hookimpl "
+                                  f"(from rlcf_bench import hookimpl), so pluggy would never call it")
         try:
             registered = self.pm.register(plugin, name=name)
         except pluggy.PluginValidationError as exc:  # a hook with a wrong signature
@@ -139,19 +263,27 @@ class PluginHost:
         self._register_tree(module, name, dist)
 
     def _register_tree(self, module: types.ModuleType, name: str, dist: tuple[str | None, str | None]) -> None:
+        """Register ``module`` as plugin ``name``; if it is a package, also every public submodule
+        (recursively) that defines an ``rlcfb_`` hook implementation (:func:`defines_hooks`), as
+        ``name.submodule``. Private modules (a leading ``_``) are not scanned."""
         self.register(module, name=name, dist=dist)
-        if hasattr(module, "__path__"):  # a package: every public submodule is a plugin too
-            for info in sorted(pkgutil.iter_modules(module.__path__), key=lambda i: i.name):
-                if info.name.startswith("_"):
-                    continue
-                subname = f"{name}.{info.name}"
-                if self._is_blocked(subname):
-                    continue
-                try:
-                    sub = importlib.import_module(f"{module.__name__}.{info.name}")
-                except Exception as exc:
-                    raise PluginError(f"plugin {subname!r} failed to import: {exc!r}") from exc
-                self._register_tree(sub, subname, dist)
+        self._register_submodules(module, name, dist)
+
+    def _register_submodules(self, package: types.ModuleType, name: str,
+                             dist: tuple[str | None, str | None]) -> None:
+        if not hasattr(package, "__path__"):
+            return
+        for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda i: i.name):
+            subname = f"{name}.{info.name}"
+            if info.name.startswith("_") or self._is_blocked(subname):
+                continue
+            try:
+                sub = importlib.import_module(f"{package.__name__}.{info.name}")
+            except Exception as exc:
+                raise PluginError(f"plugin {subname!r} failed to import: {exc!r}") from exc
+            if defines_hooks(sub):
+                self.register(sub, name=subname, dist=dist)
+            self._register_submodules(sub, subname, dist)
 
     def _load_entry_points(self) -> None:
         for ep in sorted(md.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
@@ -202,79 +334,60 @@ class PluginHost:
         return self.pm.get_name(plugin) or repr(plugin)
 
     # ------------------------------------------------------------------ the typed facade
-    def _collect(self, hook_name: str) -> list[tuple[str, Any]]:
-        """Call a registration hook implementation by implementation, keeping the provider."""
-        out: list[tuple[str, Any]] = []
+    def _call(self, hook_name: str, **kwargs: Any) -> list[Any]:
+        """Call a hook through pluggy (tracing, wrappers, ``tryfirst``/``trylast`` as pluggy
+        documents) with every implementation guarded (:func:`_guard`): the non-``None`` answers,
+        in pluggy's calling order."""
         caller = getattr(self.pm.hook, hook_name)
-        for impl in reversed(caller.get_hookimpls()):
-            result = self._call(impl, hook_name, {})
-            for spec in result or ():
-                out.append((impl.plugin_name, spec))
-        return out
-
-    def tasks(self) -> list[TaskSpec]:
-        return self._specs("rlcfb_register_tasks")
-
-    def datasets(self) -> list[DatasetSpec]:
-        return self._specs("rlcfb_register_datasets")
-
-    def models(self) -> list[ModelSpec]:
-        return self._specs("rlcfb_register_models")
-
-    def reward_models(self) -> list[RewardModelSpec]:
-        return self._specs("rlcfb_register_reward_models")
-
-    def methods(self) -> list[MethodSpec]:
-        return self._specs("rlcfb_register_methods")
-
-    def suites(self) -> list[SuiteSpec]:
-        return self._specs("rlcfb_register_suites")
-
-    def references(self) -> list[ReferenceResult]:
-        return [spec for _, spec in self._collect("rlcfb_register_references")]
-
-    def _specs(self, hook_name: str) -> list[Any]:
-        import dataclasses
-
-        return [
-            dataclasses.replace(spec, provider=spec.provider or provider)
-            for provider, spec in self._collect(hook_name)
-        ]
-
-    @staticmethod
-    def _call(impl: Any, hook_name: str, kwargs: dict[str, Any]) -> Any:
-        """Call one hook implementation; a failure names the plugin that raised it."""
+        for impl in caller.get_hookimpls():
+            _guard(impl, hook_name)
         try:
-            return impl.function(*[kwargs[a] for a in impl.argnames])
+            results = caller(**kwargs)
         except PluginError:
             raise
-        except Exception as exc:
-            raise PluginError(f"plugin {impl.plugin_name!r} — its hook {hook_name} raised "
-                              f"{type(exc).__name__}: {exc} (block it with -p no:{impl.plugin_name})") from exc
+        except Exception as exc:  # pluggy's own refusal (a wrapper that does not yield, ...)
+            if hook_name in _USER_INPUT_HOOKS:
+                raise
+            raise PluginError(f"hook {hook_name} failed: {type(exc).__name__}: {exc}") from exc
+        return cast("list[Any]", results)
 
-    def _each(self, hook_name: str, **kwargs: Any) -> list[Any]:
-        """Call every implementation of a hook (last registered first, as pluggy does)."""
-        caller = getattr(self.pm.hook, hook_name)
-        return [self._call(impl, hook_name, kwargs) for impl in reversed(caller.get_hookimpls())]
+    def _collect(self, hook_name: str) -> list[Any]:
+        """A registration hook's specs, flattened (each stamped with the plugin that returned it)."""
+        return [spec for specs in self._call(hook_name) for spec in specs]
+
+    def tasks(self) -> list[TaskSpec]:
+        return self._collect("rlcfb_register_tasks")
+
+    def datasets(self) -> list[DatasetSpec]:
+        return self._collect("rlcfb_register_datasets")
+
+    def models(self) -> list[ModelSpec]:
+        return self._collect("rlcfb_register_models")
+
+    def reward_models(self) -> list[RewardModelSpec]:
+        return self._collect("rlcfb_register_reward_models")
+
+    def methods(self) -> list[MethodSpec]:
+        return self._collect("rlcfb_register_methods")
+
+    def suites(self) -> list[SuiteSpec]:
+        return self._collect("rlcfb_register_suites")
+
+    def references(self) -> list[ReferenceResult]:
+        return self._collect("rlcfb_register_references")
+
     def dataset(self, name: str, params: Mapping[str, Any] | None = None) -> DatasetSpec:
         """The dataset spec for ``name``: a registered one, else the answer of
         ``rlcfb_resolve_dataset`` (scheme names such as ``folder:/path``), cached per session;
         else the registry's unknown-name error with close matches. Two plugins answering for one
         name is an error naming both (plugin order never decides)."""
-        import dataclasses
-
         registry = self.registry("datasets")
         if name in registry:
             return registry.get(name)
         given = dict(params or {})
         key = (name, tuple(sorted((k, str(v)) for k, v in given.items())))
         if key not in self._resolved:
-            answers: list[DatasetSpec] = []
-            for impl in reversed(self.pm.hook.rlcfb_resolve_dataset.get_hookimpls()):
-                args = {"name": name, "params": given}
-                spec = cast("DatasetSpec | None", impl.function(*[args[a] for a in impl.argnames]))
-                if spec is not None:
-                    answers.append(dataclasses.replace(spec, provider=spec.provider or impl.plugin_name))
+            answers: list[DatasetSpec] = self._call("rlcfb_resolve_dataset", name=name, params=given)
             if not answers:
                 return registry.get(name)  # raises: unknown name, with suggestions
             if len(answers) > 1:
@@ -286,24 +399,24 @@ class PluginHost:
         return self._resolved[key]
 
     def run_start(self, run_id: int, spec: RunSpec, n_total: int, n_done: int) -> None:
-        self._each("rlcfb_run_start", run_id=run_id, spec=spec, n_total=n_total, n_done=n_done)
+        self._call("rlcfb_run_start", run_id=run_id, spec=spec, n_total=n_total, n_done=n_done)
 
     def run_step(self, step: StepRecord) -> None:
-        self._each("rlcfb_run_step", step=step)
+        self._call("rlcfb_run_step", step=step)
 
     def run_finish(self, result: RunResult) -> None:
-        self._each("rlcfb_run_finish", result=result)
+        self._call("rlcfb_run_finish", result=result)
 
     def run_error(self, error: RunError) -> None:
-        self._each("rlcfb_run_error", error=error)
+        self._call("rlcfb_run_error", error=error)
 
     def add_commands(self, cli: Any) -> None:
-        self._each("rlcfb_add_commands", cli=cli)
+        self._call("rlcfb_add_commands", cli=cli)
 
     def report_sections(self, rows: Sequence[Any], store: Any) -> list[ReportSection]:
         sections: list[ReportSection] = []
-        for result in self._each("rlcfb_report_sections", rows=rows, store=store):
-            sections.extend(result or ())
+        for result in self._call("rlcfb_report_sections", rows=rows, store=store):
+            sections.extend(result)
         return sections
 
     # ------------------------------------------------------------------ registries

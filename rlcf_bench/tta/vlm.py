@@ -4,7 +4,7 @@ open_clip's ``encode_text`` always runs the full context (77 positions). Under t
 the end-of-text feature does not depend on later positions, so running a batch only up to its
 longest end-of-text position gives identical features for a fraction of the cost
 (``docs/original-code.md#cost-of-the-original-code``;
-``tests/test_vlm.py`` proves the equality). ``encode_text_embeddings`` is the same path for
+``tests/methods/test_prompt_learner.py`` checks the equality). ``encode_text_embeddings`` is the same path for
 prompt learners that splice learned context vectors into the token embeddings.
 """
 
