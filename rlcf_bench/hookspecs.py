@@ -16,6 +16,10 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:  # pragma: no cover
+    import click
+
+    from .report.rows import LeaderboardRow
+    from .store import Store
     from .types import (
         DatasetSpec,
         MethodSpec,
@@ -157,7 +161,7 @@ def rlcfb_run_error(error: RunError) -> None:
 
 
 @hookspec
-def rlcfb_add_commands(cli: Any) -> None:
+def rlcfb_add_commands(cli: click.Group) -> None:
     """Add sub-commands to the ``rlcf-bench`` click group.
 
     :param cli: the :class:`click.Group`; call ``cli.add_command(...)`` or use ``@cli.command``.
@@ -166,7 +170,7 @@ def rlcfb_add_commands(cli: Any) -> None:
 
 
 @hookspec
-def rlcfb_report_sections(rows: Sequence[Any], store: Any) -> list[ReportSection]:
+def rlcfb_report_sections(rows: Sequence[LeaderboardRow], store: Store) -> list[ReportSection]:
     """Contribute sections to ``rlcf-bench report``.
 
     :param rows: the leaderboard rows being reported (``rlcf_bench.report.LeaderboardRow``).

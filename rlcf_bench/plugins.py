@@ -54,7 +54,11 @@ from .types import (
 )
 
 if TYPE_CHECKING:
+    import click
+
     from .registry import MethodRegistry, Registry
+    from .report.rows import LeaderboardRow
+    from .store import Store
 
 AUTOLOAD_ENV = "RLCF_BENCH_DISABLE_PLUGIN_AUTOLOAD"
 TRACE_ENV = "RLCF_BENCH_TRACE_PLUGINS"
@@ -410,10 +414,10 @@ class PluginHost:
     def run_error(self, error: RunError) -> None:
         self._call("rlcfb_run_error", error=error)
 
-    def add_commands(self, cli: Any) -> None:
+    def add_commands(self, cli: click.Group) -> None:
         self._call("rlcfb_add_commands", cli=cli)
 
-    def report_sections(self, rows: Sequence[Any], store: Any) -> list[ReportSection]:
+    def report_sections(self, rows: Sequence[LeaderboardRow], store: Store) -> list[ReportSection]:
         sections: list[ReportSection] = []
         for result in self._call("rlcfb_report_sections", rows=rows, store=store):
             sections.extend(result)

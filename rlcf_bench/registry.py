@@ -12,15 +12,33 @@ import difflib
 import fnmatch
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from .types import MethodSpec, config_from_pairs
 
-T = TypeVar("T")
+
+class Spec(Protocol):
+    """What a registry holds: a spec with a name and the plugin that supplied it (the host fills
+    ``provider`` in). A spec may also claim a family of names with ``accepts(name) -> bool``."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def provider(self) -> str: ...
+
+
+T = TypeVar("T", bound=Spec)
 
 
 def _singular(kind: str) -> str:
     return kind[:-1] if kind.endswith("s") else kind
+
+
+def _accepts(spec: Spec, name: str) -> bool:
+    """Whether ``spec`` claims ``name`` through its optional ``accepts``."""
+    accepts = getattr(spec, "accepts", None)
+    return accepts is not None and bool(accepts(name))
 
 
 class RegistryError(KeyError):
@@ -33,10 +51,10 @@ class Registry(Generic[T]):
         self.kind = kind
         self._items: dict[str, T] = {}
         for spec in specs:
-            name = spec.name  # type: ignore[attr-defined]
+            name = spec.name
             if name in self._items:
-                first = self._items[name].provider  # type: ignore[attr-defined]
-                second = spec.provider  # type: ignore[attr-defined]
+                first = self._items[name].provider
+                second = spec.provider
                 raise RegistryError(
                     f"{_singular(kind)} {name!r} is registered twice: "
                     f"by plugin {first!r} and by plugin {second!r}; block one with -p no:PLUGIN"
@@ -47,7 +65,7 @@ class Registry(Generic[T]):
         return name in self._items
 
     def __iter__(self) -> Iterator[T]:
-        return iter(sorted(self._items.values(), key=lambda s: s.name))  # type: ignore[attr-defined]
+        return iter(sorted(self._items.values(), key=lambda s: s.name))
 
     def __len__(self) -> int:
         return len(self._items)
@@ -60,10 +78,9 @@ class Registry(Generic[T]):
         if name in self._items:
             return self._items[name]
         # Backends that claim a family of names (ARCH@TAG, ...): exactly one may claim a name.
-        claimants = [spec for spec in self._items.values()
-                     if getattr(spec, "accepts", None) is not None and spec.accepts(name)]  # type: ignore[attr-defined]
+        claimants = [spec for spec in self._items.values() if _accepts(spec, name)]
         if len(claimants) > 1:
-            who = " and ".join(f"{s.name!r} (plugin {s.provider!r})" for s in claimants)  # type: ignore[attr-defined]
+            who = " and ".join(f"{s.name!r} (plugin {s.provider!r})" for s in claimants)
             raise RegistryError(f"{_singular(self.kind)} name {name!r} is accepted by two backends: {who}; "
                                 f"block one with -p no:PLUGIN")
         if claimants:

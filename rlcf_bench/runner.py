@@ -60,6 +60,7 @@ from .types import (
 
 if TYPE_CHECKING:
     from .sharding import Shard
+    from .types import DatasetSpec, MethodSpec, TaskSpec
 
 
 @dataclass
@@ -133,7 +134,7 @@ class Runner:
         self._stream_state = False  # set while this process holds a stream method's state
 
     # ------------------------------------------------------------------ one run
-    def prepare(self, req: RunRequest) -> tuple[RunSpec, Any, Any, Any]:
+    def prepare(self, req: RunRequest) -> tuple[RunSpec, TaskSpec, DatasetSpec, tuple[MethodSpec, object]]:
         """Resolve names to specs and build the run's identity (no model is loaded here)."""
         task_spec = self.host.registry("tasks").get(req.task)
         ds_spec = self.host.dataset(req.dataset, dict(req.dataset_params))

@@ -18,7 +18,14 @@ import inspect
 from typing import TYPE_CHECKING, Any
 
 from .datasets import resolve_data_root
-from .types import DatasetLayoutError, DatasetSpec, RewardModel, RewardModelSpec, VisionLanguageModel
+from .types import (
+    CaptioningModel,
+    DatasetLayoutError,
+    DatasetSpec,
+    RewardModel,
+    RewardModelSpec,
+    VisionLanguageModel,
+)
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import torch
@@ -45,11 +52,12 @@ class ComponentSession:
         self.host = host
         self.device: torch.device = device if not isinstance(device, (str, type(None))) else select_device(device)
         self.data_root = data_root
-        self._models: dict[str, Any] = {}
+        self._models: dict[str, VisionLanguageModel | CaptioningModel] = {}
 
     # ------------------------------------------------------------------ models
-    def model(self, name: str) -> Any:
-        """The model ``name`` (registered, or claimed by one backend's ``accepts``), built once."""
+    def model(self, name: str) -> VisionLanguageModel | CaptioningModel:
+        """The model ``name`` (registered, or claimed by one backend's ``accepts``), built once: a
+        dual encoder, or a captioner (``ModelSpec.kind``); :meth:`vlm` checks for the former."""
         if name not in self._models:
             spec = self.host.registry("models").get(name)
             load = spec.load
@@ -72,7 +80,7 @@ class ComponentSession:
         return str(getattr(self.model(name), "version", None) or spec.version)
 
     # ------------------------------------------------------------------ reward models
-    def reward_model(self, name: str, policy: Any) -> RewardModel:
+    def reward_model(self, name: str, policy: VisionLanguageModel | CaptioningModel) -> RewardModel:
         """The reward model ``name`` for ``policy`` (images arrive normalised for it)."""
         spec, members = resolve_reward(self.host, name)
         if spec.build is None:

@@ -31,6 +31,17 @@ RECIPE: dict[str, Any] = {
 }
 
 
+def train_preset(out_dir: str | Path | None, **kwargs: Any) -> tuple[dict[str, Any], Path]:
+    """``rlcf-bench caption train --preset micro``: :func:`train_micro_captioner` into ``out_dir``
+    (default: the shipped folder)."""
+    folder = Path(out_dir) if out_dir else CAPTIONER_DIR
+    return train_micro_captioner(folder, **kwargs), folder
+
+
+#: The ``caption train`` presets this plugin offers (``rlcf_bench_tasks.captioning_commands``).
+CAPTION_PRESETS = {"micro": train_preset}
+
+
 def train_micro_captioner(out_dir: str | Path = CAPTIONER_DIR, *, session: ComponentSession, seed: int = 0,
                           clip: str | None = None,
                           steps: int | None = None, n_images: int | None = None, progress: bool = True,

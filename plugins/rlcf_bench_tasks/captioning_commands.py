@@ -2,7 +2,8 @@
 (``docs/original-code.md#captioner-training``).
 
 * ``caption train --preset micro`` reproduces the shipped ``micro-captioner``
-  (``plugins/rlcf_bench_micro/captioner/``).
+  (``plugins/rlcf_bench_micro/captioner/``): a preset is offered by the plugin that owns it
+  (``CAPTION_PRESETS``, below), so this package imports no suite.
 * ``caption train --features FILE.pkl --kind clipcap|capdec --decoder DIR --clip NAME --out DIR``
   trains a ClipCap/CapDec mapper on the original-format feature dictionary (COCO features of the
   released
@@ -16,10 +17,34 @@ Training is seeded and resumes from ``OUT/train_state`` when re-run with the sam
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from rlcf_bench import hookimpl
 from rlcf_bench.plugins import PluginHost
+
+#: The module attribute by which a registered plugin offers ``caption train --preset NAME``:
+#: ``CAPTION_PRESETS = {NAME: train}``, where ``train(out_dir, *, session, seed, clip, steps, n_images,
+#: progress, log)`` trains the captioner (into ``out_dir``, or the preset's own folder when ``None``)
+#: and returns ``(summary, folder)``; ``summary`` holds ``steps``, ``wall_time_s`` and ``final_loss``.
+#: The presets are looked up on the session's plugins, so this package imports no suite.
+PRESETS_ATTRIBUTE = "CAPTION_PRESETS"
+
+
+def caption_presets(host: PluginHost) -> dict[str, Callable[..., tuple[dict[str, Any], Path]]]:
+    """Every ``--preset`` the session's plugins offer; two plugins offering one name is an error."""
+    import click
+
+    found: dict[str, Callable[..., tuple[dict[str, Any], Path]]] = {}
+    owner: dict[str, str] = {}
+    for plugin_name, plugin in sorted(host.pm.list_name_plugin(), key=lambda item: item[0]):
+        for name, train in (getattr(plugin, PRESETS_ATTRIBUTE, None) or {}).items():
+            if name in found:
+                raise click.UsageError(f"caption preset {name!r} is offered by plugins {owner[name]!r} and "
+                                       f"{plugin_name!r}; block one with -p no:PLUGIN")
+            found[name], owner[name] = train, plugin_name
+    return found
 
 
 @hookimpl
@@ -33,8 +58,9 @@ def rlcfb_add_commands(cli: Any) -> None:
 
     @caption.command(name="train", help="Train a captioner (seeded, resumable, safetensors checkpoints).",
                      epilog="\b\nExamples:\n  rlcf-bench caption train --preset micro --out /tmp/captioner\n  rlcf-bench caption train --features feats.pkl --clip ViT-B-32@openai --out /ckpt/clipcap")
-    @click.option("--preset", type=click.Choice(["micro"]), default=None,
-                  help="micro: the micro suite's captioner (photo training split, micro-student features).")
+    @click.option("--preset", default=None,
+                  help="a training preset of an installed plugin, e.g. micro: the micro suite's captioner (photo "
+                       "training split, micro-student features)")
     @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
                   help="checkpoint folder (default for --preset micro: the shipped plugin folder)")
     @click.option("--features", type=click.Path(exists=True, dir_okay=False), default=None,
@@ -68,14 +94,17 @@ def rlcfb_add_commands(cli: Any) -> None:
 
         if threads:
             torch.set_num_threads(threads)
-        if preset == "micro":
-            from rlcf_bench_micro.captioner import CAPTIONER_DIR, train_micro_captioner
-
-            session = ComponentSession(ctx.find_object(PluginHost), device="cpu")
-            summary = train_micro_captioner(out_dir or CAPTIONER_DIR, session=session, seed=seed, clip=clip_name, steps=steps,
-                                            n_images=n_images, progress=not no_progress, log=click.echo)
+        if preset is not None:
+            host = ctx.find_object(PluginHost)
+            presets = caption_presets(host)
+            if preset not in presets:
+                raise click.BadParameter(f"unknown preset {preset!r} (installed: {', '.join(sorted(presets)) or 'none'})",
+                                         param_hint="--preset")
+            session = ComponentSession(host, device="cpu")
+            summary, folder = presets[preset](out_dir, session=session, seed=seed, clip=clip_name, steps=steps,
+                                              n_images=n_images, progress=not no_progress, log=click.echo)
             click.echo(f"trained {summary['steps']} steps in {summary['wall_time_s']:.0f} s, final loss "
-                       f"{summary['final_loss']:.3f} → {out_dir or CAPTIONER_DIR}")
+                       f"{summary['final_loss']:.3f} → {folder}")
             return
         if not (features and out_dir and clip_name):
             raise click.UsageError("without --preset, --features, --clip and --out are required")
@@ -116,7 +145,6 @@ def _train_from_features(features: str, out_dir: str, *, kind: str, clip_name: s
                          warmup: int, seed: int, prefix_length: int, mapper_layers: int, mapper_heads: int,
                          progress: bool, log: Any) -> None:
     import tempfile
-    from pathlib import Path
 
     import torch
     from transformers import OPTForCausalLM

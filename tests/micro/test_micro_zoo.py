@@ -8,8 +8,8 @@ import shutil
 import pytest
 import torch
 
+from rlcf_bench_micro import commands, zoo
 from rlcf_bench_micro import generator as gen
-from rlcf_bench_micro import zoo
 
 torch.set_num_threads(2)
 
@@ -122,7 +122,7 @@ def test_train_zoo_command_runs_a_few_steps(tmp_path):
     def cli() -> None:
         pass
 
-    zoo.rlcfb_add_commands(cli)
+    commands.rlcfb_add_commands(cli)
     result = CliRunner().invoke(cli, ["micro", "train-zoo", "--quick", "--out", str(tmp_path),
                                       "--model", "micro-student", "--threads", "2"])
     assert result.exit_code == 0, result.output
