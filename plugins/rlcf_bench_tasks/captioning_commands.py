@@ -19,10 +19,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rlcf_bench import hookimpl
 from rlcf_bench.plugins import PluginHost
+
+if TYPE_CHECKING:
+    import click
 
 #: The module attribute by which a registered plugin offers ``caption train --preset NAME``:
 #: ``CAPTION_PRESETS = {NAME: train}``, where ``train(out_dir, *, session, seed, clip, steps, n_images,
@@ -47,8 +50,18 @@ def caption_presets(host: PluginHost) -> dict[str, Callable[..., tuple[dict[str,
     return found
 
 
+def _host(ctx: click.Context) -> PluginHost:
+    """The session's plugin host, which ``rlcf-bench`` puts on the click context."""
+    import click
+
+    host = ctx.find_object(PluginHost)
+    if host is None:
+        raise click.UsageError("the caption commands run under rlcf-bench (no plugin host on the command line)")
+    return host
+
+
 @hookimpl
-def rlcfb_add_commands(cli: Any) -> None:
+def rlcfb_add_commands(cli: click.Group) -> None:
     import click
 
     @click.group(name="caption", help="Captioning: train ClipCap/CapDec captioners, extract CLIP features.",
@@ -95,7 +108,7 @@ def rlcfb_add_commands(cli: Any) -> None:
         if threads:
             torch.set_num_threads(threads)
         if preset is not None:
-            host = ctx.find_object(PluginHost)
+            host = _host(ctx)
             presets = caption_presets(host)
             if preset not in presets:
                 raise click.BadParameter(f"unknown preset {preset!r} (installed: {', '.join(sorted(presets)) or 'none'})",
@@ -127,7 +140,7 @@ def rlcfb_add_commands(cli: Any) -> None:
 
         from ._clipcap.features import extract_features, save_features
 
-        session = ComponentSession(ctx.find_object(PluginHost), data_root=data_root)
+        session = ComponentSession(_host(ctx), data_root=data_root)
         spec = session.host.dataset(dataset)
         data = session.dataset(spec, dict(spec.params))
         vlm = session.vlm(clip_name)
