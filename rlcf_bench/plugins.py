@@ -64,8 +64,6 @@ AUTOLOAD_ENV = "RLCF_BENCH_DISABLE_PLUGIN_AUTOLOAD"
 TRACE_ENV = "RLCF_BENCH_TRACE_PLUGINS"
 ENTRY_POINT_GROUP = "rlcf_bench"
 
-
-
 #: Registration hooks whose specs carry a ``provider``: the host stamps the plugin that returned them.
 _PROVIDED_HOOKS = frozenset({
     "rlcfb_register_tasks", "rlcfb_register_datasets", "rlcfb_register_models", "rlcfb_register_reward_models",
@@ -112,12 +110,13 @@ def _guard(impl: pluggy.HookImpl, hook_name: str) -> None:
     """Guard one implementation in place, once: pluggy's own calling (``_multicall``) then runs
     the guarded function with the same arguments (``argnames`` are kept).
 
-    * a plain implementation's exception becomes a :class:`PluginError` naming its plugin (except
-      for the hooks of ``_USER_INPUT_HOOKS``), and the specs it returns are stamped with its plugin (``provider``);
+    * a plain implementation's exception becomes a :class:`PluginError` naming its plugin, and the
+      specs it returns are stamped with its plugin (``provider``);
     * a wrapper's (``wrapper=True`` or ``hookwrapper=True``) own exception is named the same way; an
       exception it lets through from the implementations it wraps is already a ``PluginError``
       naming the implementation and passes unchanged; the specs a new-style wrapper adds are
-      stamped with the wrapper's plugin.
+      stamped with the wrapper's plugin;
+    * the exceptions of the hooks of ``_USER_INPUT_HOOKS`` pass unchanged.
 
     pluggy offers no per-implementation interception and declares ``HookImpl.function`` final;
     replacing it with a guard of the same signature is the one place the host reaches into a
@@ -139,6 +138,8 @@ def _guard(impl: pluggy.HookImpl, hook_name: str) -> None:
             except PluginError:  # an implementation's failure, named there (or this wrapper's own)
                 raise
             except Exception as exc:
+                if hook_name in _USER_INPUT_HOOKS:  # a resolver's error passes through its wrappers too
+                    raise
                 raise _failure(plugin, hook_name, exc) from exc
             if new_style and hook_name in _PROVIDED_HOOKS and isinstance(result, list):
                 return [_stamped(r, plugin, hook_name) for r in result]

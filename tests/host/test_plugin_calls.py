@@ -196,3 +196,19 @@ def test_hooks_called_directly_through_pluggy_stay_plain_until_the_host_calls_th
     assert [s.provider for specs in host.pm.hook.rlcfb_register_models() for s in specs] == [""]
     host.models()
     assert [s.provider for specs in host.pm.hook.rlcfb_register_models() for s in specs] == ["direct"]
+
+
+def test_a_resolver_s_error_about_the_typed_name_passes_unchanged_through_a_wrapper():
+    class Resolver:
+        @hookimpl
+        def rlcfb_resolve_dataset(self, name, params):
+            raise ValueError(f"dataset {name!r}: expected x:/path")
+
+    class Wrapper:
+        @hookimpl(wrapper=True)
+        def rlcfb_resolve_dataset(self, name, params):
+            return (yield)
+
+    host = PluginHost(autoload=False, extra=[Resolver(), Wrapper()])
+    with pytest.raises(ValueError, match=r"dataset 'x:': expected x:/path"):  # not a PluginError
+        host.dataset("x:")
