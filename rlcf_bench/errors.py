@@ -45,6 +45,11 @@ class DataError(BenchError):
     """A dataset file cannot be read (e.g. a corrupt image under the ``fail`` policy)."""
 
 
+class PluginError(RuntimeError):
+    """A plugin could not be loaded, or two plugins clash (raised by :mod:`rlcf_bench.plugins`, and
+    importable from there; defined here so that the error boundary imports no plugin host)."""
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM, delivered like Ctrl-C so that the runner marks its run ``interrupted``."""
 
@@ -86,7 +91,6 @@ def _sqlalchemy(exc: BaseException) -> str | None:
 
 
 def _known_kinds(exc: BaseException) -> str | None:
-    from .plugins import PluginError
     from .registry import RegistryError
 
     if isinstance(exc, (PluginError, RegistryError)):

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast, overload
 import pluggy
 
 from . import hookspecs
+from .errors import PluginError as PluginError  # re-exported: rlcf_bench.plugins.PluginError is public
 from .hookspecs import PROJECT
 from .types import (
     DatasetSpec,
@@ -76,10 +77,6 @@ _PROVIDED_ONE_HOOKS = frozenset({"rlcfb_resolve_dataset"})
 _USER_INPUT_HOOKS = frozenset({"rlcfb_resolve_dataset"})
 #: Marks an implementation function the host has already guarded.
 _GUARDED = "__rlcfb_guarded__"
-
-
-class PluginError(RuntimeError):
-    """A plugin could not be loaded, or two plugins clash."""
 
 
 def _failure(plugin: str, hook_name: str, exc: BaseException) -> PluginError:

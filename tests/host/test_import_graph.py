@@ -160,15 +160,12 @@ KNOWN_TYPING_EDGES = {
     # the two modules and changes the public path ``rlcf_bench.types.TaskSpec``: that belongs to
     # splitting types.py into a package by concern with unchanged import paths (issue 27, later part).
     ("rlcf_bench.types", "rlcf_bench.task"),
-    # The report-section hook is typed with what it receives: the report's rows and the store. The
-    # report's modules name PluginHost (report/options.py, report/tasks.py: the installed plugins'
-    # metadata), and errors.py, below the store, imports PluginError from plugins.py at call time.
-    # Breaking it needs the report to take a narrower host protocol (the report's files are being
-    # reworked in parallel) or PluginError to move into errors.py.
+    # The report-section hook is typed with the rows it receives, the report's LeaderboardRow, and
+    # the report's modules name PluginHost (report/options.py, report/tasks.py read the installed
+    # plugins' metadata). Breaking it needs the report to take a narrower host protocol (the
+    # report's files are being reworked in parallel).
     ("rlcf_bench.hookspecs", "rlcf_bench.report.rows"),
-    ("rlcf_bench.hookspecs", "rlcf_bench.store"),
     ("rlcf_bench.plugins", "rlcf_bench.report.rows"),
-    ("rlcf_bench.plugins", "rlcf_bench.store"),
 }
 
 
