@@ -357,6 +357,42 @@ Example:
         store = _open_store(db, create=False)
         click.echo(report.compare(store, run_a, run_b, tasks=catalog_from(store, host)))
 
+    @cli.group("store")
+    def store_group() -> None:
+        """Maintain leaderboards (merge the stores of several machines)."""
+
+    @store_group.command("merge", epilog="""\b
+Examples:
+  rlcf-bench store merge gpu1.sqlite gpu2.sqlite      # into the default leaderboard
+  rlcf-bench store merge --db all.sqlite --dry-run a.sqlite   # what would be added""")
+    @click.argument("sources", nargs=-1, required=True)
+    @click.option("--db", default=None, help="the destination leaderboard (created if new); " + DB_HELP)
+    @click.option("--dry-run", is_flag=True, help="report what would be merged; write nothing")
+    def store_merge_cmd(sources: tuple[str, ...], db: str | None, dry_run: bool) -> None:
+        """Merge other leaderboards' finished runs into this one, without duplicates.
+
+        A run is identified by its key (task, dataset, method and config, models, protocol hash,
+        seed): one the destination lacks is copied with its samples and metrics, one it holds with
+        the same per-sample results is skipped, one with other results is a conflict (listed; the
+        destination's run is kept; exit code 1). Sources are only read.
+        """
+        from .store_merge import merge_store
+
+        opened = [_open_store(src, create=False) for src in sources]  # every source checked before any write
+        dest = _open_store(db, create=not dry_run)
+        for src in opened:
+            if src.location == dest.location:
+                _fail(f"store merge: {src.location} is the destination itself (expected another leaderboard)")
+        conflicts = 0
+        for src in opened:
+            outcome = merge_store(dest, src, dry_run=dry_run)
+            click.echo(outcome.summary(dry_run))
+            for line in outcome.conflicts:
+                click.echo(f"  conflict: {line}")
+            conflicts += len(outcome.conflicts)
+        if conflicts:
+            sys.exit(1)
+
     host.add_commands(cli)
     return cli
 
