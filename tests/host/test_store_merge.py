@@ -23,9 +23,12 @@ def _store_with(host, path: Path, *methods: str, limit: int = 3) -> Store:
 
 
 def _rows(path: Path, sql: str) -> list[tuple]:
+    """Run one statement on a store file (a query's rows; an update is committed)."""
     con = sqlite3.connect(path)
     try:
-        return con.execute(sql).fetchall()
+        rows = con.execute(sql).fetchall()
+        con.commit()
+        return rows
     finally:
         con.close()
 
@@ -93,11 +96,8 @@ def test_merge_copies_new_runs_once_and_skips_identical_ones(cli, two_machines):
 
 def test_different_results_for_the_same_protocol_are_a_reported_conflict(cli, two_machines):
     a, b = two_machines
-    con = sqlite3.connect(b)
-    con.execute("update sample_results set prediction = 3 - prediction where sample_id = 'tiny-0001' and run_id = "
-                "(select id from runs where method = 'zero-shot')")
-    con.commit()
-    con.close()
+    _rows(b, "update sample_results set prediction = 3 - prediction where sample_id = 'tiny-0001' and run_id = "
+             "(select id from runs where method = 'zero-shot')")
     kept = _rows(a, "select sample_id, prediction from sample_results order by sample_id")
     out = _merge(cli, "--db", str(a), str(b))
     assert out.exit_code == 1
@@ -110,10 +110,7 @@ def test_different_results_for_the_same_protocol_are_a_reported_conflict(cli, tw
 
 def test_a_failed_attempt_is_superseded_by_the_finished_run(cli, two_machines):
     a, b = two_machines
-    con = sqlite3.connect(a)
-    con.execute("update runs set status = 'failed'")
-    con.commit()
-    con.close()
+    _rows(a, "update runs set status = 'failed'")
     out = _merge(cli, "--db", str(a), str(b))
     assert out.exit_code == 0, out.output
     assert sorted(_rows(a, "select method, attempt, status from runs where method = 'zero-shot'")) == [
@@ -122,10 +119,7 @@ def test_a_failed_attempt_is_superseded_by_the_finished_run(cli, two_machines):
 
 def test_a_running_attempt_is_not_touched(cli, two_machines):
     a, b = two_machines
-    con = sqlite3.connect(a)
-    con.execute("update runs set status = 'running'")
-    con.commit()
-    con.close()
+    _rows(a, "update runs set status = 'running'")
     out = _merge(cli, "--db", str(a), str(b))
     assert out.exit_code == 1 and "is running" in out.output
     assert _rows(a, "select method, status from runs where method = 'zero-shot'") == [("zero-shot", "running")]
