@@ -393,6 +393,43 @@ Examples:
         if conflicts:
             sys.exit(1)
 
+    @cli.group("runs")
+    def runs_group() -> None:
+        """Curate stored runs: hide obsolete ones from reports (reversibly)."""
+
+    @runs_group.command("hide", epilog="""\b
+Examples:
+  rlcf-bench runs hide 12 13 --reason "before the DPE fix"
+  rlcf-bench runs hidden                              # list them
+  rlcf-bench runs unhide 12""")
+    @click.argument("run_ids", nargs=-1, required=True, type=click.IntRange(min=1))
+    @click.option("--reason", default="", help="why (shown by `runs hidden`)")
+    @click.option("--db", default=None, help=DB_HELP)
+    def runs_hide_cmd(run_ids: tuple[int, ...], reason: str, db: str | None) -> None:
+        """Leave runs out of every report; they stay in the store (`runs unhide` shows them again)."""
+        _set_hidden(db, run_ids, True, reason)
+
+    @runs_group.command("unhide")
+    @click.argument("run_ids", nargs=-1, required=True, type=click.IntRange(min=1))
+    @click.option("--db", default=None, help=DB_HELP)
+    def runs_unhide_cmd(run_ids: tuple[int, ...], db: str | None) -> None:
+        """Show hidden runs in reports again."""
+        _set_hidden(db, run_ids, False, "")
+
+    @runs_group.command("hidden")
+    @click.option("--db", default=None, help=DB_HELP)
+    def runs_hidden_cmd(db: str | None) -> None:
+        """List the hidden runs (id, run, reason)."""
+        from .store_merge import run_label
+
+        store = _open_store(db, create=False)
+        hidden = store.hidden_runs()
+        for run in store.runs(status=None, include_hidden=True):
+            if run.id in hidden:
+                click.echo(f"{run.id:>6}  {run_label(run)}" + (f"  — {hidden[run.id]}" if hidden[run.id] else ""))
+        if not hidden:
+            click.echo("no hidden runs")
+
     host.add_commands(cli)
     return cli
 
@@ -437,6 +474,17 @@ def _open_store(db: str | None, *, create: bool = True) -> Any:
     from .store import Store
 
     return Store(db, create=create)
+
+
+def _set_hidden(db: str | None, run_ids: Sequence[int], hidden: bool, reason: str) -> None:
+    store = _open_store(db, create=False)
+    try:
+        changed = store.set_hidden(sorted(set(run_ids)), hidden, reason)
+    except KeyError as exc:
+        _fail(f"runs {'hide' if hidden else 'unhide'}: no run with id {', '.join(map(str, exc.args[0]))} in "
+              f"{store.location} (expected ids shown by `rlcf-bench report`); nothing was changed")
+    verb = "hidden" if hidden else "shown again"
+    click.echo(f"{len(changed)} run(s) {verb}" + (f": {', '.join(map(str, changed))}" if changed else " (no change)"))
 
 
 def _store_references(host: PluginHost, store: Any) -> None:

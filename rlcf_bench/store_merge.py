@@ -16,7 +16,8 @@ store is considered, and:
 * it failed or was interrupted → the source's finished run is added as the next attempt, so it
   is the run that reports (and a resumed ``run``) use.
 
-Unfinished source runs are never copied (they are counted). Paper reference rows missing from
+Unfinished source runs are never copied (they are counted); a run hidden in its source
+(``rlcf-bench runs hide``) is hidden in the destination too. Paper reference rows missing from
 the destination are added; a reference stored with another value is a conflict. Everything is
 written in one transaction, so a merge is whole or not at all; a source store is only read.
 """
@@ -30,7 +31,7 @@ from sqlalchemy import inspect as sa_inspect
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from .store import Metric, Reference, Run, SampleResult, Store, TaskInfo
+from .store import HiddenRun, Metric, Reference, Run, SampleResult, Store, TaskInfo
 
 #: Columns of a run that a merge copies (every one but the row id and the attempt number).
 _RUN_COLUMNS = tuple(c.key for c in sa_inspect(Run).columns if c.key not in ("id", "attempt"))
@@ -85,10 +86,12 @@ def _latest_finished(s: Session) -> tuple[dict[str, Run], int]:
     return finished, len(unfinished)
 
 
-def _copy_run(dst: Session, src: Session, run: Run, attempt: int) -> int:
+def _copy_run(dst: Session, src: Session, run: Run, attempt: int, hidden: str | None) -> int:
     copy = Run(attempt=attempt, **{c: getattr(run, c) for c in _RUN_COLUMNS})
     dst.add(copy)
     dst.flush()
+    if hidden is not None:  # a run hidden where it was computed stays hidden
+        dst.add(HiddenRun(run_id=copy.id, reason=hidden))
     samples = src.scalars(select(SampleResult).where(SampleResult.run_id == run.id)).all()
     dst.add_all(SampleResult(run_id=copy.id, **{c: getattr(r, c) for c in _SAMPLE_COLUMNS}) for r in samples)
     metrics = src.scalars(select(Metric).where(Metric.run_id == run.id)).all()
@@ -96,13 +99,14 @@ def _copy_run(dst: Session, src: Session, run: Run, attempt: int) -> int:
     return len(samples)
 
 
-def _merge_runs(dst: Session, src: Session, outcome: MergeOutcome) -> None:
+def _merge_runs(dst: Session, src: Session, src_hidden: dict[int, str], outcome: MergeOutcome) -> None:
     finished, outcome.unfinished_skipped = _latest_finished(src)
     for key, run in finished.items():
         latest = dst.scalars(select(Run).where(Run.key == key).order_by(Run.attempt.desc()).limit(1)).first()
         label = run_label(run)
         if latest is None or latest.status in ("failed", "interrupted"):
-            outcome.added_samples += _copy_run(dst, src, run, 1 if latest is None else latest.attempt + 1)
+            outcome.added_samples += _copy_run(dst, src, run, 1 if latest is None else latest.attempt + 1,
+                                               src_hidden.get(run.id))
             outcome.added.append(label)
         elif latest.status != "finished":
             outcome.conflicts.append(f"{label}: the destination's attempt {latest.attempt} is {latest.status} "
@@ -138,9 +142,12 @@ def merge_store(dest: Store, source: Store, *, dry_run: bool = False) -> MergeOu
     if dest.location == source.location:
         raise ValueError(f"cannot merge {dest.location} into itself")
     outcome = MergeOutcome(source=source.location)
+    src_hidden = {} if dry_run else source.hidden_runs()  # a dry run only counts: hidden flags change no count
+    if src_hidden:
+        dest.ensure_hidden_table()
     with source.session() as src:
         with dest.session() as dst:
-            _merge_runs(dst, src, outcome)
+            _merge_runs(dst, src, src_hidden, outcome)
             _merge_side_tables(dst, src, outcome)
             if dry_run:
                 dst.rollback()

@@ -54,14 +54,18 @@ def two_machines(_built, tmp_path) -> tuple[Path, Path]:
     return a, b
 
 
-def _main(capsys, *args: str) -> tuple[int, str]:
+def _run_main(capsys, *args: str) -> tuple[int, str]:
     """The console entry point (its one-line error boundary included): ``(exit code, stderr)``."""
     from rlcf_bench.cli import main
 
     capsys.readouterr()
     with pytest.raises(SystemExit) as stop:
-        main(["--disable-plugin-autoload", "store", "merge", *args])
+        main(["--disable-plugin-autoload", *args])
     return int(stop.value.code or 0), capsys.readouterr().err
+
+
+def _main(capsys, *args: str) -> tuple[int, str]:
+    return _run_main(capsys, "store", "merge", *args)
 
 
 def _one_line(err: str) -> str:
@@ -145,3 +149,27 @@ def test_merge_into_a_new_store(cli, two_machines, tmp_path):
     assert out.exit_code == 0, out.output
     assert sorted(_rows(merged, "select method from runs")) == [("tpt-prompt",), ("zero-shot",)]
     assert _rows(merged, "select count(*) from sample_results") == [(6,)]
+
+
+def test_hidden_runs_leave_reports_and_come_back(cli, two_machines, capsys):
+    from rlcf_bench.store import Store
+
+    a, b = two_machines
+    store = Store(f"sqlite:///{b}", create=False)
+    tpt = next(r.id for r in store.runs() if r.method == "tpt-prompt")
+    out = CliRunner().invoke(cli, ["runs", "hide", str(tpt), "--reason", "obsolete", "--db", str(b)])
+    assert out.exit_code == 0 and f"1 run(s) hidden: {tpt}" in out.output
+    assert [r.method for r in store.runs()] == ["zero-shot"]
+    assert sorted(r.method for r in store.runs(include_hidden=True)) == ["tpt-prompt", "zero-shot"]
+    listed = CliRunner().invoke(cli, ["runs", "hidden", "--db", str(b)])
+    assert "tpt-prompt" in listed.output and "obsolete" in listed.output
+    report = CliRunner().invoke(cli, ["report", "--format", "csv", "--db", str(b)])
+    assert report.exit_code == 0 and "zero-shot" in report.output and "tpt-prompt" not in report.output
+    # a hidden run stays hidden when merged elsewhere
+    merged = _merge(cli, "--db", str(a), str(b))
+    assert merged.exit_code == 0 and [r.method for r in Store(f"sqlite:///{a}", create=False).runs()] == ["zero-shot"]
+    assert CliRunner().invoke(cli, ["runs", "unhide", str(tpt), "--db", str(b)]).exit_code == 0
+    assert sorted(r.method for r in store.runs()) == ["tpt-prompt", "zero-shot"]
+    before = b.read_bytes()
+    code, err = _run_main(capsys, "runs", "hide", "999", "--db", str(b))
+    assert code == 2 and "no run with id 999" in _one_line(err) and b.read_bytes() == before
