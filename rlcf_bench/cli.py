@@ -306,12 +306,18 @@ Examples:
     @click.option("--method", default=None, help="only rows of this method; ranks still use the whole dataset (default: all)")
     @click.option("--out", default=None, help="write to this file (or, with --all-formats, this folder) instead of stdout")
     @click.option("--all-formats", is_flag=True, help="write markdown, CSV, JSON and HTML into --out")
+    @click.option("--per-class", "per_class_run", type=click.IntRange(min=1), default=None, metavar="RUN",
+                  help="per-class accuracy and confusion matrix of one classification run (markdown, csv, json)")
     @click.option("--db", default=None, help=DB_HELP)
     def report_cmd(fmt: str, layout: str, intervals: bool, reported: bool, task: str | None, dataset: str | None,
-                   method: str | None, out: str | None, all_formats: bool, db: str | None) -> None:
+                   method: str | None, out: str | None, all_formats: bool, per_class_run: int | None,
+                   db: str | None) -> None:
         """Report from the stored runs: the full leaderboard or the paper's table layout."""
         from . import report
 
+        if per_class_run is not None:
+            _emit(_per_class_text(host, _open_store(db, create=False), per_class_run, fmt), out)
+            return
         store = _open_store(db, create=False)
         _store_references(host, store)
         if out or all_formats or fmt not in ("json", "csv"):  # scripts reading JSON/CSV get the data alone
@@ -334,14 +340,7 @@ Examples:
             _fail("--format latex needs --layout paper")
         else:
             text = report.render(store, fmt, host=host, task=task, dataset=dataset, method=method)
-        if out:
-            from pathlib import Path
-
-            Path(out).parent.mkdir(parents=True, exist_ok=True)
-            Path(out).write_text(text)
-            click.echo(out)
-        else:
-            click.echo(text)
+        _emit(text, out)
 
     @cli.command("compare", epilog="""\b
 Example:
@@ -420,7 +419,7 @@ Examples:
     @click.option("--db", default=None, help=DB_HELP)
     def runs_hidden_cmd(db: str | None) -> None:
         """List the hidden runs (id, run, reason)."""
-        from .store_merge import run_label
+        from .store import run_label
 
         store = _open_store(db, create=False)
         hidden = store.hidden_runs()
@@ -474,6 +473,39 @@ def _open_store(db: str | None, *, create: bool = True) -> Any:
     from .store import Store
 
     return Store(db, create=create)
+
+
+def _emit(text: str, out: str | None) -> None:
+    """Write a report to ``out`` (printing its path) or to stdout."""
+    from pathlib import Path
+
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(text)
+        click.echo(out)
+    else:
+        click.echo(text)
+
+
+def _per_class_text(host: PluginHost, store: Any, run_id: int, fmt: str) -> str:
+    """``report --per-class RUN``: names from the run's dataset where it is installed here."""
+    from .report.per_class import per_class, render_per_class
+    from .session import ComponentSession
+
+    if fmt not in ("markdown", "csv", "json"):
+        _fail(f"--per-class writes markdown, csv or json (got --format {fmt})")
+    run = store.get_run(run_id)
+    names: Sequence[str] | None = None
+    if run is not None:
+        try:
+            spec = host.registry("datasets").get(run.dataset)
+            names = getattr(ComponentSession(host).dataset(spec, dict(run.dataset_params or {})), "classnames", None)
+        except Exception:  # not installed here, or needs a data root: indices are shown instead
+            click.echo(f"note: dataset {run.dataset!r} cannot be opened here; classes are shown as indices", err=True)
+    try:
+        return render_per_class(per_class(store, run_id, names), fmt)
+    except ValueError as exc:
+        _fail(str(exc))
 
 
 def _set_hidden(db: str | None, run_ids: Sequence[int], hidden: bool, reason: str) -> None:

@@ -281,6 +281,14 @@ class TaskInfo(Base):
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 
+def run_label(run: Run) -> str:
+    """A run as a person names it: task/dataset/method on model, with seed and stream order."""
+    order = (run.protocol or {}).get("order_seed")
+    extras = [f"seed {run.seed}"] + ([f"order {order}"] if order not in (None, 0) else [])
+    reward = f" (reward {run.reward_model})" if run.reward_model else ""
+    return f"{run.task}/{run.dataset}/{run.method} on {run.model}{reward}, {', '.join(extras)}"
+
+
 def resolve_db_url(db: str | None = None) -> str:
     """``--db`` beats ``$RLCF_BENCH_DB`` beats :func:`default_db_path`.
 

@@ -31,7 +31,7 @@ from sqlalchemy import inspect as sa_inspect
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from .store import HiddenRun, Metric, Reference, Run, SampleResult, Store, TaskInfo
+from .store import HiddenRun, Metric, Reference, Run, SampleResult, Store, TaskInfo, run_label
 
 #: Columns of a run that a merge copies (every one but the row id and the attempt number).
 _RUN_COLUMNS = tuple(c.key for c in sa_inspect(Run).columns if c.key not in ("id", "attempt"))
@@ -57,14 +57,6 @@ class MergeOutcome:
         return (f"{self.source}: {verb} {len(self.added)} run(s) ({self.added_samples} sample rows) and "
                 f"{self.references_added} reference row(s); {self.identical} run(s) already present and identical; "
                 f"{self.unfinished_skipped} unfinished run(s) not copied; {len(self.conflicts)} conflict(s)")
-
-
-def run_label(run: Run) -> str:
-    """A run as a person names it: task/dataset/method on model, with seed and stream order."""
-    order = (run.protocol or {}).get("order_seed")
-    extras = [f"seed {run.seed}"] + ([f"order {order}"] if order not in (None, 0) else [])
-    reward = f" (reward {run.reward_model})" if run.reward_model else ""
-    return f"{run.task}/{run.dataset}/{run.method} on {run.model}{reward}, {', '.join(extras)}"
 
 
 def _samples(s: Session, run_id: int) -> dict[str, tuple[Any, Any, float | None]]:
