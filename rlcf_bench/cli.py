@@ -306,12 +306,18 @@ Examples:
     @click.option("--method", default=None, help="only rows of this method; ranks still use the whole dataset (default: all)")
     @click.option("--out", default=None, help="write to this file (or, with --all-formats, this folder) instead of stdout")
     @click.option("--all-formats", is_flag=True, help="write markdown, CSV, JSON and HTML into --out")
+    @click.option("--per-class", "per_class_run", type=click.IntRange(min=1), default=None, metavar="RUN",
+                  help="per-class accuracy and confusion matrix of one classification run (markdown, csv, json)")
     @click.option("--db", default=None, help=DB_HELP)
     def report_cmd(fmt: str, layout: str, intervals: bool, reported: bool, task: str | None, dataset: str | None,
-                   method: str | None, out: str | None, all_formats: bool, db: str | None) -> None:
+                   method: str | None, out: str | None, all_formats: bool, per_class_run: int | None,
+                   db: str | None) -> None:
         """Report from the stored runs: the full leaderboard or the paper's table layout."""
         from . import report
 
+        if per_class_run is not None:
+            _emit(_per_class_text(host, _open_store(db, create=False), per_class_run, fmt), out)
+            return
         store = _open_store(db, create=False)
         _store_references(host, store)
         if out or all_formats or fmt not in ("json", "csv"):  # scripts reading JSON/CSV get the data alone
@@ -334,14 +340,7 @@ Examples:
             _fail("--format latex needs --layout paper")
         else:
             text = report.render(store, fmt, host=host, task=task, dataset=dataset, method=method)
-        if out:
-            from pathlib import Path
-
-            Path(out).parent.mkdir(parents=True, exist_ok=True)
-            Path(out).write_text(text)
-            click.echo(out)
-        else:
-            click.echo(text)
+        _emit(text, out)
 
     @cli.command("compare", epilog="""\b
 Example:
@@ -356,6 +355,79 @@ Example:
 
         store = _open_store(db, create=False)
         click.echo(report.compare(store, run_a, run_b, tasks=catalog_from(store, host)))
+
+    @cli.group("store")
+    def store_group() -> None:
+        """Maintain leaderboards (merge the stores of several machines)."""
+
+    @store_group.command("merge", epilog="""\b
+Examples:
+  rlcf-bench store merge gpu1.sqlite gpu2.sqlite      # into the default leaderboard
+  rlcf-bench store merge --db all.sqlite --dry-run a.sqlite   # what would be added""")
+    @click.argument("sources", nargs=-1, required=True)
+    @click.option("--db", default=None, help="the destination leaderboard (created if new); " + DB_HELP)
+    @click.option("--dry-run", is_flag=True, help="report what would be merged; write nothing")
+    def store_merge_cmd(sources: tuple[str, ...], db: str | None, dry_run: bool) -> None:
+        """Merge other leaderboards' finished runs into this one, without duplicates.
+
+        A run is identified by its key (task, dataset, method and config, models, protocol hash,
+        seed): one the destination lacks is copied with its samples and metrics, one it holds with
+        the same per-sample results is skipped, one with other results is a conflict (listed; the
+        destination's run is kept; exit code 1). Sources are only read.
+        """
+        from .store_merge import merge_store
+
+        opened = [_open_store(src, create=False) for src in sources]  # every source checked before any write
+        dest = _open_store(db, create=not dry_run)
+        for src in opened:
+            if src.location == dest.location:
+                _fail(f"store merge: {src.location} is the destination itself (expected another leaderboard)")
+        conflicts = 0
+        for src in opened:
+            outcome = merge_store(dest, src, dry_run=dry_run)
+            click.echo(outcome.summary(dry_run))
+            for line in outcome.conflicts:
+                click.echo(f"  conflict: {line}")
+            conflicts += len(outcome.conflicts)
+        if conflicts:
+            sys.exit(1)
+
+    @cli.group("runs")
+    def runs_group() -> None:
+        """Curate stored runs: hide obsolete ones from reports (reversibly)."""
+
+    @runs_group.command("hide", epilog="""\b
+Examples:
+  rlcf-bench runs hide 12 13 --reason "before the DPE fix"
+  rlcf-bench runs hidden                              # list them
+  rlcf-bench runs unhide 12""")
+    @click.argument("run_ids", nargs=-1, required=True, type=click.IntRange(min=1))
+    @click.option("--reason", default="", help="why (shown by `runs hidden`)")
+    @click.option("--db", default=None, help=DB_HELP)
+    def runs_hide_cmd(run_ids: tuple[int, ...], reason: str, db: str | None) -> None:
+        """Leave runs out of every report; they stay in the store (`runs unhide` shows them again)."""
+        _set_hidden(db, run_ids, True, reason)
+
+    @runs_group.command("unhide")
+    @click.argument("run_ids", nargs=-1, required=True, type=click.IntRange(min=1))
+    @click.option("--db", default=None, help=DB_HELP)
+    def runs_unhide_cmd(run_ids: tuple[int, ...], db: str | None) -> None:
+        """Show hidden runs in reports again."""
+        _set_hidden(db, run_ids, False, "")
+
+    @runs_group.command("hidden")
+    @click.option("--db", default=None, help=DB_HELP)
+    def runs_hidden_cmd(db: str | None) -> None:
+        """List the hidden runs (id, run, reason)."""
+        from .store import run_label
+
+        store = _open_store(db, create=False)
+        hidden = store.hidden_runs()
+        for run in store.runs(status=None, include_hidden=True):
+            if run.id in hidden:
+                click.echo(f"{run.id:>6}  {run_label(run)}" + (f"  — {hidden[run.id]}" if hidden[run.id] else ""))
+        if not hidden:
+            click.echo("no hidden runs")
 
     host.add_commands(cli)
     return cli
@@ -401,6 +473,50 @@ def _open_store(db: str | None, *, create: bool = True) -> Any:
     from .store import Store
 
     return Store(db, create=create)
+
+
+def _emit(text: str, out: str | None) -> None:
+    """Write a report to ``out`` (printing its path) or to stdout."""
+    from pathlib import Path
+
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(text)
+        click.echo(out)
+    else:
+        click.echo(text)
+
+
+def _per_class_text(host: PluginHost, store: Any, run_id: int, fmt: str) -> str:
+    """``report --per-class RUN``: names from the run's dataset where it is installed here."""
+    from .report.per_class import per_class, render_per_class
+    from .session import ComponentSession
+
+    if fmt not in ("markdown", "csv", "json"):
+        _fail(f"--per-class writes markdown, csv or json (got --format {fmt})")
+    run = store.get_run(run_id)
+    names: Sequence[str] | None = None
+    if run is not None:
+        try:
+            spec = host.registry("datasets").get(run.dataset)
+            names = getattr(ComponentSession(host).dataset(spec, dict(run.dataset_params or {})), "classnames", None)
+        except Exception:  # not installed here, or needs a data root: indices are shown instead
+            click.echo(f"note: dataset {run.dataset!r} cannot be opened here; classes are shown as indices", err=True)
+    try:
+        return render_per_class(per_class(store, run_id, names), fmt)
+    except ValueError as exc:
+        _fail(str(exc))
+
+
+def _set_hidden(db: str | None, run_ids: Sequence[int], hidden: bool, reason: str) -> None:
+    store = _open_store(db, create=False)
+    try:
+        changed = store.set_hidden(sorted(set(run_ids)), hidden, reason)
+    except KeyError as exc:
+        _fail(f"runs {'hide' if hidden else 'unhide'}: no run with id {', '.join(map(str, exc.args[0]))} in "
+              f"{store.location} (expected ids shown by `rlcf-bench report`); nothing was changed")
+    verb = "hidden" if hidden else "shown again"
+    click.echo(f"{len(changed)} run(s) {verb}" + (f": {', '.join(map(str, changed))}" if changed else " (no change)"))
 
 
 def _store_references(host: PluginHost, store: Any) -> None:

@@ -3,7 +3,8 @@
 Tables: ``runs`` (identity, provenance, status, latency summary), ``sample_results`` (one row per
 test sample, unique per run, so a resumed run never double-counts), ``metrics`` (value with a
 confidence interval), ``references`` (numbers reported by papers), ``task_info`` (each task's
-metric metadata, so reports need no plugin) and ``schema_info``.
+metric metadata, so reports need no plugin), ``hidden_runs`` (runs left out of reports) and
+``schema_info``.
 
 Each executed batch is written in one transaction together with the run's progress counter, so
 a process killed at any point leaves a consistent store and the next start resumes after the
@@ -257,6 +258,18 @@ class Reference(Base):
     note: Mapped[str] = mapped_column(Text, default="")
 
 
+class HiddenRun(Base):
+    """A run left out of reports and of ``store.runs()`` (``rlcf-bench runs hide``): kept in the
+    store with its samples, and shown again by ``runs unhide``. Its own table, so a store gains it
+    additively (no schema-version change) and a store without it simply hides nothing."""
+
+    __tablename__ = "hidden_runs"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    hidden_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+
 class TaskInfo(Base):
     """A task's metric metadata (:class:`~rlcf_bench.types.TaskMetrics`) as its latest run recorded
     it, so a report reads a store the same way whichever plugins are installed where it runs."""
@@ -266,6 +279,14 @@ class TaskInfo(Base):
     task: Mapped[str] = mapped_column(String(64), primary_key=True)
     version: Mapped[str] = mapped_column(String(32))
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+def run_label(run: Run) -> str:
+    """A run as a person names it: task/dataset/method on model, with seed and stream order."""
+    order = (run.protocol or {}).get("order_seed")
+    extras = [f"seed {run.seed}"] + ([f"order {order}"] if order not in (None, 0) else [])
+    reward = f" (reward {run.reward_model})" if run.reward_model else ""
+    return f"{run.task}/{run.dataset}/{run.method} on {run.model}{reward}, {', '.join(extras)}"
 
 
 def resolve_db_url(db: str | None = None) -> str:
@@ -637,9 +658,13 @@ class Store:
         return self._retry(op)
 
     def runs(self, *, status: str | None = "finished", task: str | None = None, dataset: str | None = None,
-             method: str | None = None) -> list[Run]:
+             method: str | None = None, include_hidden: bool = False) -> list[Run]:
+        """Runs in id order; hidden ones (``runs hide``) only with ``include_hidden``."""
+        hidden = set() if include_hidden else self.hidden_runs()
         with self.session() as s:
             q = select(Run).order_by(Run.id)
+            if hidden:
+                q = q.where(Run.id.not_in(hidden))
             if status:
                 q = q.where(Run.status == status)
             if task:
@@ -649,6 +674,39 @@ class Store:
             if method:
                 q = q.where(Run.method == method)
             return list(s.scalars(q))
+
+    def hidden_runs(self) -> dict[int, str]:
+        """``run id -> reason`` of the hidden runs (none in a store that predates the table)."""
+        with self.engine.connect() as conn:
+            if HiddenRun.__tablename__ not in inspect(conn).get_table_names():
+                return {}
+        with self.session() as s:
+            return {row.run_id: row.reason for row in s.scalars(select(HiddenRun))}
+
+    def ensure_hidden_table(self) -> None:
+        """Create ``hidden_runs`` in a store older than it (additive DDL: for write commands only)."""
+        Base.metadata.tables[HiddenRun.__tablename__].create(self.engine, checkfirst=True)
+
+    def set_hidden(self, run_ids: Sequence[int], hidden: bool, reason: str = "") -> list[int]:
+        """Hide (or show again) runs; every id must exist — else nothing is written (``KeyError``
+        naming the unknown ids). Returns the ids whose state changed."""
+        def op() -> list[int]:
+            self.ensure_hidden_table()
+            with self._session.begin() as s:
+                known = set(s.scalars(select(Run.id).where(Run.id.in_(run_ids))))
+                unknown = sorted(set(run_ids) - known)
+                if unknown:
+                    raise KeyError(unknown)
+                already = set(s.scalars(select(HiddenRun.run_id).where(HiddenRun.run_id.in_(run_ids))))
+                if hidden:
+                    changed = sorted(known - already)
+                    s.add_all(HiddenRun(run_id=i, reason=reason) for i in changed)
+                else:
+                    changed = sorted(already)
+                    s.execute(delete(HiddenRun).where(HiddenRun.run_id.in_(changed)))
+                return changed
+
+        return self._retry(op)
 
     def get_run(self, run_id: int) -> Run | None:
         with self.session() as s:
