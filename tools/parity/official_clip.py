@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import hashlib
 import importlib
 import math
@@ -80,11 +81,18 @@ def _draw(name: str, shape: torch.Size, g: torch.Generator) -> torch.Tensor:
     return noise * fan_in ** -0.5
 
 
-def tiny_state_dict(seed: int = SEED) -> dict[str, torch.Tensor]:
-    """The tiny CLIP's weights under OpenAI's key names (which open_clip's ``CLIP`` shares), fp32."""
-    template = _open_clip_model().state_dict()
+@functools.lru_cache(maxsize=4)
+def _weights(seed: int) -> dict[str, torch.Tensor]:
+    with torch.device("meta"):  # shapes only: open_clip's own initialisation is not run
+        template = _open_clip_model().state_dict()
     g = torch.Generator().manual_seed(seed)
     return {name: _draw(name, template[name].shape, g).float().contiguous() for name in sorted(template)}
+
+
+def tiny_state_dict(seed: int = SEED) -> dict[str, torch.Tensor]:
+    """The tiny CLIP's weights under OpenAI's key names (which open_clip's ``CLIP`` shares), fp32
+    (a fresh dict of cached tensors: load them into a model, do not write to them)."""
+    return dict(_weights(seed))
 
 
 def weights_fingerprint(state_dict: dict[str, torch.Tensor]) -> str:

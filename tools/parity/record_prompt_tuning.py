@@ -20,9 +20,8 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
-import torch
-
 import official_clip
+import torch
 import tpt_family as fam
 
 SETTINGS = {  # method → (repository, official folder holding clip/, module, our -m options, official args)
@@ -65,10 +64,8 @@ def main() -> None:
             module.test_time_adapt_eval(fam.loader(fam.views()), model, optimizer, optim_state, scaler, args,
                                         device="cpu", reward_model=reward_model)
     tensors = capture.tensors()
-    print({k: tuple(v.shape) for k, v in tensors.items()}, "predictions", tensors["logits"].argmax(-1).tolist())
-    if record:
-        fam.write_golden(a.out, a.method.replace("-", "_"), tensors, repository=repository, commit=commit,
-                         script=Path(__file__).name, described=fam.inputs(method=a.method, options=ours))
+    fam.report_and_record(a, tensors, repository=repository, commit=commit, record=record,
+                          script=Path(__file__).name, options=ours)
 
 
 if __name__ == "__main__":

@@ -100,6 +100,16 @@ def write_golden(out: Path, name: str, tensors: dict[str, torch.Tensor], *, repo
     return path
 
 
+def report_and_record(a: argparse.Namespace, tensors: dict[str, torch.Tensor], *, repository: str, commit: str,
+                      record: bool, script: str, options: dict[str, Any]) -> None:
+    """Print what was captured; write ``<method>.safetensors`` when the checkout is the pinned one
+    (``options``: the ``-m`` options that make our method the official one on these inputs)."""
+    print({k: tuple(v.shape) for k, v in tensors.items()}, "predictions", tensors["logits"].argmax(-1).tolist())
+    if record:
+        write_golden(a.out, a.method.replace("-", "_"), tensors, repository=repository, commit=commit,
+                     script=script, described=inputs(method=a.method, options=options))
+
+
 @contextlib.contextmanager
 def cpu_cuda_calls() -> Iterator[None]:
     """``Tensor.cuda`` is the identity meanwhile (the official loops call ``.cuda(args.gpu)``), and
