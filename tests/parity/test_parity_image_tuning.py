@@ -34,6 +34,16 @@ def test_image_tuner_matches_official(golden, tiny_official_clip, name, batch_si
                    tuned_mask=tower_noise_mask(tiny_official_clip))
 
 
+def test_rlcf_image_momentum_matches_official(golden, tiny_official_clip):
+    """The momentum start point ("-M") carries state across samples, which come one at a time:
+    a fast EMA (μ 0.5) refreshed every 3 samples moves the start point twice over the 8 samples."""
+    tensors, meta = golden("rlcf_image_momentum")
+    ours = run_method(method_class("rlcf_image"), described(meta)["options"], tiny_official_clip, meta, 1,
+                      tuned=tower_delta_norms)
+    assert_matches(ours, tensors, logits_atol=IMAGE_LOGITS_ATOL, tuned_atol=0.0, tuned_rtol=1e-3,
+                   tuned_mask=tower_noise_mask(tiny_official_clip))
+
+
 def test_atkd_default_is_the_intended_loss_not_the_official_swap(golden, tiny_official_clip):
     """The official ``atkd_distill_loss`` unpacks ``torch.std_mean`` as (mean, std); our default is
     the intended loss, so only ``-m swapped_std_mean=true`` (the golden's options) reproduces it."""

@@ -10,10 +10,14 @@ from tpt_family_harness import assert_matches, described, run_method
 
 
 @pytest.mark.parametrize("batch_size", [1, 4])
-def test_rlcf_prompt_matches_official(golden, tiny_official_clip, batch_size):
+@pytest.mark.parametrize("name", ["rlcf_prompt", "rlcf_prompt_options"])
+def test_rlcf_prompt_matches_official(golden, tiny_official_clip, name, batch_size):
+    """``rlcf_prompt``: the defaults; ``rlcf_prompt_options``: ``reward_std`` (the official
+    ``--reward_amplify``), ``baseline=sample`` (``--process_batch``) and ``entropy_reg=0.1``
+    (``--min_entropy_reg``)."""
     from rlcf_bench_rlcf.rlcf_prompt import RLCFPrompt
 
-    tensors, meta = golden("rlcf_prompt")
+    tensors, meta = golden(name)
     ours = run_method(RLCFPrompt, described(meta)["options"], tiny_official_clip, meta, batch_size,
                       tuned=lambda m: m.tuner.context.detach().clone())
     assert_matches(ours, tensors)

@@ -1,5 +1,5 @@
 """Record the RLCF paper's image-encoder methods and zero-shot CLIP from mzhaoshuai/RLCF ``TPT/``:
-tpt-image (``tune_cls_tpt.py``), rlcf-image (``tune_cls_rl.py`` with ``tpt_cls_rl.test_time_tuning``
+tpt-image (``tune_cls_tpt.py``), rlcf-image and its momentum variant (``tune_cls_rl.py`` with ``tpt_cls_rl.test_time_tuning``
 and ``clip_reward.py``), kd / dkd / atkd (``tune_cls_kd.py`` with ``utils/KD.py``, ``DKD.py``,
 ``ATKD.py``) and zero-shot (``zero_shot.py``).
 
@@ -38,6 +38,10 @@ REWARD = {"reward_arch": fam.REWARD_ARCH, "sample_k": 3, "reward_amplify": 0, "r
 SETTINGS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {  # method → (module, our -m options, args)
     "tpt-image": ("tune_cls_tpt", TUNING, {}),
     "rlcf-image": ("tune_cls_rl", {**TUNING, "sample_k": 3}, REWARD),
+    # the momentum start point ("-M"): a fast EMA (μ 0.5) refreshed every 3 samples, so 8 samples move it twice
+    "rlcf-image-momentum": ("tune_cls_rl", {**TUNING, "sample_k": 3, "momentum": True, "momentum_mu": 0.5,
+                                             "momentum_freq": 3, "momentum_w": 1.0},
+                            {**REWARD, "momentum_update": 1, "tta_momentum": 0.5, "update_freq": 3, "update_w": 1.0}),
     "kd": ("tune_cls_kd", TUNING, {**REWARD, "kd_loss": "KD"}),
     "dkd": ("tune_cls_kd", TUNING, {**REWARD, "kd_loss": "DKD"}),
     "atkd": ("tune_cls_kd", {**TUNING, "swapped_std_mean": True}, {**REWARD, "kd_loss": "ATKD"}),  # the bug, reproduced
@@ -59,8 +63,9 @@ def main() -> None:
     if module_name == "tune_cls_tpt":
         sys.modules["policy"].get_reward_model = None  # type: ignore[attr-defined]
     module = official_clip.import_official(module_name, parent)
-    args = fam.official_args(lr=1e-5, weight_decay=5e-4, ctx_init="a_photo_of_a", tune_norm=0, update_freq=256,
-                             update_w=1.0, tta_momentum=0.9999, momentum_update=0, **values)
+    args = fam.official_args(**{"lr": 1e-5, "weight_decay": 5e-4, "ctx_init": "a_photo_of_a", "tune_norm": 0,
+                                "update_freq": 256, "update_w": 1.0, "tta_momentum": 0.9999, "momentum_update": 0,
+                                **values})
     if a.method == "zero-shot":
         args.tpt = False
 

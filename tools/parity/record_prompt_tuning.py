@@ -2,6 +2,7 @@
 
     .venv/bin/python tools/parity/record_prompt_tuning.py tpt-prompt --official /tmp/official-TPT
     .venv/bin/python tools/parity/record_prompt_tuning.py rlcf-prompt --official /tmp/official-RLCF
+    .venv/bin/python tools/parity/record_prompt_tuning.py rlcf-prompt-options --official /tmp/official-RLCF
 
 Runs the official per-sample loop ``test_time_adapt_eval`` (and its ``test_time_tuning``) as it
 is, on the inputs of ``tpt_family.py``; the set-up mirrors the official ``main_worker``: the
@@ -30,6 +31,13 @@ SETTINGS = {  # method → (repository, official folder holding clip/, module, o
     "rlcf-prompt": (fam.RLCF, "TPT", "tpt_cls_rl", {"steps": 3, "lr": 7e-3, "weight_decay": 5e-4, "sample_k": 3},
                     {"lr": 7e-3, "weight_decay": 5e-4, "sample_k": 3, "reward_arch": fam.REWARD_ARCH,
                      "reward_amplify": 0, "reward_process": 1, "process_batch": 0, "multiple_reward_models": 0}),
+    # the reward options: std-normalised rewards, baseline over the sample's N·K pairs, entropy term
+    "rlcf-prompt-options": (fam.RLCF, "TPT", "tpt_cls_rl",
+                            {"steps": 3, "lr": 7e-3, "weight_decay": 5e-4, "sample_k": 3, "reward_std": True,
+                             "baseline": "sample", "entropy_reg": 0.1},
+                            {"lr": 7e-3, "weight_decay": 5e-4, "sample_k": 3, "reward_arch": fam.REWARD_ARCH,
+                             "reward_amplify": 1, "reward_process": 1, "process_batch": 1, "multiple_reward_models": 0,
+                             "min_entropy_reg": 1, "min_entropy_w": 0.1}),
 }
 
 
@@ -56,7 +64,7 @@ def main() -> None:
         scaler = torch.cuda.amp.GradScaler(init_scale=1000)
         model.reset_classnames(list(fam.CLASSNAMES), "tiny")
         capture = fam.Capture(model, lambda: model.prompt_learner.ctx, [module])
-        if a.method == "tpt-prompt":
+        if a.method == "tpt-prompt":  # TPT's loop takes a model state (CoCoOp) and no reward model
             module.test_time_adapt_eval(fam.loader(fam.views()), model, None, optimizer, optim_state, scaler, args)
         else:
             reward_model = official_clip.import_official("clip_reward", parent).get_reward_model("cpu", args)
