@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 import torch
 from tpt_family_harness import check_weights, described
 
@@ -69,8 +70,11 @@ def scores(helper: Any, meta: dict[str, str], options: dict[str, Any]) -> dict[s
     return out
 
 
-def test_rlcf_retrieval_matches_official(golden, tiny_official_clip):
-    tensors, meta = golden("rlcf_retrieval")
+@pytest.mark.parametrize("name", ["rlcf_retrieval", "rlcf_retrieval_momentum"])
+def test_rlcf_retrieval_matches_official(golden, tiny_official_clip, name):
+    """``rlcf_retrieval_momentum``: the "-M" start point, a fast EMA (μ 0.5) refreshed every 2
+    queries of a direction (official ``--momentum_update 1``)."""
+    tensors, meta = golden(name)
     ours = scores(tiny_official_clip, meta, described(meta)["options"])
     for direction in ("i2t", "t2i"):
         diff = (ours[direction] - tensors[direction]).abs()

@@ -2,7 +2,7 @@
 ``clip_ret_policy.test_time_tune`` (with ``tune_image`` / ``tune_text``), ``custom_models.CLIPRet_TTA``
 and ``clip_reward.CLIPRewards``, run as they are on a CPU.
 
-    .venv/bin/python tools/parity/record_rlcf_retrieval.py --official /tmp/official-RLCF
+    .venv/bin/python tools/parity/record_rlcf_retrieval.py --official /tmp/official-RLCF [--momentum]
 
 The official retrieval code loads CLIP through its bundled LAVIS (``load_openai_model``, the
 OpenAI architecture ported to open_clip) and imports LAVIS's task/runner framework at the top of
@@ -40,6 +40,8 @@ CAPTIONS = ("a red car parked on a street", "a small red car", "a dog running on
             "a sea turtle swimming", "a turtle under water", "a bowl of fruit", "apples and oranges in a bowl")
 IMAGES_SEED = 5
 OPTIONS = {"steps": 4, "lr": 1e-5, "k_i2t": 4, "k_t2i": 3}
+#: ``--momentum``: the "-M" start point with a fast EMA (μ 0.5) refreshed every 2 queries of a direction
+MOMENTUM = {"momentum": True, "momentum_mu": 0.5, "momentum_freq": 2, "momentum_w": 1.0}
 MEAN = (0.48145466, 0.4578275, 0.40821073)
 STD = (0.26862954, 0.26130258, 0.27577711)
 
@@ -110,14 +112,16 @@ class Loader:
         return iter({"image": self.images[i : i + 1]} for i in range(len(self.images)))
 
 
-def run(module: Any, reward_module: Any, models: Any, direction: str, images: torch.Tensor) -> torch.Tensor:
+def run(module: Any, reward_module: Any, models: Any, direction: str, images: torch.Tensor,
+        momentum: dict[str, Any]) -> torch.Tensor:
     only_visual = direction == "i2t"
     k = OPTIONS["k_i2t"] if only_visual else OPTIONS["k_t2i"]
     args = types.SimpleNamespace(tta_steps=OPTIONS["steps"], lr=OPTIONS["lr"], weight_decay=5e-4,
                                  reward_arch=fam.REWARD_ARCH, sample_k=k, reward_amplify=0, reward_process=1,
                                  process_batch=0, multiple_reward_models=0, weighted_scores=1)
-    model = models.CLIPRet_TTA("cpu", arch="tiny", only_visual=only_visual, momentum_update=0, update_freq=64,
-                               update_w=1.0, momentum=0.9998)
+    model = models.CLIPRet_TTA("cpu", arch="tiny", only_visual=only_visual, momentum_update=int(bool(momentum)),
+                               update_freq=momentum.get("momentum_freq", 64), update_w=momentum.get("momentum_w", 1.0),
+                               momentum=momentum.get("momentum_mu", 0.9998))
     reward_model = reward_module.get_reward_model("cpu", args)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, eps=1e-06, weight_decay=args.weight_decay)
     optim_state = copy.deepcopy(optimizer.state_dict())
@@ -129,7 +133,9 @@ def run(module: Any, reward_module: Any, models: Any, direction: str, images: to
 
 def main() -> None:
     p = fam.parser(__doc__.split("\n\n")[0])
+    p.add_argument("--momentum", action="store_true", help="record rlcf_retrieval_momentum (MOMENTUM) instead")
     a = p.parse_args()
+    momentum = MOMENTUM if a.momentum else {}
     repository, pinned = fam.RLCF
     commit, record = fam.checkout_commit(a.official, pinned, a.allow_other_commit)
     torch.set_num_threads(1)
@@ -140,12 +146,13 @@ def main() -> None:
     models = sys.modules["custom_models"]
     images = normalised(pictures())
     with fam.cpu_cuda_calls():
-        tensors = {d: run(module, reward_module, models, d, images) for d in ("i2t", "t2i")}
+        tensors = {d: run(module, reward_module, models, d, images, momentum) for d in ("i2t", "t2i")}
     print({k: tuple(v.shape) for k, v in tensors.items()}, "top-1", {k: v.argmax(-1).tolist() for k, v in tensors.items()})
     if record:
-        fam.write_golden(a.out, "rlcf_retrieval", tensors, repository=repository, commit=commit,
-                         script=Path(__file__).name,
-                         described=fam.inputs(method="rlcf", task="retrieval", options=OPTIONS, n_images=N_IMAGES,
+        name = "rlcf_retrieval_momentum" if a.momentum else "rlcf_retrieval"
+        fam.write_golden(a.out, name, tensors, repository=repository, commit=commit, script=Path(__file__).name,
+                         described=fam.inputs(method="rlcf", task="retrieval", options={**OPTIONS, **momentum},
+                                              n_images=N_IMAGES,
                                               images_seed=IMAGES_SEED, captions=list(CAPTIONS),
                                               caption_image=[i // 2 for i in range(len(CAPTIONS))]))
 
