@@ -10,11 +10,12 @@ from tpt_family_harness import assert_matches, described, run_method
 
 
 @pytest.mark.parametrize("batch_size", [1, 4])
-@pytest.mark.parametrize("name", ["rlcf_prompt", "rlcf_prompt_options"])
+@pytest.mark.parametrize("name", ["rlcf_prompt", "rlcf_prompt_options", "rlcf_prompt_ensemble"])
 def test_rlcf_prompt_matches_official(golden, tiny_official_clip, name, batch_size):
     """``rlcf_prompt``: the defaults; ``rlcf_prompt_options``: ``reward_std`` (the official
     ``--reward_amplify``), ``baseline=sample`` (``--process_batch``) and ``entropy_reg=0.1``
-    (``--min_entropy_reg``)."""
+    (``--min_entropy_reg``); ``rlcf_prompt_ensemble``: the RLCF-S reward ensemble
+    (``--multiple_reward_models 1``, three tiny CLIPs with the official confidence weights)."""
     from rlcf_bench_rlcf.rlcf_prompt import RLCFPrompt
 
     tensors, meta = golden(name)

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import torch
-from tpt_family_harness import check_weights, described
+from tpt_family_harness import check_weights, described, reward_model
 
 #: fp32 on the CPU; 4 AdamW steps of a whole tower: measured 1.2e-4 (i2t) and 2.8e-5 (t2i); without the
 #: steps the scores are 4.7 and 6.7 off
@@ -40,7 +40,6 @@ class ParityCaptions:
 
 def scores(helper: Any, meta: dict[str, str], options: dict[str, Any]) -> dict[str, torch.Tensor]:
     from rlcf_bench.device import AmpHelper, SectionTimer
-    from rlcf_bench.tta.reward import CLIPReward
     from rlcf_bench.types import MethodContext, RunProtocol
     from rlcf_bench_rlcf._retrieval import RLCFRetrieval
     from rlcf_bench_tasks.retrieval import RetrievalTask
@@ -48,8 +47,8 @@ def scores(helper: Any, meta: dict[str, str], options: dict[str, Any]) -> dict[s
     spec = described(meta)
     check_weights(helper, spec)
     device = torch.device("cpu")
-    policy, teacher = helper.tiny_vlm(spec["policy_seed"]), helper.tiny_vlm(spec["reward_seed"])
-    reward = CLIPReward([(teacher, 1.0)], name="tiny-reward", policy_mean=policy.mean, policy_std=policy.std)
+    policy = helper.tiny_vlm(spec["policy_seed"])
+    reward = reward_model(helper, spec, policy)
     task = RetrievalTask(ParityCaptions(spec), RunProtocol(n_views=1, precision="fp32"))
     ctx = MethodContext(task="retrieval", protocol=task.protocol, device=device, amp=AmpHelper(device, "fp32"),
                         model=policy, reward_model=reward, **task.context_fields(policy, device))

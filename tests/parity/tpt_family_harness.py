@@ -42,15 +42,31 @@ def check_weights(helper: Any, spec: dict[str, Any]) -> None:
             f"the tiny CLIP of seed {seed} rebuilt here differs from the recorded one (torch/open_clip changed?)"
 
 
+def reward_model(helper: Any, spec: dict[str, Any], policy: Any) -> Any:
+    """The reward model the golden file was recorded with: the seed-``reward_seed`` tiny CLIP, or,
+    when ``reward_members`` lists (seed, official weight) pairs, the RLCF-S ensemble with the
+    weights this project registers for ``rlcf-s`` (which must be the official ones)."""
+    from rlcf_bench.tta.reward import CLIPReward
+
+    members = spec.get("reward_members")
+    if not members:
+        return CLIPReward([(helper.tiny_vlm(spec["reward_seed"]), 1.0)], name="tiny-reward",
+                          policy_mean=policy.mean, policy_std=policy.std)
+    from rlcf_bench_rlcf.reward_models import RLCF_S_MEMBERS
+
+    ours = [w for _, w in RLCF_S_MEMBERS]
+    assert ours == [w for _, w in members], f"rlcf-s weights {ours} differ from the official {members}"
+    return CLIPReward([(helper.tiny_vlm(seed), w) for seed, w in members], name="tiny-rlcf-s",
+                      policy_mean=policy.mean, policy_std=policy.std)
+
+
 def context(helper: Any, spec: dict[str, Any]) -> Any:
     from rlcf_bench.device import AmpHelper, SectionTimer
-    from rlcf_bench.tta.reward import CLIPReward
     from rlcf_bench.types import MethodContext, RunProtocol
 
     device = torch.device("cpu")
     policy = helper.tiny_vlm(spec["policy_seed"])
-    teacher = helper.tiny_vlm(spec["reward_seed"])
-    reward = CLIPReward([(teacher, 1.0)], name="tiny-reward", policy_mean=policy.mean, policy_std=policy.std)
+    reward = reward_model(helper, spec, policy)
     protocol = RunProtocol(seed=0, n_views=spec["n_views"], selection_ratio=spec["selection_p"], precision="fp32")
     ctx = MethodContext(task="classification", protocol=protocol, device=device, amp=AmpHelper(device, "fp32"),
                         model=policy, reward_model=reward, classnames=tuple(spec["classnames"]),

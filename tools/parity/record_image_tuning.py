@@ -58,7 +58,7 @@ def main() -> None:
     commit, record = fam.checkout_commit(a.official, pinned, a.allow_other_commit)
     torch.set_num_threads(1)
     parent = a.official / "TPT"
-    official_clip.use_tiny_clip(parent, {fam.REWARD_ARCH: fam.REWARD_SEED})
+    official_clip.use_tiny_clip(parent, fam.tiny_clip_seeds())
     sys.modules.setdefault("policy", types.ModuleType("policy"))  # tune_cls_tpt imports it; unused
     if module_name == "tune_cls_tpt":
         sys.modules["policy"].get_reward_model = None  # type: ignore[attr-defined]

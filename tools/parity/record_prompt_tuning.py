@@ -3,6 +3,7 @@
     .venv/bin/python tools/parity/record_prompt_tuning.py tpt-prompt --official /tmp/official-TPT
     .venv/bin/python tools/parity/record_prompt_tuning.py rlcf-prompt --official /tmp/official-RLCF
     .venv/bin/python tools/parity/record_prompt_tuning.py rlcf-prompt-options --official /tmp/official-RLCF
+    .venv/bin/python tools/parity/record_prompt_tuning.py rlcf-prompt-ensemble --official /tmp/official-RLCF
 
 Runs the official per-sample loop ``test_time_adapt_eval`` (and its ``test_time_tuning``) as it
 is, on the inputs of ``tpt_family.py``; the set-up mirrors the official ``main_worker``: the
@@ -38,6 +39,10 @@ SETTINGS = {  # method → (repository, official folder holding clip/, module, o
                             {"lr": 7e-3, "weight_decay": 5e-4, "sample_k": 3, "reward_arch": fam.REWARD_ARCH,
                              "reward_amplify": 1, "reward_process": 1, "process_batch": 1, "multiple_reward_models": 0,
                              "min_entropy_reg": 1, "min_entropy_w": 0.1}),
+    # RLCF-S: the three-member reward ensemble with its confidence weights (``--multiple_reward_models 1``)
+    "rlcf-prompt-ensemble": (fam.RLCF, "TPT", "tpt_cls_rl", {"steps": 3, "lr": 7e-3, "weight_decay": 5e-4, "sample_k": 3},
+                             {"lr": 7e-3, "weight_decay": 5e-4, "sample_k": 3, "reward_amplify": 0, "reward_process": 1,
+                              "process_batch": 0, "multiple_reward_models": 1, "weighted_scores": 1}),
 }
 
 
@@ -49,9 +54,10 @@ def main() -> None:
     commit, record = fam.checkout_commit(a.official, pinned, a.allow_other_commit)
     torch.set_num_threads(1)
     parent = a.official / folder
-    official_clip.use_tiny_clip(parent, {fam.REWARD_ARCH: fam.REWARD_SEED})
+    official_clip.use_tiny_clip(parent, fam.tiny_clip_seeds())
     module = official_clip.import_official(module_name, parent)
     args = fam.official_args(**values)
+    extra: dict[str, object] = {}
 
     with fam.cpu_cuda_calls():
         model = module.get_coop("tiny", "I", "cpu", 4, "a_photo_of_a")
@@ -71,9 +77,11 @@ def main() -> None:
             reward_model.set_class_features(tokenized_classes=model.prompt_learner.tokenized_prompts)
             module.test_time_adapt_eval(fam.loader(fam.views()), model, optimizer, optim_state, scaler, args,
                                         device="cpu", reward_model=reward_model)
+            if args.multiple_reward_models:  # the members (seed, official weight) our ensemble must equal
+                extra["reward_members"] = [[seed, w] for (_, seed), w in zip(fam.ENSEMBLE, reward_model.weights)]
     tensors = capture.tensors()
     fam.report_and_record(a, tensors, repository=repository, commit=commit, record=record,
-                          script=Path(__file__).name, options=ours)
+                          script=Path(__file__).name, options=ours, **extra)
 
 
 if __name__ == "__main__":

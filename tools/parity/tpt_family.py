@@ -42,6 +42,13 @@ VIEWS_SEED = 4  # chosen so that the zero-shot predictions of view 0 cover four 
 POLICY_SEED = 0
 REWARD_SEED = 1
 REWARD_ARCH = "tiny-reward"  # the name the official code asks clip.load for (seed REWARD_SEED)
+#: RLCF-S: the architectures the official ``CLIPRewardsMultiple`` loads, each a tiny CLIP of its own seed
+ENSEMBLE = (("ViT-L/14@336px", 1), ("RN50x64", 2), ("ViT-L/14", 3))
+
+
+def tiny_clip_seeds() -> dict[str, int]:
+    """``official_clip.use_tiny_clip``'s seeds by architecture name (the policy's is the default)."""
+    return {REWARD_ARCH: REWARD_SEED, **dict(ENSEMBLE)}
 CLASSNAMES = ("red car", "golden retriever", "airplane", "pizza", "sea turtle")
 GOLDEN = Path(__file__).parents[2] / "tests" / "parity" / "golden"
 
@@ -101,13 +108,14 @@ def write_golden(out: Path, name: str, tensors: dict[str, torch.Tensor], *, repo
 
 
 def report_and_record(a: argparse.Namespace, tensors: dict[str, torch.Tensor], *, repository: str, commit: str,
-                      record: bool, script: str, options: dict[str, Any]) -> None:
+                      record: bool, script: str, options: dict[str, Any], **extra: Any) -> None:
     """Print what was captured; write ``<method>.safetensors`` when the checkout is the pinned one
-    (``options``: the ``-m`` options that make our method the official one on these inputs)."""
+    (``options``: the ``-m`` options that make our method the official one on these inputs;
+    ``extra``: more of the inputs' description)."""
     print({k: tuple(v.shape) for k, v in tensors.items()}, "predictions", tensors["logits"].argmax(-1).tolist())
     if record:
         write_golden(a.out, a.method.replace("-", "_"), tensors, repository=repository, commit=commit,
-                     script=script, described=inputs(method=a.method, options=options))
+                     script=script, described=inputs(method=a.method, options=options, **extra))
 
 
 @contextlib.contextmanager
