@@ -39,7 +39,7 @@ def test_defaults_are_the_official_ones():
 
     assert pick(CTPTConfig(), "steps", "lr", "weight_decay", "ctx_init", "lambda_") == (1, 5e-3, 0.01, "a photo of a", None)
     assert pick(RTPTConfig(), "steps", "lr", "weight_decay", "neighbours", "temperature") == (1, 5e-3, 0.01, 20, 0.01)
-    assert pick(TPSConfig(), "steps", "lr", "weight_decay", "templates") == (1, 5e-3, 0.01, "single")
+    assert pick(TPSConfig(), "steps", "lr", "weight_decay", "templates", "reselect") == (1, 5e-3, 0.01, "single", True)
 
 
 @pytest.mark.parametrize(("dataset", "expected"), [
