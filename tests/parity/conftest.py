@@ -42,6 +42,29 @@ def golden() -> Callable[[str], tuple[dict[str, Any], dict[str, str]]]:
     return load_golden
 
 
+def official_clip_helper() -> Any:
+    """``tools/parity/official_clip.py`` (the tiny CLIP shared by the official code and ours),
+    imported by path; it needs no official code to rebuild the model for a test."""
+    import importlib.util
+    import sys
+
+    name = "rlcf_bench_parity_official_clip"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, TOOLS / "official_clip.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+@pytest.fixture
+def tiny_official_clip() -> Any:
+    """The helper module: ``tiny_vlm(seed)`` builds the tiny CLIP the golden files were recorded
+    with; compare ``weights_fingerprint(tiny_state_dict(seed))`` with a golden file's metadata."""
+    return official_clip_helper()
+
+
 @pytest.fixture(autouse=True)
 def _deterministic_one_thread():
     """Parity is checked at float tolerance: one intra-op thread removes the reduction-order noise
