@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -92,33 +93,91 @@ def feature_context(text: torch.Tensor) -> Any:
                          model=FeatureVLM(text), classnames=CLASSNAMES, templates=(TEMPLATE,), dataset="parity")
 
 
-def feature_batches(views: torch.Tensor, batch_size: int) -> list[Any]:
-    """The samples in order, ``batch_size`` at a time, as the runner hands them to a method."""
+def batches(views: torch.Tensor, batch_size: int) -> list[Any]:
+    """The samples in order, ``batch_size`` at a time, as the runner hands them to a method (view 0
+    is the image predicted on; the views are served as they are)."""
     from rlcf_bench.types import Batch
 
     out = []
     for start in range(0, len(views), batch_size):
         rows = views[start:start + batch_size]
         idx = tuple(range(start, start + len(rows)))
-        out.append(Batch(sample_ids=tuple(f"parity-{i:02d}" for i in idx), indices=idx, images=rows[:, 0],
+        out.append(Batch(sample_ids=tuple(f"parity-{i:02d}" for i in idx), indices=idx, images=rows[:, 0].clone(),
                          view_fn=lambda rows=rows: rows))
     return out
 
 
-def run_method(method_cls: type, options: dict[str, Any] | None = None, *, batch_size: int,
-               seed: int = SEED) -> torch.Tensor:
-    """Per-sample outputs ``[N, C]`` of a method on the fixed inputs: its logits, or its probs when
-    it returns no logits. Driven as the runner drives it: setup once, then reset, adapt, predict."""
+@dataclass
+class Run:
+    """Per-sample results of a method: ``outputs`` ``[N, C]`` (its logits, or its probs when it
+    returns no logits); for the tuning methods also ``selected`` ``[N, n]`` (the confident views of
+    the last step, sorted) and ``tuned`` ``[N, ...]`` (the tuned state after the episode)."""
+
+    outputs: torch.Tensor
+    selected: torch.Tensor | None = None
+    tuned: torch.Tensor | None = None
+
+
+def drive(method_cls: type, options: dict[str, Any] | None, ctx: Any, views: torch.Tensor, batch_size: int) -> Run:
+    """Run a method as the runner does: ``setup`` once, then per batch ``reset``, ``adapt``,
+    ``predict``."""
     from rlcf_bench.types import config_from_pairs
 
-    text, views = fixed_features(seed)
     method = method_cls(config_from_pairs(method_cls.config_cls, options or {}))
-    method.setup(feature_context(text))
-    outputs = []
-    for batch in feature_batches(views, batch_size):
+    method.setup(ctx)
+    outputs, selected, tuned = [], [], []
+    for batch in batches(views, batch_size):
         method.reset()
         method.adapt(batch)
         pred = method.predict(batch)
-        out = pred.logits if pred.logits is not None else pred.probs
-        outputs.append(out.detach().float())
-    return torch.cat(outputs)
+        outputs.append((pred.logits if pred.logits is not None else pred.probs).detach().float())
+        if getattr(method, "last_selected", None) is not None:
+            selected.append(method.last_selected.sort(dim=-1).values)
+        context = getattr(getattr(method, "tuner", None), "context", None)
+        if context is not None:
+            tuned.append(context.detach().float().clone())
+    return Run(torch.cat(outputs), torch.cat(selected) if selected else None, torch.cat(tuned) if tuned else None)
+
+
+def run_method(method_cls: type, options: dict[str, Any] | None = None, *, batch_size: int,
+               seed: int = SEED) -> torch.Tensor:
+    """Per-sample outputs ``[N, C]`` of a method on the fixed features (:func:`fixed_features`)."""
+    text, views = fixed_features(seed)
+    return drive(method_cls, options, feature_context(text), views, batch_size).outputs
+
+
+# ----------------------------------------------------------------- prompt tuners: the tiny CLIP
+
+#: C-TPT and R-TPT tune a prompt through the text tower, so they run on the tiny CLIP of
+#: ``tools/parity/official_clip.py`` (the ``helper`` arguments below), whose identical weights
+#: the official ``clip.model.CLIP`` loads; views are seeded normalised images fed as they are.
+PROMPT_CLASSNAMES = ("red fox", "fire truck", "teapot", "sunflower", "zebra", "lighthouse")
+PROMPT_SAMPLES = 8
+PROMPT_VIEWS_SEED = 5  # of seeds 3-5, the one whose view-0 zero-shot predictions cover most classes (4)
+PROMPT_DESCRIPTION = (f"{PROMPT_SAMPLES} samples x {N_VIEWS} seeded normalised 32 px views (tiny_images seed "
+                      f"{PROMPT_VIEWS_SEED}), classes {', '.join(PROMPT_CLASSNAMES)}; the tiny CLIP of "
+                      "tools/parity/official_clip.py (seed 0); fp32 CPU")
+
+
+def prompt_views(helper: Any) -> torch.Tensor:
+    """``[N, V, 3, 32, 32]`` seeded, already-normalised views (view 0 is predicted on)."""
+    size = helper.IMAGE_SIZE
+    return helper.tiny_images(PROMPT_SAMPLES * N_VIEWS, PROMPT_VIEWS_SEED).view(PROMPT_SAMPLES, N_VIEWS, 3, size, size)
+
+
+def prompt_labels() -> list[int]:
+    return [i % len(PROMPT_CLASSNAMES) for i in range(PROMPT_SAMPLES)]
+
+
+def run_prompt_method(helper: Any, method_cls: type, options: dict[str, Any] | None = None, *,
+                      batch_size: int) -> Run:
+    """A prompt-tuning method on the tiny CLIP and :func:`prompt_views`."""
+    from rlcf_bench.device import AmpHelper
+    from rlcf_bench.types import MethodContext, RunProtocol
+
+    device = torch.device("cpu")
+    protocol = RunProtocol(seed=SEED, n_views=N_VIEWS, selection_ratio=SELECTION_RATIO, precision="fp32")
+    ctx = MethodContext(task="classification", protocol=protocol, device=device, amp=AmpHelper(device, "fp32"),
+                        model=helper.tiny_vlm(), classnames=PROMPT_CLASSNAMES, templates=(TEMPLATE,),
+                        dataset="parity")
+    return drive(method_cls, options, ctx, prompt_views(helper), batch_size)

@@ -5,8 +5,11 @@ and writing a golden file with its metadata (``tests/parity/conftest.py`` says w
 from __future__ import annotations
 
 import argparse
+import contextlib
 import subprocess
 import sys
+import warnings
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -58,3 +61,74 @@ def report(name: str, official: Any, ours: Any) -> None:
     diff = (official.float() - ours.float()).abs()
     same = (official.argmax(-1) == ours.argmax(-1)).sum().item()
     print(f"{name}: max |Δ| {diff.max().item():.3g}, identical predictions {same}/{len(official)}")
+
+
+# ------------------------------------------------------- official per-sample loops on the tiny CLIP
+
+
+def use_tiny_clip(official: Path) -> Any:
+    """Make the official ``clip.load`` return the tiny CLIP of ``official_clip.py``; returns that
+    helper module (its ``tiny_images``, ``import_official``, ...)."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    import official_clip
+
+    official_clip.use_tiny_clip(official)
+    return official_clip
+
+
+@contextlib.contextmanager
+def cpu_cuda_calls() -> Iterator[None]:
+    """While an official loop runs on the CPU: ``Tensor.cuda`` is the identity (the loops call
+    ``.cuda(args.gpu)``; ``Module.cuda`` goes through it) and the warnings of the CUDA-only
+    ``torch.cuda.amp`` calls, which disable themselves on the CPU, are silenced."""
+    import torch
+
+    real = torch.Tensor.cuda
+    torch.Tensor.cuda = lambda self, *a, **k: self
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        torch.Tensor.cuda = real
+
+
+def official_loader(views: Any, labels: Sequence[int]) -> list[tuple[list[Any], Any]]:
+    """What an official ``DataLoader`` yields with batch size 1 and the TPT augmenter: the list of
+    a sample's views, each ``[1, 3, S, S]`` (view 0 first), and its label ``[1]``."""
+    import torch
+
+    return [([v.unsqueeze(0) for v in sample], torch.tensor([label])) for sample, label in zip(views, labels)]
+
+
+class LoopCapture:
+    """Per-sample outputs of an official loop, taken where the loop itself hands them on: the
+    logits passed to the module's ``accuracy`` (the ``call``-th call of each sample, of ``calls``),
+    the tuned context at that moment, and the indices its ``select_confident_samples`` returns."""
+
+    def __init__(self, module: Any, context: Callable[[], Any], *, calls: int = 1, call: int = 0) -> None:
+        self.logits: list[Any] = []
+        self.tuned: list[Any] = []
+        self.selected: list[Any] = []
+        select, accuracy = module.select_confident_samples, module.accuracy
+        seen = [0]
+
+        def selecting(logits: Any, top: float) -> Any:
+            out, idx = select(logits, top)
+            self.selected.append(idx.detach().clone())
+            return out, idx
+
+        def scoring(output: Any, target: Any, topk: Any = (1,)) -> Any:
+            if seen[0] % calls == call:
+                self.logits.append(output.detach().float().reshape(-1).clone())
+                self.tuned.append(context().detach().float().clone())
+            seen[0] += 1
+            return accuracy(output, target, topk=topk)
+
+        module.select_confident_samples, module.accuracy = selecting, scoring
+
+    def tensors(self) -> dict[str, Any]:
+        import torch
+
+        return {"logits": torch.stack(self.logits), "tuned": torch.stack(self.tuned),
+                "selected": torch.stack([s.sort().values for s in self.selected])}
