@@ -27,12 +27,9 @@ import zoo_recording as rec
 REPOSITORY = "hee-suk-yoon/C-TPT"
 PINNED = "085e6c2e3d2da647ca42dcef163e0cbd4bf30a67"
 LAMBDA = 50.0
-STEPS = (1, 3)
 
 
 def official_run(official: object, steps: int) -> dict[str, object]:
-    import copy
-
     import torch
     from episodic_inputs import PROMPT_CLASSNAMES, SELECTION_RATIO, prompt_labels, prompt_views
 
@@ -44,11 +41,7 @@ def official_run(official: object, steps: int) -> dict[str, object]:
                                  print_freq=10**9)
     with rec.cpu_cuda_calls():
         model = module.get_coop("tiny", "I", "cpu", 4, "a_photo_of_a")
-        for name, param in model.named_parameters():
-            if "prompt_learner" not in name:
-                param.requires_grad_(False)
-        optimizer = torch.optim.AdamW(model.prompt_learner.parameters(), 5e-3)
-        optim_state = copy.deepcopy(optimizer.state_dict())
+        optimizer, optim_state = rec.tune_prompt_only(model)
         scaler = torch.cuda.amp.GradScaler(init_scale=1000)
         model.reset_classnames(list(PROMPT_CLASSNAMES), "tiny")
         capture = rec.LoopCapture(module, lambda: model.prompt_learner.ctx)
@@ -59,26 +52,12 @@ def official_run(official: object, steps: int) -> dict[str, object]:
 
 
 def main() -> None:
-    official, commit, record = rec.official_checkout(REPOSITORY, PINNED, __doc__.splitlines()[0])
-    import torch
-    from episodic_inputs import PROMPT_DESCRIPTION, run_prompt_method
-
     from baselines.c_tpt import CTPT
 
-    torch.set_num_threads(1)
-    golden = {}
-    for steps in STEPS:
-        tensors = official_run(official, steps)
-        golden.update({f"{k}_steps{steps}": v for k, v in tensors.items()})
-        for batch_size in (4, 1):
-            ours = run_prompt_method(rec.use_tiny_clip(official), CTPT, {"steps": steps}, batch_size=batch_size)
-            rec.report(f"c-tpt, {steps} step(s), batch {batch_size}", tensors["logits"], ours.outputs)
-            print(f"  same selected views: {torch.equal(ours.selected, tensors['selected'])}, "
-                  f"tuned max |Δ| {(ours.tuned - tensors['tuned']).abs().max().item():.3g}")
-    if record:
-        rec.write_golden("c_tpt", golden, repository=REPOSITORY, commit=commit, script="record_c_tpt.py",
-                         inputs=PROMPT_DESCRIPTION + f"; official test_time_adapt_eval, run_type tpt_ctpt, lambda "
-                                                     f"{LAMBDA:g}, AdamW lr 5e-3, selection_p 0.1, tta_steps 1 and 3")
+    rec.record_prompt_tuner("c-tpt", CTPT, official_run, repository=REPOSITORY, pinned=PINNED,
+                            description=__doc__.splitlines()[0],
+                            inputs=f"official test_time_adapt_eval, run_type tpt_ctpt, lambda {LAMBDA:g}, AdamW lr "
+                                   "5e-3, selection_p 0.1, tta_steps 1 and 3")
 
 
 if __name__ == "__main__":

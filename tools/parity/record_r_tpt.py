@@ -29,14 +29,11 @@ import zoo_recording as rec
 
 REPOSITORY = "TomSheng21/R-TPT"
 PINNED = "e085f134eb299083ccc97327b316272fc40393b8"
-STEPS = (1, 3)
 MEAN = (0.48145466, 0.4578275, 0.40821073)  # the official ImageNormalizer's (CLIP's) statistics
 STD = (0.26862954, 0.26130258, 0.27577711)
 
 
 def official_run(official: object, steps: int) -> dict[str, object]:
-    import copy
-
     import torch
     from episodic_inputs import PROMPT_CLASSNAMES, SELECTION_RATIO, prompt_labels, prompt_views
 
@@ -47,11 +44,7 @@ def official_run(official: object, steps: int) -> dict[str, object]:
     views = prompt_views(helper) * torch.tensor(STD).view(3, 1, 1) + torch.tensor(MEAN).view(3, 1, 1)
     with rec.cpu_cuda_calls():
         model = module.get_coop("tiny", list(PROMPT_CLASSNAMES), "cpu", 4, "a_photo_of_a")
-        for name, param in model.named_parameters():
-            if "prompt_learner" not in name:
-                param.requires_grad_(False)
-        optimizer = torch.optim.AdamW(model.prompt_learner.parameters(), 5e-3)
-        optim_state = copy.deepcopy(optimizer.state_dict())
+        optimizer, optim_state = rec.tune_prompt_only(model)
         capture = rec.LoopCapture(module, lambda: model.prompt_learner.ctx, calls=2, call=1)  # zero-shot, then R-TPT
         scores, top_sim = [], module.get_top_sim
 
@@ -88,29 +81,13 @@ def rule_on_our_features(helper: object, get_top_sim: object) -> object:
 
 
 def main() -> None:
-    official, commit, record = rec.official_checkout(REPOSITORY, PINNED, __doc__.splitlines()[0])
-    import torch
-    from episodic_inputs import PROMPT_DESCRIPTION, run_prompt_method
-
     from baselines.r_tpt import RTPT
 
-    torch.set_num_threads(1)
-    golden = {}
-    for steps in STEPS:
-        tensors = official_run(official, steps)
-        golden.update({f"{k}_steps{steps}": v for k, v in tensors.items()})
-        for rule in ("index", "threshold"):
-            for batch_size in (4, 1):
-                ours = run_prompt_method(rec.use_tiny_clip(official), RTPT, {"steps": steps, "self_similarity": rule},
-                                         batch_size=batch_size)
-                rec.report(f"r-tpt, {steps} step(s), self_similarity={rule}, batch {batch_size}", tensors["logits"],
-                           ours.outputs)
-                print(f"  same selected views: {torch.equal(ours.selected, tensors['selected'])}, "
-                      f"tuned max |Δ| {(ours.tuned - tensors['tuned']).abs().max().item():.3g}")
-    if record:
-        rec.write_golden("r_tpt", golden, repository=REPOSITORY, commit=commit, script="record_r_tpt.py",
-                         inputs=PROMPT_DESCRIPTION + "; official rtpt.test_time_adapt_eval, eps 0, AdamW lr 5e-3, "
-                                                     "selection_p 0.1, 20 neighbours, temperature 0.01, tta_steps 1 and 3")
+    rec.record_prompt_tuner("r-tpt", RTPT, official_run, repository=REPOSITORY, pinned=PINNED,
+                            description=__doc__.splitlines()[0],
+                            option_sets=({"self_similarity": "index"}, {"self_similarity": "threshold"}),
+                            inputs="official rtpt.test_time_adapt_eval, eps 0, AdamW lr 5e-3, selection_p 0.1, "
+                                   "20 neighbours, temperature 0.01, tta_steps 1 and 3")
 
 
 if __name__ == "__main__":

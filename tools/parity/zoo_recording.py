@@ -132,3 +132,45 @@ class LoopCapture:
 
         return {"logits": torch.stack(self.logits), "tuned": torch.stack(self.tuned),
                 "selected": torch.stack([s.sort().values for s in self.selected])}
+
+
+def tune_prompt_only(model: Any, lr: float = 5e-3) -> tuple[Any, Any]:
+    """As the official ``main`` functions: everything but the prompt learner frozen, AdamW on it;
+    returns ``(optimizer, its initial state)`` (each sample reloads that state)."""
+    import copy
+
+    import torch
+
+    for name, param in model.named_parameters():
+        if "prompt_learner" not in name:
+            param.requires_grad_(False)
+    optimizer = torch.optim.AdamW(model.prompt_learner.parameters(), lr)
+    return optimizer, copy.deepcopy(optimizer.state_dict())
+
+
+def record_prompt_tuner(name: str, method_cls: type, official_run: Callable[[Path, int], dict[str, Any]], *,
+                        repository: str, pinned: str, description: str, inputs: str,
+                        option_sets: Sequence[dict[str, Any]] = ({},), steps: Sequence[int] = (1, 3)) -> None:
+    """The main of a prompt-tuner recording script: the official run per step count (its tensors
+    stored with the suffix ``_steps<T>``), compared with ours (each option set, batch 4 and 1)."""
+    official, commit, record = official_checkout(repository, pinned, description)
+    import torch
+    from episodic_inputs import PROMPT_DESCRIPTION, run_prompt_method
+
+    torch.set_num_threads(1)
+    golden = {}
+    for n in steps:
+        tensors = official_run(official, n)
+        golden.update({f"{k}_steps{n}": v for k, v in tensors.items()})
+        for options in option_sets:
+            for batch_size in (4, 1):
+                ours = run_prompt_method(use_tiny_clip(official), method_cls, {"steps": n, **options},
+                                         batch_size=batch_size)
+                report(f"{name}, {n} step(s), {options or 'defaults'}, batch {batch_size}", tensors["logits"],
+                       ours.outputs)
+                assert ours.selected is not None and ours.tuned is not None
+                print(f"  same selected views: {torch.equal(ours.selected, tensors['selected'])}, "
+                      f"tuned max |Δ| {(ours.tuned - tensors['tuned']).abs().max().item():.3g}")
+    if record:
+        write_golden(name.replace("-", "_"), golden, repository=repository, commit=commit,
+                     script=f"record_{name.replace('-', '_')}.py", inputs=f"{PROMPT_DESCRIPTION}; {inputs}")
