@@ -12,11 +12,15 @@ Departures from the official code (``FarinaMatteo/zero``), and why:
 * Votes are an explicit argmax count, not ``softmax(logits / eps)``: the same one-hot votes,
   without the fp16 overflow that division can cause under autocast.
 * The fallback tie-break blanks the non-tied classes with a proper mask: the official code
-  applies ``~`` to an integer index tensor (bitwise NOT), which blanks the wrong entries. Only
-  reached when no discarded view predicts a tied class. With no discarded view at all (γ = 1),
-  the most confident kept view decides instead.
+  applies ``~`` to an integer index tensor (bitwise NOT: classes ``C−1−c`` of the tied ``c``),
+  which blanks the wrong entries and can give the extra vote to a class that is not tied. Only
+  reached when no discarded view predicts a tied class (not on the parity inputs, where the 3
+  ties are all broken by a discarded view); no option reproduces it yet. With no discarded view
+  at all (γ = 1), the most confident kept view decides instead (the official code fails there).
 * The confidence selection uses the shared, numerically safe entropy (the official ``p·log p``
-  gives NaN for exact zeros) and a stable sort (ties → lower view index).
+  gives NaN for exact zeros, sorted last) and a stable sort (ties → lower view index). Both only
+  matter where a probability underflows to 0 (a logit gap above 103, out of CLIP's range) or two
+  entropies are equal: no option.
 * The output is a vote share, not a distribution: ``probs = (votes + δ·p̄) / (Σ votes + δ)``
   with ``p̄`` the mean softmax of the kept views and ``δ = 1e-3``. The prediction is the vote
   winner (``δ < 1`` cannot change it); the confidence used for ECE is the vote share within
@@ -26,6 +30,9 @@ Departures from the official code (``FarinaMatteo/zero``), and why:
   (64 views, crop + flip, no AugMix on any set) with ``--protocol-param view_policy=method``.
 * Not implemented: "Zero + Ensemble" (7 Tip-Adapter templates) and the "RLCF setting" (a larger
   CLIP casting the votes).
+
+Parity: ``tests/parity/test_parity_zero.py`` checks the votes against the official ``Zero.zero``
+per sample (``docs/parity.md``).
 """
 
 from __future__ import annotations
