@@ -58,6 +58,19 @@ def fixed_features(seed: int = SEED) -> tuple[torch.Tensor, torch.Tensor]:
     return text, torch.stack(views)
 
 
+def zero_fallback_views(seed: int = SEED) -> torch.Tensor:
+    """``[1, V, E]``: one crafted sample that reaches Zero's fallback tie-break (with the class
+    features of :func:`fixed_features`). Its 19 most confident views vote 9 for class 0, 9 for
+    class 1 and 1 for class 2; the 45 others, less confident, all predict class 3, which is not
+    tied."""
+    text, _ = fixed_features(seed)
+    unit = F.normalize(text - text.mean(0), dim=-1)
+    classes = [0] * 9 + [1] * 9 + [2] + [3] * (N_VIEWS - 19)
+    strength = torch.tensor([3.0] * 19 + [1.0] * (N_VIEWS - 19))
+    noise = 0.05 * torch.randn(N_VIEWS, EMBED, generator=torch.Generator().manual_seed(seed))
+    return (strength[:, None] * unit[classes] + noise).unsqueeze(0)
+
+
 class FeatureVLM:
     """A dual encoder whose inputs are features: ``image_features`` L2-normalises what it is given
     (``[N, E]``), ``text_features`` maps the class prompts to the fixed class features."""

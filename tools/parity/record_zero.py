@@ -20,13 +20,16 @@ REPOSITORY = "FarinaMatteo/zero"
 PINNED = "c609f7c27bd83a9c898c5bb0256f8272e4d973e3"
 
 
-def official_votes() -> tuple[object, int]:
-    """The official votes ``[N, C]`` and how many samples went to the tie-break."""
+def official_votes(crafted: bool = False) -> tuple[object, int]:
+    """The official votes ``[N, C]`` and how many samples went to the tie-break; ``crafted``: on
+    the sample of ``zero_fallback_views`` (the fallback tie-break) instead."""
     import torch
-    from episodic_inputs import LOG_SCALE, fixed_features
+    from episodic_inputs import LOG_SCALE, fixed_features, zero_fallback_views
     from ttas.zero import Zero
 
     text, views = fixed_features()
+    if crafted:
+        views = zero_fallback_views()
 
     class FixedFeatureCLIP(torch.nn.Module):
         """The official CLIP wrapper's feature methods with the encoders replaced by fixed features."""
@@ -60,7 +63,7 @@ def official_votes() -> tuple[object, int]:
 def main() -> None:
     _, commit, record = rec.official_checkout(REPOSITORY, PINNED, __doc__.splitlines()[0])
     import torch
-    from episodic_inputs import DESCRIPTION, run_method
+    from episodic_inputs import DESCRIPTION, drive, feature_context, fixed_features, run_method, zero_fallback_views
 
     from baselines.zero import Zero
 
@@ -70,9 +73,15 @@ def main() -> None:
     for batch_size in (4, 1):
         share = run_method(Zero, batch_size=batch_size)
         rec.report(f"zero, batch {batch_size} (vote share vs official share)", votes / votes.sum(-1, keepdim=True), share)
+    fallback, _ = official_votes(crafted=True)
+    print(f"official, crafted fallback sample: votes {fallback[0].tolist()}")
+    for rule in ("mask", "official"):
+        ours = drive(Zero, {"tie_break": rule}, feature_context(fixed_features()[0]), zero_fallback_views(), 1).outputs
+        print(f"  ours, tie_break={rule}: share x 20 = {[round(20 * x, 3) for x in ours[0].tolist()]}")
     if record:
-        rec.write_golden("zero", {"votes": votes}, repository=REPOSITORY, commit=commit, script="record_zero.py",
-                         inputs=DESCRIPTION + "; official Zero.zero, gamma 0.3")
+        rec.write_golden("zero", {"votes": votes, "votes_fallback": fallback}, repository=REPOSITORY, commit=commit,
+                         script="record_zero.py",
+                         inputs=DESCRIPTION + "; official Zero.zero, gamma 0.3; votes_fallback: zero_fallback_views")
 
 
 if __name__ == "__main__":
