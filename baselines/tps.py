@@ -2,11 +2,14 @@
 
 The class prototypes ``t_c`` (normalised text features of the class prompts) are computed once
 per run. Per test sample a shift ``δ`` ``[C, E]`` starts at zero; the shifted prototypes are
-``t'_c = normalise(t_c + δ_c)`` (:func:`shifted_prototypes`); the episode is TPT's (the
-protocol's views encoded once without gradient, the confident views selected once, ``steps``
-AdamW steps on their marginal entropy, prediction on view 0 against the shifted prototypes).
-Only ``δ`` receives gradients: no text-encoder pass per sample, and a tiny backward. The shifts
-are per sample, so several samples are adapted at once, exactly.
+``t'_c = normalise(t_c + δ_c)`` (:func:`shifted_prototypes`). The episode is the official
+loop's: the protocol's views are encoded once without gradient; each of the ``steps`` AdamW steps
+scores all views under the current shifts, keeps the ``⌊ρV⌋`` most confident ones *at that step*
+and minimises their marginal entropy; the prediction is view 0 against the shifted prototypes.
+(With one step this is TPT's episode; with more, the selection follows the shifts.
+``-m reselect=false`` selects once, before the first step, as TPT.) Only ``δ`` receives
+gradients: no text-encoder pass per sample, and a tiny backward. The shifts are per sample, so
+several samples are adapted at once, exactly.
 
 Defaults: per-class additive shift, zero init, 1 step, AdamW lr 5e-3 (the README's example;
 PyTorch's default weight decay 0.01), prototypes from the dataset's single template.
@@ -20,9 +23,12 @@ Where this departs from the official code, and why:
   shipped.
 * Views follow the benchmark's common protocol (AugMix on the fine-grained sets only, as TPS).
 * Minimal work (same mathematics): the views are encoded once per sample (the official loop
-  re-encodes the 64 views at the step and view 0 at the end); prototypes are cached per run
+  re-encodes the 64 views at every step and view 0 at the end); prototypes are cached per run
   instead of on disk (which also avoids the official script's unconditional CoOp-checkpoint
   load).
+
+Parity: ``tests/parity/test_parity_tps.py`` compares the logits with the official code's, 1 and 3
+steps, batched and one by one (``docs/parity.md``).
 """
 
 from __future__ import annotations
@@ -30,10 +36,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from rlcf_bench import MethodContext, MethodSpec, ReferenceResult, hookimpl
+from rlcf_bench import Batch, MethodContext, MethodSpec, ReferenceResult, hookimpl
 from rlcf_bench.lazy import LazyModule
 from rlcf_bench.tta.episode import PerSampleTuner, Tuner, TuningConfig, TuningMethod, entropy_objective
-from rlcf_bench.tta.objectives import Objective
+from rlcf_bench.tta.objectives import Objective, gather_views, select_confident
 from rlcf_bench.tta.prompts import class_prompts, class_text_features
 
 torch: Any = LazyModule("torch")
@@ -47,12 +53,15 @@ def shifted_prototypes(prototypes: torch.Tensor, shift: torch.Tensor) -> torch.T
 
 @dataclass(frozen=True)
 class TPSConfig(TuningConfig):
-    """``templates``: ``single`` (the dataset's template) or ``ensemble`` (its template ensemble)."""
+    """``templates``: ``single`` (the dataset's template) or ``ensemble`` (its template ensemble);
+    ``reselect``: select the confident views again at every step under the current shifts (the
+    official loop), or once before the first step (TPT's episode) when False."""
 
     steps: int = 1
     lr: float = 5e-3
     weight_decay: float = 0.01
     templates: str = "single"
+    reselect: bool = True
 
 
 class PrototypeShiftTuner(PerSampleTuner):
@@ -91,6 +100,32 @@ class TPS(TuningMethod):
 
     def make_objective(self, ctx: MethodContext) -> Objective:
         return entropy_objective(ctx)
+
+    def adapt(self, batch: Batch) -> None:
+        """The official episode: each step scores all views under the current shifts, keeps the
+        confident ones and takes an AdamW step on their marginal entropy (one text-free forward of
+        ``[B, V, C]`` logits per step serves both). With ``reselect=False``, TPT's episode."""
+        if not self.config.reselect or self.config.steps <= 0:
+            super().adapt(batch)
+            return
+        tuner, amp = self.tuner, self.ctx.amp
+        if tuner.preload(batch):
+            tuner.begin(None)
+        else:
+            with self.section("views"):
+                tuner.begin(batch.views)
+        optimizer = tuner.optimizer
+        assert optimizer is not None
+        for _ in range(self.config.steps):
+            optimizer.zero_grad(set_to_none=True)
+            with amp.autocast():
+                logits = tuner.selection_logits()
+                selected = select_confident(logits, self.ctx.protocol.n_selected)
+                loss = self.objective.loss(gather_views(logits, selected)).sum()
+            with self.section("backward+optimizer"):
+                amp.backward_step(loss, optimizer)
+        tuner.end()
+        self.last_selected = selected
 
 
 # Reported numbers (ViT-B/16 top-1 %), TPS paper as reprinted in the DPE paper (NeurIPS 2024)

@@ -12,11 +12,17 @@ Departures from the official code (``FarinaMatteo/zero``), and why:
 * Votes are an explicit argmax count, not ``softmax(logits / eps)``: the same one-hot votes,
   without the fp16 overflow that division can cause under autocast.
 * The fallback tie-break blanks the non-tied classes with a proper mask: the official code
-  applies ``~`` to an integer index tensor (bitwise NOT), which blanks the wrong entries. Only
-  reached when no discarded view predicts a tied class. With no discarded view at all (γ = 1),
-  the most confident kept view decides instead.
+  applies ``~`` to an integer index tensor (bitwise NOT: classes ``C−1−c`` of the tied ``c``),
+  which blanks the wrong entries and can give the extra vote to a class that is not tied. Only
+  reached when no discarded view predicts a tied class (on the parity inputs, the 3 ties of 16
+  samples are broken by a discarded view; a crafted sample reaches it). ``-m tie_break=official``
+  reproduces the official votes (tested); the prediction among classes still tied then follows
+  ``p̄`` here, where the official ``topk`` order is unspecified. With no discarded view at all
+  (γ = 1), the most confident kept view decides instead (the official code fails there).
 * The confidence selection uses the shared, numerically safe entropy (the official ``p·log p``
-  gives NaN for exact zeros) and a stable sort (ties → lower view index).
+  gives NaN for exact zeros, sorted last) and a stable sort (ties → lower view index). Both only
+  matter where a probability underflows to 0 (a logit gap above 103, out of CLIP's range) or two
+  entropies are equal: no option.
 * The output is a vote share, not a distribution: ``probs = (votes + δ·p̄) / (Σ votes + δ)``
   with ``p̄`` the mean softmax of the kept views and ``δ = 1e-3``. The prediction is the vote
   winner (``δ < 1`` cannot change it); the confidence used for ECE is the vote share within
@@ -26,6 +32,9 @@ Departures from the official code (``FarinaMatteo/zero``), and why:
   (64 views, crop + flip, no AugMix on any set) with ``--protocol-param view_policy=method``.
 * Not implemented: "Zero + Ensemble" (7 Tip-Adapter templates) and the "RLCF setting" (a larger
   CLIP casting the votes).
+
+Parity: ``tests/parity/test_parity_zero.py`` checks the votes against the official ``Zero.zero``
+per sample (``docs/parity.md``).
 """
 
 from __future__ import annotations
@@ -41,18 +50,27 @@ PAPER = "Farina et al., Frustratingly Easy Test-Time Adaptation of Vision-Langua
 VOTE_TIE_SHARE = 1e-3  # δ above: ranks classes of equal votes, never changes the winner
 
 
+#: The fallback tie-break: ``mask`` (the tied classes only) or ``official`` (the official code's
+#: bitwise-NOT indexing, which blanks classes ``C−1−c`` of the tied ``c`` instead).
+TIE_BREAKS = ("mask", "official")
+
+
 @dataclass(frozen=True)
 class ZeroConfig:
-    """``gamma``: the fraction of views kept for the vote (official 0.3)."""
+    """``gamma``: the fraction of views kept for the vote (official 0.3); ``tie_break``: how the
+    fallback tie-break blanks classes (:func:`zero_votes`)."""
 
     gamma: float = 0.3
+    tie_break: str = "mask"
 
     def __post_init__(self) -> None:
         if not 0.0 < self.gamma <= 1.0:
             raise ValueError(f"gamma={self.gamma}: expected a fraction of the views in (0, 1]")
+        if self.tie_break not in TIE_BREAKS:
+            raise ValueError(f"tie_break={self.tie_break!r}: expected one of {', '.join(TIE_BREAKS)}")
 
 
-def zero_votes(logits: Any, n_keep: int, order: Any = None) -> Any:
+def zero_votes(logits: Any, n_keep: int, order: Any = None, tie_break: str = "mask") -> Any:
     """Zero's vote: ``[B, C]`` vote counts from view logits ``[B, V, C]`` (view order as given).
 
     The ``n_keep`` lowest-entropy views vote for their argmax; a tie between the most voted classes
@@ -60,6 +78,9 @@ def zero_votes(logits: Any, n_keep: int, order: Any = None) -> Any:
     tied class with the highest logit in the most confident discarded view (or, if every view was
     kept, the most confident view). The winner's count is raised by one, so it is the unique
     maximum. ``order``: the views by confidence (``select_confident(logits, V)``), if known.
+    ``tie_break="official"``: in that last case, the official code's ``logit[~ties] = -inf`` on an
+    integer tensor, which blanks classes ``C−1−c`` for the tied ``c`` and takes the argmax of the
+    rest, so the extra vote may go to a class that is not tied (the tie then stays).
     """
     import torch
 
@@ -80,7 +101,12 @@ def zero_votes(logits: Any, n_keep: int, order: Any = None) -> Any:
         else:
             fallback = order[i, n_keep] if n_keep < v else order[i, 0]
             row = logits[i, fallback].float()
-            winner = int(row.masked_fill(~tied, float("-inf")).argmax())
+            if tie_break == "official":
+                blanked = torch.zeros_like(tied)
+                blanked[c - 1 - tied.nonzero()[:, 0]] = True
+            else:
+                blanked = ~tied
+            winner = int(row.masked_fill(blanked, float("-inf")).argmax())
         votes[i, winner] += 1
     return votes
 
@@ -100,7 +126,7 @@ class Zero(FrozenViewsMethod):
         v = logits.shape[1]
         n_keep = max(1, int(self.config.gamma * v))
         order = select_confident(logits, v)
-        votes = zero_votes(logits, n_keep, order)
+        votes = zero_votes(logits, n_keep, order, self.config.tie_break)
         kept = order[:, :n_keep]
         mean_p = logits.softmax(-1).gather(1, kept[..., None].expand(-1, -1, logits.shape[-1])).mean(1)
         share = (votes + VOTE_TIE_SHARE * mean_p) / (votes.sum(-1, keepdim=True) + VOTE_TIE_SHARE)

@@ -38,8 +38,9 @@ def test_defaults_are_the_official_ones():
         return tuple(getattr(cfg, n) for n in names)
 
     assert pick(CTPTConfig(), "steps", "lr", "weight_decay", "ctx_init", "lambda_") == (1, 5e-3, 0.01, "a photo of a", None)
-    assert pick(RTPTConfig(), "steps", "lr", "weight_decay", "neighbours", "temperature") == (1, 5e-3, 0.01, 20, 0.01)
-    assert pick(TPSConfig(), "steps", "lr", "weight_decay", "templates") == (1, 5e-3, 0.01, "single")
+    assert pick(RTPTConfig(), "steps", "lr", "weight_decay", "neighbours", "temperature", "self_similarity") == (
+        1, 5e-3, 0.01, 20, 0.01, "index")
+    assert pick(TPSConfig(), "steps", "lr", "weight_decay", "templates", "reselect") == (1, 5e-3, 0.01, "single", True)
 
 
 @pytest.mark.parametrize(("dataset", "expected"), [
@@ -163,6 +164,27 @@ def test_reliability_weights_by_hand():
     everything = reliability_weights(torch.tensor([views]), k=20, temperature=tau)
     assert torch.allclose(everything, reliability_weights(torch.tensor([views]), k=4, temperature=tau))
     assert reliability_weights(torch.tensor([[views[0]]])).tolist() == [[1.0]]
+
+
+def test_reliability_weights_with_the_official_threshold_rule_by_hand():
+    """``self_similarity=threshold``: every similarity ≥ 1.0 is dropped (the exact diagonal of
+    axis-aligned view, an identical pair), one below 1 is kept, whatever its index (the last
+    view's own 0.99², as a rounded diagonal 0.99999994 would be)."""
+    from baselines.r_tpt import reliability_weights
+
+    s = 0.6
+    views = torch.tensor([[[1.0, 0.0], [1.0, 0.0], [0.8, s], [0.0, 0.99]]])
+    sim = (views @ views.transpose(1, 2))[0]
+    k, tau = 2, 0.5
+    r = [sorted((float(x) for x in row if x < 1.0), reverse=True)[:k] for row in sim]
+    r = [sum(x) / len(x) for x in r]  # view 2's own 0.8² + 0.6² rounds to 1.0 in fp32: dropped too
+    assert sim[2, 2] >= 1.0 and sim[3, 3] < 1.0
+    expected = torch.tensor(r).div(tau).softmax(-1)
+    got = reliability_weights(views, k=k, temperature=tau, self_similarity="threshold")
+    assert torch.allclose(got[0], expected, atol=1e-6)
+    assert not torch.allclose(got, reliability_weights(views, k=k, temperature=tau))  # index keeps the twin
+    with pytest.raises(ValueError, match="expected one of index, threshold"):
+        reliability_weights(views, self_similarity="diagonal")
 
 
 def test_rtpt_loss_is_the_mean_of_per_view_entropies():

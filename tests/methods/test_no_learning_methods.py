@@ -81,6 +81,8 @@ def test_bad_options_are_refused_when_the_config_is_read():
 
     with pytest.raises(ValueError, match=r"gamma=0.0: expected a fraction of the views in \(0, 1\]"):
         config_from_pairs(ZeroConfig, [("gamma", "0")])
+    with pytest.raises(ValueError, match="tie_break='bitwise': expected one of mask, official"):
+        config_from_pairs(ZeroConfig, [("tie_break", "bitwise")])
     with pytest.raises(ValueError, match="lambda_y > 0"):
         config_from_pairs(MTAConfig, [("lambda_y", "0")])
 
