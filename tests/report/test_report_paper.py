@@ -18,10 +18,10 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from report_store import B16, EVIL, L14, KnownStore, add_run, cls_metrics, correct_on
+from report_store import B16, EVIL, L14, KnownStore, add_run, build_report, cls_metrics, correct_on, render_paper
 from sqlalchemy import select, update
 
-from rlcf_bench.report import build_paper_tables, build_report, render_paper
+from rlcf_bench.report import build_paper_tables
 from rlcf_bench.report.markdown import md_unescape
 from rlcf_bench.store import Run
 

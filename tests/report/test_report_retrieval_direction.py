@@ -6,10 +6,9 @@ from __future__ import annotations
 import csv
 import io
 
-from report_store import KnownStore, add_run
+from report_store import KnownStore, add_run, build_rows, render
 from sqlalchemy import update
 
-from rlcf_bench.report import build_rows, render
 from rlcf_bench.stats import paired_bootstrap, wilson_interval
 from rlcf_bench.store import Metric
 
@@ -51,7 +50,7 @@ def test_retrieval_n_and_test_follow_the_primary_direction(known: KnownStore) ->
     rows = {r.run_id: r for r in build_rows(known.store, dataset="coco")}
     row = rows[rl_id]
     assert row.primary_metric == "t2i_r1" and row.primary_n == 40 and row.n_samples == 50
-    comp = row.vs_zero_shot
+    comp = row.vs_reference
     assert comp is not None and comp.n_shared == 40 and comp.on_primary
     t2i = sorted(k for k in zs if k.startswith("t2i:"))
     expected = paired_bootstrap([rl[k] for k in t2i], [zs[k] for k in t2i])
