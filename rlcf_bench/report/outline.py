@@ -113,7 +113,7 @@ def how_to_read(tasks: TaskCatalog, comparisons: Comparisons = NO_COMPARISONS, a
         "the time spent in the reward model, peak memory in MB (CUDA peak on GPU, RSS on CPU). Costs "
         "from different devices are not comparable.",
         "Method options that differ from the method's defaults are shown in brackets after its name "
-        "(e.g. 'rlcf-prompt [lr=0.001]'); each group names its protocol's settings under its heading.",
+        "(e.g. 'my-method [lr=0.001]'); each group names its protocol's settings under its heading.",
         direction,
         "n: the samples the primary metric is computed on" + (f" ({'; '.join(n_notes)})" if n_notes else "") + ".",
         "Reproduced vs reported: paper numbers stored for the same task, dataset, method, model and "

@@ -191,7 +191,7 @@ def _measured_rows(task_rows: list[tuple[LeaderboardRow, bool]], datasets: tuple
     for key, per_ds in sorted(by_key.items(), key=lambda kv: is_ref[kv[0]]):
         cells = [(_cell(per_ds[d].metrics.get(metric), per_ds[d].run_id) if d in per_ds else PaperCell(None))
                  for d in datasets]
-        label = labels[key] + (" — reward model zero-shot" if is_ref[key] else "")
+        label = labels[key] + (" — reward model's reference run" if is_ref[key] else "")
         out.append(PaperRow(label, "reference" if is_ref[key] else "measured", (*cells, average.cell(cells))))
     return out
 

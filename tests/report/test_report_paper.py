@@ -201,7 +201,7 @@ def test_paper_layout_agrees_across_formats(known: KnownStore, tmp_path: Path) -
     assert value("tpt [lr=0.01]", "imagenet-r") == pytest.approx(35.0)
     assert reference[("classification", "tpt [lr=0.001]", "average")][0] == "—"
     # The reward model's zero-shot is context, never marked best although it is the highest.
-    ref_label = f"zero-shot ({L14}) — reward model zero-shot"
+    ref_label = f"zero-shot ({L14}) — reward model's reference run"
     assert value(ref_label, "imagenet-r") == pytest.approx(75.0)
     assert not reference[("classification", ref_label, "imagenet-r")][1]
     # The paper's number is a grey row; the hostile name stayed a name in every format.
