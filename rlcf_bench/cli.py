@@ -293,7 +293,9 @@ Examples:
   rlcf-bench report                                   # the full leaderboard, markdown
   rlcf-bench report --layout paper --format latex     # methods x datasets, booktabs
   rlcf-bench report --layout paper --intervals --format html --out table.html
-  rlcf-bench report --all-formats --out leaderboard/reports""")
+  rlcf-bench report --all-formats --out leaderboard/reports
+  rlcf-bench report --compare rlcf-image tpt-prompt    # one more paired comparison, in every table
+  rlcf-bench report --claims                          # how many comparisons are significant, before/after Holm""")
     @click.option("--format", "fmt", type=click.Choice(["markdown", "csv", "json", "html", "latex"]), default="markdown",
                   show_default=True, help="output format (latex: paper layout only)")
     @click.option("--layout", type=click.Choice(["full", "paper"]), default="full", show_default=True,
@@ -306,12 +308,21 @@ Examples:
     @click.option("--method", default=None, help="only rows of this method; ranks still use the whole dataset (default: all)")
     @click.option("--out", default=None, help="write to this file (or, with --all-formats, this folder) instead of stdout")
     @click.option("--all-formats", is_flag=True, help="write markdown, CSV, JSON and HTML into --out")
+    @click.option("--compare", "pairs", type=(str, str), multiple=True, metavar="A B",
+                  help="also compare method A with method B wherever both ran (repeatable); the suites declare the rest")
+    @click.option("--adjust", type=click.Choice(["holm", "bh"]), default="holm", show_default=True,
+                  help="multiplicity adjustment of the p-values over each table's family (bh: Benjamini-Hochberg)")
+    @click.option("--claims", "claims_only", is_flag=True,
+                  help="print only how many comparisons are significant before and after the adjustment")
     @click.option("--db", default=None, help=DB_HELP)
     def report_cmd(fmt: str, layout: str, intervals: bool, reported: bool, task: str | None, dataset: str | None,
-                   method: str | None, out: str | None, all_formats: bool, db: str | None) -> None:
+                   method: str | None, out: str | None, all_formats: bool, pairs: tuple[tuple[str, str], ...],
+                   adjust: str, claims_only: bool, db: str | None) -> None:
         """Report from the stored runs: the full leaderboard or the paper's table layout."""
         from . import report
+        from .report.render import ClaimOptions
 
+        claims = ClaimOptions(pairs=tuple(pairs), adjustment=adjust)
         store = _open_store(db, create=False)
         _store_references(host, store)
         if out or all_formats or fmt not in ("json", "csv"):  # scripts reading JSON/CSV get the data alone
@@ -319,21 +330,28 @@ Examples:
         if not store.runs(status="finished", task=task, dataset=dataset, method=method):
             click.echo("the leaderboard holds no finished run" + (" matching the filters" if task or dataset or method
                                                                   else "") + ": run `rlcf-bench run` first", err=True)
+        if claims_only:
+            from .report.claims import claim_counts
+
+            built = report.build_for(store, host, task=task, dataset=dataset, method=method, claims=claims)
+            click.echo(claim_counts(built).text())
+            return
         if all_formats:
             if not out:
                 _fail("--all-formats needs --out FOLDER")
-            for path in report.write_report(store, out, host=host, task=task, dataset=dataset, method=method):
+            for path in report.write_report(store, out, host=host, task=task, dataset=dataset, method=method,
+                                            claims=claims):
                 click.echo(str(path))
             return
         if layout == "paper":
             if fmt == "json":
                 _fail("the paper layout has no json format (use --layout full for JSON rows)")
             text = report.render_paper(store, fmt, host=host, task=task, dataset=dataset, method=method,
-                                       intervals=intervals, reported=reported)
+                                       intervals=intervals, reported=reported, claims=claims)
         elif fmt == "latex":
             _fail("--format latex needs --layout paper")
         else:
-            text = report.render(store, fmt, host=host, task=task, dataset=dataset, method=method)
+            text = report.render(store, fmt, host=host, task=task, dataset=dataset, method=method, claims=claims)
         if out:
             from pathlib import Path
 

@@ -33,8 +33,10 @@ def test_bootstrap_for_continuous_scores(known: KnownStore) -> None:
     assert c.test.test == "paired-bootstrap" and c.significant
     assert c.test.diff == pytest.approx(0.05)
     assert "paired bootstrap" in compare(known.store, known.ids["cap_rlcf"], known.ids["cap_zs"])
+    # Retrieval's 0/1 hits are compared like classification's: exact McNemar (b=0, c=10 among 30).
     r = compare_runs(known.store, known.ids["ret_zs"], known.ids["ret_rlcf"])
-    assert r.test.test == "paired-bootstrap" and r.significant and r.test.diff == pytest.approx(-100 / 3)
+    assert r.test.test == "mcnemar-exact" and r.significant and r.test.diff == pytest.approx(-100 / 3)
+    assert r.test.mcnemar is not None and (r.test.mcnemar.b, r.test.mcnemar.c) == (0, 10)
 
 
 def test_partial_overlap_and_incomparable_runs(known: KnownStore) -> None:
