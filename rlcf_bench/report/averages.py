@@ -161,6 +161,7 @@ class AverageRow:
     vs_reference: PooledComparison | None = None
     vs_baseline: PooledComparison | None = None
     family: str = ""  # the method's declared family (paper layout order)
+    vs_best: PooledComparison | None = None  # against the setting's best average (paper layout's ties)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -172,6 +173,7 @@ class AverageRow:
             "ci_high": _num(self.ci_high), "n": self.n, "run_ids": list(self.run_ids),
             "vs_reference": None if self.vs_reference is None else self.vs_reference.as_dict(),
             "vs_baseline": None if self.vs_baseline is None else self.vs_baseline.as_dict(),
+            "vs_best": None if self.vs_best is None else self.vs_best.as_dict(),
         }
 
 
@@ -269,6 +271,15 @@ def _pooled(row: AverageRow, members: _Members, other: AverageRow, other_members
         down=st.down, q=st.q, i2=st.i2)
 
 
+def _best(rows: list[tuple[AverageRow, _Members]]) -> tuple[AverageRow, _Members] | None:
+    """The setting's best average row (in the metric's direction; the lowest run ids on a tie)."""
+    scored = [v for v in rows if not math.isnan(v[0].value)]
+    if not scored:
+        return None
+    sign = 1.0 if scored[0][1].rows[0].meta.metric(scored[0][0].metric).higher_is_better else -1.0
+    return min(scored, key=lambda v: (-sign * v[0].value, v[0].run_ids))
+
+
 def _one_group(avg: DatasetAverage, rows: Sequence[LeaderboardRow], cache: ScoreCache,
                comparisons: Comparisons) -> tuple[list[AverageRow], list[AverageNote]]:
     settings: dict[tuple[str, ...], dict[tuple[str, ...], dict[str, LeaderboardRow]]] = {}
@@ -298,12 +309,14 @@ def _one_group(avg: DatasetAverage, rows: Sequence[LeaderboardRow], cache: Score
                          and v[0].method_label == method), None)
 
         reference = plain(comparisons.reference)
+        best = _best(list(complete.values()))
         for average, members in complete.values():
             baseline = plain(comparisons.baseline_of(average.method))
             vs_ref = (None if reference is None or reference[0] is average
                       else _pooled(average, members, *reference, cache))
             vs_base = None if baseline is None or baseline[0] is average else _pooled(average, members, *baseline, cache)
-            out.append(replace(average, vs_reference=vs_ref, vs_baseline=vs_base,
+            vs_best = None if best is None or best[0] is average else _pooled(average, members, *best, cache)
+            out.append(replace(average, vs_reference=vs_ref, vs_baseline=vs_base, vs_best=vs_best,
                                family=comparisons.family_of(average.method) or ""))
     out.sort(key=lambda r: (r.setting, -r.value if not math.isnan(r.value) else math.inf, r.method_label))
     return out, notes

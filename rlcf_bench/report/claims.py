@@ -98,10 +98,12 @@ class _AverageHolder:
             assert isinstance(new, PooledComparison)
             current = self.rows[self.i]
             self.rows[self.i] = (replace(current, vs_reference=new) if name == "vs_reference"
-                                 else replace(current, vs_baseline=new))
+                                 else replace(current, vs_baseline=new) if name == "vs_baseline"
+                                 else replace(current, vs_best=new))
 
-        return _Slot((row.task, row.setting, f"vs {c.against_method}"),
-                     ("average", row.name, row.run_ids, c.against_runs, c.metric),
+        family = (row.task, row.setting, row.name, "best run") if name == "vs_best" else (
+            row.task, row.setting, f"vs {c.against_method}")
+        return _Slot(family, ("average", row.name, row.run_ids, c.against_runs, c.metric),
                      lambda: getattr(self.rows[self.i], name), put)
 
 
@@ -111,7 +113,8 @@ def _slots(report: Report) -> list[_Slot]:
         out += list(_row_slots(row))
     for i in range(len(report.averages)):
         holder = _AverageHolder(report.averages, i)
-        out += [s for s in (holder.slot("vs_reference"), holder.slot("vs_baseline")) if s is not None]
+        out += [s for s in (holder.slot("vs_reference"), holder.slot("vs_baseline"), holder.slot("vs_best"))
+                if s is not None]
     return out
 
 

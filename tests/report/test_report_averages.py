@@ -240,8 +240,40 @@ def test_paper_average_column_names_the_declared_group_and_skips_other_datasets(
     _cls(store, "in-domain", "rlcf-prompt", set(range(20)), reward_model="ViT-L-14@openai")
     host = PluginHost(autoload=False, extra=[_Suite()])
     paper = render_paper(store, "markdown", host=host)
-    zs_line = next(line for line in paper.splitlines() if line.startswith("| zero-shot |"))
-    assert zs_line.rstrip(" |").endswith(f"{100.0 * len(ZS_HITS) / N:.2f}")  # 50.00, not pulled up by in-domain
+    header = next(line for line in paper.splitlines() if line.startswith("| method |")).strip("|").split(" | ")
+    zs_line = next(line for line in paper.splitlines() if line.startswith("| zero-shot |")).strip("|").split(" | ")
+    cells = dict(zip((h.strip() for h in header), (c.strip() for c in zs_line)))
+    # 50.00, not pulled up by in-domain; marked † (not significantly below the best average on 60 samples)
+    assert cells[NAME].rstrip("†") == f"{100.0 * len(ZS_HITS) / N:.2f}"
+    assert cells["Δ vs zero-shot"] == "—"  # the reference itself
+
+
+def test_paper_layout_orders_by_family_marks_ties_and_shows_deltas(store: Store) -> None:
+    host = PluginHost(autoload=False, extra=[_Suite()])
+    report = build_report(store, averages=declared_averages(host))
+    from rlcf_bench.report import build_paper_tables
+
+    (table,) = build_paper_tables(report)
+    labels = [r.label for r in table.rows if r.kind == "measured"]
+    assert labels[0] == "zero-shot"  # the reference first, then the prompt family (rlcf-prompt, tpt-prompt by average)
+    assert labels[1:3] == ["rlcf-prompt", "tpt-prompt"] and labels[-1] == "lonely"
+    averages = {a.method: a for a in report.averages}
+    best = max(averages.values(), key=lambda a: a.value)
+    for row in table.rows:
+        if row.kind != "measured" or row.label == "lonely":
+            continue
+        last = row.cells[-1]
+        against_best = averages[row.label].vs_best
+        assert last.best == (averages[row.label] is best)
+        assert last.tied == (against_best is not None and not against_best.significant)
+    rlcf = next(r for r in table.rows if r.label == "rlcf-prompt")
+    assert rlcf.vs_reference == averages["rlcf-prompt"].vs_reference
+    md = render_paper(store, "markdown", host=host)
+    comp = averages["rlcf-prompt"].vs_reference
+    assert comp is not None
+    assert (f"{comp.delta:+.2f} [{comp.ci_low:+.2f}, {comp.ci_high:+.2f}]{'*' if comp.significant else ''}"
+            in md)
+    assert "Protocol (view) seed 0" in md
 
 
 def test_names_from_plugins_and_store_are_escaped_in_average_tables(tmp_path: Path) -> None:

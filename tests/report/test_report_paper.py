@@ -63,7 +63,11 @@ def _parse_markdown(text: str) -> Cells:
             label = md_unescape(cells[0].strip("_"))
             for col, cell in zip(columns, cells[1:]):
                 best = cell.startswith("**")
-                out[(task, label, col)] = (md_unescape(cell.strip("*_")), best)
+                if best:  # **value** with its tie mark after it
+                    cell = cell[2:].replace("**", "", 1)
+                elif cell.startswith("_") and not cell.startswith("_—"):
+                    cell = cell.strip("_")
+                out[(task, label, col)] = (md_unescape(cell), best)
     return out
 
 
@@ -71,10 +75,19 @@ def _parse_csv(text: str) -> Cells:
     out: Cells = {}
     for r in csv.DictReader(io.StringIO(text)):
         value = r["value"]
+        if r["column"].startswith("Δ "):  # a Δ column: the difference, its interval and its adjusted mark
+            shown = "—" if value == "" else f"{float(value):+.2f}"
+            if value and r["tested"] == "false":
+                shown += " (untested)"
+            elif value:
+                shown += f" [{float(r['delta_ci_low']):+.2f}, {float(r['delta_ci_high']):+.2f}]"
+                shown += "*" if r["significant"] == "true" else ""
+            out[(r["task"], r["row"], r["column"])] = (shown, False)
+            continue
         shown = "—" if value == "" else f"{float(value):.2f}"
         if value and r["ci_low"]:
             shown += f" [{float(r['ci_low']):.2f}, {float(r['ci_high']):.2f}]"
-        out[(r["task"], r["row"], r["column"])] = (shown, r["best"] == "true")
+        out[(r["task"], r["row"], r["column"])] = (shown + ("†" if r["tied"] == "true" else ""), r["best"] == "true")
     return out
 
 
@@ -116,7 +129,7 @@ def _parse_html(text: str) -> Cells:
     return p.cells
 
 
-_LATEX_UNESCAPE = [("---", "—"), (r"\textless{}", "<"), (r"\textgreater{}", ">"), (r"\textbar{}", "|"), (r"\_", "_"),
+_LATEX_UNESCAPE = [("---", "—"), (r"$^\dagger$", "†"), (r"$\Delta$", "Δ"), (r"\textless{}", "<"), (r"\textgreater{}", ">"), (r"\textbar{}", "|"), (r"\_", "_"),
                    (r"\%", "%"), (r"\&", "&"), (r"\#", "#"), (r"\$", "$"), (r"\{", "{"), (r"\}", "}")]
 
 
