@@ -216,6 +216,9 @@ Examples:
                   help="at most N samples per run (never ranked with full runs)")
     @click.option("--orders", type=click.IntRange(min=1), default=None,
                   help="stream orders (order seeds 0..N-1) per online method; episodic methods run once (default: the suite's)")
+    @click.option("--seeds", type=click.IntRange(min=1), default=None,
+                  help="view seeds per run: the protocol seed and the N-1 after it, a protocol hash each; reports "
+                       "show the spread (default: the suite's, 1)")
     @click.option("--seed", type=click.IntRange(min=0), default=None, help="protocol seed (default: the task's)")
     @click.option("--views", type=click.IntRange(min=1), default=None,
                   help="views per sample (default: the suite's setting, else the task's: 32 in the micro suite, "
@@ -244,7 +247,7 @@ Examples:
     def run_cmd(suite: str | None, task: str | None, datasets: tuple[str, ...], methods: tuple[str, ...],
                 model: str | None, reward_model: str | None, method_options: tuple[str, ...], data_params: tuple[str, ...],
                 protocol_params: tuple[str, ...],
-                limit: int | None, orders: int | None, seed: int | None, views: int | None, precision: str | None,
+                limit: int | None, orders: int | None, seeds: int | None, seed: int | None, views: int | None, precision: str | None,
                 device: str | None, batch_size: int | None, jobs: int | None, shard: str | None, data_root: str | None,
                 db: str | None, on_corrupt: str, fresh: bool, no_feature_cache: bool, dry_run: bool,
                 quiet: bool) -> None:
@@ -276,7 +279,7 @@ Examples:
             requests = plan_runs(
                 host, suite=suite or DEFAULT_SUITE, suite_explicit=suite is not None, task=task, datasets=datasets,
                 methods=methods, model=model, reward_model=reward_model, options=_pairs(method_options, "-m"),
-                data_params=_pairs(data_params, "--data-param"), overrides=overrides, orders=orders,
+                data_params=_pairs(data_params, "--data-param"), overrides=overrides, orders=orders, seeds=seeds,
             )
         except (PlanError, RegistryError, ValueError) as exc:
             _fail(str(exc))

@@ -794,7 +794,8 @@ class SuiteSpec:
     """A plain named list of runs. ``expand(methods)`` yields them; it never aggregates.
     ``orders``: stream orders each online method is run with (``--orders`` overrides).
     ``averages``: the dataset groups whose average the reports show (e.g. the OOD average).
-    ``comparisons``: the reference method and method families the reports compare with."""
+    ``comparisons``: the reference method and method families the reports compare with.
+    ``seeds``: protocol (view) seeds each run is made with (``--seeds`` overrides)."""
 
     name: str
     description: str
@@ -803,6 +804,7 @@ class SuiteSpec:
     orders: int = 1
     averages: tuple[DatasetAverage, ...] = ()
     comparisons: Comparisons = NO_COMPARISONS
+    seeds: int = 1
 
 
 @dataclass(frozen=True)

@@ -103,7 +103,8 @@ class PaperTable:
         seeds = ", ".join(map(str, self.seeds)) or "n/a"
         return (f"{self.task}: {self.metric}{unit} per dataset; methods as rows, {over} last. "
                 f"Best measured value per column marked, and values not significantly different from it "
-                f"(adjusted) marked †. Protocol (view) seed {seeds}: one seed per run, not aggregated.")
+                f"(adjusted) marked †. Protocol (view) seed {seeds} shown, one run per cell (where several seeds or "
+                f"stream orders were run, the full report gives their spread).")
 
     @property
     def delta_columns(self) -> tuple[str, ...]:

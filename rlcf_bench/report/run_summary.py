@@ -34,6 +34,8 @@ def _notes(row: LeaderboardRow, reused: bool) -> str:
     rm = row.reward_model_zero_shot
     if rm is not None and rm.below:
         out.append(f"BELOW its reward model's reference run ({fmt.num(rm.value)}; significant after adjustment)")
+    if row.orders is not None:
+        out.append(row.orders.text())
     if reused:
         out.append("reused (stored earlier; --fresh re-runs)")
     if not row.ranked_with_main:
