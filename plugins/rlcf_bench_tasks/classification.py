@@ -98,10 +98,29 @@ class ClassificationTask(TaskRuntime):
         for name, hits in (("top1", correct), ("top5", top5)):
             lo, hi = wilson_interval(int(hits.sum()), n)
             metrics[name] = MetricValue(100.0 * hits.mean() if n else float("nan"), 100 * lo, 100 * hi, n)
+        if n and all(r.prediction is not None and r.target is not None for r in records):
+            metrics.update(prediction_spread([int(r.prediction) for r in records],  # type: ignore[arg-type]
+                                             [int(r.target) for r in records]))  # type: ignore[arg-type]
         ece = expected_calibration_error(conf, correct)
         lo, hi = ece_bootstrap_ci(conf, correct) if n else (float("nan"), float("nan"))
         metrics["ece"] = MetricValue(100.0 * ece, 100.0 * lo, 100.0 * hi, n)
         return metrics
+
+
+def prediction_spread(predictions: Sequence[int], targets: Sequence[int]) -> dict[str, MetricValue]:
+    """Two checks for a near-chance domain: ``balanced_top1``, the mean over the classes present of
+    each class's accuracy (a method that predicts one class everywhere scores 100/C, whatever the
+    class frequencies), and ``top_class_share``, the share of samples given the most frequent
+    predicted class (a prediction collapse shows as a share near 100 %). Exact values, no interval."""
+    from collections import Counter
+
+    n = len(predictions)
+    per_class: dict[int, list[bool]] = {}
+    for p, t in zip(predictions, targets):
+        per_class.setdefault(t, []).append(p == t)
+    balanced = 100.0 * sum(sum(v) / len(v) for v in per_class.values()) / len(per_class)
+    share = 100.0 * Counter(predictions).most_common(1)[0][1] / n
+    return {"balanced_top1": MetricValue(balanced, None, None, n), "top_class_share": MetricValue(share, share, share, n)}
 
 
 def resampled_eces(confidence: Any, correct: Any, idx: Any, bins: int = ECE_BINS) -> Any:
@@ -156,7 +175,10 @@ def expected_calibration_error(confidence: Any, correct: Any, bins: int = ECE_BI
 #: How reports read the task's results: per-sample 0/1 correctness, compared by exact McNemar.
 METRICS = TaskMetrics(
     metrics=(MetricSpec("top1", interval="wilson"), MetricSpec("top5", interval="wilson"),
-             MetricSpec("ece", label="ECE (expected calibration error)", higher_is_better=False, interval="bootstrap")),
+             MetricSpec("ece", label="ECE (expected calibration error)", higher_is_better=False, interval="bootstrap"),
+             MetricSpec("balanced_top1", label="balanced accuracy (mean per-class top-1)", interval="none"),
+             MetricSpec("top_class_share", label="share of the most frequent predicted class (collapse check)",
+                        higher_is_better=False, interval="none")),
     primary=("top1",),
     score=SampleScore(label="accuracy", percent=True, paired_test="mcnemar-exact"),
     order=0,

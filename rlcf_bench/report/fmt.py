@@ -13,6 +13,10 @@ from .rows import Comparison, LeaderboardRow, RewardModelReference
 from .scores import format_p
 
 DASH = "—"
+#: A task's metric giving the share (%) of samples that get the most frequent prediction, and the
+#: share from which a row is flagged as a prediction collapse (docs/statistics.md).
+COLLAPSE_METRIC = "top_class_share"
+COLLAPSE_SHARE = 50.0
 SIGNIFICANT = "sig"  # the marker after a p-value significant at 5% (two-sided) after the multiplicity adjustment
 
 
@@ -127,6 +131,9 @@ def notes(row: LeaderboardRow) -> list[str]:
         out.append(f"reward-model reference {rm.note}")
     if row.orders is not None:
         out.append(row.orders.text())
+    share = row.metrics.get(COLLAPSE_METRIC)
+    if share is not None and share.value >= COLLAPSE_SHARE:
+        out.append(f"prediction collapse: {share.value:.0f}% of the samples get one class")
     if not row.official:
         out.append("unofficial run")
     for c in (row.vs_best, row.vs_reference, row.vs_baseline):

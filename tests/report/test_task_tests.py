@@ -57,3 +57,24 @@ def test_ece_interval_bootstrap_matches_the_loop() -> None:
     assert lo < expected_calibration_error(conf, hit) < hi
     lo2, hi2 = ece_bootstrap_ci(conf, hit, max_cells=1000)  # five resamples per chunk: another draw, same law
     assert lo2 < expected_calibration_error(conf, hit) < hi2 and hi2 - lo2 == pytest.approx(hi - lo, rel=0.25)
+
+
+def test_balanced_accuracy_and_the_collapse_share() -> None:
+    from rlcf_bench_tasks.classification import prediction_spread
+
+    # 8 samples of class 0, 2 of class 1; always predicting 0: top-1 80 %, balanced 50 %, share 100 %.
+    got = prediction_spread([0] * 10, [0] * 8 + [1] * 2)
+    assert got["balanced_top1"].value == pytest.approx(50.0) and got["top_class_share"].value == pytest.approx(100.0)
+    got = prediction_spread([0, 1, 1, 0], [0, 1, 0, 1])
+    assert got["balanced_top1"].value == pytest.approx(50.0) and got["top_class_share"].value == pytest.approx(50.0)
+
+
+def test_a_collapsed_run_is_flagged(known: KnownStore) -> None:
+    from report_store import add_run, correct_on
+
+    sc = correct_on(40, set(range(20)))
+    add_run(known.store, task="classification", kind="classification", dataset="imagenet-a", method="collapsed",
+            scores=sc, metrics={"top1": (50.0, 35.0, 65.0), "top_class_share": (97.5, 97.5, 97.5)})
+    md = render(known.store, "markdown")
+    assert "prediction collapse: 98% of the samples get one class" in md
+    assert md.count("prediction collapse") == 1  # only that run
