@@ -100,6 +100,8 @@ def summary_outline(rows: list[LeaderboardRow], reused: Collection[int],
                               "plain mean; no suite declares these datasets' average"))
         if not with_baseline:
             headers, lines = _drop_column(headers, lines, 5)
+        if not any(r.vs_reference is not None for r in task_rows):  # no reference declared or run
+            headers, lines = _drop_column(headers, lines, 4)
         out.add(Table("summary", headers, tuple(lines)))
     return out
 
