@@ -315,17 +315,19 @@ Examples:
                   help="also compare method A with method B wherever both ran (repeatable); the suites declare the rest")
     @click.option("--adjust", type=click.Choice(["holm", "bh"]), default="holm", show_default=True,
                   help="multiplicity adjustment of the p-values over each table's family (bh: Benjamini-Hochberg)")
+    @click.option("--spread-tests", is_flag=True,
+                  help="test methods run with several --seeds/--orders over all of them (hierarchical bootstrap)")
     @click.option("--claims", "claims_only", is_flag=True,
                   help="print only how many comparisons are significant before and after the adjustment")
     @click.option("--db", default=None, help=DB_HELP)
     def report_cmd(fmt: str, layout: str, intervals: bool, reported: bool, task: str | None, dataset: str | None,
                    method: str | None, out: str | None, all_formats: bool, pairs: tuple[tuple[str, str], ...],
-                   adjust: str, claims_only: bool, db: str | None) -> None:
+                   adjust: str, spread_tests: bool, claims_only: bool, db: str | None) -> None:
         """Report from the stored runs: the full leaderboard or the paper's table layout."""
         from . import report
         from .report.render import ClaimOptions
 
-        claims = ClaimOptions(pairs=tuple(pairs), adjustment=adjust)
+        claims = ClaimOptions(pairs=tuple(pairs), adjustment=adjust, spread_tests=spread_tests)
         store = _open_store(db, create=False)
         _store_references(host, store)
         if out or all_formats or fmt not in ("json", "csv"):  # scripts reading JSON/CSV get the data alone

@@ -390,3 +390,33 @@ def stratified_difference(diffs: Sequence[float], variances: Sequence[float], z:
         i2 = max(0.0, (q - (k - 1)) / q) if q > 0 else 0.0
     return StratifiedDifference(delta, se, delta - z * se, delta + z * se, min(1.0, p), k,
                                 int(np.sum(d > 0)), int(np.sum(d < 0)), q, i2)
+
+
+def hierarchical_paired_bootstrap(repetitions: Sequence[tuple[np.ndarray, np.ndarray]], n_resamples: int = 2000,
+                                  alpha: float = 0.05, seed: int = 0) -> PairedBootstrapResult:
+    """Two-level paired bootstrap of the mean difference over *repetitions* of an experiment (view
+    seeds × stream orders), each a pair of aligned per-sample score vectors ``(a, b)``: every
+    resample draws the repetitions with replacement, then the samples of each drawn repetition
+    with replacement, and averages the repetitions' mean differences. Its interval and p-value
+    (re-centred, as :func:`paired_bootstrap`) carry both the sampling and the seed/order spread.
+    With one repetition it is the ordinary paired bootstrap's distribution."""
+    diffs = [np.asarray(a, dtype=float) - np.asarray(b, dtype=float) for a, b in repetitions]
+    if not diffs or any(d.size == 0 for d in diffs):
+        return PairedBootstrapResult(0, math.nan, math.nan, math.nan, math.nan, math.nan, 1.0, n_resamples)
+    r = len(diffs)
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, r, size=(n_resamples, r))
+    # Inner means: one independent resample of repetition k for every (resample, draw) cell.
+    inner = np.stack([_chunked_resample_means(d, n_resamples * r, rng).reshape(n_resamples, r) for d in diffs])
+    means = inner[picks, np.arange(n_resamples)[:, None], np.arange(r)[None, :]].mean(axis=1)
+    observed = float(np.mean([d.mean() for d in diffs]))
+    lo, hi = np.quantile(means, [alpha / 2, 1 - alpha / 2])
+    if all(np.all(d == 0.0) for d in diffs):
+        p = 1.0
+    else:
+        extreme = int(np.sum(np.abs(means - observed) >= abs(observed) - 1e-12))
+        p = (1 + extreme) / (1 + n_resamples)
+    mean_a = float(np.mean([np.mean(a) for a, _ in repetitions]))
+    mean_b = float(np.mean([np.mean(b) for _, b in repetitions]))
+    return PairedBootstrapResult(int(sum(d.size for d in diffs)), mean_a, mean_b, observed, float(lo), float(hi),
+                                 min(1.0, p), n_resamples)

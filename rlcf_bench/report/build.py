@@ -30,13 +30,15 @@ from .rows import (
     _rows_from_runs,
 )
 from .scores import ScoreCache
+from .spread_tests import apply_spread_tests
 from .tasks import TaskCatalog, catalog_from
 
 
 def build_report(store: Store, *, task: str | None = None, dataset: str | None = None,
                  method: str | None = None, method_defaults: Mapping[MethodKey, Mapping[str, Any]] | None = None,
                  averages: Sequence[DatasetAverage] = (), tasks: TaskCatalog | None = None,
-                 comparisons: Comparisons = NO_COMPARISONS, adjustment: str = DEFAULT_ADJUSTMENT) -> Report:
+                 comparisons: Comparisons = NO_COMPARISONS, adjustment: str = DEFAULT_ADJUSTMENT,
+                 spread_tests: bool = False) -> Report:
     """Build the full report. ``method`` only filters what is shown: ranks and tests are computed
     on the whole (task, dataset), so filtering never changes a rank. ``method_defaults`` ((method
     name, task kind) -> default config, see :func:`rlcf_bench.report.options.method_defaults`) decides which
@@ -46,7 +48,9 @@ def build_report(store: Store, *, task: str | None = None, dataset: str | None =
     :func:`rlcf_bench.report.tasks.catalog_from`). ``comparisons``: the reference method, families
     and pairs the suites declare (:func:`rlcf_bench.report.averages.declared_comparisons`);
     ``adjustment``: the multiplicity adjustment of every p-value (``holm`` or ``bh``,
-    :mod:`rlcf_bench.report.claims`), applied to the whole report before ``method`` filters it."""
+    :mod:`rlcf_bench.report.claims`), applied to the whole report before ``method`` filters it.
+    ``spread_tests``: test rows with several view seeds / stream orders over all of them
+    (:mod:`rlcf_bench.report.spread_tests`)."""
     runs, superseded = _latest_attempts(store.runs(status="finished", task=task, dataset=dataset))
     catalog = tasks if tasks is not None else catalog_from(store)
     cache = ScoreCache(store)
@@ -77,6 +81,8 @@ def build_report(store: Store, *, task: str | None = None, dataset: str | None =
             row.reported = _reported_values(row, references)
         kind = section_rows[0].task_kind
         sections.append(DatasetSection(task_name, kind, dataset_name, groups))
+    if spread_tests:
+        apply_spread_tests(sections, cache)
     average_rows, average_notes = build_averages(sections, averages, cache, comparisons)
     full = Report(sections, superseded, average_rows, [n.text for n in average_notes], tuple(averages), catalog,
                   comparisons)

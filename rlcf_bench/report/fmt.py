@@ -92,6 +92,8 @@ def comparison(c: Comparison | PooledComparison | None) -> str:
     extra = f"; {detectable}" if detectable else ""
     if isinstance(c, PooledComparison):
         extra = f"; {c.heterogeneity_text()}{extra}"
+    elif c.repetitions > 1:
+        extra = f"; mean over {c.repetitions} seeds/orders{extra}"
     ci_text = interval(c.ci_low, c.ci_high)
     if isinstance(c, Comparison) and not c.on_primary:
         return (f"{signed(c.delta)} (corpus metric, not tested); {c.score_label} {signed(c.score_delta)} "

@@ -42,11 +42,13 @@ def normalise_format(fmt: str) -> str:
 class ClaimOptions:
     """What a report compares and how it adjusts: ``pairs`` added to the suites' declared
     comparisons (``report --compare A B``), ``comparisons`` replacing them (None: the suites'),
-    ``adjustment`` ``holm`` (default) or ``bh``."""
+    ``adjustment`` ``holm`` (default) or ``bh``; ``spread_tests``: test methods run with several
+    view seeds / stream orders over all of them (:mod:`rlcf_bench.report.spread_tests`)."""
 
     pairs: tuple[tuple[str, str], ...] = ()
     comparisons: Comparisons | None = None
     adjustment: str = DEFAULT_ADJUSTMENT
+    spread_tests: bool = False
 
 
 DEFAULT_CLAIMS = ClaimOptions()
@@ -62,7 +64,7 @@ def build_for(store: Store, host: PluginHost | None, *, task: str | None = None,
     declared = declared.merged(Comparisons(pairs=claims.pairs))
     return build_report(store, task=task, dataset=dataset, method=method, method_defaults=method_defaults(host),
                         averages=declared_averages(host), tasks=catalog_from(store, host), comparisons=declared,
-                        adjustment=claims.adjustment)
+                        adjustment=claims.adjustment, spread_tests=claims.spread_tests)
 
 
 def _plugin_sections(host: PluginHost | None, report: Report, store: Store) -> list[ReportSection]:

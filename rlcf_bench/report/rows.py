@@ -80,6 +80,7 @@ class Comparison:
     family_size: int = 0
     score_label: str = ""  # what was tested where not the primary metric (e.g. "clipscore")
     score_delta: float = math.nan  # the tested per-sample score's difference where not the primary metric
+    repetitions: int = 1  # >1: tested over that many view seeds × stream orders (report/spread_tests.py)
 
     @property
     def p_mark(self) -> float:
@@ -102,7 +103,7 @@ class Comparison:
             "only_this_run": self.only_row, "only_other_run": self.only_other,
             "tested_on": "primary metric" if self.on_primary else f"per-sample score ({self.score_label})",
             "tested_delta": _num(self.tested_delta),
-            "diff_ci_low": _num(self.ci_low), "diff_ci_high": _num(self.ci_high),
+            "diff_ci_low": _num(self.ci_low), "diff_ci_high": _num(self.ci_high), "repetitions": self.repetitions,
             "min_detectable_diff": special_num(self.mdd),
         }
 

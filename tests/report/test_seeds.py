@@ -4,13 +4,14 @@ spread over seeds (and stream orders) in the row of the first seed."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from report_store import add_run, build_rows, cls_metrics, correct_on, render
+from report_store import add_run, build_report, build_rows, cls_metrics, correct_on, render
 
 from rlcf_bench.planning import expand_seeds, plan_runs
 from rlcf_bench.plugins import PluginHost
@@ -75,3 +76,44 @@ def test_seeds_2_on_a_narrowed_run_reports_the_spread(tmp_path: Path) -> None:
                                       str(db)], capture_output=True, text=True, check=True).stdout)
     tpt = next(r for r in rows if r.get("method") == "tpt-prompt")
     assert tpt["orders"]["view_seeds"] == [0, 1] and len(tpt["orders"]["run_ids"]) == 2
+
+
+def test_hierarchical_bootstrap_carries_the_spread_between_repetitions() -> None:
+    import numpy as np
+
+    from rlcf_bench.stats import hierarchical_paired_bootstrap, paired_bootstrap
+
+    rng = np.random.default_rng(2)
+    a = rng.normal(0.6, 0.1, 400)
+    b = a - 0.02 + rng.normal(0, 0.05, 400)
+    one = hierarchical_paired_bootstrap([(a, b)])
+    plain = paired_bootstrap(a, b)
+    width = plain.ci_high - plain.ci_low
+    assert one.mean_diff == pytest.approx(plain.mean_diff)
+    assert one.ci_low == pytest.approx(plain.ci_low, abs=0.1 * width)  # one repetition: the paired bootstrap
+    assert one.ci_high == pytest.approx(plain.ci_high, abs=0.1 * width)
+    # Two seeds whose differences disagree: the interval must cover the spread between them.
+    shifted = hierarchical_paired_bootstrap([(a, b), (a, b + 0.06)])
+    assert shifted.mean_diff == pytest.approx(((a - b).mean() + (a - b - 0.06).mean()) / 2)
+    assert shifted.ci_high - shifted.ci_low > 3 * width
+    assert shifted.ci_low <= (a - b - 0.06).mean() and shifted.ci_high >= (a - b).mean()
+
+
+def test_spread_tests_compare_over_all_seeds(tmp_path: Path) -> None:
+    from report_store import KNOWN_COMPARISONS
+
+    from rlcf_bench.report.render import ClaimOptions
+
+    store = Store(f"sqlite:///{tmp_path / 'seeds.sqlite'}")
+    first = _seeded(store, "tpt", 0, set(range(20)))
+    _seeded(store, "tpt", 1, set(range(30)))
+    _seeded(store, "zero-shot", 0, set(range(18)))
+    _seeded(store, "zero-shot", 1, set(range(18)))
+    plain = {r.run_id: r for r in build_rows(store)}[first].vs_reference
+    assert plain is not None and plain.repetitions == 1 and plain.delta == pytest.approx(5.0)  # seed 0 only
+    spread = {r.run_id: r for r in build_report(store, spread_tests=True).rows}[first].vs_reference
+    assert spread is not None and spread.test == "hierarchical-bootstrap" and spread.repetitions == 2
+    assert spread.delta == pytest.approx((5.0 + 30.0) / 2)  # the Δ is the tested quantity: mean over the seeds
+    assert spread.ci_low < spread.delta < spread.ci_high and not math.isnan(spread.p_adjusted)
+    md = render(store, "markdown", claims=ClaimOptions(comparisons=KNOWN_COMPARISONS, spread_tests=True))
+    assert "mean over 2 seeds/orders" in md
