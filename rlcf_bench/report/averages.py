@@ -35,7 +35,7 @@ import numpy as np
 
 from ..stats import MDD_ALPHA, MDD_POWER, stratified_bootstrap_mean_ci, stratified_difference, stratum_difference
 from ..types import NO_COMPARISONS, Comparisons, DatasetAverage
-from .rows import GROUP_FIELDS, DatasetSection, LeaderboardRow, _num, matching_scale, special_num
+from .rows import GROUP_FIELDS, MDD_BASIS, DatasetSection, LeaderboardRow, _num, matching_scale, special_num
 from .scores import ALPHA, ScoreCache, metric_scores, score_scale
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
@@ -133,7 +133,7 @@ class PooledComparison:
             "tested_delta": _num(self.tested_delta), "diff_ci_low": _num(self.ci_low), "diff_ci_high": _num(self.ci_high),
             "per_dataset_delta": [_num(d) for d in self.per_dataset], "datasets_up": self.up,
             "datasets_down": self.down, "cochran_q": _num(self.q), "i2": _num(self.i2),
-            "min_detectable_diff": special_num(self.mdd),
+            "min_detectable_diff": special_num(self.mdd), "min_detectable_diff_basis": MDD_BASIS,
             "tested_on": "primary metric" if self.on_primary else "per-sample score",
         }
 

@@ -153,7 +153,8 @@ def _average_column(task: str, kind: str, datasets: tuple[str, ...], groups: Seq
 def _cell(mv: MetricValue | None, row: LeaderboardRow) -> PaperCell:
     if mv is None:
         return PaperCell(None)
-    tied = row.vs_best is not None and row.vs_best.n_shared > 0 and not row.vs_best.significant
+    best = row.vs_best  # a corpus metric's column has no test of its own: no tie mark from another quantity's
+    tied = best is not None and best.n_shared > 0 and best.on_primary and not best.significant
     return PaperCell(mv.value, mv.ci_low, mv.ci_high, run_id=row.run_id, tied=tied)
 
 

@@ -104,7 +104,7 @@ class Comparison:
             "tested_on": "primary metric" if self.on_primary else f"per-sample score ({self.score_label})",
             "tested_delta": _num(self.tested_delta),
             "diff_ci_low": _num(self.ci_low), "diff_ci_high": _num(self.ci_high), "repetitions": self.repetitions,
-            "min_detectable_diff": special_num(self.mdd),
+            "min_detectable_diff": special_num(self.mdd), "min_detectable_diff_basis": MDD_BASIS,
         }
 
 
@@ -117,7 +117,7 @@ class RewardModelReference:
     metric: str
     value: float
     delta: float  # row's primary metric minus the reward model's zero-shot
-    below: bool  # the method scores below its own reward model: not a win (A5)
+    below: bool  # significantly (after adjustment) below its own reward model: not a win (A5); untested: False
     strictly_comparable: bool  # same protocol hash and versions as the row
     note: str
     comparison: Comparison | None
@@ -335,6 +335,10 @@ def _num(x: float | None) -> float | None:
         return None
     x = float(x)
     return None if math.isnan(x) or math.isinf(x) else x
+
+
+#: What the minimum detectable differences are stated at (docs/statistics.md).
+MDD_BASIS = "5% two-sided, about 80% power (normal approximation)"
 
 
 def special_num(x: float | None) -> float | str | None:
@@ -569,7 +573,8 @@ def _attach_reward_model_refs(groups: Sequence[ComparableGroup], section_rows: S
             delta = row.metrics[metric].value - ref_value.value
             row.reward_model_zero_shot = RewardModelReference(
                 run_id=ref.run_id, model=ref.model, metric=metric, value=ref_value.value, delta=delta,
-                below=delta < 0, strictly_comparable=strict, note=note, comparison=comp)
+                below=delta < 0 and comp is not None and comp.significant, strictly_comparable=strict, note=note,
+                comparison=comp)
             if ref.group == group.id:
                 continue  # already a ranked row of this very group: no separate reference row
             if ref not in group.reward_model_refs:

@@ -57,14 +57,15 @@ def test_significance_against_zero_shot_and_best(known: KnownStore) -> None:
     assert zs.vs_reference is None
 
 
-def test_continuous_tasks_use_the_paired_bootstrap(known: KnownStore) -> None:
+def test_retrieval_uses_mcnemar_and_captioning_the_paired_bootstrap(known: KnownStore) -> None:
     rows = build_rows(known.store)
     ret = row_by_run(rows, known.ids["ret_rlcf"])
-    assert ret.vs_reference is not None and ret.vs_reference.test == "paired-bootstrap"
+    assert ret.vs_reference is not None and ret.vs_reference.test == "mcnemar-exact"  # 0/1 hits
     assert ret.vs_reference.significant and ret.vs_reference.on_primary
     cap = row_by_run(rows, known.ids["cap_rlcf"])
     assert cap.primary_metric == "cider"
-    assert cap.vs_reference is not None and cap.vs_reference.significant
+    assert cap.vs_reference is not None and cap.vs_reference.significant  # the CLIPScore test's mark
+    assert cap.vs_reference.test == "paired-bootstrap" and cap.vs_reference.score_label == "CLIPScore"
     assert cap.vs_reference.delta == pytest.approx(7.0)
     assert not cap.vs_reference.on_primary  # CIDEr is corpus-level: tested on the per-sample score
 
