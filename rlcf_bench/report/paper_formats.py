@@ -57,7 +57,12 @@ def delta_text(c: Comparison | PooledComparison | None) -> str:
 
 
 def _deltas(row: PaperRow) -> tuple[str, str]:
-    return (delta_text(row.vs_reference), delta_text(row.vs_baseline)) if row.kind == "measured" else (fmt.DASH,) * 2
+    """The two Δ cells; the family baseline's names the baseline (it varies by row)."""
+    if row.kind != "measured":
+        return (fmt.DASH, fmt.DASH)
+    base = delta_text(row.vs_baseline)
+    named = base if row.vs_baseline is None or base == fmt.DASH else f"{row.vs_baseline.against_method}: {base}"
+    return (delta_text(row.vs_reference), named)
 
 
 def _note(tables: Sequence[PaperTable]) -> str:

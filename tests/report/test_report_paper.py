@@ -82,6 +82,8 @@ def _parse_csv(text: str) -> Cells:
             elif value:
                 shown += f" [{float(r['delta_ci_low']):+.2f}, {float(r['delta_ci_high']):+.2f}]"
                 shown += "*" if r["significant"] == "true" else ""
+            if value and r["column"] == "Δ vs family baseline":
+                shown = f"{r['against']}: {shown}"
             out[(r["task"], r["row"], r["column"])] = (shown, False)
             continue
         shown = "—" if value == "" else f"{float(value):.2f}"
@@ -220,6 +222,12 @@ def test_paper_layout_agrees_across_formats(known: KnownStore, tmp_path: Path) -
     # The paper's number is a grey row; the hostile name stayed a name in every format.
     assert value("rlcf (reported: RLCF Table 1)", "imagenet-a") == pytest.approx(65.45)
     assert ("classification", EVIL, "imagenet-a") in reference
+    # Δ columns: this table's last column is a plain average over two datasets that no suite declares,
+    # so it has no test and its Δ cells are dashes (a declared average's are tested:
+    # test_report_averages.py); the one-dataset retrieval table shows its dataset's test.
+    assert reference[("classification", "rlcf", "Δ vs family baseline")][0] == "—"
+    assert reference[("classification", "rlcf", "Δ vs zero-shot")][0] == "—"
+    assert reference[("retrieval", "rlcf", "Δ vs zero-shot")][0].startswith("+33.33 [")
     # Intervals: the stored Wilson interval, printed alike everywhere.
     assert reference[("classification", "zero-shot", "imagenet-a")][0] == "50.00 [35.20, 64.80]"
 
