@@ -23,12 +23,14 @@ from .task import TaskRuntime
 from .types import (
     Amp,
     Batch,
+    Comparisons,
     DatasetAverage,
     DatasetLayoutError,
     DatasetSpec,
     LayoutReport,
     Method,
     MethodContext,
+    MethodFamily,
     MethodSpec,
     MetricSpec,
     MetricValue,
@@ -57,8 +59,8 @@ from .types import (
 __version__ = "0.1.0"
 
 __all__ = [
-    "Amp", "Batch", "ComponentSession", "DatasetAverage", "DatasetLayoutError", "DatasetSpec", "LayoutReport", "Method",
-    "MethodContext", "MethodSpec", "MetricSpec", "MetricValue", "ModelSpec", "NullTimer", "Predictions",
+    "Amp", "Batch", "Comparisons", "ComponentSession", "DatasetAverage", "DatasetLayoutError", "DatasetSpec", "LayoutReport", "Method",
+    "MethodContext", "MethodFamily", "MethodSpec", "MetricSpec", "MetricValue", "ModelSpec", "NullTimer", "Predictions",
     "ReferenceResult", "ReportSection", "RewardBuilder", "RewardModel", "RewardModelSpec", "RunProtocol", "RunRequest",
     "SampleRecord", "SampleScore", "SuiteRun", "SuiteSpec", "TaskMetrics", "TaskRuntime", "TaskSpec", "Timer", "ViewPolicy",
     "VisionLanguageModel", "__version__", "bounded", "hookimpl",

@@ -216,6 +216,9 @@ Examples:
                   help="at most N samples per run (never ranked with full runs)")
     @click.option("--orders", type=click.IntRange(min=1), default=None,
                   help="stream orders (order seeds 0..N-1) per online method; episodic methods run once (default: the suite's)")
+    @click.option("--seeds", type=click.IntRange(min=1), default=None,
+                  help="view seeds per run: the protocol seed and the N-1 after it, a protocol hash each; reports "
+                       "show the spread (default: the suite's, 1)")
     @click.option("--seed", type=click.IntRange(min=0), default=None, help="protocol seed (default: the task's)")
     @click.option("--views", type=click.IntRange(min=1), default=None,
                   help="views per sample (default: the suite's setting, else the task's: 32 in the micro suite, "
@@ -244,7 +247,7 @@ Examples:
     def run_cmd(suite: str | None, task: str | None, datasets: tuple[str, ...], methods: tuple[str, ...],
                 model: str | None, reward_model: str | None, method_options: tuple[str, ...], data_params: tuple[str, ...],
                 protocol_params: tuple[str, ...],
-                limit: int | None, orders: int | None, seed: int | None, views: int | None, precision: str | None,
+                limit: int | None, orders: int | None, seeds: int | None, seed: int | None, views: int | None, precision: str | None,
                 device: str | None, batch_size: int | None, jobs: int | None, shard: str | None, data_root: str | None,
                 db: str | None, on_corrupt: str, fresh: bool, no_feature_cache: bool, dry_run: bool,
                 quiet: bool) -> None:
@@ -276,7 +279,7 @@ Examples:
             requests = plan_runs(
                 host, suite=suite or DEFAULT_SUITE, suite_explicit=suite is not None, task=task, datasets=datasets,
                 methods=methods, model=model, reward_model=reward_model, options=_pairs(method_options, "-m"),
-                data_params=_pairs(data_params, "--data-param"), overrides=overrides, orders=orders,
+                data_params=_pairs(data_params, "--data-param"), overrides=overrides, orders=orders, seeds=seeds,
             )
         except (PlanError, RegistryError, ValueError) as exc:
             _fail(str(exc))
@@ -293,7 +296,9 @@ Examples:
   rlcf-bench report                                   # the full leaderboard, markdown
   rlcf-bench report --layout paper --format latex     # methods x datasets, booktabs
   rlcf-bench report --layout paper --intervals --format html --out table.html
-  rlcf-bench report --all-formats --out leaderboard/reports""")
+  rlcf-bench report --all-formats --out leaderboard/reports
+  rlcf-bench report --compare rlcf-image tpt-prompt    # one more paired comparison, in every table
+  rlcf-bench report --claims                          # how many comparisons are significant, before/after Holm""")
     @click.option("--format", "fmt", type=click.Choice(["markdown", "csv", "json", "html", "latex"]), default="markdown",
                   show_default=True, help="output format (latex: paper layout only)")
     @click.option("--layout", type=click.Choice(["full", "paper"]), default="full", show_default=True,
@@ -306,18 +311,29 @@ Examples:
     @click.option("--method", default=None, help="only rows of this method; ranks still use the whole dataset (default: all)")
     @click.option("--out", default=None, help="write to this file (or, with --all-formats, this folder) instead of stdout")
     @click.option("--all-formats", is_flag=True, help="write markdown, CSV, JSON and HTML into --out")
+    @click.option("--compare", "pairs", type=(str, str), multiple=True, metavar="A B",
+                  help="also compare method A with method B wherever both ran (repeatable); the suites declare the rest")
+    @click.option("--adjust", type=click.Choice(["holm", "bh"]), default="holm", show_default=True,
+                  help="multiplicity adjustment of the p-values over each table's family (bh: Benjamini-Hochberg)")
+    @click.option("--spread-tests", is_flag=True,
+                  help="test methods run with several --seeds/--orders over all of them (hierarchical bootstrap)")
+    @click.option("--claims", "claims_only", is_flag=True,
+                  help="print only how many comparisons are significant before and after the adjustment")
     @click.option("--per-class", "per_class_run", type=click.IntRange(min=1), default=None, metavar="RUN",
                   help="per-class accuracy and confusion matrix of one classification run (markdown, csv, json)")
     @click.option("--db", default=None, help=DB_HELP)
     def report_cmd(fmt: str, layout: str, intervals: bool, reported: bool, task: str | None, dataset: str | None,
-                   method: str | None, out: str | None, all_formats: bool, per_class_run: int | None,
+                   method: str | None, out: str | None, all_formats: bool, pairs: tuple[tuple[str, str], ...],
+                   adjust: str, spread_tests: bool, claims_only: bool, per_class_run: int | None,
                    db: str | None) -> None:
         """Report from the stored runs: the full leaderboard or the paper's table layout."""
         from . import report
+        from .report.render import ClaimOptions
 
         if per_class_run is not None:
             _emit(_per_class_text(host, _open_store(db, create=False), per_class_run, fmt), out)
             return
+        claims = ClaimOptions(pairs=tuple(pairs), adjustment=adjust, spread_tests=spread_tests)
         store = _open_store(db, create=False)
         _store_references(host, store)
         if out or all_formats or fmt not in ("json", "csv"):  # scripts reading JSON/CSV get the data alone
@@ -325,21 +341,28 @@ Examples:
         if not store.runs(status="finished", task=task, dataset=dataset, method=method):
             click.echo("the leaderboard holds no finished run" + (" matching the filters" if task or dataset or method
                                                                   else "") + ": run `rlcf-bench run` first", err=True)
+        if claims_only:
+            from .report.claims import claim_counts
+
+            built = report.build_for(store, host, task=task, dataset=dataset, method=method, claims=claims)
+            click.echo(claim_counts(built).text())
+            return
         if all_formats:
             if not out:
                 _fail("--all-formats needs --out FOLDER")
-            for path in report.write_report(store, out, host=host, task=task, dataset=dataset, method=method):
+            for path in report.write_report(store, out, host=host, task=task, dataset=dataset, method=method,
+                                            claims=claims):
                 click.echo(str(path))
             return
         if layout == "paper":
             if fmt == "json":
                 _fail("the paper layout has no json format (use --layout full for JSON rows)")
             text = report.render_paper(store, fmt, host=host, task=task, dataset=dataset, method=method,
-                                       intervals=intervals, reported=reported)
+                                       intervals=intervals, reported=reported, claims=claims)
         elif fmt == "latex":
             _fail("--format latex needs --layout paper")
         else:
-            text = report.render(store, fmt, host=host, task=task, dataset=dataset, method=method)
+            text = report.render(store, fmt, host=host, task=task, dataset=dataset, method=method, claims=claims)
         _emit(text, out)
 
     @cli.command("compare", epilog="""\b

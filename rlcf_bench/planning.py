@@ -10,6 +10,7 @@ A suite is a plain named list of runs; options narrow or override it:
 * ``-m key=value`` sets an option on every selected method that has it (it is an error if none has it);
 * ``orders`` (``--orders``, else the suite's): stream orders per online method
   (:func:`rlcf_bench.online_protocol.expand_orders`).
+* ``seeds`` (``--seeds``, else the suite's): view seeds per run (:func:`expand_seeds`).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ def plan_runs(host: PluginHost, *, suite: str, suite_explicit: bool = False, tas
               datasets: Sequence[str] = (), methods: Sequence[str] = (), model: str | None = None,
               reward_model: str | None = None, options: Sequence[tuple[str, str]] = (),
               data_params: Sequence[tuple[str, str]] = (), overrides: dict[str, Any] | None = None,
-              orders: int | None = None) -> list[RunRequest]:
+              orders: int | None = None, seeds: int | None = None) -> list[RunRequest]:
     method_reg, task_reg = host.registry("methods"), host.registry("tasks")
     for name in methods:
         method_reg.implementations(name)  # unknown names fail with suggestions
@@ -122,8 +123,31 @@ def plan_runs(host: PluginHost, *, suite: str, suite_explicit: bool = False, tas
         raise PlanError("nothing to run: no selected method supports the selected task")
     online_kinds = {kind for m in method_reg if not m.episodic for kind in m.tasks}
     n_orders = orders if orders is not None else (suites.get(suite).orders if suite in suites else 1)
-    return expand_orders(requests, n_orders, lambda r: not impl(r).episodic,
-                         lambda r: task_reg.get(r.task).kind in online_kinds)
+    n_seeds = seeds if seeds is not None else (suites.get(suite).seeds if suite in suites else 1)
+    ordered = expand_orders(requests, n_orders, lambda r: not impl(r).episodic,
+                            lambda r: task_reg.get(r.task).kind in online_kinds)
+    return expand_seeds(ordered, n_seeds, lambda r: task_reg.get(r.task).protocol.seed)
+
+
+def expand_seeds(requests: Sequence[RunRequest], seeds: int, default_seed: Any) -> list[RunRequest]:
+    """Run every request with ``seeds`` protocol (view) seeds: its own (``--seed``, else the task
+    protocol's ``default_seed(req)``) and the ``seeds - 1`` after it, each a protocol of its own
+    (a hash each). The first keeps the request unchanged, so a one-seed plan is the plain one and
+    the first seed of a several-seed plan shares the protocol hash of runs planned without
+    ``--seeds``. Every method is run with every seed: a method that does not use the views (e.g.
+    one without augmentation) simply shows a spread of zero (docs/statistics.md)."""
+    if seeds < 1:
+        raise ValueError(f"--seeds must be ≥ 1, got {seeds}")
+    out: list[RunRequest] = []
+    for r in requests:
+        overrides = dict(r.protocol_overrides)
+        base = int(overrides.get("seed", default_seed(r)))
+        for k in range(seeds):
+            new = r if k == 0 else dataclasses.replace(
+                r, protocol_overrides=tuple(sorted({**overrides, "seed": base + k}.items())))
+            if new not in out:
+                out.append(new)
+    return out
 
 
 def _fields(config_cls: Any) -> set[str]:

@@ -256,3 +256,167 @@ def stratified_bootstrap_mean_ci(strata: Sequence[Sequence[float] | np.ndarray],
             total += _chunked_resample_means(arr, n_resamples, rng)
     lo, hi = np.quantile(total / len(arrays), [alpha / 2, 1 - alpha / 2])
     return (float(lo), float(hi))
+
+
+# --------------------------------------------------------------------------------------------
+# Intervals of paired differences, multiplicity adjustment, stratified (equal-weight) tests
+# --------------------------------------------------------------------------------------------
+
+
+def tango_score_statistic(b: int, c: int, n: int, delta: float) -> float:
+    """Tango's score statistic for ``H0: p_b - p_c = delta`` in a paired 2x2 table with ``n``
+    pairs and ``b``, ``c`` discordant pairs (T. Tango, "Equivalence test and confidence interval
+    for the difference in proportions for the paired-sample design", Stat Med 17:891-908, 1998):
+    ``Z = (b - c - n delta) / sqrt(n (2 q + delta (1 - delta)))`` with ``q`` the restricted
+    maximum-likelihood estimate of the ``c`` cell's probability under ``delta``. At ``delta = 0``
+    it is the (uncorrected) McNemar statistic ``(b - c) / sqrt(b + c)``."""
+    a_coef = 2.0 * n
+    b_coef = -b - c + (2.0 * n - b + c) * delta
+    c_coef = -c * delta * (1.0 - delta)
+    q = (math.sqrt(max(0.0, b_coef * b_coef - 4.0 * a_coef * c_coef)) - b_coef) / (2.0 * a_coef)
+    var = n * (2.0 * q + delta * (1.0 - delta))
+    num = b - c - n * delta
+    if var <= 0.0:
+        return 0.0 if num == 0.0 else math.copysign(math.inf, num)
+    return num / math.sqrt(var)
+
+
+def paired_proportion_ci(b: int, c: int, n: int, z: float = Z95) -> tuple[float, float]:
+    """Tango's score interval (95 % by default) for the difference of two paired proportions,
+    ``(b - c) / n``: every ``delta`` the score test above does not reject, found by root search
+    (the statistic decreases in ``delta``). It stays inside [-1, 1], is never degenerate at
+    ``b = c = 0`` (unlike the Wald interval), and excludes 0 exactly when the uncorrected
+    McNemar test rejects at the same level."""
+    if min(b, c) < 0 or n < b + c or n <= 0:
+        raise ValueError(f"expected 0 <= b, c and b + c <= n, n > 0; got b={b}, c={c}, n={n}")
+    from scipy.optimize import brentq
+
+    est = (b - c) / n
+    lo_edge, hi_edge = -1.0 + 1e-12, 1.0 - 1e-12
+
+    def root(target: float, left: float, right: float) -> float:
+        return float(brentq(lambda d: tango_score_statistic(b, c, n, d) - target, left, right, xtol=1e-12))
+
+    lower = -1.0 if tango_score_statistic(b, c, n, lo_edge) <= z else root(z, lo_edge, est)
+    upper = 1.0 if tango_score_statistic(b, c, n, hi_edge) >= -z else root(-z, est, hi_edge)
+    return (lower, upper)
+
+
+#: Multiplicity adjustments a report may use; Holm (family-wise error) is the default.
+ADJUSTMENTS: tuple[str, ...] = ("holm", "bh")
+
+
+def adjust_p(p_values: Sequence[float], method: str = "holm") -> list[float]:
+    """Adjusted p-values of one family of tests: ``holm`` (Holm's step-down, controls the
+    family-wise error rate under any dependence) or ``bh`` (Benjamini-Hochberg step-up, controls
+    the false discovery rate under independence or positive dependence). NaN entries (no test)
+    stay NaN and do not count towards the family's size."""
+    if method not in ADJUSTMENTS:
+        raise ValueError(f"unknown multiplicity adjustment {method!r}; choose one of {', '.join(ADJUSTMENTS)}")
+    out = [math.nan] * len(p_values)
+    live = [(p, i) for i, p in enumerate(p_values) if not math.isnan(p)]
+    m = len(live)
+    if m == 0:
+        return out
+    ordered = sorted(live)
+    if method == "holm":
+        running = 0.0
+        for k, (p, i) in enumerate(ordered):
+            running = max(running, min(1.0, (m - k) * p))
+            out[i] = running
+    else:
+        running = 1.0
+        for k in range(m - 1, -1, -1):
+            p, i = ordered[k]
+            running = min(running, min(1.0, p * m / (k + 1)))
+            out[i] = running
+    return out
+
+
+@dataclass(frozen=True)
+class StratifiedDifference:
+    """The equal-weight mean over strata (datasets) of per-stratum paired differences, with the
+    z test and interval of that same quantity, and the heterogeneity of the strata.
+
+    ``delta = mean_k d_k``; ``se = sqrt(sum_k v_k) / K`` with ``v_k`` the variance of the
+    stratum's mean paired difference (strata independent). ``q``/``i2``: Cochran's Q and
+    Higgins' I² of the ``d_k`` (inverse-variance weights; NaN when a stratum's variance is 0).
+    ``up``/``down``: strata whose difference is positive / negative."""
+
+    delta: float
+    se: float
+    ci_low: float
+    ci_high: float
+    p_value: float
+    k: int
+    up: int
+    down: int
+    q: float
+    i2: float
+
+
+def stratum_difference(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray) -> tuple[float, float]:
+    """Mean paired difference of one stratum and its variance (``var(d) / n``, with ``n - 1``
+    in the variance; 0 for fewer than two pairs)."""
+    d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
+    if d.size == 0:
+        return (math.nan, math.nan)
+    var = float(d.var(ddof=1)) / d.size if d.size > 1 else 0.0
+    return (float(d.mean()), var)
+
+
+def stratified_difference(diffs: Sequence[float], variances: Sequence[float], z: float = Z95) -> StratifiedDifference:
+    """Test and interval of the equal-weight average of per-stratum differences ``diffs`` whose
+    sampling variances are ``variances`` (normal approximation; see docs/statistics.md)."""
+    from scipy.stats import norm
+
+    d = np.asarray(diffs, dtype=float)
+    v = np.asarray(variances, dtype=float)
+    k = int(d.size)
+    if k == 0 or np.any(np.isnan(d)) or np.any(np.isnan(v)):
+        nan = math.nan
+        return StratifiedDifference(nan, nan, nan, nan, nan, k, 0, 0, nan, nan)
+    delta = float(d.mean())
+    se = float(math.sqrt(float(v.sum()))) / k
+    if se == 0.0:
+        p = 1.0 if delta == 0.0 else 0.0
+    else:
+        p = float(2.0 * norm.sf(abs(delta) / se))
+    q = i2 = math.nan
+    if k > 1 and np.all(v > 0.0):
+        w = 1.0 / v
+        pooled = float((w * d).sum() / w.sum())
+        q = float((w * (d - pooled) ** 2).sum())
+        i2 = max(0.0, (q - (k - 1)) / q) if q > 0 else 0.0
+    return StratifiedDifference(delta, se, delta - z * se, delta + z * se, min(1.0, p), k,
+                                int(np.sum(d > 0)), int(np.sum(d < 0)), q, i2)
+
+
+def hierarchical_paired_bootstrap(repetitions: Sequence[tuple[np.ndarray, np.ndarray]], n_resamples: int = 2000,
+                                  alpha: float = 0.05, seed: int = 0) -> PairedBootstrapResult:
+    """Two-level paired bootstrap of the mean difference over *repetitions* of an experiment (view
+    seeds × stream orders), each a pair of aligned per-sample score vectors ``(a, b)``: every
+    resample draws the repetitions with replacement, then the samples of each drawn repetition
+    with replacement, and averages the repetitions' mean differences. Its interval and p-value
+    (re-centred, as :func:`paired_bootstrap`) carry both the sampling and the seed/order spread.
+    With one repetition it is the ordinary paired bootstrap's distribution."""
+    diffs = [np.asarray(a, dtype=float) - np.asarray(b, dtype=float) for a, b in repetitions]
+    if not diffs or any(d.size == 0 for d in diffs):
+        return PairedBootstrapResult(0, math.nan, math.nan, math.nan, math.nan, math.nan, 1.0, n_resamples)
+    r = len(diffs)
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, r, size=(n_resamples, r))
+    # Inner means: one independent resample of repetition k for every (resample, draw) cell.
+    inner = np.stack([_chunked_resample_means(d, n_resamples * r, rng).reshape(n_resamples, r) for d in diffs])
+    means = inner[picks, np.arange(n_resamples)[:, None], np.arange(r)[None, :]].mean(axis=1)
+    observed = float(np.mean([d.mean() for d in diffs]))
+    lo, hi = np.quantile(means, [alpha / 2, 1 - alpha / 2])
+    if all(np.all(d == 0.0) for d in diffs):
+        p = 1.0
+    else:
+        extreme = int(np.sum(np.abs(means - observed) >= abs(observed) - 1e-12))
+        p = (1 + extreme) / (1 + n_resamples)
+    mean_a = float(np.mean([np.mean(a) for a, _ in repetitions]))
+    mean_b = float(np.mean([np.mean(b) for _, b in repetitions]))
+    return PairedBootstrapResult(int(sum(d.size for d in diffs)), mean_a, mean_b, observed, float(lo), float(hi),
+                                 min(1.0, p), n_resamples)

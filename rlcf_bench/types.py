@@ -740,10 +740,62 @@ class DatasetAverage:
 
 
 @dataclass(frozen=True)
+class MethodFamily:
+    """Methods that share a baseline (e.g. RLCF and C-TPT on the prompt against TPT on the
+    prompt): each member is compared with ``baseline`` in every report. The paper layout lists
+    a family's rows together, its baseline first."""
+
+    name: str
+    baseline: str
+    members: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        if not self.name or not self.baseline or self.baseline in self.members:
+            raise ValueError(f"family {self.name!r}: expected a name, a baseline and members other than the "
+                             f"baseline, got baseline {self.baseline!r} and members {self.members!r}")
+
+
+@dataclass(frozen=True)
+class Comparisons:
+    """Which paired comparisons a suite's reports make (the core names no method).
+
+    ``reference``: the method every other method is compared with (e.g. zero-shot), and whose
+    run with a method's reward model is that method's reward-model reference. ``families``: each
+    member against its family's baseline. ``pairs``: any further (method, against) pairs (what
+    ``rlcf-bench report --compare A B`` adds). Each (reference or baseline, task, setting) is one
+    family of tests for the multiplicity adjustment (docs/statistics.md)."""
+
+    reference: str = ""
+    families: tuple[MethodFamily, ...] = ()
+    pairs: tuple[tuple[str, str], ...] = ()
+
+    def baseline_of(self, method: str) -> str | None:
+        """The baseline of the first family ``method`` is a member of (None: none)."""
+        return next((f.baseline for f in self.families if method in f.members), None)
+
+    def family_of(self, method: str) -> str | None:
+        """The family ``method`` belongs to, as its member or its baseline."""
+        return next((f.name for f in self.families if method in f.members or method == f.baseline), None)
+
+    def merged(self, other: Comparisons) -> Comparisons:
+        """This declaration with ``other``'s added (the first reference wins; families and pairs
+        are kept once each)."""
+        return Comparisons(self.reference or other.reference,
+                           tuple(dict.fromkeys((*self.families, *other.families))),
+                           tuple(dict.fromkeys((*self.pairs, *other.pairs))))
+
+
+#: No comparisons declared (the default of a suite, and of a report built without plugins).
+NO_COMPARISONS = Comparisons()
+
+
+@dataclass(frozen=True)
 class SuiteSpec:
     """A plain named list of runs. ``expand(methods)`` yields them; it never aggregates.
     ``orders``: stream orders each online method is run with (``--orders`` overrides).
-    ``averages``: the dataset groups whose average the reports show (e.g. the OOD average)."""
+    ``averages``: the dataset groups whose average the reports show (e.g. the OOD average).
+    ``comparisons``: the reference method and method families the reports compare with.
+    ``seeds``: protocol (view) seeds each run is made with (``--seeds`` overrides)."""
 
     name: str
     description: str
@@ -751,6 +803,8 @@ class SuiteSpec:
     provider: str = ""
     orders: int = 1
     averages: tuple[DatasetAverage, ...] = ()
+    comparisons: Comparisons = NO_COMPARISONS
+    seeds: int = 1
 
 
 @dataclass(frozen=True)

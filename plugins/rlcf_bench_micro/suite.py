@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from rlcf_bench import DatasetAverage, SuiteRun, SuiteSpec, hookimpl
+from rlcf_bench import Comparisons, DatasetAverage, MethodFamily, SuiteRun, SuiteSpec, hookimpl
 
 STUDENT, REWARD, CAPTIONER = "micro-student", "micro-reward", "micro-captioner"
 CLASSIFICATION_DOMAINS = ("micro-sketch", "micro-rendition", "micro-hard", "micro-resampled", "micro-noise")
@@ -24,6 +24,19 @@ RETRIEVAL_DOMAIN, RETRIEVAL_N = "micro-rendition", 60
 CAPTIONING_DOMAIN, CAPTIONING_N = "micro-rendition", 60
 PROTOCOL = (("n_views", 32),)
 ONLINE_ORDERS = 3  # stream orders per online method (order seeds 0, 1, 2); episodic methods run once
+
+#: What the reports compare: every method with zero-shot (and a reward-model user with the reward
+#: model's own zero-shot), and each method with its family's baseline: the prompt tuners with TPT on
+#: the prompt, the image-encoder tuners (RLCF's and the distillation baselines) with TPT on the image
+#: encoder, the cache-based online methods with TDA (which BoostAdapter and DPE extend).
+COMPARISONS = Comparisons(
+    reference="zero-shot",
+    families=(
+        MethodFamily("prompt tuning", "tpt-prompt", ("rlcf-prompt", "c-tpt", "r-tpt", "tps")),
+        MethodFamily("image-encoder tuning", "tpt-image", ("rlcf-image", "kd", "dkd", "atkd")),
+        MethodFamily("online caches", "tda", ("boostadapter", "dpe", "dmn-zs")),
+    ),
+)
 
 
 def _supports(method: Any, kind: str) -> bool:
@@ -62,4 +75,5 @@ def micro_runs(methods: Sequence[Any]) -> list[SuiteRun]:
 @hookimpl
 def rlcfb_register_suites() -> list[SuiteSpec]:
     return [SuiteSpec("micro", "the embedded suite: generated shifts, micro CLIP zoo; CPU, minutes", micro_runs,
-                      orders=ONLINE_ORDERS, averages=(DatasetAverage("OOD avg", CLASSIFICATION_DOMAINS, "classification"),))]
+                      orders=ONLINE_ORDERS, averages=(DatasetAverage("OOD avg", CLASSIFICATION_DOMAINS, "classification"),),
+                      comparisons=COMPARISONS)]

@@ -15,7 +15,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from rlcf_bench import DatasetAverage, SuiteRun, SuiteSpec, hookimpl
+from rlcf_bench import Comparisons, DatasetAverage, MethodFamily, SuiteRun, SuiteSpec, hookimpl
 
 POLICY = "ViT-B-16@openai"
 REWARD = "ViT-L-14@openai"
@@ -23,6 +23,12 @@ ENSEMBLE = "rlcf-s"
 IMAGENET_FAMILY = ("imagenet", "imagenet-a", "imagenet-v2", "imagenet-r", "imagenet-sketch")
 #: The paper's "OOD avg" column of Table 1: the four shifted ImageNet variants (not ImageNet itself).
 OOD_AVERAGE = DatasetAverage("OOD avg", IMAGENET_FAMILY[1:], "classification")
+#: The paper's comparisons: every row against zero-shot CLIP, each RLCF variant against the TPT
+#: variant that tunes the same parameters (the paper's claim is about both pairs).
+PAPER_COMPARISONS = Comparisons(reference="zero-shot", families=(
+    MethodFamily("prompt tuning", "tpt-prompt", ("rlcf-prompt",)),
+    MethodFamily("image-encoder tuning", "tpt-image", ("rlcf-image",)),
+))
 FINE_GRAINED = ("caltech101", "cars", "pets", "flower102", "aircraft", "food101", "sun397", "dtd", "eurosat", "ucf101")
 COOP_ENV = "RLCF_BENCH_COOP_CTX"
 CAPTIONER_ENVS = {"clipcap": "RLCF_BENCH_CLIPCAP_DIR", "capdec": "RLCF_BENCH_CAPDEC_DIR"}
@@ -117,12 +123,13 @@ def table3(methods: Sequence[Any]) -> list[SuiteRun]:
 def rlcfb_register_suites() -> list[SuiteSpec]:
     return [
         SuiteSpec("paper-table1", "RLCF Table 1: ImageNet + A/V2/R/Sketch, ViT-B/16 policy, ViT-L/14 reward", table1,
-                  averages=(OOD_AVERAGE,)),
+                  averages=(OOD_AVERAGE,), comparisons=PAPER_COMPARISONS),
         SuiteSpec("paper-table1-coop", f"RLCF Table 1 '+ CoOp' rows (needs ${COOP_ENV})", table1_coop,
-                  averages=(OOD_AVERAGE,)),
+                  averages=(OOD_AVERAGE,), comparisons=PAPER_COMPARISONS),
         SuiteSpec("paper-finegrained", "the 10 fine-grained sets with CoOp splits (prompt tuning)", finegrained,
-                  averages=(DatasetAverage("Average", FINE_GRAINED, "classification"),)),
-        SuiteSpec("paper-table2", "RLCF Table 2: COCO / Flickr30k retrieval, both directions", table2),
+                  averages=(DatasetAverage("Average", FINE_GRAINED, "classification"),), comparisons=PAPER_COMPARISONS),
+        SuiteSpec("paper-table2", "RLCF Table 2: COCO / Flickr30k retrieval, both directions", table2, comparisons=PAPER_COMPARISONS),
         SuiteSpec("paper-table3", "RLCF Table 3: ClipCap / CapDec captioning on Flickr30k and NoCaps "
-                  f"(needs ${CAPTIONER_ENVS['clipcap']} and ${CAPTIONER_ENVS['capdec']})", table3),
+                  f"(needs ${CAPTIONER_ENVS['clipcap']} and ${CAPTIONER_ENVS['capdec']})", table3,
+                  comparisons=PAPER_COMPARISONS),
     ]

@@ -31,6 +31,7 @@ from rlcf_bench import (
     Predictions,
     RunProtocol,
     SampleRecord,
+    SampleScore,
     TaskMetrics,
     TaskSpec,
     hookimpl,
@@ -126,6 +127,7 @@ METRICS = TaskMetrics(
     metrics=(*(MetricSpec(name) for name in (*REFERENCE_METRICS, "spice")),
              MetricSpec("clipscore", interval="bootstrap"), MetricSpec("refclipscore", interval="bootstrap")),
     primary=("cider", "clipscore", "bleu4"),
+    score=SampleScore(label="CLIPScore"),
     order=2,
 )
 

@@ -27,6 +27,9 @@ from rlcf_bench import (
 from rlcf_bench.task import TaskRuntime
 
 ECE_BINS = 15
+#: Bootstrap resamples of the ECE's 95% interval (percentile; docs/statistics.md): enough for stable
+#: 2.5% and 97.5% quantiles.
+ECE_RESAMPLES = 2000
 
 
 class ClassificationTask(TaskRuntime):
@@ -85,7 +88,7 @@ class ClassificationTask(TaskRuntime):
     def aggregate(self, records: Sequence[SampleRecord]) -> dict[str, MetricValue]:
         import numpy as np
 
-        from rlcf_bench.stats import bootstrap_ci, wilson_interval
+        from rlcf_bench.stats import wilson_interval
 
         n = len(records)
         correct = np.array([r.score for r in records], dtype=float)
@@ -95,12 +98,61 @@ class ClassificationTask(TaskRuntime):
         for name, hits in (("top1", correct), ("top5", top5)):
             lo, hi = wilson_interval(int(hits.sum()), n)
             metrics[name] = MetricValue(100.0 * hits.mean() if n else float("nan"), 100 * lo, 100 * hi, n)
-        pairs = np.stack([conf, correct], axis=1) if n else np.zeros((0, 2))
+        if n and all(r.prediction is not None and r.target is not None for r in records):
+            metrics.update(prediction_spread([int(r.prediction) for r in records],  # type: ignore[arg-type]
+                                             [int(r.target) for r in records]))  # type: ignore[arg-type]
         ece = expected_calibration_error(conf, correct)
-        lo, hi = bootstrap_ci(np.arange(n), statistic=lambda idx: expected_calibration_error(*pairs[idx.astype(int)].T),
-                              n_resamples=200) if n else (float("nan"), float("nan"))
+        lo, hi = ece_bootstrap_ci(conf, correct) if n else (float("nan"), float("nan"))
         metrics["ece"] = MetricValue(100.0 * ece, 100.0 * lo, 100.0 * hi, n)
         return metrics
+
+
+def prediction_spread(predictions: Sequence[int], targets: Sequence[int]) -> dict[str, MetricValue]:
+    """Two checks for a near-chance domain: ``balanced_top1``, the mean over the classes present of
+    each class's accuracy (a method that predicts one class everywhere scores 100/C, whatever the
+    class frequencies), and ``top_class_share``, the share of samples given the most frequent
+    predicted class (a prediction collapse shows as a share near 100 %). Exact values, no interval."""
+    from collections import Counter
+
+    n = len(predictions)
+    per_class: dict[int, list[bool]] = {}
+    for p, t in zip(predictions, targets):
+        per_class.setdefault(t, []).append(p == t)
+    balanced = 100.0 * sum(sum(v) / len(v) for v in per_class.values()) / len(per_class)
+    share = 100.0 * Counter(predictions).most_common(1)[0][1] / n
+    return {"balanced_top1": MetricValue(balanced, None, None, n), "top_class_share": MetricValue(share, share, share, n)}
+
+
+def resampled_eces(confidence: Any, correct: Any, idx: Any, bins: int = ECE_BINS) -> Any:
+    """The ECE of each resample (row of ``idx``, sample indices) at once: per (resample, bin) the
+    sums of hits and confidences, and ``ECE = sum_b |hits_b - confidence_b| / n`` (the same
+    quantity as :func:`expected_calibration_error`, whose ``|B_b|/N * |acc - conf|`` it expands)."""
+    import numpy as np
+
+    conf = np.asarray(confidence, dtype=float)
+    hit = np.asarray(correct, dtype=float)
+    which = np.clip(np.ceil(conf * bins) - 1, 0, bins - 1).astype(np.int64)
+    rows, n = idx.shape
+    cells = (which[idx] + bins * np.arange(rows)[:, None]).ravel()
+    hits = np.bincount(cells, weights=hit[idx].ravel(), minlength=rows * bins).reshape(rows, bins)
+    confs = np.bincount(cells, weights=conf[idx].ravel(), minlength=rows * bins).reshape(rows, bins)
+    return np.abs(hits - confs).sum(axis=1) / n
+
+
+def ece_bootstrap_ci(confidence: Any, correct: Any, n_resamples: int = ECE_RESAMPLES, seed: int = 0,
+                     max_cells: int = 4_000_000) -> tuple[float, float]:
+    """Percentile bootstrap 95% interval of the ECE over samples (``n_resamples`` resamples,
+    fixed seed; drawn in chunks of at most ``max_cells`` indices)."""
+    import numpy as np
+
+    n = len(confidence)
+    rng = np.random.default_rng(seed)
+    per_chunk = max(1, max_cells // max(1, n))
+    values = np.concatenate([resampled_eces(confidence, correct,
+                                            rng.integers(0, n, size=(min(per_chunk, n_resamples - start), n)))
+                             for start in range(0, n_resamples, per_chunk)])
+    lo, hi = np.quantile(values, [0.025, 0.975])
+    return (float(lo), float(hi))
 
 
 def expected_calibration_error(confidence: Any, correct: Any, bins: int = ECE_BINS) -> float:
@@ -123,7 +175,10 @@ def expected_calibration_error(confidence: Any, correct: Any, bins: int = ECE_BI
 #: How reports read the task's results: per-sample 0/1 correctness, compared by exact McNemar.
 METRICS = TaskMetrics(
     metrics=(MetricSpec("top1", interval="wilson"), MetricSpec("top5", interval="wilson"),
-             MetricSpec("ece", label="ECE (expected calibration error)", higher_is_better=False, interval="bootstrap")),
+             MetricSpec("ece", label="ECE (expected calibration error)", higher_is_better=False, interval="bootstrap"),
+             MetricSpec("balanced_top1", label="balanced accuracy (mean per-class top-1)", interval="none"),
+             MetricSpec("top_class_share", label="share of the most frequent predicted class (collapse check)",
+                        higher_is_better=False, interval="none")),
     primary=("top1",),
     score=SampleScore(label="accuracy", percent=True, paired_test="mcnemar-exact"),
     order=0,

@@ -186,14 +186,15 @@ def recall_metrics(records: Sequence[SampleRecord], seed: int = 0) -> dict[str, 
 #: Display order: text-to-image first (its R@1 is the primary metric), then image-to-text.
 _SHOWN = ("t2i", "i2t")
 
-#: How reports read the task's results: per-query 0/1 hit@1, each per-direction metric tested on
+#: How reports read the task's results: per-query 0/1 hit@1, compared by exact McNemar (a 0/1 outcome, as in
+#: classification), each per-direction metric tested on
 #: that direction's queries only (sample ids ``i2t:...``/``t2i:...``).
 METRICS = TaskMetrics(
     metrics=(*(MetricSpec(f"{d}_r{k}", interval="wilson", sample_group=d) for d in _SHOWN for k in RECALL_KS),
              *(MetricSpec(f"{d}_mean", interval="bootstrap", sample_group=d) for d in _SHOWN),
              MetricSpec("r_mean", interval="bootstrap"), MetricSpec("rsum", interval="bootstrap")),
     primary=tuple(f"{d}_r1" for d in _SHOWN),
-    score=SampleScore(percent=True, groups=DIRECTIONS),
+    score=SampleScore(label="hit@1", percent=True, paired_test="mcnemar-exact", groups=DIRECTIONS),
     order=1,
     n_note="for retrieval's t2i R@1, the text queries; the paired tests of a per-direction metric use that "
            "direction's queries only",

@@ -21,7 +21,16 @@ from .build import build_report, build_rows
 from .compare import PairedComparison, RunBrief, compare, compare_runs, format_comparison
 from .paper import PaperCell, PaperRow, PaperTable, build_paper_tables
 from .paper_formats import PAPER_FORMATS, render_paper_tables
-from .render import FORMATS, normalise_format, render, render_paper, render_report, write_report
+from .render import (
+    FORMATS,
+    ClaimOptions,
+    build_for,
+    normalise_format,
+    render,
+    render_paper,
+    render_report,
+    write_report,
+)
 from .rows import (
     ComparableGroup,
     Comparison,
@@ -39,5 +48,5 @@ __all__ = [
     "render_paper_tables", "ComparableGroup", "Comparison", "DatasetSection", "LeaderboardRow", "PairedComparison", "PairedTest",
     "Report", "ReportedValue", "RewardModelReference", "RunBrief", "build_report", "build_rows", "compare",
     "compare_runs", "format_comparison", "normalise_format", "paired_test", "render", "render_report",
-    "write_report", "TaskCatalog", "catalog_from",
+    "write_report", "TaskCatalog", "catalog_from", "ClaimOptions", "build_for",
 ]

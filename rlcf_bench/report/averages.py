@@ -14,12 +14,14 @@ leaderboard (:mod:`rlcf_bench.report.online`).
 
 The row's value is the mean of the stored primary metric over the datasets, each weighted
 equally (as papers report it); its interval is a stratified bootstrap over the per-sample scores
-(:func:`rlcf_bench.stats.stratified_bootstrap_mean_ci`). The paired tests against the setting's
-zero-shot and TPT average rows *pool* the samples of all datasets, matched by (dataset, sample
-id), and run the leaderboard's test (:func:`rlcf_bench.report.scores.paired_test`: the task's
-declared test, e.g. exact McNemar for 0/1 scores), with the minimum detectable difference of the pooled
-comparison. Pooling is what lets a suite of a few hundred images per domain detect differences
-that no single domain can (docs/statistics.md).
+(:func:`rlcf_bench.stats.stratified_bootstrap_mean_ci`). Its comparisons with the setting's
+reference and family-baseline average rows test *that same equal-weight difference*: per
+dataset, the mean paired difference on the shared samples and its variance; the average of
+those differences with a z test and 95% interval (:func:`rlcf_bench.stats.stratified_difference`),
+so the Δ and its test can never disagree in sign because datasets differ in size. Each comparison
+also says how many datasets go each way and the heterogeneity of the per-dataset differences
+(Cochran's Q, I²): the inference covers the listed datasets, not a general population of shifts
+(docs/statistics.md).
 """
 
 from __future__ import annotations
@@ -31,10 +33,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..stats import stratified_bootstrap_mean_ci
-from ..types import DatasetAverage
-from .rows import GROUP_FIELDS, TPT, ZERO_SHOT, DatasetSection, LeaderboardRow, _num, matching_scale
-from .scores import ScoreCache, metric_scores, paired_test
+from ..stats import MDD_ALPHA, MDD_POWER, stratified_bootstrap_mean_ci, stratified_difference, stratum_difference
+from ..types import NO_COMPARISONS, Comparisons, DatasetAverage
+from .rows import GROUP_FIELDS, MDD_BASIS, DatasetSection, LeaderboardRow, _num, matching_scale, special_num
+from .scores import ALPHA, ScoreCache, metric_scores, score_scale
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from ..plugins import PluginHost
@@ -43,8 +45,18 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
 SETTING_FIELDS: tuple[tuple[str, str], ...] = tuple(
     (name, words) for name, words in GROUP_FIELDS if name not in ("dataset", "dataset_version"))
 
-#: Separates the dataset from the sample id in the pooled test's keys (no dataset name has one).
-_KEY_SEP = "\x00"
+def declared_comparisons(host: PluginHost | None) -> Comparisons:
+    """The comparisons every installed suite declares, merged (the first declared reference)."""
+    out = Comparisons()
+    if host is None:
+        return out
+    for suite in host.suites():
+        declared = suite.comparisons
+        if not isinstance(declared, Comparisons):
+            raise TypeError(f"suite {suite.name!r}: comparisons must be a Comparisons object, "
+                            f"got {type(declared).__name__}")
+        out = out.merged(declared)
+    return out
 
 
 def declared_averages(host: PluginHost | None) -> tuple[DatasetAverage, ...]:
@@ -63,10 +75,14 @@ def declared_averages(host: PluginHost | None) -> tuple[DatasetAverage, ...]:
 
 @dataclass(frozen=True)
 class PooledComparison:
-    """An average row against another method's average row of the same setting, tested on the
-    samples of all datasets pooled (``n_shared`` pairs; ``discordant`` = (b, c) for McNemar).
-    ``delta`` is the difference of the two averages as printed; ``mdd`` the minimum detectable
-    difference of the pooled test, in the metric's unit."""
+    """An average row against another method's average row of the same setting: the stratified
+    test of the equal-weight average of the per-dataset paired differences (``n_shared`` pairs in
+    all). ``delta``: the difference of the two averages as printed; ``tested_delta``: the
+    equal-weight mean of the per-dataset differences on the shared samples (the same number when
+    every sample is shared), with its 95% interval ``ci_low``..``ci_high``. ``up``/``down``: the
+    datasets whose difference is positive / negative; ``q``/``i2``: Cochran's Q and I² of the
+    per-dataset differences. ``mdd``: the normal-approximation minimum detectable difference of
+    the stratified test (5% two-sided, 80% power)."""
 
     against_method: str
     against_runs: tuple[int, ...]
@@ -74,24 +90,50 @@ class PooledComparison:
     delta: float
     test: str
     p_value: float
-    p_mid: float | None
     significant: bool
     n_shared: int
     only_row: int
     only_other: int
-    discordant: tuple[int, int] | None
     mdd: float
     on_primary: bool = True
+    tested_delta: float = math.nan
+    ci_low: float = math.nan
+    ci_high: float = math.nan
+    per_dataset: tuple[float, ...] = ()
+    up: int = 0
+    down: int = 0
+    q: float = math.nan
+    i2: float = math.nan
+    p_adjusted: float = math.nan
+    adjustment: str = ""
+    family: str = ""
+    family_size: int = 0
+
+    @property
+    def p_mark(self) -> float:
+        return self.p_value if math.isnan(self.p_adjusted) else self.p_adjusted
+
+    @property
+    def k(self) -> int:
+        return len(self.per_dataset)
+
+    def heterogeneity_text(self) -> str:
+        """``3 up, 2 down, I² 81%``: how the datasets go and how much their effects differ."""
+        i2 = "I² n/a" if math.isnan(self.i2) else f"I² {100.0 * self.i2:.0f}%"
+        return f"{self.up} up, {self.down} down of {self.k}, {i2}"
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "against_method": self.against_method, "against_runs": list(self.against_runs), "metric": self.metric,
-            "delta": _num(self.delta), "test": self.test, "pooled": True, "p_value": _num(self.p_value),
-            "p_mid": _num(self.p_mid), "significant_5pct": self.significant, "n_shared": self.n_shared,
+            "delta": _num(self.delta), "test": self.test, "weighting": "equal weight per dataset",
+            "p_value": _num(self.p_value), "p_adjusted": _num(self.p_adjusted),
+            "adjustment": self.adjustment or None, "family": self.family or None, "family_size": self.family_size,
+            "significant_5pct": self.significant, "n_shared": self.n_shared,
             "only_this_row": self.only_row, "only_other_row": self.only_other,
-            "discordant_b": None if self.discordant is None else self.discordant[0],
-            "discordant_c": None if self.discordant is None else self.discordant[1],
-            "min_detectable_diff": _num(self.mdd),
+            "tested_delta": _num(self.tested_delta), "diff_ci_low": _num(self.ci_low), "diff_ci_high": _num(self.ci_high),
+            "per_dataset_delta": [_num(d) for d in self.per_dataset], "datasets_up": self.up,
+            "datasets_down": self.down, "cochran_q": _num(self.q), "i2": _num(self.i2),
+            "min_detectable_diff": special_num(self.mdd), "min_detectable_diff_basis": MDD_BASIS,
             "tested_on": "primary metric" if self.on_primary else "per-sample score",
         }
 
@@ -116,8 +158,10 @@ class AverageRow:
     ci_high: float | None
     n: int
     run_ids: tuple[int, ...]
-    vs_zero_shot: PooledComparison | None = None
-    vs_tpt: PooledComparison | None = None
+    vs_reference: PooledComparison | None = None
+    vs_baseline: PooledComparison | None = None
+    family: str = ""  # the method's declared family (paper layout order)
+    vs_best: PooledComparison | None = None  # against the setting's best average (paper layout's ties)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -127,8 +171,9 @@ class AverageRow:
             "model": self.model, "reward_model": self.reward_model, "setting": self.setting,
             "primary_metric": self.metric, "value": _num(self.value), "ci_low": _num(self.ci_low),
             "ci_high": _num(self.ci_high), "n": self.n, "run_ids": list(self.run_ids),
-            "vs_zero_shot": None if self.vs_zero_shot is None else self.vs_zero_shot.as_dict(),
-            "vs_tpt": None if self.vs_tpt is None else self.vs_tpt.as_dict(),
+            "vs_reference": None if self.vs_reference is None else self.vs_reference.as_dict(),
+            "vs_baseline": None if self.vs_baseline is None else self.vs_baseline.as_dict(),
+            "vs_best": None if self.vs_best is None else self.vs_best.as_dict(),
         }
 
 
@@ -142,7 +187,7 @@ def _setting_key(row: LeaderboardRow) -> tuple[str, ...]:
     return tuple(str(getattr(row, name)) for name, _ in SETTING_FIELDS)
 
 
-def _setting_label(row: LeaderboardRow) -> str:
+def setting_label(row: LeaderboardRow) -> str:
     return (f"model {row.model} (v{row.model_version}) · protocol {row.protocol_hash[:8]} · "
             f"task {row.task} v{row.task_version} · bench {row.bench_version}")
 
@@ -163,12 +208,9 @@ class _Members:
 
     rows: tuple[LeaderboardRow, ...]
 
-    def pooled_scores(self, cache: ScoreCache, metric: str) -> dict[str, float]:
-        out: dict[str, float] = {}
-        for row in self.rows:
-            for sid, score in metric_scores(cache.scores(row.run_id), row.meta, metric).items():
-                out[f"{row.dataset}{_KEY_SEP}{sid}"] = score
-        return out
+    def scores(self, cache: ScoreCache, metric: str) -> list[dict[str, float]]:
+        """Per dataset (the group's order), ``sample_id -> score`` of the metric."""
+        return [metric_scores(cache.scores(row.run_id), row.meta, metric) for row in self.rows]
 
     def scale(self, cache: ScoreCache, metric: str) -> float | None:
         """The common factor from mean per-sample score to the stored metric on every dataset,
@@ -197,25 +239,49 @@ def _average_row(avg: DatasetAverage, members: _Members, metric: str, cache: Sco
         name=avg.name, task=first.task, task_kind=first.task_kind, datasets=avg.datasets, method=first.method,
         method_label=first.method_label, options_text=first.options_text, model=first.model,
         reward_model=first.reward_model,
-        setting=_setting_label(first), metric=metric, value=value, ci_low=lo, ci_high=hi,
+        setting=setting_label(first), metric=metric, value=value, ci_low=lo, ci_high=hi,
         n=sum(r.primary_n for r in members.rows), run_ids=tuple(r.run_id for r in members.rows))
 
 
 def _pooled(row: AverageRow, members: _Members, other: AverageRow, other_members: _Members,
             cache: ScoreCache) -> PooledComparison:
-    test = paired_test(members.pooled_scores(cache, row.metric), other_members.pooled_scores(cache, row.metric),
-                       run_a=row.run_ids[0], run_b=other.run_ids[0], meta=members.rows[0].meta)
-    mc = test.mcnemar
+    """The stratified test of the equal-weight difference of two average rows."""
+    scale = score_scale(members.rows[0].meta)
+    diffs: list[float] = []
+    variances: list[float] = []
+    n_shared = only_row = only_other = 0
+    for sa, sb in zip(members.scores(cache, row.metric), other_members.scores(cache, row.metric)):
+        shared = sorted(set(sa) & set(sb))
+        n_shared += len(shared)
+        only_row += len(sa) - len(shared)
+        only_other += len(sb) - len(shared)
+        d, v = stratum_difference([sa[k] for k in shared], [sb[k] for k in shared])
+        diffs.append(d * scale)
+        variances.append(v * scale * scale)
+    st = stratified_difference(diffs, variances)
+    from scipy.stats import norm
+
+    mdd = (float(norm.ppf(1 - MDD_ALPHA / 2)) + float(norm.ppf(MDD_POWER))) * st.se if st.se > 0 else math.nan
     return PooledComparison(
         against_method=other.method_label, against_runs=other.run_ids, metric=row.metric,
-        delta=row.value - other.value, test=test.test, p_value=test.p_value,
-        p_mid=None if mc is None else mc.p_mid, significant=test.significant, n_shared=test.n_shared,
-        only_row=test.only_a, only_other=test.only_b, discordant=None if mc is None else (mc.b, mc.c),
-        mdd=test.mdd, on_primary=members.on_primary(cache, row.metric) and other_members.on_primary(cache, row.metric))
+        delta=row.value - other.value, test="stratified-z", p_value=st.p_value,
+        significant=bool(st.p_value < ALPHA), n_shared=n_shared, only_row=only_row, only_other=only_other, mdd=mdd,
+        on_primary=members.on_primary(cache, row.metric) and other_members.on_primary(cache, row.metric),
+        tested_delta=st.delta, ci_low=st.ci_low, ci_high=st.ci_high, per_dataset=tuple(diffs), up=st.up,
+        down=st.down, q=st.q, i2=st.i2)
 
 
-def _one_group(avg: DatasetAverage, rows: Sequence[LeaderboardRow],
-               cache: ScoreCache) -> tuple[list[AverageRow], list[AverageNote]]:
+def _best(rows: list[tuple[AverageRow, _Members]]) -> tuple[AverageRow, _Members] | None:
+    """The setting's best average row (in the metric's direction; the lowest run ids on a tie)."""
+    scored = [v for v in rows if not math.isnan(v[0].value)]
+    if not scored:
+        return None
+    sign = 1.0 if scored[0][1].rows[0].meta.metric(scored[0][0].metric).higher_is_better else -1.0
+    return min(scored, key=lambda v: (-sign * v[0].value, v[0].run_ids))
+
+
+def _one_group(avg: DatasetAverage, rows: Sequence[LeaderboardRow], cache: ScoreCache,
+               comparisons: Comparisons) -> tuple[list[AverageRow], list[AverageNote]]:
     settings: dict[tuple[str, ...], dict[tuple[str, ...], dict[str, LeaderboardRow]]] = {}
     for row in rows:
         per_method = settings.setdefault(_setting_key(row), {})
@@ -232,26 +298,32 @@ def _one_group(avg: DatasetAverage, rows: Sequence[LeaderboardRow],
                 why = (f"no comparable run on {', '.join(missing)}" if missing
                        else f"the datasets' primary metrics differ ({', '.join(sorted(map(str, metrics)))})")
                 notes.append(AverageNote(some.method, f"{avg.name} ({some.task}): no row for {some.method_label} "
-                                                      f"under {_setting_label(some)}: {why}"))
+                                                      f"under {setting_label(some)}: {why}"))
                 continue
             members = _Members(tuple(per_ds[d] for d in avg.datasets))
             metric = some.primary_metric
             assert metric is not None  # ranked rows have one
             complete[_method_key(some)] = (_average_row(avg, members, metric, cache), members)
-        zero_shot = next((v for v in complete.values() if v[0].method == ZERO_SHOT and v[0].method_label == ZERO_SHOT),
-                         None)
-        tpt = next((v for v in complete.values() if v[0].method == TPT and v[0].method_label == TPT), None)
+        def plain(method: str | None) -> tuple[AverageRow, _Members] | None:
+            return next((v for v in complete.values() if method and v[0].method == method  # noqa: B023
+                         and v[0].method_label == method), None)
+
+        reference = plain(comparisons.reference)
+        best = _best(list(complete.values()))
         for average, members in complete.values():
-            vs_zero = (None if zero_shot is None or zero_shot[0] is average
-                       else _pooled(average, members, *zero_shot, cache))
-            vs_tpt = None if tpt is None or tpt[0] is average else _pooled(average, members, *tpt, cache)
-            out.append(replace(average, vs_zero_shot=vs_zero, vs_tpt=vs_tpt))
+            baseline = plain(comparisons.baseline_of(average.method))
+            vs_ref = (None if reference is None or reference[0] is average
+                      else _pooled(average, members, *reference, cache))
+            vs_base = None if baseline is None or baseline[0] is average else _pooled(average, members, *baseline, cache)
+            vs_best = None if best is None or best[0] is average else _pooled(average, members, *best, cache)
+            out.append(replace(average, vs_reference=vs_ref, vs_baseline=vs_base, vs_best=vs_best,
+                               family=comparisons.family_of(average.method) or ""))
     out.sort(key=lambda r: (r.setting, -r.value if not math.isnan(r.value) else math.inf, r.method_label))
     return out, notes
 
 
-def build_averages(sections: Sequence[DatasetSection], averages: Sequence[DatasetAverage],
-                   cache: ScoreCache) -> tuple[list[AverageRow], list[AverageNote]]:
+def build_averages(sections: Sequence[DatasetSection], averages: Sequence[DatasetAverage], cache: ScoreCache,
+                   comparisons: Comparisons = NO_COMPARISONS) -> tuple[list[AverageRow], list[AverageNote]]:
     """Average rows (sorted by setting, then value) and notes for every declared group that has
     at least one run on one of its datasets."""
     ranked = list(_ranked_rows(sections))
@@ -260,7 +332,7 @@ def build_averages(sections: Sequence[DatasetSection], averages: Sequence[Datase
     for avg in averages:
         members = [r for r in ranked if avg.covers(r.task_kind) and r.dataset in avg.datasets]
         if members:
-            got_rows, got_notes = _one_group(avg, members, cache)
+            got_rows, got_notes = _one_group(avg, members, cache, comparisons)
             rows += got_rows
             notes += got_notes
     return rows, notes

@@ -12,8 +12,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..store import Store
-from ..types import DatasetAverage
+from ..types import NO_COMPARISONS, Comparisons, DatasetAverage
 from .averages import build_averages
+from .claims import DEFAULT_ADJUSTMENT, adjust_report
 from .online import order_spreads, stream_curves
 from .options import MethodKey, options_by_run
 from .rows import (
@@ -29,19 +30,27 @@ from .rows import (
     _rows_from_runs,
 )
 from .scores import ScoreCache
+from .spread_tests import apply_spread_tests
 from .tasks import TaskCatalog, catalog_from
 
 
 def build_report(store: Store, *, task: str | None = None, dataset: str | None = None,
                  method: str | None = None, method_defaults: Mapping[MethodKey, Mapping[str, Any]] | None = None,
-                 averages: Sequence[DatasetAverage] = (), tasks: TaskCatalog | None = None) -> Report:
+                 averages: Sequence[DatasetAverage] = (), tasks: TaskCatalog | None = None,
+                 comparisons: Comparisons = NO_COMPARISONS, adjustment: str = DEFAULT_ADJUSTMENT,
+                 spread_tests: bool = False) -> Report:
     """Build the full report. ``method`` only filters what is shown: ranks and tests are computed
     on the whole (task, dataset), so filtering never changes a rank. ``method_defaults`` ((method
     name, task kind) -> default config, see :func:`rlcf_bench.report.options.method_defaults`) decides which
     options each row shows. ``averages``: the dataset groups the suites declare (see
     :func:`rlcf_bench.report.averages.declared_averages`); each gets an average row per method.
     ``tasks``: the tasks' metric metadata (default: what the store recorded,
-    :func:`rlcf_bench.report.tasks.catalog_from`)."""
+    :func:`rlcf_bench.report.tasks.catalog_from`). ``comparisons``: the reference method, families
+    and pairs the suites declare (:func:`rlcf_bench.report.averages.declared_comparisons`);
+    ``adjustment``: the multiplicity adjustment of every p-value (``holm`` or ``bh``,
+    :mod:`rlcf_bench.report.claims`), applied to the whole report before ``method`` filters it.
+    ``spread_tests``: test rows with several view seeds / stream orders over all of them
+    (:mod:`rlcf_bench.report.spread_tests`)."""
     runs, superseded = _latest_attempts(store.runs(status="finished", task=task, dataset=dataset))
     catalog = tasks if tasks is not None else catalog_from(store)
     cache = ScoreCache(store)
@@ -66,13 +75,19 @@ def build_report(store: Store, *, task: str | None = None, dataset: str | None =
         groups = _group(section_rows)
         for g in groups:
             _rank(g, catalog)
-            _compare_within(g, cache)
-        _attach_reward_model_refs(groups, section_rows, cache)
+            _compare_within(g, cache, comparisons)
+        _attach_reward_model_refs(groups, section_rows, cache, comparisons.reference)
         for row in section_rows:
             row.reported = _reported_values(row, references)
         kind = section_rows[0].task_kind
         sections.append(DatasetSection(task_name, kind, dataset_name, groups))
-    average_rows, average_notes = build_averages(sections, averages, cache)
+    if spread_tests:
+        apply_spread_tests(sections, cache)
+    average_rows, average_notes = build_averages(sections, averages, cache, comparisons)
+    full = Report(sections, superseded, average_rows, [n.text for n in average_notes], tuple(averages), catalog,
+                  comparisons)
+    adjust_report(full, adjustment)
+    sections, average_rows = full.sections, full.averages
     if method is not None:
         average_rows = [a for a in average_rows if a.method == method]
         average_notes = [n for n in average_notes if n.method == method]
@@ -81,12 +96,13 @@ def build_report(store: Store, *, task: str | None = None, dataset: str | None =
                 g.rows = [r for r in g.rows if r.method == method]
             section.groups = [g for g in section.groups if g.rows]
         sections = [s for s in sections if s.groups]
-    return Report(sections, superseded, average_rows, [n.text for n in average_notes], tuple(averages), catalog)
+    return Report(sections, superseded, average_rows, [n.text for n in average_notes], tuple(averages), catalog,
+                  comparisons, adjustment)
 
 
 def build_rows(store: Store, *, task: str | None = None, dataset: str | None = None,
                method: str | None = None, method_defaults: Mapping[MethodKey, Mapping[str, Any]] | None = None,
-               tasks: TaskCatalog | None = None) -> list[LeaderboardRow]:
+               tasks: TaskCatalog | None = None, comparisons: Comparisons = NO_COMPARISONS) -> list[LeaderboardRow]:
     """Leaderboard rows of the finished runs, in report order (dataset, group, rank)."""
     return build_report(store, task=task, dataset=dataset, method=method, method_defaults=method_defaults,
-                        tasks=tasks).rows
+                        tasks=tasks, comparisons=comparisons).rows

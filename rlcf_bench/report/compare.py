@@ -126,6 +126,7 @@ def format_comparison(c: PairedComparison) -> str:
         lines.append("test: exact McNemar (two-sided) on per-sample correctness")
         lines.append(f"  A right & B wrong: {mc.b}   A wrong & B right: {mc.c}   discordant: {mc.n_discordant}")
         lines.append(f"  {format_p(mc.p_exact)} (exact), {format_p(mc.p_mid)} (mid-p)")
+        lines.append(f"  95% CI of A - B (Tango's score interval): [{t.ci_low:+.2f}, {t.ci_high:+.2f}]{unit}")
     elif t.bootstrap is not None:
         bs = t.bootstrap
         s = score_scale(c.meta)
@@ -133,10 +134,12 @@ def format_comparison(c: PairedComparison) -> str:
         lines.append(f"  95% CI of A - B: [{bs.ci_low * s:+.2f}, {bs.ci_high * s:+.2f}]{unit}   {format_p(bs.p_value)}")
     if not math.isnan(t.mdd):
         detectable = "none (too few discordant pairs)" if math.isinf(t.mdd) else f"{t.mdd:.2f}{unit}"
-        lines.append(f"minimum detectable difference (5% two-sided, 80% power): {detectable}")
+        lines.append(f"minimum detectable difference (5% two-sided, about 80% power, normal approximation): "
+                     f"{detectable}")
     verdict = "significant" if t.significant else "not significant"
     better = "A" if t.diff > 0 else "B" if t.diff < 0 else "neither"
-    lines.append(f"verdict: {verdict} at {ALPHA:.0%}" + (f" ({better} is better)" if t.significant else ""))
+    lines.append(f"verdict: {verdict} at {ALPHA:.0%}" + (f" ({better} is better)" if t.significant else "")
+                 + " (this one comparison, unadjusted; the report adjusts over each table's family)")
     return "\n".join(lines) + "\n"
 
 

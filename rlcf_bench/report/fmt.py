@@ -13,7 +13,11 @@ from .rows import Comparison, LeaderboardRow, RewardModelReference
 from .scores import format_p
 
 DASH = "—"
-SIGNIFICANT = "sig"  # the marker after a p-value significant at 5% (two-sided)
+#: A task's metric giving the share (%) of samples that get the most frequent prediction, and the
+#: share from which a row is flagged as a prediction collapse (docs/statistics.md).
+COLLAPSE_METRIC = "top_class_share"
+COLLAPSE_SHARE = 50.0
+SIGNIFICANT = "sig"  # the marker after a p-value significant at 5% (two-sided) after the multiplicity adjustment
 
 
 def num(x: float | None, digits: int = 2) -> str:
@@ -43,9 +47,10 @@ def value_with_ci(mv: MetricValue | None) -> str:
 
 
 def mdd(x: float | None) -> str:
-    """``MDD 4.12``: the minimum detectable difference of a paired test (5% two-sided, 80% power);
-    ``MDD ∞`` when no difference the observed discordance allows reaches that power;
-    ``MDD n/a`` when it cannot be estimated (no discordant pair: the discordance is unknown)."""
+    """``MDD 4.12``: the minimum detectable difference of a paired test (5% two-sided, about 80%
+    power, normal approximation), in the unit of the difference it sits next to; ``MDD ∞`` when
+    no difference the observed discordance allows reaches that power; ``MDD n/a`` when it cannot
+    be estimated (no discordant pair: the discordance is unknown)."""
     if x is None:
         return ""
     if math.isnan(x):
@@ -53,18 +58,47 @@ def mdd(x: float | None) -> str:
     return "MDD ∞" if math.isinf(x) else f"MDD {num(x)}"
 
 
+def interval(low: float | None, high: float | None) -> str:
+    """``[-0.30, +4.50]``: a 95% interval of a difference (signed ends); empty when there is none."""
+    if low is None or high is None or math.isnan(low) or math.isnan(high):
+        return ""
+    return f"[{signed(low)}, {signed(high)}]"
+
+
+ADJUSTED_WORDS = {"holm": "Holm", "bh": "BH"}
+
+
+def p_values(c: Comparison | PooledComparison) -> str:
+    """``p=0.031, Holm p=0.124 sig``: the raw and the adjusted p-value, and the mark the adjusted
+    one earns (5%, two-sided)."""
+    text = format_p(c.p_value)
+    if c.adjustment and not math.isnan(c.p_adjusted):
+        text += f", {ADJUSTED_WORDS.get(c.adjustment, c.adjustment)} {format_p(c.p_adjusted)}"
+    return text + (f" {SIGNIFICANT}" if c.significant else "")
+
+
 def comparison(c: Comparison | PooledComparison | None) -> str:
-    """``-2.10 (p=0.031 sig, MDD 4.12)``: stored-metric difference, paired-test p-value, 5% flag,
-    minimum detectable difference."""
+    """``-2.10 [-4.02, -0.18] (p=0.031, Holm p=0.124; MDD 4.12)``: the stored-metric difference,
+    the 95% interval of the tested difference, the raw and adjusted p-values with the 5% mark of
+    the adjusted one, and the minimum detectable difference. Where the primary metric is
+    corpus-level (no per-sample test of it), its difference is shown untested and the per-sample
+    score's own difference, interval and test follow, named. An average's comparison adds how
+    many datasets go each way and the heterogeneity I²."""
     if c is None:
         return DASH
     if c.n_shared == 0:
         return f"{signed(c.delta)} (no shared samples)"
-    flag = f" {SIGNIFICANT}" if c.significant else ""
-    basis = "" if c.on_primary else ", per-sample score"
     detectable = mdd(c.mdd)
-    detectable = f", {detectable}" if detectable else ""
-    return f"{signed(c.delta)} ({format_p(c.p_value)}{flag}{basis}{detectable})"
+    extra = f"; {detectable}" if detectable else ""
+    if isinstance(c, PooledComparison):
+        extra = f"; {c.heterogeneity_text()}{extra}"
+    elif c.repetitions > 1:
+        extra = f"; mean over {c.repetitions} seeds/orders{extra}"
+    ci_text = interval(c.ci_low, c.ci_high)
+    if isinstance(c, Comparison) and not c.on_primary:
+        return (f"{signed(c.delta)} (corpus metric, not tested); {c.score_label} {signed(c.score_delta)} "
+                f"{ci_text} ({p_values(c)}{extra})")
+    return f"{signed(c.delta)} {ci_text} ({p_values(c)}{extra})".replace("  ", " ")
 
 
 def reward_reference(r: RewardModelReference | None) -> str:
@@ -94,14 +128,17 @@ def notes(row: LeaderboardRow) -> list[str]:
     out = []
     rm = row.reward_model_zero_shot
     if rm is not None and rm.below:
-        out.append(f"below its own reward model's zero-shot ({num(rm.value)}): not a win")
+        out.append(f"significantly below its own reward model's reference run ({num(rm.value)}): not a win")
     if rm is not None and not rm.strictly_comparable:
         out.append(f"reward-model reference {rm.note}")
     if row.orders is not None:
         out.append(row.orders.text())
+    share = row.metrics.get(COLLAPSE_METRIC)
+    if share is not None and share.value >= COLLAPSE_SHARE:
+        out.append(f"prediction collapse: {share.value:.0f}% of the samples get one class")
     if not row.official:
         out.append("unofficial run")
-    for c in (row.vs_best, row.vs_zero_shot):
+    for c in (row.vs_best, row.vs_reference, row.vs_baseline):
         if c is not None and (c.only_row or c.only_other):
             out.append(f"vs run {c.against_run}: {c.n_shared} shared samples, "
                        f"{c.only_row} only here, {c.only_other} only there")

@@ -116,7 +116,7 @@ def plots(report: Report) -> str:
         if metric is None:
             continue
         unit = "%" if rows[0].meta.score.percent else ""
-        labels = {id(r): (f"RM zero-shot ({r.model})" if ref else r.method_label) for r, ref in entries}
+        labels = {id(r): (f"RM {r.method} ({r.model})" if ref else r.method_label) for r, ref in entries}
         colours = charts.colour_map([labels[id(r)] for r, ref in entries if not ref])
         if any(ref for _, ref in entries):
             colours.update({labels[id(r)]: REFERENCE_COLOUR for r, ref in entries if ref})
@@ -132,7 +132,7 @@ def plots(report: Report) -> str:
         out.append(_plot(charts.bar_chart(f"{task}: {metric} per dataset and method", bars, f"{metric} {unit}",
                                           full_scale=100.0 if unit == "%" else None),
                          "Main comparable group of each dataset; error bars: 95% intervals; grey: the reward "
-                         "model's own zero-shot (reference, not ranked)."))
+                         "model's own reference run (not ranked)."))
         out.append(_plot(charts.scatter_chart(f"{task}: {metric} vs latency", points, "ms per sample (median)",
                                               f"{metric}{' (%)' if unit else ''}"),
                          "Up and to the left is better. Devices: " + ", ".join(devices) + "."))

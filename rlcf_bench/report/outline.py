@@ -9,10 +9,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from ..types import MetricValue, ReportSection
+from ..types import NO_COMPARISONS, Comparisons, MetricValue, ReportSection
 from . import fmt
-from .averages import AverageRow
-from .rows import TPT, ZERO_SHOT, ComparableGroup, DatasetSection, Report
+from .averages import AverageRow, PooledComparison
+from .claims import ADJUSTMENT_WORDS, claim_counts
+from .rows import ComparableGroup, Comparison, DatasetSection, Report
 from .tasks import TEST_WORDS, TaskCatalog, and_list
 
 TITLE = "rlcf-bench leaderboard"
@@ -65,7 +66,7 @@ class Outline:
         self.blocks.append(block)
 
 
-def how_to_read(tasks: TaskCatalog) -> tuple[str, ...]:
+def how_to_read(tasks: TaskCatalog, comparisons: Comparisons = NO_COMPARISONS, adjustment: str = "") -> tuple[str, ...]:
     """The "How to read" bullets; what differs per task (its paired test, its lower-is-better
     metrics, what its n counts) comes from the tasks' metric metadata, in report order."""
     by_test: dict[str, list[str]] = {}
@@ -84,27 +85,35 @@ def how_to_read(tasks: TaskCatalog) -> tuple[str, ...]:
         "other group is listed apart with the fields that differ.",
         "Intervals are 95%: the one stored by the task, or else a percentile bootstrap over the run's "
         "per-sample scores.",
-        "Δ columns: difference of the primary metric to the group's best run, to its zero-shot run and "
-        "to the reward model's own zero-shot run, with the p-value of a paired test on the samples both "
-        f"runs share{f' ({tests})' if tests else ''}. "
-        f"'{fmt.SIGNIFICANT}' marks significance at 5% (two-sided, no multiple-comparison correction). "
-        "'per-sample score': the primary metric is corpus-level (e.g. CIDEr), so the test is on the "
-        "task's per-sample score (e.g. CLIPScore) instead.",
-        "MDD: the minimum detectable difference of that paired test (5% two-sided, 80% power, from the "
-        "observed discordance; docs/statistics.md). A difference smaller than the MDD that is 'not "
-        "significant' may still exist: the comparison has too few samples to tell.",
-        "Averages (e.g. OOD avg): the mean of the primary metric over a dataset group a suite declares, "
-        "for methods with comparable runs on every dataset of the group; its Δ columns test all the "
-        "group's samples pooled (matched by dataset and sample id).",
-        "BELOW: the method scores below the zero-shot score of its own reward model, so the reward "
-        "model alone would have done better: not a win.",
+        "Δ columns: difference of the primary metric to the group's best run, to the group's run of the "
+        f"reference method ({comparisons.reference or 'none declared'}), to the method's family baseline "
+        "(declared by the suite; the cell names it) and to the reward model's own reference run, with the 95% "
+        "interval of the difference and the p-value of a paired test on the samples both runs share"
+        f"{f' ({tests})' if tests else ''}. Intervals of a 0/1 difference are Tango's score interval for paired "
+        "proportions; of a continuous one, the paired bootstrap's percentile interval. "
+        f"Each p-value is followed by its adjusted value ({ADJUSTMENT_WORDS.get(adjustment, adjustment)} over its "
+        "family: one table's methods against one other method over its datasets and averages); "
+        f"'{fmt.SIGNIFICANT}' marks an adjusted p below 5% (two-sided). "
+        "'corpus metric, not tested': the primary metric is corpus-level (e.g. CIDEr) and has no per-sample "
+        "test here; the task's per-sample score (e.g. CLIPScore) follows with its own difference, interval "
+        "and test.",
+        "MDD: the minimum detectable difference of that paired test (5% two-sided, about 80% power, normal "
+        "approximation; docs/statistics.md), in the unit of the difference beside it. A difference smaller than "
+        "the MDD that is 'not significant' may still exist: the comparison has too few samples to tell.",
+        "Averages (e.g. OOD avg): the mean of the primary metric over a dataset group a suite declares, each "
+        "dataset weighted equally, for methods with comparable runs on every dataset of the group; its Δ "
+        "columns test that same equal-weight difference (per-dataset paired differences and their "
+        "variances), and say how many datasets go each way and the heterogeneity I² of the per-dataset "
+        "differences. The inference covers the listed datasets only, not shifts in general.",
+        "BELOW: the method scores significantly (after adjustment) below its own reward model's run of the "
+        "reference method, so the reward model alone would have done better: not a win.",
         "Cost: milliseconds per sample (median / 95th percentile, warm-up excluded), mean adapt / "
         "predict time (adapt includes generating and encoding the views; views whose features came "
         "from the run's shared feature cache are charged the time they took when computed), share of "
         "the time spent in the reward model, peak memory in MB (CUDA peak on GPU, RSS on CPU). Costs "
         "from different devices are not comparable.",
         "Method options that differ from the method's defaults are shown in brackets after its name "
-        "(e.g. 'rlcf-prompt [lr=0.001]'); each group names its protocol's settings under its heading.",
+        "(e.g. 'my-method [lr=0.001]'); each group names its protocol's settings under its heading.",
         direction,
         "n: the samples the primary metric is computed on" + (f" ({'; '.join(n_notes)})" if n_notes else "") + ".",
         "Reproduced vs reported: paper numbers stored for the same task, dataset, method, model and "
@@ -112,31 +121,39 @@ def how_to_read(tasks: TaskCatalog) -> tuple[str, ...]:
     )
 
 
-def group_table(group: ComparableGroup) -> Table:
+def against(c: Comparison | PooledComparison | None) -> str:
+    """A comparison whose other method varies by row (the family baseline), naming it."""
+    return fmt.DASH if c is None else f"{c.against_method}: {fmt.comparison(c)}"
+
+
+def group_table(group: ComparableGroup, comparisons: Comparisons = NO_COMPARISONS) -> Table:
     metric = group.primary_metric or "metric"
+    reference = comparisons.reference or "reference"
     headers = (
-        "rank", "run", "method", "reward model", f"{metric} [95% CI]", "n", "Δ vs best", "Δ vs zero-shot",
-        "Δ vs reward-model zero-shot", "ms/sample p50 / p95", "adapt / predict ms", "reward share",
-        "peak MB", "notes",
+        "rank", "run", "method", "reward model", f"{metric} [95% CI]", "n", "Δ vs best", f"Δ vs {reference}",
+        "Δ vs family baseline", f"Δ vs reward-model {reference}", "ms/sample p50 / p95", "adapt / predict ms",
+        "reward share", "peak MB", "notes",
     )
     rows, kinds, runs = [], [], []
     for row in group.rows:
         rows.append((
             str(row.rank) if row.rank is not None else fmt.DASH, str(row.run_id), row.method_label,
             row.reward_model or fmt.DASH, fmt.value_with_ci(row.primary), str(row.primary_n),
-            fmt.comparison(row.vs_best), fmt.comparison(row.vs_zero_shot),
+            fmt.comparison(row.vs_best), fmt.comparison(row.vs_reference), against(row.vs_baseline),
             fmt.reward_reference(row.reward_model_zero_shot),
             fmt.ms_pair(row.ms_per_sample_p50, row.ms_per_sample_p95),
             fmt.ms_pair(row.adapt_ms_mean, row.predict_ms_mean), fmt.percent(row.reward_share),
-            fmt.memory(row), "; ".join(fmt.notes(row)) or fmt.DASH,
+            fmt.memory(row), "; ".join([*fmt.notes(row), *(f"vs {c.against_method}: {fmt.comparison(c)}"
+                                                         for c in row.vs_pairs)]) or fmt.DASH,
         ))
         kinds.append("ranked" if row.rank is not None else "unranked")
         runs.append(row.run_id)
     for ref in group.reward_model_refs:
         mv = ref.metrics.get(metric)
         rows.append((
-            "ref", str(ref.run_id), f"{ref.method} ({ref.model}) — reward model zero-shot", fmt.DASH,
-            fmt.value_with_ci(mv), str(mv.n if mv is not None and mv.n is not None else ref.n_samples), fmt.DASH, fmt.DASH, fmt.DASH,
+            "ref", str(ref.run_id), f"{ref.method} ({ref.model}) — reward model's reference run", fmt.DASH,
+            fmt.value_with_ci(mv), str(mv.n if mv is not None and mv.n is not None else ref.n_samples), fmt.DASH, fmt.DASH,
+            fmt.DASH, fmt.DASH,
             fmt.ms_pair(ref.ms_per_sample_p50, ref.ms_per_sample_p95),
             fmt.ms_pair(ref.adapt_ms_mean, ref.predict_ms_mean), fmt.percent(ref.reward_share),
             fmt.memory(ref), "reference row, not ranked in this group",
@@ -178,21 +195,29 @@ def average_value(row: AverageRow) -> str:
     return fmt.value_with_ci(MetricValue(row.value, row.ci_low, row.ci_high, row.n))
 
 
-def average_tables(rows: Sequence[AverageRow]) -> list[tuple[str, Table]]:
+def average_tables(rows: Sequence[AverageRow], comparisons: Comparisons = NO_COMPARISONS) -> list[tuple[str, Table]]:
     """One table per (task, average, setting): (heading, table)."""
     groups: dict[tuple[str, str, str], list[AverageRow]] = {}
     for row in rows:
         groups.setdefault((row.task, row.name, row.setting), []).append(row)
     out = []
+    reference = comparisons.reference or "reference"
     for (task, name, setting), members in groups.items():
         metric = members[0].metric
         headers = ("method", "reward model", f"{name} {metric} [95% CI]", "n", "datasets", "runs",
-                   f"Δ vs {ZERO_SHOT} (pooled)", f"Δ vs {TPT} (pooled)")
+                   f"Δ vs {reference} (equal-weight, stratified)", "Δ vs family baseline (equal-weight, stratified)")
         cells = tuple((r.method_label, r.reward_model or fmt.DASH, average_value(r), str(r.n), ", ".join(r.datasets),
-                       ", ".join(map(str, r.run_ids)), fmt.comparison(r.vs_zero_shot), fmt.comparison(r.vs_tpt))
+                       ", ".join(map(str, r.run_ids)), fmt.comparison(r.vs_reference), against(r.vs_baseline))
                       for r in members)
         out.append((f"{name} · {task} · {setting}", Table("average", headers, cells, tuple("ranked" for _ in cells))))
     return out
+
+
+def claims_paragraph(report: Report) -> str:
+    """How many comparisons the report makes and how many are significant before and after the
+    multiplicity adjustment (what a README may claim is the second count)."""
+    return (claim_counts(report).text() + ". The comparisons with a group's best run (a ranking aid) are not "
+            "counted; each comparison is counted once.")
 
 
 def build_outline(report: Report, sections: Sequence[ReportSection] = ()) -> Outline:
@@ -204,7 +229,9 @@ def build_outline(report: Report, sections: Sequence[ReportSection] = ()) -> Out
         summary += f" {report.superseded_attempts} older attempt(s) superseded by a re-run are not shown."
     out.add(Paragraph(summary))
     out.add(Heading(2, "How to read this report"))
-    out.add(Bullets(how_to_read(report.tasks)))
+    out.add(Bullets(how_to_read(report.tasks, report.comparisons, report.adjustment)))
+    out.add(Heading(2, "Claims"))
+    out.add(Paragraph(claims_paragraph(report), kind="claims"))
     if not report.sections:
         out.add(Paragraph("No finished runs match."))
     for section in report.sections:
@@ -217,14 +244,14 @@ def build_outline(report: Report, sections: Sequence[ReportSection] = ()) -> Out
                 out.add(Paragraph(f"Reason: {group.apart_reason}", kind="reason"))
             if group.protocol_text:
                 out.add(Paragraph(f"Protocol {group.rows[0].protocol_hash[:8]}: {group.protocol_text}", kind="protocol"))
-            out.add(group_table(group))
+            out.add(group_table(group, report.comparisons))
         out.add(Heading(3, f"All metrics · {section.task} · {section.dataset}"))
         out.add(metrics_table(section))
         reported = reported_table(section)
         if reported is not None:
             out.add(Heading(3, f"Reproduced vs reported · {section.task} · {section.dataset}"))
             out.add(reported)
-    for heading, table in average_tables(report.averages):
+    for heading, table in average_tables(report.averages, report.comparisons):
         out.add(Heading(2, f"Average: {heading}"))
         out.add(table)
     if report.average_notes:

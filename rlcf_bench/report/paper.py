@@ -11,9 +11,17 @@ group of this task whose datasets are all in the table (the paper's "OOD avg",
 named after it, with the stratified interval of the report's average row
 (:mod:`rlcf_bench.report.averages`) where the row's runs are the ones that row averages.
 
-The best value of each column among the measured rows is marked (values compared as printed,
-two decimals, so printed ties are both marked); the reward models' zero-shot rows are context and
-never marked. Paper numbers stored as references for the same
+Rows are ordered by the method family the suites declare (the reference method first, then each
+family, its baseline among its members, then the methods of no family), and within a family by
+the last column. The best value of each column among the measured rows is marked (values compared
+as printed, two decimals, so printed ties are both marked), and so is every value *not
+significantly different* from it: its paired test against the column's best run (the group's best
+on a dataset, the stratified test on the average) has a multiplicity-adjusted p of 5% or more
+(:mod:`rlcf_bench.report.claims`). Two Δ columns follow the last one: the last column's
+difference to the reference method's and to the family baseline's, with the 95% interval of the
+difference and ``*`` when significant after the adjustment (from the average's stratified test, or
+the dataset's paired test when the table has one dataset; untested, a dash, otherwise). The
+reward models' reference rows are context and never marked. Paper numbers stored as references for the same
 (task, dataset, method, model, reward model, metric) become optional *reported* rows, shown in
 grey below the measured ones and never marked best.
 
@@ -25,12 +33,12 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..store import Reference
-from ..types import DatasetAverage, MetricValue, TaskMetrics
-from .averages import AverageRow
-from .rows import LeaderboardRow, Report
+from ..types import NO_COMPARISONS, Comparisons, DatasetAverage, MetricValue, TaskMetrics
+from .averages import AverageRow, PooledComparison
+from .rows import Comparison, LeaderboardRow, Report
 from .tasks import GENERIC
 
 AVERAGE = "average"
@@ -46,6 +54,7 @@ class PaperCell:
     ci_high: float | None = None
     best: bool = False
     run_id: int | None = None
+    tied: bool = False  # not significantly different from the column's best (adjusted p >= 5%)
 
     @property
     def present(self) -> bool:
@@ -61,6 +70,9 @@ class PaperRow:
     kind: str
     cells: tuple[PaperCell, ...]  # one per dataset, then the average
     source: str = ""
+    vs_reference: Comparison | PooledComparison | None = None  # the last column against the reference method
+    vs_baseline: Comparison | PooledComparison | None = None  # ... against the family baseline
+    family: str = ""
 
 
 @dataclass(frozen=True)
@@ -73,6 +85,8 @@ class PaperTable:
     average: str = AVERAGE  # the last column's name: a declared group's (e.g. "OOD avg") or "average"
     averaged: tuple[str, ...] = ()  # the datasets the last column averages (empty: all of them)
     meta: TaskMetrics = GENERIC  # the task's metric metadata (unit, the metric's direction)
+    reference: str = ""  # the declared reference method (the first Δ column's)
+    seeds: tuple[int, ...] = ()  # the protocol (view) seeds of the measured runs shown
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -86,8 +100,16 @@ class PaperTable:
     def caption(self) -> str:
         unit = f" ({self.unit})" if self.unit else ""
         over = f"{self.average} over {', '.join(self.averaged)}" if self.averaged else "the average over the datasets"
+        seeds = ", ".join(map(str, self.seeds)) or "n/a"
         return (f"{self.task}: {self.metric}{unit} per dataset; methods as rows, {over} last. "
-                f"Best measured value per column marked.")
+                f"Best measured value per column marked, and values not significantly different from it "
+                f"(adjusted) marked †. Protocol (view) seed {seeds} shown, one run per cell (where several seeds or "
+                f"stream orders were run, the full report gives their spread).")
+
+    @property
+    def delta_columns(self) -> tuple[str, ...]:
+        """The Δ columns after the last one."""
+        return (f"Δ vs {self.reference or 'reference'}", "Δ vs family baseline")
 
 
 @dataclass(frozen=True)
@@ -98,15 +120,22 @@ class _AverageColumn:
     indices: tuple[int, ...]
     intervals: dict[tuple[int, ...], AverageRow]
 
+    def row(self, cells: Sequence[PaperCell]) -> AverageRow | None:
+        """The report's average row behind these cells (None: a plain, untested average)."""
+        chosen = [cells[i] for i in self.indices]
+        if not chosen or not all(c.present for c in chosen):
+            return None
+        return self.intervals.get(tuple(c.run_id or 0 for c in chosen))
+
     def cell(self, cells: Sequence[PaperCell]) -> PaperCell:
         chosen = [cells[i] for i in self.indices]
         if not chosen or not all(c.present for c in chosen):
             return PaperCell(None)
         value = sum(c.value for c in chosen) / len(chosen)  # type: ignore[misc]
-        row = self.intervals.get(tuple(c.run_id for c in chosen))  # type: ignore[misc]
+        row = self.row(cells)
         if row is None:
             return PaperCell(value)
-        return PaperCell(value, row.ci_low, row.ci_high)
+        return PaperCell(value, row.ci_low, row.ci_high, tied=row.vs_best is not None and not row.vs_best.significant)
 
 
 def _average_column(task: str, kind: str, datasets: tuple[str, ...], groups: Sequence[DatasetAverage],
@@ -121,10 +150,12 @@ def _average_column(task: str, kind: str, datasets: tuple[str, ...], groups: Seq
     return group.name, group.datasets, _AverageColumn(tuple(datasets.index(d) for d in group.datasets), rows)
 
 
-def _cell(mv: MetricValue | None, run_id: int) -> PaperCell:
+def _cell(mv: MetricValue | None, row: LeaderboardRow) -> PaperCell:
     if mv is None:
         return PaperCell(None)
-    return PaperCell(mv.value, mv.ci_low, mv.ci_high, run_id=run_id)
+    best = row.vs_best  # a corpus metric's column has no test of its own: no tie mark from another quantity's
+    tied = best is not None and best.n_shared > 0 and best.on_primary and not best.significant
+    return PaperCell(mv.value, mv.ci_low, mv.ci_high, run_id=row.run_id, tied=tied)
 
 
 def _mark_best(rows: list[PaperRow], n_columns: int, higher_is_better: bool = True) -> list[PaperRow]:
@@ -143,9 +174,9 @@ def _mark_best(rows: list[PaperRow], n_columns: int, higher_is_better: bool = Tr
         cells = tuple(
             PaperCell(c.value, c.ci_low, c.ci_high,
                       c.present and best[j] is not None and round(c.value, DIGITS) == best[j],  # type: ignore[arg-type]
-                      c.run_id)
+                      c.run_id, c.tied)
             for j, c in enumerate(r.cells))
-        out.append(PaperRow(r.label, r.kind, cells, r.source))
+        out.append(replace(r, cells=cells))
     return out
 
 
@@ -178,8 +209,10 @@ def _labels(keys: Sequence[tuple[str, str, str, str, str]]) -> dict[tuple[str, s
 
 
 def _measured_rows(task_rows: list[tuple[LeaderboardRow, bool]], datasets: tuple[str, ...],
-                   metric: str, average: _AverageColumn) -> list[PaperRow]:
-    """``task_rows``: (row, is a reward-model reference) pairs; references come after the methods."""
+                   metric: str, average: _AverageColumn, comparisons: Comparisons = NO_COMPARISONS,
+                   higher_is_better: bool = True) -> list[PaperRow]:
+    """``task_rows``: (row, is a reward-model reference) pairs; the methods ordered by declared
+    family (reference first), then by the last column; references after the methods."""
     by_key: dict[tuple[str, str, str, str, str], dict[str, LeaderboardRow]] = {}
     is_ref: dict[tuple[str, str, str, str, str], bool] = {}
     for row, ref in task_rows:
@@ -187,13 +220,28 @@ def _measured_rows(task_rows: list[tuple[LeaderboardRow, bool]], datasets: tuple
         by_key.setdefault(key, {}).setdefault(row.dataset, row)
         is_ref[key] = is_ref.get(key, True) and ref
     labels = _labels(list(by_key))
-    out = []
-    for key, per_ds in sorted(by_key.items(), key=lambda kv: is_ref[kv[0]]):
-        cells = [(_cell(per_ds[d].metrics.get(metric), per_ds[d].run_id) if d in per_ds else PaperCell(None))
+    out: list[tuple[tuple[int, int, float, str], PaperRow]] = []
+    families = [f.name for f in comparisons.families]
+    for key, per_ds in by_key.items():
+        cells = [(_cell(per_ds[d].metrics.get(metric), per_ds[d]) if d in per_ds else PaperCell(None))
                  for d in datasets]
-        label = labels[key] + (" — reward model zero-shot" if is_ref[key] else "")
-        out.append(PaperRow(label, "reference" if is_ref[key] else "measured", (*cells, average.cell(cells))))
-    return out
+        label = labels[key] + (" — reward model's reference run" if is_ref[key] else "")
+        last = average.cell(cells)
+        avg_row = average.row(cells)
+        only = next(iter(per_ds.values())) if len(datasets) == 1 else None
+        vs_ref = avg_row.vs_reference if avg_row is not None else (only.vs_reference if only is not None else None)
+        vs_base = avg_row.vs_baseline if avg_row is not None else (only.vs_baseline if only is not None else None)
+        method = key[0]
+        family = comparisons.family_of(method) or ""
+        rank = (0 if method == comparisons.reference else families.index(family) + 1 if family
+                else len(families) + 1)
+        value = float(last.value) if last.value is not None and last.present else math.nan
+        order = -value if higher_is_better else value
+        sort_key = (int(is_ref[key]), rank, math.inf if math.isnan(order) else order, label)
+        out.append((sort_key, PaperRow(label, "reference" if is_ref[key] else "measured", (*cells, last),
+                                       vs_reference=None if is_ref[key] else vs_ref,
+                                       vs_baseline=None if is_ref[key] else vs_base, family=family)))
+    return [row for _, row in sorted(out, key=lambda item: item[0])]
 
 
 def _reported_rows(task: str, datasets: tuple[str, ...], metric: str, task_rows: Sequence[LeaderboardRow],
@@ -241,10 +289,13 @@ def build_paper_tables(report: Report, references: Sequence[Reference] = (), *,
         datasets = tuple(order[task])
         metric = metrics[task]
         name, averaged, average = _average_column(task, kinds[task], datasets, report.average_groups, report.averages)
-        rows = _measured_rows(task_rows, datasets, metric, average)
+        meta = metas[task]
+        higher = meta.metric(metric).higher_is_better
+        rows = _measured_rows(task_rows, datasets, metric, average, report.comparisons, higher)
         if reported:
             rows += _reported_rows(task, datasets, metric, [r for r, _ in task_rows], references, average)
-        meta = metas[task]
-        best = _mark_best(rows, len(datasets) + 1, meta.metric(metric).higher_is_better)
-        tables.append(PaperTable(task, kinds[task], metric, datasets, tuple(best), name, averaged, meta))
+        best = _mark_best(rows, len(datasets) + 1, higher)
+        seeds = tuple(sorted({r.seed for r, ref in task_rows if not ref}))
+        tables.append(PaperTable(task, kinds[task], metric, datasets, tuple(best), name, averaged, meta,
+                                 report.comparisons.reference, seeds))
     return tables

@@ -15,9 +15,14 @@ import io
 from collections.abc import Sequence
 
 from . import fmt
+from .averages import PooledComparison
 from .csv_table import _n, _text
 from .markdown import md_escape
-from .paper import DIGITS, PaperCell, PaperTable
+from .paper import DIGITS, PaperCell, PaperRow, PaperTable
+from .rows import Comparison
+
+TIED = "†"  # not significantly different from the column's best (adjusted)
+SIG = "*"  # a Δ significant after the multiplicity adjustment
 
 PAPER_FORMATS: tuple[str, ...] = ("markdown", "csv", "html", "latex")
 _ALIASES = {"md": "markdown", "tex": "latex", "htm": "html"}
@@ -40,13 +45,38 @@ def cell_text(cell: PaperCell, intervals: bool) -> str:
     return text
 
 
+def delta_text(c: Comparison | PooledComparison | None) -> str:
+    """``+2.10 [-0.30, +4.50]*``: the last column's difference with the 95% interval of the tested
+    difference, ``*`` when significant after the adjustment; a corpus metric's difference has no
+    test of its own here (``untested``)."""
+    if c is None or c.n_shared == 0:
+        return fmt.DASH
+    if isinstance(c, Comparison) and not c.on_primary:
+        return f"{fmt.signed(c.delta)} (untested)"
+    return f"{fmt.signed(c.delta)} {fmt.interval(c.ci_low, c.ci_high)}{SIG if c.significant else ''}"
+
+
+def _deltas(row: PaperRow) -> tuple[str, str]:
+    """The two Δ cells; the family baseline's names the baseline (it varies by row)."""
+    if row.kind != "measured":
+        return (fmt.DASH, fmt.DASH)
+    base = delta_text(row.vs_baseline)
+    named = base if row.vs_baseline is None or base == fmt.DASH else f"{row.vs_baseline.against_method}: {base}"
+    return (delta_text(row.vs_reference), named)
+
+
 def _note(tables: Sequence[PaperTable]) -> str:
     if not tables:
         return "No finished runs match."
-    return ("Main comparable group of each dataset only. Best measured value per column in bold; "
-            "reported rows are the paper's numbers for the same setting. The last column averages the "
-            "dataset group a suite declares (e.g. OOD avg, named in each caption), else all datasets of "
-            "the table; it is empty where a row misses one.")
+    return ("Main comparable group of each dataset only; rows ordered by method family, then by the last "
+            f"column. Best measured value per column in bold; {TIED}: not significantly different from it "
+            "(its paired test against the column's best run, Holm-adjusted over the column, p >= 0.05). "
+            "Reported rows are the paper's numbers for the same setting. The last column averages the "
+            "dataset group a suite declares (e.g. OOD avg, named in each caption; each dataset weighted "
+            "equally), else all datasets of the table; it is empty where a row misses one. The Δ columns give "
+            "the last column's difference to the reference method and to the family baseline with its 95% "
+            f"interval; {SIG}: significant after the multiplicity adjustment (the average's test is stratified "
+            "by dataset; it covers the listed datasets only).")
 
 
 # ---------------------------------------------------------------------------------- markdown
@@ -56,14 +86,16 @@ def render_paper_markdown(tables: Sequence[PaperTable], *, intervals: bool = Fal
     lines = ["# rlcf-bench results (paper layout)", "", md_escape(_note(tables)), ""]
     for t in tables:
         lines += [f"## {md_escape(t.caption)}", ""]
-        lines.append("| method | " + " | ".join(md_escape(c) for c in t.columns) + " |")
-        lines.append("|---|" + "|".join("---:" for _ in t.columns) + "|")
+        columns = (*t.columns, *t.delta_columns)
+        lines.append("| method | " + " | ".join(md_escape(c) for c in columns) + " |")
+        lines.append("|---|" + "|".join("---:" for _ in columns) + "|")
         for row in t.rows:
             cells = []
             for c in row.cells:
                 text = md_escape(cell_text(c, intervals))
-                cells.append(f"**{text}**" if c.best else (f"_{text}_" if row.kind == "reported" and c.present
-                                                           else text))
+                text = f"**{text}**" if c.best else (f"_{text}_" if row.kind == "reported" and c.present else text)
+                cells.append(text + (TIED if c.tied and not c.best and row.kind == "measured" else ""))
+            cells += [md_escape(d) for d in _deltas(row)]
             label = md_escape(row.label)
             lines.append(f"| {'_' + label + '_' if row.kind == 'reported' else label} | " + " | ".join(cells) + " |")
         lines.append("")
@@ -74,20 +106,37 @@ def render_paper_markdown(tables: Sequence[PaperTable], *, intervals: bool = Fal
 
 
 def render_paper_csv(tables: Sequence[PaperTable], *, intervals: bool = False) -> str:
-    """Long format, one line per (table, row, column): easy to pivot, full precision."""
+    """Long format, one line per (table, row, column): easy to pivot, full precision. The Δ
+    columns are lines too (``column`` names them): ``value`` is the difference, ``delta_ci_low``/
+    ``delta_ci_high`` its 95% interval, ``p``/``p_adjusted``/``significant`` its test
+    (``tested`` false: a corpus metric's difference, shown untested); ``tied``: not significantly
+    different from the column's best (adjusted)."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     header = ["task", "metric", "row", "kind", "source", "column", "value"]
     header += ["ci_low", "ci_high"] if intervals else []
-    header += ["best", "run_id"]
+    header += ["best", "run_id", "tied", "family", "against", "delta_ci_low", "delta_ci_high", "p", "p_adjusted",
+               "significant", "tested"]
     w.writerow(header)
     for t in tables:
         for row in t.rows:
+            lead = [_text(t.task), _text(t.metric), _text(row.label), row.kind, _text(row.source)]
             for column, c in zip(t.columns, row.cells):
-                line = [_text(t.task), _text(t.metric), _text(row.label), row.kind, _text(row.source), _text(column),
-                        _n(c.value if c.present else None)]
+                line = [*lead, _text(column), _n(c.value if c.present else None)]
                 line += [_n(c.ci_low), _n(c.ci_high)] if intervals else []
-                line += [_n(c.best), _n(c.run_id)]
+                line += [_n(c.best), _n(c.run_id), _n(c.tied and not c.best and row.kind == "measured"),
+                         _text(row.family), "", "", "", "", "", "", ""]
+                w.writerow(line)
+            for column, comp in zip(t.delta_columns, (row.vs_reference, row.vs_baseline)):
+                shown = comp if row.kind == "measured" and comp is not None and comp.n_shared else None
+                line = [*lead, _text(column), _n(None if shown is None else shown.delta)]
+                line += ["", ""] if intervals else []
+                line += ["false", "", "false", _text(row.family)]
+                tested = shown is not None and not (isinstance(shown, Comparison) and not shown.on_primary)
+                line += (["", "", "", "", "", "", ""] if shown is None else
+                         [_text(shown.against_method), _n(shown.ci_low if tested else None),
+                          _n(shown.ci_high if tested else None), _n(shown.p_value if tested else None),
+                          _n(shown.p_adjusted if tested else None), _n(shown.significant and tested), _n(tested)])
                 w.writerow(line)
     return buf.getvalue()
 
@@ -115,15 +164,18 @@ def render_paper_html(tables: Sequence[PaperTable], *, intervals: bool = False) 
     for t in tables:
         body.append(f"<h2>{e(t.task)}</h2>")
         body.append(f'<table class="paper" data-task="{e(t.task)}"><caption>{e(t.caption)}</caption>')
-        body.append("<thead><tr><th>method</th>" + "".join(f'<th scope="col">{e(c)}</th>' for c in t.columns)
+        body.append("<thead><tr><th>method</th>" + "".join(f'<th scope="col">{e(c)}</th>'
+                                                            for c in (*t.columns, *t.delta_columns))
                     + "</tr></thead><tbody>")
         first_reported = True
         for row in t.rows:
             cls = row.kind
             if row.kind == "reported" and first_reported:
                 cls, first_reported = "reported first-reported", False
-            cells = "".join(("<td class=\"best\">" if c.best else "<td>") + e(cell_text(c, intervals)) + "</td>"
+            cells = "".join(("<td class=\"best\">" if c.best else "<td>") + e(cell_text(c, intervals))
+                            + (TIED if c.tied and not c.best and row.kind == "measured" else "") + "</td>"
                             for c in row.cells)
+            cells += "".join(f"<td>{e(d)}</td>" for d in _deltas(row))
             body.append(f'<tr class="{cls}"><td>{e(row.label)}</td>{cells}</tr>')
         body.append("</tbody></table>")
     return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
@@ -137,7 +189,7 @@ def render_paper_html(tables: Sequence[PaperTable], *, intervals: bool = False) 
 _LATEX_SPECIAL = {
     "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
     "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "<": r"\textless{}", ">": r"\textgreater{}",
-    "|": r"\textbar{}",
+    "|": r"\textbar{}", "Δ": r"$\Delta$", "†": r"$^\dagger$",
 }
 
 
@@ -155,6 +207,8 @@ def _latex_cell(c: PaperCell, intervals: bool, grey: bool) -> str:
         text = rf"\textbf{{{text}}}"
     if intervals and c.ci_low is not None and c.ci_high is not None:
         text += rf" {{\scriptsize[{fmt.num(c.ci_low, DIGITS)}, {fmt.num(c.ci_high, DIGITS)}]}}"
+    if c.tied and not c.best and not grey:
+        text += r"$^\dagger$"
     return rf"\textcolor{{gray}}{{{text}}}" if grey else text
 
 
@@ -164,8 +218,9 @@ def render_paper_latex(tables: Sequence[PaperTable], *, intervals: bool = False)
              f"% {latex_escape(_note(tables))}"]
     for t in tables:
         lines += [r"\begin{table}[t]", r"\centering", rf"\caption{{{latex_escape(t.caption)}}}",
-                  rf"\begin{{tabular}}{{l{'r' * len(t.columns)}}}", r"\toprule",
-                  "Method & " + " & ".join(latex_escape(c) for c in t.columns) + r" \\", r"\midrule"]
+                  rf"\begin{{tabular}}{{l{'r' * (len(t.columns) + len(t.delta_columns))}}}", r"\toprule",
+                  "Method & " + " & ".join(latex_escape(c) for c in (*t.columns, *t.delta_columns)) + r" \\",
+                  r"\midrule"]
         reported_started = False
         for row in t.rows:
             grey = row.kind == "reported"
@@ -174,7 +229,9 @@ def render_paper_latex(tables: Sequence[PaperTable], *, intervals: bool = False)
                 reported_started = True
             label = latex_escape(row.label)
             label = rf"\textcolor{{gray}}{{{label}}}" if grey else label
-            lines.append(label + " & " + " & ".join(_latex_cell(c, intervals, grey) for c in row.cells) + r" \\")
+            deltas = [latex_escape(d) for d in _deltas(row)]
+            lines.append(label + " & " + " & ".join([*(_latex_cell(c, intervals, grey) for c in row.cells), *deltas])
+                         + r" \\")
         lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]
     return "\n".join(lines)
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..types import ReportSection
-from .averages import declared_averages
+from ..types import Comparisons, ReportSection
+from .averages import declared_averages, declared_comparisons
 from .build import build_report
+from .claims import DEFAULT_ADJUSTMENT
 from .csv_table import render_csv
 from .html_page import render_html
 from .json_rows import render_json
@@ -36,13 +38,33 @@ def normalise_format(fmt: str) -> str:
     return name
 
 
+@dataclass(frozen=True)
+class ClaimOptions:
+    """What a report compares and how it adjusts: ``pairs`` added to the suites' declared
+    comparisons (``report --compare A B``), ``comparisons`` replacing them (None: the suites'),
+    ``adjustment`` ``holm`` (default) or ``bh``; ``spread_tests``: test methods run with several
+    view seeds / stream orders over all of them (:mod:`rlcf_bench.report.spread_tests`)."""
+
+    pairs: tuple[tuple[str, str], ...] = ()
+    comparisons: Comparisons | None = None
+    adjustment: str = DEFAULT_ADJUSTMENT
+    spread_tests: bool = False
+
+
+DEFAULT_CLAIMS = ClaimOptions()
+
+
 def build_for(store: Store, host: PluginHost | None, *, task: str | None = None, dataset: str | None = None,
-              method: str | None = None) -> Report:
+              method: str | None = None, claims: ClaimOptions = DEFAULT_CLAIMS) -> Report:
     """The report as the installed plugins see it: their methods' defaults decide the options
-    shown, their suites' declared dataset groups the average rows, and their tasks' metric
-    metadata reads the runs of any task the store recorded none for."""
+    shown, their suites' declared dataset groups the average rows and declared comparisons the
+    paired tests, and their tasks' metric metadata reads the runs of any task the store recorded
+    none for."""
+    declared = claims.comparisons if claims.comparisons is not None else declared_comparisons(host)
+    declared = declared.merged(Comparisons(pairs=claims.pairs))
     return build_report(store, task=task, dataset=dataset, method=method, method_defaults=method_defaults(host),
-                        averages=declared_averages(host), tasks=catalog_from(store, host))
+                        averages=declared_averages(host), tasks=catalog_from(store, host), comparisons=declared,
+                        adjustment=claims.adjustment, spread_tests=claims.spread_tests)
 
 
 def _plugin_sections(host: PluginHost | None, report: Report, store: Store) -> list[ReportSection]:
@@ -70,17 +92,17 @@ def render_report(report: Report, fmt: str, sections: Sequence[ReportSection] = 
 
 
 def render(store: Store, fmt: str, *, host: PluginHost | None = None, task: str | None = None,
-           dataset: str | None = None, method: str | None = None) -> str:
+           dataset: str | None = None, method: str | None = None, claims: ClaimOptions = DEFAULT_CLAIMS) -> str:
     """The leaderboard of the finished runs in ``store`` as markdown, csv, json or html."""
     name = normalise_format(fmt)
-    report = build_for(store, host, task=task, dataset=dataset, method=method)
+    report = build_for(store, host, task=task, dataset=dataset, method=method, claims=claims)
     sections = _plugin_sections(host, report, store) if name in ("markdown", "html") else []
     return render_report(report, name, sections)
 
 
 def write_report(store: Store, out_dir: str | Path, formats: Iterable[str] = FORMATS, host: PluginHost | None = None,
                  *, task: str | None = None, dataset: str | None = None, method: str | None = None,
-                 stem: str = "leaderboard") -> list[Path]:
+                 stem: str = "leaderboard", claims: ClaimOptions = DEFAULT_CLAIMS) -> list[Path]:
     """Write ``<stem>.<ext>`` per format into ``out_dir`` (created); return the paths written.
 
     The report is built once and the plugin sections are asked for once, so every file shows
@@ -89,7 +111,7 @@ def write_report(store: Store, out_dir: str | Path, formats: Iterable[str] = FOR
     names = [normalise_format(f) for f in formats]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    report = build_for(store, host, task=task, dataset=dataset, method=method)
+    report = build_for(store, host, task=task, dataset=dataset, method=method, claims=claims)
     sections = _plugin_sections(host, report, store) if any(n in ("markdown", "html") for n in names) else []
     paths = []
     for name in dict.fromkeys(names):
@@ -101,10 +123,10 @@ def write_report(store: Store, out_dir: str | Path, formats: Iterable[str] = FOR
 
 def render_paper(store: Store, fmt: str, *, host: PluginHost | None = None, task: str | None = None,
                  dataset: str | None = None, method: str | None = None, intervals: bool = False,
-                 reported: bool = True) -> str:
+                 reported: bool = True, claims: ClaimOptions = DEFAULT_CLAIMS) -> str:
     """The paper layout (methods x datasets, averages last) as markdown, csv, html or latex;
     ``reported`` adds the paper's numbers stored as references as grey rows."""
     name = normalise_paper_format(fmt)
-    report = build_for(store, host, task=task, dataset=dataset, method=method)
+    report = build_for(store, host, task=task, dataset=dataset, method=method, claims=claims)
     tables = build_paper_tables(report, store.references() if reported else (), reported=reported)
     return render_paper_tables(tables, name, intervals=intervals)

@@ -10,8 +10,12 @@ from the main group as the reason.
 Every run also gets:
 - a 95% interval per metric: the stored one, or else a bootstrap over its per-sample scores
   (only for a metric that is the mean of those scores, so the interval is of the right thing);
-- paired tests against the best run of its group and against the group's zero-shot run;
-- the reward model's own zero-shot run as a reference (A5: a method below its own reward model
+- paired tests against the best run of its group, against the group's run of the reference
+  method the suites declare, against its family's baseline and any declared pair
+  (:class:`rlcf_bench.types.Comparisons`; the core names no method), each with the 95% interval
+  of the difference and, once the report is built, a multiplicity-adjusted p-value
+  (:mod:`rlcf_bench.report.claims`);
+- the reward model's own run of the reference method (A5: a method below its own reward model
   is not a win), compared on the shared samples;
 - the paper numbers stored in ``references`` for the same setting, with the difference.
 """
@@ -29,14 +33,10 @@ from sqlalchemy import func, select
 
 from ..stats import bootstrap_mean_ci
 from ..store import Metric, Reference, Run, SampleResult, Store
-from ..types import DatasetAverage, MetricValue, TaskMetrics, stable_hash
+from ..types import NO_COMPARISONS, Comparisons, DatasetAverage, MetricValue, TaskMetrics, stable_hash
 from .options import options_text, protocol_text
 from .scores import PairedTest, ScoreCache, metric_scores, paired_test, score_scale
 from .tasks import GENERIC, TaskCatalog
-
-ZERO_SHOT = "zero-shot"
-#: The method every row is also compared with, where its group has one (the paper's TPT baseline).
-TPT = "tpt-prompt"
 
 #: The fields that make two runs comparable, with the words used to explain a difference.
 GROUP_FIELDS: tuple[tuple[str, str], ...] = (
@@ -71,16 +71,40 @@ class Comparison:
     only_row: int
     only_other: int
     on_primary: bool = True  # False: the metric is corpus-level (not a mean of per-sample scores), the test is on the per-sample score
-    mdd: float = math.nan  # minimum detectable difference (5% two-sided, 80% power), in the metric's unit
+    mdd: float = math.nan  # minimum detectable difference (5% two-sided, ~80% power), in the tested quantity's unit
+    ci_low: float = math.nan  # 95% interval of the tested difference (in the tested quantity's unit)
+    ci_high: float = math.nan
+    p_adjusted: float = math.nan  # the p-value adjusted over the comparison's family (report/claims.py)
+    adjustment: str = ""  # "holm" | "bh" | "" (not adjusted yet)
+    family: str = ""  # the family of tests it was adjusted in
+    family_size: int = 0
+    score_label: str = ""  # what was tested where not the primary metric (e.g. "clipscore")
+    score_delta: float = math.nan  # the tested per-sample score's difference where not the primary metric
+    repetitions: int = 1  # >1: tested over that many view seeds × stream orders (report/spread_tests.py)
+
+    @property
+    def p_mark(self) -> float:
+        """The p-value every mark and sentence uses: the adjusted one once adjusted."""
+        return self.p_value if math.isnan(self.p_adjusted) else self.p_adjusted
+
+    @property
+    def tested_delta(self) -> float:
+        """The difference the test, interval and MDD are about (the primary metric's, or the
+        per-sample score's where the primary metric is corpus-level)."""
+        return self.delta if self.on_primary else self.score_delta
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "against_run": self.against_run, "against_method": self.against_method, "metric": self.metric,
             "delta": _num(self.delta), "test": self.test, "p_value": _num(self.p_value),
+            "p_adjusted": _num(self.p_adjusted), "adjustment": self.adjustment or None, "family": self.family or None,
+            "family_size": self.family_size,
             "significant_5pct": self.significant, "n_shared": self.n_shared,
             "only_this_run": self.only_row, "only_other_run": self.only_other,
-            "tested_on": "primary metric" if self.on_primary else "per-sample score",
-            "min_detectable_diff": _num(self.mdd),
+            "tested_on": "primary metric" if self.on_primary else f"per-sample score ({self.score_label})",
+            "tested_delta": _num(self.tested_delta),
+            "diff_ci_low": _num(self.ci_low), "diff_ci_high": _num(self.ci_high), "repetitions": self.repetitions,
+            "min_detectable_diff": special_num(self.mdd), "min_detectable_diff_basis": MDD_BASIS,
         }
 
 
@@ -93,7 +117,7 @@ class RewardModelReference:
     metric: str
     value: float
     delta: float  # row's primary metric minus the reward model's zero-shot
-    below: bool  # the method scores below its own reward model: not a win (A5)
+    below: bool  # significantly (after adjustment) below its own reward model: not a win (A5); untested: False
     strictly_comparable: bool  # same protocol hash and versions as the row
     note: str
     comparison: Comparison | None
@@ -165,7 +189,7 @@ class LeaderboardRow:
     apart_reason: str | None = None
     primary_metric: str | None = None
     vs_best: Comparison | None = None
-    vs_zero_shot: Comparison | None = None
+    vs_reference: Comparison | None = None
     reward_model_zero_shot: RewardModelReference | None = None
     reported: list[ReportedValue] = field(default_factory=list)
     reference_for: list[str] = field(default_factory=list)  # groups showing this run as RM zero-shot
@@ -174,7 +198,8 @@ class LeaderboardRow:
     method_config: dict[str, Any] = field(default_factory=dict)  # the full stored configuration
     options: dict[str, Any] = field(default_factory=dict)  # the non-default part of it (what a reader needs)
     protocol: dict[str, Any] = field(default_factory=dict)  # the protocol's settings (the hash is of these)
-    vs_tpt: Comparison | None = None
+    vs_baseline: Comparison | None = None  # against its family's declared baseline
+    vs_pairs: list[Comparison] = field(default_factory=list)  # against the declared pairs' other methods
     meta: TaskMetrics = field(default=GENERIC, repr=False)  # the task's metric metadata (report/tasks.py)
 
     @property
@@ -241,8 +266,9 @@ class LeaderboardRow:
             "peak_memory_mb": _num(self.peak_memory_mb), "memory_kind": self.memory_kind,
             "device": self.device, "device_name": self.device_name, "finished_at": self.finished_at,
             "vs_best": None if self.vs_best is None else self.vs_best.as_dict(),
-            "vs_zero_shot": None if self.vs_zero_shot is None else self.vs_zero_shot.as_dict(),
-            "vs_tpt": None if self.vs_tpt is None else self.vs_tpt.as_dict(),
+            "vs_reference": None if self.vs_reference is None else self.vs_reference.as_dict(),
+            "vs_baseline": None if self.vs_baseline is None else self.vs_baseline.as_dict(),
+            "vs_pairs": [c.as_dict() for c in self.vs_pairs],
             "reward_model_zero_shot": (None if self.reward_model_zero_shot is None
                                        else self.reward_model_zero_shot.as_dict()),
             "reported": [r.as_dict() for r in self.reported],
@@ -292,6 +318,8 @@ class Report:
     average_notes: list[str] = field(default_factory=list)  # why a method has no average row
     average_groups: tuple[DatasetAverage, ...] = ()  # the declared dataset groups the averages are of
     tasks: TaskCatalog = field(default_factory=TaskCatalog)  # the tasks' metric metadata
+    comparisons: Comparisons = field(default_factory=Comparisons)  # what the suites declare (report/claims.py)
+    adjustment: str = ""  # the multiplicity adjustment applied ("holm" | "bh"; report/claims.py)
 
     @property
     def rows(self) -> list[LeaderboardRow]:
@@ -307,6 +335,18 @@ def _num(x: float | None) -> float | None:
         return None
     x = float(x)
     return None if math.isnan(x) or math.isinf(x) else x
+
+
+#: What the minimum detectable differences are stated at (docs/statistics.md).
+MDD_BASIS = "5% two-sided, about 80% power (normal approximation)"
+
+
+def special_num(x: float | None) -> float | str | None:
+    """A JSON number that keeps infinity apart from "not available": ``"inf"``/``"-inf"`` for
+    an infinite value, ``null`` for NaN (n/a), else the number."""
+    if x is None or math.isnan(x):
+        return None
+    return ("inf" if x > 0 else "-inf") if math.isinf(x) else float(x)
 
 
 # --------------------------------------------------------------------------------------------
@@ -465,41 +505,55 @@ def _comparison(row: LeaderboardRow, other: LeaderboardRow, cache: ScoreCache) -
         matching_scale(r.metrics[metric].value, np.fromiter(s.values(), dtype=float), r.meta) is not None
         for r, s in ((row, sa), (other, sb)))
     return Comparison(
-        against_run=other.run_id, against_method=other.method, metric=metric,
+        against_run=other.run_id, against_method=other.method_label, metric=metric,
         delta=row.metrics[metric].value - other.metrics[metric].value, test=test.test, p_value=test.p_value,
         significant=test.significant, n_shared=test.n_shared, only_row=test.only_a, only_other=test.only_b,
-        on_primary=on_primary, mdd=test.mdd,
+        on_primary=on_primary, mdd=test.mdd, ci_low=test.ci_low, ci_high=test.ci_high,
+        score_label="" if on_primary else row.meta.score.label, score_delta=test.diff,
     )
 
 
-def _compare_within(group: ComparableGroup, cache: ScoreCache) -> None:
+def _plain(rows: Sequence[LeaderboardRow], method: str) -> LeaderboardRow | None:
+    """The group's run of ``method`` with its default options (the one comparisons are against)."""
+    return next((r for r in rows if r.method == method and not r.options), None) if method else None
+
+
+def _compare_within(group: ComparableGroup, cache: ScoreCache, comparisons: Comparisons = NO_COMPARISONS) -> None:
     ranked = [r for r in group.rows if r.rank is not None]
     if not ranked:
         return
     best = ranked[0]
-    zero_shots = [r for r in ranked if r.method == ZERO_SHOT]
-    zero_shot = zero_shots[0] if zero_shots else None
-    tpt = next((r for r in ranked if r.method == TPT and not r.options), None)
+    reference = _plain(ranked, comparisons.reference)
     for row in ranked:
         if row is not best:
             row.vs_best = _comparison(row, best, cache)
-        if zero_shot is not None and row is not zero_shot:
-            row.vs_zero_shot = _comparison(row, zero_shot, cache)
-        if tpt is not None and row is not tpt:
-            row.vs_tpt = _comparison(row, tpt, cache)
+        if reference is not None and row is not reference:
+            row.vs_reference = _comparison(row, reference, cache)
+        baseline = _plain(ranked, comparisons.baseline_of(row.method) or "")
+        if baseline is not None and row is not baseline:
+            row.vs_baseline = _comparison(row, baseline, cache)
+        for method, against in comparisons.pairs:
+            other = _plain(ranked, against)
+            if row.method == method and other is not None and other is not row:
+                got = _comparison(row, other, cache)
+                if got is not None:
+                    row.vs_pairs.append(got)
 
 
 _STRICT_FIELDS = ("task_version", "dataset_version", "protocol_hash", "bench_version")
 
 
 def _attach_reward_model_refs(groups: Sequence[ComparableGroup], section_rows: Sequence[LeaderboardRow],
-                              cache: ScoreCache) -> None:
-    """Find each reward model's own zero-shot run on the same dataset and attach it."""
+                              cache: ScoreCache, reference: str = "") -> None:
+    """Find each reward model's own run of the declared ``reference`` method (its zero-shot) on the
+    same dataset and attach it."""
+    if not reference:
+        return
     for group in groups:
         for row in group.rows:
             if not row.reward_model:
                 continue
-            candidates = [c for c in section_rows if c.method == ZERO_SHOT and c.model == row.reward_model
+            candidates = [c for c in section_rows if c.method == reference and c.model == row.reward_model
                           and c.run_id != row.run_id]
             if not candidates:
                 continue
@@ -519,7 +573,8 @@ def _attach_reward_model_refs(groups: Sequence[ComparableGroup], section_rows: S
             delta = row.metrics[metric].value - ref_value.value
             row.reward_model_zero_shot = RewardModelReference(
                 run_id=ref.run_id, model=ref.model, metric=metric, value=ref_value.value, delta=delta,
-                below=delta < 0, strictly_comparable=strict, note=note, comparison=comp)
+                below=delta < 0 and comp is not None and comp.significant, strictly_comparable=strict, note=note,
+                comparison=comp)
             if ref.group == group.id:
                 continue  # already a ranked row of this very group: no separate reference row
             if ref not in group.reward_model_refs:

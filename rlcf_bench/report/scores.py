@@ -21,6 +21,7 @@ from ..stats import (
     mcnemar_mdd,
     paired_bootstrap,
     paired_mean_mdd,
+    paired_proportion_ci,
 )
 from ..store import SampleResult, Store
 from ..types import TaskMetrics
@@ -76,6 +77,8 @@ class PairedTest:
     mcnemar: McNemarResult | None = None
     bootstrap: PairedBootstrapResult | None = None
     mdd: float = math.nan
+    ci_low: float = math.nan  # 95% interval of ``diff``: Tango's score interval (McNemar), else the bootstrap's
+    ci_high: float = math.nan
 
     @property
     def p_text(self) -> str:
@@ -114,8 +117,10 @@ def paired_test(scores_a: dict[str, float], scores_b: dict[str, float], *, run_a
     """The task's paired test: exact McNemar (two-sided) where it declares it and every score is
     0/1, the paired bootstrap of the mean difference otherwise.
 
-    The significance flag uses the exact McNemar p-value (conservative) or the bootstrap p-value,
-    at the 5% level, two-sided. No correction for multiple comparisons is applied.
+    The interval of the difference is Tango's score interval for paired proportions (McNemar) or
+    the bootstrap's percentile interval. The significance flag uses the exact McNemar p-value
+    (conservative) or the bootstrap p-value, at the 5% level, two-sided, *unadjusted*: a report
+    replaces it by the flag of the multiplicity-adjusted p-value (:mod:`rlcf_bench.report.claims`).
     """
     shared = sorted(set(scores_a) & set(scores_b))
     only_a = len(scores_a) - len(shared)
@@ -131,9 +136,11 @@ def paired_test(scores_a: dict[str, float], scores_b: dict[str, float], *, run_a
         n_b = int(np.sum((a == 1.0) & (b == 0.0)))
         n_c = int(np.sum((a == 0.0) & (b == 1.0)))
         mc = mcnemar_exact(n_b, n_c)
+        lo, hi = paired_proportion_ci(n_b, n_c, len(shared))
         return PairedTest(run_a, run_b, "mcnemar-exact", len(shared), only_a, only_b, mean_a, mean_b,
                           mean_a - mean_b, mc.p_exact, mc.p_exact < ALPHA, mcnemar=mc,
-                          mdd=mcnemar_mdd(n_b, n_c, len(shared)) * scale)
+                          mdd=mcnemar_mdd(n_b, n_c, len(shared)) * scale, ci_low=lo * scale, ci_high=hi * scale)
     bs = paired_bootstrap(a, b, n_resamples=n_resamples, seed=seed)
     return PairedTest(run_a, run_b, "paired-bootstrap", len(shared), only_a, only_b, mean_a, mean_b,
-                      mean_a - mean_b, bs.p_value, bs.p_value < ALPHA, bootstrap=bs, mdd=paired_mean_mdd(a - b) * scale)
+                      mean_a - mean_b, bs.p_value, bs.p_value < ALPHA, bootstrap=bs, mdd=paired_mean_mdd(a - b) * scale,
+                      ci_low=bs.ci_low * scale, ci_high=bs.ci_high * scale)

@@ -36,7 +36,7 @@ def assert_paired_runs(rows: list[dict[str, Any]], task: str = "classification")
     assert sorted(r["method"] for r in rows) == ["tpt-prompt", "zero-shot"]
     assert all(r["task"] == task and r["n_samples"] == 4 and r["dataset_version"].startswith("own1-") for r in rows)
     tpt = next(r for r in rows if r["method"] == "tpt-prompt")
-    assert tpt["vs_zero_shot"]["n_shared"] == 4  # the paired test matched every sample id
+    assert tpt["vs_reference"]["n_shared"] == 4  # the paired test matched every sample id
 
 
 def _folder(own: Any, base: Path) -> Path:

@@ -13,7 +13,13 @@ from rlcf_bench.runner import RunRequest
 from rlcf_bench.store import default_db_path, resolve_db_url
 
 
-def test_run_ends_with_the_runs_just_executed_then_marks_reuse(cli, tmp_path: Path) -> None:
+def test_run_ends_with_the_runs_just_executed_then_marks_reuse(tmp_path: Path) -> None:
+    from rlcf_bench.cli import GlobalOptions, build_cli, build_host
+
+    opts = GlobalOptions()  # with the micro suite, which declares the comparisons (every method vs zero-shot)
+    opts.autoload = False
+    opts.plugins = ["rlcf_bench_tasks", "baselines", "rlcf_bench_fixtures", "rlcf_bench_models", "rlcf_bench_micro"]
+    cli = build_cli(build_host(opts))
     db = tmp_path / "lb.sqlite"
     args = ["run", "--task", "classification", "--dataset", "tiny-colors", "--method", "zero-shot", "--method",
             "tpt-prompt", "--model", "tiny-clip", "--limit", "4", "--db", str(db), "-j", "1"]
@@ -23,7 +29,7 @@ def test_run_ends_with_the_runs_just_executed_then_marks_reuse(cli, tmp_path: Pa
     table = [line for line in text.splitlines() if line.startswith("| tiny-colors |")]
     assert [line.split(" | ")[1] for line in table] == ["zero-shot", "tpt-prompt"]
     assert all(line.split(" | ")[3] == "4" for line in table)  # n is what --limit scored
-    assert "Δ vs tpt-prompt" in text and "(p=" in table[1]
+    assert "Δ vs zero-shot" in text and "(p=" in table[1] and "Holm p=" in table[1]  # the declared reference
     assert "How to read this report" not in text and "All metrics" not in text  # not the full leaderboard
     assert f"leaderboard: {db.resolve()}" in text and f"rlcf-bench report --db {db}" in text
     assert "reused" not in text

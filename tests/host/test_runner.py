@@ -47,7 +47,7 @@ def test_a_complete_run_is_recorded_with_provenance(runner, store):
     result = runner.run(zs())
     run = store.get_run(result.run_id)
     assert run.status == "finished" and run.n_done == run.n_total == 16
-    assert set(result.metrics) == {"top1", "top5", "ece"}
+    assert set(result.metrics) == {"top1", "top5", "ece", "balanced_top1", "top_class_share"}
     top1 = result.metrics["top1"]
     assert top1.ci_low <= top1.value <= top1.ci_high and top1.n == 16
     assert run.provenance["torch"] and run.provenance["python"] and "git_dirty" in run.provenance

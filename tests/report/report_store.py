@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rlcf_bench import Comparisons, MethodFamily, report
+from rlcf_bench.report.render import ClaimOptions
 from rlcf_bench.stats import wilson_interval
 from rlcf_bench.store import Metric, Reference, Run, SampleResult, Store
 
@@ -164,3 +166,38 @@ def connor_mdd(b: int, c: int, n: int) -> float:
         mid = (lo + hi) / 2
         lo, hi = (lo, mid) if connor_n(mid, psi) < n else (mid, hi)
     return 100.0 * (lo + hi) / 2
+
+
+#: What a suite would declare for the known store: every method against zero-shot, RLCF against TPT.
+KNOWN_COMPARISONS = Comparisons(reference="zero-shot", families=(MethodFamily("tuning", "tpt", ("rlcf",)),))
+KNOWN_CLAIMS = ClaimOptions(comparisons=KNOWN_COMPARISONS)
+
+
+def _claims(kw: dict[str, Any]) -> dict[str, Any]:
+    """The known store's declared comparisons where no plugin host declares them."""
+    if kw.get("host") is None:
+        kw.setdefault("claims", KNOWN_CLAIMS)
+    return kw
+
+
+def render(store: Store, fmt: str, **kw: Any) -> str:
+    """:func:`rlcf_bench.report.render` with the known store's comparisons (no host)."""
+    return report.render(store, fmt, **_claims(kw))
+
+
+def render_paper(store: Store, fmt: str, **kw: Any) -> str:
+    return report.render_paper(store, fmt, **_claims(kw))
+
+
+def write_report(store: Store, out_dir: Any, *args: Any, **kw: Any) -> list[Path]:
+    return report.write_report(store, out_dir, *args, **_claims(kw))
+
+
+def build_report(store: Store, **kw: Any) -> report.Report:
+    kw.setdefault("comparisons", KNOWN_COMPARISONS)
+    return report.build_report(store, **kw)
+
+
+def build_rows(store: Store, **kw: Any) -> list[report.LeaderboardRow]:
+    kw.setdefault("comparisons", KNOWN_COMPARISONS)
+    return report.build_rows(store, **kw)

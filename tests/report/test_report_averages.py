@@ -1,11 +1,10 @@
-"""Average rows over a suite-declared dataset group: pooled paired tests with a known answer, the
-minimum detectable difference against Connor's formula, no row where a domain is missing, every
-format, escaping.
+"""Average rows over a suite-declared dataset group: the stratified test of the equal-weight
+difference with a known answer, the minimum detectable difference against Connor's formula, no row
+where a domain is missing, every format, escaping.
 
-Constructed store (three domains d1..d3, the same 20 sample ids s00..s19 in each, so pooling must
-key by (dataset, sample id)): zero-shot is right on s00-s09 everywhere; tpt-prompt and
-rlcf-prompt differ from it on chosen samples, giving per-domain discordant counts (b, c) that
-add up to known pooled counts.
+Constructed store (three domains d1..d3, the same 20 sample ids s00..s19 in each, so the test must
+pair by (dataset, sample id)): zero-shot is right on s00-s09 everywhere; tpt-prompt and
+rlcf-prompt differ from it on chosen samples, giving known per-domain differences.
 """
 
 from __future__ import annotations
@@ -18,12 +17,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from report_store import EVIL, add_run, cls_metrics, connor_mdd, correct_on
-from scipy.stats import binomtest, norm
+from report_store import EVIL, add_run, build_report, cls_metrics, connor_mdd, correct_on, render, render_paper
+from scipy.stats import norm
 
-from rlcf_bench import DatasetAverage, SuiteSpec, hookimpl
+from rlcf_bench import Comparisons, DatasetAverage, MethodFamily, SuiteSpec, hookimpl
 from rlcf_bench.plugins import PluginHost
-from rlcf_bench.report import build_report, render, render_paper
 from rlcf_bench.report.averages import declared_averages
 from rlcf_bench.report.markdown import md_unescape
 from rlcf_bench.report.run_summary import render_run_summary
@@ -35,7 +33,6 @@ N = 20
 ZS_HITS = set(range(10))
 #: Per domain: (samples rlcf-prompt gets right that zero-shot does not, samples it gets wrong that zero-shot gets right)
 RLCF_FLIPS = {"d1": ({10, 11, 12}, {0}), "d2": ({10, 11}, {0, 1}), "d3": ({10, 11, 12, 13}, set())}
-B_POOLED, C_POOLED = 9, 3  # the sums of the above
 TPT_HITS = set(range(11))  # one more than zero-shot on every domain
 NAME = "OOD avg"
 
@@ -46,7 +43,8 @@ class _Suite:
 
     @hookimpl
     def rlcfb_register_suites(self) -> list[SuiteSpec]:
-        return [SuiteSpec("constructed", "three constructed domains", lambda methods: [], averages=(self.average,))]
+        return [SuiteSpec("constructed", "three constructed domains", lambda methods: [], averages=(self.average,),
+                          comparisons=COMPARISONS)]
 
 
 def _cls(store: Store, dataset: str, method: str, hits: set[int], **kw: object) -> int:
@@ -72,34 +70,55 @@ def store(tmp_path: Path) -> Store:
     return s
 
 
+COMPARISONS = Comparisons(reference="zero-shot", families=(MethodFamily("prompt", "tpt-prompt", ("rlcf-prompt",)),))
+
+
 def _report(store: Store, datasets: tuple[str, ...] = DOMAINS, name: str = NAME):
-    return build_report(store, averages=(DatasetAverage(name, datasets),))
+    return build_report(store, averages=(DatasetAverage(name, datasets),), comparisons=COMPARISONS)
 
 
-def test_pooled_mcnemar_has_the_exact_binomial_answer(store: Store) -> None:
+def _per_domain(hits_a: dict[str, set[int]], hits_b: dict[str, set[int]]) -> tuple[np.ndarray, np.ndarray]:
+    """Per domain, the mean paired difference (points) and its variance, written out from the sets."""
+    d, v = [], []
+    for dom in DOMAINS:
+        diff = np.array([(i in hits_a[dom]) - (i in hits_b[dom]) for i in range(N)], dtype=float) * 100.0
+        d.append(diff.mean())
+        v.append(diff.var(ddof=1) / N)
+    return np.array(d), np.array(v)
+
+
+def test_average_comparison_tests_the_same_equal_weight_difference(store: Store) -> None:
     report = _report(store)
     rows = {a.method: a for a in report.averages}
     assert set(rows) == {"zero-shot", "tpt-prompt", "rlcf-prompt"}
     rlcf = rows["rlcf-prompt"]
-    comp = rlcf.vs_zero_shot
-    assert comp is not None and comp.discordant == (B_POOLED, C_POOLED)
+    comp = rlcf.vs_reference
+    assert comp is not None and comp.test == "stratified-z"
     assert comp.n_shared == N * len(DOMAINS) and comp.only_row == comp.only_other == 0
-    assert comp.p_value == pytest.approx(binomtest(B_POOLED, B_POOLED + C_POOLED, 0.5).pvalue, abs=1e-12)
-    # The mid-p: the exact p minus the observed table's probability (once).
-    from scipy.stats import binom
-    assert comp.p_mid == pytest.approx(comp.p_value - binom.pmf(C_POOLED, B_POOLED + C_POOLED, 0.5), abs=1e-12)
-    # The average is the mean of the domains' stored top-1; the difference is of the averages.
-    per_domain = [100.0 * len(_rlcf_hits(d)) / N for d in DOMAINS]
+    d, v = _per_domain({k: _rlcf_hits(k) for k in DOMAINS}, {k: ZS_HITS for k in DOMAINS})
+    # The average is the mean of the domains' stored top-1; the difference is of the averages, and the
+    # test is of that same equal-weight difference: mean of the per-domain differences, se sqrt(sum v)/K.
+    per_domain = [100.0 * len(_rlcf_hits(dom)) / N for dom in DOMAINS]
     assert rlcf.value == pytest.approx(sum(per_domain) / 3)
     assert comp.delta == pytest.approx(rlcf.value - 100.0 * len(ZS_HITS) / N)
-    assert comp.mdd == pytest.approx(connor_mdd(B_POOLED, C_POOLED, N * len(DOMAINS)), rel=1e-9)
-    # Against TPT (right on s00-s10): rlcf-prompt's pooled discordance, counted here from the sets.
-    b_tpt = sum(len(_rlcf_hits(d) - TPT_HITS) for d in DOMAINS)
-    c_tpt = sum(len(TPT_HITS - _rlcf_hits(d)) for d in DOMAINS)
-    assert rlcf.vs_tpt is not None and rlcf.vs_tpt.discordant == (b_tpt, c_tpt)
-    assert rlcf.vs_tpt.p_value == pytest.approx(binomtest(b_tpt, b_tpt + c_tpt, 0.5).pvalue, abs=1e-12)
-    assert rows["zero-shot"].vs_zero_shot is None and rows["tpt-prompt"].vs_tpt is None
-    assert rows["tpt-prompt"].vs_zero_shot.discordant == (3, 0)  # type: ignore[union-attr]
+    assert comp.tested_delta == pytest.approx(comp.delta) == pytest.approx(d.mean())
+    se = math.sqrt(v.sum()) / 3
+    assert comp.p_value == pytest.approx(2 * norm.sf(abs(d.mean()) / se), rel=1e-9)
+    assert (comp.ci_low, comp.ci_high) == pytest.approx((d.mean() - norm.ppf(0.975) * se,
+                                                         d.mean() + norm.ppf(0.975) * se), rel=1e-9)
+    assert comp.mdd == pytest.approx((norm.ppf(0.975) + norm.ppf(0.8)) * se, rel=1e-9)
+    assert comp.per_dataset == pytest.approx(tuple(d)) and (comp.up, comp.down) == (2, 0)  # d2 is 0
+    # Heterogeneity: Cochran's Q with inverse-variance weights, I² = (Q - (K - 1)) / Q floored at 0.
+    w = 1.0 / v
+    q = float((w * (d - (w * d).sum() / w.sum()) ** 2).sum())
+    assert comp.q == pytest.approx(q, rel=1e-9) and comp.i2 == pytest.approx(max(0.0, (q - 2) / q), abs=1e-12)
+    # Against the family baseline (TPT on the prompt, right on s00-s10).
+    d_t, v_t = _per_domain({k: _rlcf_hits(k) for k in DOMAINS}, {k: TPT_HITS for k in DOMAINS})
+    assert rlcf.vs_baseline is not None and rlcf.vs_baseline.against_method == "tpt-prompt"
+    assert rlcf.vs_baseline.tested_delta == pytest.approx(d_t.mean())
+    assert rlcf.vs_baseline.p_value == pytest.approx(2 * norm.sf(abs(d_t.mean()) / (math.sqrt(v_t.sum()) / 3)))
+    assert rows["zero-shot"].vs_reference is None and rows["tpt-prompt"].vs_baseline is None
+    assert rows["tpt-prompt"].vs_reference is not None and rows["tpt-prompt"].vs_reference.up == 3
 
 
 def test_average_interval_is_a_stratified_bootstrap_around_the_mean(store: Store) -> None:
@@ -168,13 +187,18 @@ def test_every_format_shows_the_average_and_its_pooled_tests(store: Store, tmp_p
     assert declared_averages(host) == (DatasetAverage(NAME, DOMAINS),)
     rlcf = next(a for a in build_report(store, averages=declared_averages(host)).averages
                 if a.method == "rlcf-prompt")
-    comp = rlcf.vs_zero_shot
+    comp = rlcf.vs_reference
     assert comp is not None
-    expected_cell = f"{comp.delta:+.2f} (p={comp.p_value:.3f}, MDD {comp.mdd:.2f})"
+    assert comp.adjustment == "holm" and not math.isnan(comp.p_adjusted) and comp.p_adjusted >= comp.p_value
+    i2 = "n/a" if math.isnan(comp.i2) else f"{100 * comp.i2:.0f}%"
+    expected_cell = (f"{comp.delta:+.2f} [{comp.ci_low:+.2f}, {comp.ci_high:+.2f}] (p={comp.p_value:.3f}, "
+                     f"Holm p={comp.p_adjusted:.3f}{' sig' if comp.p_adjusted < 0.05 else ''}; "
+                     f"{comp.up} up, {comp.down} down of 3, I² {i2}; MDD {comp.mdd:.2f})")
 
     headers, rows = _md_table(render(store, "markdown", host=host), "Average: OOD avg")
     by_method = {r[0]: dict(zip(headers, r)) for r in rows}
-    assert by_method["rlcf-prompt"]["Δ vs zero-shot (pooled)"] == expected_cell
+    assert by_method["rlcf-prompt"]["Δ vs zero-shot (equal-weight, stratified)"] == expected_cell
+    assert by_method["rlcf-prompt"]["Δ vs family baseline (equal-weight, stratified)"].startswith("tpt-prompt: ")
     assert by_method["rlcf-prompt"]["OOD avg top1 [95% CI]"].startswith(f"{rlcf.value:.2f} [")
     assert by_method["rlcf-prompt"]["n"] == str(N * 3)
     assert "Averages not shown" in render(store, "markdown", host=host)  # "lonely" is explained
@@ -187,16 +211,20 @@ def test_every_format_shows_the_average_and_its_pooled_tests(store: Store, tmp_p
     row = next(r for r in averages_csv if r["method"] == "rlcf-prompt")
     assert row["average"] == NAME and row["averaged_datasets"] == "d1;d2;d3" and row["run_id"] == ""
     assert float(row["top1"]) == pytest.approx(rlcf.value)
-    assert float(row["vs_zero_shot_p"]) == pytest.approx(comp.p_value)
-    assert float(row["vs_zero_shot_mdd"]) == pytest.approx(comp.mdd)
+    assert float(row["vs_reference_p"]) == pytest.approx(comp.p_value)
+    assert float(row["vs_reference_mdd"]) == pytest.approx(comp.mdd)
+    assert float(row["vs_reference_p_adjusted"]) == pytest.approx(comp.p_adjusted)
+    assert float(row["vs_reference_ci_low"]) == pytest.approx(comp.ci_low)
+    assert (row["vs_reference_datasets_up"], row["vs_reference_datasets_down"]) == ("2", "0")
     run_rows = [r for r in csv.DictReader(io.StringIO(render(store, "csv", host=host))) if r["row_kind"] == "run"]
-    assert all(r["vs_zero_shot_mdd"] for r in run_rows if r["vs_zero_shot_p"] and r["method"] != "lonely")
+    assert all(r["vs_reference_mdd"] for r in run_rows if r["vs_reference_p"] and r["method"] != "lonely")
 
     items = json.loads(render(store, "json", host=host))
     item = next(i for i in items if i.get("row_kind") == "average" and i["method"] == "rlcf-prompt")
-    assert item["vs_zero_shot"]["discordant_b"] == B_POOLED and item["vs_zero_shot"]["discordant_c"] == C_POOLED
-    assert item["vs_zero_shot"]["min_detectable_diff"] == pytest.approx(comp.mdd)
-    assert item["vs_tpt"]["pooled"] is True and item["datasets"] == list(DOMAINS)
+    assert item["vs_reference"]["per_dataset_delta"] == pytest.approx(list(comp.per_dataset))
+    assert item["vs_reference"]["min_detectable_diff"] == pytest.approx(comp.mdd)
+    assert item["vs_reference"]["p_adjusted"] == pytest.approx(comp.p_adjusted)
+    assert item["vs_reference"]["weighting"] == "equal weight per dataset" and item["datasets"] == list(DOMAINS)
 
     summary = render_run_summary(store, list(rlcf.run_ids), host=host)
     line = next(line for line in summary.splitlines() if line.startswith(f"| {NAME} (3 datasets)"))
@@ -212,8 +240,40 @@ def test_paper_average_column_names_the_declared_group_and_skips_other_datasets(
     _cls(store, "in-domain", "rlcf-prompt", set(range(20)), reward_model="ViT-L-14@openai")
     host = PluginHost(autoload=False, extra=[_Suite()])
     paper = render_paper(store, "markdown", host=host)
-    zs_line = next(line for line in paper.splitlines() if line.startswith("| zero-shot |"))
-    assert zs_line.rstrip(" |").endswith(f"{100.0 * len(ZS_HITS) / N:.2f}")  # 50.00, not pulled up by in-domain
+    header = next(line for line in paper.splitlines() if line.startswith("| method |")).strip("|").split(" | ")
+    zs_line = next(line for line in paper.splitlines() if line.startswith("| zero-shot |")).strip("|").split(" | ")
+    cells = dict(zip((h.strip() for h in header), (c.strip() for c in zs_line)))
+    # 50.00, not pulled up by in-domain; marked † (not significantly below the best average on 60 samples)
+    assert cells[NAME].rstrip("†") == f"{100.0 * len(ZS_HITS) / N:.2f}"
+    assert cells["Δ vs zero-shot"] == "—"  # the reference itself
+
+
+def test_paper_layout_orders_by_family_marks_ties_and_shows_deltas(store: Store) -> None:
+    host = PluginHost(autoload=False, extra=[_Suite()])
+    report = build_report(store, averages=declared_averages(host))
+    from rlcf_bench.report import build_paper_tables
+
+    (table,) = build_paper_tables(report)
+    labels = [r.label for r in table.rows if r.kind == "measured"]
+    assert labels[0] == "zero-shot"  # the reference first, then the prompt family (rlcf-prompt, tpt-prompt by average)
+    assert labels[1:3] == ["rlcf-prompt", "tpt-prompt"] and labels[-1] == "lonely"
+    averages = {a.method: a for a in report.averages}
+    best = max(averages.values(), key=lambda a: a.value)
+    for row in table.rows:
+        if row.kind != "measured" or row.label == "lonely":
+            continue
+        last = row.cells[-1]
+        against_best = averages[row.label].vs_best
+        assert last.best == (averages[row.label] is best)
+        assert last.tied == (against_best is not None and not against_best.significant)
+    rlcf = next(r for r in table.rows if r.label == "rlcf-prompt")
+    assert rlcf.vs_reference == averages["rlcf-prompt"].vs_reference
+    md = render_paper(store, "markdown", host=host)
+    comp = averages["rlcf-prompt"].vs_reference
+    assert comp is not None
+    assert (f"{comp.delta:+.2f} [{comp.ci_low:+.2f}, {comp.ci_high:+.2f}]{'*' if comp.significant else ''}"
+            in md)
+    assert "Protocol (view) seed 0" in md
 
 
 def test_names_from_plugins_and_store_are_escaped_in_average_tables(tmp_path: Path) -> None:
@@ -263,5 +323,6 @@ def test_online_methods_average_their_order_seed_0_runs(store: Store) -> None:
     report = _report(store)
     (online,) = [a for a in report.averages if a.method == "online"]
     assert online.run_ids == tuple(seed0[d] for d in DOMAINS)
-    assert online.vs_zero_shot is not None and online.vs_zero_shot.discordant == (B_POOLED, C_POOLED)
+    d, _ = _per_domain({k: _rlcf_hits(k) for k in DOMAINS}, {k: ZS_HITS for k in DOMAINS})
+    assert online.vs_reference is not None and online.vs_reference.tested_delta == pytest.approx(d.mean())
     assert not any("online" in n for n in report.average_notes)  # the other orders are folded, not missing

@@ -17,11 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from report_store import EVIL, KnownStore
+from report_store import EVIL, KnownStore, write_report
 
 from rlcf_bench import ReportSection, hookimpl
 from rlcf_bench.plugins import PluginHost
-from rlcf_bench.report import write_report
 
 pytestmark = pytest.mark.browser
 

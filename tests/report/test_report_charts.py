@@ -3,9 +3,9 @@ where it differs, store text escaped, deterministic output."""
 
 from __future__ import annotations
 
-from report_store import EVIL, KnownStore
+from report_store import EVIL, KnownStore, render
 
-from rlcf_bench.report import charts, render
+from rlcf_bench.report import charts
 
 
 def test_bars_carry_their_interval_as_an_error_bar() -> None:

@@ -6,6 +6,7 @@ import pytest
 from report_store import KnownStore, add_run, correct_on
 
 from rlcf_bench.report import compare, compare_runs
+from rlcf_bench.stats import paired_proportion_ci
 
 
 def test_mcnemar_known_answers(known: KnownStore) -> None:
@@ -24,6 +25,8 @@ def test_text_output(known: KnownStore) -> None:
     assert "shared samples: 40 (only in A: 0, only in B: 0)" in text
     assert "A right & B wrong: 10   A wrong & B right: 0" in text
     assert "verdict: significant at 5% (A is better)" in text
+    lo, hi = paired_proportion_ci(10, 0, 40)
+    assert f"95% CI of A - B (Tango's score interval): [{100 * lo:+.2f}, {100 * hi:+.2f}] points" in text
     text = compare(known.store, known.ids["rlcf"], known.ids["zs"])
     assert "verdict: not significant at 5%" in text
 
@@ -33,8 +36,10 @@ def test_bootstrap_for_continuous_scores(known: KnownStore) -> None:
     assert c.test.test == "paired-bootstrap" and c.significant
     assert c.test.diff == pytest.approx(0.05)
     assert "paired bootstrap" in compare(known.store, known.ids["cap_rlcf"], known.ids["cap_zs"])
+    # Retrieval's 0/1 hits are compared like classification's: exact McNemar (b=0, c=10 among 30).
     r = compare_runs(known.store, known.ids["ret_zs"], known.ids["ret_rlcf"])
-    assert r.test.test == "paired-bootstrap" and r.significant and r.test.diff == pytest.approx(-100 / 3)
+    assert r.test.test == "mcnemar-exact" and r.significant and r.test.diff == pytest.approx(-100 / 3)
+    assert r.test.mcnemar is not None and (r.test.mcnemar.b, r.test.mcnemar.c) == (0, 10)
 
 
 def test_partial_overlap_and_incomparable_runs(known: KnownStore) -> None:

@@ -11,13 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from report_store import EVIL, KnownStore, add_run, connor_mdd, correct_on
+from report_store import EVIL, KnownStore, add_run, build_rows, connor_mdd, correct_on, render, write_report
+from scipy.stats import binomtest
 
 from rlcf_bench import ReportSection, hookimpl
 from rlcf_bench.plugins import PluginHost
-from rlcf_bench.report import build_rows, render, write_report
 from rlcf_bench.report.html_page import table_script
 from rlcf_bench.report.markdown import md_unescape
+from rlcf_bench.stats import paired_proportion_ci
 
 Table = tuple[str, list[str], list[list[str]]]  # (context, headers, rows)
 
@@ -233,9 +234,10 @@ def test_reference_rows_and_reported_difference_are_shown(known: KnownStore) -> 
     md_t = md_tables(render(known.store, "markdown"))
     (main,) = [t for t in md_t if t[0].startswith("Main group") and "imagenet-a" in t[0]]
     ref_rows = [r for r in main[2] if r[0] == "ref"]
-    assert len(ref_rows) == 1 and "reward model zero-shot" in ref_rows[0][2]
+    assert len(ref_rows) == 1 and "reward model's reference run" in ref_rows[0][2]
     rlcf = next(r for r in main[2] if r[1] == str(known.ids["rlcf"]))
-    assert rlcf[8].endswith("BELOW") and "not a win" in rlcf[-1]
+    col = {h: i for i, h in enumerate(main[1])}
+    assert rlcf[col["Δ vs reward-model zero-shot"]].endswith("BELOW") and "not a win" in rlcf[-1]
     (reported,) = [t for t in md_t if t[0].startswith("Reproduced vs reported")]
     assert reported[2] == [[str(known.ids["rlcf"]), "rlcf", "ViT-B-16@openai", "ViT-L-14@openai", "top1", "50.00",
                             "65.45", "-15.45", "RLCF Table 1"]]
@@ -251,10 +253,18 @@ def test_significance_marks_in_tables(known: KnownStore) -> None:
                if t[0].startswith("Main group") and "imagenet-a" in t[0]]
     col = {h: i for i, h in enumerate(main[1])}
     by_run = {r[1]: r for r in main[2]}
-    # b=10, c=0 and b=c=10 discordant pairs among 40: the MDD is Connor's, solved independently.
+    # b=10, c=0 and b=c=10 discordant pairs among 40: the MDD is Connor's, solved independently; the
+    # interval is Tango's (tests/report/test_stats_scipy.py checks it); the family vs zero-shot on this
+    # table has three tests (tpt, rlcf, EVIL with b=4, c=0), so Holm multiplies the smallest p by 3.
     tpt, rlcf = by_run[str(known.ids["tpt"])], by_run[str(known.ids["rlcf"])]
-    assert tpt[col["Δ vs zero-shot"]] == f"+25.00 (p=0.002 sig, MDD {connor_mdd(10, 0, 40):.2f})"
-    assert rlcf[col["Δ vs zero-shot"]] == f"+0.00 (p=1.000, MDD {connor_mdd(10, 10, 40):.2f})"
+    lo, hi = (100 * x for x in paired_proportion_ci(10, 0, 40))
+    p_tpt = binomtest(0, 10).pvalue
+    assert tpt[col["Δ vs zero-shot"]] == (f"+25.00 [{lo:+.2f}, {hi:+.2f}] (p={p_tpt:.3f}, Holm p={3 * p_tpt:.3f} sig; "
+                                         f"MDD {connor_mdd(10, 0, 40):.2f})")
+    lo, hi = (100 * x for x in paired_proportion_ci(10, 10, 40))
+    assert rlcf[col["Δ vs zero-shot"]] == (f"+0.00 [{lo:+.2f}, {hi:+.2f}] (p=1.000, Holm p=1.000; "
+                                          f"MDD {connor_mdd(10, 10, 40):.2f})")
+    assert rlcf[col["Δ vs family baseline"]].startswith("tpt: -25.00 [")
 
 
 class _EvilPlugin:

@@ -18,10 +18,10 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from report_store import B16, EVIL, L14, KnownStore, add_run, cls_metrics, correct_on
+from report_store import B16, EVIL, L14, KnownStore, add_run, build_report, cls_metrics, correct_on, render_paper
 from sqlalchemy import select, update
 
-from rlcf_bench.report import build_paper_tables, build_report, render_paper
+from rlcf_bench.report import build_paper_tables
 from rlcf_bench.report.markdown import md_unescape
 from rlcf_bench.store import Run
 
@@ -63,7 +63,11 @@ def _parse_markdown(text: str) -> Cells:
             label = md_unescape(cells[0].strip("_"))
             for col, cell in zip(columns, cells[1:]):
                 best = cell.startswith("**")
-                out[(task, label, col)] = (md_unescape(cell.strip("*_")), best)
+                if best:  # **value** with its tie mark after it
+                    cell = cell[2:].replace("**", "", 1)
+                elif cell.startswith("_") and not cell.startswith("_—"):
+                    cell = cell.strip("_")
+                out[(task, label, col)] = (md_unescape(cell), best)
     return out
 
 
@@ -71,10 +75,21 @@ def _parse_csv(text: str) -> Cells:
     out: Cells = {}
     for r in csv.DictReader(io.StringIO(text)):
         value = r["value"]
+        if r["column"].startswith("Δ "):  # a Δ column: the difference, its interval and its adjusted mark
+            shown = "—" if value == "" else f"{float(value):+.2f}"
+            if value and r["tested"] == "false":
+                shown += " (untested)"
+            elif value:
+                shown += f" [{float(r['delta_ci_low']):+.2f}, {float(r['delta_ci_high']):+.2f}]"
+                shown += "*" if r["significant"] == "true" else ""
+            if value and r["column"] == "Δ vs family baseline":
+                shown = f"{r['against']}: {shown}"
+            out[(r["task"], r["row"], r["column"])] = (shown, False)
+            continue
         shown = "—" if value == "" else f"{float(value):.2f}"
         if value and r["ci_low"]:
             shown += f" [{float(r['ci_low']):.2f}, {float(r['ci_high']):.2f}]"
-        out[(r["task"], r["row"], r["column"])] = (shown, r["best"] == "true")
+        out[(r["task"], r["row"], r["column"])] = (shown + ("†" if r["tied"] == "true" else ""), r["best"] == "true")
     return out
 
 
@@ -116,7 +131,7 @@ def _parse_html(text: str) -> Cells:
     return p.cells
 
 
-_LATEX_UNESCAPE = [("---", "—"), (r"\textless{}", "<"), (r"\textgreater{}", ">"), (r"\textbar{}", "|"), (r"\_", "_"),
+_LATEX_UNESCAPE = [("---", "—"), (r"$^\dagger$", "†"), (r"$\Delta$", "Δ"), (r"\textless{}", "<"), (r"\textgreater{}", ">"), (r"\textbar{}", "|"), (r"\_", "_"),
                    (r"\%", "%"), (r"\&", "&"), (r"\#", "#"), (r"\$", "$"), (r"\{", "{"), (r"\}", "}")]
 
 
@@ -201,12 +216,18 @@ def test_paper_layout_agrees_across_formats(known: KnownStore, tmp_path: Path) -
     assert value("tpt [lr=0.01]", "imagenet-r") == pytest.approx(35.0)
     assert reference[("classification", "tpt [lr=0.001]", "average")][0] == "—"
     # The reward model's zero-shot is context, never marked best although it is the highest.
-    ref_label = f"zero-shot ({L14}) — reward model zero-shot"
+    ref_label = f"zero-shot ({L14}) — reward model's reference run"
     assert value(ref_label, "imagenet-r") == pytest.approx(75.0)
     assert not reference[("classification", ref_label, "imagenet-r")][1]
     # The paper's number is a grey row; the hostile name stayed a name in every format.
     assert value("rlcf (reported: RLCF Table 1)", "imagenet-a") == pytest.approx(65.45)
     assert ("classification", EVIL, "imagenet-a") in reference
+    # Δ columns: this table's last column is a plain average over two datasets that no suite declares,
+    # so it has no test and its Δ cells are dashes (a declared average's are tested:
+    # test_report_averages.py); the one-dataset retrieval table shows its dataset's test.
+    assert reference[("classification", "rlcf", "Δ vs family baseline")][0] == "—"
+    assert reference[("classification", "rlcf", "Δ vs zero-shot")][0] == "—"
+    assert reference[("retrieval", "rlcf", "Δ vs zero-shot")][0].startswith("+33.33 [")
     # Intervals: the stored Wilson interval, printed alike everywhere.
     assert reference[("classification", "zero-shot", "imagenet-a")][0] == "50.00 [35.20, 64.80]"
 

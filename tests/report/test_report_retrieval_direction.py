@@ -6,11 +6,12 @@ from __future__ import annotations
 import csv
 import io
 
-from report_store import KnownStore, add_run
+import pytest
+from report_store import KnownStore, add_run, build_rows, render
+from scipy.stats import binomtest
 from sqlalchemy import update
 
-from rlcf_bench.report import build_rows, render
-from rlcf_bench.stats import paired_bootstrap, wilson_interval
+from rlcf_bench.stats import wilson_interval
 from rlcf_bench.store import Metric
 
 
@@ -51,11 +52,13 @@ def test_retrieval_n_and_test_follow_the_primary_direction(known: KnownStore) ->
     rows = {r.run_id: r for r in build_rows(known.store, dataset="coco")}
     row = rows[rl_id]
     assert row.primary_metric == "t2i_r1" and row.primary_n == 40 and row.n_samples == 50
-    comp = row.vs_zero_shot
+    comp = row.vs_reference
     assert comp is not None and comp.n_shared == 40 and comp.on_primary
     t2i = sorted(k for k in zs if k.startswith("t2i:"))
-    expected = paired_bootstrap([rl[k] for k in t2i], [zs[k] for k in t2i])
-    assert comp.p_value == expected.p_value and comp.significant
+    b = sum(rl[k] == 1.0 and zs[k] == 0.0 for k in t2i)  # exact McNemar on the t2i queries' hits only
+    c = sum(rl[k] == 0.0 and zs[k] == 1.0 for k in t2i)
+    assert comp.test == "mcnemar-exact" and comp.p_value == pytest.approx(binomtest(min(b, c), b + c).pvalue)
+    assert comp.significant
     assert comp.delta == 100.0 * (30 - 10) / 40
     md = render(known.store, "markdown", dataset="coco")
     line = next(x for x in md.splitlines() if x.startswith(f"| 1 | {rl_id} | rlcf |"))

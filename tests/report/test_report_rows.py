@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from report_store import B16, EVIL, L14, KnownStore, add_run, correct_on, row_by_run
-
-from rlcf_bench.report import build_report, build_rows
+from report_store import B16, EVIL, L14, KnownStore, add_run, build_report, build_rows, correct_on, row_by_run
 
 
 def test_only_finished_runs_are_rows(known: KnownStore) -> None:
@@ -47,28 +45,29 @@ def test_ranks_are_competition_ranks_by_primary_metric(known: KnownStore) -> Non
 def test_significance_against_zero_shot_and_best(known: KnownStore) -> None:
     rows = build_rows(known.store, task="classification")
     tpt = row_by_run(rows, known.ids["tpt"])
-    assert tpt.vs_zero_shot is not None
-    assert tpt.vs_zero_shot.test == "mcnemar-exact" and tpt.vs_zero_shot.significant  # b=10, c=0
-    assert tpt.vs_zero_shot.p_value == pytest.approx(2 * 0.5 ** 10)
-    assert tpt.vs_zero_shot.delta == pytest.approx(25.0)
+    assert tpt.vs_reference is not None
+    assert tpt.vs_reference.test == "mcnemar-exact" and tpt.vs_reference.significant  # b=10, c=0
+    assert tpt.vs_reference.p_value == pytest.approx(2 * 0.5 ** 10)
+    assert tpt.vs_reference.delta == pytest.approx(25.0)
     rlcf = row_by_run(rows, known.ids["rlcf"])
-    assert rlcf.vs_zero_shot is not None and not rlcf.vs_zero_shot.significant  # b=c=10
-    assert rlcf.vs_zero_shot.p_value == pytest.approx(1.0)
+    assert rlcf.vs_reference is not None and not rlcf.vs_reference.significant  # b=c=10
+    assert rlcf.vs_reference.p_value == pytest.approx(1.0)
     assert rlcf.vs_best is not None and rlcf.vs_best.against_run == known.ids["tpt"]
     zs = row_by_run(rows, known.ids["zs"])
-    assert zs.vs_zero_shot is None
+    assert zs.vs_reference is None
 
 
-def test_continuous_tasks_use_the_paired_bootstrap(known: KnownStore) -> None:
+def test_retrieval_uses_mcnemar_and_captioning_the_paired_bootstrap(known: KnownStore) -> None:
     rows = build_rows(known.store)
     ret = row_by_run(rows, known.ids["ret_rlcf"])
-    assert ret.vs_zero_shot is not None and ret.vs_zero_shot.test == "paired-bootstrap"
-    assert ret.vs_zero_shot.significant and ret.vs_zero_shot.on_primary
+    assert ret.vs_reference is not None and ret.vs_reference.test == "mcnemar-exact"  # 0/1 hits
+    assert ret.vs_reference.significant and ret.vs_reference.on_primary
     cap = row_by_run(rows, known.ids["cap_rlcf"])
     assert cap.primary_metric == "cider"
-    assert cap.vs_zero_shot is not None and cap.vs_zero_shot.significant
-    assert cap.vs_zero_shot.delta == pytest.approx(7.0)
-    assert not cap.vs_zero_shot.on_primary  # CIDEr is corpus-level: tested on the per-sample score
+    assert cap.vs_reference is not None and cap.vs_reference.significant  # the CLIPScore test's mark
+    assert cap.vs_reference.test == "paired-bootstrap" and cap.vs_reference.score_label == "CLIPScore"
+    assert cap.vs_reference.delta == pytest.approx(7.0)
+    assert not cap.vs_reference.on_primary  # CIDEr is corpus-level: tested on the per-sample score
 
 
 def test_reward_model_zero_shot_is_a_reference_row(known: KnownStore) -> None:
