@@ -110,12 +110,18 @@ class TDA(OnlineMethod):
         dim = int(self.text.shape[1])
         self.pos = ClassCache(self.n_classes, c.pos_capacity, dim, device=self.ctx.device,
                               slots=c.pos_capacity + self.extra_slots())
-        self.neg = ClassCache(self.n_classes, c.neg_capacity, dim, device=self.ctx.device, payload_dim=self.n_classes)
+        self.neg = ClassCache(self.n_classes, c.neg_capacity, dim, device=self.ctx.device, payload_dim=self.n_classes,
+                              fifo=self.negative_fifo())
         self.summary: ViewSummary | None = None
 
     def extra_slots(self) -> int:
         """Room per class beyond the positive capacity (BoostAdapter's per-sample extension)."""
         return 0
+
+    def negative_fifo(self) -> bool:
+        """Whether the negative cache keeps the latest entries (BoostAdapter) rather than the
+        lowest-entropy ones (TDA)."""
+        return False
 
     def caches(self) -> dict[str, Any]:
         return {"positive": self.pos, "negative": self.neg}

@@ -140,12 +140,17 @@ class FakeCLIP(torch.nn.Module):
         return feats.unsqueeze(1) if self.tokens else feats
 
 
-def loader(n_samples: int, n_views: int, *, as_list: bool = True) -> Iterator[tuple[Any, torch.Tensor]]:
+def loader(n_samples: int, n_views: int, *, as_list: bool = True,
+           centre_only: bool = False) -> list[tuple[Any, torch.Tensor]]:
     """What the official data loaders yield for batch size 1: the V views as a list of [1, ...]
-    tensors (here view ids) and the target (unused by the algorithms; 0)."""
+    tensors (here view ids; ``as_list=False``: one [V, 1] tensor; ``centre_only``: view 0 alone,
+    as a [1, 1] tensor, what the loaders give where they make no views) and the target (unused by
+    the algorithms; 0)."""
+    batches: list[tuple[Any, torch.Tensor]] = []
     for i in range(n_samples):
-        ids = [torch.tensor([[float(i * n_views + v)]]) for v in range(n_views)]
-        yield (ids if as_list else torch.cat(ids)), torch.tensor([0])
+        ids = [torch.tensor([[float(i * n_views + v)]]) for v in range(1 if centre_only else n_views)]
+        batches.append((ids[0] if centre_only else ids if as_list else torch.cat(ids), torch.tensor([0])))
+    return batches
 
 
 class LoopSnapshots:

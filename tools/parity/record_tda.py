@@ -49,7 +49,7 @@ def cache_events(ids: torch.Tensor) -> tuple[int, int]:
 
 
 def record_caches(module: Any, stream: dict[str, torch.Tensor], cfg: dict[str, Any], runner: Any,
-                  extra_args: tuple[Any, ...] = ()) -> dict[str, torch.Tensor]:
+                  extra_args: tuple[Any, ...] = (), centre_only: bool = False) -> dict[str, torch.Tensor]:
     """Run an official TDA-style loop (TDA's, or BoostAdapter's which has the same locals) and
     return its per-sample logits, queries and cache tables."""
     logits: list[torch.Tensor] = []
@@ -75,7 +75,7 @@ def record_caches(module: Any, stream: dict[str, torch.Tensor], cfg: dict[str, A
     model = FakeCLIP(views)
     run = LoopSnapshots(runner, snapshot)
     with no_half(), torch.no_grad():
-        run(cfg["positive"], cfg["negative"], loader(N_SAMPLES, N_VIEWS), model, stream["text"].t().clone(),
+        run(cfg["positive"], cfg["negative"], loader(N_SAMPLES, N_VIEWS, centre_only=centre_only), model, stream["text"].t().clone(),
             *extra_args)
     states = run.states[1:]  # after each sample
     assert len(states) == N_SAMPLES and len(logits) == N_SAMPLES
@@ -86,7 +86,7 @@ def record_caches(module: Any, stream: dict[str, torch.Tensor], cfg: dict[str, A
     }
 
 
-def check_events(out: dict[str, torch.Tensor]) -> dict[str, str]:
+def check_events(out: dict[str, torch.Tensor], prefix: str = "") -> dict[str, str]:
     """Assert the stream exercised the caches; the counts go into the golden file's metadata."""
     pos_written, pos_evicted = cache_events(out["pos_ids"])
     neg_written, neg_evicted = cache_events(out["neg_ids"])
@@ -95,7 +95,7 @@ def check_events(out: dict[str, torch.Tensor]) -> dict[str, str]:
     print(events)
     assert pos_evicted > 0 and neg_written > 0 and neg_evicted > 0, events
     assert events["full_classes_at_end"] >= N_CLASSES // 2, events
-    return {k: str(v) for k, v in events.items()}
+    return {prefix + k: str(v) for k, v in events.items()}
 
 
 def main() -> None:
