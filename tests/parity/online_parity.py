@@ -97,11 +97,12 @@ def golden_entries(ids: torch.Tensor, scores: torch.Tensor) -> list[dict[int, fl
             for row_ids, row_scores in zip(ids, scores)]
 
 
-def assert_same_entries(ours: list[dict[int, float]], theirs: list[dict[int, float]], where: str) -> None:
+def assert_same_entries(ours: list[dict[int, float]], theirs: list[dict[int, float]], where: str,
+                        score_atol: float = SCORE_ATOL) -> None:
     for c, (a, b) in enumerate(zip(ours, theirs)):
         assert sorted(a) == sorted(b), f"{where}, class {c}: entries {sorted(a)} != official {sorted(b)}"
         for ident in a:
-            assert abs(a[ident] - b[ident]) <= SCORE_ATOL, f"{where}, class {c}, entry {ident}: score {a[ident]} != {b[ident]}"
+            assert abs(a[ident] - b[ident]) <= score_atol, f"{where}, class {c}, entry {ident}: score {a[ident]} != {b[ident]}"
 
 
 def assert_logits(ours: torch.Tensor, theirs: torch.Tensor, atol: float = LOGITS_ATOL) -> None:
