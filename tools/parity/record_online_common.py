@@ -154,8 +154,9 @@ def loader(n_samples: int, n_views: int, *, as_list: bool = True,
 
 
 class LoopSnapshots:
-    """Call ``fn`` and collect ``snapshot(frame_locals)`` each time its per-sample loop (the first
-    ``for ... (images, target) in enumerate(...)`` line) is entered: before the first sample and
+    """Call ``fn`` and collect ``snapshot(frame_locals)`` each time its per-sample test loop (the
+    last ``for ... (images, target) in enumerate(...)`` line; DMN's few-shot training loop comes
+    before it) is entered: before the first sample and
     after every sample, so ``states[k + 1]`` is the state after sample ``k``."""
 
     LOOP = re.compile(r"^\s*for .*\(images, target\) in enumerate\(")
@@ -164,7 +165,7 @@ class LoopSnapshots:
         lines, start = inspect.getsourcelines(fn)
         hits = [start + k for k, line in enumerate(lines) if self.LOOP.match(line)]
         assert hits, f"no per-sample loop found in {fn.__name__}"
-        self.line, self.code, self.snapshot = hits[0], fn.__code__, snapshot
+        self.line, self.code, self.snapshot = hits[-1], fn.__code__, snapshot
         self.fn = fn
         self.states: list[Any] = []
         self.final_locals: dict[str, Any] = {}
