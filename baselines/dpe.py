@@ -24,9 +24,11 @@ entropy of the averaged *logits* (the paper: averaged probabilities), the one-di
 write before predict.
 
 Departures from the official code (``zhangce01/DPE-CLIP``): the residuals are fp32 by default;
-the official ones are fp16 parameters, so AdamW's second moment ``(1 − β₂)·g²`` underflows in fp16
-and the first step is up to 4× larger — ``-m fp16_residuals=true`` reproduces that (on the parity
-stream of docs/parity.md it moves the logits by up to 7.3 and changes 5 of 64 predictions). The
+the official ones are fp16 parameters, so AdamW keeps its moments in fp16, where the second moment
+``(1 − β₂)·g²`` of small gradients underflows and the step ``lr·m̂/(√v̂ + ε)`` grows towards
+``lr·g/ε`` (on the parity stream of docs/parity.md the refined text prototypes move 2.6× as far,
+median, up to 3.8×; the logits change by up to 7.3 and 5 of 64 predictions change).
+``-m fp16_residuals=true`` reproduces the official fp16 residuals. The
 image features are computed once without a graph — the official code back-propagates through the
 unfrozen image encoder, whose gradients are never used (no number changes). No CuPL sentences in
 the prompts (not shipped here: Tip's 7 templates on real ImageNet-family data, the dataset's

@@ -26,7 +26,8 @@ process); on fine-grained sets the text side uses the dataset's registered templ
 official dataset-specific one (e.g. "a photo of a {}, a type of pet."); caches are fixed-size
 device tensors (same entries and logits, summed in another order); a tie in entropy evicts the
 latest written of the tied worst entries (what the official stable sort does); fp32 cache
-arithmetic.
+arithmetic. None of these changes a number on given features: per sample, the logits and both
+caches equal the official ``run_test_tda``'s to float rounding (docs/parity.md).
 """
 
 from __future__ import annotations
