@@ -56,13 +56,12 @@ def main() -> None:
                             centre_only=centre_only)
         meta.update(check_events(out, prefix=f"{dataset}/"))
         tensors.update({f"{dataset}/{key}": value for key, value in out.items()})
-    if may_write:
-        datasets = ", ".join(f"{d} ({n})" for n, (d, _) in SETTINGS.items())
-        write_golden("boostadapter", args.out, tensors, repository=REPOSITORY, commit=commit,
-                     script="record_boostadapter.py",
-                     inputs=f"make_stream(seed={SEED}): {N_SAMPLES} samples x {N_VIEWS} views, {N_CLASSES} classes; "
-                            f"official configs of {datasets}", settings=",".join(d for d, _ in SETTINGS.values()),
-                     **meta)
+    datasets = ", ".join(f"{d} ({n})" for n, (d, _) in SETTINGS.items())
+    write_golden("boostadapter", args.out, tensors, may_write=may_write, repository=REPOSITORY, commit=commit,
+                 script="record_boostadapter.py",
+                 inputs=f"make_stream(seed={SEED}): {N_SAMPLES} samples x {N_VIEWS} views, {N_CLASSES} classes; "
+                        f"official configs of {datasets}", settings=",".join(d for d, _ in SETTINGS.values()),
+                 **meta)
 
 
 if __name__ == "__main__":

@@ -101,12 +101,11 @@ def main() -> None:
     events = {"memory_written": str(written), "memory_evicted": str(evicted)}
     print(events)
     assert evicted > 0, events
-    if may_write:
-        tensors = {"text": stream["text"], "views": stream["views"], **out}
-        write_golden("dmn_zs", args.out, tensors, repository=REPOSITORY, commit=commit, script="record_dmn_zs.py",
-                     inputs=f"make_stream(seed={SEED}): {N_SAMPLES} samples x {N_VIEWS} views, {N_CLASSES} classes; "
-                            f"--memory_size {MEMORY_SIZE} --beta {BETA} --selection_p 0.1, zero-shot",
-                     memory_size=str(MEMORY_SIZE), **events)
+    tensors = {"text": stream["text"], "views": stream["views"], **out}
+    write_golden("dmn_zs", args.out, tensors, may_write=may_write, repository=REPOSITORY, commit=commit, script="record_dmn_zs.py",
+                 inputs=f"make_stream(seed={SEED}): {N_SAMPLES} samples x {N_VIEWS} views, {N_CLASSES} classes; "
+                        f"--memory_size {MEMORY_SIZE} --beta {BETA} --selection_p 0.1, zero-shot",
+                 memory_size=str(MEMORY_SIZE), **events)
 
 
 if __name__ == "__main__":

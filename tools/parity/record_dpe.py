@@ -112,11 +112,10 @@ def main() -> None:
             out = record(module, stream, official_name, args.official, dtype)
             meta.update(check_events(out, f"{dataset}/{label}/"))
             tensors.update({f"{dataset}/{label}/{key}": value for key, value in out.items()})
-    if may_write:
-        write_golden("dpe", args.out, tensors, repository=REPOSITORY, commit=commit, script="record_dpe.py",
-                     inputs=f"make_stream(seed={SEED}): {N_SAMPLES} samples x {N_VIEWS} views, {N_CLASSES} classes; "
-                            "official configs of imagenet-a (A) and imagenet-v2 (V); residuals fp32 and fp16 (official)",
-                     settings=",".join(SETTINGS.values()), **meta)
+    write_golden("dpe", args.out, tensors, may_write=may_write, repository=REPOSITORY, commit=commit, script="record_dpe.py",
+                 inputs=f"make_stream(seed={SEED}): {N_SAMPLES} samples x {N_VIEWS} views, {N_CLASSES} classes; "
+                        "official configs of imagenet-a (A) and imagenet-v2 (V); residuals fp32 and fp16 (official)",
+                 settings=",".join(SETTINGS.values()), **meta)
 
 
 if __name__ == "__main__":

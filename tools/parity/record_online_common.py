@@ -51,7 +51,8 @@ def parse_args(doc: str | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(doc or "").split("\n")[0])
     parser.add_argument("--official", type=Path, required=True, help="a git checkout of the official repository")
     parser.add_argument("--allow-other-commit", action="store_true",
-                        help="run on a checkout at another commit and print the comparison, without recording")
+                        help="run on a checkout at another commit and print how its outputs differ from the "
+                             "golden file, without recording")
     parser.add_argument("--out", type=Path, default=None, help="golden file to write (default: tests/parity/golden/)")
     return parser.parse_args()
 
@@ -216,10 +217,27 @@ def nearest_id(table: torch.Tensor) -> Callable[[torch.Tensor], int]:
     return ident
 
 
+def compare_with_golden(name: str, tensors: dict[str, torch.Tensor]) -> None:
+    """Print, per tensor, how this run's outputs differ from the stored golden file."""
+    from safetensors.torch import load_file
+
+    stored = load_file(str(GOLDEN / f"{name}.safetensors"))
+    for key, value in tensors.items():
+        if key not in stored or stored[key].shape != value.shape:
+            print(f"{key}: not comparable with the golden file")
+            continue
+        diff = (value.double() - stored[key].double()).abs().nan_to_num(0.0)
+        print(f"{key}: max |Δ| {float(diff.max()):.3g}")
+
+
 def write_golden(name: str, out: Path | None, tensors: dict[str, torch.Tensor], *, repository: str, commit: str,
-                 script: str, inputs: str, **extra: str) -> Path:
+                 script: str, inputs: str, may_write: bool = True, **extra: str) -> Path | None:
+    """Write the golden file (``may_write``), else only compare with the stored one."""
     from safetensors.torch import save_file
 
+    if not may_write:
+        compare_with_golden(name, tensors)
+        return None
     path = out or GOLDEN / f"{name}.safetensors"
     path.parent.mkdir(parents=True, exist_ok=True)
     meta = {"repository": repository, "commit": commit, "script": script, "inputs": inputs, **extra}

@@ -106,11 +106,10 @@ def main() -> None:
     stream = make_stream(SEED)
     out = record_caches(module, stream, cfg, module.run_test_tda)
     events = check_events(out)
-    if may_write:
-        tensors = {"text": stream["text"], "views": stream["views"], **out}
-        write_golden("tda", args.out, tensors, repository=REPOSITORY, commit=commit, script="record_tda.py",
-                     inputs=f"make_stream(seed={SEED}): {N_SAMPLES} samples x {N_VIEWS} views, {N_CLASSES} classes; "
-                            "configs/imagenet_a.yaml", config="imagenet-a", **events)
+    tensors = {"text": stream["text"], "views": stream["views"], **out}
+    write_golden("tda", args.out, tensors, may_write=may_write, repository=REPOSITORY, commit=commit, script="record_tda.py",
+                 inputs=f"make_stream(seed={SEED}): {N_SAMPLES} samples x {N_VIEWS} views, {N_CLASSES} classes; "
+                        "configs/imagenet_a.yaml", config="imagenet-a", **events)
 
 
 if __name__ == "__main__":
