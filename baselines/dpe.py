@@ -30,9 +30,11 @@ the official ones are fp16 parameters, so AdamW keeps its moments in fp16, where
 median, up to 3.8×; the logits change by up to 7.3 and 5 of 64 predictions change).
 ``-m fp16_residuals=true`` reproduces the official fp16 residuals. The
 image features are computed once without a graph — the official code back-propagates through the
-unfrozen image encoder, whose gradients are never used (no number changes). No CuPL sentences in
-the prompts (not shipped here: Tip's 7 templates on real ImageNet-family data, the dataset's
-template elsewhere); views are the protocol's (AugMix only where the dataset declares it).
+unfrozen image encoder, whose gradients are never used (no number changes). The official prompts
+(the per-dataset template sets listed in TDA's docstring, two templates on Cars, plus CuPL
+sentences everywhere) are not shipped here, so no option reproduces them: Tip's 7 templates on real
+ImageNet-family data and Caltech101, the dataset's template elsewhere (``-m prompts=…``); views are
+the protocol's (AugMix only where the dataset declares it).
 Parity with the official code, per sample (logits, queues, text prototypes): docs/parity.md.
 """
 
