@@ -3,7 +3,7 @@ queues, the evolving text prototypes and the count of text updates after the sam
 stream where the queues evict and the text gate opens (golden/dpe.safetensors). ImageNet-A (the
 confident views selected again under the refined prototypes at inference) and ImageNet-V2 (the
 centre view), each with fp32 residuals (default) and fp16 residuals (``fp16_residuals=true``, the
-official code's dtype)."""
+official code's dtype), and Caltech101 (one view)."""
 
 from __future__ import annotations
 
@@ -19,13 +19,16 @@ from online_parity import assert_logits, assert_same_entries, cache_entries, gol
 TOLERANCE = {"fp32": (2e-3, 1e-5, 1e-4), "fp16": (0.08, 2e-4, 1e-3)}
 
 
-@pytest.mark.parametrize("residuals", ["fp32", "fp16"])
-@pytest.mark.parametrize("dataset", ["imagenet-a", "imagenet-v2"])
+@pytest.mark.parametrize(("dataset", "residuals"), [
+    ("imagenet-a", "fp32"), ("imagenet-a", "fp16"), ("imagenet-v2", "fp32"), ("imagenet-v2", "fp16"),
+    ("caltech101", "fp32"),
+])
 def test_dpe_matches_the_official_code_sample_by_sample(golden, dataset, residuals):
     from baselines.dpe import DPE, DPEConfig
 
     g, meta = golden("dpe")
     prefix = f"{dataset}/{residuals}/"
+    assert f"{dataset}/{residuals}" in meta["settings"].split(",")
     assert int(meta[prefix + "queue_evicted"]) > 0 and int(meta[prefix + "text_updates"]) > 0
     t = {key[len(prefix):]: value for key, value in g.items() if key.startswith(prefix)}
     method = DPE(DPEConfig(fp16_residuals=residuals == "fp16"))

@@ -5,7 +5,8 @@ Runs the official ``main_dpe.run_test_dpe`` on the seeded stream of
 confident views are selected again under the refined text prototypes at inference) and
 ImageNet-V2 (``V``: inference from the centre view), each twice: with the official fp16
 residuals (``.../fp16``) and with fp32 residuals (``.../fp32``, this project's default), the only
-change being the residual parameters' dtype. Per sample: the final logits, the priority queues
+change being the residual parameters' dtype; and Caltech101 (the official loader gives the centre
+view alone, fp32). Per sample: the final logits, the priority queues
 after the sample (entry ids and normalised entropies), the evolving text prototypes
 ``clip_weights_global`` and the number of text updates so far.
 
@@ -38,8 +39,10 @@ from record_tda import cache_events
 REPOSITORY = "https://github.com/zhangce01/DPE-CLIP"
 PINNED = "fecae5a50d7dc39fb944221be390201a56948416"
 SEED = 20
-#: official dataset name → this project's
-SETTINGS = {"A": "imagenet-a", "V": "imagenet-v2"}
+#: official dataset name → (this project's, the official loader gives the centre view only, residual dtypes)
+SETTINGS = {"A": ("imagenet-a", False, ("fp32", "fp16")), "V": ("imagenet-v2", False, ("fp32", "fp16")),
+            "caltech101": ("caltech101", True, ("fp32",))}
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
 
 
 def residual_dtype(module: Any, dtype: torch.dtype) -> None:
@@ -57,7 +60,7 @@ def residual_dtype(module: Any, dtype: torch.dtype) -> None:
 
 
 def record(module: Any, stream: dict[str, torch.Tensor], official_name: str, checkout: Any,
-           dtype: torch.dtype) -> dict[str, torch.Tensor]:
+           dtype: torch.dtype, centre_only: bool) -> dict[str, torch.Tensor]:
     cfg = module.get_config_file(str(checkout / "configs"), official_name)
     residual_dtype(module, dtype)
     logits: list[torch.Tensor] = []
@@ -78,7 +81,8 @@ def record(module: Any, stream: dict[str, torch.Tensor], official_name: str, che
     module.cls_acc = cls_acc
     run = LoopSnapshots(module.run_test_dpe, snapshot)
     with no_half():
-        run(cfg["positive"], cfg["learning_rate"], loader(N_SAMPLES, N_VIEWS), FakeCLIP(stream["views"]),
+        run(cfg["positive"], cfg["learning_rate"], loader(N_SAMPLES, N_VIEWS, centre_only=centre_only),
+            FakeCLIP(stream["views"]),
             stream["text"].t().clone(), official_name)
     states = run.states[1:]
     assert len(states) == N_SAMPLES and len(logits) == N_SAMPLES
@@ -107,15 +111,17 @@ def main() -> None:
     stream = make_stream(SEED)
     tensors = {"text": stream["text"], "views": stream["views"]}
     meta: dict[str, str] = {}
-    for official_name, dataset in SETTINGS.items():
-        for label, dtype in (("fp32", torch.float32), ("fp16", torch.float16)):
-            out = record(module, stream, official_name, args.official, dtype)
+    for official_name, (dataset, centre_only, labels) in SETTINGS.items():
+        for label in labels:
+            out = record(module, stream, official_name, args.official, DTYPES[label], centre_only)
             meta.update(check_events(out, f"{dataset}/{label}/"))
             tensors.update({f"{dataset}/{label}/{key}": value for key, value in out.items()})
-    write_golden("dpe", args.out, tensors, may_write=may_write, repository=REPOSITORY, commit=commit, script="record_dpe.py",
+    write_golden("dpe", args.out, tensors, may_write=may_write, repository=REPOSITORY, commit=commit,
+                 script="record_dpe.py",
                  inputs=f"make_stream(seed={SEED}): {N_SAMPLES} samples x {N_VIEWS} views, {N_CLASSES} classes; "
-                        "official configs of imagenet-a (A) and imagenet-v2 (V); residuals fp32 and fp16 (official)",
-                 settings=",".join(SETTINGS.values()), **meta)
+                        "official configs of imagenet-a (A) and imagenet-v2 (V), residuals fp32 and fp16 (official); "
+                        "caltech101 (one view), fp32",
+                 settings=",".join(f"{d}/{label}" for d, _, labels in SETTINGS.values() for label in labels), **meta)
 
 
 if __name__ == "__main__":
