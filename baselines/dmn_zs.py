@@ -19,7 +19,10 @@ test labels* over {0.001 … 1000} (the reference rows carry that note), which a
 do. The prompts are Tip's 7 templates on real ImageNet-family data and the dataset's template
 elsewhere, without the CuPL sentences (not shipped here), so the text side is weaker than the
 paper's. Views are the protocol's (the official uses 32); the unused ``C × 50 × C`` probability
-buffer of the official code is not allocated.
+buffer of the official code is not allocated. The official entropies add 1e-6 (view selection) and
+1e-8 (memory scores) inside the logarithm; ours are exact — no entry or prediction changes on the
+parity stream, scores differ by less than 1e-4. Per sample, the fused probabilities and the memory
+equal the official ``direct_inference``'s to float rounding for a given ``a`` (docs/parity.md).
 """
 
 from __future__ import annotations

@@ -22,11 +22,16 @@ Departures from the official code (``kdiAAA/TDA``): the views are the protocol's
 method (crop + flip, AugMix only where the dataset declares it) rather than TDA's own 64 AugMix
 views on A/V/R/S (``--protocol-param view_policy=method`` gives those); the stream order is the
 protocol's seeded permutation (the official order depends on the datasets run before in the same
-process); on fine-grained sets the text side uses the dataset's registered template rather than the
-official dataset-specific one (e.g. "a photo of a {}, a type of pet."); caches are fixed-size
+process); the class prompts (``-m prompts=…``; default Tip's 7 templates on the real ImageNet family
+and Caltech101, the dataset's registered template elsewhere) are not the official per-dataset sets,
+which are CLIP's 80 ImageNet templates on ImageNet-R and -Sketch, Tip's 7 on ImageNet, A, V2,
+Caltech101, Cars and SUN397, and one dataset-specific template elsewhere (e.g. "a photo of a {}, a
+type of pet."; BoostAdapter uses the same sets) — these sets are not shipped here, so there is no
+option that reproduces them; it changes the text features on real data, not the algorithm; caches are fixed-size
 device tensors (same entries and logits, summed in another order); a tie in entropy evicts the
 latest written of the tied worst entries (what the official stable sort does); fp32 cache
-arithmetic.
+arithmetic. None of these changes a number on given features: per sample, the logits and both
+caches equal the official ``run_test_tda``'s to float rounding (docs/parity.md).
 """
 
 from __future__ import annotations
@@ -110,12 +115,18 @@ class TDA(OnlineMethod):
         dim = int(self.text.shape[1])
         self.pos = ClassCache(self.n_classes, c.pos_capacity, dim, device=self.ctx.device,
                               slots=c.pos_capacity + self.extra_slots())
-        self.neg = ClassCache(self.n_classes, c.neg_capacity, dim, device=self.ctx.device, payload_dim=self.n_classes)
+        self.neg = ClassCache(self.n_classes, c.neg_capacity, dim, device=self.ctx.device, payload_dim=self.n_classes,
+                              fifo=self.negative_fifo())
         self.summary: ViewSummary | None = None
 
     def extra_slots(self) -> int:
         """Room per class beyond the positive capacity (BoostAdapter's per-sample extension)."""
         return 0
+
+    def negative_fifo(self) -> bool:
+        """Whether the negative cache keeps the latest entries (BoostAdapter) rather than the
+        lowest-entropy ones (TDA)."""
+        return False
 
     def caches(self) -> dict[str, Any]:
         return {"positive": self.pos, "negative": self.neg}

@@ -10,7 +10,8 @@ Three primitives, each defined once here (docs/online.md explains the convention
 * :func:`cache_logits` — Tip-Adapter's cache read-out ``α · exp(−β (1 − q·K)) · V`` for a query
   ``q``, keys ``K`` and values ``V`` (one-hot labels or class masks).
 * :class:`ClassCache` — a per-class, capacity-bounded priority cache: each class keeps at most
-  ``capacity`` entries, the ones with the lowest score (entropy) seen so far. Storage is
+  ``capacity`` entries, the ones with the lowest score (entropy) seen so far (or, with
+  ``fifo=True``, the latest ones: BoostAdapter's negative cache). Storage is
   pre-allocated tensors on the device (``[C, slots, d]`` keys, ``[C, slots]`` scores, optional
   ``[C, slots, P]`` payloads), so its memory is fixed by the capacity whatever the stream length;
   an insert and a read are a handful of tensor operations with no host synchronisation.
@@ -19,7 +20,8 @@ The capacity rule, exactly: a class's filled slots are always a prefix. If fewer
 ``capacity`` are filled, the new entry goes into the next free slot. Otherwise it replaces the
 *worst* filled entry — the highest score, and among equal highest scores the most recently
 written one (the entry a stable sort by score puts last, as in the official code) — but only if
-its own score is strictly lower; otherwise it is dropped.
+its own score is strictly lower; otherwise it is dropped. A ``fifo`` cache always writes: into the
+next free slot, else over the class's oldest entry (the earliest written).
 """
 
 from __future__ import annotations
@@ -64,11 +66,12 @@ class ClassCache:
     """
 
     def __init__(self, n_classes: int, capacity: int, dim: int, *, device: Any, slots: int | None = None,
-                 payload_dim: int = 0) -> None:
+                 payload_dim: int = 0, fifo: bool = False) -> None:
         slots = capacity if slots is None else slots
         if capacity < 1 or slots < capacity:
             raise ValueError(f"cache capacity must be ≥ 1 and ≤ slots, got capacity={capacity}, slots={slots}")
         self.n_classes, self.capacity, self.slots, self.dim = int(n_classes), int(capacity), int(slots), int(dim)
+        self.fifo = fifo
         self.keys = torch.zeros(n_classes, slots, dim, device=device)
         self.scores = torch.full((n_classes, slots), math.inf, device=device)
         self.written = torch.zeros(n_classes, slots, dtype=torch.long, device=device)  # write sequence number
@@ -93,8 +96,13 @@ class ClassCache:
         tied = row == worst_score
         worst = torch.where(tied, seq, torch.full_like(seq, -1)).argmax()  # latest write among the worst
         has_room = filled < cap
-        slot = torch.where(has_room, filled.clamp(max=cap - 1), worst)
-        do = has_room | (s < worst_score)
+        if self.fifo:
+            oldest = torch.where(torch.isfinite(row), seq, torch.full_like(seq, torch.iinfo(seq.dtype).max)).argmin()
+            slot = torch.where(has_room, filled.clamp(max=cap - 1), oldest)
+            do = torch.ones((), dtype=torch.bool, device=dev)
+        else:
+            slot = torch.where(has_room, filled.clamp(max=cap - 1), worst)
+            do = has_room | (s < worst_score)
         if when is not None:
             do = do & when.to(dev).reshape(())
         self._seq += 1

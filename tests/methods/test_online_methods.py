@@ -67,6 +67,17 @@ def test_capacity_rule_evicts_the_latest_written_of_tied_worst_entries():
     assert _keys_of(cache, 0) == [2.0, 4.0, 5.0]
 
 
+def test_fifo_cache_always_writes_over_the_oldest_entry():
+    cache = ClassCache(2, 2, 1, device="cpu", fifo=True)
+    for ident, score in ((1.0, 0.1), (2.0, 0.9), (3.0, 0.5)):  # full after two: 3 replaces 1, the oldest
+        assert bool(cache.insert(0, torch.tensor([ident]), score))
+    assert _keys_of(cache, 0) == [2.0, 3.0]
+    assert bool(cache.insert(0, torch.tensor([4.0]), 0.99))  # worse than both: still written, over 2
+    assert _keys_of(cache, 0) == [3.0, 4.0]
+    assert not bool(cache.insert(0, torch.tensor([5.0]), 0.0, when=torch.tensor(False)))  # gated off
+    assert _keys_of(cache, 0) == [3.0, 4.0] and _keys_of(cache, 1) == []
+
+
 def test_gated_insert_and_larger_temporary_capacity():
     cache = ClassCache(1, 2, 1, device="cpu", slots=4)
     assert not bool(cache.insert(0, torch.tensor([1.0]), 0.1, when=torch.tensor(False)))
