@@ -6,6 +6,9 @@ changed, and one whose result depends on the batch, are caught with a message na
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -70,12 +73,25 @@ def _plugin(tmp_path: Path, stem: str, code: str) -> Path:
     return folder
 
 
-def test_the_guide_example_as_an_outside_plugin_keeps_the_contract(tmp_path: Path) -> None:
-    readme = (REPO / "README.md").read_text()
-    code = re.search(r"```python\n(# my_confident_views\.py\n.*?)```", readme, re.S)
+def _guide_example() -> str:
+    code = re.search(r"```python\n(# my_confident_views\.py\n.*?)```", (REPO / "README.md").read_text(), re.S)
     assert code, "the README's one-file example is missing"
-    folder = _plugin(tmp_path, "my_confident_views", code.group(1))
+    return code.group(1)
+
+
+def test_the_guide_example_as_an_outside_plugin_keeps_the_contract(tmp_path: Path) -> None:
+    folder = _plugin(tmp_path, "my_confident_views", _guide_example())
     check_method_contract("my-confident-views", tmp_path, plugins_dirs=[folder])
+
+
+def test_the_guide_example_passes_lint_as_a_baselines_file() -> None:
+    """The guide says: drop the file into baselines/. CI then runs ruff on it (make lint)."""
+    ruff = shutil.which("ruff") or str(Path(sys.executable).with_name("ruff"))
+    if not Path(ruff).is_file():
+        pytest.skip("ruff is not installed (the dev extra)")
+    done = subprocess.run([ruff, "check", "--stdin-filename", "baselines/my_confident_views.py", "-"],
+                          input=_guide_example(), text=True, capture_output=True, cwd=REPO)
+    assert done.returncode == 0, done.stdout + done.stderr
 
 
 @pytest.mark.parametrize(("stem", "body", "clause"), [
