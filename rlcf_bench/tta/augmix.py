@@ -169,7 +169,7 @@ def apply(crops: torch.Tensor, plan: Plan) -> torch.Tensor:
     n = crops.shape[0]
     assert plan.n == n, f"plan for {plan.n} views, {n} crops given"
     x0 = to_grid(crops.float())
-    chains = x0.repeat_interleave(WIDTH, dim=0)
+    chains = x0.to(torch.uint8).repeat_interleave(WIDTH, dim=0)  # the chains are 8-bit images, as in PIL
     data = plan.data
     for entries in plan.steps:
         for group, count, at in entries:
@@ -179,7 +179,7 @@ def apply(crops: torch.Tensor, plan: Plan) -> torch.Tensor:
             chains.index_copy_(0, idx, _APPLY[group](chains.index_select(0, idx), p))
     w = data[: n * WIDTH].view(n, WIDTH, 1, 1, 1).float()
     m = data[n * WIDTH: n * (WIDTH + 1)].view(n, 1, 1, 1).float()
-    c = chains.view(n, WIDTH, *chains.shape[1:]) / 255.0
+    c = chains.view(n, WIDTH, *chains.shape[1:]).float() / 255.0
     mix = w[:, 0] * c[:, 0]
     for i in range(1, WIDTH):
         mix = mix + w[:, i] * c[:, i]
@@ -187,28 +187,33 @@ def apply(crops: torch.Tensor, plan: Plan) -> torch.Tensor:
 
 
 # ------------------------------------------------------------------------------ the operations
-# Each takes k images [k, 3, S, S] on the 0..255 grid (float) and their parameters [k, width].
+# Each takes k 8-bit images [k, 3, S, S] (uint8) and their parameters [k, width] (float64).
 
 
 def _posterize(x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
     """Keep the high bits: ``x & ~(d − 1)`` with ``d = 2^(8 − bits)``."""
-    d = p.view(-1, 1, 1, 1).to(x.dtype)
-    return torch.floor(x / d) * d
+    return x & (256 - p).to(torch.uint8).view(-1, 1, 1, 1)
 
 
 def _solarize(x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
     """Invert the pixels at or above the threshold (PIL: ``i < threshold`` keeps ``i``)."""
-    return torch.where(x >= p.view(-1, 1, 1, 1).to(x.dtype), 255.0 - x, x)
+    return torch.where(x.to(torch.int16) >= p.to(torch.int16).view(-1, 1, 1, 1), 255 - x, x)
+
+
+def _by_table(x: torch.Tensor, lut: torch.Tensor) -> torch.Tensor:
+    """Map each channel's values through its table ``lut`` ``[k, 3, 256]`` (PIL's ``point``)."""
+    return lut.to(torch.uint8).gather(2, x.flatten(2).long()).view_as(x)
 
 
 def _autocontrast(x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
-    """PIL's ``autocontrast`` (no cutoff): per channel, ``int(v · 255/(hi − lo) − lo · 255/(hi − lo))``
-    clipped to 0..255, in float64; a channel with a single value is left alone."""
-    v = x.flatten(2).double()
-    lo, hi = v.amin(-1, keepdim=True), v.amax(-1, keepdim=True)
+    """PIL's ``autocontrast`` (no cutoff): per channel, value ``i`` → ``int(i · 255/(hi − lo) −
+    lo · 255/(hi − lo))`` clipped to 0..255, in float64; a channel with a single value is left alone."""
+    v = x.flatten(2)
+    lo, hi = v.amin(-1, keepdim=True).double(), v.amax(-1, keepdim=True).double()
     scale = torch.full_like(hi, 255.0) / (hi - lo).clamp(min=1.0)  # a true division, as Python's (not × 1/x)
-    out = (v * scale + (-lo * scale)).trunc_().clamp_(0.0, 255.0)
-    return torch.where(hi > lo, out, v).to(x.dtype).view_as(x)
+    levels = torch.arange(256, dtype=torch.float64, device=x.device)
+    lut = (levels * scale + (-lo * scale)).trunc_().clamp_(0.0, 255.0)
+    return _by_table(x, torch.where(hi > lo, lut, levels))
 
 
 def _equalize(x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
@@ -222,8 +227,7 @@ def _equalize(x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
     step = (n - top) // 255
     lut = ((step // 2).unsqueeze(-1) + hist.cumsum(2) - hist) // step.clamp(min=1).unsqueeze(-1)
     keep = ((hist > 0).sum(-1) <= 1) | (step == 0)
-    out = torch.where(keep.unsqueeze(-1), v, lut.clamp_(max=255).gather(2, v))
-    return out.to(x.dtype).view_as(x)
+    return _by_table(x, torch.where(keep.unsqueeze(-1), torch.arange(256, device=x.device), lut.clamp_(max=255)))
 
 
 def _pixel_centres(n: int, device: torch.device) -> torch.Tensor:
@@ -243,10 +247,12 @@ def _taps(coord: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor, torc
 
 
 def _lerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """``a + (b − a) · t``, PIL's ``BILINEAR`` macro (not ``torch.lerp``, which rounds differently
-    for ``t > ½``), in float32 where PIL computes in double: a value within ~1e-5 of an integer
-    may truncate to the level below or above (measured: a few values per 224×224 image)."""
-    return a + (b - a) * t.to(a.dtype)
+    """``a + (b − a) · t`` of 8-bit values, PIL's ``BILINEAR`` macro (not ``torch.lerp``, which
+    rounds differently for ``t > ½``), in float32 where PIL computes in double: a value within
+    ~1e-5 of an integer may truncate to the level below or above (measured: a few values per
+    224×224 image)."""
+    a = a.float()
+    return a + (b.float() - a) * t.float()
 
 
 def _move_rows(x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:

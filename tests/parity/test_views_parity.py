@@ -56,7 +56,7 @@ def test_official_draws_give_the_official_views(golden) -> None:
 def test_operations_are_pils_pixel_for_pixel(golden) -> None:
     t, _ = golden("views_augmix")
     imgs = torch.cat([_images(t), torch.full((1, SIZE, SIZE, 3), 7, dtype=torch.uint8)])  # + a one-value image
-    x = torch.stack([_chw(img) for img in imgs])
+    x = torch.stack([img.permute(2, 0, 1) for img in imgs])  # uint8, as the chains are
     pil = [Image.fromarray(img.numpy()) for img in imgs]
 
     def as_tensor(images: list[Image.Image]) -> torch.Tensor:
@@ -75,7 +75,9 @@ def test_operations_are_pils_pixel_for_pixel(golden) -> None:
     for name, move, shear_shift, data in moves:
         p = torch.tensor([shear_shift] * k, dtype=torch.float64)
         exact[f"{name} {data}"] = (move(x, p), [im.transform((SIZE, SIZE), Image.AFFINE, data, resample=Image.BILINEAR) for im in pil])
-    for name, (ours, theirs) in exact.items():
+    for name, (ours8, theirs) in exact.items():
+        assert ours8.dtype == torch.uint8, name
+        ours = ours8.float()
         diff = (ours - as_tensor(theirs)).abs()
         if name in ("autocontrast", "equalize", "posterize", "solarize") or name.endswith("0, 1, 5)") or ", -7, " in name:
             assert torch.equal(ours, as_tensor(theirs)), name  # look-up tables and whole-pixel moves: exact
@@ -83,7 +85,7 @@ def test_operations_are_pils_pixel_for_pixel(golden) -> None:
             assert diff.max() <= 1 and int((diff > 0).sum()) <= 5 * k, (name, int((diff > 0).sum()))
     for degrees in (-2, 1, 17):
         p = torch.tensor([am._rotation(float(degrees), SIZE)] * k, dtype=torch.float64)
-        diff = (am._rotate(x, p) - as_tensor([im.rotate(degrees, resample=Image.BILINEAR) for im in pil])).abs()
+        diff = (am._rotate(x, p).float() - as_tensor([im.rotate(degrees, resample=Image.BILINEAR) for im in pil])).abs()
         assert diff.max() <= 1 and int((diff > 0).sum()) <= 10 * k, (degrees, int((diff > 0).sum()))
 
 def _our_draws(n: int, seed: int) -> am.AugMixParams:
