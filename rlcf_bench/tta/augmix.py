@@ -41,12 +41,13 @@ N_UNIFORMS = WIDTH + 1 + WIDTH + WIDTH * MAX_DEPTH * 3
 #: its own amount (PIL's bilinear reads one row: a 1-D interpolation), along y each column; a
 #: rotation is the full 2-D bilinear warp.
 GROUPS: dict[str, frozenset[str]] = {
-    "rotate": frozenset({"rotate"}), "rows": frozenset({"shear_x", "translate_x"}),
-    "columns": frozenset({"shear_y", "translate_y"}), "autocontrast": frozenset({"autocontrast"}),
+    "rotate": frozenset({"rotate"}), "rows": frozenset({"shear_x"}), "columns": frozenset({"shear_y"}),
+    "shift_rows": frozenset({"translate_x"}), "shift_columns": frozenset({"translate_y"}),
+    "autocontrast": frozenset({"autocontrast"}),
     "equalize": frozenset({"equalize"}), "posterize": frozenset({"posterize"}), "solarize": frozenset({"solarize"}),
 }
 #: Parameters per chain step that each group reads.
-_GROUP_WIDTH = {"rotate": 6, "rows": 2, "columns": 2, "autocontrast": 0, "equalize": 0, "posterize": 1, "solarize": 1}
+_GROUP_WIDTH = {"rotate": 6, "rows": 2, "columns": 2, "shift_rows": 2, "shift_columns": 2, "autocontrast": 0, "equalize": 0, "posterize": 1, "solarize": 1}
 
 
 @dataclass(frozen=True)
@@ -128,7 +129,8 @@ def plan(params: AugMixParams, size: int) -> Plan:
     moves = torch.stack([torch.where(is_op["shear_x"] | is_op["shear_y"], shear, 0.0),
                          torch.where(is_op["translate_x"] | is_op["translate_y"], shift, 0.0)], dim=-1)
     per_group: dict[str, torch.Tensor] = {
-        "rotate": _rotations(values["rotate"], size), "rows": moves, "columns": moves,
+        "rotate": _rotations(values["rotate"], size), "rows": moves, "columns": moves, "shift_rows": moves,
+        "shift_columns": moves,
         "autocontrast": moves[..., :0], "equalize": moves[..., :0],
         "posterize": (2.0 ** (8 - values["posterize"])).unsqueeze(-1),
         "solarize": values["solarize"].unsqueeze(-1),
@@ -277,6 +279,20 @@ def _move_columns(x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
     return _move_rows(x.transpose(-1, -2), p).transpose(-1, -2)
 
 
+def _shift_rows(x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    """:func:`_move_rows` for a translation alone (``s = 0``, integer ``t``): every read falls on a
+    pixel centre, so PIL's bilinear is a copy — ``x + t`` inside the image, black outside."""
+    k, c, height, width = x.shape
+    src = torch.arange(width, device=x.device).view(1, width) + p[:, 1].long().view(k, 1)
+    inside = (src >= 0) & (src < width)
+    moved = x.gather(3, src.clamp(0, width - 1).view(k, 1, 1, width).expand(k, c, height, width))
+    return torch.where(inside.view(k, 1, 1, width), moved, 0)
+
+
+def _shift_columns(x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    return _shift_rows(x.transpose(-1, -2), p).transpose(-1, -2)
+
+
 def _rotate(x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
     """PIL's ``Image.transform(AFFINE, (a, b, c, d, e, f), BILINEAR)`` as ``rotate`` calls it:
     output pixel centre ``(x + ½, y + ½)`` reads input ``(a·x' + b·y' + c, d·x' + e·y' + f)``;
@@ -302,7 +318,8 @@ def _rotate(x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
 
 
 _APPLY: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
-    "rotate": _rotate, "rows": _move_rows, "columns": _move_columns, "autocontrast": _autocontrast,
+    "rotate": _rotate, "rows": _move_rows, "columns": _move_columns, "shift_rows": _shift_rows,
+    "shift_columns": _shift_columns, "autocontrast": _autocontrast,
     "equalize": _equalize, "posterize": _posterize, "solarize": _solarize,
 }
 

@@ -71,7 +71,9 @@ def test_operations_are_pils_pixel_for_pixel(golden) -> None:
         "solarize": (am._solarize(x, torch.full((k, 1), 231.0, dtype=torch.float64)), [ImageOps.solarize(im, 231) for im in pil]),
     }
     moves = (("rows", am._move_rows, (0.021, 0), (1, 0.021, 0, 0, 1, 0)), ("columns", am._move_columns, (-0.029, 0), (1, 0, 0, -0.029, 1, 0)),
-             ("rows", am._move_rows, (0, -7), (1, 0, -7, 0, 1, 0)), ("columns", am._move_columns, (0, 5), (1, 0, 0, 0, 1, 5)))
+             ("rows", am._move_rows, (0, -7), (1, 0, -7, 0, 1, 0)), ("columns", am._move_columns, (0, 5), (1, 0, 0, 0, 1, 5)),
+             ("shift rows", am._shift_rows, (0, -7), (1, 0, -7, 0, 1, 0)), ("shift columns", am._shift_columns, (0, 5), (1, 0, 0, 0, 1, 5)),
+             ("shift rows", am._shift_rows, (0, 6), (1, 0, 6, 0, 1, 0)))
     for name, move, shear_shift, data in moves:
         p = torch.tensor([shear_shift] * k, dtype=torch.float64)
         exact[f"{name} {data}"] = (move(x, p), [im.transform((SIZE, SIZE), Image.AFFINE, data, resample=Image.BILINEAR) for im in pil])
@@ -79,7 +81,7 @@ def test_operations_are_pils_pixel_for_pixel(golden) -> None:
         assert ours8.dtype == torch.uint8, name
         ours = ours8.float()
         diff = (ours - as_tensor(theirs)).abs()
-        if name in ("autocontrast", "equalize", "posterize", "solarize") or name.endswith("0, 1, 5)") or ", -7, " in name:
+        if name in ("autocontrast", "equalize", "posterize", "solarize") or name.startswith("shift") or name.endswith("0, 1, 5)") or ", -7, " in name:
             assert torch.equal(ours, as_tensor(theirs)), name  # look-up tables and whole-pixel moves: exact
         else:  # PIL interpolates in double, we in float32: a value at an integer boundary may truncate apart
             assert diff.max() <= 1 and int((diff > 0).sum()) <= 5 * k, (name, int((diff > 0).sum()))
