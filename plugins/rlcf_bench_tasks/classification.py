@@ -46,17 +46,16 @@ class ClassificationTask(TaskRuntime):
     def make_batch(self, items: Sequence[tuple[int, str]], model: Any, device: Any) -> Batch:
         import torch
 
-        from rlcf_bench.tta.views import make_views, normalize, resize_center_crop, sample_seed
+        from rlcf_bench.tta.views import BatchViews, normalize, resize_center_crop, sample_seed, upload_images
 
-        raw = [self.dataset.load_image(i).to(device, non_blocking=True) for i, _ in items]
+        raw = upload_images([self.dataset.load_image(i) for i, _ in items], device)  # one copy per batch
         size, mean, std = model.image_size, model.mean, model.std
         images = normalize(torch.stack([resize_center_crop(img, size) for img in raw]), mean, std)
         proto = self.protocol
         ids = tuple(sid for _, sid in items)
-
-        def views(row: int, only: Sequence[int] | None = None) -> torch.Tensor:  # seeded by the sample id alone
-            return make_views(raw[row], n_views=proto.n_views, size=size, mean=mean, std=std, augmix=proto.augmix,
-                              seed=sample_seed(proto.seed, ids[row]), only=only)
+        # each sample's views seeded by its id alone; parameters drawn lazily (inside the timed adapt)
+        views = BatchViews(raw, [sample_seed(proto.seed, sid) for sid in ids], n_views=proto.n_views, size=size,
+                           mean=mean, std=std, augmix=proto.augmix)
 
         targets = torch.tensor([self.dataset.label(i) for i, _ in items], dtype=torch.long)
         return Batch(sample_ids=ids, indices=tuple(i for i, _ in items), images=images, targets=targets,

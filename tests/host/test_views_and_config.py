@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 import torch
 
-from rlcf_bench.tta.views import make_views, normalize, random_resized_crop_boxes, resize_center_crop, sample_seed
+from rlcf_bench.tta.views import crop_boxes, make_views, normalize, resize_center_crop, sample_seed
 from rlcf_bench.types import RunProtocol, config_from_pairs
 
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
@@ -68,7 +68,7 @@ def test_a_batch_cuts_only_the_selected_views_and_they_equal_the_full_sets_rows(
 
 
 def test_crop_boxes_follow_the_random_resized_crop_ranges():
-    boxes = random_resized_crop_boxes(100, 200, 500, torch.Generator().manual_seed(0))
+    boxes = crop_boxes(100, 200, torch.rand(500, 40, generator=torch.Generator().manual_seed(0), dtype=torch.float64))
     w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
     area = w * h / (100 * 200)
     assert (boxes[:, 0] >= 0).all() and (boxes[:, 2] <= 200).all() and (boxes[:, 3] <= 100).all()
