@@ -103,7 +103,7 @@ def check_cmd(ctx: click.Context, dataset: str, data_root: str | None, params: t
     if not report.ok:
         click.echo(f"\n{len(report.problems)} problem(s): a run on {dataset!r} would stop with this report.", err=True)
         ctx.exit(1)
-    if quick or spec.root_name is None:  # generated data has no files to decode
+    if quick or (spec.root_name is None and spec.check is None):  # generated data has no files to decode
         return
     bad = decode_all(spec, _data_root(data_root), _parse_params(params), workers)
     if bad:
@@ -115,7 +115,10 @@ def check_cmd(ctx: click.Context, dataset: str, data_root: str | None, params: t
 
 
 def decode_all(spec: Any, root: Path | None, params: dict[str, Any], workers: int) -> list[str]:
-    """Decode every image of the built dataset in parallel, with a progress bar on stderr."""
+    """Decode every image of the built dataset in parallel, with a progress bar on stderr: the
+    dataset object a run builds, and its ``load_image``, the very call a run makes per sample
+    (:func:`rlcf_bench.datasets.undecodable`), so a check that passes is a run that can read
+    every image."""
     from tqdm import tqdm
 
     from rlcf_bench.datasets import undecodable
