@@ -312,8 +312,7 @@ Examples:
         """Report from the stored runs: the full leaderboard or the paper's table layout."""
         from . import report
 
-        store = _open_store(db, create=False)
-        _store_references(host, store)
+        store = _open_store(db, create=False)  # read-only: the paper's rows are overlaid in memory
         if out or all_formats or fmt not in ("json", "csv"):  # scripts reading JSON/CSV get the data alone
             click.echo(f"leaderboard: {store.location}", err=True)
         if not store.runs(status="finished", task=task, dataset=dataset, method=method):
@@ -356,6 +355,24 @@ Example:
 
         store = _open_store(db, create=False)
         click.echo(report.compare(store, run_a, run_b, tasks=catalog_from(store, host)))
+
+    @cli.group("store")
+    def store_group() -> None:
+        """Maintain a leaderboard store (read commands never write to one)."""
+
+    @store_group.command("refresh-references", epilog="""\b
+Example:
+  rlcf-bench store refresh-references --db leaderboard/leaderboard.sqlite""")
+    @click.option("--db", default=None, help=DB_HELP)
+    def refresh_references_cmd(db: str | None) -> None:
+        """Store the installed plugins' paper numbers (reference rows) in an existing store;
+        `run` does this too, `report` only shows them."""
+        _open_store(db, create=False).engine.dispose()  # an existing store only, checked before writing
+        store = _open_store(db)
+        before = len(store.references())
+        _store_references(host, store)
+        click.echo(f"{store.location}: {len(store.references()) - before} reference row(s) added, "
+                   f"{len(host.references())} registered")
 
     host.add_commands(cli)
     return cli

@@ -294,6 +294,21 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+def _engine(url: str, *, read_only: bool) -> Engine:
+    """The engine of ``url``. A SQLite store opened to read (``report``, ``compare``) gets
+    read-only connections (``mode=ro``): nothing a reader does — not even the WAL checkpoint a
+    closing connection makes — can change the file's bytes, and a write would be an error."""
+    path = _sqlite_path(url)
+    if not read_only or path is None:
+        return create_engine(url, future=True)
+    import sqlite3
+    from urllib.parse import quote
+
+    uri = f"file:{quote(os.fsencode(path.expanduser().resolve()))}?mode=ro"
+    return create_engine("sqlite://", creator=lambda: sqlite3.connect(uri, uri=True, check_same_thread=False),
+                         future=True)
+
+
 def _sqlite_path(url: str) -> Path | None:
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
@@ -331,15 +346,15 @@ class Store:
     """Open (and create or check) a leaderboard database."""
 
     def __init__(self, url: str | None = None, *, create: bool = True) -> None:
-        """``create=False`` opens an existing store only (``report``, ``compare``) and never
-        writes DDL."""
+        """``create=False`` opens an existing store only (``report``, ``compare``), read-only:
+        it never writes (no DDL, no rows; SQLite connections are opened ``mode=ro``)."""
         self.url = resolve_db_url(url)
         check_sqlite_file(self.url, create=create)
         self.owner = owner_id()
         self.lease_s = float(os.environ.get(LEASE_ENV, "900"))
         self._beats: dict[int, float] = {}  # run id → monotonic time of this process's last heartbeat
         try:
-            self.engine: Engine = create_engine(self.url, future=True)
+            self.engine: Engine = _engine(self.url, read_only=not create)
         except Exception as exc:  # a malformed URL or a missing driver
             raise StoreError(f"database URL {self.url!r}", str(exc).splitlines()[0],
                              "expected a SQLite path or a URL like postgresql+psycopg://user@host/db") from exc

@@ -11,7 +11,7 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..store import Store
+from ..store import Reference, Store
 from ..types import DatasetAverage
 from .averages import build_averages
 from .online import order_spreads, stream_curves
@@ -34,14 +34,17 @@ from .tasks import TaskCatalog, catalog_from
 
 def build_report(store: Store, *, task: str | None = None, dataset: str | None = None,
                  method: str | None = None, method_defaults: Mapping[MethodKey, Mapping[str, Any]] | None = None,
-                 averages: Sequence[DatasetAverage] = (), tasks: TaskCatalog | None = None) -> Report:
+                 averages: Sequence[DatasetAverage] = (), tasks: TaskCatalog | None = None,
+                 references: Sequence[Reference] | None = None) -> Report:
     """Build the full report. ``method`` only filters what is shown: ranks and tests are computed
     on the whole (task, dataset), so filtering never changes a rank. ``method_defaults`` ((method
     name, task kind) -> default config, see :func:`rlcf_bench.report.options.method_defaults`) decides which
     options each row shows. ``averages``: the dataset groups the suites declare (see
     :func:`rlcf_bench.report.averages.declared_averages`); each gets an average row per method.
     ``tasks``: the tasks' metric metadata (default: what the store recorded,
-    :func:`rlcf_bench.report.tasks.catalog_from`)."""
+    :func:`rlcf_bench.report.tasks.catalog_from`). ``references``: the paper numbers to show
+    (default: the stored ones; :func:`rlcf_bench.report.references.reference_rows` adds the
+    installed plugins' without writing)."""
     runs, superseded = _latest_attempts(store.runs(status="finished", task=task, dataset=dataset))
     catalog = tasks if tasks is not None else catalog_from(store)
     cache = ScoreCache(store)
@@ -52,7 +55,7 @@ def build_report(store: Store, *, task: str | None = None, dataset: str | None =
     shown = options_by_run({r.run_id: ((r.method, r.task_kind), r.method_config) for r in rows}, method_defaults or {})
     for row in rows:
         row.options = shown[row.run_id]
-    references = store.references()
+    references = store.references() if references is None else references
     sections: list[DatasetSection] = []
     by_dataset: dict[tuple[str, str], list[LeaderboardRow]] = defaultdict(list)
     for row in rows:

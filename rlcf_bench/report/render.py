@@ -17,6 +17,7 @@ from .options import method_defaults
 from .outline import build_outline
 from .paper import build_paper_tables
 from .paper_formats import normalise_paper_format, render_paper_tables
+from .references import reference_rows
 from .rows import Report
 from .tasks import catalog_from
 
@@ -42,7 +43,8 @@ def build_for(store: Store, host: PluginHost | None, *, task: str | None = None,
     shown, their suites' declared dataset groups the average rows, and their tasks' metric
     metadata reads the runs of any task the store recorded none for."""
     return build_report(store, task=task, dataset=dataset, method=method, method_defaults=method_defaults(host),
-                        averages=declared_averages(host), tasks=catalog_from(store, host))
+                        averages=declared_averages(host), tasks=catalog_from(store, host),
+                        references=reference_rows(store, host))
 
 
 def _plugin_sections(host: PluginHost | None, report: Report, store: Store) -> list[ReportSection]:
@@ -106,5 +108,5 @@ def render_paper(store: Store, fmt: str, *, host: PluginHost | None = None, task
     ``reported`` adds the paper's numbers stored as references as grey rows."""
     name = normalise_paper_format(fmt)
     report = build_for(store, host, task=task, dataset=dataset, method=method)
-    tables = build_paper_tables(report, store.references() if reported else (), reported=reported)
+    tables = build_paper_tables(report, reference_rows(store, host) if reported else (), reported=reported)
     return render_paper_tables(tables, name, intervals=intervals)
