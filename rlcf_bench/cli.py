@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Sequence
+from datetime import datetime, timezone
 from typing import Any, NoReturn
 
 import click
@@ -251,6 +252,7 @@ Examples:
         """Run a suite (default: the embedded micro suite); options narrow or override it.
 
         Under torchrun (or with --shard K/N) each process computes its share of every run."""
+        invoked = datetime.now(timezone.utc)  # --fresh joins an attempt of its run started since (another process)
         from .planning import PlanError, plan_runs
         from .sharding import Shard, launched, leads
 
@@ -286,7 +288,8 @@ Examples:
             return
         _check_preconditions(host, requests, data_root)
         _execute(host, requests, db=db, device=device, batch_size=batch_size, data_root=data_root, fresh=fresh,
-                 quiet=quiet, jobs=jobs, shard=parts, on_corrupt=on_corrupt, feature_cache=not no_feature_cache)
+                 quiet=quiet, jobs=jobs, shard=parts, on_corrupt=on_corrupt, feature_cache=not no_feature_cache,
+                 invoked=invoked)
 
     @cli.command("report", epilog="""\b
 Examples:
@@ -483,24 +486,26 @@ def _default_jobs(device: str | None) -> int:
 
 def _execute(host: PluginHost, requests: Sequence[Any], *, db: str | None, device: str | None, batch_size: int | None,
              data_root: str | None, fresh: bool, quiet: bool, jobs: int | None = None, shard: Any = None,
-             on_corrupt: str = "fail", feature_cache: bool = True) -> None:
+             on_corrupt: str = "fail", feature_cache: bool = True, invoked: datetime | None = None) -> None:
     from .device import select_device
     from .view_cache import invocation_cache
 
     select_device(device)  # a missing CUDA device is refused before the store is touched
     with invocation_cache(feature_cache) as cache_dir:  # shared by this invocation's runs, removed at its end
         _execute_with(host, requests, db=db, device=device, batch_size=batch_size, data_root=data_root, fresh=fresh,
-                      quiet=quiet, jobs=jobs, shard=shard, on_corrupt=on_corrupt, feature_cache=cache_dir)
+                      quiet=quiet, jobs=jobs, shard=shard, on_corrupt=on_corrupt, feature_cache=cache_dir,
+                      invoked=invoked)
 
 
 def _execute_with(host: PluginHost, requests: Sequence[Any], *, db: str | None, device: str | None,
                   batch_size: int | None, data_root: str | None, fresh: bool, quiet: bool, jobs: int | None,
-                  shard: Any, on_corrupt: str, feature_cache: str | None) -> None:
+                  shard: Any, on_corrupt: str, feature_cache: str | None, invoked: datetime | None = None) -> None:
     from . import distributed, sharding
     from .progress import SuiteProgress
     from .runner import ExecutionOptions
 
     options = ExecutionOptions(device=device, batch_size=batch_size, data_root=data_root, fresh=fresh,
+                               fresh_since=invoked if fresh else None,
                                on_corrupt=on_corrupt, feature_cache=feature_cache)
     progress = SuiteProgress(len(requests), enabled=not quiet and sharding.leads())
     reporters = [p for p in host.pm.get_plugins() if isinstance(p, TerminalReporter)]

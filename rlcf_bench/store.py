@@ -115,6 +115,11 @@ def owner_alive(owner: str, heartbeat: datetime | None, lease_s: float) -> bool:
     return (_now() - heartbeat).total_seconds() < lease_s
 
 
+def _utc(moment: datetime) -> datetime:
+    """An aware UTC time (SQLite gives back the stored UTC times without their zone)."""
+    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
+
+
 def _now() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -441,13 +446,18 @@ class Store:
             return s.scalars(select(Run).where(Run.key == key).order_by(Run.attempt.desc()).limit(1)).first()
 
     def open_run(self, spec: RunSpec, *, kind: str, n_total: int, provenance: dict[str, Any],
-                 plugins: list[Any], device_name: str, official: bool, fresh: bool = False) -> tuple[Run, bool]:
-        """Return ``(run, resumed)``: the latest attempt with this key, or a new one."""
+                 plugins: list[Any], device_name: str, official: bool, fresh: bool = False,
+                 fresh_since: datetime | None = None) -> tuple[Run, bool]:
+        """Return ``(run, resumed)``: the latest attempt with this key, or a new one (``fresh``).
+        A fresh request joins the latest attempt when it started at or after ``fresh_since`` (the
+        command's start): two processes of one ``--fresh`` command make one attempt, not two."""
 
         def op() -> tuple[Run, bool]:
             with self._session.begin() as s:
                 latest = s.scalars(select(Run).where(Run.key == spec.key).order_by(Run.attempt.desc()).limit(1)).first()
-                if latest is not None and not fresh:
+                joins = (latest is not None and fresh_since is not None
+                         and _utc(latest.started_at) >= _utc(fresh_since))
+                if latest is not None and (not fresh or joins):
                     latest.status = "finished" if latest.status == "finished" else "running"  # failed → resumed
                     latest.provenance = provenance
                     s.flush()

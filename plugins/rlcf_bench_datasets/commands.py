@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from rlcf_bench import hookimpl
-from rlcf_bench.types import LayoutReport
+from rlcf_bench.types import LayoutReport, check_params
 
 from ._common import DATA_ROOT_HINT
 
@@ -93,6 +93,7 @@ def check_cmd(ctx: click.Context, dataset: str, data_root: str | None, params: t
     given = _parse_params(params)
     try:
         spec = host.dataset(dataset, given)
+        check_params(f"dataset {spec.name!r}", given, spec.param_rules, spec.params)
     except (RegistryError, TypeError, ValueError) as exc:
         raise click.UsageError(str(exc)) from exc
     try:
