@@ -359,7 +359,9 @@ Example:
         store = _open_store(db, create=False)
         click.echo(report.compare(store, run_a, run_b, tasks=catalog_from(store, host)))
 
-    @cli.group("store")
+    @cli.group("store", epilog="""\b
+Example:
+  rlcf-bench store refresh-references --db leaderboard/leaderboard.sqlite""")
     def store_group() -> None:
         """Maintain a leaderboard store (read commands never write to one)."""
 
