@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Sequence
+from datetime import datetime, timezone
 from typing import Any, NoReturn
 
 import click
@@ -254,6 +255,7 @@ Examples:
         """Run a suite (default: the embedded micro suite); options narrow or override it.
 
         Under torchrun (or with --shard K/N) each process computes its share of every run."""
+        invoked = datetime.now(timezone.utc)  # --fresh joins an attempt of its run started since (another process)
         from .planning import PlanError, plan_runs
         from .sharding import Shard, launched, leads
 
@@ -289,7 +291,8 @@ Examples:
             return
         _check_preconditions(host, requests, data_root)
         _execute(host, requests, db=db, device=device, batch_size=batch_size, data_root=data_root, fresh=fresh,
-                 quiet=quiet, jobs=jobs, shard=parts, on_corrupt=on_corrupt, feature_cache=not no_feature_cache)
+                 quiet=quiet, jobs=jobs, shard=parts, on_corrupt=on_corrupt, feature_cache=not no_feature_cache,
+                 invoked=invoked)
 
     @cli.command("report", epilog="""\b
 Examples:
@@ -334,8 +337,7 @@ Examples:
             _emit(_per_class_text(host, _open_store(db, create=False), per_class_run, fmt), out)
             return
         claims = ClaimOptions(pairs=tuple(pairs), adjustment=adjust, spread_tests=spread_tests)
-        store = _open_store(db, create=False)
-        _store_references(host, store)
+        store = _open_store(db, create=False)  # read-only: the paper's rows are overlaid in memory
         if out or all_formats or fmt not in ("json", "csv"):  # scripts reading JSON/CSV get the data alone
             click.echo(f"leaderboard: {store.location}", err=True)
         if not store.runs(status="finished", task=task, dataset=dataset, method=method):
@@ -379,9 +381,12 @@ Example:
         store = _open_store(db, create=False)
         click.echo(report.compare(store, run_a, run_b, tasks=catalog_from(store, host)))
 
-    @cli.group("store")
+    @cli.group("store", epilog="""\b
+Examples:
+  rlcf-bench store merge gpu1.sqlite gpu2.sqlite --db all.sqlite
+  rlcf-bench store refresh-references --db leaderboard/leaderboard.sqlite""")
     def store_group() -> None:
-        """Maintain leaderboards (merge the stores of several machines)."""
+        """Maintain leaderboard stores: merge them, refresh their reference rows (read commands never write to one)."""
 
     @store_group.command("merge", epilog="""\b
 Examples:
@@ -451,6 +456,20 @@ Examples:
                 click.echo(f"{run.id:>6}  {run_label(run)}" + (f"  — {hidden[run.id]}" if hidden[run.id] else ""))
         if not hidden:
             click.echo("no hidden runs")
+
+    @store_group.command("refresh-references", epilog="""\b
+Example:
+  rlcf-bench store refresh-references --db leaderboard/leaderboard.sqlite""")
+    @click.option("--db", default=None, help=DB_HELP)
+    def refresh_references_cmd(db: str | None) -> None:
+        """Store the installed plugins' paper numbers (reference rows) in an existing store;
+        `run` does this too, `report` only shows them."""
+        _open_store(db, create=False).engine.dispose()  # an existing store only, checked before writing
+        store = _open_store(db)
+        before = len(store.references())
+        _store_references(host, store)
+        click.echo(f"{store.location}: {len(store.references()) - before} reference row(s) added, "
+                   f"{len(host.references())} registered")
 
     host.add_commands(cli)
     return cli
@@ -532,7 +551,8 @@ def _per_class_text(host: PluginHost, store: Any, run_id: int, fmt: str) -> str:
 
 
 def _set_hidden(db: str | None, run_ids: Sequence[int], hidden: bool, reason: str) -> None:
-    store = _open_store(db, create=False)
+    _open_store(db, create=False).engine.dispose()  # an existing store only, checked before writing
+    store = _open_store(db)
     try:
         changed = store.set_hidden(sorted(set(run_ids)), hidden, reason)
     except KeyError as exc:
@@ -605,24 +625,26 @@ def _default_jobs(device: str | None) -> int:
 
 def _execute(host: PluginHost, requests: Sequence[Any], *, db: str | None, device: str | None, batch_size: int | None,
              data_root: str | None, fresh: bool, quiet: bool, jobs: int | None = None, shard: Any = None,
-             on_corrupt: str = "fail", feature_cache: bool = True) -> None:
+             on_corrupt: str = "fail", feature_cache: bool = True, invoked: datetime | None = None) -> None:
     from .device import select_device
     from .view_cache import invocation_cache
 
     select_device(device)  # a missing CUDA device is refused before the store is touched
     with invocation_cache(feature_cache) as cache_dir:  # shared by this invocation's runs, removed at its end
         _execute_with(host, requests, db=db, device=device, batch_size=batch_size, data_root=data_root, fresh=fresh,
-                      quiet=quiet, jobs=jobs, shard=shard, on_corrupt=on_corrupt, feature_cache=cache_dir)
+                      quiet=quiet, jobs=jobs, shard=shard, on_corrupt=on_corrupt, feature_cache=cache_dir,
+                      invoked=invoked)
 
 
 def _execute_with(host: PluginHost, requests: Sequence[Any], *, db: str | None, device: str | None,
                   batch_size: int | None, data_root: str | None, fresh: bool, quiet: bool, jobs: int | None,
-                  shard: Any, on_corrupt: str, feature_cache: str | None) -> None:
+                  shard: Any, on_corrupt: str, feature_cache: str | None, invoked: datetime | None = None) -> None:
     from . import distributed, sharding
     from .progress import SuiteProgress
     from .runner import ExecutionOptions
 
     options = ExecutionOptions(device=device, batch_size=batch_size, data_root=data_root, fresh=fresh,
+                               fresh_since=invoked if fresh else None,
                                on_corrupt=on_corrupt, feature_cache=feature_cache)
     progress = SuiteProgress(len(requests), enabled=not quiet and sharding.leads())
     reporters = [p for p in host.pm.get_plugins() if isinstance(p, TerminalReporter)]

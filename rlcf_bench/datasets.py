@@ -70,12 +70,13 @@ class CaptioningData(Protocol):
 CORRUPT_POLICIES = ("fail", "skip")
 
 
-def decode_image(path: str | os.PathLike[str] | IO[bytes]) -> torch.Tensor:
+def decode_image(path: str | os.PathLike[str] | IO[bytes], name: str | None = None) -> torch.Tensor:
     """Read an image file (or a binary file object) as uint8 RGB ``[3, H, W]`` (PIL, so every
-    format PIL reads works).
+    format PIL reads works). The one decoder of runs and of ``rlcf-bench data check``.
 
     A file that cannot be read or decoded raises :class:`~rlcf_bench.errors.DataError` naming it
-    (the runner's ``--on-corrupt`` policy decides whether that stops the run).
+    (``name``: where a file object came from, e.g. a shard member) — the runner's ``--on-corrupt``
+    policy decides whether that stops the run.
     """
     import numpy as np
     import torch
@@ -87,10 +88,36 @@ def decode_image(path: str | os.PathLike[str] | IO[bytes]) -> torch.Tensor:
         with Image.open(path) as img:
             arr = np.asarray(img.convert("RGB"), dtype=np.uint8)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise DataError(f"image {path}", f"cannot be decoded ({type(exc).__name__}: {exc})",
+        raise DataError(f"image {fs_text(name if name is not None else path)}",
+                        f"cannot be decoded ({type(exc).__name__}: {fs_text(str(exc))})",
                         "replace the file, check the dataset with `rlcf-bench data check`, "
                         "or pass --on-corrupt skip") from exc
     return torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()
+
+
+def fs_text(name: Any, encoding: str = "utf-8") -> str:
+    """A file-system name as text that every store and output can hold, losslessly for names
+    that are valid ``encoding``: a name is the bytes the file system gives (``os.fsencode``, so
+    the surrogates ``os.fsdecode`` made of undecodable bytes are those bytes again), decoded with
+    ``encoding`` (UTF-8 unless a dataset declares another, e.g. ``latin-1``); a byte that is not
+    valid there is written ``\\xNN``. Text that is already valid (the common case) is returned
+    unchanged."""
+    if isinstance(name, os.PathLike):
+        name = os.fspath(name)
+    if isinstance(name, str):
+        if encoding.replace("-", "").replace("_", "").lower() in {"utf8", ""}:
+            try:
+                name.encode("utf-8")
+                return name
+            except UnicodeEncodeError:
+                pass
+        try:
+            name = name.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:  # surrogates that are not escaped bytes: show them as code points
+            return str(name.encode("utf-8", "backslashreplace").decode("utf-8"))
+    if isinstance(name, bytes):
+        return str(name.decode(encoding, "backslashreplace"))
+    return fs_text(str(name), encoding)
 
 
 def undecodable(dataset: Any, *, workers: int = 8, progress: Callable[[int], None] | None = None) -> list[str]:

@@ -22,7 +22,15 @@ from typing import Any
 
 from .online_protocol import expand_orders
 from .plugins import PluginHost
-from .types import VIEW_POLICY_PARAM, MethodSpec, RunRequest, SuiteRun, check_view_policy
+from .types import (
+    VIEW_POLICY_PARAM,
+    MethodSpec,
+    RunRequest,
+    SuiteRun,
+    check_params,
+    check_protocol_params,
+    check_view_policy,
+)
 
 
 class PlanError(ValueError):
@@ -121,6 +129,7 @@ def plan_runs(host: PluginHost, *, suite: str, suite_explicit: bool = False, tas
                             f"task{where}")
     if not requests:
         raise PlanError("nothing to run: no selected method supports the selected task")
+    _check_params(host, requests)
     online_kinds = {kind for m in method_reg if not m.episodic for kind in m.tasks}
     n_orders = orders if orders is not None else (suites.get(suite).orders if suite in suites else 1)
     n_seeds = seeds if seeds is not None else (suites.get(suite).seeds if suite in suites else 1)
@@ -179,3 +188,18 @@ def _unique(items: Sequence[Any]) -> list[Any]:
         if item not in out:
             out.append(item)
     return out
+
+
+def _check_params(host: PluginHost, requests: Sequence[RunRequest]) -> None:
+    """Every ``--protocol-param`` and ``--data-param`` key and value against what the host, the
+    planned runs' tasks and their datasets declare: one line, before any store is opened."""
+    task_reg = host.registry("tasks")
+    tasks = [task_reg.get(t) for t in dict.fromkeys(r.task for r in requests)]
+    try:
+        for overrides in dict.fromkeys(r.protocol_overrides for r in requests):
+            check_protocol_params(dict(overrides), tasks)
+        for name, params in dict.fromkeys((r.dataset, r.dataset_params) for r in requests):
+            spec = host.dataset(name, dict(params))
+            check_params(f"dataset {spec.name!r}", dict(params), spec.param_rules, spec.params)
+    except ValueError as exc:
+        raise PlanError(str(exc)) from exc

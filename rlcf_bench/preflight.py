@@ -52,15 +52,16 @@ def _dataset_problems(host: PluginHost, requests: Sequence[Any], data_root: str 
             continue
         seen.add(key)
         spec = host.dataset(req.dataset, dict(req.dataset_params))
-        if spec.root_name is None:
+        if spec.root_name is None and spec.check is None:  # generated data
             continue
-        if root is None:
+        if spec.root_name is not None and root is None:
             needs_root.append(f"{spec.name} ({spec.root_name}/)")
             continue
         if spec.check is not None:
             report = spec.check(root, **dict(req.dataset_params))
             if not report.ok:
-                problems.append(f"dataset {spec.name}: the layout under {root} is wrong:\n{report.render()}")
+                where = f"under {root}" if spec.root_name is not None else "it names"
+                problems.append(f"dataset {spec.name}: the layout {where} is wrong:\n{report.render()}")
     if needs_root:
         problems.insert(0, f"no data root, needed by {', '.join(dict.fromkeys(needs_root))}: {DATA_ROOT_HINT}")
     return problems

@@ -21,6 +21,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -72,6 +73,9 @@ class ExecutionOptions:
     warmup: int = 1
     data_root: str | None = None
     fresh: bool = False
+    #: With ``fresh``: when the command began. An attempt of the same run started since then was
+    #: started by another process of the same ``--fresh`` command, and is joined, not doubled.
+    fresh_since: datetime | None = None
     progress: Callable[[str], None] | None = None
     on_corrupt: str = "fail"  # a sample whose file cannot be decoded: "fail" the run, or "skip" it (recorded)
     feature_cache: str | None = None  # folder of the shared frozen view-feature cache (rlcf_bench.view_cache)
@@ -198,6 +202,7 @@ class Runner:
         run, resumed = self._open_run(
             spec, kind=task_spec.kind, n_total=len(items), provenance=prov, plugins=plugins,
             device_name=device_name(self.device), official=official, fresh=self.options.fresh,
+            fresh_since=self.options.fresh_since,
         )
         self.store.record_task(task_spec.name, task_spec.version, task_spec.metrics.as_dict())
         if run.status == "finished" and run.n_done >= len(items):

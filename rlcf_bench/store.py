@@ -116,6 +116,11 @@ def owner_alive(owner: str, heartbeat: datetime | None, lease_s: float) -> bool:
     return (_now() - heartbeat).total_seconds() < lease_s
 
 
+def _utc(moment: datetime) -> datetime:
+    """An aware UTC time (SQLite gives back the stored UTC times without their zone)."""
+    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
+
+
 def _now() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -315,6 +320,21 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+def _engine(url: str, *, read_only: bool) -> Engine:
+    """The engine of ``url``. A SQLite store opened to read (``report``, ``compare``) gets
+    read-only connections (``mode=ro``): nothing a reader does — not even the WAL checkpoint a
+    closing connection makes — can change the file's bytes, and a write would be an error."""
+    path = _sqlite_path(url)
+    if not read_only or path is None:
+        return create_engine(url, future=True)
+    import sqlite3
+    from urllib.parse import quote
+
+    uri = f"file:{quote(os.fsencode(path.expanduser().resolve()))}?mode=ro"
+    return create_engine("sqlite://", creator=lambda: sqlite3.connect(uri, uri=True, check_same_thread=False),
+                         future=True)
+
+
 def _sqlite_path(url: str) -> Path | None:
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
@@ -352,15 +372,15 @@ class Store:
     """Open (and create or check) a leaderboard database."""
 
     def __init__(self, url: str | None = None, *, create: bool = True) -> None:
-        """``create=False`` opens an existing store only (``report``, ``compare``) and never
-        writes DDL."""
+        """``create=False`` opens an existing store only (``report``, ``compare``), read-only:
+        it never writes (no DDL, no rows; SQLite connections are opened ``mode=ro``)."""
         self.url = resolve_db_url(url)
         check_sqlite_file(self.url, create=create)
         self.owner = owner_id()
         self.lease_s = float(os.environ.get(LEASE_ENV, "900"))
         self._beats: dict[int, float] = {}  # run id → monotonic time of this process's last heartbeat
         try:
-            self.engine: Engine = create_engine(self.url, future=True)
+            self.engine: Engine = _engine(self.url, read_only=not create)
         except Exception as exc:  # a malformed URL or a missing driver
             raise StoreError(f"database URL {self.url!r}", str(exc).splitlines()[0],
                              "expected a SQLite path or a URL like postgresql+psycopg://user@host/db") from exc
@@ -447,13 +467,18 @@ class Store:
             return s.scalars(select(Run).where(Run.key == key).order_by(Run.attempt.desc()).limit(1)).first()
 
     def open_run(self, spec: RunSpec, *, kind: str, n_total: int, provenance: dict[str, Any],
-                 plugins: list[Any], device_name: str, official: bool, fresh: bool = False) -> tuple[Run, bool]:
-        """Return ``(run, resumed)``: the latest attempt with this key, or a new one."""
+                 plugins: list[Any], device_name: str, official: bool, fresh: bool = False,
+                 fresh_since: datetime | None = None) -> tuple[Run, bool]:
+        """Return ``(run, resumed)``: the latest attempt with this key, or a new one (``fresh``).
+        A fresh request joins the latest attempt when it started at or after ``fresh_since`` (the
+        command's start): two processes of one ``--fresh`` command make one attempt, not two."""
 
         def op() -> tuple[Run, bool]:
             with self._session.begin() as s:
                 latest = s.scalars(select(Run).where(Run.key == spec.key).order_by(Run.attempt.desc()).limit(1)).first()
-                if latest is not None and not fresh:
+                joins = (latest is not None and fresh_since is not None
+                         and _utc(latest.started_at) >= _utc(fresh_since))
+                if latest is not None and (not fresh or joins):
                     latest.status = "finished" if latest.status == "finished" else "running"  # failed → resumed
                     latest.provenance = provenance
                     s.flush()

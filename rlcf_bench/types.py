@@ -520,6 +520,9 @@ class DatasetSpec:
     description: str = ""
     augmix: bool = False
     provider: str = ""
+    #: Declared values of ``params`` (ranges, choices); a parameter without a rule is read as its
+    #: default's type. ``--data-param`` values are checked against them before anything runs.
+    param_rules: Mapping[str, ParamRule] = field(default_factory=dict)
 
 
 IntervalMethod = Literal["wilson", "bootstrap", "none"]
@@ -631,6 +634,9 @@ class TaskSpec:
     metrics: TaskMetrics = TaskMetrics()
     description: str = ""
     provider: str = ""
+    #: The task's own ``--protocol-param`` keys (kept in the protocol's ``params``) and their
+    #: valid values; a key no task, and not the host, declares is refused before anything runs.
+    params: Mapping[str, ParamRule] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -858,7 +864,9 @@ class LayoutReport:
         lines = [f"dataset {self.dataset!r} at {self.root}: {'OK' if self.ok else 'PROBLEMS'}"]
         lines += [f"  present   {item}" for item in self.ok_items]
         lines += [f"  PROBLEM   {p.path}\n            expected: {p.expected}\n            found:    {p.found}" for p in self.problems]
-        return "\n".join(lines)
+        from .datasets import fs_text  # file names hold any bytes; the report must print anyway
+
+        return fs_text("\n".join(lines))
 
     def __iter__(self) -> Iterator[LayoutProblem]:
         return iter(self.problems)
@@ -1011,6 +1019,52 @@ class Range:
 RANGE_KEY = "rlcf_bench.range"
 
 
+@dataclass(frozen=True)
+class ParamRule:
+    """What a ``--data-param`` or ``--protocol-param`` value must be: read as ``kind`` (``int``,
+    ``float``, ``bool`` or ``str``), within ``range``, one of ``choices`` (compared after reading).
+    Datasets declare theirs in :attr:`DatasetSpec.param_rules` (a parameter without a rule is
+    read as its default's type), tasks in :attr:`TaskSpec.params`."""
+
+    kind: type = str
+    range: Range = Range()
+    choices: tuple[Any, ...] = ()
+
+    def problem(self, raw: Any) -> str | None:
+        """Why ``raw`` (a command-line string or a value) is not valid, or None."""
+        text = str(raw).strip()
+        try:
+            if self.kind is bool:
+                if text.lower() not in {"1", "true", "yes", "on", "0", "false", "no", "off"}:
+                    raise ValueError(text)
+                value: Any = text.lower() in {"1", "true", "yes", "on"}
+            elif self.kind in (int, float):
+                value = self.kind(text)
+            else:
+                value = str(raw)
+        except ValueError:
+            return f"not {'an' if self.kind is int else 'a'} {self.kind.__name__}"
+        if self.choices and value not in self.choices:
+            return f"must be one of {', '.join(map(str, self.choices))}"
+        return self.range.check(value)
+
+
+def check_params(what: str, given: Mapping[str, Any], rules: Mapping[str, ParamRule],
+                 defaults: Mapping[str, Any] = {}) -> None:  # noqa: B006 - read only
+    """Refuse, with one line naming ``what`` and the parameter, a key that neither ``rules`` nor
+    ``defaults`` declares, or a value its rule (else its default's type) does not allow."""
+    known = {**{k: ParamRule(type(v) if isinstance(v, (bool, int, float)) else str) for k, v in defaults.items()},
+             **rules}
+    for key, raw in given.items():
+        rule = known.get(key)
+        if rule is None:
+            valid = ", ".join(sorted(known)) or "none"
+            raise ValueError(f"{what} has no parameter {key!r} (valid: {valid})")
+        problem = rule.problem(raw)
+        if problem is not None:
+            raise ValueError(f"{what}: parameter {key}={raw!r}: {problem}")
+
+
 def bounded(default: Any, **bounds: Any) -> Any:
     """A config field with a declared range: ``steps: int = bounded(3, ge=0)``.
 
@@ -1104,6 +1158,34 @@ PROTOCOL_RANGES: dict[str, Range] = {"seed": Range(ge=0), "n_views": Range(ge=1)
                                      "selection_ratio": Range(gt=0, le=1), "limit": Range(ge=1)}
 PROTOCOL_CHOICES: dict[str, tuple[str, ...]] = {"order": ("fixed", "shuffled"),
                                                 "precision": ("auto", "fp32", "amp-fp16", "amp-bf16")}
+
+
+#: The ``--protocol-param`` keys the host itself reads, whatever the task (its own keys a task
+#: declares in :attr:`TaskSpec.params`): the stream order seed (``rlcf_bench.online_protocol``)
+#: and the view policy.
+HOST_PROTOCOL_PARAMS: dict[str, ParamRule] = {"order_seed": ParamRule(int, Range(ge=0)),
+                                              VIEW_POLICY_PARAM: ParamRule(str, choices=VIEW_POLICIES)}
+
+
+def check_protocol_params(overrides: Mapping[str, Any], tasks: Sequence[TaskSpec]) -> None:
+    """Refuse a ``--protocol-param`` key that is neither a :class:`RunProtocol` field (those are
+    read by :func:`protocol_overrides`), the host's, nor declared by one of ``tasks`` (the
+    planned runs' tasks), and a value that a declaring task's rule does not allow. Values are
+    only checked, never rewritten (the protocol hash keeps them as given)."""
+    fields = {f.name for f in dataclasses.fields(RunProtocol)}
+    for key, raw in overrides.items():
+        if key in fields:
+            continue
+        rules = [HOST_PROTOCOL_PARAMS[key]] if key in HOST_PROTOCOL_PARAMS else []
+        rules += [t.params[key] for t in tasks if key in t.params]
+        if not rules:
+            valid = sorted(fields - {"params"} | set(HOST_PROTOCOL_PARAMS) | {k for t in tasks for k in t.params})
+            raise ValueError(f"protocol parameter {key!r}: no selected task or the host reads it "
+                             f"(valid: {', '.join(valid)})")
+        for rule in rules:
+            problem = rule.problem(raw)
+            if problem is not None:
+                raise ValueError(f"protocol parameter {key}={raw!r}: {problem}")
 
 
 def protocol_overrides(overrides: Mapping[str, Any]) -> dict[str, Any]:

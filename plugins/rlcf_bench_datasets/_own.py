@@ -15,6 +15,7 @@ ranked with the old one. Hashing reads every image once per run: the price of th
 
 from __future__ import annotations
 
+import codecs
 import functools
 import hashlib
 import io
@@ -26,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rlcf_bench.datasets import fs_text
 from rlcf_bench.types import DatasetSpec, LayoutReport, stable_hash
 
 from ._common import SINGLE_TEMPLATE, fmt_names, merge_params, raise_if_problems, spread_sample
@@ -40,8 +42,10 @@ MAX_NAME = 128
 ALL_KINDS: frozenset[str] = frozenset({"classification", "retrieval", "captioning"})
 CLASSNAMES_FILES = ("classnames.txt", "classnames.json")
 TEMPLATES_FILE = "zeroshot_classification_templates.txt"
-#: Parameters every scheme takes: files overriding the class names and the prompt templates.
-COMMON_PARAMS: dict[str, Any] = {"classnames": "", "templates": ""}
+#: Parameters every scheme takes: files overriding the class names and the prompt templates, and
+#: the encoding file and folder names are written in (names are stored and shown as text decoded
+#: with it; bytes it cannot decode as ``\xNN``: :func:`rlcf_bench.datasets.fs_text`).
+COMMON_PARAMS: dict[str, Any] = {"classnames": "", "templates": "", "name_encoding": "utf-8"}
 #: How many images a check opens (header only) to find unreadable files.
 PROBE_LIMIT = 200
 
@@ -154,11 +158,12 @@ def bytes_digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def decode_bytes(data: bytes) -> torch.Tensor:
-    """Encoded image bytes (a shard member, a Hugging Face ``Image`` cell) → uint8 ``[3, H, W]``."""
+def decode_bytes(data: bytes, name: str) -> torch.Tensor:
+    """Encoded image bytes (a shard member, a Hugging Face ``Image`` cell; ``name`` says which, in
+    errors) → uint8 ``[3, H, W]``, by the runs' one decoder."""
     from rlcf_bench.datasets import decode_image
 
-    return decode_image(io.BytesIO(data))
+    return decode_image(io.BytesIO(data), name=name)
 
 
 def image_error(src: Path | bytes) -> str | None:
@@ -300,7 +305,7 @@ def inspect_own(scheme: Scheme, name: str, params: Mapping[str, Any]) -> tuple[L
          list(found.classnames), list(templates or ()),
          [[it.sample_id, it.label, list(it.captions), d] for it, d in zip(found.items, found.digests)]])
     report.ok_items.append(f"tasks: {', '.join(sorted(kinds))}; dataset version {version} (content hash)")
-    data = OwnDataset(name=name, items=tuple(found.items), classnames=found.classnames,
+    data = OwnDataset(name=fs_text(name), items=tuple(found.items), classnames=found.classnames,
                       templates=templates[:1] if templates else SINGLE_TEMPLATE,
                       ensemble_templates=templates or (), content_version=version, load=found.load)
     return report, data
@@ -314,13 +319,17 @@ def resolve(scheme: Scheme, name: str, params: Mapping[str, Any]) -> DatasetSpec
     if not target:
         raise ValueError(f"dataset {name!r}: expected {scheme.usage}")
     if len(name) > MAX_NAME:
-        raise ValueError(f"dataset name {name[:40]!r}... is {len(name)} characters; the store keeps {MAX_NAME}: "
+        raise ValueError(f"dataset name {fs_text(name[:40])!r}... is {len(name)} characters; the store keeps {MAX_NAME}: "
                          "use a shorter path (e.g. a symlink)")
     defaults = {**COMMON_PARAMS, **scheme.defaults}
     try:
-        merged = merge_params(name, defaults, dict(params))
+        merged = merge_params(fs_text(name), defaults, dict(params))
+        codecs.lookup(merged["name_encoding"])
     except TypeError as exc:  # a usage error like any other bad name: one line, before anything runs
         raise ValueError(str(exc)) from exc
+    except LookupError as exc:
+        raise ValueError(f"dataset {fs_text(name)!r}: name_encoding={merged['name_encoding']!r} is not an encoding "
+                         "Python knows (e.g. utf-8, latin-1, cp1252)") from exc
     try:
         kinds = scheme.peek(os.path.expanduser(target), merged) or ALL_KINDS
     except MissingExtra:
@@ -341,7 +350,8 @@ def resolve(scheme: Scheme, name: str, params: Mapping[str, Any]) -> DatasetSpec
             data.ensemble_templates = openai_templates()
         return data
 
-    return DatasetSpec(name=name, version=READER_VERSION, task_kinds=kinds, build=build, check=check,
+    # the name a store keeps and reports show: text, whatever bytes the path holds (fs_text)
+    return DatasetSpec(name=fs_text(name), version=READER_VERSION, task_kinds=kinds, build=build, check=check,
                        root_name=None, params=defaults, description=scheme.description)
 
 

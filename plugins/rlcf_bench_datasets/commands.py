@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from rlcf_bench import hookimpl
-from rlcf_bench.types import LayoutReport
+from rlcf_bench.types import LayoutReport, check_params
 
 from ._common import DATA_ROOT_HINT
 
@@ -93,6 +93,7 @@ def check_cmd(ctx: click.Context, dataset: str, data_root: str | None, params: t
     given = _parse_params(params)
     try:
         spec = host.dataset(dataset, given)
+        check_params(f"dataset {spec.name!r}", given, spec.param_rules, spec.params)
     except (RegistryError, TypeError, ValueError) as exc:
         raise click.UsageError(str(exc)) from exc
     try:
@@ -103,7 +104,7 @@ def check_cmd(ctx: click.Context, dataset: str, data_root: str | None, params: t
     if not report.ok:
         click.echo(f"\n{len(report.problems)} problem(s): a run on {dataset!r} would stop with this report.", err=True)
         ctx.exit(1)
-    if quick or spec.root_name is None:  # generated data has no files to decode
+    if quick or (spec.root_name is None and spec.check is None):  # generated data has no files to decode
         return
     bad = decode_all(spec, _data_root(data_root), _parse_params(params), workers)
     if bad:
@@ -115,7 +116,10 @@ def check_cmd(ctx: click.Context, dataset: str, data_root: str | None, params: t
 
 
 def decode_all(spec: Any, root: Path | None, params: dict[str, Any], workers: int) -> list[str]:
-    """Decode every image of the built dataset in parallel, with a progress bar on stderr."""
+    """Decode every image of the built dataset in parallel, with a progress bar on stderr: the
+    dataset object a run builds, and its ``load_image``, the very call a run makes per sample
+    (:func:`rlcf_bench.datasets.undecodable`), so a check that passes is a run that can read
+    every image."""
     from tqdm import tqdm
 
     from rlcf_bench.datasets import undecodable

@@ -25,7 +25,7 @@ from types import ModuleType
 from typing import Any
 
 from rlcf_bench import DatasetSpec, hookimpl
-from rlcf_bench.types import LayoutReport
+from rlcf_bench.types import LayoutReport, ParamRule, Range
 
 from ._common import (
     SINGLE_TEMPLATE,
@@ -308,6 +308,8 @@ def spec_for(family: Family) -> DatasetSpec:
     return DatasetSpec(
         name=family.name, version=VERSION, task_kinds=frozenset({"classification"}), build=build, check=check,
         root_name=family.folders[0], params=_defaults(family), description=family.description, augmix=False,
+        param_rules={"corruption": ParamRule(str, choices=CORRUPTIONS), "severity": ParamRule(int, Range(ge=1, le=5))}
+        if family.name == "imagenet-c" else {},
     )
 
 

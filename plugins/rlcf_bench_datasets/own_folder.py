@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from rlcf_bench import DatasetSpec, hookimpl
-from rlcf_bench.datasets import decode_image
+from rlcf_bench.datasets import decode_image, fs_text
 from rlcf_bench.types import LayoutReport
 
 from ._common import fmt_names, is_image, list_dirs, list_images
@@ -34,16 +34,19 @@ def _images_under(base: Path) -> list[str]:
     return sorted(out)
 
 
-def _names(report: LayoutReport, root: Path, folders: list[str], params: dict[str, Any]) -> tuple[str, ...] | None:
+def _names(report: LayoutReport, root: Path, folders: list[str], params: dict[str, Any],
+           encoding: str) -> tuple[str, ...] | None:
+    """Class names by label: the folder names as text (in ``encoding``), or a class-name file's."""
+    texts = [fs_text(f, encoding) for f in folders]
     given = meta_classnames(report, params, (root,))
     if given is None:
-        return tuple(folders)
+        return tuple(texts)
     if isinstance(given, dict):
-        missing = [f for f in folders if f not in given]
+        missing = [t for t in texts if t not in given]
         if missing:
             report.add(str(root), "a class name for every class folder", f"none for {fmt_names(missing)}")
             return None
-        return tuple(given[f] for f in folders)
+        return tuple(given[t] for t in texts)
     if len(given) != len(folders):
         report.add(str(root), f"{len(folders)} class names (one per class folder, in folder order)", f"{len(given)} names")
         return None
@@ -66,7 +69,8 @@ def inspect(target: str, params: dict[str, Any], report: LayoutReport) -> Found 
             report.add(str(root), "one sub-folder of images per class", "no sub-folders")
         return None
     report.ok_items.append(f"{len(folders)} class folders, label order: {how}")
-    classnames = _names(report, root, folders, params)
+    encoding = params["name_encoding"]
+    classnames = _names(report, root, folders, params, encoding)
     rel: list[str] = []
     labels: list[int] = []
     empty: list[str] = []
@@ -83,7 +87,8 @@ def inspect(target: str, params: dict[str, Any], report: LayoutReport) -> Found 
     probe_images(report, paths, lambda i: str(paths[i]))
     if classnames is None or not report.ok:
         return None
-    return Found(items=[OwnItem(r, y) for r, y in zip(rel, labels)], load=lambda i: decode_image(paths[i]),
+    ids = [fs_text(r, encoding) for r in rel]  # the sample ids: text a store holds; the paths stay as given
+    return Found(items=[OwnItem(r, y) for r, y in zip(ids, labels)], load=lambda i: decode_image(paths[i]),
                  digests=[file_digest(p) for p in paths], classnames=classnames, meta_dirs=(root,))
 
 

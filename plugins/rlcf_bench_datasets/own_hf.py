@@ -150,7 +150,7 @@ def inspect(target: str, params: dict[str, Any], report: LayoutReport) -> Found 
     if not report.ok:
         return None
     items = [OwnItem(i, y, tuple(c)) for i, y, c in zip(ids, labels, caps)]
-    return Found(items=items, load=lambda i: decode_bytes(_cell_bytes(cells[i][image_col], base)), digests=digests,
+    return Found(items=items, load=lambda i: decode_bytes(_cell_bytes(cells[i][image_col], base), f"{target} row {i}"), digests=digests,
                  classnames=classnames, meta_dirs=(base,) if Path(target).is_dir() else ())
 
 

@@ -14,11 +14,13 @@ once; a jump backwards re-streams the shard from its start, so a shuffled order 
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rlcf_bench import DatasetSpec, hookimpl
+from rlcf_bench.datasets import fs_text
 from rlcf_bench.types import LayoutReport
 
 from ._common import fmt_names
@@ -61,24 +63,26 @@ def _image_key(sample: dict[str, Any]) -> str | None:
 
 
 class ShardReader:
-    """Random access over streamed shards: a cursor per process that moves forward and restarts
-    its shard when asked for an earlier sample."""
+    """Random access over streamed shards: a cursor per thread (``data check`` and retrieval
+    decode in threads) that moves forward and restarts its shard when asked for an earlier
+    sample. ``names[i]`` names sample ``i`` in errors (``shard:key.ext``)."""
 
-    def __init__(self, urls: list[str], where: list[tuple[int, int]]) -> None:
-        self.urls, self.where = urls, where
-        self._shard, self._pos, self._it = -1, 0, iter(())
+    def __init__(self, urls: list[str], where: list[tuple[int, int]], names: list[str]) -> None:
+        self.urls, self.where, self.names = urls, where, names
+        self._local = threading.local()
 
     def __call__(self, index: int) -> torch.Tensor:
         shard, pos = self.where[index]
-        if shard != self._shard or pos < self._pos:
-            self._shard, self._pos, self._it = shard, 0, stream(self.urls[shard])
+        cur = self._local
+        if getattr(cur, "shard", -1) != shard or pos < cur.pos:
+            cur.shard, cur.pos, cur.it = shard, 0, stream(self.urls[shard])
         sample: dict[str, Any] = {}
-        while self._pos <= pos:
-            sample = next(self._it)
-            self._pos += 1
+        while cur.pos <= pos:
+            sample = next(cur.it)
+            cur.pos += 1
         key = _image_key(sample)
         assert key is not None, "validated at build time"
-        return decode_bytes(sample[key])
+        return decode_bytes(sample[key], self.names[index])
 
 
 def inspect(target: str, params: dict[str, Any], report: LayoutReport) -> Found | None:
@@ -96,13 +100,14 @@ def inspect(target: str, params: dict[str, Any], report: LayoutReport) -> Found 
     caps: list[tuple[str, ...]] = []
     digests: list[str] = []
     where: list[tuple[int, int]] = []
+    names: list[str] = []
     no_image: list[str] = []
     bad_cls: list[str] = []
     unreadable: list[str] = []
     for s, url in enumerate(urls):
         try:
             for pos, sample in enumerate(stream(url)):
-                key, img = sample["__key__"], _image_key(sample)
+                key, img = fs_text(sample["__key__"], params["name_encoding"]), _image_key(sample)
                 if img is None:
                     no_image.append(f"{key} ({', '.join(k for k in sample if not k.startswith('__'))})")
                     continue
@@ -119,6 +124,7 @@ def inspect(target: str, params: dict[str, Any], report: LayoutReport) -> Found 
                 caps.append(tuple(ln.strip() for ln in lines if ln.strip()))
                 digests.append(bytes_digest(sample[img]))
                 where.append((s, pos))
+                names.append(f"{url}:{key}.{img}")
         except Exception as exc:  # a truncated or corrupt tar: say which shard
             report.add(url, "a readable tar shard", f"{type(exc).__name__}: {exc}")
     if no_image:
@@ -133,7 +139,7 @@ def inspect(target: str, params: dict[str, Any], report: LayoutReport) -> Found 
     if not report.ok:
         return None
     items = [OwnItem(i, y, c) for i, y, c in zip(ids, labels, caps)]
-    return Found(items=items, load=ShardReader(urls, where), digests=digests, classnames=classnames, meta_dirs=meta_dirs)
+    return Found(items=items, load=ShardReader(urls, where, names), digests=digests, classnames=classnames, meta_dirs=meta_dirs)
 
 
 def peek(target: str, params: dict[str, Any]) -> frozenset[str]:

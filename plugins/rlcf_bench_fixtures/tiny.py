@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from rlcf_bench import DatasetSpec, ModelSpec, hookimpl
+from rlcf_bench.types import ParamRule, Range
 
 TINY_CLIP_CONFIG: dict[str, Any] = {
     "embed_dim": 32,
@@ -76,13 +77,17 @@ def rlcfb_register_models() -> list[ModelSpec]:
                       description="random tiny ClipCap (tiny-clip → mapper → 2-layer OPT) for smoke tests")]
 
 
+#: ``--data-param n=N``: how many images (at least one).
+N_RULE = {"n": ParamRule(int, Range(ge=1))}
+
+
 @hookimpl
 def rlcfb_register_datasets() -> list[DatasetSpec]:
     return [DatasetSpec(name="tiny-colors", version="1", task_kinds=frozenset({"classification"}),
-                        build=lambda root=None, n=16: TinyColors(int(n)),
+                        build=lambda root=None, n=16: TinyColors(int(n)), params={"n": 16}, param_rules=N_RULE,
                         description="16 generated colour patches, 4 classes (smoke tests)"),
             DatasetSpec(name="tiny-captioning", version="1", task_kinds=frozenset({"captioning"}),
-                        build=lambda root=None, n=6: TinyCaptioningSet(int(n)),
+                        build=lambda root=None, n=6: TinyCaptioningSet(int(n)), params={"n": 6}, param_rules=N_RULE,
                         description="6 generated colour patches with 3 reference captions each (captioning smoke tests)")]
 
 
@@ -123,7 +128,7 @@ _COLOR_DATASETS = (rlcfb_register_datasets,)
 @hookimpl
 def rlcfb_register_datasets() -> list[DatasetSpec]:  # noqa: F811 - extends the registration above
     return _COLOR_DATASETS[0]() + [DatasetSpec(name="tiny-captions", version="1", task_kinds=frozenset({"retrieval"}),
-                        build=lambda root=None, n=8: TinyCaptions(int(n)),
+                        build=lambda root=None, n=8: TinyCaptions(int(n)), params={"n": 8}, param_rules=N_RULE,
                         description="8 generated colour patches with 1-2 captions each (retrieval smoke tests)")]
 
 

@@ -20,9 +20,13 @@ from functools import cached_property, lru_cache
 from typing import Any
 
 from rlcf_bench import DatasetSpec, hookimpl
+from rlcf_bench.types import ParamRule, Range
 
 DEFAULT_N = 500
 DEFAULT_SEVERITY = 3
+#: What ``--data-param`` may set (checked before anything runs; severity only on corruptions).
+PARAM_RULES = {"n": ParamRule(int, Range(ge=1)), "seed": ParamRule(int, Range(ge=0)),
+               "severity": ParamRule(int, Range(ge=1, le=5))}
 TEMPLATES = ("a photo of a {}.",)
 GENERATED_KEPT = 12  # generated sets a process keeps (the default suite has 6 domains; ~6 MB per 500 images)
 
@@ -158,5 +162,6 @@ def rlcfb_register_datasets() -> list[DatasetSpec]:
         specs.append(DatasetSpec(
             name=f"micro-{domain}", version=DATA_VERSION, task_kinds=TASK_KINDS, build=_builder(domain),
             root_name=None, params=params, description=f"micro suite: {_DESCRIPTIONS[domain]}",
+            param_rules=PARAM_RULES,
         ))
     return specs

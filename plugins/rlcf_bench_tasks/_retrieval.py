@@ -37,10 +37,12 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
 
 DIRECTIONS: tuple[str, ...] = ("i2t", "t2i")
-_ALIASES = {
+_ALIASES: dict[str, tuple[str, ...]] = {
     "both": DIRECTIONS, "all": DIRECTIONS, "i2t": ("i2t",), "image2text": ("i2t",), "t2i": ("t2i",),
     "text2image": ("t2i",),
 }
+#: The values ``--protocol-param direction=`` takes.
+DIRECTION_NAMES: tuple[str, ...] = tuple(_ALIASES)
 #: Recall cut-offs reported per direction.
 RECALL_KS: tuple[int, ...] = (1, 5, 10)
 #: Images decoded/encoded per chunk when the gallery's features are computed.

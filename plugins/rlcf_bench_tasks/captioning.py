@@ -37,6 +37,7 @@ from rlcf_bench import (
     hookimpl,
 )
 from rlcf_bench.task import TaskRuntime
+from rlcf_bench.types import ParamRule
 
 REFERENCE_METRICS = ("bleu1", "bleu2", "bleu3", "bleu4", "meteor", "rougeL", "cider")
 
@@ -138,7 +139,7 @@ def rlcfb_register_tasks() -> list[TaskSpec]:
         TaskSpec(
             name="captioning", version="1", kind="captioning", build=CaptioningTask,
             protocol=RunProtocol(seed=0, n_views=1, selection_ratio=1.0, order="fixed", precision="auto"),
-            metrics=METRICS,
+            metrics=METRICS, params={"meteor": ParamRule(bool)},
             description="image captioning under domain shift; BLEU/METEOR/ROUGE-L/CIDEr (×100), CLIPScore, RefCLIPScore",
         )
     ]

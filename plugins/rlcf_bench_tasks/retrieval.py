@@ -32,8 +32,10 @@ from rlcf_bench import (
     hookimpl,
 )
 from rlcf_bench.task import TaskRuntime
+from rlcf_bench.types import ParamRule
 
 from ._retrieval import (
+    DIRECTION_NAMES,
     DIRECTIONS,
     RECALL_KS,
     RetrievalBatch,
@@ -208,7 +210,7 @@ def rlcfb_register_tasks() -> list[TaskSpec]:
             name="retrieval", version="1", kind="retrieval", build=RetrievalTask,
             protocol=RunProtocol(seed=0, n_views=1, selection_ratio=1.0, order="fixed", precision="auto",
                                  params=(("direction", "both"),)),
-            metrics=METRICS,
+            metrics=METRICS, params={"direction": ParamRule(str, choices=tuple(DIRECTION_NAMES))},
             description="image-text retrieval, both directions (i2t: image vs all captions; t2i: caption vs "
                         "all images); Recall@1/5/10 from stored per-query ranks",
         )

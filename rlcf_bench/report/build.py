@@ -11,7 +11,7 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..store import Store
+from ..store import Reference, Store
 from ..types import NO_COMPARISONS, Comparisons, DatasetAverage
 from .averages import build_averages
 from .claims import DEFAULT_ADJUSTMENT, adjust_report
@@ -38,7 +38,7 @@ def build_report(store: Store, *, task: str | None = None, dataset: str | None =
                  method: str | None = None, method_defaults: Mapping[MethodKey, Mapping[str, Any]] | None = None,
                  averages: Sequence[DatasetAverage] = (), tasks: TaskCatalog | None = None,
                  comparisons: Comparisons = NO_COMPARISONS, adjustment: str = DEFAULT_ADJUSTMENT,
-                 spread_tests: bool = False) -> Report:
+                 spread_tests: bool = False, references: Sequence[Reference] | None = None) -> Report:
     """Build the full report. ``method`` only filters what is shown: ranks and tests are computed
     on the whole (task, dataset), so filtering never changes a rank. ``method_defaults`` ((method
     name, task kind) -> default config, see :func:`rlcf_bench.report.options.method_defaults`) decides which
@@ -50,7 +50,10 @@ def build_report(store: Store, *, task: str | None = None, dataset: str | None =
     ``adjustment``: the multiplicity adjustment of every p-value (``holm`` or ``bh``,
     :mod:`rlcf_bench.report.claims`), applied to the whole report before ``method`` filters it.
     ``spread_tests``: test rows with several view seeds / stream orders over all of them
-    (:mod:`rlcf_bench.report.spread_tests`)."""
+    (:mod:`rlcf_bench.report.spread_tests`).
+    ``references``: the paper numbers to show (default: the stored ones;
+    :func:`rlcf_bench.report.references.reference_rows` adds the installed plugins' without
+    writing)."""
     runs, superseded = _latest_attempts(store.runs(status="finished", task=task, dataset=dataset))
     catalog = tasks if tasks is not None else catalog_from(store)
     cache = ScoreCache(store)
@@ -61,7 +64,7 @@ def build_report(store: Store, *, task: str | None = None, dataset: str | None =
     shown = options_by_run({r.run_id: ((r.method, r.task_kind), r.method_config) for r in rows}, method_defaults or {})
     for row in rows:
         row.options = shown[row.run_id]
-    references = store.references()
+    references = store.references() if references is None else references
     sections: list[DatasetSection] = []
     by_dataset: dict[tuple[str, str], list[LeaderboardRow]] = defaultdict(list)
     for row in rows:

@@ -19,6 +19,7 @@ from .options import method_defaults
 from .outline import build_outline
 from .paper import build_paper_tables
 from .paper_formats import normalise_paper_format, render_paper_tables
+from .references import reference_rows
 from .rows import Report
 from .tasks import catalog_from
 
@@ -64,7 +65,8 @@ def build_for(store: Store, host: PluginHost | None, *, task: str | None = None,
     declared = declared.merged(Comparisons(pairs=claims.pairs))
     return build_report(store, task=task, dataset=dataset, method=method, method_defaults=method_defaults(host),
                         averages=declared_averages(host), tasks=catalog_from(store, host), comparisons=declared,
-                        adjustment=claims.adjustment, spread_tests=claims.spread_tests)
+                        adjustment=claims.adjustment, spread_tests=claims.spread_tests,
+                        references=reference_rows(store, host))
 
 
 def _plugin_sections(host: PluginHost | None, report: Report, store: Store) -> list[ReportSection]:
@@ -128,5 +130,5 @@ def render_paper(store: Store, fmt: str, *, host: PluginHost | None = None, task
     ``reported`` adds the paper's numbers stored as references as grey rows."""
     name = normalise_paper_format(fmt)
     report = build_for(store, host, task=task, dataset=dataset, method=method, claims=claims)
-    tables = build_paper_tables(report, store.references() if reported else (), reported=reported)
+    tables = build_paper_tables(report, reference_rows(store, host) if reported else (), reported=reported)
     return render_paper_tables(tables, name, intervals=intervals)

@@ -50,7 +50,7 @@ def test_data_check_ok_and_problems(tmp_path: Path, cli: click.Group, host: Any,
 
 def test_data_check_params_and_usage_errors(tmp_path: Path, cli: click.Group, host: Any) -> None:
     out = invoke(cli, host, "data", "check", "imagenet-c", "--data-root", str(tmp_path), "--param", "severity=9")
-    assert out.exit_code == 1 and "param severity" in out.output
+    assert out.exit_code == 2 and "severity='9': must be ≤ 5" in out.output  # the declared range, before any check
     unknown = invoke(cli, host, "data", "check", "imagenet-c", "--data-root", str(tmp_path), "--param", "level=2")
     assert unknown.exit_code == 2 and "has no parameter 'level'" in unknown.output
     typo = invoke(cli, host, "data", "check", "imagenet-b", "--data-root", str(tmp_path))

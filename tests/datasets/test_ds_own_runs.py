@@ -106,6 +106,5 @@ def test_bad_names_and_parameters_fail_before_anything_runs(cli, own, tmp_path):
     (tree / "empty").mkdir()
     out = CliRunner().invoke(cli, ["run", "--dataset", f"folder:{tree}", "--method", "zero-shot", "--model",
                                    "micro-student", "--db", str(db), "-j", "1", "-q"])
-    assert out.exit_code == 1 and "empty class folder" in out.output
-    report = CliRunner().invoke(cli, ["report", "--format", "json", "--db", str(db)])
-    assert json.loads(report.stdout) == []  # nothing was written
+    assert out.exit_code == 2 and "empty class folder" in out.output  # refused by the pre-flight check
+    assert not db.exists()  # nothing was written
