@@ -78,27 +78,32 @@ def _latest_finished(s: Session) -> tuple[dict[str, Run], int]:
     return finished, len(unfinished)
 
 
-def _copy_run(dst: Session, src: Session, run: Run, attempt: int, hidden: str | None) -> int:
+def _copy_run(dst: Session, src: Session, run: Run, attempt: int, hidden: str | None, write: bool) -> int:
+    """Copy ``run`` with its samples and metrics as ``attempt`` (only counted unless ``write``);
+    returns its number of sample rows."""
+    samples = src.scalars(select(SampleResult).where(SampleResult.run_id == run.id)).all()
+    if not write:
+        return len(samples)
     copy = Run(attempt=attempt, **{c: getattr(run, c) for c in _RUN_COLUMNS})
     dst.add(copy)
     dst.flush()
     if hidden is not None:  # a run hidden where it was computed stays hidden
         dst.add(HiddenRun(run_id=copy.id, reason=hidden))
-    samples = src.scalars(select(SampleResult).where(SampleResult.run_id == run.id)).all()
     dst.add_all(SampleResult(run_id=copy.id, **{c: getattr(r, c) for c in _SAMPLE_COLUMNS}) for r in samples)
     metrics = src.scalars(select(Metric).where(Metric.run_id == run.id)).all()
     dst.add_all(Metric(run_id=copy.id, **{c: getattr(m, c) for c in _METRIC_COLUMNS}) for m in metrics)
     return len(samples)
 
 
-def _merge_runs(dst: Session, src: Session, src_hidden: dict[int, str], outcome: MergeOutcome) -> None:
+def _merge_runs(dst: Session, src: Session, src_hidden: dict[int, str], outcome: MergeOutcome,
+                write: bool) -> None:
     finished, outcome.unfinished_skipped = _latest_finished(src)
     for key, run in finished.items():
         latest = dst.scalars(select(Run).where(Run.key == key).order_by(Run.attempt.desc()).limit(1)).first()
         label = run_label(run)
         if latest is None or latest.status in ("failed", "interrupted"):
             outcome.added_samples += _copy_run(dst, src, run, 1 if latest is None else latest.attempt + 1,
-                                               src_hidden.get(run.id))
+                                               src_hidden.get(run.id), write)
             outcome.added.append(label)
         elif latest.status != "finished":
             outcome.conflicts.append(f"{label}: the destination's attempt {latest.attempt} is {latest.status} "
@@ -114,23 +119,24 @@ def _merge_runs(dst: Session, src: Session, src_hidden: dict[int, str], outcome:
                                      f"kept the destination's run {latest.id}")
 
 
-def _merge_side_tables(dst: Session, src: Session, outcome: MergeOutcome) -> None:
+def _merge_side_tables(dst: Session, src: Session, outcome: MergeOutcome, write: bool) -> None:
     for ref in src.scalars(select(Reference)):
         ident = {c: getattr(ref, c) for c in _REFERENCE_IDENTITY}
         mine = dst.scalars(select(Reference).filter_by(**ident)).first()
         if mine is None:
-            dst.add(Reference(value=ref.value, note=ref.note, **ident))
+            if write:
+                dst.add(Reference(value=ref.value, note=ref.note, **ident))
             outcome.references_added += 1
         elif mine.value != ref.value:
             outcome.conflicts.append(f"reference {ref.method} on {ref.dataset} ({ref.metric}, {ref.source}): "
                                      f"{mine.value:g} here, {ref.value:g} in the source; kept {mine.value:g}")
     for info in src.scalars(select(TaskInfo)):
-        if dst.get(TaskInfo, info.task) is None:
+        if write and dst.get(TaskInfo, info.task) is None:
             dst.add(TaskInfo(task=info.task, version=info.version, metrics=info.metrics))
 
 
 def merge_store(dest: Store, source: Store, *, dry_run: bool = False) -> MergeOutcome:
-    """Merge ``source`` into ``dest`` in one transaction (rolled back with ``dry_run``)."""
+    """Merge ``source`` into ``dest`` in one transaction (``dry_run``: only count, write nothing)."""
     if dest.location == source.location:
         raise ValueError(f"cannot merge {dest.location} into itself")
     outcome = MergeOutcome(source=source.location)
@@ -139,10 +145,8 @@ def merge_store(dest: Store, source: Store, *, dry_run: bool = False) -> MergeOu
         dest.ensure_hidden_table()
     with source.session() as src:
         with dest.session() as dst:
-            _merge_runs(dst, src, src_hidden, outcome)
-            _merge_side_tables(dst, src, outcome)
-            if dry_run:
-                dst.rollback()
-            else:
+            _merge_runs(dst, src, src_hidden, outcome, write=not dry_run)
+            _merge_side_tables(dst, src, outcome, write=not dry_run)
+            if not dry_run:
                 dst.commit()
     return outcome
