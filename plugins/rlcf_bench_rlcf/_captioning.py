@@ -6,11 +6,14 @@ Episode, per image (``max_batch = 1``: every image is its own episode)::
     F ← reward-model image features (once)
     repeat T = steps (4):
         P ← mapper(prefix)                     one forward, kept for the loss (exact: no dropout)
-        c_1..K ← beam search on the frozen decoder from P (K beams, the K best returned)
+        c_1..K ← beam search on the frozen decoder from P (K beams, the K best returned, case kept)
         r_k ← 2.5·max(0, cos(F, G(c_k)));  adv_k ← r_k − mean_k r_k
         loss ← mean_k adv_k · CE(c_k | P)      per-caption mean over its own tokens
         AdamW step on the mapper only
-    caption ← beam search, ``final_beams`` (5) beams, best one
+    caption ← beam search, ``final_beams`` (5) beams, best one, lower-cased
+
+The candidates keep the decoder's case for the reward and the loss, as the original (CLIP's
+tokenizer lower-cases anyway, the loss does not: ``docs/parity.md``, RLCF captioning row).
 
 Choices (``docs/original-code.md#known-quirks-and-bugs``): padding is excluded from the caption loss
 (``-m pad_quirk=true`` restores the
@@ -121,7 +124,7 @@ class RLCFCaption(Method[RLCFCaptionConfig]):
             for _ in range(c.steps):
                 with amp.autocast():
                     prefix = model.prefix_embeddings(feats)  # [1, P, D], with the graph for the loss
-                    captions = model.generate(prefix.detach(), self.k, self.k, c.max_new_tokens)[0]
+                    captions = model.generate(prefix.detach(), self.k, self.k, c.max_new_tokens, lower=False)[0]
                 with self._section("reward"):
                     text_feats = self.reward.text_features(captions)
                     rewards = self.reward.score([f.expand(len(captions), -1) for f in image_feats], text_feats).float()

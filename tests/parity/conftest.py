@@ -42,20 +42,25 @@ def golden() -> Callable[[str], tuple[dict[str, Any], dict[str, str]]]:
     return load_golden
 
 
-def official_clip_helper() -> Any:
-    """``tools/parity/official_clip.py`` (the tiny CLIP shared by the official code and ours),
-    imported by path; it needs no official code to rebuild the model for a test."""
+def tools_module(file: str) -> Any:
+    """A helper module of ``tools/parity/`` (e.g. ``"official_clip.py"``), imported by path; the
+    helpers need no official code to rebuild the tiny models for a test."""
     import importlib.util
     import sys
 
-    name = "rlcf_bench_parity_official_clip"
+    name = f"rlcf_bench_parity_{Path(file).stem}"
     if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, TOOLS / "official_clip.py")
+        spec = importlib.util.spec_from_file_location(name, TOOLS / file)
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
         spec.loader.exec_module(module)
     return sys.modules[name]
+
+
+def official_clip_helper() -> Any:
+    """``tools/parity/official_clip.py``: the tiny CLIP shared by the official code and ours."""
+    return tools_module("official_clip.py")
 
 
 @pytest.fixture

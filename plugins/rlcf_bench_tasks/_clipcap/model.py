@@ -289,10 +289,12 @@ class ClipCaptioner:
         return [[h[1] for h in finished[i][:num_return]] for i in range(b)]
 
     def generate(self, prefix: torch.Tensor, num_beams: int = 5, num_return: int = 1,
-                 max_new_tokens: int | None = None) -> list[list[str]]:
-        """Beam search and decode: per image, ``num_return`` lower-cased captions, best first."""
+                 max_new_tokens: int | None = None, *, lower: bool = True) -> list[list[str]]:
+        """Beam search and decode: per image, ``num_return`` captions, best first, lower-cased
+        unless ``lower=False`` (the original lower-cases its final caption only; RLCF's candidates
+        keep their case, which the teacher-forced loss re-tokenises)."""
         hyps = self.beam_search(prefix, num_beams, num_return, max_new_tokens)
-        return [[self.decode(h).lower() for h in row] for row in hyps]
+        return [[self.decode(h).lower() if lower else self.decode(h) for h in row] for row in hyps]
 
     def caption(self, images: torch.Tensor, num_beams: int = 5, max_new_tokens: int | None = None) -> list[str]:
         """One caption per normalised image (no adaptation)."""
