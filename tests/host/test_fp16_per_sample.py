@@ -87,6 +87,7 @@ def _one_thread() -> Any:
     torch.set_num_threads(old)
 
 
+@pytest.mark.slow  # five runs per precision of fp16/bf16 autocast on the CPU: minutes under load
 @pytest.mark.parametrize("precision", ["amp-fp16", "amp-bf16"])
 def test_batch_1_equals_batch_8_equals_shards_equals_resumed_with_an_overflow(
         tmp_path: Path, make_host: Any, inject: dict[str, Any], precision: str) -> None:
