@@ -39,11 +39,10 @@ PROTOCOL = (("n_views", 8), ("selection_ratio", 0.25), ("limit", 9))
 
 #: Known syncs in files another branch owns (the lead removes a mark once its sync is gone).
 KNOWN_SYNCS = {
-    "dmn-zs": "baselines/dmn_zs.py: per-sample float()/int() of tensors in the memory update and decision",
-    "dpe": "baselines/dpe.py: float(logit_scale)-style reads and per-sample .item() in the cache update",
-    "boostadapter": "baselines/boostadapter.py: per-sample .item()/int() in the cache update",
-    "zero": "baselines/zero.py: per-sample host reads in the vote",
-    "mta": "baselines/mta.py: per-sample host reads in the mode seeking loop",
+    "dpe": "baselines/dpe.py:165 float(h) per sample in after_predict; rlcf_bench/tta/cache.py:142 torch.nonzero in "
+           "ClassCache.class_means (a variable-size result; a masked form needs dpe.py to take it)",
+    "mta": "baselines/mta.py:99 bool(active.any()) per mode-seeking iteration",
+    "zero": "baselines/zero.py:74 int(tied.sum()) per sample in the vote",
 }
 
 
