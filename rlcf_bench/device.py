@@ -33,6 +33,12 @@ def select_device(requested: str | None = None) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def bench_device() -> torch.device:
+    """The device of the benchmarks and measurements (``make bench``, ``tests/bench``):
+    ``RLCF_BENCH_DEVICE`` if set, else CUDA when available, else the CPU — never hard-coded."""
+    return select_device(os.environ.get("RLCF_BENCH_DEVICE"))
+
+
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)

@@ -49,7 +49,9 @@ def measure(after: str | None = None) -> dict[str, Any]:
     host = PluginHost(autoload=False, extra=["rlcf_bench_tasks", "baselines", "rlcf_bench_rlcf", "rlcf_bench_models",
                                              _Plugin()])
     store = Store(f"sqlite:///{tempfile.mkdtemp()}/memory.sqlite")
-    runner = Runner(host, store, ExecutionOptions(device="cpu", batch_size=LIMIT, warmup=0, fresh=True))
+    from rlcf_bench.device import bench_device
+
+    runner = Runner(host, store, ExecutionOptions(device=str(bench_device()), batch_size=LIMIT, warmup=0, fresh=True))
     over = (("n_views", VIEWS), ("limit", LIMIT))
     out: dict[str, Any] = {"after": after}
     if after:
