@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: setup run lint test test-all bench report clean
+.PHONY: setup run lint test test-all bench gpu-check report clean
 
 setup: $(VENV)/.installed
 
@@ -22,7 +22,7 @@ run: setup
 
 ## Lint and type checks (settings in pyproject.toml): ruff on all code, mypy --strict on the host package.
 lint: setup
-	$(BIN)/ruff check rlcf_bench plugins baselines tests
+	$(BIN)/ruff check rlcf_bench plugins baselines tests tools
 	$(BIN)/mypy
 
 ## The default test suite (CPU, offline, < 15 minutes on 2 cores).
@@ -36,6 +36,12 @@ test-all: setup
 ## pytest-benchmark timings of the methods' episodes.
 bench: setup
 	$(BIN)/pytest -q -m benchmark --benchmark-enable --benchmark-only tests/bench
+
+## The GPU path on a lent one-GPU machine, offline (WHEELS=dir of carried wheels when there is no .venv):
+## gpu tests, one paper-size episode per main method, CPU-vs-CUDA, fp16 checks, one summary (docs/gpu.md).
+## `make gpu-check ARGS=--dry-run` runs the same script on the CPU with tiny sizes.
+gpu-check:
+	$(PYTHON) tools/gpu_check.py $(if $(WHEELS),--wheels $(WHEELS)) $(ARGS)
 
 report: setup
 	$(BIN)/rlcf-bench report --all-formats --out leaderboard/reports

@@ -224,7 +224,7 @@ Examples:
     @click.option("--views", type=click.IntRange(min=1), default=None,
                   help="views per sample (default: the suite's setting, else the task's: 32 in the micro suite, "
                        "64 in the paper's suites)")
-    @click.option("--precision", type=click.Choice(["auto", "fp32", "amp-fp16", "amp-bf16"]), default=None,
+    @click.option("--precision", type=click.Choice(["auto", "fp32", "tf32", "amp-fp16", "amp-bf16"]), default=None,
                   help="mixed precision (default: auto)")
     @click.option("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     @click.option("--batch-size", type=click.IntRange(min=1), default=None,
@@ -665,7 +665,13 @@ def _execute_with(host: PluginHost, requests: Sequence[Any], *, db: str | None, 
             _store_references(host, store)
             jobs = min(jobs or _default_jobs(device), len(requests))
             if jobs > 1:
-                outcomes = _run_parallel(host, requests, store.url, options, jobs, quiet, progress)
+                from .gpus import DeviceMappingError, worker_devices
+
+                try:  # N workers on one GPU would skew every timing: each gets its own, or -j is refused
+                    devices = worker_devices(device, jobs)
+                except DeviceMappingError as exc:
+                    _fail(f"--jobs {jobs}: {exc}")
+                outcomes = _run_parallel(host, requests, store.url, options, jobs, quiet, progress, devices)
             else:
                 outcomes = _run_serial(host, requests, store, options, quiet, progress)
     finally:
@@ -741,7 +747,9 @@ def _run_serial(host: PluginHost, requests: Sequence[Any], store: Any, options: 
 _WORKER: dict[str, Any] = {}
 
 
-def _worker_init(opts: GlobalOptions, db_url: str, options: Any, threads: int, events: Any = None) -> None:
+def _worker_init(opts: GlobalOptions, db_url: str, options: Any, threads: int, events: Any = None,
+                 devices: Any = None) -> None:
+    import dataclasses
     import os
 
     os.environ["RLCF_BENCH_THREADS"] = str(threads)
@@ -756,6 +764,8 @@ def _worker_init(opts: GlobalOptions, db_url: str, options: Any, threads: int, e
     host = build_host(opts, quiet=True)
     if events is not None:
         host.pm.register(_make_hookimpls(ProgressForwarder(events)))
+    if devices is not None:  # this worker's own GPU (rlcf_bench.gpus.worker_devices)
+        options = dataclasses.replace(options, device=devices.get())
     _WORKER["runner"] = Runner(host, Store(db_url), options)
 
 
@@ -771,7 +781,7 @@ def _worker_run(req: Any) -> RunOutcome:
 
 
 def _run_parallel(host: PluginHost, requests: Sequence[Any], db_url: str, options: Any, jobs: int,
-                  quiet: bool, progress: Any) -> list[RunOutcome]:
+                  quiet: bool, progress: Any, devices: Sequence[str] | None = None) -> list[RunOutcome]:
     """Runs in ``jobs`` spawned processes with one thread each (SQLite WAL lets them write at
     once). Each run still times itself; with one job per core the timings stay per-core figures."""
     import multiprocessing
@@ -788,9 +798,14 @@ def _run_parallel(host: PluginHost, requests: Sequence[Any], db_url: str, option
         progress.write(f"running {len(requests)} runs in {jobs} parallel processes ({threads} thread(s) each)")
     ctx = multiprocessing.get_context("spawn")
     events = ctx.Queue() if not quiet else None
+    device_queue = None
+    if devices is not None:  # one GPU per worker, handed out as the workers start
+        device_queue = ctx.Queue()
+        for d in devices:
+            device_queue.put(d)
     outcomes: list[RunOutcome] = [RunOutcome("", "not run")] * len(requests)
     pool = ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_worker_init,
-                               initargs=(opts, db_url, options, threads, events))
+                               initargs=(opts, db_url, options, threads, events, device_queue))
     with pool, interrupt_workers(pool):
         futures = {pool.submit(_worker_run, req): i for i, req in enumerate(requests)}
         pending = set(futures)

@@ -8,11 +8,11 @@ carries state across the stream (online methods, RLCF with momentum) is never sp
 such run goes whole to process ``i mod N``. Each process stores its own samples; the run's metrics are stored once
 every sample is.
 
-Under ``torchrun`` the ranks form a process group (NCCL on GPUs, gloo on CPUs; each rank on its
-``LOCAL_RANK`` GPU). Per shared run, rank 0 opens (or, resuming, finds) the run and broadcasts
-its id; each rank computes its shard; the ranks then exchange their outcomes and rank 0
-finalises. These control messages travel on a separate gloo group with a long timeout, because
-a rank can legitimately wait hours for a slower one. With ``--shard K/N`` there is no group:
+Under ``torchrun`` the ranks form a gloo process group (each rank on its own GPU when CUDA is
+used: :mod:`rlcf_bench.gpus`; no NCCL communicator, since no tensor is ever exchanged). Per shared
+run, rank 0 opens (or, resuming, finds) the run and broadcasts its id; each rank computes its
+shard; the ranks then exchange their outcomes and rank 0 finalises. These control messages have
+a long timeout, because a rank can legitimately wait hours for a slower one. With ``--shard K/N`` there is no group:
 each task computes its shard and whichever finds the run complete finalises it.
 """
 
@@ -23,7 +23,7 @@ import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import timedelta
-from typing import Any, cast
+from typing import Any
 
 import click
 
@@ -65,12 +65,15 @@ def assign(host: PluginHost, requests: Sequence[RunRequest], shard: Shard) -> li
 
 
 def rank_device(launch: Launch, requested: str | None) -> str:
-    """The rank's device: its local GPU unless ``--device`` names a CPU or a specific GPU."""
-    import torch
+    """The rank's device: GPU ``LOCAL_RANK mod GPUs`` when CUDA is used, refused (one line,
+    before the group forms) when ranks would share a GPU without ``RLCF_BENCH_RANKS_PER_GPU``
+    (:mod:`rlcf_bench.gpus`); a CPU ``--device`` passes unchanged."""
+    from .gpus import DeviceMappingError, process_device
 
-    if requested in (None, "auto", "cuda") and torch.cuda.is_available():
-        return f"cuda:{launch.local_rank}"
-    return requested or "cpu"
+    try:
+        return process_device(launch.local_rank, launch.local_world, requested, what="ranks")
+    except DeviceMappingError as exc:
+        raise click.UsageError(str(exc)) from exc
 
 
 def check_store_for(launch: Launch, url: str) -> None:
@@ -83,7 +86,9 @@ def check_store_for(launch: Launch, url: str) -> None:
 
 
 class Group:
-    """The process group: NCCL on GPUs, gloo on CPUs; control messages on a gloo group."""
+    """The process group, on gloo: the ranks exchange only small control messages (Python
+    objects, host-side), never tensors, so no NCCL communicator is created (it would hold GPU
+    memory and a stream for nothing). A rank on a GPU makes it its current device."""
 
     def __init__(self, launch: Launch, device: str) -> None:
         import torch
@@ -91,14 +96,11 @@ class Group:
 
         self.launch, self._dist = launch, dist
         timeout = timedelta(seconds=float(os.environ.get(TIMEOUT_ENV, DEFAULT_TIMEOUT_S)))
-        backend = "nccl" if device.startswith("cuda") else "gloo"
-        if backend == "nccl":
+        if device.startswith("cuda"):
             torch.cuda.set_device(torch.device(device))
-        dist.init_process_group(backend=backend, timeout=timeout)
-        self.backend = backend
-        # Every rank joins the group of all ranks, so new_group never answers NON_GROUP_MEMBER here.
-        control = dist.new_group(backend="gloo", timeout=timeout) if backend != "gloo" else None
-        self.control = cast("dist.ProcessGroup | None", control)
+        dist.init_process_group(backend="gloo", timeout=timeout)
+        self.backend = "gloo"
+        self.control: Any = None  # the default (gloo) group carries the control messages
 
     def broadcast(self, obj: Any) -> Any:
         """``obj`` of rank 0, on every rank."""

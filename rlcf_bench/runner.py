@@ -32,6 +32,7 @@ from .device import (
     Clock,
     PeakMemory,
     SectionTimer,
+    apply_precision_settings,
     configure_threads,
     device_name,
     resolve_precision,
@@ -136,6 +137,7 @@ class Runner:
         self.device = select_device(self.options.device)
         self.session = session or ComponentSession(host, device=self.device, data_root=self.options.data_root)
         self._stream_state = False  # set while this process holds a stream method's state
+        self._amp: AmpHelper | None = None  # the running run's (its loss scales restart per batch)
 
     # ------------------------------------------------------------------ one run
     def prepare(self, req: RunRequest) -> tuple[RunSpec, TaskSpec, DatasetSpec, tuple[MethodSpec, object]]:
@@ -197,6 +199,8 @@ class Runner:
         from .provenance import provenance
 
         prov = provenance()
+        # the numeric switches of the run's precision (TF32, cuDNN), set now and stored with it
+        prov["precision_settings"] = apply_precision_settings(spec.protocol.precision)
         official = spec.protocol.limit is None and not prov.get("git_dirty")
         plugins = [dataclasses.asdict(p) for p in self.host.plugin_infos()]
         run, resumed = self._open_run(
@@ -234,8 +238,9 @@ class Runner:
             ready = True
             others = set() if shard is None else shard.others(items, method.carries_state)
             mine = [it for it in items if it[1] not in others]
+            self._amp = amp
             if mine:
-                self._execute(run.id, task, method, method_spec, mine, policy, timer)
+                self._execute(run.id, task, method, method_spec, mine, policy, timer, reward)
             self._finalise(run.id, task, method, method_spec.episodic, items, policy)
         except KeyboardInterrupt:
             self.store.fail_run(run.id, "interrupted", f"interrupted by the user ({resume_hint()})")
@@ -333,12 +338,12 @@ class Runner:
             time.sleep(POLL_S)
 
     def _execute(self, run_id: int, task: TaskRuntime, method: Any, method_spec: Any,
-                 items: Sequence[tuple[int, str]], policy: Any, timer: SectionTimer) -> None:
+                 items: Sequence[tuple[int, str]], policy: Any, timer: SectionTimer, reward: Any = None) -> None:
         clock = Clock(self.device)
         memory = PeakMemory(self.device)
-        memory.reset()
         self._stream_state = False
         size = self._batch_size(method_spec, method)
+        memory.reset(policy, reward, batch_size=size)  # models are loaded: the baseline holds them
         warm_left = self.options.warmup
         stream = method.carries_state
         pending = _PendingStores(self.store, run_id, self.options.stream_flush if stream else 1,
@@ -348,6 +353,7 @@ class Runner:
             for chunk in (part for claimed in steps for part in task.batches(self._readable(run_id, task, claimed, policy))):
                 batch = task.make_batch(chunk, policy, self.device)
                 timer.reset()
+                self._reset_amp()
                 t0 = clock.now()
                 if method_spec.episodic:
                     method.reset()
@@ -369,7 +375,12 @@ class Runner:
             pending.flush_on_failure()
             raise
         pending.flush()
-        self.store.update_peak_memory(run_id, memory.peak_mb(), memory.kind)
+        self.store.update_peak_memory(run_id, memory.peak_mb(), memory.kind, memory.details())
+
+    def _reset_amp(self) -> None:
+        """Every batch's samples start from the initial loss scale (per-sample fp16 semantics)."""
+        if self._amp is not None:
+            self._amp.reset()
 
     def _readable(self, run_id: int, task: TaskRuntime, chunk: list[tuple[int, str]], policy: Any, *,
                   store: bool = True) -> list[tuple[int, str]]:
@@ -401,6 +412,7 @@ class Runner:
             if not self._readable(-1, task, [item], policy, store=False):
                 continue  # skipped when it was first met: skipped again
             batch = task.make_batch([item], policy, self.device)
+            self._reset_amp()
             if episodic:
                 method.reset()
             method.adapt(batch)

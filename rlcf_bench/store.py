@@ -649,8 +649,11 @@ class Store:
 
         self._retry(op)
 
-    def update_peak_memory(self, run_id: int, peak_mb: float | None, kind: str) -> None:
-        """Keep the maximum peak memory seen across the attempts' sessions."""
+    def update_peak_memory(self, run_id: int, peak_mb: float | None, kind: str,
+                           details: dict[str, Any] | None = None) -> None:
+        """Keep the maximum peak memory seen across the attempts' sessions; ``details`` (what the
+        figure is made of, e.g. its per-sample equivalent) go with it into the run's provenance
+        under ``memory``."""
 
         def op() -> None:
             with self._session.begin() as s:
@@ -659,6 +662,8 @@ class Store:
                 if peak_mb is not None and (run.peak_memory_mb is None or peak_mb > run.peak_memory_mb):
                     run.peak_memory_mb = peak_mb
                     run.memory_kind = kind
+                    if details is not None:
+                        run.provenance = {**(run.provenance or {}), "memory": details}
 
         self._retry(op)
 

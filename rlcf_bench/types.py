@@ -43,7 +43,8 @@ class RunProtocol:
     ``n_views``/``augmix``/``selection_ratio`` define the test-time views of a classification
     sample (view 0 is always the plain centre crop). ``order`` is ``fixed`` (dataset order) or
     ``shuffled`` (a permutation seeded by ``seed``) so that online methods see the same stream.
-    ``precision`` is ``fp32``, ``amp-fp16`` (autocast + GradScaler, the paper's setting) or
+    ``precision`` is ``fp32`` (TF32 off), ``tf32`` (CUDA: TensorFloat-32 matmuls and
+    convolutions), ``amp-fp16`` (autocast + per-sample loss scaling, the paper's setting) or
     ``amp-bf16``; ``auto`` resolves to ``amp-fp16`` on CUDA and ``fp32`` on CPU before hashing.
     ``limit`` caps the number of samples (a limited run is a different protocol and is never
     ranked with a full one). ``params`` holds task-specific extras (e.g. retrieval direction).
@@ -338,7 +339,10 @@ class Amp(Protocol):
 
     def autocast(self) -> Any: ...
 
-    def backward_step(self, loss: torch.Tensor, optimizer: Any) -> None: ...
+    def backward_step(self, loss: torch.Tensor, optimizer: Any) -> None:
+        """Backward of ``loss`` (a scalar, or per-sample losses ``[B]`` of independent samples
+        whose tuned tensors have a leading sample axis: each then gets its own fp16 loss scale and
+        overflow check), then the optimizer step."""
 
 
 class Timer(Protocol):
@@ -1157,7 +1161,7 @@ def _coerce(raw: Any, f: dataclasses.Field[Any], owner: type) -> Any:
 PROTOCOL_RANGES: dict[str, Range] = {"seed": Range(ge=0), "n_views": Range(ge=1),
                                      "selection_ratio": Range(gt=0, le=1), "limit": Range(ge=1)}
 PROTOCOL_CHOICES: dict[str, tuple[str, ...]] = {"order": ("fixed", "shuffled"),
-                                                "precision": ("auto", "fp32", "amp-fp16", "amp-bf16")}
+                                                "precision": ("auto", "fp32", "tf32", "amp-fp16", "amp-bf16")}
 
 
 #: The ``--protocol-param`` keys the host itself reads, whatever the task (its own keys a task

@@ -29,9 +29,9 @@ minimised, a :class:`Tuner` says what is tuned and how logits are produced witho
   (:mod:`rlcf_bench.tta.optim`).
 
 Batching is exact: the losses are summed, so each sample's context receives exactly its own
-gradient, and AdamW is elementwise. (Under fp16 autocast the GradScaler's overflow check is
-shared by the batch: a step that overflows for one sample is skipped for the whole batch; in fp32
-and bf16 batches are exact up to float re-association.)
+gradient, and AdamW is elementwise. (Under fp16 autocast each sample has its own loss scale and
+overflow check, :class:`rlcf_bench.device.AmpHelper`: a step that overflows for one sample is
+skipped for that sample only.)
 
 Two more families share this module: :class:`DistillationMethod` (image-encoder tuning towards
 the teacher's distribution, KD/DKD/ATKD) and :class:`FrozenViewsMethod` (methods that do not
@@ -619,7 +619,9 @@ def run_episode(tuner: Tuner, objective: Objective, views: torch.Tensor | None, 
                     logits = tuner.step_logits(selected, all_logits if all_logits.requires_grad else None)
                 else:
                     logits = tuner.step_logits(selected)
-                loss = objective.loss(logits).sum()  # per-sample losses summed: exact per-sample gradients
+                # per-sample losses [B]: summed by backward_step (exact per-sample gradients), each
+                # scaled by its own sample's loss scale under amp-fp16 (rlcf_bench.device.AmpHelper)
+                loss = objective.loss(logits)
             with section("backward+optimizer"):
                 amp.backward_step(loss, optimizer)
     tuner.end()

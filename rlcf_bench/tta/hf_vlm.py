@@ -20,7 +20,7 @@ from typing import Any, cast
 import torch
 from torch import nn
 
-from .vlm import OPENAI_MEAN, OPENAI_STD, NormalisedFeatures
+from .vlm import OPENAI_MEAN, OPENAI_STD, NormalisedFeatures, truncation_length
 
 
 def _pooled(out: Any) -> torch.Tensor:
@@ -106,7 +106,7 @@ class HFClipVLM(NormalisedFeatures):
 
     @property
     def logit_scale(self) -> float:
-        return float(self._clip.logit_scale.detach().exp())
+        return self._exp_logit_scale(self._clip.logit_scale)
 
     def tokenize(self, texts: Sequence[str]) -> torch.Tensor:
         """``LongTensor[N, context_length]``: start, BPE ids, end-of-text, padding (long texts are cut
@@ -120,14 +120,14 @@ class HFClipVLM(NormalisedFeatures):
         return _pooled(self._clip.get_image_features(pixel_values=images))
 
     def encode_text(self, tokens: torch.Tensor, truncate: bool = True) -> torch.Tensor:
-        """Encode token ids; cut after the batch's last pooled position when ``truncate`` (exact)."""
+        """Encode token ids (moved to the model's device); cut after the batch's last pooled
+        position when ``truncate`` (exact; read on the host when the tokens are there)."""
         if truncate:
-            length = int(self.text_tower.pool_index(tokens).max()) + 1
-            tokens = tokens[:, :length]
-        return _pooled(self._clip.get_text_features(input_ids=tokens))
+            tokens = tokens[:, :truncation_length(self.text_tower.pool_index(tokens))]
+        return _pooled(self._clip.get_text_features(input_ids=tokens.to(self.device)))
 
-    def encode_text_embeddings(self, x: torch.Tensor, pool_idx: torch.Tensor) -> torch.Tensor:
+    def encode_text_embeddings(self, x: torch.Tensor, pool_idx: torch.Tensor, length: int | None = None) -> torch.Tensor:
         """Encode token *embeddings* (e.g. with learned context spliced in), truncated to
-        ``max(pool_idx) + 1`` positions."""
-        length = int(pool_idx.max()) + 1
+        ``length`` positions (default ``max(pool_idx) + 1``, a device sync: prompt learners pass it)."""
+        length = truncation_length(pool_idx) if length is None else int(length)
         return self.text_tower.forward_embeddings(x[:, :length], pool_idx)

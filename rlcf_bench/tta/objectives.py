@@ -25,6 +25,7 @@ episode sums the per-sample losses, so each sample's gradient is exactly what it
 from __future__ import annotations
 
 import contextlib
+import functools
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -83,10 +84,17 @@ def marginal_entropy(logits: torch.Tensor) -> torch.Tensor:
     (TPT does the same so that ``0 · log 0`` stays finite).
     """
     logp = logits.float().log_softmax(dim=-1)
-    n = logp.shape[1]
-    avg = torch.logsumexp(logp, dim=1) - torch.log(torch.tensor(float(n), device=logp.device))
+    avg = torch.logsumexp(logp, dim=1) - log_count(logp.shape[1])
     avg = avg.clamp(min=torch.finfo(avg.dtype).min)
     return -(avg.exp() * avg).sum(dim=-1)
+
+
+@functools.cache
+def log_count(n: int) -> torch.Tensor:
+    """``log n`` as a 0-dim fp32 tensor on the host, made once per ``n``: a host scalar joins a
+    device operation without an upload (a fresh ``torch.tensor(..., device=cuda)`` per loss is a
+    synchronising copy), and its bits are those of ``torch.log`` in fp32, as before."""
+    return torch.log(torch.tensor(float(n)))
 
 
 def top_k_actions(logits: torch.Tensor, k: int) -> torch.Tensor:

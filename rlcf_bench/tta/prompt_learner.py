@@ -85,7 +85,7 @@ class PromptLearner:
     def text_features(self, ctx: torch.Tensor) -> torch.Tensor:
         """L2-normalised fp32 class features ``[B, C, E]`` for contexts ``[B, n_ctx, D]``."""
         b = ctx.shape[0]
-        feats = self.model.encode_text_embeddings(self.embeddings(ctx), self.pool_idx.repeat(b))
+        feats = self.model.encode_text_embeddings(self.embeddings(ctx), self.pool_idx.repeat(b), self.length)
         return F.normalize(feats.float(), dim=-1).view(b, self.n_classes, -1)
 
 

@@ -101,6 +101,7 @@ class NormalisedFeatures:
     def _wrap(self, model: nn.Module, tokenizer: Any, *, name: str, version: str, image_size: int,
               mean: Sequence[float], std: Sequence[float]) -> None:
         """Freeze ``model`` (eval mode, no gradients) and record its identity and preprocessing."""
+        self._scale_cache: tuple[tuple[int, int, str], float] | None = None
         self.model = model.eval()
         for p in self.model.parameters():
             p.requires_grad_(False)
@@ -115,6 +116,17 @@ class NormalisedFeatures:
     def module(self) -> nn.Module:
         return self.model
 
+    def _exp_logit_scale(self, log_scale: torch.Tensor) -> float:
+        """``exp(log_scale)`` as a float, read from the device once and cached until the tensor is
+        written or moved (its in-place version counter or storage changes): methods read
+        ``logit_scale`` per sample, and each read of a GPU value is a host-device sync."""
+        key = (log_scale._version, log_scale.data_ptr(), str(log_scale.device))
+        cached = getattr(self, "_scale_cache", None)
+        if cached is None or cached[0] != key:
+            cached = (key, float(log_scale.detach().exp()))
+            self._scale_cache = cached
+        return cached[1]
+
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
@@ -124,7 +136,7 @@ class NormalisedFeatures:
         """L2-normalised features of ``texts`` in fp32, batched, no gradient."""
         feats = []
         for i in range(0, len(texts), batch_size):
-            tokens = self.tokenize(texts[i : i + batch_size]).to(self.device)
+            tokens = self.tokenize(texts[i : i + batch_size])  # on the host: encode_text truncates there
             feats.append(F.normalize(self.encode_text(tokens).float(), dim=-1))
         return torch.cat(feats) if feats else torch.empty(0)
 
@@ -162,7 +174,7 @@ class OpenClipVLM(NormalisedFeatures):
 
     @property
     def logit_scale(self) -> float:
-        return float(self._clip.logit_scale.detach().exp())
+        return self._exp_logit_scale(self._clip.logit_scale)
 
     def tokenize(self, texts: Sequence[str]) -> torch.Tensor:
         tokens: torch.Tensor = self.tokenizer(list(texts))
@@ -172,19 +184,29 @@ class OpenClipVLM(NormalisedFeatures):
         return self._clip.encode_image(images)
 
     def encode_text(self, tokens: torch.Tensor, truncate: bool = True) -> torch.Tensor:
-        """Encode token ids; truncated to the longest end-of-text position when exact."""
+        """Encode token ids (on the host or the model's device; moved there); truncated to the
+        longest end-of-text position when exact. The length is read on the host when the tokens
+        are there (as :meth:`text_features` passes them), so no device sync is paid."""
         tower = self.text_tower
         if not truncate or tower is None or not tower.truncatable:
-            return self._clip.encode_text(tokens)
+            return self._clip.encode_text(tokens.to(self.device))
         pool_idx = tower.pool_index(tokens)
-        length = int(pool_idx.max()) + 1
-        x = tower.token_embedding(tokens[:, :length])
+        length = truncation_length(pool_idx)
+        tokens, pool_idx = tokens[:, :length].to(self.device), pool_idx.to(self.device)
+        x = tower.token_embedding(tokens)
         return tower.forward_embeddings(x, pool_idx)
 
-    def encode_text_embeddings(self, x: torch.Tensor, pool_idx: torch.Tensor) -> torch.Tensor:
+    def encode_text_embeddings(self, x: torch.Tensor, pool_idx: torch.Tensor, length: int | None = None) -> torch.Tensor:
         """Encode token *embeddings* (e.g. with learned context spliced in), truncated to
-        ``max(pool_idx) + 1`` positions."""
+        ``length`` positions (default ``max(pool_idx) + 1``, which reads ``pool_idx`` on the host:
+        callers that know it, as prompt learners do, pass it and pay no device sync per step)."""
         if self.text_tower is None:
             raise TypeError(f"model {self.name} does not expose its text transformer")
-        length = int(pool_idx.max()) + 1
+        length = truncation_length(pool_idx) if length is None else int(length)
         return self.text_tower.forward_embeddings(x[:, :length], pool_idx)
+
+
+def truncation_length(pool_idx: torch.Tensor) -> int:
+    """``max(pool_idx) + 1``: the positions a causal text tower needs (a host-device sync when
+    ``pool_idx`` is on an accelerator; callers keep it out of per-step paths)."""
+    return int(pool_idx.max()) + 1

@@ -19,10 +19,11 @@ BATCH = 4
 
 @pytest.fixture(scope="module")
 def tower_copies() -> list[torch.Tensor]:
+    from rlcf_bench.device import bench_device
     from rlcf_bench.plugins import PluginHost
     from rlcf_bench.session import ComponentSession
 
-    visual = ComponentSession(PluginHost(), device="cpu").model("micro-student").visual
+    visual = ComponentSession(PluginHost(), device=bench_device()).model("micro-student").visual
     return [p.detach().unsqueeze(0).repeat(BATCH, *[1] * p.dim()) for p in visual.parameters()]
 
 

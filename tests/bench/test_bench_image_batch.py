@@ -20,14 +20,14 @@ SAMPLES = 16
 
 
 def _method_and_items(name: str) -> tuple[Any, Any, Any, list[tuple[int, str]]]:
-    from rlcf_bench.device import AmpHelper, SectionTimer, configure_threads
+    from rlcf_bench.device import AmpHelper, SectionTimer, bench_device, configure_threads
     from rlcf_bench.plugins import PluginHost
     from rlcf_bench.runner import ExecutionOptions, Runner, RunRequest, context_kwargs
     from rlcf_bench.store import Store
     from rlcf_bench.types import MethodContext
 
     configure_threads()
-    runner = Runner(PluginHost(), Store("sqlite://"), ExecutionOptions(device="cpu", warmup=0))
+    runner = Runner(PluginHost(), Store("sqlite://"), ExecutionOptions(device=str(bench_device()), warmup=0))
     req = RunRequest(task="classification", dataset="micro-hard", method=name, model="micro-student",
                      reward_model="micro-reward", protocol_overrides=(("n_views", 32),))
     spec, task_spec, ds_spec, (method_spec, config) = runner.prepare(req)

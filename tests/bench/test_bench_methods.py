@@ -24,14 +24,14 @@ METHODS = ("tpt-prompt", "rlcf-prompt", "tpt-image", "rlcf-image")
 
 
 def _context(n_views: int, n_classes: int) -> tuple[Any, Any]:
-    from rlcf_bench.device import AmpHelper, SectionTimer, configure_threads
+    from rlcf_bench.device import AmpHelper, SectionTimer, bench_device, configure_threads
     from rlcf_bench.tta.reward import CLIPReward
     from rlcf_bench.types import MethodContext, RunProtocol
     from rlcf_bench_fixtures.tiny import TinyColors, load_tiny_clip
     from rlcf_bench_tasks.classification import ClassificationTask
 
     configure_threads()  # RLCF_BENCH_THREADS, as the runner does
-    device = torch.device("cpu")
+    device = bench_device()  # RLCF_BENCH_DEVICE, else CUDA when available
     arch = os.environ.get("RLCF_BENCH_BENCH_MODEL", "tiny-clip")
     if arch == "tiny-clip":
         model = load_tiny_clip("tiny-clip", device)

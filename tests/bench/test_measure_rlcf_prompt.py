@@ -73,24 +73,29 @@ class SyntheticClassification:
 
 
 def matmul_flops(n: int = 4096, reps: int = 5) -> float:
-    """Best fp32 FLOP/s of an ``n×n @ n×n`` product on this machine (torch's thread setting)."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
+    """Best fp32 FLOP/s of an ``n×n @ n×n`` product on the bench device (torch's thread setting on
+    the CPU), device-synchronised."""
+    from rlcf_bench.device import Clock, bench_device
+
+    device = bench_device()
+    clock = Clock(device)
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
     a @ b
     best = float("inf")
     for _ in range(reps):
-        t0 = time.perf_counter()
+        t0 = clock.now()
         a @ b
-        best = min(best, time.perf_counter() - t0)
+        best = min(best, (clock.now() - t0) / 1000.0)
     return 2 * n**3 / best
 
 
 def _method_context(model: Any, dataset: Any, n_views: int, selection_ratio: float) -> tuple[Any, Any]:
-    from rlcf_bench.device import AmpHelper, SectionTimer
+    from rlcf_bench.device import AmpHelper, SectionTimer, bench_device
     from rlcf_bench.tta.reward import CLIPReward
     from rlcf_bench.types import MethodContext, RunProtocol
     from rlcf_bench_tasks.classification import ClassificationTask
 
-    device = torch.device("cpu")
+    device = bench_device()
     protocol = RunProtocol(seed=0, n_views=n_views, selection_ratio=selection_ratio, precision="fp32")
     task = ClassificationTask(dataset, protocol)
     reward = CLIPReward([(model, 1.0)], name=model.name, policy_mean=model.mean, policy_std=model.std)
@@ -105,11 +110,12 @@ def measure_mfu(n_classes: int = 200, n_views: int = 16, selection_ratio: float 
                 repeats: int = 2) -> dict[str, Any]:
     from torch.utils.flop_counter import FlopCounterMode
 
-    from rlcf_bench.device import configure_threads
+    from rlcf_bench.device import Clock, bench_device, configure_threads
     from rlcf_bench_rlcf.rlcf_prompt import RLCFPrompt, RLCFPromptConfig
 
     configure_threads()
-    model = vitb16_random()
+    clock = Clock(bench_device())
+    model = vitb16_random(device=bench_device())
     ctx, task = _method_context(model, SyntheticClassification(n_classes), n_views, selection_ratio)
     method = RLCFPrompt(RLCFPromptConfig())
     method.setup(ctx)
@@ -133,9 +139,9 @@ def measure_mfu(n_classes: int = 200, n_views: int = 16, selection_ratio: float 
     times, breakdowns = [], []
     for _ in range(repeats):
         ctx.cache["profile_timer"].reset()
-        t0 = time.perf_counter()
+        t0 = clock.now()  # device-synchronised
         episode()
-        times.append(time.perf_counter() - t0)
+        times.append((clock.now() - t0) / 1000.0)
         breakdowns.append({k: round(v) for k, v in ctx.cache["profile_timer"].totals.items()})
     method.reset()
     peak = matmul_flops()
@@ -174,7 +180,9 @@ def measure_memory(n_classes: int = 1000, n_views: int = 64, db: str | None = No
     host = PluginHost(autoload=False, extra=["rlcf_bench_tasks", "rlcf_bench_rlcf", "rlcf_bench_models", _Plugin()])
     db = db or f"sqlite:///{tempfile.mkdtemp()}/memory.sqlite"
     store = Store(db)
-    runner = Runner(host, store, ExecutionOptions(device="cpu", batch_size=1, warmup=0, fresh=True))
+    from rlcf_bench.device import bench_device
+
+    runner = Runner(host, store, ExecutionOptions(device=str(bench_device()), batch_size=1, warmup=0, fresh=True))
     runner.session.model(model_name)
     rss_loaded = _rss_mb()
     req = RunRequest(task="classification", dataset=dataset_name, method="rlcf-prompt", model=model_name,

@@ -29,7 +29,7 @@ BAD_ARGS = st.one_of(
     _bad_option("--orders", non_positive | not_an_int),
     _bad_option("--views", non_positive | not_an_int),
     _bad_option("--seed", negative | not_an_int),
-    _bad_option("--precision", junk.filter(lambda s: s not in {"auto", "fp32", "amp-fp16", "amp-bf16"})),
+    _bad_option("--precision", junk.filter(lambda s: s not in {"auto", "fp32", "tf32", "amp-fp16", "amp-bf16"})),
     _bad_option("--on-corrupt", junk.filter(lambda s: s not in {"fail", "skip"})),
     _bad_option("--device", st.sampled_from(["gpu", "cuda:x", "tpu", "", "cpu:-1x", "meta", "mps:0"])),
     st.tuples(st.sampled_from(["tpt-prompt", "rlcf-prompt"]), st.sampled_from(["steps", "sample_k"]),

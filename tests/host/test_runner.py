@@ -54,7 +54,7 @@ def test_a_complete_run_is_recorded_with_provenance(runner, store):
     assert run.protocol["n_views"] == 64 and run.protocol["precision"] == "fp32"
     assert run.config_hash and run.protocol_hash and run.model_version == "seed0"
     assert any(p["name"] == "baselines.zero_shot" for p in run.plugins)
-    assert run.ms_per_sample_p50 > 0 and run.peak_memory_mb > 0 and run.memory_kind == "cpu_peak_rss"
+    assert run.ms_per_sample_p50 > 0 and run.peak_memory_mb > 0 and run.memory_kind == "cpu_own_peak_rss"
     rows = store.sample_rows(result.run_id)
     from rlcf_bench.runner import DEFAULT_BATCH_SIZE
 
