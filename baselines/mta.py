@@ -100,8 +100,8 @@ def mta_mode(features: Any, probs: Any, config: MTAConfig = MTAConfig()) -> Any:
             done = (new - state).norm(dim=-1) < config.tol
             state = torch.where(active[:, None], new, state)
             active = active & ~done
-            if not bool(active.any()):
-                break
+        # no early exit: asking whether every sample has converged is a host sync per iteration;
+        # a converged sample's state is frozen by the mask, so the few extra iterations change nothing
         return state
 
     for _ in range(config.outer):

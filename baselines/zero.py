@@ -90,26 +90,42 @@ def zero_votes(logits: Any, n_keep: int, order: Any = None, tie_break: str = "ma
     ranked = logits.argmax(-1).gather(1, order)  # [B, V] predicted class per view, by confidence
     votes = torch.zeros(b, c, dtype=torch.float32, device=logits.device)
     votes.scatter_add_(1, ranked[:, :n_keep], torch.ones(b, n_keep, device=logits.device))
+    tied = votes == votes.max(-1, keepdim=True).values  # [B, C]
+    if tie_break == "official":
+        _official_tie_break(logits, votes, tied, ranked, order, n_keep)
+        return votes
+    # without a host sync: every sample's winner is computed, and added where there is a tie
+    fallback = order[:, n_keep] if n_keep < v else order[:, 0]
+    row = logits.gather(1, fallback[:, None, None].expand(-1, 1, c))[:, 0].float()
+    winner = row.masked_fill(~tied, float("-inf")).argmax(-1)
+    if n_keep < v:  # else no discarded view: the fallback decides
+        rest = ranked[:, n_keep:]  # the discarded views' classes, most confident first
+        hit = tied.gather(1, rest)  # [B, V - n_keep]: does that view predict a tied class?
+        first_hit = rest.gather(1, hit.float().argmax(-1, keepdim=True))[:, 0]  # argmax returns the first maximum
+        winner = torch.where(hit.any(-1), first_hit, winner)
+    votes.scatter_add_(1, winner[:, None], (tied.sum(-1, keepdim=True) >= 2).float())
+    return votes
+
+
+
+def _official_tie_break(logits: Any, votes: Any, tied: Any, ranked: Any, order: Any, n_keep: int) -> None:
+    """``tie_break="official"`` (:func:`zero_votes`), per sample: only the parity option pays its syncs."""
+    import torch
+
+    b, v, c = logits.shape
     for i in range(b):
-        tied = votes[i] == votes[i].max()
-        if int(tied.sum()) < 2:
+        if int(tied[i].sum()) < 2:
             continue
         rest = ranked[i, n_keep:]
-        hits = rest[tied[rest]]
+        hits = rest[tied[i][rest]]
         if len(hits):
             winner = int(hits[0])
         else:
             fallback = order[i, n_keep] if n_keep < v else order[i, 0]
-            row = logits[i, fallback].float()
-            if tie_break == "official":
-                blanked = torch.zeros_like(tied)
-                blanked[c - 1 - tied.nonzero()[:, 0]] = True
-            else:
-                blanked = ~tied
-            winner = int(row.masked_fill(blanked, float("-inf")).argmax())
+            blanked = torch.zeros_like(tied[i])
+            blanked[c - 1 - tied[i].nonzero()[:, 0]] = True
+            winner = int(logits[i, fallback].float().masked_fill(blanked, float("-inf")).argmax())
         votes[i, winner] += 1
-    return votes
-
 
 class Zero(FrozenViewsMethod):
     """Zero: majority vote of the most confident views' argmax classes (no learning)."""

@@ -41,8 +41,6 @@ PROTOCOL = (("n_views", 8), ("selection_ratio", 0.25), ("limit", 9))
 KNOWN_SYNCS = {
     "dpe": "baselines/dpe.py:165 float(h) per sample in after_predict; rlcf_bench/tta/cache.py:142 torch.nonzero in "
            "ClassCache.class_means (a variable-size result; a masked form needs dpe.py to take it)",
-    "mta": "baselines/mta.py:99 bool(active.any()) per mode-seeking iteration",
-    "zero": "baselines/zero.py:74 int(tied.sum()) per sample in the vote",
 }
 
 
