@@ -420,7 +420,11 @@ Examples:
         if conflicts:
             sys.exit(1)
 
-    @cli.group("runs")
+    @cli.group("runs", epilog="""\b
+Examples:
+  rlcf-bench runs hide 12 13 --reason "before the DPE fix"
+  rlcf-bench runs hidden
+  rlcf-bench runs unhide 12""")
     def runs_group() -> None:
         """Curate stored runs: hide obsolete ones from reports (reversibly)."""
 
@@ -436,14 +440,18 @@ Examples:
         """Leave runs out of every report; they stay in the store (`runs unhide` shows them again)."""
         _set_hidden(db, run_ids, True, reason)
 
-    @runs_group.command("unhide")
+    @runs_group.command("unhide", epilog="""\b
+Example:
+  rlcf-bench runs unhide 12 13""")
     @click.argument("run_ids", nargs=-1, required=True, type=click.IntRange(min=1))
     @click.option("--db", default=None, help=DB_HELP)
     def runs_unhide_cmd(run_ids: tuple[int, ...], db: str | None) -> None:
         """Show hidden runs in reports again."""
         _set_hidden(db, run_ids, False, "")
 
-    @runs_group.command("hidden")
+    @runs_group.command("hidden", epilog="""\b
+Example:
+  rlcf-bench runs hidden --db leaderboard/leaderboard.sqlite""")
     @click.option("--db", default=None, help=DB_HELP)
     def runs_hidden_cmd(db: str | None) -> None:
         """List the hidden runs (id, run, reason)."""

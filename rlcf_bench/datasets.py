@@ -12,6 +12,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from .fs_names import fs_text  # noqa: F401  (public here: plugins import it from rlcf_bench.datasets)
+
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
@@ -93,31 +95,6 @@ def decode_image(path: str | os.PathLike[str] | IO[bytes], name: str | None = No
                         "replace the file, check the dataset with `rlcf-bench data check`, "
                         "or pass --on-corrupt skip") from exc
     return torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()
-
-
-def fs_text(name: Any, encoding: str = "utf-8") -> str:
-    """A file-system name as text that every store and output can hold, losslessly for names
-    that are valid ``encoding``: a name is the bytes the file system gives (``os.fsencode``, so
-    the surrogates ``os.fsdecode`` made of undecodable bytes are those bytes again), decoded with
-    ``encoding`` (UTF-8 unless a dataset declares another, e.g. ``latin-1``); a byte that is not
-    valid there is written ``\\xNN``. Text that is already valid (the common case) is returned
-    unchanged."""
-    if isinstance(name, os.PathLike):
-        name = os.fspath(name)
-    if isinstance(name, str):
-        if encoding.replace("-", "").replace("_", "").lower() in {"utf8", ""}:
-            try:
-                name.encode("utf-8")
-                return name
-            except UnicodeEncodeError:
-                pass
-        try:
-            name = name.encode("utf-8", "surrogateescape")
-        except UnicodeEncodeError:  # surrogates that are not escaped bytes: show them as code points
-            return str(name.encode("utf-8", "backslashreplace").decode("utf-8"))
-    if isinstance(name, bytes):
-        return str(name.decode(encoding, "backslashreplace"))
-    return fs_text(str(name), encoding)
 
 
 def undecodable(dataset: Any, *, workers: int = 8, progress: Callable[[int], None] | None = None) -> list[str]:

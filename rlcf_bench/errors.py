@@ -120,7 +120,7 @@ def fail(exc: BaseException, *, verbose: bool, code: int | None = None) -> NoRet
     """Print ``exc`` as one line (plus the traceback when ``verbose``) and exit."""
     if verbose:
         traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
-    from .datasets import fs_text  # a message may quote a file name that is not UTF-8
+    from .fs_names import fs_text  # a message may quote a file name that is not UTF-8
 
     print(f"error: {fs_text(describe(exc))}", file=sys.stderr)
     sys.exit(code if code is not None else getattr(exc, "exit_code", EXIT_USAGE))

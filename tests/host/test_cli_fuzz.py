@@ -27,6 +27,7 @@ BAD_ARGS = st.one_of(
     _bad_option("--batch-size", non_positive | not_an_int),
     _bad_option("--jobs", non_positive | not_an_int),
     _bad_option("--orders", non_positive | not_an_int),
+    _bad_option("--seeds", non_positive | not_an_int),
     _bad_option("--views", non_positive | not_an_int),
     _bad_option("--seed", negative | not_an_int),
     _bad_option("--precision", junk.filter(lambda s: s not in {"auto", "fp32", "tf32", "amp-fp16", "amp-bf16"})),
@@ -70,7 +71,7 @@ def test_the_table_covers_every_numeric_run_option():
     numeric = {p.name for p in run.params if isinstance(p.type, (click.types.IntParamType, click.types.FloatParamType))}
     ranged = {p.name for p in run.params if isinstance(p.type, (click.IntRange, click.FloatRange))}
     assert numeric == ranged, numeric - ranged
-    assert ranged == {"limit", "orders", "seed", "views", "batch_size", "jobs"}
+    assert ranged == {"limit", "orders", "seeds", "seed", "views", "batch_size", "jobs"}
 
 
 # ------------------------------------------------------------------ own data (issue 31, case 5)

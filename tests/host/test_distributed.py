@@ -38,10 +38,15 @@ def rows(store: Store, run_id: int) -> list[tuple]:
     return [(r.sample_id, r.idx, r.prediction, r.target, r.score) for r in store.sample_rows(run_id)]
 
 
+def close(x: float | None) -> object:
+    """Equal up to batch-composition rounding; ``None`` (a metric stored without an interval) exactly."""
+    return x if x is None else pytest.approx(x, rel=1e-6)
+
+
 def same_metrics(store: Store, run_id: int, want_store: Store, want_id: int) -> bool:
     got, want = store.metrics_of(run_id), want_store.metrics_of(want_id)
     return bool(want) and {k: (v.value, v.ci_low, v.ci_high, v.n) for k, v in got.items()} == {
-        k: pytest.approx((v.value, v.ci_low, v.ci_high, v.n), rel=1e-6) for k, v in want.items()}
+        k: (close(v.value), close(v.ci_low), close(v.ci_high), v.n) for k, v in want.items()}
 
 
 # ------------------------------------------------------------------ shards
@@ -327,7 +332,7 @@ def assert_same_store(got: tuple[list, list, list], want: tuple[list, list, list
     """Equal rows and runs; metrics equal up to batch-composition rounding (module docstring)."""
     assert got[:2] == want[:2]
     assert [m[:2] for m in got[2]] == [m[:2] for m in want[2]]
-    assert [m[2:] for m in got[2]] == [pytest.approx(m[2:], rel=1e-6) for m in want[2]]
+    assert [m[2:] for m in got[2]] == [tuple(close(x) for x in m[2:]) for m in want[2]]
 
 
 def _worker_pid(launcher: int, rank: int) -> int | None:

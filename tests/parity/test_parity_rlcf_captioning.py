@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 import torch
-from conftest import tools_module
+from parity_files import tools_module
 from tpt_family_harness import check_weights, described, reward_model
 
 #: fp32 on the CPU, one thread; the two OPT implementations sum in different orders
@@ -115,7 +115,7 @@ def episodes(helper: Any, meta: dict[str, str], options: dict[str, Any], folder:
 
 @pytest.fixture(scope="module")
 def official() -> tuple[dict[str, Any], dict[str, str]]:
-    from conftest import load_golden
+    from parity_files import load_golden
 
     return load_golden("rlcf_captioning")
 
