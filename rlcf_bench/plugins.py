@@ -184,7 +184,7 @@ class PluginHost:
     :param autoload: load entry points of group ``rlcf_bench`` (also switched off by the
         environment variable ``RLCF_BENCH_DISABLE_PLUGIN_AUTOLOAD=1``).
     :param blocked: plugin names to block (``-p no:NAME``); a block of ``baselines`` also blocks
-        ``baselines.tpt`` and the other submodules.
+        ``baselines.tpt_prompt`` and the other submodules.
     :param plugins_dirs: folders whose ``*.py`` files are loaded as one-file plugins.
     :param extra: plugin objects or importable module names to register first (the CLI's
         reporter, tests, ``-p NAME``).

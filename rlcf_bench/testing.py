@@ -43,7 +43,7 @@ __all__ = [
 
 #: The first-party plugins the contract needs: the classification task, the tiny fixture
 #: (dataset and models), the CLIP reward, and the repository's methods.
-FIXTURE_PLUGINS: tuple[str, ...] = ("rlcf_bench_tasks", "baselines", "rlcf_bench_fixtures", "rlcf_bench_models",
+FIXTURE_PLUGINS: tuple[str, ...] = ("rlcf_bench_tasks", "rlcf_bench_baselines", "rlcf_bench_fixtures", "rlcf_bench_models",
                                     "rlcf_bench_rlcf")
 #: The protocol of every contract run: 6 samples, 8 views of which 2 are selected.
 CONTRACT_PROTOCOL: tuple[tuple[str, Any], ...] = (("n_views", 8), ("selection_ratio", 0.25), ("limit", 6))

@@ -13,7 +13,7 @@ os.environ.setdefault("RLCF_BENCH_THREADS", "2")
 REPO = Path(__file__).resolve().parent.parent
 
 # The first-party plugin modules a hermetic host registers explicitly (autoload stays off).
-CORE_PLUGINS = ("rlcf_bench_tasks", "baselines", "rlcf_bench_rlcf", "rlcf_bench_fixtures", "rlcf_bench_models")
+CORE_PLUGINS = ("rlcf_bench_tasks", "rlcf_bench_baselines", "rlcf_bench_rlcf", "rlcf_bench_fixtures", "rlcf_bench_models")
 
 
 @pytest.fixture

@@ -91,7 +91,7 @@ class Bench:
 
         self.device, self.dry_run = device, dry_run
         self.store = Store(f"sqlite:///{tempfile.mkdtemp(prefix='gpu-check-')}/check.sqlite")
-        self.host = PluginHost(autoload=False, extra=["rlcf_bench_tasks", "baselines", "rlcf_bench_rlcf",
+        self.host = PluginHost(autoload=False, extra=["rlcf_bench_tasks", "rlcf_bench_baselines", "rlcf_bench_rlcf",
                                                       "rlcf_bench_models", "rlcf_bench_fixtures", _paper_plugin()])
         self.sessions: dict[str, Any] = {}
 

@@ -61,7 +61,7 @@ def _context(n_views: int, n_classes: int) -> tuple[Any, Any]:
 def _method(name: str, ctx: Any) -> Any:
     from rlcf_bench.plugins import PluginHost
 
-    host = PluginHost(autoload=False, extra=["baselines", "rlcf_bench_rlcf"])
+    host = PluginHost(autoload=False, extra=["rlcf_bench_baselines", "rlcf_bench_rlcf"])
     spec = host.registry("methods").get(name)
     method = spec.method_cls(spec.config_cls())
     method.setup(ctx)

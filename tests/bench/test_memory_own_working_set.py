@@ -46,7 +46,7 @@ def measure(after: str | None = None) -> dict[str, Any]:
             return [DatasetSpec(name=dataset_name, version="1", task_kinds=frozenset({"classification"}),
                                 build=lambda root=None: SyntheticClassification(CLASSES, n=LIMIT))]
 
-    host = PluginHost(autoload=False, extra=["rlcf_bench_tasks", "baselines", "rlcf_bench_rlcf", "rlcf_bench_models",
+    host = PluginHost(autoload=False, extra=["rlcf_bench_tasks", "rlcf_bench_baselines", "rlcf_bench_rlcf", "rlcf_bench_models",
                                              _Plugin()])
     store = Store(f"sqlite:///{tempfile.mkdtemp()}/memory.sqlite")
     from rlcf_bench.device import bench_device

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-CAPTION_PLUGINS = ("rlcf_bench_tasks", "baselines", "rlcf_bench_fixtures", "rlcf_bench_models", "rlcf_bench_rlcf")
+CAPTION_PLUGINS = ("rlcf_bench_tasks", "rlcf_bench_baselines", "rlcf_bench_fixtures", "rlcf_bench_models", "rlcf_bench_rlcf")
 
 
 @pytest.fixture(autouse=True)

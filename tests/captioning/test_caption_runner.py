@@ -24,7 +24,7 @@ def test_components_are_registered(caption_host):
 
 def test_plugin_modules_do_not_import_torch():
     code = ("import sys, rlcf_bench_tasks.captioning, rlcf_bench_tasks.captioning_commands, "
-            "rlcf_bench_models.prefix_captioners, rlcf_bench_rlcf._captioning, rlcf_bench_rlcf.rlcf, baselines._zero_shot_caption, baselines.zero_shot, "
+            "rlcf_bench_models.prefix_captioners, rlcf_bench_rlcf._captioning, rlcf_bench_rlcf.rlcf, rlcf_bench_baselines._zero_shot_caption, rlcf_bench_baselines.zero_shot, "
             "rlcf_bench_micro.captioner; "
             "rlcf_bench_micro.captioner.rlcfb_register_models(); "
             "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, 'heavy import'")

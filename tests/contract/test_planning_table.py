@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-PLUGINS = ("rlcf_bench_tasks", "baselines", "rlcf_bench_rlcf", "rlcf_bench_fixtures", "rlcf_bench_models")
+PLUGINS = ("rlcf_bench_tasks", "rlcf_bench_baselines", "rlcf_bench_rlcf", "rlcf_bench_fixtures", "rlcf_bench_models")
 BASE = {"suite": "none", "task": "classification", "datasets": ("tiny-colors",), "model": "tiny-clip"}
 
 # (id, inputs beyond BASE, expected (method, reward_model, protocol_overrides, options) per run | error text)

@@ -23,7 +23,7 @@ from click.testing import CliRunner
 
 from rlcf_bench.cli import build_cli, build_host, split_global_options
 
-PLUGINS = ["rlcf_bench_tasks", "baselines", "rlcf_bench_fixtures", "rlcf_bench_datasets"]
+PLUGINS = ["rlcf_bench_tasks", "rlcf_bench_baselines", "rlcf_bench_fixtures", "rlcf_bench_datasets"]
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from rlcf_bench.cli import GlobalOptions, build_cli, build_host
 
-PLUGINS = ["rlcf_bench_tasks", "baselines", "rlcf_bench_micro", "rlcf_bench_models", "rlcf_bench_datasets"]
+PLUGINS = ["rlcf_bench_tasks", "rlcf_bench_baselines", "rlcf_bench_micro", "rlcf_bench_models", "rlcf_bench_datasets"]
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ def find(rows: list[ReferenceResult], **where: Any) -> list[ReferenceResult]:
 
 def test_counts_and_units(rows: list[ReferenceResult]) -> None:
     by_task = Counter(r.task for r in rows)
-    # KD and ATKD (Table 1) are registered by their own method files (baselines/kd.py, atkd.py).
+    # KD and ATKD (Table 1) are registered by their own method files (baselines/rlcf_bench_baselines/kd.py, atkd.py).
     assert by_task == {"classification": 15 * 5, "retrieval": 9 * 12, "captioning": 3 + 6 + 6 * 13}
     assert all(0 <= r.value <= 100 for r in rows)
     assert all("percent" in r.note for r in rows)

@@ -18,7 +18,7 @@ from rlcf_bench.runner import ExecutionOptions, Runner, RunRequest
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
 
-PLUGINS = ("rlcf_bench_tasks", "baselines", "rlcf_bench_rlcf", "rlcf_bench_fixtures", "rlcf_bench_models")
+PLUGINS = ("rlcf_bench_tasks", "rlcf_bench_baselines", "rlcf_bench_rlcf", "rlcf_bench_fixtures", "rlcf_bench_models")
 ADAPTING = ("tpt-prompt", "rlcf-prompt", "tpt-image", "rlcf-image")
 ONLINE = ("tda", "dmn-zs", "dpe", "boostadapter")
 

@@ -21,7 +21,7 @@ def cli() -> click.Group:
     """The command group over the first-party plugins, entry-point autoload off."""
     opts = GlobalOptions()
     opts.autoload = False
-    opts.plugins = ["rlcf_bench_tasks", "baselines", "rlcf_bench_fixtures", "rlcf_bench_models"]
+    opts.plugins = ["rlcf_bench_tasks", "rlcf_bench_baselines", "rlcf_bench_fixtures", "rlcf_bench_models"]
     return build_cli(build_host(opts))
 
 

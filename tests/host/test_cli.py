@@ -21,7 +21,7 @@ def test_global_options_are_taken_from_anywhere():
 def test_ls_lists_components_with_versions_and_providers(cli):
     out = CliRunner().invoke(cli, ["ls", "methods"])
     assert out.exit_code == 0
-    assert "zero-shot" in out.output and "[baselines.zero_shot]" in out.output and "tasks=classification" in out.output
+    assert "zero-shot" in out.output and "[rlcf_bench_baselines.zero_shot]" in out.output and "tasks=classification" in out.output
     out = CliRunner().invoke(cli, ["ls", "datasets", "tiny-col*"])
     assert out.output.startswith("tiny-colors") and "zero-shot" not in out.output
 
@@ -29,7 +29,7 @@ def test_ls_lists_components_with_versions_and_providers(cli):
 def test_plugins_lists_hooks(cli):
     out = CliRunner().invoke(cli, ["plugins", "--json"])
     infos = {i["name"]: i for i in json.loads(out.output)}
-    assert "rlcfb_register_methods" in infos["baselines.zero_shot"]["hooks"]
+    assert "rlcfb_register_methods" in infos["rlcf_bench_baselines.zero_shot"]["hooks"]
     assert "rlcfb_run_step" in infos["terminal"]["hooks"]
 
 

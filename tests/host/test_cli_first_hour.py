@@ -18,7 +18,7 @@ def test_run_ends_with_the_runs_just_executed_then_marks_reuse(tmp_path: Path) -
 
     opts = GlobalOptions()  # with the micro suite, which declares the comparisons (every method vs zero-shot)
     opts.autoload = False
-    opts.plugins = ["rlcf_bench_tasks", "baselines", "rlcf_bench_fixtures", "rlcf_bench_models", "rlcf_bench_micro"]
+    opts.plugins = ["rlcf_bench_tasks", "rlcf_bench_baselines", "rlcf_bench_fixtures", "rlcf_bench_models", "rlcf_bench_micro"]
     cli = build_cli(build_host(opts))
     db = tmp_path / "lb.sqlite"
     args = ["run", "--task", "classification", "--dataset", "tiny-colors", "--method", "zero-shot", "--method",

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-PLUGINS = ["--disable-plugin-autoload", "-p", "rlcf_bench_tasks", "-p", "baselines", "-p", "rlcf_bench_fixtures",
+PLUGINS = ["--disable-plugin-autoload", "-p", "rlcf_bench_tasks", "-p", "rlcf_bench_baselines", "-p", "rlcf_bench_fixtures",
            "-p", "rlcf_bench_rlcf"]
 BASE = ["run", *PLUGINS, "--task", "classification", "--dataset", "tiny-colors", "--model", "tiny-clip", "-q"]
 

@@ -23,7 +23,7 @@ while not os.path.exists(gate):
     time.sleep(0.01)
 main(sys.argv[2:])
 """
-BASE = ["run", "--disable-plugin-autoload", "-p", "rlcf_bench_tasks", "-p", "baselines", "-p", "rlcf_bench_fixtures",
+BASE = ["run", "--disable-plugin-autoload", "-p", "rlcf_bench_tasks", "-p", "rlcf_bench_baselines", "-p", "rlcf_bench_fixtures",
         "-p", "rlcf_bench_datasets", "--task", "classification", "--dataset", "tiny-colors", "--model", "tiny-clip",
         "--device", "cpu", "--batch-size", "1", "-q"]
 

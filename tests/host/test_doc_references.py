@@ -18,10 +18,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-FIRST_PARTY = re.compile(r"^(rlcf_bench|rlcf_bench_[a-z]+|baselines)$")
+FIRST_PARTY = re.compile(r"^(rlcf_bench|rlcf_bench_[a-z]+)$")
 FENCE = re.compile(r"^```[^\n]*\n(.*?)^```", re.M | re.S)
 INLINE = re.compile(r"`([^`\n]+)`")
-DOTTED = re.compile(r"(?<![\w./])((?:rlcf_bench|rlcf_bench_[a-z]+|baselines)(?:\.[A-Za-z_]\w*)+)")
+DOTTED = re.compile(r"(?<![\w./])((?:rlcf_bench|rlcf_bench_[a-z]+)(?:\.[A-Za-z_]\w*)+)")
 IMPORT_LINE = re.compile(r"^\s*(from\s+[\w.]+\s+import\s+[^#]+|import\s+[\w., ]+)")
 
 
@@ -89,7 +89,7 @@ def test_the_pages_are_parsed():
     assert "rlcf_bench.bounded" in paths  # an inline dotted path: `rlcf_bench.bounded(default, ge=...)`
     assert list(_imports_of("from rlcf_bench.tta import (\n  episode,\n  views)\n")) == [
         "rlcf_bench.tta:episode", "rlcf_bench.tta:views"]
-    assert list(_imports_of("$ python -c 1\nfrom os import path\nimport baselines.tda\n")) == ["baselines.tda"]
+    assert list(_imports_of("$ python -c 1\nfrom os import path\nimport rlcf_bench_baselines.tda\n")) == ["rlcf_bench_baselines.tda"]
 
 
 @pytest.mark.parametrize("path", sorted(documented_paths()))
@@ -101,7 +101,7 @@ def test_every_documented_import_path_works(path):
 
 
 CITED_TEST = re.compile(r"tests/[\w/]+\.py")
-SCANNED = ["rlcf_bench", "plugins", "baselines", "docs", "tools", "tests"]
+SCANNED = ["rlcf_bench", "plugins", "rlcf_bench_baselines", "docs", "tools", "tests"]
 
 
 def test_every_cited_test_file_exists():

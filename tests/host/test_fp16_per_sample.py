@@ -20,7 +20,7 @@ from rlcf_bench.runner import ExecutionOptions, Runner, RunRequest
 from rlcf_bench.sharding import Shard
 from rlcf_bench.store import Store
 
-PLUGINS = ("rlcf_bench_tasks", "baselines", "rlcf_bench_fixtures", "rlcf_bench_models", "rlcf_bench_rlcf")
+PLUGINS = ("rlcf_bench_tasks", "rlcf_bench_baselines", "rlcf_bench_fixtures", "rlcf_bench_models", "rlcf_bench_rlcf")
 TARGET = "tiny-0003"  # the sample whose first step overflows
 
 

@@ -89,7 +89,7 @@ def _run(tmp_path, extra, method="zero-shot", limit=6):
     from rlcf_bench.runner import ExecutionOptions, Runner
     from rlcf_bench.store import Store
 
-    host = PluginHost(autoload=False, extra=["rlcf_bench_tasks", "baselines", "rlcf_bench_fixtures", *extra])
+    host = PluginHost(autoload=False, extra=["rlcf_bench_tasks", "rlcf_bench_baselines", "rlcf_bench_fixtures", *extra])
     runner = Runner(host, Store(f"sqlite:///{tmp_path / 'db.sqlite'}"), ExecutionOptions(device="cpu", batch_size=4))
     return runner.run(RunRequest("classification", "tiny-colors", method, "tiny-clip",
                                  protocol_overrides=(("limit", limit),)))

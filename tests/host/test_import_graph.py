@@ -24,7 +24,7 @@ HOST = REPO / "rlcf_bench"
 PLUGIN_ROOTS = {**{p.name: p for p in (REPO / "plugins").iterdir() if (p / "__init__.py").exists()},
                 **{p.name: p for p in (REPO / "plugins").glob("*/*")  # a separate distribution's package
                    if (p / "__init__.py").exists() and not (p.parent / "__init__.py").exists()},
-                "baselines": REPO / "baselines"}
+                "rlcf_bench_baselines": REPO / "baselines" / "rlcf_bench_baselines"}
 PLUGIN_PACKAGES = frozenset(PLUGIN_ROOTS)
 
 
@@ -144,7 +144,7 @@ def test_typing_imports_and_plugin_packages_are_in_the_graph() -> None:
     assert "rlcf_bench.task" not in import_graph()["rlcf_bench.types"]
     assert "rlcf_bench.task" in import_graph(typing=True)["rlcf_bench.types"]  # `if TYPE_CHECKING:` import
     every = import_graph(every=True)
-    assert "rlcf_bench_tasks._retrieval" in every["baselines.zero_shot"]  # a plugin package's import
+    assert "rlcf_bench_tasks._retrieval" in every["rlcf_bench_baselines.zero_shot"]  # a plugin package's import
     assert "rlcf_bench_micro.zoo" in every["rlcf_bench_micro.commands"]  # a relative one inside a package
 
 
@@ -194,7 +194,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     "rlcf_bench_datasets": frozenset(),
     "rlcf_bench_models": frozenset({"rlcf_bench_tasks"}),
     "rlcf_bench_fixtures": frozenset({"rlcf_bench_tasks"}),
-    "baselines": frozenset({"rlcf_bench_tasks"}),
+    "rlcf_bench_baselines": frozenset({"rlcf_bench_tasks"}),
     "rlcf_bench_rlcf": frozenset({"rlcf_bench_tasks", "rlcf_bench_models"}),
     "rlcf_bench_micro": frozenset({"rlcf_bench_tasks"}),
     "rlcf_bench_example": frozenset(),
@@ -217,7 +217,7 @@ def test_a_plugin_package_imports_only_what_its_layer_allows(package: str) -> No
 
 
 def test_no_host_module_imports_a_plugin_package() -> None:
-    assert {"baselines", "rlcf_bench_tasks", "rlcf_bench_models"} <= PLUGIN_PACKAGES
+    assert {"rlcf_bench_baselines", "rlcf_bench_tasks", "rlcf_bench_models"} <= PLUGIN_PACKAGES
     offenders = sorted((module, name) for module, path in host_modules().items()
                        for name in imported_names(module, path) if name.split(".")[0] in PLUGIN_PACKAGES)
     assert offenders == []

@@ -216,7 +216,7 @@ class MultipleChoicePlugin:
 def cli() -> Any:
     opts = GlobalOptions()
     opts.autoload = False
-    opts.plugins = ["rlcf_bench_tasks", "baselines", "rlcf_bench_fixtures", "rlcf_bench_models", MultipleChoicePlugin()]
+    opts.plugins = ["rlcf_bench_tasks", "rlcf_bench_baselines", "rlcf_bench_fixtures", "rlcf_bench_models", MultipleChoicePlugin()]
     return build_cli(build_host(opts))
 
 

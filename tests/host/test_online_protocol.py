@@ -72,7 +72,7 @@ def test_stream_metrics_follow_the_stream_order():
 
 KILLED_CHILD = textwrap.dedent('''
     import os, signal, sys
-    from baselines.tda import TDA
+    from rlcf_bench_baselines.tda import TDA
     from rlcf_bench.plugins import PluginHost
     from rlcf_bench.runner import ExecutionOptions, Runner, RunRequest
     from rlcf_bench.store import Store
@@ -84,7 +84,7 @@ KILLED_CHILD = textwrap.dedent('''
             os.kill(os.getpid(), signal.SIGKILL)  # mid-stream: 6 samples stored
         return original(self, batch)
     TDA.predict = predict
-    host = PluginHost(autoload=False, extra=["rlcf_bench_tasks", "baselines", "rlcf_bench_fixtures"])
+    host = PluginHost(autoload=False, extra=["rlcf_bench_tasks", "rlcf_bench_baselines", "rlcf_bench_fixtures"])
     req = RunRequest("classification", "tiny-colors", "tda", "tiny-clip", protocol_overrides=(("order_seed", 1),))
     # stores every int(argv[2]) samples (never by time: the test counts them)
     Runner(host, Store(sys.argv[1]), ExecutionOptions(device="cpu", stream_flush=int(sys.argv[2]),
@@ -119,7 +119,7 @@ def test_orders_plan_several_streams_for_online_methods_and_one_for_episodic_one
     from rlcf_bench.planning import plan_runs
     from rlcf_bench.plugins import PluginHost
 
-    host = PluginHost(autoload=False, extra=["rlcf_bench_tasks", "baselines", "rlcf_bench_fixtures",
+    host = PluginHost(autoload=False, extra=["rlcf_bench_tasks", "rlcf_bench_baselines", "rlcf_bench_fixtures",
                                              "rlcf_bench_micro"])
     plan = plan_runs(host, suite="micro", methods=["tda", "zero-shot"], datasets=["micro-hard"])
     seeds = {(r.method, dict(r.protocol_overrides)[ORDER_SEED]) for r in plan}

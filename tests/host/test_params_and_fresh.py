@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-PLUGINS = ["--disable-plugin-autoload", "-p", "rlcf_bench_tasks", "-p", "baselines", "-p", "rlcf_bench_fixtures",
+PLUGINS = ["--disable-plugin-autoload", "-p", "rlcf_bench_tasks", "-p", "rlcf_bench_baselines", "-p", "rlcf_bench_fixtures",
            "-p", "rlcf_bench_datasets"]
 RUN = ["run", *PLUGINS, "--method", "zero-shot", "--model", "tiny-clip", "--device", "cpu", "-q", "-j", "1"]
 COLOURS = [*RUN, "--task", "classification", "--dataset", "tiny-colors", "--limit", "2"]

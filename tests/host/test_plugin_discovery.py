@@ -85,7 +85,7 @@ def test_defines_hooks_looks_at_the_module_s_own_functions():
     assert defines_hooks(own) and not defines_hooks(borrowed) and not defines_hooks(types.ModuleType("empty"))
 
 
-FIRST_PARTY = ["baselines", "rlcf_bench_rlcf", "rlcf_bench_tasks", "rlcf_bench_datasets", "rlcf_bench_micro",
+FIRST_PARTY = ["rlcf_bench_baselines", "rlcf_bench_rlcf", "rlcf_bench_tasks", "rlcf_bench_datasets", "rlcf_bench_micro",
                "rlcf_bench_models", "rlcf_bench_fixtures"]
 
 

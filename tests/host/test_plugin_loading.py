@@ -72,10 +72,10 @@ def test_plugins_dir_loads_one_file_plugins(tmp_path):
 
 def test_duplicate_component_name_names_both_providers(tmp_path):
     (tmp_path / "clash.py").write_text(ONE_FILE_METHOD.format(name="zero-shot"))
-    host = PluginHost(autoload=False, extra=["baselines"], plugins_dirs=[tmp_path])
+    host = PluginHost(autoload=False, extra=["rlcf_bench_baselines"], plugins_dirs=[tmp_path])
     with pytest.raises(RegistryError) as err:
         host.registry("methods")
-    assert "baselines.zero_shot" in str(err.value) and "plugins_dir.clash" in str(err.value)
+    assert "rlcf_bench_baselines.zero_shot" in str(err.value) and "plugins_dir.clash" in str(err.value)
 
 
 def test_broken_plugin_file_says_which_file(tmp_path):
@@ -90,7 +90,7 @@ def test_unknown_name_suggests_close_matches(host):
 
 
 def test_managers_are_per_session():
-    a, b = PluginHost(autoload=False), PluginHost(autoload=False, extra=["baselines"])
+    a, b = PluginHost(autoload=False), PluginHost(autoload=False, extra=["rlcf_bench_baselines"])
     assert "zero-shot" in b.registry("methods") and "zero-shot" not in a.registry("methods")
 
 

@@ -12,7 +12,7 @@ from rlcf_bench.plugins import PluginHost
 from rlcf_bench.preflight import preflight
 from rlcf_bench.runner import RunRequest
 
-PLUGINS = ["rlcf_bench_tasks", "baselines", "rlcf_bench_rlcf", "rlcf_bench_datasets", "rlcf_bench_models",
+PLUGINS = ["rlcf_bench_tasks", "rlcf_bench_baselines", "rlcf_bench_rlcf", "rlcf_bench_datasets", "rlcf_bench_models",
            "rlcf_bench_fixtures"]
 
 

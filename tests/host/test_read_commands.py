@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-PLUGINS = ["--disable-plugin-autoload", "-p", "rlcf_bench_tasks", "-p", "baselines", "-p", "rlcf_bench_fixtures",
+PLUGINS = ["--disable-plugin-autoload", "-p", "rlcf_bench_tasks", "-p", "rlcf_bench_baselines", "-p", "rlcf_bench_fixtures",
            "-p", "rlcf_bench_datasets"]
 PAPER_NUMBER = textwrap.dedent("""
     from rlcf_bench import hookimpl

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-PLUGINS = ["--disable-plugin-autoload", "-p", "rlcf_bench_tasks", "-p", "baselines", "-p", "rlcf_bench_fixtures"]
+PLUGINS = ["--disable-plugin-autoload", "-p", "rlcf_bench_tasks", "-p", "rlcf_bench_baselines", "-p", "rlcf_bench_fixtures"]
 RUN = ["run", *PLUGINS, "--task", "classification", "--dataset", "tiny-colors", "--model", "tiny-clip", "-q",
        "--device", "cpu"]
 
@@ -85,7 +85,7 @@ def test_every_method_config_range_is_enforced_by_the_host():
     from rlcf_bench.plugins import PluginHost
     from rlcf_bench.types import config_from_pairs
 
-    host = PluginHost(autoload=False, extra=["baselines", "rlcf_bench_rlcf"])
+    host = PluginHost(autoload=False, extra=["rlcf_bench_baselines", "rlcf_bench_rlcf"])
     checked = 0
     for spec in host.registry("methods"):
         fields = getattr(spec.config_cls, "__dataclass_fields__", {})
@@ -221,13 +221,13 @@ def test_a_failed_setup_is_reported_as_itself_with_the_traceback_stored(runner, 
                      method_options=((key, value),), protocol_overrides=(("limit", 2),))
     with pytest.raises(MethodError, match=f"failed in setup.*{expected}") as info:
         runner.run(req)
-    assert "baselines.tpt_prompt" in str(info.value)
+    assert "rlcf_bench_baselines.tpt_prompt" in str(info.value)
     (run,) = store.runs(status="failed")
     assert run.error.startswith("method 'tpt-prompt'") and "Traceback" in run.error
 
 
 def test_reset_after_a_failed_setup_does_not_raise():
-    from baselines.tpt_prompt import TPTPrompt, TPTPromptConfig
+    from rlcf_bench_baselines.tpt_prompt import TPTPrompt, TPTPromptConfig
 
     TPTPrompt(TPTPromptConfig()).reset()  # setup never ran: nothing to restore, no AttributeError
 

@@ -53,7 +53,7 @@ def test_a_complete_run_is_recorded_with_provenance(runner, store):
     assert run.provenance["torch"] and run.provenance["python"] and "git_dirty" in run.provenance
     assert run.protocol["n_views"] == 64 and run.protocol["precision"] == "fp32"
     assert run.config_hash and run.protocol_hash and run.model_version == "seed0"
-    assert any(p["name"] == "baselines.zero_shot" for p in run.plugins)
+    assert any(p["name"] == "rlcf_bench_baselines.zero_shot" for p in run.plugins)
     assert run.ms_per_sample_p50 > 0 and run.peak_memory_mb > 0 and run.memory_kind == "cpu_own_peak_rss"
     rows = store.sample_rows(result.run_id)
     from rlcf_bench.runner import DEFAULT_BATCH_SIZE
@@ -101,7 +101,7 @@ def test_method_that_does_not_support_the_task(host, store):
         def rlcfb_register_datasets(self):
             return [DatasetSpec(name="captions-only", version="1", task_kinds=frozenset({"retrieval"}), build=lambda root: None)]
 
-    h = PluginHost(autoload=False, extra=["rlcf_bench_tasks", "baselines", "rlcf_bench_fixtures", RetrievalOnly()])
+    h = PluginHost(autoload=False, extra=["rlcf_bench_tasks", "rlcf_bench_baselines", "rlcf_bench_fixtures", RetrievalOnly()])
     with pytest.raises(RunnerError, match="has no classification split"):
         Runner(h, store).run(RunRequest("classification", "captions-only", "zero-shot", "tiny-clip"))
 
@@ -121,7 +121,7 @@ def test_a_bad_layout_stops_the_run_with_the_report(store, tmp_path):
             return [DatasetSpec(name="folders", version="1", task_kinds=frozenset({"classification"}),
                                 build=lambda root: pytest.fail("must not build"), check=check, root_name="folders")]
 
-    h = PluginHost(autoload=False, extra=["rlcf_bench_tasks", "baselines", "rlcf_bench_fixtures", Layout()])
+    h = PluginHost(autoload=False, extra=["rlcf_bench_tasks", "rlcf_bench_baselines", "rlcf_bench_fixtures", Layout()])
     runner = Runner(h, store, ExecutionOptions(device="cpu", data_root=str(tmp_path)))
     with pytest.raises(DatasetLayoutError, match="expected: a folder of images"):
         runner.run(RunRequest("classification", "folders", "zero-shot", "tiny-clip"))

@@ -36,7 +36,7 @@ def _rows(path: Path, sql: str) -> list[tuple]:
 @pytest.fixture(scope="module")
 def _built(make_host, tmp_path_factory) -> tuple[bytes, bytes]:
     """Machine A ran zero-shot; machine B ran zero-shot (the same protocol) and tpt-prompt."""
-    host = make_host("rlcf_bench_tasks", "baselines", "rlcf_bench_fixtures", "rlcf_bench_models")
+    host = make_host("rlcf_bench_tasks", "rlcf_bench_baselines", "rlcf_bench_fixtures", "rlcf_bench_models")
     folder = tmp_path_factory.mktemp("machines")
     a, b = folder / "a.sqlite", folder / "b.sqlite"
     for path, methods in ((a, ("zero-shot",)), (b, ("zero-shot", "tpt-prompt"))):

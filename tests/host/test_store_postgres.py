@@ -10,7 +10,7 @@ def test_a_run_is_stored_and_reported_from_postgresql(postgres_url):
     from rlcf_bench.runner import ExecutionOptions, Runner, RunRequest
     from rlcf_bench.store import Store
 
-    host = PluginHost(autoload=False, extra=["rlcf_bench_tasks", "baselines", "rlcf_bench_fixtures"])
+    host = PluginHost(autoload=False, extra=["rlcf_bench_tasks", "rlcf_bench_baselines", "rlcf_bench_fixtures"])
     store = Store(postgres_url)
     req = RunRequest("classification", "tiny-colors", "zero-shot", "tiny-clip", protocol_overrides=(("limit", 6),))
     result = Runner(host, store, ExecutionOptions(device="cpu")).run(req)

@@ -17,7 +17,7 @@ from rlcf_bench.view_cache import Entry, FeatureStore, RunViewFeatures, invocati
 
 CACHED_METHODS = ("zero", "mta", "tda", "dmn-zs", "dpe", "boostadapter", "tpt-prompt", "c-tpt", "r-tpt", "tps",
                   "rlcf-prompt", "confident-view-ensemble", "tpt-image", "rlcf-image", "kd")
-PLUGINS = ("rlcf_bench_tasks", "baselines", "rlcf_bench_rlcf", "rlcf_bench_fixtures", "rlcf_bench_models",
+PLUGINS = ("rlcf_bench_tasks", "rlcf_bench_baselines", "rlcf_bench_rlcf", "rlcf_bench_fixtures", "rlcf_bench_models",
            "rlcf_bench_micro", "rlcf_bench_example.confident_view_ensemble")
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-METHOD_PLUGINS = ("rlcf_bench_tasks", "baselines", "rlcf_bench_fixtures", "rlcf_bench_models", "rlcf_bench_rlcf")
+METHOD_PLUGINS = ("rlcf_bench_tasks", "rlcf_bench_baselines", "rlcf_bench_fixtures", "rlcf_bench_models", "rlcf_bench_rlcf")
 
 
 @pytest.fixture

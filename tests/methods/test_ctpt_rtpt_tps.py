@@ -16,7 +16,7 @@ def _method(name: str, ctx, **options):
     from rlcf_bench.plugins import PluginHost
     from rlcf_bench.types import config_from_pairs
 
-    spec = PluginHost(autoload=False, extra=["baselines"]).registry("methods").get(name)
+    spec = PluginHost(autoload=False, extra=["rlcf_bench_baselines"]).registry("methods").get(name)
     method = spec.method_cls(config_from_pairs(spec.config_cls, options))
     method.setup(ctx)
     return method
@@ -30,9 +30,9 @@ def _entropy(probs: list[float]) -> float:
 
 
 def test_defaults_are_the_official_ones():
-    from baselines.c_tpt import CTPTConfig
-    from baselines.r_tpt import RTPTConfig
-    from baselines.tps import TPSConfig
+    from rlcf_bench_baselines.c_tpt import CTPTConfig
+    from rlcf_bench_baselines.r_tpt import RTPTConfig
+    from rlcf_bench_baselines.tps import TPSConfig
 
     def pick(cfg, *names):
         return tuple(getattr(cfg, n) for n in names)
@@ -57,9 +57,9 @@ def test_ctpt_lambda_follows_the_dataset_name(dataset, expected, make_ctx):
 
 
 def test_the_runner_hands_the_dataset_name_to_the_method(method_host, tmp_path):
-    from baselines.c_tpt import CTPT
     from rlcf_bench.runner import ExecutionOptions, Runner, RunRequest
     from rlcf_bench.store import Store
+    from rlcf_bench_baselines.c_tpt import CTPT
 
     seen = []
     original = CTPT.setup
@@ -82,7 +82,7 @@ def test_the_runner_hands_the_dataset_name_to_the_method(method_host, tmp_path):
 
 
 def test_text_feature_dispersion_by_hand():
-    from baselines.c_tpt import text_feature_dispersion
+    from rlcf_bench_baselines.c_tpt import text_feature_dispersion
 
     rows = [[[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]],            # centroid (.5, .5, 0): both at √0.5
             [[1.0, 0.0, 0.0], [-1.0, 0.0, 0.0]],           # centroid 0: both at 1
@@ -123,8 +123,8 @@ def test_ctpt_loss_is_entropy_minus_lambda_dispersion(make_ctx):
 
 
 def test_ctpt_with_lambda_zero_is_tpt_and_a_large_lambda_spreads_the_classes(make_ctx):
-    from baselines.c_tpt import text_feature_dispersion
-    from baselines.tpt_prompt import TPTPrompt
+    from rlcf_bench_baselines.c_tpt import text_feature_dispersion
+    from rlcf_bench_baselines.tpt_prompt import TPTPrompt
 
     ctx, task = make_ctx()
     tpt = TPTPrompt(TPTPrompt.config_cls())
@@ -146,7 +146,7 @@ def test_ctpt_with_lambda_zero_is_tpt_and_a_large_lambda_spreads_the_classes(mak
 
 
 def test_reliability_weights_by_hand():
-    from baselines.r_tpt import reliability_weights
+    from rlcf_bench_baselines.r_tpt import reliability_weights
 
     angles = [0.0, 0.1, 0.1, 0.5, 2.0]  # views 1 and 2 are identical: the diagonal goes by index
     views = [[math.cos(a), math.sin(a)] for a in angles]
@@ -170,7 +170,7 @@ def test_reliability_weights_with_the_official_threshold_rule_by_hand():
     """``self_similarity=threshold``: every similarity ≥ 1.0 is dropped (the exact diagonal of
     axis-aligned view, an identical pair), one below 1 is kept, whatever its index (the last
     view's own 0.99², as a rounded diagonal 0.99999994 would be)."""
-    from baselines.r_tpt import reliability_weights
+    from rlcf_bench_baselines.r_tpt import reliability_weights
 
     s = 0.6
     views = torch.tensor([[[1.0, 0.0], [1.0, 0.0], [0.8, s], [0.0, 0.99]]])
@@ -188,7 +188,7 @@ def test_reliability_weights_with_the_official_threshold_rule_by_hand():
 
 
 def test_rtpt_loss_is_the_mean_of_per_view_entropies():
-    from baselines.r_tpt import MeanViewEntropy
+    from rlcf_bench_baselines.r_tpt import MeanViewEntropy
 
     logits = torch.tensor([[[2.0, 0.0, -1.0], [0.0, 0.0, 0.0]], [[5.0, 1.0, 1.0], [1.0, 2.0, 3.0]]])
     expected = [sum(_entropy(v.softmax(-1).tolist()) for v in sample) / 2 for sample in logits]
@@ -196,8 +196,8 @@ def test_rtpt_loss_is_the_mean_of_per_view_entropies():
 
 
 def test_rtpt_without_tuning_predicts_the_reliability_weighted_zero_shot_ensemble(make_ctx):
-    from baselines.r_tpt import reliability_weights
     from rlcf_bench.tta.prompts import class_text_features
+    from rlcf_bench_baselines.r_tpt import reliability_weights
 
     ctx, task = make_ctx()
     got = _episode(_method("r-tpt", ctx, steps="0"), task, ctx, ITEMS)
@@ -212,7 +212,7 @@ def test_rtpt_without_tuning_predicts_the_reliability_weighted_zero_shot_ensembl
 
 
 def test_shifted_prototypes_by_hand():
-    from baselines.tps import shifted_prototypes
+    from rlcf_bench_baselines.tps import shifted_prototypes
 
     t = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
     shift = torch.tensor([[[0.0, 1.0], [0.0, 0.0]], [[0.0, 0.0], [3.0, 1.0]]])
@@ -292,7 +292,7 @@ def test_batched_adaptation_equals_one_sample_at_a_time(name, make_ctx):
 def test_reported_numbers_are_reference_rows_of_registered_datasets():
     from rlcf_bench.plugins import PluginHost
 
-    host = PluginHost(autoload=False, extra=["baselines", "rlcf_bench_datasets"])
+    host = PluginHost(autoload=False, extra=["rlcf_bench_baselines", "rlcf_bench_datasets"])
     datasets = set(host.registry("datasets").names())
     rows = [r for r in host.references() if r.method in {"c-tpt", "r-tpt", "tps"}]
     assert {r.dataset for r in rows} <= datasets

@@ -27,7 +27,7 @@ def logits() -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def test_kd_is_the_soft_target_cross_entropy(logits):
-    from baselines.kd import kd_loss
+    from rlcf_bench_baselines.kd import kd_loss
 
     s, t = logits
     pt, ps = np_softmax(t.numpy()), np_softmax(s.numpy())
@@ -44,7 +44,7 @@ def test_kd_is_the_soft_target_cross_entropy(logits):
 
 def test_dkd_parts_sum_back_to_the_kl(logits):
     """KL(pᵀ ‖ pˢ) = TCKD + (1 − pᵀ_target) · NCKD, for any target class (DKD's decomposition)."""
-    from baselines.dkd import dkd_parts
+    from rlcf_bench_baselines.dkd import dkd_parts
 
     s, t = logits
     pt, ps = np_softmax(t.numpy()), np_softmax(s.numpy())
@@ -63,7 +63,7 @@ def test_dkd_parts_sum_back_to_the_kl(logits):
 
 
 def test_dkd_loss_weights_the_parts_and_targets_the_teacher_argmax(logits):
-    from baselines.dkd import dkd_loss, dkd_parts
+    from rlcf_bench_baselines.dkd import dkd_loss, dkd_parts
 
     s, t = logits
     tckd, nckd = dkd_parts(s, t, t.argmax(-1))
@@ -76,7 +76,7 @@ def test_dkd_loss_weights_the_parts_and_targets_the_teacher_argmax(logits):
 
 
 def test_atkd_standardises_and_weights_by_the_students_spread(logits):
-    from baselines.atkd import EPS, atkd_loss
+    from rlcf_bench_baselines.atkd import EPS, atkd_loss
 
     s, t = logits
 
@@ -95,7 +95,7 @@ def test_atkd_standardises_and_weights_by_the_students_spread(logits):
 def test_atkd_weighting_scales_with_the_students_spread(logits):
     """Standardisation removes an affine change of the student's logits (a·z + b, a > 0), so the
     KL term is unchanged and only the σ² weight moves: the loss scales by a² exactly (up to ε)."""
-    from baselines.atkd import atkd_loss
+    from rlcf_bench_baselines.atkd import atkd_loss
 
     s, t = logits
     base = atkd_loss(s, t)
@@ -119,9 +119,9 @@ def _method(name: str, ctx, method_host, **options):
 
 
 def test_defaults_follow_the_official_script():
-    from baselines.atkd import ATKDConfig
-    from baselines.dkd import DKDConfig
-    from baselines.kd import KDConfig
+    from rlcf_bench_baselines.atkd import ATKDConfig
+    from rlcf_bench_baselines.dkd import DKDConfig
+    from rlcf_bench_baselines.kd import KDConfig
 
     for cfg in (KDConfig(), DKDConfig(), ATKDConfig()):
         assert (cfg.steps, cfg.lr, cfg.weight_decay, cfg.underscore_prompt) == (3, 1e-5, 5e-4, False)

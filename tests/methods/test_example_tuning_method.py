@@ -10,7 +10,7 @@ import torch
 from rlcf_bench.tta.objectives import gather_views, marginal_entropy, select_confident
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "docs" / "examples"
-PLUGINS = ["rlcf_bench_tasks", "baselines", "rlcf_bench_fixtures", "rlcf_bench_models"]
+PLUGINS = ["rlcf_bench_tasks", "rlcf_bench_baselines", "rlcf_bench_fixtures", "rlcf_bench_models"]
 
 
 def _method(ctx, **options):

@@ -27,7 +27,7 @@ def counts(classes: list[int], n_classes: int) -> list[float]:
 
 
 def test_zero_vote_counts_the_argmax_of_the_most_confident_views():
-    from baselines.zero import zero_votes
+    from rlcf_bench_baselines.zero import zero_votes
 
     # strengths 9 > 8 > 7 > 6 > 5 > 1: the four most confident views vote 2, 0, 2, 1
     views = [(1, 5.0), (2, 9.0), (0, 8.0), (2, 7.0), (1, 6.0), (0, 1.0)]
@@ -36,7 +36,7 @@ def test_zero_vote_counts_the_argmax_of_the_most_confident_views():
 
 
 def test_zero_tie_goes_to_the_first_discarded_view_that_predicts_a_tied_class():
-    from baselines.zero import zero_votes
+    from rlcf_bench_baselines.zero import zero_votes
 
     # kept (9, 8): classes 0 and 1 tie; discarded by confidence: 7 → class 2 (not tied), 6 → class 1
     views = [(0, 9.0), (1, 8.0), (2, 7.0), (1, 6.0), (0, 5.0)]
@@ -45,7 +45,7 @@ def test_zero_tie_goes_to_the_first_discarded_view_that_predicts_a_tied_class():
 
 
 def test_zero_fallback_takes_the_tied_class_with_the_highest_logit_of_the_most_confident_discarded_view():
-    from baselines.zero import zero_votes
+    from rlcf_bench_baselines.zero import zero_votes
 
     logits = torch.zeros(1, 3, 4)
     logits[0, 0, 0] = 9.0  # kept: class 0
@@ -56,7 +56,7 @@ def test_zero_fallback_takes_the_tied_class_with_the_highest_logit_of_the_most_c
 
 
 def test_zero_keeps_thirty_percent_of_the_views_and_predicts_the_vote(make_ctx):
-    from baselines.zero import VOTE_TIE_SHARE, Zero, ZeroConfig, zero_votes
+    from rlcf_bench_baselines.zero import VOTE_TIE_SHARE, Zero, ZeroConfig, zero_votes
 
     ctx, task = make_ctx(n_views=10)
     method = Zero(ZeroConfig())
@@ -75,9 +75,9 @@ def test_zero_keeps_thirty_percent_of_the_views_and_predicts_the_vote(make_ctx):
 
 
 def test_bad_options_are_refused_when_the_config_is_read():
-    from baselines.mta import MTAConfig
-    from baselines.zero import ZeroConfig
     from rlcf_bench.types import config_from_pairs
+    from rlcf_bench_baselines.mta import MTAConfig
+    from rlcf_bench_baselines.zero import ZeroConfig
 
     with pytest.raises(ValueError, match=r"gamma=0.0: expected a fraction of the views in \(0, 1\]"):
         config_from_pairs(ZeroConfig, [("gamma", "0")])
@@ -122,7 +122,7 @@ def reference_mta(features: np.ndarray, probs: np.ndarray, lambda_y: float = 0.2
 
 
 def test_mta_bandwidth_is_half_the_mean_squared_distance_to_the_nearest_views():
-    from baselines.mta import mta_bandwidth_sq
+    from rlcf_bench_baselines.mta import mta_bandwidth_sq
 
     # four points on a line: distances to the nearest other one (k = max(1, ⌊0.3·3⌋) = 1)
     pts = torch.tensor([[[0.0], [1.0], [3.0], [7.0]]])
@@ -134,7 +134,7 @@ def test_mta_bandwidth_is_half_the_mean_squared_distance_to_the_nearest_views():
 
 
 def test_mta_solver_matches_the_equations_written_out_per_view():
-    from baselines.mta import mta_mode
+    from rlcf_bench_baselines.mta import mta_mode
 
     g = torch.Generator().manual_seed(0)
     feats = torch.nn.functional.normalize(torch.randn(3, 12, 5, generator=g), dim=-1)
@@ -151,7 +151,7 @@ def test_mta_finds_the_mode_of_a_cluster_despite_outliers():
     side: by the cluster's symmetry its own pull is exactly towards ``u``, and the outliers'
     kernels are small there, so the mode stays within 1e-2 rad of ``u``, while the plain mean is
     pulled more than 0.3 rad towards the outliers."""
-    from baselines.mta import mta_mode
+    from rlcf_bench_baselines.mta import mta_mode
 
     u = torch.tensor([1.0, 0.0, 0.0, 0.0])
     cluster = [u]
@@ -173,7 +173,7 @@ def test_mta_finds_the_mode_of_a_cluster_despite_outliers():
 def test_mta_inlierness_follows_class_agreement():
     """Two views equally far from the mode, one agreeing with the majority's class and one not:
     the agreeing view gets the larger inlierness, so the mode moves towards it."""
-    from baselines.mta import mta_mode
+    from rlcf_bench_baselines.mta import mta_mode
 
     a, b = math.cos(0.3), math.sin(0.3)
     feats = torch.tensor([[1.0, 0.0, 0.0], [1.0, 0.0, 0.0], [1.0, 0.0, 0.0], [a, b, 0.0], [a, -b, 0.0]])[None]
@@ -184,7 +184,7 @@ def test_mta_inlierness_follows_class_agreement():
 
 
 def test_mta_with_one_view_is_that_view():
-    from baselines.mta import mta_mode
+    from rlcf_bench_baselines.mta import mta_mode
 
     feats = torch.nn.functional.normalize(torch.randn(2, 1, 3), dim=-1)
     assert torch.equal(mta_mode(feats, torch.ones(2, 1, 2) / 2), feats[:, 0])
@@ -265,8 +265,8 @@ def test_method_modules_import_no_torch():
     import subprocess
     import sys
 
-    code = ("import sys, baselines.zero, baselines.mta, baselines.kd, baselines.dkd, baselines.atkd; "
-            "[m.rlcfb_register_references() for m in (baselines.zero, baselines.kd, baselines.atkd)]; "
+    code = ("import sys, rlcf_bench_baselines.zero, rlcf_bench_baselines.mta, rlcf_bench_baselines.kd, rlcf_bench_baselines.dkd, rlcf_bench_baselines.atkd; "
+            "[m.rlcfb_register_references() for m in (rlcf_bench_baselines.zero, rlcf_bench_baselines.kd, rlcf_bench_baselines.atkd)]; "
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False", out.stderr

@@ -152,7 +152,7 @@ def run_one(method: Any, batch: Batch) -> torch.Tensor:
 
 
 def test_tda_writes_a_sample_before_predicting_it():
-    from baselines.tda import TDA, TDAConfig
+    from rlcf_bench_baselines.tda import TDA, TDAConfig
 
     method = TDA(TDAConfig())
     method.setup(stub_ctx("imagenet"))  # one view; α = 2, β = 5
@@ -165,7 +165,7 @@ def test_tda_writes_a_sample_before_predicting_it():
 
 
 def test_tda_negative_cache_takes_moderately_uncertain_samples():
-    from baselines.tda import TDA, TDAConfig
+    from rlcf_bench_baselines.tda import TDA, TDAConfig
 
     method = TDA(TDAConfig())
     method.setup(stub_ctx("imagenet"))
@@ -182,7 +182,7 @@ def test_tda_negative_cache_takes_moderately_uncertain_samples():
 
 
 def test_dmn_reads_its_own_entry_written_before_the_prediction():
-    from baselines.dmn_zs import DMNConfig, DMNZeroShot
+    from rlcf_bench_baselines.dmn_zs import DMNConfig, DMNZeroShot
 
     method = DMNZeroShot(DMNConfig(fusion_weight=1.0))
     method.setup(stub_ctx("imagenet"))
@@ -199,7 +199,7 @@ def test_dmn_reads_its_own_entry_written_before_the_prediction():
 
 
 def test_boostadapter_adds_confident_views_only_for_the_current_sample():
-    from baselines.boostadapter import BoostAdapter, BoostAdapterConfig
+    from rlcf_bench_baselines.boostadapter import BoostAdapter, BoostAdapterConfig
 
     method = BoostAdapter(BoostAdapterConfig())
     method.setup(stub_ctx("imagenet-a", n_views=4))  # δ = 3; 2 confident views of 4
@@ -212,7 +212,7 @@ def test_boostadapter_adds_confident_views_only_for_the_current_sample():
 
 
 def test_dpe_learns_only_its_residuals_and_keeps_the_queues_bounded():
-    from baselines.dpe import DPE, DPEConfig
+    from rlcf_bench_baselines.dpe import DPE, DPEConfig
 
     method = DPE(DPEConfig())
     method.setup(stub_ctx("flower102"))  # one view
@@ -227,7 +227,7 @@ def test_dpe_learns_only_its_residuals_and_keeps_the_queues_bounded():
 @pytest.mark.parametrize("dataset,alpha,beta", [("imagenet-v2", 1.0, 8.0), ("micro-rendition", 1.0, 8.0),
                                                   ("pets", 2.0, 7.0), ("micro-noise", 2.0, 5.0)])
 def test_per_dataset_official_settings_follow_the_dataset_name(dataset, alpha, beta):
-    from baselines.tda import TDA, TDAConfig
+    from rlcf_bench_baselines.tda import TDA, TDAConfig
 
     method = TDA(TDAConfig())
     method.setup(stub_ctx(dataset))
@@ -241,10 +241,10 @@ def test_per_dataset_official_settings_follow_the_dataset_name(dataset, alpha, b
 def test_cache_memory_stays_bounded_on_a_5000_sample_stream():
     """Measurement: TDA, DMN-ZS, DPE and BoostAdapter fed 5,000 samples keep the state size
     they had after 100 (pre-allocated caches), with entries never above the capacities."""
-    from baselines.boostadapter import BoostAdapter, BoostAdapterConfig
-    from baselines.dmn_zs import DMNConfig, DMNZeroShot
-    from baselines.dpe import DPE, DPEConfig
-    from baselines.tda import TDA, TDAConfig
+    from rlcf_bench_baselines.boostadapter import BoostAdapter, BoostAdapterConfig
+    from rlcf_bench_baselines.dmn_zs import DMNConfig, DMNZeroShot
+    from rlcf_bench_baselines.dpe import DPE, DPEConfig
+    from rlcf_bench_baselines.tda import TDA, TDAConfig
 
     g = torch.Generator().manual_seed(0)
     for cls, config, cap in ((TDA, TDAConfig(), 3 + 2), (DMNZeroShot, DMNConfig(), 50), (DPE, DPEConfig(), 3),
@@ -263,7 +263,7 @@ def test_cache_memory_stays_bounded_on_a_5000_sample_stream():
 def test_paper_numbers_are_registered_from_each_methods_file():
     from rlcf_bench.plugins import PluginHost
 
-    host = PluginHost(autoload=False, extra=["rlcf_bench_tasks", "baselines", "rlcf_bench_datasets"])
+    host = PluginHost(autoload=False, extra=["rlcf_bench_tasks", "rlcf_bench_baselines", "rlcf_bench_datasets"])
     rows = [r for r in host.references() if r.method in {"tda", "dmn-zs", "dpe", "boostadapter"}]
     counts = {m: sum(r.method == m for r in rows) for m in ("tda", "dmn-zs", "dpe", "boostadapter")}
     assert counts == {"tda": 15, "dmn-zs": 15, "dpe": 15, "boostadapter": 10}  # no BoostAdapter OOD numbers exist

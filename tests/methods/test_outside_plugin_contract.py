@@ -89,7 +89,7 @@ def test_the_guide_example_passes_lint_as_a_baselines_file() -> None:
     ruff = shutil.which("ruff") or str(Path(sys.executable).with_name("ruff"))
     if not Path(ruff).is_file():
         pytest.skip("ruff is not installed (the dev extra)")
-    done = subprocess.run([ruff, "check", "--stdin-filename", "baselines/my_confident_views.py", "-"],
+    done = subprocess.run([ruff, "check", "--stdin-filename", "baselines/rlcf_bench_baselines/my_confident_views.py", "-"],
                           input=_guide_example(), text=True, capture_output=True, cwd=REPO)
     assert done.returncode == 0, done.stdout + done.stderr
 

@@ -31,15 +31,15 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[2]
-OWN_CODE = tuple(str(REPO / d) for d in ("rlcf_bench", "plugins", "baselines"))
-PLUGINS = ["rlcf_bench_tasks", "baselines", "rlcf_bench_fixtures", "rlcf_bench_models", "rlcf_bench_rlcf"]
+OWN_CODE = tuple(str(REPO / d) for d in ("rlcf_bench", "plugins", "rlcf_bench_baselines"))
+PLUGINS = ["rlcf_bench_tasks", "rlcf_bench_baselines", "rlcf_bench_fixtures", "rlcf_bench_models", "rlcf_bench_rlcf"]
 if importlib.util.find_spec("rlcf_bench_example") is not None:
     PLUGINS.append("rlcf_bench_example.confident_view_ensemble")
 PROTOCOL = (("n_views", 8), ("selection_ratio", 0.25), ("limit", 9))
 
 #: Known syncs in files another branch owns (the lead removes a mark once its sync is gone).
 KNOWN_SYNCS = {
-    "dpe": "baselines/dpe.py:165 float(h) per sample in after_predict; rlcf_bench/tta/cache.py:142 torch.nonzero in "
+    "dpe": "baselines/rlcf_bench_baselines/dpe.py:165 float(h) per sample in after_predict; rlcf_bench/tta/cache.py:142 torch.nonzero in "
            "ClassCache.class_means (a variable-size result; a masked form needs dpe.py to take it)",
 }
 

@@ -12,9 +12,9 @@ ALL_METHODS = ("tpt-prompt", "rlcf-prompt", "tpt-image", "rlcf-image")
 
 
 def _method(name: str, ctx, **options):
-    from baselines.tpt_image import TPTImage
-    from baselines.tpt_prompt import TPTPrompt
     from rlcf_bench.types import config_from_pairs
+    from rlcf_bench_baselines.tpt_image import TPTImage
+    from rlcf_bench_baselines.tpt_prompt import TPTPrompt
     from rlcf_bench_rlcf.rlcf_image import RLCFImage
     from rlcf_bench_rlcf.rlcf_prompt import RLCFPrompt
 
@@ -50,8 +50,8 @@ def _unchanged(ctx, before: dict[str, torch.Tensor]) -> bool:
 
 
 def test_hyper_parameters_follow_the_spec():
-    from baselines.tpt_image import TPTImageConfig
-    from baselines.tpt_prompt import TPTPromptConfig
+    from rlcf_bench_baselines.tpt_image import TPTImageConfig
+    from rlcf_bench_baselines.tpt_prompt import TPTPromptConfig
     from rlcf_bench_rlcf.rlcf_image import RLCFImageConfig
     from rlcf_bench_rlcf.rlcf_prompt import RLCFPromptConfig
 

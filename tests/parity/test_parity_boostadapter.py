@@ -11,7 +11,7 @@ from online_parity import assert_logits, assert_same_entries, cache_entries, gol
 
 @pytest.mark.parametrize("dataset", ["imagenet-a", "caltech101", "imagenet"])
 def test_boostadapter_matches_the_official_code_sample_by_sample(golden, dataset):
-    from baselines.boostadapter import BoostAdapter, BoostAdapterConfig
+    from rlcf_bench_baselines.boostadapter import BoostAdapter, BoostAdapterConfig
 
     g, meta = golden("boostadapter")
     assert dataset in meta["settings"].split(",") and int(meta[f"{dataset}/neg_evicted"]) > 0

@@ -20,7 +20,7 @@ CONTEXT_ATOL = 1e-6
 
 @pytest.mark.parametrize(("steps", "batch_size"), [(1, 4), (1, 1), (3, 4)])
 def test_c_tpt_is_the_official_loop(steps, batch_size, golden, tiny_official_clip):
-    from baselines.c_tpt import CTPT
+    from rlcf_bench_baselines.c_tpt import CTPT
 
     tensors, meta = golden("c_tpt")
     assert meta["repository"] == "hee-suk-yoon/C-TPT"

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 HERE = Path(__file__).parent
-PLUGINS = ["rlcf_bench_tasks", "baselines", "rlcf_bench_fixtures", "rlcf_bench_models", "rlcf_bench_rlcf"]
+PLUGINS = ["rlcf_bench_tasks", "rlcf_bench_baselines", "rlcf_bench_fixtures", "rlcf_bench_models", "rlcf_bench_rlcf"]
 if importlib.util.find_spec("rlcf_bench_example") is not None:
     PLUGINS.append("rlcf_bench_example.confident_view_ensemble")
 

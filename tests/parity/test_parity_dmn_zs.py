@@ -11,7 +11,7 @@ PROBS_ATOL = 1e-4
 
 
 def test_dmn_zs_matches_the_official_code_sample_by_sample(golden):
-    from baselines.dmn_zs import DMNConfig, DMNZeroShot
+    from rlcf_bench_baselines.dmn_zs import DMNConfig, DMNZeroShot
 
     g, meta = golden("dmn_zs")
     assert int(meta["memory_evicted"]) > 0

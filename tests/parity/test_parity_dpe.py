@@ -24,7 +24,7 @@ TOLERANCE = {"fp32": (2e-3, 1e-5, 1e-4), "fp16": (0.08, 2e-4, 1e-3)}
     ("caltech101", "fp32"),
 ])
 def test_dpe_matches_the_official_code_sample_by_sample(golden, dataset, residuals):
-    from baselines.dpe import DPE, DPEConfig
+    from rlcf_bench_baselines.dpe import DPE, DPEConfig
 
     g, meta = golden("dpe")
     prefix = f"{dataset}/{residuals}/"

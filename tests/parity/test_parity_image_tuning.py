@@ -10,8 +10,8 @@ import importlib
 import pytest
 from tpt_family_harness import assert_matches, described, run_method, tower_delta_norms, tower_noise_mask
 
-METHODS = {"tpt_image": "baselines.tpt_image:TPTImage", "rlcf_image": "rlcf_bench_rlcf.rlcf_image:RLCFImage",
-           "kd": "baselines.kd:KD", "dkd": "baselines.dkd:DKD", "atkd": "baselines.atkd:ATKD"}
+METHODS = {"tpt_image": "rlcf_bench_baselines.tpt_image:TPTImage", "rlcf_image": "rlcf_bench_rlcf.rlcf_image:RLCFImage",
+           "kd": "rlcf_bench_baselines.kd:KD", "dkd": "rlcf_bench_baselines.dkd:DKD", "atkd": "rlcf_bench_baselines.atkd:ATKD"}
 
 
 #: lr 1e-5 moves the tower little: the logits agree to ~1e-4 (measured 8e-5), the per-tensor update

@@ -17,7 +17,7 @@ LOGIT_ATOL = 2e-4
 
 @pytest.mark.parametrize("batch_size", [4, 1])
 def test_mta_logits_are_the_official_ones(batch_size, golden):
-    from baselines.mta import MTA
+    from rlcf_bench_baselines.mta import MTA
 
     tensors, meta = golden("mta")
     assert meta["repository"] == "MaxZanella/MTA"

@@ -42,7 +42,7 @@ def _our_features(helper):
 @pytest.mark.parametrize(("steps", "batch_size", "rule"),
                          [(1, 4, "index"), (1, 1, "index"), (3, 4, "index"), (1, 4, "threshold")])
 def test_r_tpt_tunes_and_ensembles_as_the_official_loop(steps, batch_size, rule, golden, tiny_official_clip):
-    from baselines.r_tpt import RTPT, reliability_weights
+    from rlcf_bench_baselines.r_tpt import RTPT, reliability_weights
 
     expected = _golden(golden, steps)
     ours = run_prompt_method(tiny_official_clip, RTPT, {"steps": steps, "self_similarity": rule},
@@ -57,7 +57,7 @@ def test_r_tpt_tunes_and_ensembles_as_the_official_loop(steps, batch_size, rule,
 
 
 def test_threshold_rule_is_the_official_get_top_sim_and_index_is_not(golden, tiny_official_clip):
-    from baselines.r_tpt import reliability_weights
+    from rlcf_bench_baselines.r_tpt import reliability_weights
 
     official = _golden(golden, 1)["reliability_of_our_features"]
     features = _our_features(tiny_official_clip)

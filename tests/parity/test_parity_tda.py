@@ -7,7 +7,7 @@ from online_parity import assert_logits, assert_same_entries, cache_entries, gol
 
 
 def test_tda_matches_the_official_code_sample_by_sample(golden):
-    from baselines.tda import TDA, TDAConfig
+    from rlcf_bench_baselines.tda import TDA, TDAConfig
 
     g, meta = golden("tda")
     assert meta["config"] == "imagenet-a" and int(meta["pos_evicted"]) > 0 and int(meta["neg_evicted"]) > 0

@@ -20,7 +20,7 @@ LOGIT_ATOL = 1e-3
 
 @pytest.mark.parametrize(("steps", "batch_size"), [(1, 4), (1, 1), (3, 4), (3, 1)])
 def test_tps_logits_are_the_official_ones(steps, batch_size, golden):
-    from baselines.tps import TPS
+    from rlcf_bench_baselines.tps import TPS
 
     tensors, meta = golden("tps")
     assert meta["repository"] == "elaine-sui/TPS"
@@ -31,7 +31,7 @@ def test_tps_logits_are_the_official_ones(steps, batch_size, golden):
 
 
 def test_selecting_the_views_once_is_not_the_official_loop(golden):
-    from baselines.tps import TPS
+    from rlcf_bench_baselines.tps import TPS
 
     tensors, _ = golden("tps")
     once = run_method(TPS, {"steps": 3, "reselect": False}, batch_size=4)

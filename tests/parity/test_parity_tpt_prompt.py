@@ -10,7 +10,7 @@ from tpt_family_harness import assert_matches, described, run_method
 
 @pytest.mark.parametrize("batch_size", [1, 4])
 def test_tpt_prompt_matches_official(golden, tiny_official_clip, batch_size):
-    from baselines.tpt_prompt import TPTPrompt
+    from rlcf_bench_baselines.tpt_prompt import TPTPrompt
 
     tensors, meta = golden("tpt_prompt")
     ours = run_method(TPTPrompt, described(meta)["options"], tiny_official_clip, meta, batch_size,

@@ -1,7 +1,7 @@
 """Zero against the official code (FarinaMatteo/zero @ c609f7c), on fixed features.
 
 Golden: the official ``Zero.zero`` votes per sample (``tools/parity/record_zero.py``). Our Zero
-returns a vote share ``(votes + δ·p̄) / (Σ votes + δ)`` (``baselines/zero.py``), which differs from
+returns a vote share ``(votes + δ·p̄) / (Σ votes + δ)`` (``baselines/rlcf_bench_baselines/zero.py``), which differs from
 ``votes / Σ votes`` by at most ``δ / Σ votes`` (δ = 1e-3, Σ votes ≥ 19): the tolerance 1e-4 is that
 bound, well below one vote (1/20), so the vote counts — selection of the 19 most confident views,
 the votes and the tie-break — must be the official ones exactly.
@@ -23,7 +23,7 @@ SHARE_ATOL = 1e-4
 
 @pytest.mark.parametrize("batch_size", [4, 1])
 def test_zero_votes_are_the_official_ones(batch_size, golden):
-    from baselines.zero import Zero
+    from rlcf_bench_baselines.zero import Zero
 
     tensors, meta = golden("zero")
     votes = tensors["votes"]
@@ -35,7 +35,7 @@ def test_zero_votes_are_the_official_ones(batch_size, golden):
 
 
 def test_zero_fallback_tie_break_official_option(golden):
-    from baselines.zero import Zero
+    from rlcf_bench_baselines.zero import Zero
 
     votes = golden("zero")[0]["votes_fallback"]
     assert votes[0].tolist()[:4] == [9.0, 9.0, 1.0, 1.0]  # the extra vote went to class 3, not a tied one

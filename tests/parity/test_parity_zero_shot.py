@@ -13,7 +13,7 @@ ZERO_SHOT_ATOL = 1e-4
 
 @pytest.mark.parametrize("batch_size", [1, 4])
 def test_zero_shot_matches_official(golden, tiny_official_clip, batch_size):
-    from baselines.zero_shot import ZeroShotEmbedding
+    from rlcf_bench_baselines.zero_shot import ZeroShotEmbedding
 
     tensors, meta = golden("zero_shot")
     ours = run_method(ZeroShotEmbedding, described(meta)["options"], tiny_official_clip, meta, batch_size)
@@ -23,7 +23,7 @@ def test_zero_shot_matches_official(golden, tiny_official_clip, batch_size):
 def test_zero_shot_default_prompt_departs(golden, tiny_official_clip):
     """Our default prompt is "a photo of a <class>."; the official literal "a_photo_of_a <class>."
     needs ``-m underscore_prompt=true`` (the golden's options)."""
-    from baselines.zero_shot import ZeroShotEmbedding
+    from rlcf_bench_baselines.zero_shot import ZeroShotEmbedding
 
     tensors, meta = golden("zero_shot")
     ours = run_method(ZeroShotEmbedding, {}, tiny_official_clip, meta, 8)

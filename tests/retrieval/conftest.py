@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-RETRIEVAL_PLUGINS = ("rlcf_bench_tasks", "baselines", "rlcf_bench_fixtures", "rlcf_bench_models", "rlcf_bench_rlcf",
+RETRIEVAL_PLUGINS = ("rlcf_bench_tasks", "rlcf_bench_baselines", "rlcf_bench_fixtures", "rlcf_bench_models", "rlcf_bench_rlcf",
                      "rlcf_bench_datasets")
 
 

@@ -97,6 +97,6 @@ def test_retrieval_modules_import_no_torch():
     import sys
 
     code = ("import sys, rlcf_bench_tasks._retrieval, rlcf_bench_tasks.retrieval, rlcf_bench_rlcf._retrieval, rlcf_bench_rlcf.rlcf, "
-            "baselines.zero_shot; print('torch' in sys.modules)")
+            "rlcf_bench_baselines.zero_shot; print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False", out.stderr

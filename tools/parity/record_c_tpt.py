@@ -52,7 +52,7 @@ def official_run(official: object, steps: int) -> dict[str, object]:
 
 
 def main() -> None:
-    from baselines.c_tpt import CTPT
+    from rlcf_bench_baselines.c_tpt import CTPT
 
     rec.record_prompt_tuner("c-tpt", CTPT, official_run, repository=REPOSITORY, pinned=PINNED,
                             description=__doc__.splitlines()[0],

@@ -43,7 +43,7 @@ def main() -> None:
     import torch
     from episodic_inputs import DESCRIPTION, run_method
 
-    from baselines.mta import MTA
+    from rlcf_bench_baselines.mta import MTA
 
     torch.set_num_threads(1)
     with warnings.catch_warnings():

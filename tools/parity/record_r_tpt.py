@@ -81,7 +81,7 @@ def rule_on_our_features(helper: object, get_top_sim: object) -> object:
 
 
 def main() -> None:
-    from baselines.r_tpt import RTPT
+    from rlcf_bench_baselines.r_tpt import RTPT
 
     rec.record_prompt_tuner("r-tpt", RTPT, official_run, repository=REPOSITORY, pinned=PINNED,
                             description=__doc__.splitlines()[0],

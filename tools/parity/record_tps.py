@@ -70,7 +70,7 @@ def main() -> None:
     import torch
     from episodic_inputs import DESCRIPTION, run_method
 
-    from baselines.tps import TPS
+    from rlcf_bench_baselines.tps import TPS
 
     torch.set_num_threads(1)
     golden = {}

@@ -65,7 +65,7 @@ def main() -> None:
     import torch
     from episodic_inputs import DESCRIPTION, drive, feature_context, fixed_features, run_method, zero_fallback_views
 
-    from baselines.zero import Zero
+    from rlcf_bench_baselines.zero import Zero
 
     torch.set_num_threads(1)
     votes, ties = official_votes()

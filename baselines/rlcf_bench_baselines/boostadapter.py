@@ -5,7 +5,7 @@ Per sample, in the protocol's seeded stream order (state starts empty, never res
 
 1. the *historical* entry, written before the prediction: on ImageNet's shifted variants the
    confident-view mean, elsewhere the centre view alone. The positive cache is TDA's (3 per
-   class, lowest entropy kept, ``baselines/tda.py``); the **negative cache is first-in-first-out**
+   class, lowest entropy kept, ``baselines/rlcf_bench_baselines/tda.py``); the **negative cache is first-in-first-out**
    (2 per class, same gate and mask as TDA, but a full class drops its *oldest* entry whatever the
    entropies: the official ``update_cache(..., fifo=True)``);
 2. a per-sample copy of the positive cache (only the classes the boosting views touch) receives

@@ -15,7 +15,7 @@ the original script's B/16+L/14 ensemble, ``docs/original-code.md#retrieval-zero
 not apply to retrieval.
 
 Captioning (same method, ``--task captioning``): the captioner without test-time adaptation, beam
-search with ``beams`` beams (``baselines/_zero_shot_caption.py``).
+search with ``beams`` beams (``baselines/rlcf_bench_baselines/_zero_shot_caption.py``).
 """
 
 from __future__ import annotations

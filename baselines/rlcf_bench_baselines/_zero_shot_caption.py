@@ -21,7 +21,7 @@ class ZeroShotCaptionConfig:
 class ZeroShotCaption(Method[ZeroShotCaptionConfig]):
     """Zero-shot captioning: the captioner without test-time adaptation (beam search, 5 beams)."""
 
-    name = "zero-shot"  # the captioning implementation of zero-shot (baselines/zero_shot.py)
+    name = "zero-shot"  # the captioning implementation of zero-shot (baselines/rlcf_bench_baselines/zero_shot.py)
     version = "1"
     config_cls = ZeroShotCaptionConfig
     tasks = frozenset({"captioning"})

@@ -1,6 +1,6 @@
 """ATKD: test-time distillation with standardised logits (the RLCF paper's "ATKD" row).
 
-The KD episode (``baselines/kd.py``; :class:`rlcf_bench.tta.episode.DistillationMethod`) with the loss
+The KD episode (``baselines/rlcf_bench_baselines/kd.py``; :class:`rlcf_bench.tta.episode.DistillationMethod`) with the loss
 of the RLCF code's ``atkd_distill_loss`` (version 1, multiplier 2): each view's logit row is
 standardised, ``ẑ = m·(z − μ)/(σ + ε)`` (μ, σ the row's mean and population standard deviation,
 computed without gradient; m = 2, ε = 1e-5), and the loss is ``mean_v σ_s,v² · KL(softmax(ẑ_t,v) ‖

@@ -1,6 +1,6 @@
 """DKD: test-time decoupled knowledge distillation (the RLCF code's ``--kd_loss DKD``).
 
-The KD episode (``baselines/kd.py``; :class:`rlcf_bench.tta.episode.DistillationMethod`) with the
+The KD episode (``baselines/rlcf_bench_baselines/kd.py``; :class:`rlcf_bench.tta.episode.DistillationMethod`) with the
 loss of Zhao et al., Decoupled Knowledge Distillation (CVPR 2022), the "target" being the
 teacher's argmax class ``t`` of each view (there are no labels at test time):
 
