@@ -310,8 +310,10 @@ Examples:
     @click.option("--reported/--no-reported", default=True, show_default=True,
                   help="paper layout: the paper's own numbers as grey rows")
     @click.option("--task", default=None, help="only this task (default: all)")
-    @click.option("--dataset", default=None, help="only this dataset (default: all)")
-    @click.option("--method", default=None, help="only rows of this method; ranks still use the whole dataset (default: all)")
+    @click.option("--dataset", "dataset", multiple=True,
+                  help="only this dataset (repeatable; default: all); ranks, tests and marks stay the unfiltered ones")
+    @click.option("--method", "method", multiple=True,
+                  help="only rows of this method (repeatable; default: all); ranks, tests and marks stay the unfiltered ones")
     @click.option("--out", default=None, help="write to this file (or, with --all-formats, this folder) instead of stdout")
     @click.option("--all-formats", is_flag=True, help="write markdown, CSV, JSON and HTML into --out")
     @click.option("--compare", "pairs", type=(str, str), multiple=True, metavar="A B",
@@ -325,8 +327,8 @@ Examples:
     @click.option("--per-class", "per_class_run", type=click.IntRange(min=1), default=None, metavar="RUN",
                   help="per-class accuracy and confusion matrix of one classification run (markdown, csv, json)")
     @click.option("--db", default=None, help=DB_HELP)
-    def report_cmd(fmt: str, layout: str, intervals: bool, reported: bool, task: str | None, dataset: str | None,
-                   method: str | None, out: str | None, all_formats: bool, pairs: tuple[tuple[str, str], ...],
+    def report_cmd(fmt: str, layout: str, intervals: bool, reported: bool, task: str | None, dataset: tuple[str, ...],
+                   method: tuple[str, ...], out: str | None, all_formats: bool, pairs: tuple[tuple[str, str], ...],
                    adjust: str, spread_tests: bool, claims_only: bool, per_class_run: int | None,
                    db: str | None) -> None:
         """Report from the stored runs: the full leaderboard or the paper's table layout."""
@@ -340,7 +342,8 @@ Examples:
         store = _open_store(db, create=False)  # read-only: the paper's rows are overlaid in memory
         if out or all_formats or fmt not in ("json", "csv"):  # scripts reading JSON/CSV get the data alone
             click.echo(f"leaderboard: {store.location}", err=True)
-        if not store.runs(status="finished", task=task, dataset=dataset, method=method):
+        if not [r for r in store.runs(status="finished", task=task)
+                if (not dataset or r.dataset in dataset) and (not method or r.method in method)]:
             click.echo("the leaderboard holds no finished run" + (" matching the filters" if task or dataset or method
                                                                   else "") + ": run `rlcf-bench run` first", err=True)
         if claims_only:

@@ -181,6 +181,7 @@ class AverageRow:
 class AverageNote:
     method: str
     text: str
+    datasets: tuple[str, ...] = ()  # the group's (a dataset filter that leaves one out hides the note)
 
 
 def _setting_key(row: LeaderboardRow) -> tuple[str, ...]:
@@ -298,7 +299,7 @@ def _one_group(avg: DatasetAverage, rows: Sequence[LeaderboardRow], cache: Score
                 why = (f"no comparable run on {', '.join(missing)}" if missing
                        else f"the datasets' primary metrics differ ({', '.join(sorted(map(str, metrics)))})")
                 notes.append(AverageNote(some.method, f"{avg.name} ({some.task}): no row for {some.method_label} "
-                                                      f"under {setting_label(some)}: {why}"))
+                                                      f"under {setting_label(some)}: {why}", avg.datasets))
                 continue
             members = _Members(tuple(per_ds[d] for d in avg.datasets))
             metric = some.primary_metric

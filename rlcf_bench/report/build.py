@@ -13,8 +13,9 @@ from typing import Any
 
 from ..store import Reference, Store
 from ..types import NO_COMPARISONS, Comparisons, DatasetAverage
-from .averages import build_averages
+from .averages import AverageNote, AverageRow, build_averages
 from .claims import DEFAULT_ADJUSTMENT, adjust_report
+from .filters import NameFilter, Selection
 from .online import order_spreads, stream_curves
 from .options import MethodKey, options_by_run
 from .rows import (
@@ -34,13 +35,14 @@ from .spread_tests import apply_spread_tests
 from .tasks import TaskCatalog, catalog_from
 
 
-def build_report(store: Store, *, task: str | None = None, dataset: str | None = None,
-                 method: str | None = None, method_defaults: Mapping[MethodKey, Mapping[str, Any]] | None = None,
+def build_report(store: Store, *, task: str | None = None, dataset: NameFilter = None,
+                 method: NameFilter = None, method_defaults: Mapping[MethodKey, Mapping[str, Any]] | None = None,
                  averages: Sequence[DatasetAverage] = (), tasks: TaskCatalog | None = None,
                  comparisons: Comparisons = NO_COMPARISONS, adjustment: str = DEFAULT_ADJUSTMENT,
                  spread_tests: bool = False, references: Sequence[Reference] | None = None) -> Report:
-    """Build the full report. ``method`` only filters what is shown: ranks and tests are computed
-    on the whole (task, dataset), so filtering never changes a rank. ``method_defaults`` ((method
+    """Build the full report. ``method`` and ``dataset`` (a name or several) only filter what is
+    shown: ranks, tests and adjustments are computed on every run of the task, so filtering never
+    changes a number (:mod:`rlcf_bench.report.filters`). ``method_defaults`` ((method
     name, task kind) -> default config, see :func:`rlcf_bench.report.options.method_defaults`) decides which
     options each row shows. ``averages``: the dataset groups the suites declare (see
     :func:`rlcf_bench.report.averages.declared_averages`); each gets an average row per method.
@@ -54,7 +56,7 @@ def build_report(store: Store, *, task: str | None = None, dataset: str | None =
     ``references``: the paper numbers to show (default: the stored ones;
     :func:`rlcf_bench.report.references.reference_rows` adds the installed plugins' without
     writing)."""
-    runs, superseded = _latest_attempts(store.runs(status="finished", task=task, dataset=dataset))
+    runs, superseded = _latest_attempts(store.runs(status="finished", task=task))
     catalog = tasks if tasks is not None else catalog_from(store)
     cache = ScoreCache(store)
     rows = _rows_from_runs(store, runs, cache, catalog)
@@ -90,21 +92,42 @@ def build_report(store: Store, *, task: str | None = None, dataset: str | None =
     full = Report(sections, superseded, average_rows, [n.text for n in average_notes], tuple(averages), catalog,
                   comparisons)
     adjust_report(full, adjustment)
-    sections, average_rows = full.sections, full.averages
-    if method is not None:
-        average_rows = [a for a in average_rows if a.method == method]
-        average_notes = [n for n in average_notes if n.method == method]
-        for section in sections:
-            for g in section.groups:
-                g.rows = [r for r in g.rows if r.method == method]
-            section.groups = [g for g in section.groups if g.rows]
-        sections = [s for s in sections if s.groups]
-    return Report(sections, superseded, average_rows, [n.text for n in average_notes], tuple(averages), catalog,
-                  comparisons, adjustment)
+    selection = Selection.of(method, dataset)
+    sections, average_rows, notes = _select(full.sections, full.averages, average_notes, averages, selection)
+    return Report(sections, superseded, average_rows, notes, tuple(averages), catalog, comparisons, adjustment,
+                  selection.scope_text() if selection.active else "")
 
 
-def build_rows(store: Store, *, task: str | None = None, dataset: str | None = None,
-               method: str | None = None, method_defaults: Mapping[MethodKey, Mapping[str, Any]] | None = None,
+def _select(sections: list[DatasetSection], average_rows: list[AverageRow], notes: Sequence[AverageNote],
+            groups: Sequence[DatasetAverage],
+            selection: Selection) -> tuple[list[DatasetSection], list[AverageRow], list[str]]:
+    """The sections, average rows and notes a filter keeps. An average (or its note) whose group
+    the dataset filter cuts is replaced by one note saying so: a filtered-out run is never
+    reported missing."""
+    if not selection.active:
+        return sections, average_rows, [n.text for n in notes]
+    kept_rows = [a for a in average_rows if selection.method(a.method) and selection.datasets_all(a.datasets)]
+    kept_notes = [n.text for n in notes if selection.method(n.method) and selection.datasets_all(n.datasets)]
+    shown = [(s.dataset, s.task_kind) for s in sections if selection.dataset(s.dataset)]
+    for group in groups:
+        cut = selection.left_out(group.datasets)
+        if cut and any(d in group.datasets and group.covers(kind) for d, kind in shown):
+            kept_notes.append(f"{group.name}: not shown, the dataset filter leaves out {', '.join(cut)} "
+                              "(the report without --dataset shows it)")
+    out = []
+    for section in sections:
+        if not selection.dataset(section.dataset):
+            continue
+        for g in section.groups:
+            g.rows = [r for r in g.rows if selection.method(r.method)]
+        section.groups = [g for g in section.groups if g.rows]
+        if section.groups:
+            out.append(section)
+    return out, kept_rows, kept_notes
+
+
+def build_rows(store: Store, *, task: str | None = None, dataset: NameFilter = None,
+               method: NameFilter = None, method_defaults: Mapping[MethodKey, Mapping[str, Any]] | None = None,
                tasks: TaskCatalog | None = None, comparisons: Comparisons = NO_COMPARISONS) -> list[LeaderboardRow]:
     """Leaderboard rows of the finished runs, in report order (dataset, group, rank)."""
     return build_report(store, task=task, dataset=dataset, method=method, method_defaults=method_defaults,

@@ -227,6 +227,8 @@ def build_outline(report: Report, sections: Sequence[ReportSection] = ()) -> Out
     summary = f"{n_runs} finished run(s) in {len(report.sections)} dataset(s)."
     if report.superseded_attempts:
         summary += f" {report.superseded_attempts} older attempt(s) superseded by a re-run are not shown."
+    if report.scope:
+        summary += f" {report.scope}"
     out.add(Paragraph(summary))
     out.add(Heading(2, "How to read this report"))
     out.add(Bullets(how_to_read(report.tasks, report.comparisons, report.adjustment)))

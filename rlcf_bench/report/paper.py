@@ -73,6 +73,7 @@ class PaperRow:
     vs_reference: Comparison | PooledComparison | None = None  # the last column against the reference method
     vs_baseline: Comparison | PooledComparison | None = None  # ... against the family baseline
     family: str = ""
+    method: str = ""  # the method's name (what a --method filter selects)
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,7 @@ class PaperTable:
     meta: TaskMetrics = GENERIC  # the task's metric metadata (unit, the metric's direction)
     reference: str = ""  # the declared reference method (the first Δ column's)
     seeds: tuple[int, ...] = ()  # the protocol (view) seeds of the measured runs shown
+    scope: str = ""  # a filtered table: what its marks refer to (rlcf_bench.report.filters)
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -104,7 +106,7 @@ class PaperTable:
         return (f"{self.task}: {self.metric}{unit} per dataset; methods as rows, {over} last. "
                 f"Best measured value per column marked, and values not significantly different from it "
                 f"(adjusted) marked †. Protocol (view) seed {seeds} shown, one run per cell (where several seeds or "
-                f"stream orders were run, the full report gives their spread).")
+                f"stream orders were run, the full report gives their spread)." + (f" {self.scope}" if self.scope else ""))
 
     @property
     def delta_columns(self) -> tuple[str, ...]:
@@ -240,7 +242,8 @@ def _measured_rows(task_rows: list[tuple[LeaderboardRow, bool]], datasets: tuple
         sort_key = (int(is_ref[key]), rank, math.inf if math.isnan(order) else order, label)
         out.append((sort_key, PaperRow(label, "reference" if is_ref[key] else "measured", (*cells, last),
                                        vs_reference=None if is_ref[key] else vs_ref,
-                                       vs_baseline=None if is_ref[key] else vs_base, family=family)))
+                                       vs_baseline=None if is_ref[key] else vs_base, family=family,
+                                       method=method)))
     return [row for _, row in sorted(out, key=lambda item: item[0])]
 
 
@@ -258,14 +261,18 @@ def _reported_rows(task: str, datasets: tuple[str, ...], metric: str, task_rows:
     out = []
     for (method, _model, _rm, source), values in by_key.items():
         cells = [PaperCell(values.get(d)) for d in datasets]
-        out.append(PaperRow(f"{method} (reported: {source})", "reported", (*cells, average.cell(cells)), source))
+        out.append(PaperRow(f"{method} (reported: {source})", "reported", (*cells, average.cell(cells)), source,
+                            method=method))
     return out
 
 
 def build_paper_tables(report: Report, references: Sequence[Reference] = (), *,
-                       reported: bool = True) -> list[PaperTable]:
+                       reported: bool = True, methods: frozenset[str] | None = None,
+                       scope: str = "") -> list[PaperTable]:
     """One table per task of ``report``, from each dataset's main group and its reward-model
-    references; paper numbers as ``reported`` rows when ``reported``."""
+    references; paper numbers as ``reported`` rows when ``reported``. ``methods``: show only these
+    methods' rows (and the reward models' reference rows), marked as in the whole table; ``scope``
+    says so in the caption."""
     by_task: dict[str, list[tuple[LeaderboardRow, bool]]] = {}
     metrics: dict[str, str] = {}
     kinds: dict[str, str] = {}
@@ -294,8 +301,10 @@ def build_paper_tables(report: Report, references: Sequence[Reference] = (), *,
         rows = _measured_rows(task_rows, datasets, metric, average, report.comparisons, higher)
         if reported:
             rows += _reported_rows(task, datasets, metric, [r for r, _ in task_rows], references, average)
-        best = _mark_best(rows, len(datasets) + 1, higher)
+        best = _mark_best(rows, len(datasets) + 1, higher)  # among every measured row, before any is hidden
+        if methods is not None:
+            best = [r for r in best if r.kind == "reference" or r.method in methods]
         seeds = tuple(sorted({r.seed for r, ref in task_rows if not ref}))
         tables.append(PaperTable(task, kinds[task], metric, datasets, tuple(best), name, averaged, meta,
-                                 report.comparisons.reference, seeds))
+                                 report.comparisons.reference, seeds, scope))
     return tables

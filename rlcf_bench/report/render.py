@@ -12,6 +12,7 @@ from .averages import declared_averages, declared_comparisons
 from .build import build_report
 from .claims import DEFAULT_ADJUSTMENT
 from .csv_table import render_csv
+from .filters import NameFilter, Selection, names
 from .html_page import render_html
 from .json_rows import render_json
 from .markdown import render_markdown
@@ -55,8 +56,8 @@ class ClaimOptions:
 DEFAULT_CLAIMS = ClaimOptions()
 
 
-def build_for(store: Store, host: PluginHost | None, *, task: str | None = None, dataset: str | None = None,
-              method: str | None = None, claims: ClaimOptions = DEFAULT_CLAIMS) -> Report:
+def build_for(store: Store, host: PluginHost | None, *, task: str | None = None, dataset: NameFilter = None,
+              method: NameFilter = None, claims: ClaimOptions = DEFAULT_CLAIMS) -> Report:
     """The report as the installed plugins see it: their methods' defaults decide the options
     shown, their suites' declared dataset groups the average rows and declared comparisons the
     paired tests, and their tasks' metric metadata reads the runs of any task the store recorded
@@ -94,7 +95,7 @@ def render_report(report: Report, fmt: str, sections: Sequence[ReportSection] = 
 
 
 def render(store: Store, fmt: str, *, host: PluginHost | None = None, task: str | None = None,
-           dataset: str | None = None, method: str | None = None, claims: ClaimOptions = DEFAULT_CLAIMS) -> str:
+           dataset: NameFilter = None, method: NameFilter = None, claims: ClaimOptions = DEFAULT_CLAIMS) -> str:
     """The leaderboard of the finished runs in ``store`` as markdown, csv, json or html."""
     name = normalise_format(fmt)
     report = build_for(store, host, task=task, dataset=dataset, method=method, claims=claims)
@@ -103,7 +104,7 @@ def render(store: Store, fmt: str, *, host: PluginHost | None = None, task: str 
 
 
 def write_report(store: Store, out_dir: str | Path, formats: Iterable[str] = FORMATS, host: PluginHost | None = None,
-                 *, task: str | None = None, dataset: str | None = None, method: str | None = None,
+                 *, task: str | None = None, dataset: NameFilter = None, method: NameFilter = None,
                  stem: str = "leaderboard", claims: ClaimOptions = DEFAULT_CLAIMS) -> list[Path]:
     """Write ``<stem>.<ext>`` per format into ``out_dir`` (created); return the paths written.
 
@@ -124,11 +125,15 @@ def write_report(store: Store, out_dir: str | Path, formats: Iterable[str] = FOR
 
 
 def render_paper(store: Store, fmt: str, *, host: PluginHost | None = None, task: str | None = None,
-                 dataset: str | None = None, method: str | None = None, intervals: bool = False,
+                 dataset: NameFilter = None, method: NameFilter = None, intervals: bool = False,
                  reported: bool = True, claims: ClaimOptions = DEFAULT_CLAIMS) -> str:
     """The paper layout (methods x datasets, averages last) as markdown, csv, html or latex;
-    ``reported`` adds the paper's numbers stored as references as grey rows."""
+    ``reported`` adds the paper's numbers stored as references as grey rows. ``method``/``dataset``
+    (a name or several) hide rows and columns; the best marks stay those of every method's runs,
+    and each filtered table's caption says so."""
     name = normalise_paper_format(fmt)
-    report = build_for(store, host, task=task, dataset=dataset, method=method, claims=claims)
-    tables = build_paper_tables(report, reference_rows(store, host) if reported else (), reported=reported)
+    report = build_for(store, host, task=task, dataset=dataset, claims=claims)  # every method: marks as unfiltered
+    selection = Selection.of(method, dataset)
+    tables = build_paper_tables(report, reference_rows(store, host) if reported else (), reported=reported,
+                                methods=names(method), scope=selection.scope_text() if selection.active else "")
     return render_paper_tables(tables, name, intervals=intervals)

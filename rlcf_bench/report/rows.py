@@ -320,6 +320,7 @@ class Report:
     tasks: TaskCatalog = field(default_factory=TaskCatalog)  # the tasks' metric metadata
     comparisons: Comparisons = field(default_factory=Comparisons)  # what the suites declare (report/claims.py)
     adjustment: str = ""  # the multiplicity adjustment applied ("holm" | "bh"; report/claims.py)
+    scope: str = ""  # a filtered report: what its ranks and tests refer to (report/filters.py)
 
     @property
     def rows(self) -> list[LeaderboardRow]:
