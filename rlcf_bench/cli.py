@@ -296,7 +296,8 @@ Examples:
 
     @cli.command("report", epilog="""\b
 Examples:
-  rlcf-bench report                                   # the full leaderboard, markdown
+  rlcf-bench report                                   # one screen: methods x datasets
+  rlcf-bench report --layout full                     # the full leaderboard: every group, metric and test
   rlcf-bench report --layout paper --format latex     # methods x datasets, booktabs
   rlcf-bench report --layout paper --intervals --format html --out table.html
   rlcf-bench report --all-formats --out leaderboard/reports
@@ -304,8 +305,10 @@ Examples:
   rlcf-bench report --claims                          # how many comparisons are significant, before/after Holm""")
     @click.option("--format", "fmt", type=click.Choice(["markdown", "csv", "json", "html", "latex"]), default="markdown",
                   show_default=True, help="output format (latex: paper layout only)")
-    @click.option("--layout", type=click.Choice(["full", "paper"]), default="full", show_default=True,
-                  help="full: every group, metric and test; paper: methods as rows, datasets as columns, averages last")
+    @click.option("--layout", type=click.Choice(["summary", "full", "paper"]), default=None,
+                  help="default: summary (full with --format, --out or --all-formats). summary: methods x datasets "
+                       "on the primary metric, one screen; full: every group, metric and test; paper: the paper's "
+                       "table")
     @click.option("--intervals", is_flag=True, help="paper layout: print each value's 95% interval")
     @click.option("--reported/--no-reported", default=True, show_default=True,
                   help="paper layout: the paper's own numbers as grey rows")
@@ -327,11 +330,12 @@ Examples:
     @click.option("--per-class", "per_class_run", type=click.IntRange(min=1), default=None, metavar="RUN",
                   help="per-class accuracy and confusion matrix of one classification run (markdown, csv, json)")
     @click.option("--db", default=None, help=DB_HELP)
-    def report_cmd(fmt: str, layout: str, intervals: bool, reported: bool, task: str | None, dataset: tuple[str, ...],
+    @click.pass_context
+    def report_cmd(click_ctx: click.Context, fmt: str, layout: str | None, intervals: bool, reported: bool, task: str | None, dataset: tuple[str, ...],
                    method: tuple[str, ...], out: str | None, all_formats: bool, pairs: tuple[tuple[str, str], ...],
                    adjust: str, spread_tests: bool, claims_only: bool, per_class_run: int | None,
                    db: str | None) -> None:
-        """Report from the stored runs: the full leaderboard or the paper's table layout."""
+        """Report from the stored runs: one screen of methods x datasets, the full leaderboard, or the paper's table."""
         from . import report
         from .report.render import ClaimOptions
 
@@ -339,6 +343,9 @@ Examples:
             _emit(_per_class_text(host, _open_store(db, create=False), per_class_run, fmt), out)
             return
         claims = ClaimOptions(pairs=tuple(pairs), adjustment=adjust, spread_tests=spread_tests)
+        if layout is None:  # a plain `report` on the terminal: one screen; asked for a format or a file: everything
+            chose_format = click_ctx.get_parameter_source("fmt") is not click.core.ParameterSource.DEFAULT
+            layout = "full" if chose_format or out or all_formats else "summary"
         store = _open_store(db, create=False)  # read-only: the paper's rows are overlaid in memory
         if out or all_formats or fmt not in ("json", "csv"):  # scripts reading JSON/CSV get the data alone
             click.echo(f"leaderboard: {store.location}", err=True)
@@ -358,6 +365,11 @@ Examples:
             for path in report.write_report(store, out, host=host, task=task, dataset=dataset, method=method,
                                             claims=claims):
                 click.echo(str(path))
+            return
+        if layout == "summary":
+            if fmt != "markdown":
+                _fail("the summary layout is markdown only (use --layout full for other formats)")
+            _emit(_summary_text(host, store, claims, task=task, dataset=dataset, method=method, db=db), out)
             return
         if layout == "paper":
             if fmt == "json":
@@ -561,6 +573,20 @@ def _per_class_text(host: PluginHost, store: Any, run_id: int, fmt: str) -> str:
         _fail(str(exc))
 
 
+def _summary_text(host: PluginHost, store: Any, claims: Any, *, task: str | None, dataset: Sequence[str],
+                  method: Sequence[str], db: str | None) -> str:
+    """``report``'s default: the stored runs as methods x datasets matrices, and how to see more."""
+    from .report.run_summary import render_run_summary
+
+    ids = [r.id for r in store.runs(status="finished", task=task)
+           if (not dataset or r.dataset in dataset) and (not method or r.method in method)]
+    db_flag = f" --db {db}" if db else ""
+    more = (f"rlcf-bench report{db_flag} --layout full (every group, metric and test; the paper's table: "
+            "--layout paper; files: --all-formats --out DIR)")
+    text = render_run_summary(store, ids, host=host, claims=claims, subject="The leaderboard", more=more)
+    return text + "\n" if text else ""
+
+
 def _set_hidden(db: str | None, run_ids: Sequence[int], hidden: bool, reason: str) -> None:
     _open_store(db, create=False).engine.dispose()  # an existing store only, checked before writing
     store = _open_store(db)
@@ -702,13 +728,12 @@ def _print_run_summary(host: PluginHost, store: Any, outcomes: Sequence[RunOutco
     from .report.run_summary import render_run_summary
 
     ids = [o.run_id for o in outcomes if o.run_id is not None and o.error is None]
+    db_flag = f" --db {db}" if db else ""
     text = render_run_summary(store, ids, reused=[o.run_id for o in outcomes if o.reused and o.run_id is not None],
-                              host=host)
+                              host=host, more=f"rlcf-bench report{db_flag} --layout full")
     if text:
         click.echo(text)
-    click.echo(f"leaderboard: {store.location}")
-    db_flag = f" --db {db}" if db else ""
-    click.echo(f"full report: rlcf-bench report{db_flag}   (paper table: rlcf-bench report{db_flag} --layout paper)")
+    click.echo(f"leaderboard: {store.location} · paper table: rlcf-bench report{db_flag} --layout paper")
 
 
 def _run_one(runner: Any, req: Any, shard: Any = None) -> RunOutcome:
@@ -729,11 +754,13 @@ def _run_one(runner: Any, req: Any, shard: Any = None) -> RunOutcome:
     if result.status != "finished":  # a --shard task that left samples to other shards
         return RunOutcome(f"run {result.run_id}: shard {shard} stored; {result.n_samples} samples of the run are "
                           "stored, the shard that completes it stores its metrics", None)
-    shown = ", ".join(f"{k}={v.value:.2f}" for k, v in list(result.metrics.items())[:3])
+    from .report.run_summary import result_metrics
+
+    shown = result_metrics(result.metrics, runner.host.registry("tasks").get(result.spec.task).metrics)
     lat = f", {result.latency.ms_per_sample_mean:.1f} ms/sample" if result.latency else ""
     reused = " — reused: finished earlier with the same settings (--fresh re-runs it)" if result.reused else ""
-    return RunOutcome(f"run {result.run_id}: {shown} (n={result.n_samples}{lat}){reused}", None, result.run_id,
-                      result.reused)
+    samples = "" if f"(n={result.n_samples})" in shown else f"; {result.n_samples} samples"
+    return RunOutcome(f"run {result.run_id}: {shown}{samples}{lat}{reused}", None, result.run_id, result.reused)
 
 
 def _run_serial(host: PluginHost, requests: Sequence[Any], store: Any, options: Any, quiet: bool,

@@ -26,19 +26,20 @@ def test_run_ends_with_the_runs_just_executed_then_marks_reuse(tmp_path: Path) -
     out = CliRunner().invoke(cli, args)
     assert out.exit_code == 0, out.output
     text = out.output
-    table = [line for line in text.splitlines() if line.startswith("| tiny-colors |")]
-    assert [line.split(" | ")[1] for line in table] == ["zero-shot", "tpt-prompt"]
-    assert all(line.split(" | ")[3] == "4" for line in table)  # n is what --limit scored
-    assert "Δ vs zero-shot" in text and "(p=" in table[1] and "Holm p=" in table[1]  # the declared reference
+    table = _summary_rows(text)
+    assert sorted(table) == ["tpt-prompt", "zero-shot"]  # methods as rows, by value
+    assert "· n=4 per dataset ·" in text  # n is what --limit scored
+    header = next(line for line in text.splitlines() if line.startswith("| method"))
+    assert "tiny-colors" in header and "Δ vs zero-shot" in header  # the declared reference
     assert "How to read this report" not in text and "All metrics" not in text  # not the full leaderboard
-    assert f"leaderboard: {db.resolve()}" in text and f"rlcf-bench report --db {db}" in text
+    assert f"leaderboard: {db.resolve()}" in text and f"rlcf-bench report --db {db} --layout full" in text
     assert "reused" not in text
     assert "n=4" in text  # the run header counts the limited samples
 
     again = CliRunner().invoke(cli, args)
     assert again.exit_code == 0, again.output
-    table = [line for line in again.output.splitlines() if line.startswith("| tiny-colors |")]
-    assert len(table) == 2 and all("reused" in line for line in table)
+    table = _summary_rows(again.output)
+    assert len(table) == 2 and all("reused" in notes for notes in table.values())
     assert again.output.count("— reused: finished earlier") == 2
 
     paper = CliRunner().invoke(cli, ["report", "--db", str(db), "--layout", "paper", "--format", "latex"])
@@ -46,6 +47,19 @@ def test_run_ends_with_the_runs_just_executed_then_marks_reuse(tmp_path: Path) -
     assert r"\toprule" in paper.output and "tiny-colors" in paper.output and "zero-shot" in paper.output
     bad = CliRunner().invoke(cli, ["report", "--db", str(db), "--format", "latex"])
     assert bad.exit_code == 2 and "--layout paper" in bad.output
+
+
+def _summary_rows(text: str) -> dict[str, str]:
+    """The end-of-run matrix's rows: method -> notes."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("| method")) + 2
+    rows = {}
+    for line in lines[start:]:
+        if not line.startswith("|"):
+            break
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        rows[cells[0]] = cells[-1]
+    return rows
 
 
 def test_report_on_an_empty_store_says_so(cli, tmp_path: Path) -> None:
@@ -101,7 +115,7 @@ def test_every_help_screen_has_an_example_and_every_option_a_help_text() -> None
     report = cli.commands["report"]
     assert all(p.help for p in report.params if p.name != "help"), [p.name for p in report.params if not p.help]
     text = CliRunner().invoke(cli, ["report", "--help"]).output
-    assert "default: markdown" in text and "default: full" in text
+    assert "default: markdown" in text and "default: summary" in text
 
 
 def test_ls_alone_lists_every_kind_and_suites_have_no_stray_version(cli) -> None:

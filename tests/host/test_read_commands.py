@@ -47,11 +47,12 @@ def digest(path: Path) -> str:
 def read_commands(db: Path, out: Path) -> list[list[str]]:
     d = ["--db", str(db)]
     return [
-        ["report", *PLUGINS, *d], ["report", *PLUGINS, "--format", "csv", *d],
+        ["report", *PLUGINS, "--layout", "full", *d], ["report", *PLUGINS, "--format", "csv", *d],
         ["report", *PLUGINS, "--format", "json", *d], ["report", *PLUGINS, "--format", "html", *d],
         ["report", *PLUGINS, "--layout", "paper", "--format", "latex", "--intervals", *d],
         ["report", *PLUGINS, "--layout", "paper", *d],
         ["report", *PLUGINS, "--all-formats", "--out", str(out), *d],
+        ["report", *PLUGINS, *d],  # the one-screen summary
         ["compare", *PLUGINS, "2", "1", *d],
         ["ls", *PLUGINS], ["ls", "methods", *PLUGINS], ["ls", "datasets", *PLUGINS],
         ["data", "check", "tiny-colors", *PLUGINS],

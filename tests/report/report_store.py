@@ -41,17 +41,19 @@ def add_run(store: Store, *, task: str, kind: str, dataset: str, method: str, mo
             metrics: dict[str, tuple[float, float | None, float | None]] | None = None,
             ms: tuple[float, float, float] = (10.0, 9.0, 15.0), adapt: float = 6.0, predict: float = 4.0,
             reward_ms: float | None = None, peak_mb: float = 512.0, status: str = "finished",
-            key: str | None = None, attempt: int = 1, official: bool = True) -> int:
+            key: str | None = None, attempt: int = 1, official: bool = True,
+            protocol: dict[str, Any] | None = None, method_version: str = "1") -> int:
     """Insert one run with every non-null column set, its sample rows and metrics (and the
     first-party tasks' metric metadata, as the runner records it)."""
     record_tasks(store)
     with store.session() as s, s.begin():
         run = Run(
             key=key or f"k{next(_keys):04d}", attempt=attempt, task=task, task_version="1", task_kind=kind,
-            dataset=dataset, dataset_version="1", dataset_params={}, method=method, method_version="1",
+            dataset=dataset, dataset_version="1", dataset_params={}, method=method, method_version=method_version,
             method_config={}, config_hash="c" * 16, model=model, model_version="1", reward_model=reward_model,
-            reward_model_version="1" if reward_model else None, protocol={"seed": 0}, protocol_hash=protocol_hash,
-            seed=0, device="cpu", device_name="test-cpu", bench_version="0.1.0", provenance={}, plugins=[],
+            reward_model_version="1" if reward_model else None, protocol=protocol or {"seed": 0},
+            protocol_hash=protocol_hash, seed=int((protocol or {}).get("seed", 0)), device="cpu",
+            device_name="test-cpu", bench_version="0.1.0", provenance={}, plugins=[],
             official=official, status=status, n_total=len(scores), n_done=len(scores),
             ms_per_sample_mean=ms[0], ms_per_sample_p50=ms[1], ms_per_sample_p95=ms[2], adapt_ms_mean=adapt,
             predict_ms_mean=predict, reward_ms_mean=reward_ms, warmup_samples=0, peak_memory_mb=peak_mb,

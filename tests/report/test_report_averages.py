@@ -227,8 +227,10 @@ def test_every_format_shows_the_average_and_its_pooled_tests(store: Store, tmp_p
     assert item["vs_reference"]["weighting"] == "equal weight per dataset" and item["datasets"] == list(DOMAINS)
 
     summary = render_run_summary(store, list(rlcf.run_ids), host=host)
-    line = next(line for line in summary.splitlines() if line.startswith(f"| {NAME} (3 datasets)"))
-    assert expected_cell in line
+    header = next(line for line in summary.splitlines() if line.startswith("| method"))
+    line = next(line for line in summary.splitlines() if line.startswith("| rlcf-prompt "))
+    assert f"{NAME} [95% CI]" in header and f"{rlcf.value:.2f} [{rlcf.ci_low:.2f}, {rlcf.ci_high:.2f}]" in line
+    assert f"{comp.delta:+.2f} [{comp.ci_low:+.2f}, {comp.ci_high:+.2f}]{'*' if comp.significant else ''}" in line
 
     paper = render_paper(store, "markdown", host=host, intervals=True)
     assert f"| {NAME} |" in paper and f"{NAME} over d1, d2, d3" in paper
