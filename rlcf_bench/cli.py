@@ -792,12 +792,14 @@ def _worker_init(opts: GlobalOptions, db_url: str, options: Any, threads: int, e
 
     os.environ["RLCF_BENCH_THREADS"] = str(threads)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # no fork warning from HF tokenizers
+    from .errors import install_warning_format
     from .progress import ProgressForwarder
     from .runner import Runner
     from .store import Store
     from .workers import exit_with_parent
 
     exit_with_parent()
+    install_warning_format()  # a spawned worker's warnings print as the parent's do
 
     host = build_host(opts, quiet=True)
     if events is not None:
@@ -875,6 +877,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     verbose = "-v" in args or "--verbose" in args
     errors.install_signal_handlers()
+    errors.install_warning_format()
     try:
         opts, rest = split_global_options(args)
         host = build_host(opts)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import signal
 import sys
 import traceback
+import warnings
 from collections.abc import Callable
 from typing import Any, NoReturn
 
@@ -56,6 +57,23 @@ class Terminated(KeyboardInterrupt):
 
 def _raise_terminated(_signum: int, _frame: Any) -> None:
     raise Terminated()
+
+
+_PYTHON_FORMAT = warnings.formatwarning
+
+
+def _bench_format(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  line: str | None = None) -> str:
+    if getattr(category, "one_line", False):
+        return f"warning: {message}\n"
+    return _PYTHON_FORMAT(message, category, filename, lineno, line)
+
+
+def install_warning_format() -> None:
+    """A warning whose category sets ``one_line = True`` (a setting that silently does nothing,
+    e.g. :class:`rlcf_bench.tta.prompts.SettingHasNoEffect`) prints as ``warning: <message>``
+    with no source line; every other warning keeps Python's format."""
+    warnings.formatwarning = _bench_format
 
 
 def install_signal_handlers() -> None:

@@ -38,7 +38,7 @@ BASE_COLUMNS: tuple[str, ...] = (
     "reward_ms_mean", "reward_share", "peak_memory_mb", "memory_kind", "device", "device_name",
     *(f"{c}_{f}" for c in _COMPARISONS for f in _COMPARISON_FIELDS),
     "adjustment", "reward_model_zero_shot_value", "below_reward_model", "tested_on",
-    "protocol_hash", "config_hash", "task_version", "dataset_version", "model_version", "bench_version",
+    "protocol_hash", "config_hash", "method_version", "task_version", "dataset_version", "model_version", "bench_version",
     "official", "orders_n", "orders_mean", "orders_sd", "orders_min", "orders_max",
     "row_kind", "average", "averaged_datasets", "averaged_runs",
     "vs_reference_datasets_up", "vs_reference_datasets_down", "vs_reference_i2",
@@ -94,7 +94,7 @@ def _row_cells(row: LeaderboardRow, header: Sequence[str]) -> list[str]:
         "reward_share": _n(row.reward_share), "peak_memory_mb": _n(row.peak_memory_mb),
         "memory_kind": _text(row.memory_kind), "device": _text(row.device), "device_name": _text(row.device_name),
         "protocol_hash": _text(row.protocol_hash), "config_hash": _text(row.config_hash),
-        "task_version": _text(row.task_version), "dataset_version": _text(row.dataset_version),
+        "method_version": _text(row.method_version), "task_version": _text(row.task_version), "dataset_version": _text(row.dataset_version),
         "model_version": _text(row.model_version), "bench_version": _text(row.bench_version),
         "official": _n(row.official), "row_kind": "run",
     }

@@ -13,7 +13,7 @@ from ..types import NO_COMPARISONS, Comparisons, MetricValue, ReportSection
 from . import fmt
 from .averages import AverageRow, PooledComparison
 from .claims import ADJUSTMENT_WORDS, claim_counts
-from .rows import ComparableGroup, Comparison, DatasetSection, Report
+from .rows import ComparableGroup, Comparison, DatasetSection, LeaderboardRow, Report
 from .tasks import TEST_WORDS, TaskCatalog, and_list
 
 TITLE = "rlcf-bench leaderboard"
@@ -126,6 +126,16 @@ def against(c: Comparison | PooledComparison | None) -> str:
     return fmt.DASH if c is None else f"{c.against_method}: {fmt.comparison(c)}"
 
 
+def versioned_labels(rows: Sequence[LeaderboardRow]) -> dict[int, str]:
+    """``run id -> label``: the method label, with `` v<version>`` where rows of one method and
+    options run under different method versions (so two versions are never indistinguishable)."""
+    versions: dict[str, set[str]] = {}
+    for r in rows:
+        versions.setdefault(r.method_label, set()).add(r.method_version)
+    return {r.run_id: r.method_label + (f" v{r.method_version}" if len(versions[r.method_label]) > 1 else "")
+            for r in rows}
+
+
 def group_table(group: ComparableGroup, comparisons: Comparisons = NO_COMPARISONS) -> Table:
     metric = group.primary_metric or "metric"
     reference = comparisons.reference or "reference"
@@ -135,9 +145,10 @@ def group_table(group: ComparableGroup, comparisons: Comparisons = NO_COMPARISON
         "reward share", "peak MB", "notes",
     )
     rows, kinds, runs = [], [], []
+    label = versioned_labels(group.rows)
     for row in group.rows:
         rows.append((
-            str(row.rank) if row.rank is not None else fmt.DASH, str(row.run_id), row.method_label,
+            str(row.rank) if row.rank is not None else fmt.DASH, str(row.run_id), label[row.run_id],
             row.reward_model or fmt.DASH, fmt.value_with_ci(row.primary), str(row.primary_n),
             fmt.comparison(row.vs_best), fmt.comparison(row.vs_reference), against(row.vs_baseline),
             fmt.reward_reference(row.reward_model_zero_shot),
@@ -167,9 +178,9 @@ def metrics_table(section: DatasetSection) -> Table:
     rows_in = section.rows
     key = rows_in[0].meta_key if rows_in else (lambda m: (0, m))
     names = sorted({m for r in rows_in for m in r.metrics}, key=key)
-    headers = ("run", "method", "model", "group", *names)
+    headers = ("run", "method", "method version", "model", "group", *names)
     rows = tuple(
-        (str(r.run_id), r.method_label, r.model, "main" if r.ranked_with_main else "apart",
+        (str(r.run_id), r.method_label, r.method_version, r.model, "main" if r.ranked_with_main else "apart",
          *(fmt.value_with_ci(r.metrics.get(n)) for n in names))
         for r in rows_in
     )

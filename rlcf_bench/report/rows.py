@@ -440,9 +440,10 @@ def _group(section_rows: Sequence[LeaderboardRow]) -> list[ComparableGroup]:
     for row in section_rows:
         by_key[row.comparability_key].append(row)
 
-    def weight(item: tuple[tuple[str, ...], list[LeaderboardRow]]) -> tuple[int, int, int]:
-        _, members = item
-        return (sum(r.official for r in members), len(members), max(r.run_id for r in members))
+    def weight(item: tuple[tuple[str, ...], list[LeaderboardRow]]) -> tuple[int, int, int, int]:
+        _, members = item  # on a tie, the lowest view seed: `run --seed 1` never silently displaces seed 0
+        return (sum(r.official for r in members), len(members), -min(r.seed for r in members),
+                max(r.run_id for r in members))
 
     ordered = sorted(by_key.items(), key=weight, reverse=True)
     main_key = ordered[0][0]

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
 ORIGINAL_UNDERSCORE_PREFIX = "a_photo_of_a"
+
+
+class SettingHasNoEffect(UserWarning):
+    """A method option that silently changes nothing on this dataset (e.g. ``templates=ensemble``
+    where the dataset has a single template and no ensemble). The command line prints it as one
+    ``warning:`` line."""
+
+    one_line = True
 
 
 def class_prompts(classnames: Sequence[str], template: str, *, underscore_prompt: bool = False) -> list[str]:
@@ -33,6 +42,11 @@ def class_text_features(ctx: Any, *, templates: str = "single", underscore_promp
         chosen = list(ctx.templates[:1])
     elif templates == "ensemble":
         chosen = list(ctx.ensemble_templates or ctx.templates)
+        if len(chosen) <= 1:
+            warnings.warn(f"templates=ensemble has no effect on {getattr(ctx, 'dataset', None) or 'this dataset'}: it "
+                          f"has a single template ({chosen[0] if chosen else 'none'!r}) and no ensemble, so the "
+                          "result equals templates=single; compare templates on a dataset with an ensemble",
+                          SettingHasNoEffect, stacklevel=2)
     else:
         raise ValueError(f"templates={templates!r}: expected 'single' or 'ensemble'")
     feats = None

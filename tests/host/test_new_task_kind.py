@@ -283,7 +283,7 @@ def test_a_task_kind_from_a_plugin_runs_stores_and_reports_everywhere(cli: Any, 
     assert ("except ECE (expected calibration error), share of the most frequent predicted class (collapse check) "
             "and error rate, where lower is better") in md
     assert "for mc-match, the questions" in md and f"## {TASK} · mc-colours" in md
-    assert "| run | method | model | group | accuracy | error | margin |" in md
+    assert "| run | method | method version | model | group | accuracy | error | margin |" in md
     html = _invoke(cli, "report", "--db", db, "--format", "html")
     assert f"{TASK} · mc-colours" in html
     assert '<th scope="col">accuracy</th><th scope="col">error</th><th scope="col">margin</th>' in html
