@@ -9,7 +9,7 @@ adapted tower, and ``reset`` puts the original values back before the next image
 It is written out by hand to show the lifecycle; the same method in three lines is
 ``ImageTuningMethod`` with ``tune_norm=True`` (``rlcf_bench/tta/episode.py``; ``tpt-image -m
 tune_norm=true``). Try it: ``rlcf-bench run --plugins-dir docs/examples --method
-example-norm-entropy --limit 20``. The README's "Write a method that tunes" explains each part.
+example-norm-entropy --limit 20``. docs/writing-a-method.md#write-a-method-that-tunes explains each part.
 """
 
 from __future__ import annotations

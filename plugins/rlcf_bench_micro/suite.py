@@ -4,10 +4,10 @@ Every registered classification method on every ImageNet-analogue shift of the e
 (sketch, rendition, hard, resampled, and Gaussian noise at severity 3 as the ImageNet-C analogue),
 the reward model's own zero-shot as a reference row, and the retrieval and captioning methods on
 a captioned shifted domain. Sizes are chosen so the whole suite fits in about 10 minutes on two
-CPU cores (measured: README, "Reference result"); the protocol is the paper's except for 32
-views instead of 64 (3 confident views instead of 6), the same for every method. Online methods
-(TDA, DMN-ZS, DPE, BoostAdapter) run three stream orders each; the classification runs share
-order seed 0 (``rlcf_bench.online_protocol``).
+CPU cores (measured: docs/micro-suite.md#reference-result-committed-leaderboardreference-micro);
+the protocol is the paper's except for 32 views instead of 64 (3 confident views instead of 6),
+the same for every method. Online methods (TDA, DMN-ZS, DPE, BoostAdapter) run three stream orders
+each; the classification runs share order seed 0 (``rlcf_bench.online_protocol``).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The README's tuning-method guide: its example (docs/examples/norm_entropy.py) tunes, lowers
+"""The tuning-method guide (docs/writing-a-method.md): its example (docs/examples/norm_entropy.py) tunes, lowers
 its objective, leaves the model as it found it, and runs end to end from ``--plugins-dir``."""
 
 from __future__ import annotations
