@@ -86,6 +86,12 @@ def test_captioning_cider_is_tested_by_a_paired_bootstrap_over_images_of_its_ter
     item = next(r for r in json.loads(render(known.store, "json")) if r.get("run_id") == rlcf)
     assert item["vs_reference"]["tested_on"] == "primary metric"
     assert item["vs_reference_score"]["metric"] == "clipscore"
+    import csv
+    import io
+
+    line = next(r for r in csv.DictReader(io.StringIO(render(known.store, "csv"))) if r["run_id"] == str(rlcf))
+    assert line["vs_reference_score_metric"] == "clipscore" and float(line["vs_reference_score_delta"]) == pytest.approx(-1.0)
+    assert float(line["vs_reference_ci_low"]) == pytest.approx(100 * lo) and line["tested_on"] == "primary metric"
     from rlcf_bench.report.compare import compare_runs, format_comparison
 
     pc = compare_runs(known.store, rlcf, zs)
