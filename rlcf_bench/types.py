@@ -542,7 +542,10 @@ class MetricSpec:
     (``wilson``, ``bootstrap``; ``none``: it stores none and the report must not invent one, e.g.
     a corpus-level score). ``sample_group``: the metric is computed on the samples whose id starts
     with ``"<group>:"`` only (retrieval's ``t2i_r1``: the text queries), so its paired tests and
-    intervals use those samples' scores only (:attr:`SampleScore.groups`).
+    intervals use those samples' scores only (:attr:`SampleScore.groups`). ``sample_terms``: the
+    task stores each sample's term of this metric in ``SampleRecord.extra[name]`` (the metric is
+    their mean, ×1 or ×100), so its paired tests and interval use those terms instead of the
+    sample's ``score`` (captioning's CIDEr with a fixed idf, ``docs/statistics.md#captioning``).
     """
 
     name: str
@@ -550,6 +553,7 @@ class MetricSpec:
     higher_is_better: bool = True
     interval: IntervalMethod = "none"
     sample_group: str = ""
+    sample_terms: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -106,13 +106,15 @@ class DPE(OnlineMethod):
     view_policy = ViewPolicy(n_views=64, augmix_on=IMAGENET_FAMILY)
 
     def build_state(self) -> None:
+        import torch
+
         c = self.config
         official = per_dataset(OFFICIAL, self.family)
         self.alpha, self.beta, self.lr, self.align = (o if v is None else v for v, o in
                                                       zip((c.alpha, c.beta, c.lr, c.align), official))
         self.multi_view = choose(c.multi_view, self.family in IMAGENET_FAMILY)
         self.global_text = self.text.clone()  # T_g [C, d], evolves
-        self.n_averaged = 0
+        self.n_averaged = torch.zeros((), dtype=torch.int64, device=self.ctx.device)  # on the device: no sync
         self.queues = ClassCache(self.n_classes, c.queue_capacity, int(self.text.shape[1]), device=self.ctx.device)
 
     def caches(self) -> dict[str, Any]:
@@ -180,11 +182,19 @@ class DPE(OnlineMethod):
         return Predictions(logits=logits)
 
     def after_predict(self, batch: Batch) -> None:
+        """Fold the refined text prototypes into the running average when the prediction is
+        confident, decided on the device (no host sync): the k-th fold is ``T·k/(k+1) + T'/(k+1)``
+        with ``k/(k+1)`` computed in float64 and rounded to the prototypes' dtype, as a Python
+        float factor would be, so the values are those of a host-side branch."""
+        import torch
+
         h = normalised_entropy(view_entropy(self.last_logits)[0], self.n_classes, log2_quirk=self.config.log2_entropy)
-        if float(h) < self.config.text_threshold:  # one host sync per sample
-            self.n_averaged += 1
-            k = self.n_averaged
-            self.global_text = self.global_text * (k / (k + 1)) + self.refined_text / (k + 1)
+        confident = h < self.config.text_threshold
+        k = (self.n_averaged + 1).double()
+        dtype = self.global_text.dtype
+        folded = self.global_text * (k / (k + 1)).to(dtype) + self.refined_text / (k + 1).to(dtype)
+        self.global_text = torch.where(confident, folded, self.global_text)
+        self.n_averaged = self.n_averaged + confident.long()
 
 
 SOURCE = "DPE (NeurIPS 2024) Tables 1-2, ViT-B/16, mean of 3 seeds"

@@ -5,8 +5,12 @@ and the micro suite's captioner on its shifted domains.
 Protocol: one centre crop per image, preprocessed for the captioner's CLIP (its ``image_size``,
 ``mean``, ``std``); episodic methods reset after every batch. Per sample the stored record holds
 the generated caption (``prediction``), the references (``target``) and, as ``score``, the
-sample's CLIPScore (so two runs can be compared pairwise); ``extra`` holds the RefCLIPScore and
-the name of the model that computed both.
+sample's CLIPScore (so two runs can be compared pairwise); ``extra`` holds the RefCLIPScore, the
+name of the model that computed both, and ``cider``: the image's CIDEr-D term with the document
+frequencies of the *whole* test set's references (PTB-tokenised once per run), so that on a run
+over the whole set the corpus CIDEr is exactly the mean of these terms and reports compare two
+runs' CIDEr by a paired bootstrap over images (``docs/statistics.md#captioning``; on a narrowed
+run the corpus CIDEr's idf is the evaluated subset's and the terms are tested, labelled, instead).
 
 Metrics (``aggregate``, from the stored records of a run, so a resumed run reports exactly what
 a straight one would), ×100: ``bleu1``..``bleu4``, ``meteor``, ``rougeL``, ``cider`` (primary),
@@ -48,6 +52,25 @@ class CaptioningTask(TaskRuntime):
     def __init__(self, dataset: Any, protocol: RunProtocol) -> None:
         super().__init__(dataset, protocol)
         self._model: Any = None
+        self._cider: tuple[Any, dict[int, list[str]]] | None = None
+
+    def _cider_references(self) -> tuple[Any, dict[int, list[str]]]:
+        """The whole test set's CIDEr idf and every image's tokenised references (built once)."""
+        if self._cider is None:
+            from ._clipcap.metrics import CiderIdf, ptb_tokenize
+
+            refs = ptb_tokenize({i: list(self.dataset.references(i)) for i in range(len(self.dataset))})
+            self._cider = CiderIdf.from_references(refs.values()), refs
+        return self._cider
+
+    def _cider_terms(self, indices: Sequence[int], captions: Sequence[str]) -> list[float]:
+        from ._clipcap.metrics import cider_terms, ptb_tokenize
+
+        idf, refs = self._cider_references()
+        tokens = ptb_tokenize({row: [c] for row, c in enumerate(captions)})
+        terms = cider_terms({row: tokens[row][0] for row in range(len(captions))},
+                            {row: refs[i] for row, i in enumerate(indices)}, idf)
+        return [terms[row] for row in range(len(captions))]
 
     def all_samples(self) -> list[tuple[int, str]]:
         return [(i, self.dataset.sample_id(i)) for i in range(len(self.dataset))]
@@ -86,9 +109,10 @@ class CaptioningTask(TaskRuntime):
             with torch.no_grad():
                 feats = judge.image_features(batch.images.to(judge.device))
                 clip_s, ref_s = clip_scores(judge, feats, captions, batch.targets)
+        cider = self._cider_terms(batch.indices, captions)
         records = []
         for row, (sid, idx) in enumerate(zip(batch.sample_ids, batch.indices)):
-            extra: dict[str, Any] = {}
+            extra: dict[str, Any] = {"cider": cider[row]}
             if clip_s is not None:
                 extra["refclipscore"] = float(ref_s[row])
                 extra["clipscore_model"] = str(getattr(judge, "name", "?"))
@@ -122,10 +146,12 @@ class CaptioningTask(TaskRuntime):
         return metrics
 
 
-#: How reports read the task's results: corpus-level reference metrics (no interval), then the
-#: per-sample CLIPScore (the stored score, compared by a paired bootstrap) and RefCLIPScore.
+#: How reports read the task's results: corpus-level reference metrics (no interval) except CIDEr,
+#: whose per-image terms (fixed idf) are stored and give its interval and paired bootstrap; then
+#: the per-sample CLIPScore (the stored score, compared by a paired bootstrap) and RefCLIPScore.
 METRICS = TaskMetrics(
-    metrics=(*(MetricSpec(name) for name in (*REFERENCE_METRICS, "spice")),
+    metrics=(*(MetricSpec(name) for name in REFERENCE_METRICS if name != "cider"),
+             MetricSpec("cider", interval="bootstrap", sample_terms=True), MetricSpec("spice"),
              MetricSpec("clipscore", interval="bootstrap"), MetricSpec("refclipscore", interval="bootstrap")),
     primary=("cider", "clipscore", "bleu4"),
     score=SampleScore(label="CLIPScore"),

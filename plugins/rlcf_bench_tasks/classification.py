@@ -5,6 +5,12 @@ random-resized
 crops + flips, AugMix on the fine-grained sets), 10 % confident-view selection, prediction on
 view 0 unless a method decides otherwise. Metrics: top-1 and top-5 accuracy with 95 % Wilson
 intervals, and expected calibration error (15 equal-width bins) with a bootstrap interval.
+
+A sample whose probabilities are not all finite (a method that diverged on it, e.g. an inf
+gradient under ``fp32``/``amp-bf16``, which have no overflow check) is a failed prediction: stored
+as ``prediction`` −1 (wrong, not in the top 5), confidence 0 and ``extra.nonfinite`` true, so
+top-1/top-5/ECE stay defined (it counts as a wrong answer given with no confidence) and
+``nonfinite`` (their number) appears among the metrics when there is any (docs/statistics.md).
 """
 
 from __future__ import annotations
@@ -30,6 +36,8 @@ ECE_BINS = 15
 #: Bootstrap resamples of the ECE's 95% interval (percentile; docs/statistics.md): enough for stable
 #: 2.5% and 97.5% quantiles.
 ECE_RESAMPLES = 2000
+#: The stored prediction of a sample whose probabilities are not finite (no class: always wrong).
+NONFINITE_PREDICTION = -1
 
 
 class ClassificationTask(TaskRuntime):
@@ -71,14 +79,17 @@ class ClassificationTask(TaskRuntime):
         probs = probs.cpu()
         k = min(5, probs.shape[-1])
         top = probs.topk(k, dim=-1)
+        finite = probs.isfinite().all(-1).tolist()
         records = []
         for row, (sid, idx) in enumerate(zip(batch.sample_ids, batch.indices)):
             target = int(batch.targets[row])
-            pred = int(top.indices[row, 0])
+            pred = int(top.indices[row, 0]) if finite[row] else NONFINITE_PREDICTION
             extra: dict[str, Any] = {
-                "confidence": float(top.values[row, 0]),
-                "top5": bool((top.indices[row] == target).any()),
+                "confidence": float(top.values[row, 0]) if finite[row] else 0.0,
+                "top5": bool((top.indices[row] == target).any()) and finite[row],
             }
+            if not finite[row]:
+                extra["nonfinite"] = True
             if predictions.extras is not None:
                 extra.update(predictions.extras[row])
             records.append(SampleRecord(sid, idx, pred, target, float(pred == target), extra))
@@ -93,6 +104,8 @@ class ClassificationTask(TaskRuntime):
         correct = np.array([r.score for r in records], dtype=float)
         top5 = np.array([bool(r.extra.get("top5")) for r in records], dtype=float)
         conf = np.array([float(r.extra.get("confidence", 0.0)) for r in records])
+        conf[~np.isfinite(conf)] = 0.0  # stores written before the rule above: the same rule
+        nonfinite = sum(bool(r.extra.get("nonfinite")) for r in records)
         metrics: dict[str, MetricValue] = {}
         for name, hits in (("top1", correct), ("top5", top5)):
             lo, hi = wilson_interval(int(hits.sum()), n)
@@ -103,6 +116,8 @@ class ClassificationTask(TaskRuntime):
         ece = expected_calibration_error(conf, correct)
         lo, hi = ece_bootstrap_ci(conf, correct) if n else (float("nan"), float("nan"))
         metrics["ece"] = MetricValue(100.0 * ece, 100.0 * lo, 100.0 * hi, n)
+        if nonfinite:
+            metrics["nonfinite"] = MetricValue(float(nonfinite), None, None, n)
         return metrics
 
 
@@ -177,7 +192,8 @@ METRICS = TaskMetrics(
              MetricSpec("ece", label="ECE (expected calibration error)", higher_is_better=False, interval="bootstrap"),
              MetricSpec("balanced_top1", label="balanced accuracy (mean per-class top-1)", interval="none"),
              MetricSpec("top_class_share", label="share of the most frequent predicted class (collapse check)",
-                        higher_is_better=False, interval="none")),
+                        higher_is_better=False, interval="none"),
+             MetricSpec("nonfinite", label="failed predictions (non-finite probabilities)", higher_is_better=False)),
     primary=("top1",),
     score=SampleScore(label="accuracy", percent=True, paired_test="mcnemar-exact"),
     order=0,

@@ -36,7 +36,7 @@ import numpy as np
 from ..stats import MDD_ALPHA, MDD_POWER, stratified_bootstrap_mean_ci, stratified_difference, stratum_difference
 from ..types import NO_COMPARISONS, Comparisons, DatasetAverage
 from .rows import GROUP_FIELDS, MDD_BASIS, DatasetSection, LeaderboardRow, _num, matching_scale, special_num
-from .scores import ALPHA, ScoreCache, metric_scores, score_scale
+from .scores import ALPHA, ScoreCache, score_scale
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from ..plugins import PluginHost
@@ -211,7 +211,7 @@ class _Members:
 
     def scores(self, cache: ScoreCache, metric: str) -> list[dict[str, float]]:
         """Per dataset (the group's order), ``sample_id -> score`` of the metric."""
-        return [metric_scores(cache.scores(row.run_id), row.meta, metric) for row in self.rows]
+        return [cache.for_metric(row.run_id, row.meta, metric) for row in self.rows]
 
     def scale(self, cache: ScoreCache, metric: str) -> float | None:
         """The common factor from mean per-sample score to the stored metric on every dataset,
@@ -224,7 +224,7 @@ class _Members:
         return self.scale(cache, metric) is not None
 
     def strata(self, cache: ScoreCache, metric: str) -> list[np.ndarray]:
-        return [np.fromiter(metric_scores(cache.scores(r.run_id), r.meta, metric).values(), dtype=float)
+        return [np.fromiter(cache.for_metric(r.run_id, r.meta, metric).values(), dtype=float)
                 for r in self.rows]
 
 
@@ -247,7 +247,7 @@ def _average_row(avg: DatasetAverage, members: _Members, metric: str, cache: Sco
 def _pooled(row: AverageRow, members: _Members, other: AverageRow, other_members: _Members,
             cache: ScoreCache) -> PooledComparison:
     """The stratified test of the equal-weight difference of two average rows."""
-    scale = score_scale(members.rows[0].meta)
+    scale = members.scale(cache, row.metric) or score_scale(members.rows[0].meta)
     diffs: list[float] = []
     variances: list[float] = []
     n_shared = only_row = only_other = 0

@@ -65,6 +65,9 @@ def _row_slots(row: LeaderboardRow) -> Iterator[_Slot]:
         c = getattr(row, name)
         if c is not None:
             yield _attr_slot((row.task, setting, f"vs {c.against_method}"), row, name)
+    if row.vs_reference_score is not None:  # another metric: its own family (one table column)
+        c = row.vs_reference_score
+        yield _attr_slot((row.task, setting, f"vs {c.against_method}", c.metric), row, "vs_reference_score")
     for i, c in enumerate(row.vs_pairs):
         yield _list_slot((row.task, setting, f"vs {c.against_method}"), row, i)
     rm = row.reward_model_zero_shot

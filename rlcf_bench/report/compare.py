@@ -13,10 +13,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from ..store import Run, Store
 from ..types import TaskMetrics
-from .rows import GROUP_FIELDS
-from .scores import ALPHA, PairedTest, ScoreCache, format_p, metric_scores, paired_test, score_scale
+from .rows import GROUP_FIELDS, matching_scale
+from .scores import ALPHA, PairedTest, ScoreCache, format_p, paired_test, score_scale
 from .tasks import GENERIC, TaskCatalog, catalog_from
 
 
@@ -48,6 +50,8 @@ class PairedComparison:
     test: PairedTest
     metric: str | None = None  # the primary metric whose per-sample scores were tested
     meta: TaskMetrics = field(default=GENERIC, repr=False)  # run A's task's metric metadata
+    tested: str = ""  # what was tested (the score's label, or the metric's per-sample terms)
+    scale: float = 1.0  # factor from the tested values' mean to the reported unit (100: points)
 
     @property
     def n_shared(self) -> int:
@@ -80,11 +84,14 @@ def compare_runs(store: Store, run_a: int, run_b: int, *, n_resamples: int = 200
                         for name, words in GROUP_FIELDS if getattr(ra, name) != getattr(rb, name))
     cache = ScoreCache(store)
     meta = (tasks if tasks is not None else catalog_from(store)).of(ra.task)
-    sa, sb = cache.scores(ra.id), cache.scores(rb.id)
     metric = _primary_of(store, ra.id, rb.id, meta)
-    test = paired_test(metric_scores(sa, meta, metric), metric_scores(sb, meta, metric), run_a=ra.id, run_b=rb.id,
-                       meta=meta, n_resamples=n_resamples, seed=seed)
-    return PairedComparison(_brief(ra), _brief(rb), not differences, differences, test, metric, meta)
+    sa, sb = cache.for_metric(ra.id, meta, metric), cache.for_metric(rb.id, meta, metric)
+    stored = store.metrics_of(ra.id).get(metric) if metric else None
+    scale = None if stored is None else matching_scale(stored.value, np.fromiter(sa.values(), dtype=float), meta)
+    scale = score_scale(meta) if scale is None else scale
+    test = paired_test(sa, sb, run_a=ra.id, run_b=rb.id, meta=meta, n_resamples=n_resamples, seed=seed, scale=scale)
+    return PairedComparison(_brief(ra), _brief(rb), not differences, differences, test, metric, meta,
+                            cache.tested_label(ra.id, meta, metric), scale)
 
 
 def _primary_of(store: Store, run_a: int, run_b: int, meta: TaskMetrics) -> str | None:
@@ -99,7 +106,7 @@ def _fmt(x: float, digits: int = 2) -> str:
 
 def format_comparison(c: PairedComparison) -> str:
     t = c.test
-    unit = " points" if score_scale(c.meta) == 100.0 else ""
+    unit = " points" if c.scale == 100.0 else ""
     lines = [
         f"A  {c.a.describe()}",
         f"B  {c.b.describe()}",
@@ -117,8 +124,8 @@ def format_comparison(c: PairedComparison) -> str:
     if t.n_shared == 0:
         lines.append("no shared samples: nothing to test")
         return "\n".join(lines) + "\n"
-    label = c.meta.score.label
-    pct = "%" if unit else ""
+    label = c.tested or c.meta.score.label
+    pct = "%" if unit and c.meta.score.percent else ""
     lines.append(f"{label} on shared samples: A {_fmt(t.mean_a)}{pct}, B {_fmt(t.mean_b)}{pct}, "
                  f"A - B = {t.diff:+.2f}{unit}")
     if t.mcnemar is not None:
@@ -129,7 +136,7 @@ def format_comparison(c: PairedComparison) -> str:
         lines.append(f"  95% CI of A - B (Tango's score interval): [{t.ci_low:+.2f}, {t.ci_high:+.2f}]{unit}")
     elif t.bootstrap is not None:
         bs = t.bootstrap
-        s = score_scale(c.meta)
+        s = c.scale
         lines.append(f"test: paired bootstrap of the mean difference ({bs.n_resamples} resamples, two-sided)")
         lines.append(f"  95% CI of A - B: [{bs.ci_low * s:+.2f}, {bs.ci_high * s:+.2f}]{unit}   {format_p(bs.p_value)}")
     if not math.isnan(t.mdd):

@@ -13,7 +13,9 @@ is empty). Each comparison ``vs_best``, ``vs_reference`` (the suites' declared r
 ``*_p_adjusted`` (over its family, ``adjustment`` says how), ``*_significant_5pct`` (of the
 adjusted p) and ``*_mdd`` (minimum detectable difference, 5% two-sided, about 80% power; ``inf``
 when none is detectable, empty when not estimable). Average rows add ``*_datasets_up``/``_down``
-and ``*_i2`` (heterogeneity).
+and ``*_i2`` (heterogeneity). ``vs_reference_score_*`` (with ``vs_reference_score_metric``) is the
+comparison with the reference on the per-sample score's own column where the primary metric was
+tested on its own terms (captioning: CLIPScore beside CIDEr; docs/statistics.md#captioning).
 Text cells that a spreadsheet would run as a formula (starting with ``= + - @`` or a tab) get a
 leading apostrophe.
 """
@@ -29,7 +31,7 @@ from .averages import AverageRow, PooledComparison
 from .rows import Comparison, LeaderboardRow, Report
 
 _COMPARISON_FIELDS = ("method", "run", "delta", "ci_low", "ci_high", "p", "p_adjusted", "significant_5pct", "mdd")
-_COMPARISONS = ("vs_best", "vs_reference", "vs_baseline", "vs_reward_model")
+_COMPARISONS = ("vs_best", "vs_reference", "vs_baseline", "vs_reward_model", "vs_reference_score")
 
 BASE_COLUMNS: tuple[str, ...] = (
     "run_id", "task", "task_kind", "dataset", "method", "method_options", "model", "reward_model", "group", "rank",
@@ -42,7 +44,7 @@ BASE_COLUMNS: tuple[str, ...] = (
     "official", "orders_n", "orders_mean", "orders_sd", "orders_min", "orders_max",
     "row_kind", "average", "averaged_datasets", "averaged_runs",
     "vs_reference_datasets_up", "vs_reference_datasets_down", "vs_reference_i2",
-    "vs_baseline_datasets_up", "vs_baseline_datasets_down", "vs_baseline_i2",
+    "vs_baseline_datasets_up", "vs_baseline_datasets_down", "vs_baseline_i2", "vs_reference_score_metric",
 )
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -99,8 +101,10 @@ def _row_cells(row: LeaderboardRow, header: Sequence[str]) -> list[str]:
         "official": _n(row.official), "row_kind": "run",
     }
     for prefix, comp in (("vs_best", row.vs_best), ("vs_reference", row.vs_reference),
-                         ("vs_baseline", row.vs_baseline)):
+                         ("vs_baseline", row.vs_baseline), ("vs_reference_score", row.vs_reference_score)):
         values.update(_comparison_values(prefix, comp))
+    if row.vs_reference_score is not None:
+        values["vs_reference_score_metric"] = _text(row.vs_reference_score.metric)
     if row.vs_reference is not None:
         values["tested_on"] = "primary metric" if row.vs_reference.on_primary else row.vs_reference.score_label
     if rm is not None:

@@ -101,6 +101,13 @@ def comparison(c: Comparison | PooledComparison | None) -> str:
     return f"{signed(c.delta)} {ci_text} ({p_values(c)}{extra})".replace("  ", " ")
 
 
+def score_comparison(row: LeaderboardRow) -> list[str]:
+    """``clipscore vs zero-shot: -1.00 [...] (p=...)``: the reference comparison on the per-sample
+    score's own column, where the primary metric was tested on its own terms (else nothing)."""
+    c = row.vs_reference_score
+    return [] if c is None else [f"{c.metric} vs {c.against_method}: {comparison(c)}"]
+
+
 def reward_reference(r: RewardModelReference | None) -> str:
     if r is None:
         return DASH

@@ -155,7 +155,7 @@ def group_table(group: ComparableGroup, comparisons: Comparisons = NO_COMPARISON
             fmt.ms_pair(row.ms_per_sample_p50, row.ms_per_sample_p95),
             fmt.ms_pair(row.adapt_ms_mean, row.predict_ms_mean), fmt.percent(row.reward_share),
             fmt.memory(row), "; ".join([*fmt.notes(row), *(f"vs {c.against_method}: {fmt.comparison(c)}"
-                                                         for c in row.vs_pairs)]) or fmt.DASH,
+                                                         for c in row.vs_pairs), *fmt.score_comparison(row)]) or fmt.DASH,
         ))
         kinds.append("ranked" if row.rank is not None else "unranked")
         runs.append(row.run_id)

@@ -35,7 +35,7 @@ from ..stats import bootstrap_mean_ci
 from ..store import Metric, Reference, Run, SampleResult, Store
 from ..types import NO_COMPARISONS, Comparisons, DatasetAverage, MetricValue, TaskMetrics, stable_hash
 from .options import options_text, protocol_text
-from .scores import PairedTest, ScoreCache, metric_scores, paired_test, score_scale
+from .scores import PairedTest, ScoreCache, paired_test, score_scale
 from .tasks import GENERIC, TaskCatalog
 
 #: The fields that make two runs comparable, with the words used to explain a difference.
@@ -200,6 +200,9 @@ class LeaderboardRow:
     protocol: dict[str, Any] = field(default_factory=dict)  # the protocol's settings (the hash is of these)
     vs_baseline: Comparison | None = None  # against its family's declared baseline
     vs_pairs: list[Comparison] = field(default_factory=list)  # against the declared pairs' other methods
+    #: against the reference on the per-sample score's own column, where the primary metric was
+    #: tested on its own per-sample terms (captioning: CLIPScore beside CIDEr)
+    vs_reference_score: Comparison | None = None
     meta: TaskMetrics = field(default=GENERIC, repr=False)  # the task's metric metadata (report/tasks.py)
 
     @property
@@ -269,6 +272,7 @@ class LeaderboardRow:
             "vs_reference": None if self.vs_reference is None else self.vs_reference.as_dict(),
             "vs_baseline": None if self.vs_baseline is None else self.vs_baseline.as_dict(),
             "vs_pairs": [c.as_dict() for c in self.vs_pairs],
+            "vs_reference_score": None if self.vs_reference_score is None else self.vs_reference_score.as_dict(),
             "reward_model_zero_shot": (None if self.reward_model_zero_shot is None
                                        else self.reward_model_zero_shot.as_dict()),
             "reported": [r.as_dict() for r in self.reported],
@@ -411,7 +415,7 @@ def _with_intervals(stored: dict[str, MetricValue], run_id: int, meta: TaskMetri
         if mv.ci_low is not None and mv.ci_high is not None:
             out[name], source[name] = mv, "stored"
             continue
-        scores = np.fromiter(metric_scores(cache.scores(run_id), meta, name).values(), dtype=float)
+        scores = np.fromiter(cache.for_metric(run_id, meta, name).values(), dtype=float)
         declared = next((m for m in meta.metrics if m.name == name), None)
         scale = None if declared is not None and declared.interval == "none" else matching_scale(mv.value, scores, meta)
         if scale is None:
@@ -433,6 +437,21 @@ def matching_scale(value: float, scores: np.ndarray, meta: TaskMetrics) -> float
         if math.isclose(mean * scale, value, rel_tol=1e-6, abs_tol=1e-9):
             return scale
     return None
+
+
+def column_scale(row: LeaderboardRow, scores: dict[str, float], metric: str | None) -> float:
+    """The unit a paired test of ``scores`` is reported in: that of ``metric``'s column where the
+    metric is their mean, else that of the first of the row's metrics that is their mean (a
+    corpus-level primary metric tested on the per-sample score: the score's own column, e.g.
+    CLIPScore ×100), else the task's score unit."""
+    values = np.fromiter(scores.values(), dtype=float)
+    names = [metric] if metric else list(row.metrics)
+    for name in names:
+        mv = row.metrics.get(name)
+        scale = None if mv is None else matching_scale(mv.value, values, row.meta)
+        if scale is not None:
+            return scale
+    return score_scale(row.meta)
 
 
 def _group(section_rows: Sequence[LeaderboardRow]) -> list[ComparableGroup]:
@@ -496,23 +515,37 @@ def _rank(group: ComparableGroup, catalog: TaskCatalog) -> None:
     group.rows = scored + sorted(unscored, key=lambda r: r.run_id)
 
 
-def _comparison(row: LeaderboardRow, other: LeaderboardRow, cache: ScoreCache) -> Comparison | None:
-    metric = row.primary_metric
+def _comparison(row: LeaderboardRow, other: LeaderboardRow, cache: ScoreCache,
+                metric: str | None = None) -> Comparison | None:
+    """``row`` against ``other`` on ``metric`` (default: the primary metric)."""
+    metric = metric or row.primary_metric
     if metric is None or metric not in row.metrics or metric not in other.metrics:
         return None
-    sa = metric_scores(cache.scores(row.run_id), row.meta, metric)
-    sb = metric_scores(cache.scores(other.run_id), other.meta, metric)
-    test: PairedTest = paired_test(sa, sb, run_a=row.run_id, run_b=other.run_id, meta=row.meta)
+    sa = cache.for_metric(row.run_id, row.meta, metric)
+    sb = cache.for_metric(other.run_id, other.meta, metric)
     on_primary = all(
         matching_scale(r.metrics[metric].value, np.fromiter(s.values(), dtype=float), r.meta) is not None
         for r, s in ((row, sa), (other, sb)))
+    test: PairedTest = paired_test(sa, sb, run_a=row.run_id, run_b=other.run_id, meta=row.meta,
+                                   scale=column_scale(row, sa, metric if on_primary else None))
     return Comparison(
         against_run=other.run_id, against_method=other.method_label, metric=metric,
         delta=row.metrics[metric].value - other.metrics[metric].value, test=test.test, p_value=test.p_value,
         significant=test.significant, n_shared=test.n_shared, only_row=test.only_a, only_other=test.only_b,
         on_primary=on_primary, mdd=test.mdd, ci_low=test.ci_low, ci_high=test.ci_high,
-        score_label="" if on_primary else row.meta.score.label, score_delta=test.diff,
+        score_label="" if on_primary else cache.tested_label(row.run_id, row.meta, metric), score_delta=test.diff,
     )
+
+
+def score_metric(row: LeaderboardRow, cache: ScoreCache) -> str | None:
+    """The column that is the mean of the per-sample score, where the primary metric is tested on
+    its own stored terms instead (captioning: ``clipscore`` beside ``cider``); else None."""
+    primary = row.primary_metric
+    if primary is None or not (row.meta.metric(primary).sample_terms and cache.terms(row.run_id, primary)):
+        return None
+    scores = np.fromiter(cache.scores(row.run_id).values(), dtype=float)
+    return next((name for name in sorted(row.metrics, key=row.meta_key) if name != primary
+                 and matching_scale(row.metrics[name].value, scores, row.meta) is not None), None)
 
 
 def _plain(rows: Sequence[LeaderboardRow], method: str) -> LeaderboardRow | None:
@@ -531,6 +564,9 @@ def _compare_within(group: ComparableGroup, cache: ScoreCache, comparisons: Comp
             row.vs_best = _comparison(row, best, cache)
         if reference is not None and row is not reference:
             row.vs_reference = _comparison(row, reference, cache)
+            other_column = score_metric(row, cache)
+            if other_column is not None and other_column in reference.metrics:
+                row.vs_reference_score = _comparison(row, reference, cache, other_column)
         baseline = _plain(ranked, comparisons.baseline_of(row.method) or "")
         if baseline is not None and row is not baseline:
             row.vs_baseline = _comparison(row, baseline, cache)

@@ -42,6 +42,33 @@ class ScoreCache:
     def __init__(self, store: Store) -> None:
         self.store = store
         self._cache: dict[int, dict[str, float]] = {}
+        self._terms: dict[tuple[int, str], dict[str, float]] = {}
+
+    def terms(self, run_id: int, metric: str) -> dict[str, float]:
+        """``sample_id -> extra[metric]``: the per-sample terms a task stores for a metric declared
+        with :attr:`~rlcf_bench.types.MetricSpec.sample_terms` (samples without one left out)."""
+        key = (run_id, metric)
+        if key not in self._terms:
+            with self.store.session() as s:
+                q = select(SampleResult.sample_id, SampleResult.extra).where(SampleResult.run_id == run_id)
+                self._terms[key] = {sid: float(extra[metric]) for sid, extra in s.execute(q)
+                                    if isinstance(extra, dict) and isinstance(extra.get(metric), (int, float))}
+        return self._terms[key]
+
+    def for_metric(self, run_id: int, meta: TaskMetrics, metric: str | None) -> dict[str, float]:
+        """The per-sample values a metric's paired test and interval use: its stored terms where the
+        task declares them (and the run has them), else the per-sample score (:func:`metric_scores`)."""
+        if metric and meta.metric(metric).sample_terms:
+            terms = self.terms(run_id, metric)
+            if terms:
+                return terms
+        return metric_scores(self.scores(run_id), meta, metric)
+
+    def tested_label(self, run_id: int, meta: TaskMetrics, metric: str | None) -> str:
+        """What :meth:`for_metric` returns, in words: the metric's per-sample terms or the score."""
+        if metric and meta.metric(metric).sample_terms and self.terms(run_id, metric):
+            return f"{metric} per-sample terms"
+        return meta.score.label
 
     def scores(self, run_id: int) -> dict[str, float]:
         if run_id not in self._cache:
@@ -113,9 +140,11 @@ def _all_binary(values: np.ndarray) -> bool:
 
 
 def paired_test(scores_a: dict[str, float], scores_b: dict[str, float], *, run_a: int, run_b: int,
-                meta: TaskMetrics, n_resamples: int = 2000, seed: int = 0) -> PairedTest:
+                meta: TaskMetrics, n_resamples: int = 2000, seed: int = 0, scale: float | None = None) -> PairedTest:
     """The task's paired test: exact McNemar (two-sided) where it declares it and every score is
-    0/1, the paired bootstrap of the mean difference otherwise.
+    0/1, the paired bootstrap of the mean difference otherwise. ``scale``: the factor from the
+    scores' mean to the unit the differences, interval and MDD are reported in (default: the task's
+    score unit, :func:`score_scale`); a report passes the one of the column the test sits next to.
 
     The interval of the difference is Tango's score interval for paired proportions (McNemar) or
     the bootstrap's percentile interval. The significance flag uses the exact McNemar p-value
@@ -125,7 +154,7 @@ def paired_test(scores_a: dict[str, float], scores_b: dict[str, float], *, run_a
     shared = sorted(set(scores_a) & set(scores_b))
     only_a = len(scores_a) - len(shared)
     only_b = len(scores_b) - len(shared)
-    scale = score_scale(meta)
+    scale = score_scale(meta) if scale is None else scale
     if not shared:
         nan = math.nan
         return PairedTest(run_a, run_b, "none", 0, only_a, only_b, nan, nan, nan, nan, False)

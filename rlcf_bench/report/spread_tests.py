@@ -20,8 +20,8 @@ from dataclasses import replace
 import numpy as np
 
 from ..stats import hierarchical_paired_bootstrap
-from .rows import Comparison, DatasetSection, LeaderboardRow
-from .scores import ALPHA, ScoreCache, metric_scores, score_scale
+from .rows import Comparison, DatasetSection, LeaderboardRow, column_scale
+from .scores import ALPHA, ScoreCache
 
 HIERARCHICAL = "hierarchical-bootstrap"
 
@@ -52,12 +52,12 @@ def _spread_comparison(row: LeaderboardRow, other: LeaderboardRow, comp: Compari
         partner = _partner(key, theirs)
         if partner is None:
             return comp  # unmatched repetitions: keep the first seed's test rather than a partial one
-        sa = metric_scores(cache.scores(run_id), row.meta, comp.metric)
-        sb = metric_scores(cache.scores(partner), other.meta, comp.metric)
+        sa = cache.for_metric(run_id, row.meta, comp.metric)
+        sb = cache.for_metric(partner, other.meta, comp.metric)
         shared = sorted(set(sa) & set(sb))
         pairs.append((np.array([sa[k] for k in shared]), np.array([sb[k] for k in shared])))
     test = hierarchical_paired_bootstrap(pairs)
-    scale = score_scale(row.meta)
+    scale = column_scale(row, cache.for_metric(row.run_id, row.meta, comp.metric), comp.metric)
     return replace(comp, delta=test.mean_diff * scale, test=HIERARCHICAL, p_value=test.p_value,
                    significant=bool(test.p_value < ALPHA), ci_low=test.ci_low * scale, ci_high=test.ci_high * scale,
                    mdd=math.nan, repetitions=len(pairs))

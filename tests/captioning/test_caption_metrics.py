@@ -155,3 +155,29 @@ def test_clipscore_and_refclipscore_formulas():
     # harmonic mean of CLIPScore (2.0) and the best candidate-reference cosine (0.6)
     assert ref_s[0].item() == pytest.approx(2 * 2.0 * 0.6 / 2.6)
     assert ref_s[1].item() == 0.0
+
+
+def test_cider_terms_with_the_whole_sets_idf_average_to_pycocoevalcaps_corpus_cider():
+    """Per-image CIDEr-D terms with the whole reference set's document frequencies: each equals
+    pycocoevalcap's own per-image score on that set, so their mean is its corpus CIDEr exactly;
+    on a subset (same fixed idf) they are the whole set's terms, not a subset re-score."""
+    from pycocoevalcap.cider.cider import Cider
+
+    from rlcf_bench_tasks._clipcap.metrics import CiderIdf, cider_terms
+
+    cands = {**CANDS, "img4": "a blue circle", "img5": "something unrelated entirely"}
+    refs = {**REFS, "img4": ["a blue circle on white", "one blue circle"], "img5": ["a red star", "a star"]}
+    idf = CiderIdf.from_references(refs.values())
+    terms = cider_terms(cands, refs, idf)
+    corpus, per_image = Cider().compute_score({k: refs[k] for k in cands}, {k: [cands[k]] for k in cands})
+    assert list(terms) == list(cands)
+    assert [terms[k] for k in cands] == pytest.approx(list(per_image), rel=1e-12, abs=1e-15)
+    assert sum(terms.values()) / len(terms) == pytest.approx(float(corpus), rel=1e-12)
+    assert terms["img1"] > terms["img5"] >= 0.0
+    subset = ["img1", "img2"]
+    sub_terms = cider_terms({k: cands[k] for k in subset}, refs, idf)
+    assert sub_terms == {k: terms[k] for k in subset}
+    rescored = Cider().compute_score({k: refs[k] for k in subset}, {k: [cands[k]] for k in subset})[1]
+    assert list(rescored) != pytest.approx([terms[k] for k in subset])  # the idf is the whole set's, held fixed
+    with pytest.raises(ValueError, match="at least one"):
+        CiderIdf.from_references([])

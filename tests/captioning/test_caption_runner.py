@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from rlcf_bench.runner import RunRequest
 
 NO_METEOR = (("meteor", False),)
@@ -47,6 +49,10 @@ def test_runner_stores_captions_per_sample_and_aggregates(caption_runner, store)
         for name in ("bleu1", "bleu4", "rougeL", "cider", "clipscore", "refclipscore"):
             assert name in result.metrics
         assert "meteor" not in result.metrics
+        # A run over the whole set: its corpus CIDEr (pycocoevalcap) is the mean of the stored
+        # per-image terms (the whole set's idf), which the report's paired bootstrap resamples.
+        terms = [rec.extra["cider"] for rec in records]
+        assert 100 * sum(terms) / len(terms) == pytest.approx(result.metrics["cider"].value, rel=1e-9, abs=1e-9)
 
 
 def test_shipped_micro_captioner_captions_in_domain_images():

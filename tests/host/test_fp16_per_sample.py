@@ -4,8 +4,11 @@ never depend on the other samples of its batch, on the batch size, on sharding o
 On the CPU (autocast runs fp16 and bf16 there too), an overflow is emulated: an inf gradient
 is injected into one sample's logits at its first tuning step. Under ``amp-fp16`` that sample
 skips that step alone (its scale halves, its next step runs); the other samples are untouched.
-Under ``amp-bf16`` there is no loss scaling, and the rows stay independent. Batch 1, batch 8,
-two shards and an interrupted-then-resumed run all store the same rows.
+Under ``amp-bf16`` there is no loss scaling and no overflow check (as under ``fp32``): the inf
+gradient reaches that sample's optimizer step, its prompt becomes NaN and its prediction is a
+failed one (stored wrong with confidence 0, ``extra.nonfinite``: docs/statistics.md), and the rows
+stay independent. Batch 1, batch 8, two shards and an interrupted-then-resumed run all store the
+same rows.
 """
 
 from __future__ import annotations
@@ -120,6 +123,8 @@ def test_batch_1_equals_batch_8_equals_shards_equals_resumed_with_an_overflow(
     # the overflow touched its own sample only, and did change it (the test is not vacuous)
     assert {k: v for k, v in batched.items() if k != TARGET} == {k: v for k, v in clean.items() if k != TARGET}
     assert batched[TARGET] != clean[TARGET]
+    if precision == "amp-bf16":  # nothing skips the step: the sample diverges, a failed prediction
+        assert batched[TARGET][0] == -1 and batched[TARGET][2] == 0.0
 
 
 def test_an_overflowing_row_skips_its_own_step_only() -> None:

@@ -280,8 +280,8 @@ def test_a_task_kind_from_a_plugin_runs_stores_and_reports_everywhere(cli: Any, 
     # Markdown and HTML: the "How to read" text is drawn from the task's metadata too.
     md = _invoke(cli, "report", "--db", db, "--format", "markdown")
     assert f"McNemar exact for classification, retrieval and {TASK}" in md  # retrieval hits: exact McNemar too
-    assert ("except ECE (expected calibration error), share of the most frequent predicted class (collapse check) "
-            "and error rate, where lower is better") in md
+    assert ("except ECE (expected calibration error), share of the most frequent predicted class (collapse check), "
+            "failed predictions (non-finite probabilities) and error rate, where lower is better") in md
     assert "for mc-match, the questions" in md and f"## {TASK} · mc-colours" in md
     assert "| run | method | method version | model | group | accuracy | error | margin |" in md
     html = _invoke(cli, "report", "--db", db, "--format", "html")

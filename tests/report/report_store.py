@@ -42,9 +42,11 @@ def add_run(store: Store, *, task: str, kind: str, dataset: str, method: str, mo
             ms: tuple[float, float, float] = (10.0, 9.0, 15.0), adapt: float = 6.0, predict: float = 4.0,
             reward_ms: float | None = None, peak_mb: float = 512.0, status: str = "finished",
             key: str | None = None, attempt: int = 1, official: bool = True,
-            protocol: dict[str, Any] | None = None, method_version: str = "1") -> int:
-    """Insert one run with every non-null column set, its sample rows and metrics (and the
-    first-party tasks' metric metadata, as the runner records it)."""
+            protocol: dict[str, Any] | None = None, method_version: str = "1",
+            extras: dict[str, dict[str, float]] | None = None) -> int:
+    """Insert one run with every non-null column set, its sample rows (``extras``: a sample's
+    ``extra`` by id) and metrics (and the first-party tasks' metric metadata, as the runner
+    records it)."""
     record_tasks(store)
     with store.session() as s, s.begin():
         run = Run(
@@ -63,7 +65,7 @@ def add_run(store: Store, *, task: str, kind: str, dataset: str, method: str, mo
         s.flush()
         for i, (sid, score) in enumerate(scores.items()):
             s.add(SampleResult(run_id=run.id, sample_id=sid, idx=i, prediction=None, target=None, score=score,
-                               extra={}, adapt_ms=adapt, predict_ms=predict, reward_ms=reward_ms, batch_size=1,
+                               extra=dict((extras or {}).get(sid, {})), adapt_ms=adapt, predict_ms=predict, reward_ms=reward_ms, batch_size=1,
                                warmup=False))
         for name, (value, lo, hi) in (metrics or {}).items():
             s.add(Metric(run_id=run.id, name=name, value=value, ci_low=lo, ci_high=hi, n=len(scores)))

@@ -245,3 +245,26 @@ def test_report_compare_adds_a_pair(known: KnownStore) -> None:
     rows = json.loads(render(known.store, "json", claims=claims))
     rlcf = next(r for r in rows if r.get("run_id") == known.ids["rlcf"])
     assert [p["against_method"] for p in rlcf["vs_pairs"]] == ["tpt"] and rlcf["vs_baseline"] is None
+
+
+def test_below_is_marked_only_when_significant_after_adjustment(known: KnownStore) -> None:
+    """Two methods below their reward model's reference run at raw p = 0.03 and 0.04: each is
+    significant alone, neither after Holm over the family (0.06, 0.06), so no BELOW mark."""
+    from dataclasses import replace
+
+    from rlcf_bench.report.claims import adjust_report
+
+    report = build_report(known.store, task="classification")
+    rows = {r.run_id: r for r in report.rows}
+    rlcf, tpt = rows[known.ids["rlcf"]], rows[known.ids["tpt"]]
+    ref = rlcf.reward_model_zero_shot
+    assert ref is not None and ref.comparison is not None and ref.below  # the known store's case: b=0, c=10
+    raw = replace(ref.comparison, p_value=0.03, p_adjusted=math.nan, significant=True)
+    rlcf.reward_model_zero_shot = replace(ref, comparison=raw)
+    tpt.reward_model_zero_shot = replace(ref, comparison=replace(raw, p_value=0.04))
+    adjust_report(report, "holm")
+    for row in (rlcf, tpt):
+        got = row.reward_model_zero_shot
+        assert got is not None and got.comparison is not None
+        assert got.comparison.p_adjusted == pytest.approx(0.06) and not got.comparison.significant
+        assert got.delta < 0 and not got.below

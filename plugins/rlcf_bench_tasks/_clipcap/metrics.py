@@ -6,6 +6,11 @@
   original evaluation. SPICE runs only when its Stanford CoreNLP 3.6.0 jars are installed in
   ``pycocoevalcap/spice/lib`` (it downloads them otherwise, impossible offline): when they are
   absent SPICE is left out and a note says why.
+* :class:`CiderIdf` and :func:`cider_terms`: each image's CIDEr-D term with the document
+  frequencies of a *fixed* reference set (the whole test set's), so that a corpus CIDEr over that
+  set is exactly the mean of the stored per-image terms and two runs can be compared by a paired
+  bootstrap over images (``docs/statistics.md#captioning``). Same arithmetic as pycocoevalcap's
+  ``CiderScorer`` (n = 4, σ = 6, clipped tf-idf, length penalty, ×10), tested against it.
 * :func:`clip_scores`: CLIPScore ``2.5·max(0, cos(image, "A photo depicts " + caption))`` and
   RefCLIPScore, the harmonic mean of CLIPScore and ``max_r cos(caption, reference_r)`` (text–text,
   both with the prefix, as the official ``clipscore`` code encodes every caption through the same
@@ -16,9 +21,13 @@ from __future__ import annotations
 
 import contextlib
 import io
-from collections.abc import Mapping, Sequence
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 CLIPSCORE_PREFIX = "A photo depicts "
 CLIPSCORE_WEIGHT = 2.5
@@ -96,6 +105,74 @@ def reference_metrics(candidates: Mapping[Any, str], references: Mapping[Any, Se
     else:
         notes.append(SPICE_NOTE)
     return out, notes
+
+
+CIDER_N = 4
+CIDER_SIGMA = 6.0
+
+
+@dataclass(frozen=True)
+class CiderIdf:
+    """Document frequencies of every n-gram (n ≤ 4) over a reference set (one document = one
+    image's references, PTB-tokenised) and ``log`` of the number of images: the idf CIDEr-D uses."""
+
+    document_frequency: Mapping[tuple[str, ...], float]
+    log_n: float
+
+    @classmethod
+    def from_references(cls, references: Iterable[Sequence[str]]) -> CiderIdf:
+        from pycocoevalcap.cider.cider_scorer import cook_refs
+
+        df: dict[tuple[str, ...], float] = defaultdict(float)
+        n_images = 0
+        for refs in references:
+            n_images += 1
+            for ngram in {g for ref in cook_refs(list(refs), CIDER_N) for g in ref}:
+                df[ngram] += 1
+        if n_images == 0:
+            raise ValueError("CIDEr's document frequencies need at least one image's references")
+        return cls(dict(df), float(np.log(float(n_images))))
+
+    def vector(self, counts: Mapping[tuple[str, ...], int]) -> tuple[list[dict[tuple[str, ...], float]], list[float], int]:
+        """tf-idf vectors per n-gram length, their norms and the unigram length (CiderScorer's)."""
+        vec: list[dict[tuple[str, ...], float]] = [defaultdict(float) for _ in range(CIDER_N)]
+        norm = [0.0] * CIDER_N
+        length = 0
+        for ngram, tf in counts.items():
+            n = len(ngram) - 1
+            vec[n][ngram] = float(tf) * (self.log_n - np.log(max(1.0, self.document_frequency.get(ngram, 0.0))))
+            norm[n] += pow(vec[n][ngram], 2)
+            if n == 1:  # as pycocoevalcap: the "length" counts bigram occurrences
+                length += tf
+        return vec, [float(np.sqrt(x)) for x in norm], length
+
+
+def cider_terms(candidates: Mapping[Any, str], references: Mapping[Any, Sequence[str]], idf: CiderIdf
+                ) -> dict[Any, float]:
+    """Each image's CIDEr-D term (a fraction; ×100 for reporting) of an already tokenised caption
+    against its tokenised references, with the fixed document frequencies ``idf``."""
+    from pycocoevalcap.cider.cider_scorer import cook_refs, cook_test
+
+    out: dict[Any, float] = {}
+    for key, caption in candidates.items():
+        refs = list(references[key])
+        if not refs:
+            raise ValueError(f"CIDEr: image {key!r} has no references")
+        vec, norm, length = idf.vector(cook_test(caption, CIDER_N))
+        score = np.zeros(CIDER_N)
+        for ref in cook_refs(refs, CIDER_N):
+            vec_r, norm_r, length_r = idf.vector(ref)
+            penalty = np.e ** (-(float(length - length_r) ** 2) / (2 * CIDER_SIGMA ** 2))
+            val = np.zeros(CIDER_N)
+            for n in range(CIDER_N):
+                for ngram in vec[n]:
+                    val[n] += min(vec[n][ngram], vec_r[n][ngram]) * vec_r[n][ngram]
+                if norm[n] != 0 and norm_r[n] != 0:
+                    val[n] /= norm[n] * norm_r[n]
+                val[n] *= penalty
+            score += val
+        out[key] = float(np.mean(score) / len(refs) * 10.0)
+    return out
 
 
 def clip_scores(vlm: Any, image_features: Any, candidates: Sequence[str],
