@@ -159,9 +159,9 @@ def build_tiny_captioner(device: Any = "cpu", seed: int = 0, clip: Any = None, n
     import torch
     from transformers import OPTForCausalLM
 
-    from rlcf_bench_tasks._clipcap.mapper import MapperConfig, TransformerMapper
-    from rlcf_bench_tasks._clipcap.model import CaptionerSettings, ClipCaptioner, tiny_opt_config
-    from rlcf_bench_tasks._clipcap.tokenizer import load_tokenizer, train_bpe
+    from rlcf_bench_models._clipcap.mapper import MapperConfig, TransformerMapper
+    from rlcf_bench_models._clipcap.model import CaptionerSettings, ClipCaptioner, tiny_opt_config
+    from rlcf_bench_models._clipcap.tokenizer import load_tokenizer, train_bpe
 
     if clip is None:
         clip = load_tiny_clip("tiny-clip", device)

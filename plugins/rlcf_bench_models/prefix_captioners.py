@@ -31,7 +31,7 @@ def _accepts_for(kind: str):
 
 
 def load_captioner_name(name: str, device: Any, *, session: ComponentSession) -> Any:
-    from rlcf_bench_tasks._clipcap.model import load_captioner
+    from rlcf_bench_models._clipcap.model import load_captioner
 
     kind, sep, path = name.partition("@")
     if not (sep and path):

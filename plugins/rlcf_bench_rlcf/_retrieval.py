@@ -44,12 +44,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from rlcf_bench import Batch, Method, MethodContext, Predictions, bounded
-from rlcf_bench_tasks._retrieval import (
+from rlcf_bench_tasks.retrieval_common import (
     batch_direction,
     encode_queries,
     predict_by_direction,
     ranked_scores,
-    split_by_direction,
 )
 
 from ._paper import PAPER
@@ -205,8 +204,7 @@ class RLCFRetrieval(Method[RLCFRetrievalConfig]):
     def adapt(self, batch: Batch) -> None:
         if self.config.steps <= 0:
             return
-        for _, sub in split_by_direction(batch):
-            self._episode(batch_direction(sub), sub)
+        self._episode(batch_direction(batch), batch)
 
     def _episode(self, direction: str, batch: Batch) -> None:
 
@@ -263,6 +261,5 @@ class RLCFRetrieval(Method[RLCFRetrievalConfig]):
     def after_predict(self, batch: Batch) -> None:
         if not self.config.momentum or self.config.steps <= 0:
             return
-        for _, sub in split_by_direction(batch):
-            self.tower(batch_direction(sub)).momentum_update()
+        self.tower(batch_direction(batch)).momentum_update()
 

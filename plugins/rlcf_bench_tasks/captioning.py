@@ -75,7 +75,7 @@ class CaptioningTask(TaskRuntime):
     def score(self, batch: Batch, predictions: Predictions) -> list[SampleRecord]:
         import torch
 
-        from ._clipcap.metrics import clip_scores
+        from .caption_metrics import clip_scores
 
         if predictions.captions is None or len(predictions.captions) != len(batch):
             raise ValueError("a captioning method must return one caption per sample (Predictions.captions)")
@@ -103,7 +103,7 @@ class CaptioningTask(TaskRuntime):
 
         from rlcf_bench.stats import bootstrap_mean_ci
 
-        from ._clipcap.metrics import reference_metrics
+        from .caption_metrics import reference_metrics
 
         n = len(records)
         if n == 0:

@@ -6,7 +6,7 @@ every caption (``t2i``, ranked against all images; ``t2i:<caption index>``). The
 ``direction`` (``both`` by default, ``i2t`` or ``t2i``) restricts a run to one direction; ``limit``
 caps the number of queries **of each direction** (the gallery stays complete), and ``shuffled``
 order permutes the queries within each direction. Stored per query: ``prediction`` = 0-based rank
-of the ground truth (pessimistic tie rule, :mod:`rlcf_bench_tasks._retrieval`), ``target`` = ground-truth
+of the ground truth (pessimistic tie rule, :mod:`rlcf_bench_tasks.retrieval_common`), ``target`` = ground-truth
 ids, ``score`` = hit@1, ``extra`` = direction, rank and top-1 candidate. Metrics, recomputed from
 the stored rows: ``{i2t,t2i}_r{1,5,10}`` (%, Wilson 95 % intervals), ``{i2t,t2i}_mean`` (mean of
 the three recalls), ``r_mean`` (mean over the evaluated directions) and ``rsum`` (sum of the six,
@@ -34,7 +34,7 @@ from rlcf_bench import (
 from rlcf_bench.task import TaskRuntime
 from rlcf_bench.types import ParamRule
 
-from ._retrieval import (
+from .retrieval_common import (
     DIRECTION_NAMES,
     DIRECTIONS,
     RECALL_KS,
@@ -90,7 +90,7 @@ class RetrievalTask(TaskRuntime):
         return {"gallery": self.gallery}
 
     def _single(self, direction: str, items: Sequence[tuple[int, str]], model: Any, device: Any) -> RetrievalBatch:
-        from ._retrieval import load_images
+        from .retrieval_common import load_images
 
         ids = tuple(sid for _, sid in items)
         indices = tuple(i for i, _ in items)
