@@ -81,8 +81,7 @@ def rlcfb_register_models() -> list[ModelSpec]:
 N_RULE = {"n": ParamRule(int, Range(ge=1))}
 
 
-@hookimpl
-def rlcfb_register_datasets() -> list[DatasetSpec]:
+def _color_datasets() -> list[DatasetSpec]:
     return [DatasetSpec(name="tiny-colors", version="1", task_kinds=frozenset({"classification"}),
                         build=lambda root=None, n=16: TinyColors(int(n)), params={"n": 16}, param_rules=N_RULE,
                         description="16 generated colour patches, 4 classes (smoke tests)"),
@@ -120,14 +119,9 @@ class TinyCaptions(TinyColors):
         return tuple(i for _, i in self._pairs())
 
 
-# The tiny-colors registration above, kept in a tuple (a bare function carrying the hookimpl
-# marker under another name would be registered as a hook of that name).
-_COLOR_DATASETS = (rlcfb_register_datasets,)
-
-
 @hookimpl
-def rlcfb_register_datasets() -> list[DatasetSpec]:  # noqa: F811 - extends the registration above
-    return _COLOR_DATASETS[0]() + [DatasetSpec(name="tiny-captions", version="1", task_kinds=frozenset({"retrieval"}),
+def rlcfb_register_datasets() -> list[DatasetSpec]:
+    return _color_datasets() + [DatasetSpec(name="tiny-captions", version="1", task_kinds=frozenset({"retrieval"}),
                         build=lambda root=None, n=8: TinyCaptions(int(n)), params={"n": 8}, param_rules=N_RULE,
                         description="8 generated colour patches with 1-2 captions each (retrieval smoke tests)")]
 

@@ -84,13 +84,15 @@ class CaptioningTask(TaskRuntime):
         clip_s = ref_s = None
         if judge is not None and hasattr(judge, "text_features"):
             with torch.no_grad():
+                assert batch.images is not None, "a captioning batch carries images"
                 feats = judge.image_features(batch.images.to(judge.device))
                 clip_s, ref_s = clip_scores(judge, feats, captions, batch.targets)
         records = []
         for row, (sid, idx) in enumerate(zip(batch.sample_ids, batch.indices)):
             extra: dict[str, Any] = {}
             if clip_s is not None:
-                extra["refclipscore"] = float(ref_s[row])
+                if ref_s is not None:  # None only without references
+                    extra["refclipscore"] = float(ref_s[row])
                 extra["clipscore_model"] = str(getattr(judge, "name", "?"))
             if predictions.extras is not None:
                 extra.update(predictions.extras[row])

@@ -98,8 +98,8 @@ class ClassificationTask(TaskRuntime):
             lo, hi = wilson_interval(int(hits.sum()), n)
             metrics[name] = MetricValue(100.0 * hits.mean() if n else float("nan"), 100 * lo, 100 * hi, n)
         if n and all(r.prediction is not None and r.target is not None for r in records):
-            metrics.update(prediction_spread([int(r.prediction) for r in records],  # type: ignore[arg-type]
-                                             [int(r.target) for r in records]))  # type: ignore[arg-type]
+            metrics.update(prediction_spread([int(r.prediction) for r in records],
+                                             [int(r.target) for r in records]))
         ece = expected_calibration_error(conf, correct)
         lo, hi = ece_bootstrap_ci(conf, correct) if n else (float("nan"), float("nan"))
         metrics["ece"] = MetricValue(100.0 * ece, 100.0 * lo, 100.0 * hi, n)
