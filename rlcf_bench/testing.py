@@ -34,11 +34,11 @@ from typing import Any
 import torch
 
 from .plugins import PluginHost
-from .types import MethodSpec, RunRequest, SampleRecord
+from .types import DatasetSpec, MethodSpec, RunRequest, SampleRecord
 
 __all__ = [
     "CONTRACT_PROTOCOL", "FIXTURE_PLUGINS", "ContractViolation", "MethodContract", "SimulatedKill",
-    "check_method_contract", "classification_methods",
+    "check_dataset_samples", "check_method_contract", "classification_methods",
 ]
 
 #: The first-party plugins the contract needs: the classification task, the tiny fixture
@@ -193,3 +193,36 @@ def check_method_contract(method: str, workdir: str | os.PathLike[str], *, plugi
     ``workdir``. Raises :class:`ContractViolation` on the first broken clause."""
     MethodContract(method, Path(workdir), plugins=tuple(plugins), plugins_dirs=tuple(plugins_dirs),
                    options=tuple(options)).check()
+
+
+#: Images decoded per dataset by :func:`check_dataset_samples`.
+DECODED_IMAGES = 3
+
+
+def check_dataset_samples(host: PluginHost, spec: DatasetSpec, first: Any, second: Any) -> None:
+    """The dataset contract for two loads (``first``, ``second``) of dataset ``spec``: for every
+    task kind it declares, that task's ``TaskSpec.check_data`` accepts both, their sample ids are
+    distinct and the same in both loads; the first images decode to uint8 ``[3, H, W]``. A task of
+    the host without ``check_data``, or a kind no task of the host has, is a violation too."""
+    tasks = {t.kind: t for t in host.registry("tasks")}
+    if not len(first) == len(second) > 0:
+        raise ContractViolation(f"{spec.name}: two loads gave {len(first)} and {len(second)} samples")
+    for kind in sorted(spec.task_kinds):
+        task = tasks.get(kind)
+        if task is None or task.check_data is None:
+            raise ContractViolation(f"{spec.name}: no task of kind {kind!r} says what its data looks like "
+                                    f"(TaskSpec.check_data)")
+        try:
+            ids, again = list(task.check_data(first)), list(task.check_data(second))
+        except ValueError as exc:
+            raise ContractViolation(f"{spec.name} ({kind}): {exc}") from exc
+        if len(set(ids)) != len(ids):
+            raise ContractViolation(f"{spec.name} ({kind}): duplicate ids {sorted(ids)[:5]}")
+        if again != ids:
+            raise ContractViolation(f"{spec.name} ({kind}): ids differ between two loads")
+    for i in range(min(DECODED_IMAGES, len(first))):
+        img = first.load_image(i)
+        if not (isinstance(img, torch.Tensor) and img.dtype == torch.uint8 and img.ndim == 3 and img.shape[0] == 3
+                and min(img.shape[1:]) > 0):
+            raise ContractViolation(f"{spec.name}: image {i} is not a uint8 [3, H, W] tensor "
+                                    f"({getattr(img, 'dtype', type(img).__name__)}, {tuple(getattr(img, 'shape', ()))})")

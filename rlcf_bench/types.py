@@ -672,6 +672,11 @@ class TaskSpec:
     #: The task's own ``--protocol-param`` keys (kept in the protocol's ``params``) and their
     #: valid values; a key no task, and not the host, declares is refused before anything runs.
     params: Mapping[str, ParamRule] = field(default_factory=dict)
+    #: ``check_data(data)``: checks that a built dataset object has the shape this task reads
+    #: (a one-line ``ValueError`` naming what is wrong) and returns its sample ids in order. The
+    #: dataset contract (:func:`rlcf_bench.testing.check_dataset_samples`) calls it for every task
+    #: kind a dataset declares, so a new task kind is contract-tested without editing the test.
+    check_data: Callable[[Any], Sequence[str]] | None = None
 
 
 @dataclass(frozen=True)

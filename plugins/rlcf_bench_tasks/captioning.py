@@ -135,13 +135,27 @@ METRICS = TaskMetrics(
 )
 
 
+def check_data(data: Any) -> list[str]:
+    """The dataset contract of captioning (``TaskSpec.check_data``): a :class:`CaptioningData` whose
+    every sample has non-empty reference captions; its sample ids."""
+    from rlcf_bench.datasets import CaptioningData
+
+    if not isinstance(data, CaptioningData):
+        raise ValueError(f"a captioning dataset is a CaptioningData, not a {type(data).__name__}")
+    for i in range(len(data)):
+        refs = data.references(i)
+        if not refs or not all(isinstance(r, str) and r.strip() for r in refs):
+            raise ValueError(f"sample {i}: references must be non-empty strings, got {refs!r}")
+    return [data.sample_id(i) for i in range(len(data))]
+
+
 @hookimpl
 def rlcfb_register_tasks() -> list[TaskSpec]:
     return [
         TaskSpec(
             name="captioning", version="1", kind="captioning", build=CaptioningTask,
             protocol=RunProtocol(seed=0, n_views=1, selection_ratio=1.0, order="fixed", precision="auto"),
-            metrics=METRICS, params={"meteor": ParamRule(bool)},
+            metrics=METRICS, params={"meteor": ParamRule(bool)}, check_data=check_data,
             description="image captioning under domain shift; BLEU/METEOR/ROUGE-L/CIDEr (×100), CLIPScore, RefCLIPScore",
         )
     ]
