@@ -65,6 +65,21 @@ class TinyColors:
         return img.clamp(0, 255).to(torch.uint8)
 
 
+#: For each task the fixture serves: the keyword arguments of a method's contract run on it
+#: (``rlcf_bench.testing.MethodContract``: dataset, policy model, protocol overrides and the samples
+#: a run stores; the reward model / teacher is ``tiny-clip-teacher``). A task added to the fixture
+#: adds its entry here.
+CONTRACT_FIXTURES: dict[str, dict[str, Any]] = {
+    "classification": {"dataset": "tiny-colors", "model": "tiny-clip", "samples": 6,
+                       "protocol": (("n_views", 8), ("selection_ratio", 0.25), ("limit", 6))},
+    "retrieval": {"dataset": "tiny-captions", "model": "tiny-clip", "samples": 6,
+                  "protocol": (("limit", 3),)},  # 3 queries per direction
+    # beam search makes the captioning episode the costliest: 4 samples in batches of 2 (two stores)
+    "captioning": {"dataset": "tiny-captioning", "model": "tiny-captioner", "samples": 4, "batch_size": 2,
+                   "protocol": (("limit", 4), ("meteor", False))},
+}
+
+
 @hookimpl
 def rlcfb_register_models() -> list[ModelSpec]:
     return [ModelSpec(name="tiny-clip", version="seed0", load=load_tiny_clip,
