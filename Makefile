@@ -20,7 +20,7 @@ $(VENV)/.installed: pyproject.toml plugins/rlcf-bench-example/pyproject.toml
 run: setup
 	$(BIN)/rlcf-bench run
 
-## Lint and type checks (settings in pyproject.toml): ruff on all code, mypy --strict on the host package.
+## Lint and type checks (settings in pyproject.toml): ruff on all code, mypy --strict on the host and plugin packages.
 lint: setup
 	$(BIN)/ruff check rlcf_bench plugins baselines tests tools
 	$(BIN)/mypy

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from .fs_names import fs_text  # noqa: F401  (public here: plugins import it from rlcf_bench.datasets)
+from .fs_names import fs_text as fs_text  # public here: plugins import it from rlcf_bench.datasets
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch

@@ -51,6 +51,15 @@ class PluginError(RuntimeError):
     importable from there; defined here so that the error boundary imports no plugin host)."""
 
 
+class RegistryError(KeyError):
+    """An unknown or ambiguous name in a registry (raised by :mod:`rlcf_bench.registry`, and
+    importable from there; defined here so that the error boundary imports no registry, which
+    imports the types, which raise :class:`PluginError`)."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; we want it readable
+        return str(self.args[0])
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM, delivered like Ctrl-C so that the runner marks its run ``interrupted``."""
 
@@ -109,8 +118,6 @@ def _sqlalchemy(exc: BaseException) -> str | None:
 
 
 def _known_kinds(exc: BaseException) -> str | None:
-    from .registry import RegistryError
-
     if isinstance(exc, (PluginError, RegistryError)):
         return str(exc)
     if isinstance(exc, (FileNotFoundError, PermissionError, IsADirectoryError)):

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
+from .errors import RegistryError as RegistryError  # its public path (defined with the other errors)
 from .types import MethodSpec, config_from_pairs
 
 
@@ -41,9 +42,6 @@ def _accepts(spec: Spec, name: str) -> bool:
     return accepts is not None and bool(accepts(name))
 
 
-class RegistryError(KeyError):
-    def __str__(self) -> str:  # KeyError quotes its message; we want it readable
-        return str(self.args[0])
 
 
 class Registry(Generic[T]):

@@ -1,8 +1,10 @@
-"""The method contract, as a library: check a classification method — this repository's or
-your own plugin's — the way the project's own contract test checks every registered method.
+"""The method contract, as a library: check a method — this repository's or your own plugin's —
+the way the project's own contract test checks every registered method.
 
-Through the runner, on the tiny fixture (``tiny-colors``: 6 samples, 8 views, 2 selected; policy
-``tiny-clip``, reward model / teacher ``tiny-clip-teacher``), on the CPU, in a few seconds:
+Through the runner, on the tiny fixture (classification by default: ``tiny-colors``, 6 samples, 8
+views, 2 selected; policy ``tiny-clip``, reward model / teacher ``tiny-clip-teacher``; another task
+names its fixture dataset and policy: ``MethodContract(..., task=, dataset=, model=, protocol=)``),
+on the CPU, in a few seconds:
 
 (a) a run leaves the model's parameters (and their ``requires_grad`` flags) exactly as it found
     them — also a run that fails part-way;
@@ -26,7 +28,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,11 +36,11 @@ from typing import Any
 import torch
 
 from .plugins import PluginHost
-from .types import MethodSpec, RunRequest, SampleRecord
+from .types import DatasetSpec, MethodSpec, RunRequest, SampleRecord
 
 __all__ = [
     "CONTRACT_PROTOCOL", "FIXTURE_PLUGINS", "ContractViolation", "MethodContract", "SimulatedKill",
-    "check_method_contract", "classification_methods",
+    "check_dataset_samples", "check_method_contract", "classification_methods", "task_methods",
 ]
 
 #: The first-party plugins the contract needs: the classification task, the tiny fixture
@@ -61,10 +63,35 @@ def _host(plugins: Sequence[Any], plugins_dirs: Sequence[str | os.PathLike[str]]
     return PluginHost(autoload=False, extra=extra, plugins_dirs=plugins_dirs)
 
 
+def task_methods(task: str, plugins: Sequence[Any] = (),
+                 plugins_dirs: Sequence[str | os.PathLike[str]] = ()) -> list[str]:
+    """The names of every method of ``task`` a host with these plugins (and the fixture's) holds."""
+    return [s.name for s in _host(plugins, plugins_dirs).registry("methods") if task in s.tasks]
+
+
 def classification_methods(plugins: Sequence[Any] = (),
                            plugins_dirs: Sequence[str | os.PathLike[str]] = ()) -> list[str]:
     """The names of every classification method a host with these plugins (and the fixture's) holds."""
-    return [s.name for s in _host(plugins, plugins_dirs).registry("methods") if "classification" in s.tasks]
+    return task_methods("classification", plugins, plugins_dirs)
+
+
+def _modules(model: Any, prefix: str = "") -> dict[str, torch.nn.Module]:
+    """The torch modules a policy is made of: a dual encoder's ``module``; a captioner's ``mapper``,
+    ``decoder`` and the modules of its ``clip``."""
+    out = {f"{prefix}{attr}": m for attr in ("module", "mapper", "decoder")
+           if isinstance(m := getattr(model, attr, None), torch.nn.Module)}
+    clip = getattr(model, "clip", None)
+    if clip is not None and clip is not model:
+        out.update(_modules(clip, f"{prefix}clip."))
+    return out
+
+
+def _state(modules: Mapping[str, torch.nn.Module]) -> dict[str, torch.Tensor]:
+    return {f"{name}.{k}": v for name, m in modules.items() for k, v in m.state_dict(keep_vars=True).items()}
+
+
+def _flags(modules: Mapping[str, torch.nn.Module]) -> dict[str, bool]:
+    return {f"{name}.{k}": p.requires_grad for name, m in modules.items() for k, p in m.named_parameters()}
 
 
 def _rows(records: Sequence[SampleRecord]) -> list[tuple[Any, ...]]:
@@ -84,12 +111,19 @@ class MethodContract:
     options: tuple[tuple[str, str], ...] = ()
     batch_size: int = 3
     confidence_tolerance: float = 1e-5
+    task: str = "classification"
+    dataset: str = "tiny-colors"
+    model: str = "tiny-clip"
+    reward_model: str = "tiny-clip-teacher"
+    protocol: tuple[tuple[str, Any], ...] = CONTRACT_PROTOCOL
+    #: Samples a whole run stores (the default protocol's ``limit``; retrieval limits each direction).
+    samples: int = 6
 
     def host(self) -> PluginHost:
         return _host(self.plugins, self.plugins_dirs)
 
     def spec(self) -> MethodSpec:
-        return self.host().registry("methods").get(self.method, "classification")
+        return self.host().registry("methods").get(self.method, self.task)
 
     def run(self, db: str, *, batch_size: int | None = None, fail_at_store: int | None = None) -> list[SampleRecord]:
         """Run the method into store ``db`` and check (a) on the way out, also when the run raises;
@@ -102,22 +136,22 @@ class MethodContract:
         # stream_flush=1: a stream stores every sample, so "the n-th store" is the n-th sample there
         options = ExecutionOptions(device="cpu", batch_size=batch_size or self.batch_size, warmup=0, stream_flush=1)
         runner = Runner(self.host(), store, options)
-        model = runner.session.vlm("tiny-clip").module
-        before = {k: v.detach().clone() for k, v in model.state_dict(keep_vars=True).items()}
-        flags = {k: p.requires_grad for k, p in model.named_parameters()}
+        modules = _modules(runner.session.model(self.model))
+        before = {k: v.detach().clone() for k, v in _state(modules).items()}
+        flags = _flags(modules)
         if fail_at_store is not None:
             _kill_at(store, fail_at_store)
-        req = RunRequest(task="classification", dataset="tiny-colors", method=self.method, model="tiny-clip",
-                         reward_model="tiny-clip-teacher", method_options=self.options,
-                         protocol_overrides=CONTRACT_PROTOCOL)
+        req = RunRequest(task=self.task, dataset=self.dataset, method=self.method, model=self.model,
+                         reward_model=self.reward_model, method_options=self.options,
+                         protocol_overrides=self.protocol)
         try:
             result = runner.run(req)
         finally:
-            after = model.state_dict(keep_vars=True)
+            after = _state(modules)
             changed = [k for k in before if not torch.equal(before[k], after[k].detach())]
             if changed:
                 raise ContractViolation(f"(a) {self.method} left the model's parameters changed: {changed[:3]}")
-            now = {k: p.requires_grad for k, p in model.named_parameters()}
+            now = _flags(modules)
             if now != flags:
                 flipped = [k for k in flags if now[k] != flags[k]]
                 raise ContractViolation(f"(a) {self.method} left requires_grad changed: {flipped[:3]}")
@@ -128,7 +162,7 @@ class MethodContract:
     def check_model_unchanged(self) -> list[SampleRecord]:
         """(a) for a whole run; returns its records (the reference of (b) and (c))."""
         records = self.run("straight")
-        n = dict(CONTRACT_PROTOCOL)["limit"]
+        n = self.samples
         if len(records) != n:
             raise ContractViolation(f"{self.method}: stored {len(records)} samples of {n}")
         return records
@@ -193,3 +227,36 @@ def check_method_contract(method: str, workdir: str | os.PathLike[str], *, plugi
     ``workdir``. Raises :class:`ContractViolation` on the first broken clause."""
     MethodContract(method, Path(workdir), plugins=tuple(plugins), plugins_dirs=tuple(plugins_dirs),
                    options=tuple(options)).check()
+
+
+#: Images decoded per dataset by :func:`check_dataset_samples`.
+DECODED_IMAGES = 3
+
+
+def check_dataset_samples(host: PluginHost, spec: DatasetSpec, first: Any, second: Any) -> None:
+    """The dataset contract for two loads (``first``, ``second``) of dataset ``spec``: for every
+    task kind it declares, that task's ``TaskSpec.check_data`` accepts both, their sample ids are
+    distinct and the same in both loads; the first images decode to uint8 ``[3, H, W]``. A task of
+    the host without ``check_data``, or a kind no task of the host has, is a violation too."""
+    tasks = {t.kind: t for t in host.registry("tasks")}
+    if not len(first) == len(second) > 0:
+        raise ContractViolation(f"{spec.name}: two loads gave {len(first)} and {len(second)} samples")
+    for kind in sorted(spec.task_kinds):
+        task = tasks.get(kind)
+        if task is None or task.check_data is None:
+            raise ContractViolation(f"{spec.name}: no task of kind {kind!r} says what its data looks like "
+                                    f"(TaskSpec.check_data)")
+        try:
+            ids, again = list(task.check_data(first)), list(task.check_data(second))
+        except ValueError as exc:
+            raise ContractViolation(f"{spec.name} ({kind}): {exc}") from exc
+        if len(set(ids)) != len(ids):
+            raise ContractViolation(f"{spec.name} ({kind}): duplicate ids {sorted(ids)[:5]}")
+        if again != ids:
+            raise ContractViolation(f"{spec.name} ({kind}): ids differ between two loads")
+    for i in range(min(DECODED_IMAGES, len(first))):
+        img = first.load_image(i)
+        if not (isinstance(img, torch.Tensor) and img.dtype == torch.uint8 and img.ndim == 3 and img.shape[0] == 3
+                and min(img.shape[1:]) > 0):
+            raise ContractViolation(f"{spec.name}: image {i} is not a uint8 [3, H, W] tensor "
+                                    f"({getattr(img, 'dtype', type(img).__name__)}, {tuple(getattr(img, 'shape', ()))})")

@@ -19,6 +19,8 @@ from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, Protocol, TypeVar, cast, runtime_checkable
 
+from .errors import PluginError
+
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import torch
 
@@ -298,16 +300,36 @@ class VisionLanguageModel(Protocol):
 @runtime_checkable
 class CaptioningModel(Protocol):
     """An image captioner (``ModelSpec.kind == "captioner"``): a CLIP-style encoder ``clip``
-    whose image embedding conditions a text decoder (ClipCap, CapDec)."""
+    whose image embedding conditions a text decoder (ClipCap, CapDec). ``mapper`` is what
+    test-time adaptation tunes; ``settings`` holds the checkpoint's settings (its ``tta`` defaults)."""
 
     name: str
     image_size: int
     mean: tuple[float, ...]
     std: tuple[float, ...]
     clip: VisionLanguageModel
+    mapper: torch.nn.Module
+    settings: Any
 
     @property
     def kind(self) -> str: ...
+
+    def encode_images(self, images: torch.Tensor) -> torch.Tensor:
+        """The frozen CLIP's image features the mapper reads."""
+        ...
+
+    def prefix_embeddings(self, feats: torch.Tensor) -> torch.Tensor: ...
+
+    def generate(self, prefix: torch.Tensor, num_beams: int = 5, num_return: int = 1,
+                 max_new_tokens: int | None = None, *, lower: bool = True) -> list[list[str]]: ...
+
+    def encode_captions(self, captions: Sequence[str], max_len: int | None = None,
+                        append_eos: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+    def caption_losses(self, prefix: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor, *,
+                       pad_quirk: bool = False) -> torch.Tensor: ...
+
+    def caption(self, images: torch.Tensor, num_beams: int = 5, max_new_tokens: int | None = None) -> list[str]: ...
 
 
 @runtime_checkable
@@ -389,19 +411,28 @@ class MethodContext:
     dataset: str | None = None
     task_fields: dict[str, Any] = field(default_factory=dict)
     timer: Timer = field(default_factory=NullTimer)
-    _checked_vlm: bool = field(default=False, init=False, repr=False, compare=False)
+    _checked_kind: str = field(default="", init=False, repr=False, compare=False)
 
     @property
     def vlm(self) -> VisionLanguageModel:
-        """The policy as a CLIP-style dual encoder (every task's model but a captioner's);
-        a ``TypeError`` naming the model otherwise. Checked once per context, by duck typing
-        (its ``image_features``), so test doubles and partial wrappers keep working."""
-        if not self._checked_vlm:
-            if not callable(getattr(self.model, "image_features", None)):
-                raise TypeError(f"this method needs a CLIP-style dual encoder; the run's model "
-                                f"{getattr(self.model, 'name', self.model)!r} is a {type(self.model).__name__}")
-            self._checked_vlm = True
-        return cast("VisionLanguageModel", self.model)
+        """The policy as a CLIP-style dual encoder (every task's model but a captioner's)."""
+        return cast("VisionLanguageModel", self._policy("a CLIP-style dual encoder", "image_features"))
+
+    @property
+    def captioner(self) -> CaptioningModel:
+        """The policy as an image captioner (:class:`CaptioningModel`, the captioning task's)."""
+        return cast("CaptioningModel", self._policy("an image captioner", "caption"))
+
+    def _policy(self, kind: str, member: str) -> object:
+        """``model`` once checked to be ``kind``, by duck typing (its ``member``), so that test doubles
+        and partial wrappers keep working; a one-line :class:`PluginError` naming the model otherwise
+        (raised in the method's ``setup``, where the runner's error names the method)."""
+        if self._checked_kind != kind:
+            if not callable(getattr(self.model, member, None)):
+                raise PluginError(f"this method needs {kind} as its model; the run's model "
+                                  f"{getattr(self.model, 'name', self.model)!r} is a {type(self.model).__name__}")
+            self._checked_kind = kind
+        return self.model
 
 
 ConfigT = TypeVar("ConfigT")
@@ -645,6 +676,11 @@ class TaskSpec:
     #: The task's own ``--protocol-param`` keys (kept in the protocol's ``params``) and their
     #: valid values; a key no task, and not the host, declares is refused before anything runs.
     params: Mapping[str, ParamRule] = field(default_factory=dict)
+    #: ``check_data(data)``: checks that a built dataset object has the shape this task reads
+    #: (a one-line ``ValueError`` naming what is wrong) and returns its sample ids in order. The
+    #: dataset contract (:func:`rlcf_bench.testing.check_dataset_samples`) calls it for every task
+    #: kind a dataset declares, so a new task kind is contract-tested without editing the test.
+    check_data: Callable[[Any], Sequence[str]] | None = None
 
 
 @dataclass(frozen=True)

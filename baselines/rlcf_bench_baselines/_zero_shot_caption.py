@@ -29,11 +29,12 @@ class ZeroShotCaption(Method[ZeroShotCaptionConfig]):
 
     def setup(self, ctx: MethodContext) -> None:
         self.ctx = ctx
-        self.model = ctx.model
+        self.model = ctx.captioner
 
     def predict(self, batch: Batch) -> Predictions:
         import torch
 
+        assert batch.images is not None, "a captioning batch carries images"
         with torch.no_grad(), self.ctx.amp.autocast():
             captions = self.model.caption(batch.images, num_beams=self.config.beams,
                                           max_new_tokens=self.config.max_new_tokens)

@@ -60,7 +60,8 @@ def default_lambda(dataset: str | None) -> float:
 def text_feature_dispersion(features: torch.Tensor) -> torch.Tensor:
     """ATFD per sample: mean over classes of ``‖t_c − mean_c t_c‖₂`` for ``[B, C, E]`` → ``[B]``."""
     f = features.float()
-    return (f - f.mean(dim=1, keepdim=True)).norm(dim=-1).mean(dim=-1)
+    dispersion: torch.Tensor = (f - f.mean(dim=1, keepdim=True)).norm(dim=-1).mean(dim=-1)
+    return dispersion
 
 
 class DispersionRegularisedEntropy(Objective):
@@ -73,7 +74,8 @@ class DispersionRegularisedEntropy(Objective):
     def loss(self, logits: torch.Tensor) -> torch.Tensor:
         features = self.class_features()
         assert features is not None, "the tuner has not produced class features in this step"
-        return marginal_entropy(logits) - self.lambda_ * text_feature_dispersion(features)
+        loss: torch.Tensor = marginal_entropy(logits) - self.lambda_ * text_feature_dispersion(features)
+        return loss
 
 
 @dataclass(frozen=True)

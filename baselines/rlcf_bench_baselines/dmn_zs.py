@@ -85,7 +85,7 @@ class DMNZeroShot(OnlineMethod):
         w_text = affinity_weights(f0, self.text, beta)[0]  # [C]
         prototypes = F.normalize(torch.einsum("cm,cmd->cd", w_memory, self.memory.keys)
                                  + w_text.unsqueeze(-1) * self.text, dim=-1)
-        scale = float(self.ctx.model.logit_scale)
+        scale = float(self.ctx.vlm.logit_scale)
         p_mem = (scale * f0 @ prototypes.t()).softmax(-1)
         p0 = s.logits[0:1].softmax(-1)
         return Predictions(probs=(p0 + a * p_mem) / (1.0 + a))

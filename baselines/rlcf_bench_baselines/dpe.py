@@ -141,7 +141,7 @@ class DPE(OnlineMethod):
         s = summarise_views(self.ctx, batch, text, multi_view=self.multi_view)
         self.queues.insert(s.label, s.query, normalised_entropy(s.entropy, self.n_classes, log2_quirk=c.log2_entropy))
         classes, means = self.queues.class_means()
-        scale = float(self.ctx.model.logit_scale)
+        scale = float(self.ctx.vlm.logit_scale)
         feats, query = s.feats[s.selected].clone(), s.query.unsqueeze(0).clone()  # normal tensors: used in a graph
         dtype = torch.float16 if c.fp16_residuals else self.global_text.dtype
         r_text = torch.zeros_like(self.global_text, dtype=dtype, requires_grad=True)
@@ -168,7 +168,7 @@ class DPE(OnlineMethod):
         import torch
 
         s = self.summary
-        scale = float(self.ctx.model.logit_scale)
+        scale = float(self.ctx.vlm.logit_scale)
         classes, k = self.refined_visual
         with torch.no_grad():
             if self.family == "imagenet-a" and self.multi_view:

@@ -140,9 +140,9 @@ def scan_class_folders(
             parts.append(f"missing {len(missing)}: {fmt_names(missing)}")
         if unexpected:
             parts.append(f"unexpected {len(unexpected)}: {fmt_names(unexpected)}")
-            hint = name_hint(unexpected) if name_hint else None
-            if hint:
-                parts.append(hint)
+            unexpected_hint = name_hint(unexpected) if name_hint else None
+            if unexpected_hint:
+                parts.append(unexpected_hint)
         report.add(str(base), f"exactly {len(expected)} {kind} folders", "; ".join(parts))
     else:
         report.ok_items.append(f"{base}: {len(found)} {kind} folders (expected {len(expected)})")

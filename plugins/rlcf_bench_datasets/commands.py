@@ -50,7 +50,8 @@ def _data_root(value: str | None) -> Path | None:
 def check_dataset(spec: Any, root: Path | None, params: dict[str, Any]) -> LayoutReport:
     """Run a spec's check; datasets without one get a plain folder-presence report."""
     if spec.check is not None:
-        return spec.check(root, **params)
+        report: LayoutReport = spec.check(root, **params)
+        return report
     report = LayoutReport(dataset=spec.name, root=str(root))
     if spec.root_name is None:
         report.ok_items.append("generated data: nothing to check on disk")

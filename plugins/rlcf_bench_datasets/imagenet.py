@@ -17,9 +17,10 @@ accuracy without any error, which is the bug this module exists to prevent.
 from __future__ import annotations
 
 import importlib.util
+import operator
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import cache, lru_cache
+from functools import cache, lru_cache, partial
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -251,7 +252,7 @@ def inspect(family: Family, root: Path | str | None, *, corruption: str | None =
         return report, None
     data = ImageListClassification(
         classnames=classnames, templates=SINGLE_TEMPLATE, sample_ids=ids, labels=ys,
-        resolve=lambda rel, _base=base: _base / rel, ensemble_templates=(), name=family.name,
+        resolve=partial(operator.truediv, base), ensemble_templates=(), name=family.name,
     )
     return report, data
 

@@ -142,7 +142,7 @@ def inspect(target: str, params: dict[str, Any], report: LayoutReport) -> Found 
         names = list(getattr(feature, "names", None) or []) or meta_classnames(report, params, (base,))
         raw = list(ds[cols["label_column"]])
     labels, classnames = label_index(report, target, raw, names)
-    caps = [()] * len(ds)
+    caps: list[tuple[str, ...]] = [()] * len(ds)
     if cols["caption_column"]:
         caps = [tuple(c.strip() for c in ([v] if isinstance(v, str) else (v or [])) if str(c).strip())
                 for v in ds[cols["caption_column"]]]

@@ -65,6 +65,21 @@ class TinyColors:
         return img.clamp(0, 255).to(torch.uint8)
 
 
+#: For each task the fixture serves: the keyword arguments of a method's contract run on it
+#: (``rlcf_bench.testing.MethodContract``: dataset, policy model, protocol overrides and the samples
+#: a run stores; the reward model / teacher is ``tiny-clip-teacher``). A task added to the fixture
+#: adds its entry here.
+CONTRACT_FIXTURES: dict[str, dict[str, Any]] = {
+    "classification": {"dataset": "tiny-colors", "model": "tiny-clip", "samples": 6,
+                       "protocol": (("n_views", 8), ("selection_ratio", 0.25), ("limit", 6))},
+    "retrieval": {"dataset": "tiny-captions", "model": "tiny-clip", "samples": 6,
+                  "protocol": (("limit", 3),)},  # 3 queries per direction
+    # beam search makes the captioning episode the costliest: 4 samples in batches of 2 (two stores)
+    "captioning": {"dataset": "tiny-captioning", "model": "tiny-captioner", "samples": 4, "batch_size": 2,
+                   "protocol": (("limit", 4), ("meteor", False))},
+}
+
+
 @hookimpl
 def rlcfb_register_models() -> list[ModelSpec]:
     return [ModelSpec(name="tiny-clip", version="seed0", load=load_tiny_clip,
@@ -81,8 +96,7 @@ def rlcfb_register_models() -> list[ModelSpec]:
 N_RULE = {"n": ParamRule(int, Range(ge=1))}
 
 
-@hookimpl
-def rlcfb_register_datasets() -> list[DatasetSpec]:
+def _color_datasets() -> list[DatasetSpec]:
     return [DatasetSpec(name="tiny-colors", version="1", task_kinds=frozenset({"classification"}),
                         build=lambda root=None, n=16: TinyColors(int(n)), params={"n": 16}, param_rules=N_RULE,
                         description="16 generated colour patches, 4 classes (smoke tests)"),
@@ -120,14 +134,9 @@ class TinyCaptions(TinyColors):
         return tuple(i for _, i in self._pairs())
 
 
-# The tiny-colors registration above, kept in a tuple (a bare function carrying the hookimpl
-# marker under another name would be registered as a hook of that name).
-_COLOR_DATASETS = (rlcfb_register_datasets,)
-
-
 @hookimpl
-def rlcfb_register_datasets() -> list[DatasetSpec]:  # noqa: F811 - extends the registration above
-    return _COLOR_DATASETS[0]() + [DatasetSpec(name="tiny-captions", version="1", task_kinds=frozenset({"retrieval"}),
+def rlcfb_register_datasets() -> list[DatasetSpec]:
+    return _color_datasets() + [DatasetSpec(name="tiny-captions", version="1", task_kinds=frozenset({"retrieval"}),
                         build=lambda root=None, n=8: TinyCaptions(int(n)), params={"n": 8}, param_rules=N_RULE,
                         description="8 generated colour patches with 1-2 captions each (retrieval smoke tests)")]
 
@@ -159,9 +168,9 @@ def build_tiny_captioner(device: Any = "cpu", seed: int = 0, clip: Any = None, n
     import torch
     from transformers import OPTForCausalLM
 
-    from rlcf_bench_tasks._clipcap.mapper import MapperConfig, TransformerMapper
-    from rlcf_bench_tasks._clipcap.model import CaptionerSettings, ClipCaptioner, tiny_opt_config
-    from rlcf_bench_tasks._clipcap.tokenizer import load_tokenizer, train_bpe
+    from rlcf_bench_models._clipcap.mapper import MapperConfig, TransformerMapper
+    from rlcf_bench_models._clipcap.model import CaptionerSettings, ClipCaptioner, tiny_opt_config
+    from rlcf_bench_models._clipcap.tokenizer import load_tokenizer, train_bpe
 
     if clip is None:
         clip = load_tiny_clip("tiny-clip", device)

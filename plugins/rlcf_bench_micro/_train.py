@@ -169,7 +169,8 @@ def augment_batch(images: torch.Tensor, g: torch.Generator) -> tuple[torch.Tenso
 def batch_captions(scenes: Sequence[gen.Scene], colour_ok: Sequence[bool], rng: np.random.Generator,
                    shape_prob: float) -> tuple[list[str], list[int | None]]:
     """A caption per image; the second list holds the class of shape-only captions (else None)."""
-    texts, shape_of = [], []
+    texts: list[str] = []
+    shape_of: list[int | None] = []
     for scene, keep in zip(scenes, colour_ok):
         if rng.random() < shape_prob:
             texts.append(gen.shape_caption(scene.shape))
@@ -241,7 +242,7 @@ def validate_domains(vlm: Any, n: int, seed: int, domains: Sequence[str] = VAL_D
 
 
 def train_model(name: str, cfg: TrainConfig, seed: int = 0, log: Callable[[str], None] = print,
-                val_domains: Sequence[str] = VAL_DOMAINS) -> tuple[Any, dict]:
+                val_domains: Sequence[str] = VAL_DOMAINS) -> tuple[Any, dict[str, Any]]:
     """Train one zoo model from scratch; returns the open_clip model and its manifest entry (no file yet)."""
     from rlcf_bench.tta.vlm import OpenClipVLM
 
@@ -278,7 +279,7 @@ def train_model(name: str, cfg: TrainConfig, seed: int = 0, log: Callable[[str],
         model.train()
         return acc
 
-    curves: dict[str, list] = {"step": [], "loss": [], "val_step": [], "val_accuracy": []}
+    curves: dict[str, list[Any]] = {"step": [], "loss": [], "val_step": [], "val_accuracy": []}
     model.train()
     running = 0.0
     for step in range(cfg.steps):

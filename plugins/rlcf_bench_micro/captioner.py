@@ -38,7 +38,7 @@ def train_preset(out_dir: str | Path | None, **kwargs: Any) -> tuple[dict[str, A
     return train_micro_captioner(folder, **kwargs), folder
 
 
-#: The ``caption train`` presets this plugin offers (``rlcf_bench_tasks.captioning_commands``).
+#: The ``caption train`` presets this plugin offers (``rlcf_bench_models.clipcap_commands``).
 CAPTION_PRESETS = {"micro": train_preset}
 
 
@@ -56,11 +56,11 @@ def train_micro_captioner(out_dir: str | Path = CAPTIONER_DIR, *, session: Compo
     import torch
     from transformers import OPTForCausalLM
 
-    from rlcf_bench_tasks._clipcap.features import extract_features
-    from rlcf_bench_tasks._clipcap.mapper import MapperConfig
-    from rlcf_bench_tasks._clipcap.model import tiny_opt_config
-    from rlcf_bench_tasks._clipcap.tokenizer import load_tokenizer, train_bpe
-    from rlcf_bench_tasks._clipcap.train import TrainConfig, train_captioner
+    from rlcf_bench_models._clipcap.features import extract_features
+    from rlcf_bench_models._clipcap.mapper import MapperConfig
+    from rlcf_bench_models._clipcap.model import tiny_opt_config
+    from rlcf_bench_models._clipcap.tokenizer import load_tokenizer, train_bpe
+    from rlcf_bench_models._clipcap.train import TrainConfig, train_captioner
 
     from .generator import DATA_VERSION, VOCABULARY, generate, references
 
@@ -95,7 +95,7 @@ def train_micro_captioner(out_dir: str | Path = CAPTIONER_DIR, *, session: Compo
 
 
 def _load(name: str, device: Any, *, session: ComponentSession) -> Any:
-    from rlcf_bench_tasks._clipcap.model import load_captioner
+    from rlcf_bench_models._clipcap.model import load_captioner
 
     if not (CAPTIONER_DIR / "captioner.json").is_file():
         raise FileNotFoundError(f"{CAPTIONER_DIR} holds no trained captioner; run `rlcf-bench caption train --preset micro`")
@@ -104,7 +104,7 @@ def _load(name: str, device: Any, *, session: ComponentSession) -> Any:
 
 @hookimpl
 def rlcfb_register_models() -> list[ModelSpec]:
-    from rlcf_bench_tasks._clipcap.files import fingerprint  # no torch import
+    from rlcf_bench_models._clipcap.files import fingerprint  # no torch import
 
     version = fingerprint(CAPTIONER_DIR) if (CAPTIONER_DIR / "captioner.json").is_file() else "untrained"
     return [ModelSpec(name=NAME, version=version, load=_load, kind="captioner",

@@ -16,6 +16,7 @@ One object serves all three task kinds: classification (``classnames``, ``label`
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cached_property, lru_cache
 from typing import Any
 
@@ -82,7 +83,8 @@ class MicroDataset:
 
     @property
     def scenes(self) -> list[Any]:
-        return self._data[1]
+        scenes: list[Any] = self._data[1]
+        return scenes
 
     def __len__(self) -> int:
         return self.n
@@ -97,7 +99,7 @@ class MicroDataset:
         return f"{self.name}/{self.split}/{self.seed}/{self._check(index):05d}"
 
     def label(self, index: int) -> int:
-        return self.scenes[self._check(index)].label
+        return int(self.scenes[self._check(index)].label)
 
     def load_image(self, index: int) -> Any:
         return self.images[self._check(index)]
@@ -143,7 +145,7 @@ _DESCRIPTIONS = {
 TASK_KINDS = frozenset({"classification", "retrieval", "captioning"})
 
 
-def _builder(domain: str):
+def _builder(domain: str) -> Callable[..., MicroDataset]:
     def build(root: Any = None, **params: Any) -> MicroDataset:
         return MicroDataset(domain, **params)
 

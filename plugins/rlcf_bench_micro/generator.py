@@ -27,7 +27,9 @@ streams. Nothing is stored on disk.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -153,7 +155,7 @@ def scene_rng(seed: int, split: str, domain: str, index: int) -> np.random.Gener
 # --------------------------------------------------------------------------------------------
 
 
-def _choice(rng: np.random.Generator, items, probs=None):
+def _choice(rng: np.random.Generator, items: Sequence[Any], probs: Sequence[float] | None = None) -> Any:
     return items[int(rng.choice(len(items), p=None if probs is None else np.asarray(probs) / np.sum(probs)))]
 
 
@@ -364,7 +366,7 @@ def corrupt(img: np.ndarray, kind: str, severity: int, rng: np.random.Generator)
     """Apply corruption ``kind`` at ``severity`` (1–5) to a uint8 ``[H, W, 3]`` image."""
     if not 1 <= severity <= 5:
         raise ValueError(f"severity must be 1..5, got {severity}")
-    x = img.astype(np.float32)
+    x: np.ndarray = img.astype(np.float32)  # float64 after the noise, as it always was
     s = severity - 1
     if kind == "noise":
         x = x + rng.normal(0, _NOISE_SIGMA[s], size=x.shape)
@@ -404,9 +406,10 @@ def _relation(a: Obj, b: Obj) -> str:
 
 
 def _np(o: Obj, colours: bool, size: bool = True, texture: bool = True) -> str:
-    words = []
-    if size and o.size_word():
-        words.append(o.size_word())
+    words: list[str] = []
+    size_word = o.size_word() if size else None
+    if size_word:
+        words.append(size_word)
     if colours:
         words.append(o.colour)
     if texture and colours and o.texture != "plain":

@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -113,7 +113,7 @@ def default_tokenizer() -> WordTokenizer:
 
 
 def full_config(name: str, tokenizer: WordTokenizer) -> dict[str, Any]:
-    cfg = json.loads(json.dumps(CONFIGS[name]))
+    cfg: dict[str, Any] = json.loads(json.dumps(CONFIGS[name]))
     cfg["text_cfg"].update(vocab_size=tokenizer.vocab_size, context_length=tokenizer.context_length)
     return cfg
 
@@ -142,7 +142,8 @@ def read_manifest(weights_dir: str | Path = WEIGHTS_DIR) -> dict[str, Any]:
     path = Path(weights_dir) / MANIFEST
     if not path.is_file():
         return {}
-    return json.loads(path.read_text())
+    manifest: dict[str, Any] = json.loads(path.read_text())
+    return manifest
 
 
 class ChecksumError(RuntimeError):
@@ -154,6 +155,7 @@ def load_zoo_model(name: str, device: Any = "cpu", weights_dir: str | Path = WEI
 
     The checkpoint's sha256 is verified against the manifest before loading.
     """
+    import torch
     from safetensors.torch import load_file
 
     from rlcf_bench.tta.vlm import OpenClipVLM
@@ -173,7 +175,7 @@ def load_zoo_model(name: str, device: Any = "cpu", weights_dir: str | Path = WEI
     vlm = OpenClipVLM(model, tokenizer, name=name, image_size=entry.get("image_size", IMAGE_SIZE),
                       mean=tuple(entry.get("mean", MEAN)), std=tuple(entry.get("std", STD)),
                       version=digest[:12])
-    return vlm.to(device if device is not None else "cpu")
+    return vlm.to(torch.device(device if device is not None else "cpu"))
 
 
 def preprocess_uint8(images: Any, mean: Sequence[float] = MEAN, std: Sequence[float] = STD) -> Any:
@@ -205,7 +207,7 @@ def zero_shot_accuracy(vlm: Any, images: Any, labels: Sequence[int], classnames:
             f = vlm.image_features(x[i : i + batch_size].to(vlm.device))
             pred = (f @ text.T).argmax(-1).cpu()
             correct += int((pred == torch.as_tensor(list(labels[i : i + batch_size]))).sum())
-    return correct / max(1, x.shape[0])
+    return correct / max(1, int(x.shape[0]))
 
 
 # --------------------------------------------------------------------------------------------
@@ -213,7 +215,7 @@ def zero_shot_accuracy(vlm: Any, images: Any, labels: Sequence[int], classnames:
 # --------------------------------------------------------------------------------------------
 
 
-def _make_loader(name: str):
+def _make_loader(name: str) -> Callable[..., Any]:
     def load(requested: str = name, device: Any = "cpu", **_: Any) -> Any:
         return load_zoo_model(name, device)
 

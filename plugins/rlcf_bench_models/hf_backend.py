@@ -84,7 +84,7 @@ def load_hf_clip(name: str, device: Any) -> Any:
     from ._formats import quick_fingerprint
 
     with hub_offline():
-        from transformers import AutoTokenizer, CLIPModel
+        from transformers import AutoTokenizer, CLIPModel, CLIPVisionConfig
 
         from rlcf_bench.quiet import quiet_transformers
 
@@ -96,7 +96,13 @@ def load_hf_clip(name: str, device: Any) -> Any:
             raise ModelLoadError(f"{name}: cannot load the CLIPModel/tokenizer in {folder}: {exc}") from exc
     from rlcf_bench.tta.hf_vlm import HFClipVLM
 
-    image_size = int(model.config.vision_config.image_size)
+    vision = model.config.vision_config
+    if not isinstance(vision, CLIPVisionConfig):
+        raise ModelLoadError(f"{name}: the CLIPModel in {folder} has no CLIP vision configuration")
+    if not isinstance(vision.image_size, int):
+        raise ModelLoadError(f"{name}: the CLIP vision configuration in {folder} has image_size "
+                             f"{vision.image_size!r}, not one number")
+    image_size = vision.image_size
     pre = read_preprocess(folder, image_size)
     weights = next(folder / f for f in WEIGHT_FILES if (folder / f).is_file())
     vlm = HFClipVLM(model.float(), tokenizer, name=name, image_size=image_size, mean=pre["mean"], std=pre["std"],

@@ -70,18 +70,14 @@ def hub_offline() -> Iterator[None]:
     saved_env = {k: os.environ.get(k) for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
     os.environ["HF_HUB_OFFLINE"] = "1"
     os.environ["TRANSFORMERS_OFFLINE"] = "1"
-    try:
-        from huggingface_hub import constants as hub_constants
-    except ImportError:  # pragma: no cover - huggingface_hub is a dependency of open_clip
-        hub_constants = None
-    saved_const = getattr(hub_constants, "HF_HUB_OFFLINE", None)
-    if hub_constants is not None:
-        hub_constants.HF_HUB_OFFLINE = True
+    from huggingface_hub import constants as hub_constants  # a dependency of open_clip and transformers
+
+    saved_const = hub_constants.HF_HUB_OFFLINE
+    hub_constants.HF_HUB_OFFLINE = True
     try:
         yield
     finally:
-        if hub_constants is not None:
-            hub_constants.HF_HUB_OFFLINE = saved_const
+        hub_constants.HF_HUB_OFFLINE = saved_const
         for key, value in saved_env.items():
             if value is None:
                 os.environ.pop(key, None)

@@ -12,6 +12,7 @@ backends accept is an error naming both (:class:`rlcf_bench.registry.Registry`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from rlcf_bench import ModelSpec, hookimpl
@@ -22,7 +23,7 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
 KINDS = ("clipcap", "capdec")
 
 
-def _accepts_for(kind: str):
+def _accepts_for(kind: str) -> Callable[[str], bool]:
     def accepts(name: str) -> bool:
         prefix, sep, path = name.partition("@")
         return bool(sep and path) and prefix.lower() == kind
@@ -31,7 +32,7 @@ def _accepts_for(kind: str):
 
 
 def load_captioner_name(name: str, device: Any, *, session: ComponentSession) -> Any:
-    from rlcf_bench_tasks._clipcap.model import load_captioner
+    from rlcf_bench_models._clipcap.model import load_captioner
 
     kind, sep, path = name.partition("@")
     if not (sep and path):

@@ -2,7 +2,7 @@
 
 Methods, one module each: ``rlcf_prompt`` (prompt tuning), ``rlcf_image`` (image-encoder tuning and
 its momentum variant) and ``rlcf`` (retrieval and captioning, built on the private ``_retrieval`` and
-``_captioning``). Besides them, ``reward_models`` (the paper's named reward models) and
-``paper_suites`` (the paper tables as suites). Each module that defines a hook registers itself; no
+``_captioning``). Besides them, ``reward_models`` (the paper's named reward models),
+``paper_suites`` (the paper tables as suites) and ``paper_numbers`` (the paper's reported numbers). Each module that defines a hook registers itself; no
 list to edit here.
 """

@@ -36,7 +36,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from rlcf_bench import Batch, Method, MethodContext, Predictions, bounded
+from rlcf_bench import Batch, Method, MethodContext, Predictions, RewardModel, bounded
 
 from ._paper import PAPER
 
@@ -74,10 +74,11 @@ class RLCFCaption(Method[RLCFCaptionConfig]):
         if c.baseline not in {"mean", "none"}:
             raise ValueError(f"baseline={c.baseline!r}: expected 'mean' or 'none'")
         self.ctx = ctx
-        self.model = ctx.model
-        self.reward = ctx.reward_model
-        if self.reward is None:
+        self.model = ctx.captioner
+        reward = ctx.reward_model
+        if reward is None:
             raise ValueError("rlcf (captioning) needs a reward model")
+        self.reward: RewardModel = reward
         defaults = {**PAPER_DEFAULTS.get(self.model.kind, PAPER_DEFAULTS["clipcap"]),
                     **dict(getattr(self.model.settings, "tta", {}) or {})}
         self.k = int(c.k if c.k is not None else defaults["k"])
@@ -110,6 +111,7 @@ class RLCFCaption(Method[RLCFCaptionConfig]):
         if self.optimizer is None:
             self.reset()
         c, model, amp = self.config, self.model, self.ctx.amp
+        assert batch.images is not None, "a captioning batch carries images"
         feats = model.encode_images(batch.images)
         self._feats = feats
         if c.steps <= 0:
@@ -148,6 +150,7 @@ class RLCFCaption(Method[RLCFCaptionConfig]):
         import torch
 
         model = self.model
+        assert batch.images is not None, "a captioning batch carries images"
         feats = self._feats if self._feats is not None else model.encode_images(batch.images)
         with torch.no_grad(), self.ctx.amp.autocast():
             prefix = model.prefix_embeddings(feats)

@@ -44,12 +44,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from rlcf_bench import Batch, Method, MethodContext, Predictions, bounded
-from rlcf_bench_tasks._retrieval import (
+from rlcf_bench_tasks.retrieval_common import (
     batch_direction,
     encode_queries,
     predict_by_direction,
     ranked_scores,
-    split_by_direction,
 )
 
 from ._paper import PAPER
@@ -130,8 +129,8 @@ class RLCFRetrieval(Method[RLCFRetrievalConfig]):
         self.ctx = ctx
         self.section = sections(ctx)
         self.gallery = ctx.gallery
-        self.model = ctx.model
-        self.module = ctx.model.module
+        self.model = ctx.vlm
+        self.module = self.model.module
         self.directions = tuple(self.gallery.directions)
         # Frozen candidate features, once per run, before anything is tuned.
         self.candidates = {d: self.gallery.candidate_features(d, self.model, ctx.amp) for d in self.directions}
@@ -152,12 +151,12 @@ class RLCFRetrieval(Method[RLCFRetrievalConfig]):
             k = K_I2T_FLICKR if "flickr" in self.gallery.name.lower() else K_I2T_COCO
         if k < 1:
             raise ValueError(f"K for {direction} must be >= 1, got {k}")
-        return min(int(k), self.gallery.n_candidates(direction))
+        return min(int(k), int(self.gallery.n_candidates(direction)))
 
     def tuned_parameters(self, direction: str) -> list[Any]:
         """i2t: the image tower; t2i: every non-visual parameter (``logit_scale`` optional)."""
         if direction == "i2t":
-            return list(self.module.visual.parameters())
+            return list(self.module.get_submodule("visual").parameters())
         return [p for n, p in self.module.named_parameters()
                 if not n.startswith("visual.") and (self.config.tune_logit_scale or n != "logit_scale")]
 
@@ -178,7 +177,8 @@ class RLCFRetrieval(Method[RLCFRetrievalConfig]):
 
     def _logits(self, direction: str, batch: Batch, tokens: torch.Tensor | None) -> torch.Tensor:
         q = encode_queries(self.model, direction, batch, tokens)
-        return self._scale() * q @ self.candidates[direction].t()
+        logits: torch.Tensor = self._scale() * q @ self.candidates[direction].t()
+        return logits
 
     def _query_reward_features(self, direction: str, batch: Batch) -> list[torch.Tensor]:
         reward = self.ctx.reward_model
@@ -205,8 +205,7 @@ class RLCFRetrieval(Method[RLCFRetrievalConfig]):
     def adapt(self, batch: Batch) -> None:
         if self.config.steps <= 0:
             return
-        for _, sub in split_by_direction(batch):
-            self._episode(batch_direction(sub), sub)
+        self._episode(batch_direction(batch), batch)
 
     def _episode(self, direction: str, batch: Batch) -> None:
 
@@ -263,6 +262,5 @@ class RLCFRetrieval(Method[RLCFRetrievalConfig]):
     def after_predict(self, batch: Batch) -> None:
         if not self.config.momentum or self.config.steps <= 0:
             return
-        for _, sub in split_by_direction(batch):
-            self.tower(batch_direction(sub)).momentum_update()
+        self.tower(batch_direction(batch)).momentum_update()
 

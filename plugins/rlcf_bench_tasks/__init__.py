@@ -1,4 +1,4 @@
-"""First-party tasks: ``classification``, ``retrieval`` and ``captioning``, one module each, plus
-``captioning_commands`` (``rlcf-bench caption ...``). Private, not plugins: ``_retrieval`` (the
-gallery, directions and ranks retrieval methods share) and ``_clipcap/`` (the ClipCap/CapDec model,
-trainer and caption metrics)."""
+"""First-party tasks: ``classification``, ``retrieval`` and ``captioning``, one module each. Shared
+code, public and not plugins (no ``rlcfb_`` hook): ``retrieval_common`` (the gallery, directions and
+ranks that retrieval methods share) and ``caption_metrics`` (BLEU, METEOR, ROUGE-L, CIDEr, SPICE,
+CLIPScore). The ClipCap/CapDec model and its ``caption`` commands are in ``rlcf_bench_models``."""

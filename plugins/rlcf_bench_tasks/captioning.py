@@ -98,7 +98,7 @@ class CaptioningTask(TaskRuntime):
     def score(self, batch: Batch, predictions: Predictions) -> list[SampleRecord]:
         import torch
 
-        from ._clipcap.metrics import clip_scores
+        from .caption_metrics import clip_scores
 
         if predictions.captions is None or len(predictions.captions) != len(batch):
             raise ValueError("a captioning method must return one caption per sample (Predictions.captions)")
@@ -107,6 +107,7 @@ class CaptioningTask(TaskRuntime):
         clip_s = ref_s = None
         if judge is not None and hasattr(judge, "text_features"):
             with torch.no_grad():
+                assert batch.images is not None, "a captioning batch carries images"
                 feats = judge.image_features(batch.images.to(judge.device))
                 clip_s, ref_s = clip_scores(judge, feats, captions, batch.targets)
         cider = self._cider_terms(batch.indices, captions)
@@ -114,7 +115,8 @@ class CaptioningTask(TaskRuntime):
         for row, (sid, idx) in enumerate(zip(batch.sample_ids, batch.indices)):
             extra: dict[str, Any] = {"cider": cider[row]}
             if clip_s is not None:
-                extra["refclipscore"] = float(ref_s[row])
+                if ref_s is not None:  # None only without references
+                    extra["refclipscore"] = float(ref_s[row])
                 extra["clipscore_model"] = str(getattr(judge, "name", "?"))
             if predictions.extras is not None:
                 extra.update(predictions.extras[row])
@@ -127,7 +129,7 @@ class CaptioningTask(TaskRuntime):
 
         from rlcf_bench.stats import bootstrap_mean_ci
 
-        from ._clipcap.metrics import reference_metrics
+        from .caption_metrics import reference_metrics
 
         n = len(records)
         if n == 0:
@@ -159,13 +161,27 @@ METRICS = TaskMetrics(
 )
 
 
+def check_data(data: Any) -> list[str]:
+    """The dataset contract of captioning (``TaskSpec.check_data``): a :class:`CaptioningData` whose
+    every sample has non-empty reference captions; its sample ids."""
+    from rlcf_bench.datasets import CaptioningData
+
+    if not isinstance(data, CaptioningData):
+        raise ValueError(f"a captioning dataset is a CaptioningData, not a {type(data).__name__}")
+    for i in range(len(data)):
+        refs = data.references(i)
+        if not refs or not all(isinstance(r, str) and r.strip() for r in refs):
+            raise ValueError(f"sample {i}: references must be non-empty strings, got {refs!r}")
+    return [data.sample_id(i) for i in range(len(data))]
+
+
 @hookimpl
 def rlcfb_register_tasks() -> list[TaskSpec]:
     return [
         TaskSpec(
             name="captioning", version="1", kind="captioning", build=CaptioningTask,
             protocol=RunProtocol(seed=0, n_views=1, selection_ratio=1.0, order="fixed", precision="auto"),
-            metrics=METRICS, params={"meteor": ParamRule(bool)},
+            metrics=METRICS, params={"meteor": ParamRule(bool)}, check_data=check_data,
             description="image captioning under domain shift; BLEU/METEOR/ROUGE-L/CIDEr (×100), CLIPScore, RefCLIPScore",
         )
     ]

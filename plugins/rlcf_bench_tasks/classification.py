@@ -111,8 +111,8 @@ class ClassificationTask(TaskRuntime):
             lo, hi = wilson_interval(int(hits.sum()), n)
             metrics[name] = MetricValue(100.0 * hits.mean() if n else float("nan"), 100 * lo, 100 * hi, n)
         if n and all(r.prediction is not None and r.target is not None for r in records):
-            metrics.update(prediction_spread([int(r.prediction) for r in records],  # type: ignore[arg-type]
-                                             [int(r.target) for r in records]))  # type: ignore[arg-type]
+            metrics.update(prediction_spread([int(r.prediction) for r in records],
+                                             [int(r.target) for r in records]))
         ece = expected_calibration_error(conf, correct)
         lo, hi = ece_bootstrap_ci(conf, correct) if n else (float("nan"), float("nan"))
         metrics["ece"] = MetricValue(100.0 * ece, 100.0 * lo, 100.0 * hi, n)
@@ -200,13 +200,31 @@ METRICS = TaskMetrics(
 )
 
 
+def check_data(data: Any) -> list[str]:
+    """The dataset contract of classification (``TaskSpec.check_data``): a :class:`ClassificationData`
+    with distinct, non-empty class names, templates holding ``{}`` and labels in range; its sample ids."""
+    from rlcf_bench.datasets import ClassificationData
+
+    if not isinstance(data, ClassificationData):
+        raise ValueError(f"a classification dataset is a ClassificationData, not a {type(data).__name__}")
+    names = tuple(data.classnames)
+    if not names or not all(isinstance(c, str) and c.strip() for c in names) or len(set(names)) != len(names):
+        raise ValueError(f"class names must be distinct non-empty strings: {names[:5]!r}")
+    if not data.templates or not all("{}" in t for t in data.templates):
+        raise ValueError(f"every template must hold {{}}: {tuple(data.templates)[:3]!r}")
+    labels = [data.label(i) for i in range(len(data))]
+    if not all(isinstance(y, int) and 0 <= y < len(names) for y in labels):
+        raise ValueError(f"labels out of range 0..{len(names) - 1}: {labels[:10]}")
+    return [data.sample_id(i) for i in range(len(data))]
+
+
 @hookimpl
 def rlcfb_register_tasks() -> list[TaskSpec]:
     return [
         TaskSpec(
             name="classification", version="1", kind="classification", build=ClassificationTask,
             protocol=RunProtocol(seed=0, n_views=64, selection_ratio=0.1, order="fixed", precision="auto"),
-            metrics=METRICS,
+            metrics=METRICS, check_data=check_data,
             description="top-1 under distribution shift; 64 seeded views, 10% confident-view selection",
         )
     ]

@@ -6,7 +6,7 @@ every caption (``t2i``, ranked against all images; ``t2i:<caption index>``). The
 ``direction`` (``both`` by default, ``i2t`` or ``t2i``) restricts a run to one direction; ``limit``
 caps the number of queries **of each direction** (the gallery stays complete), and ``shuffled``
 order permutes the queries within each direction. Stored per query: ``prediction`` = 0-based rank
-of the ground truth (pessimistic tie rule, :mod:`rlcf_bench_tasks._retrieval`), ``target`` = ground-truth
+of the ground truth (pessimistic tie rule, :mod:`rlcf_bench_tasks.retrieval_common`), ``target`` = ground-truth
 ids, ``score`` = hit@1, ``extra`` = direction, rank and top-1 candidate. Metrics, recomputed from
 the stored rows: ``{i2t,t2i}_r{1,5,10}`` (%, Wilson 95 % intervals), ``{i2t,t2i}_mean`` (mean of
 the three recalls), ``r_mean`` (mean over the evaluated directions) and ``rsum`` (sum of the six,
@@ -34,7 +34,7 @@ from rlcf_bench import (
 from rlcf_bench.task import TaskRuntime
 from rlcf_bench.types import ParamRule
 
-from ._retrieval import (
+from .retrieval_common import (
     DIRECTION_NAMES,
     DIRECTIONS,
     RECALL_KS,
@@ -90,7 +90,7 @@ class RetrievalTask(TaskRuntime):
         return {"gallery": self.gallery}
 
     def _single(self, direction: str, items: Sequence[tuple[int, str]], model: Any, device: Any) -> RetrievalBatch:
-        from ._retrieval import load_images
+        from .retrieval_common import load_images
 
         ids = tuple(sid for _, sid in items)
         indices = tuple(i for i, _ in items)
@@ -203,6 +203,24 @@ METRICS = TaskMetrics(
 )
 
 
+def check_data(data: Any) -> list[str]:
+    """The dataset contract of retrieval (``TaskSpec.check_data``): a :class:`RetrievalData` whose
+    non-empty captions each point at an image, every image with at least one; its image ids."""
+    from rlcf_bench.datasets import RetrievalData
+
+    if not isinstance(data, RetrievalData):
+        raise ValueError(f"a retrieval dataset is a RetrievalData, not a {type(data).__name__}")
+    if not len(data.captions) == len(data.caption_image) > 0:
+        raise ValueError(f"{len(data.captions)} captions but {len(data.caption_image)} caption_image entries")
+    if not all(isinstance(c, str) and c.strip() for c in data.captions):
+        raise ValueError("captions must be non-empty strings")
+    if not all(0 <= i < len(data) for i in data.caption_image):
+        raise ValueError(f"caption_image points past the {len(data)} images")
+    if set(data.caption_image) != set(range(len(data))):
+        raise ValueError("every image needs at least one caption")
+    return [data.image_id(i) for i in range(len(data))]
+
+
 @hookimpl
 def rlcfb_register_tasks() -> list[TaskSpec]:
     return [
@@ -210,7 +228,7 @@ def rlcfb_register_tasks() -> list[TaskSpec]:
             name="retrieval", version="1", kind="retrieval", build=RetrievalTask,
             protocol=RunProtocol(seed=0, n_views=1, selection_ratio=1.0, order="fixed", precision="auto",
                                  params=(("direction", "both"),)),
-            metrics=METRICS, params={"direction": ParamRule(str, choices=tuple(DIRECTION_NAMES))},
+            metrics=METRICS, params={"direction": ParamRule(str, choices=tuple(DIRECTION_NAMES))}, check_data=check_data,
             description="image-text retrieval, both directions (i2t: image vs all captions; t2i: caption vs "
                         "all images); Recall@1/5/10 from stored per-query ranks",
         )

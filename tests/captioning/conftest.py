@@ -34,7 +34,7 @@ def caption_runner(caption_host, store):
 def tiny_features(n: int = 8):
     """Training features (the original's dictionary) of the tiny captioning set with tiny-clip."""
     from rlcf_bench_fixtures.tiny import TinyCaptioningSet, load_tiny_clip
-    from rlcf_bench_tasks._clipcap.features import extract_features
+    from rlcf_bench_models._clipcap.features import extract_features
 
     data = TinyCaptioningSet(n)
     clip = load_tiny_clip("tiny-clip", "cpu")
@@ -61,8 +61,8 @@ def _train_tiny(tmp_path_factory):
     import torch
 
     from rlcf_bench_fixtures.tiny import build_tiny_captioner, tiny_caption_corpus
-    from rlcf_bench_tasks._clipcap.tokenizer import load_tokenizer, train_bpe
-    from rlcf_bench_tasks._clipcap.train import TrainConfig, train_captioner
+    from rlcf_bench_models._clipcap.tokenizer import load_tokenizer, train_bpe
+    from rlcf_bench_models._clipcap.train import TrainConfig, train_captioner
 
     torch.manual_seed(0)
     clip, feats = tiny_features(8)

@@ -104,7 +104,7 @@ def cider_d_by_hand(cands, refs, sigma=6.0):
 
 
 def test_bleu_rouge_cider_match_independent_computations():
-    from rlcf_bench_tasks._clipcap.metrics import reference_metrics
+    from rlcf_bench_tasks.caption_metrics import reference_metrics
 
     values, notes = reference_metrics(CANDS, REFS, meteor=False, tokenize=False)
     for n, expected in enumerate(bleu_by_hand(CANDS, REFS), start=1):
@@ -117,7 +117,7 @@ def test_bleu_rouge_cider_match_independent_computations():
 
 
 def test_ptb_tokenisation_lowercases_and_strips_punctuation():
-    from rlcf_bench_tasks._clipcap.metrics import reference_metrics
+    from rlcf_bench_tasks.caption_metrics import reference_metrics
 
     shouting = {k: v.upper().replace(" A ", " A ") + "." for k, v in CANDS.items()}
     refs = {k: [r.capitalize() + "." for r in v] for k, v in REFS.items()}
@@ -129,7 +129,7 @@ def test_ptb_tokenisation_lowercases_and_strips_punctuation():
 
 @pytest.mark.slow  # starts a JVM: 5 s idle, 35 s measured on the shared 2-core machine
 def test_meteor_runs_offline():
-    from rlcf_bench_tasks._clipcap.metrics import reference_metrics
+    from rlcf_bench_tasks.caption_metrics import reference_metrics
 
     start = time.perf_counter()
     values, _ = reference_metrics(CANDS, REFS, meteor=True, tokenize=False)
@@ -140,7 +140,7 @@ def test_meteor_runs_offline():
 def test_clipscore_and_refclipscore_formulas():
     import torch
 
-    from rlcf_bench_tasks._clipcap.metrics import CLIPSCORE_PREFIX, clip_scores
+    from rlcf_bench_tasks.caption_metrics import CLIPSCORE_PREFIX, clip_scores
 
     table = {CLIPSCORE_PREFIX + "cand": [1.0, 0.0], CLIPSCORE_PREFIX + "ref-a": [0.6, 0.8],
              CLIPSCORE_PREFIX + "ref-b": [0.0, 1.0], CLIPSCORE_PREFIX + "bad": [-1.0, 0.0]}

@@ -6,7 +6,7 @@ import torch
 
 
 def test_bpe_tokenizer_yields_ids_and_round_trips(tmp_path):
-    from rlcf_bench_tasks._clipcap.tokenizer import load_tokenizer, train_bpe
+    from rlcf_bench_models._clipcap.tokenizer import load_tokenizer, train_bpe
 
     tok = load_tokenizer(train_bpe(["a small red star.", "a blue circle on a gray background."] * 3, tmp_path, 300, 1))
     ids = tok("a small red circle.", add_special_tokens=False)["input_ids"]
@@ -16,7 +16,7 @@ def test_bpe_tokenizer_yields_ids_and_round_trips(tmp_path):
 
 
 def test_default_mapper_has_the_paper_size():
-    from rlcf_bench_tasks._clipcap.mapper import MapperConfig, TransformerMapper
+    from rlcf_bench_models._clipcap.mapper import MapperConfig, TransformerMapper
 
     with torch.device("meta"):
         mapper = TransformerMapper(MapperConfig())
@@ -100,7 +100,7 @@ def _batch(clip, index=0):
 
 
 def test_rlcf_episode_raises_the_reward_of_the_chosen_caption(trained_tiny):
-    from rlcf_bench_tasks._clipcap.model import load_captioner
+    from rlcf_bench_models._clipcap.model import load_captioner
 
     folder, _, clip = trained_tiny
     model = load_captioner(folder, "cpu", clip=clip)
@@ -120,7 +120,7 @@ def test_rlcf_episode_raises_the_reward_of_the_chosen_caption(trained_tiny):
 
 
 def test_decoder_gets_no_gradient_and_reset_restores_the_mapper_bit_exactly(trained_tiny):
-    from rlcf_bench_tasks._clipcap.model import load_captioner
+    from rlcf_bench_models._clipcap.model import load_captioner
 
     folder, _, clip = trained_tiny
     model = load_captioner(folder, "cpu", clip=clip)

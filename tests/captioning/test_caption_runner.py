@@ -25,7 +25,7 @@ def test_components_are_registered(caption_host):
 
 
 def test_plugin_modules_do_not_import_torch():
-    code = ("import sys, rlcf_bench_tasks.captioning, rlcf_bench_tasks.captioning_commands, "
+    code = ("import sys, rlcf_bench_tasks.captioning, rlcf_bench_models.clipcap_commands, "
             "rlcf_bench_models.prefix_captioners, rlcf_bench_rlcf._captioning, rlcf_bench_rlcf.rlcf, rlcf_bench_baselines._zero_shot_caption, rlcf_bench_baselines.zero_shot, "
             "rlcf_bench_micro.captioner; "
             "rlcf_bench_micro.captioner.rlcfb_register_models(); "

@@ -9,7 +9,7 @@ import torch
 
 
 def test_short_training_run_learns_and_exports(trained_tiny):
-    from rlcf_bench_tasks._clipcap.model import load_captioner
+    from rlcf_bench_models._clipcap.model import load_captioner
 
     folder, summary, clip = trained_tiny
     curve = summary["curve"]
@@ -24,7 +24,7 @@ def test_short_training_run_learns_and_exports(trained_tiny):
 def test_features_pickle_round_trip(tmp_path, make_tiny_features):
     import pickle
 
-    from rlcf_bench_tasks._clipcap.features import load_features, save_features
+    from rlcf_bench_models._clipcap.features import load_features, save_features
 
     _, feats = make_tiny_features(4)
     loaded = load_features(save_features(feats, tmp_path / "f.pt"))
@@ -46,7 +46,7 @@ def test_features_pickle_round_trip(tmp_path, make_tiny_features):
 
 
 def _train(feats, base, out, steps, kind="capdec"):
-    from rlcf_bench_tasks._clipcap.train import TrainConfig, train_captioner
+    from rlcf_bench_models._clipcap.train import TrainConfig, train_captioner
 
     cfg = TrainConfig(kind=kind, steps=6, batch_size=4, lr=1e-3, warmup=2, train_decoder=True, checkpoint_every=3)
     torch.manual_seed(0)

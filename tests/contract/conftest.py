@@ -1,8 +1,8 @@
 """Contract tests parametrized by the plugin registry (as timm and open_clip test every model).
 
-``pytest_generate_tests`` fills the ``task_name``, ``dataset_name``, ``model_name`` and
-``suite_name`` arguments with every entry a host with entry-point autoload sees, so a new plugin's
-task, dataset, model or suite is covered without editing these files.
+``pytest_generate_tests`` fills the ``task_name``, ``dataset_name``, ``model_name``, ``suite_name``
+and ``reward_model_name`` arguments with every entry a host with entry-point autoload sees, so a
+new plugin's task, dataset, model, suite or reward model is covered without editing these files.
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-KINDS = {"task_name": "tasks", "dataset_name": "datasets", "model_name": "models", "suite_name": "suites"}
+KINDS = {"task_name": "tasks", "dataset_name": "datasets", "model_name": "models", "suite_name": "suites",
+         "reward_model_name": "reward-models"}
 
 
 @functools.lru_cache(maxsize=1)

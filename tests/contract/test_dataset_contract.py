@@ -16,9 +16,8 @@ from typing import Any
 
 import pytest
 
-#: Samples built for generated datasets that take ``n`` and samples whose images are decoded.
+#: Samples built for generated datasets that take ``n``.
 SMALL_N = 6
-DECODED = 3
 
 
 def _takes(spec: Any, param: str) -> bool:
@@ -46,54 +45,6 @@ def _build(spec: Any, **params: Any) -> Any:
     return spec.build(Path(root), **params)
 
 
-def _ids(data: Any, kind: str) -> list[str]:
-    one = data.image_id if kind == "retrieval" else data.sample_id
-    return [one(i) for i in range(len(data))]
-
-
-def _check_images(data: Any) -> None:
-    import torch
-
-    for i in range(min(DECODED, len(data))):
-        img = data.load_image(i)
-        assert isinstance(img, torch.Tensor) and img.dtype == torch.uint8, f"image {i}: expected a uint8 tensor"
-        assert img.ndim == 3 and img.shape[0] == 3 and min(img.shape[1:]) > 0, f"image {i}: shape {tuple(img.shape)}"
-
-
-def _check_classification(data: Any) -> None:
-    from rlcf_bench.datasets import ClassificationData
-
-    assert isinstance(data, ClassificationData)
-    names = tuple(data.classnames)
-    assert names and all(isinstance(c, str) and c.strip() for c in names), "class names must be non-empty strings"
-    assert len(set(names)) == len(names), "class names must be distinct"
-    assert data.templates and all("{}" in t for t in data.templates), "every template holds {}"
-    labels = [data.label(i) for i in range(len(data))]
-    assert all(isinstance(y, int) and 0 <= y < len(names) for y in labels), f"labels out of range: {labels}"
-
-
-def _check_retrieval(data: Any) -> None:
-    from rlcf_bench.datasets import RetrievalData
-
-    assert isinstance(data, RetrievalData)
-    assert len(data.captions) == len(data.caption_image) > 0
-    assert all(isinstance(c, str) and c.strip() for c in data.captions), "captions must be non-empty strings"
-    assert all(0 <= i < len(data) for i in data.caption_image), "caption_image points past the images"
-    assert set(data.caption_image) == set(range(len(data))), "every image needs at least one caption"
-
-
-def _check_captioning(data: Any) -> None:
-    from rlcf_bench.datasets import CaptioningData
-
-    assert isinstance(data, CaptioningData)
-    for i in range(len(data)):
-        refs = data.references(i)
-        assert refs and all(isinstance(r, str) and r.strip() for r in refs), f"sample {i}: references {refs!r}"
-
-
-CHECKS = {"classification": _check_classification, "retrieval": _check_retrieval, "captioning": _check_captioning}
-
-
 def test_every_dataset_declares_a_known_task_kind(registry_host: Any, dataset_name: str) -> None:
     spec = registry_host.registry("datasets").get(dataset_name)
     kinds = {t.kind for t in registry_host.registry("tasks")}
@@ -102,19 +53,14 @@ def test_every_dataset_declares_a_known_task_kind(registry_host: Any, dataset_na
 
 
 def test_dataset_yields_well_formed_samples(registry_host: Any, dataset_name: str) -> None:
+    """Per task kind, the task's own ``TaskSpec.check_data`` (no task name is known here)."""
+    from rlcf_bench.testing import check_dataset_samples
+
     spec = registry_host.registry("datasets").get(dataset_name)
     first, second = _build(spec), _build(spec)
     if _takes(spec, "n"):
         assert len(first) == SMALL_N, f"n={SMALL_N} gave {len(first)} samples"
-    assert len(first) == len(second) > 0
-    for kind in sorted(spec.task_kinds):
-        if kind not in CHECKS:
-            continue  # a task kind from a plugin: its own tests define its samples
-        CHECKS[kind](first)
-        ids = _ids(first, kind)
-        assert len(set(ids)) == len(ids), f"{kind}: duplicate ids {sorted(ids)[:5]}"
-        assert _ids(second, kind) == ids, f"{kind}: ids differ between two loads"
-    _check_images(first)
+    check_dataset_samples(registry_host, spec, first, second)
 
 
 def test_a_bad_size_is_a_one_line_error(registry_host: Any, dataset_name: str) -> None:

@@ -8,12 +8,15 @@ from typing import Any
 import pytest
 
 from rlcf_bench import ReferenceResult
-from rlcf_bench_datasets import references as refs
+from rlcf_bench_rlcf import paper_numbers as refs
 
 
 @pytest.fixture(scope="module")
-def rows(host: Any) -> list[ReferenceResult]:
-    return host.references()
+def rows() -> list[ReferenceResult]:
+    """The rows as registered (the RLCF plugin owns its paper's numbers, as every method does)."""
+    from rlcf_bench.plugins import PluginHost
+
+    return PluginHost(autoload=False, extra=["rlcf_bench_rlcf.paper_numbers"]).references()
 
 
 def find(rows: list[ReferenceResult], **where: Any) -> list[ReferenceResult]:

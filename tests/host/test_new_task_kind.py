@@ -83,7 +83,7 @@ class Questions:
         import torch
 
         rgb = COLOURS[list(COLOURS)[index % len(COLOURS)]]
-        return (torch.tensor(rgb, dtype=torch.float32) / 255.0).view(3, 1, 1).expand(3, 40, 40).clone()
+        return torch.tensor(rgb, dtype=torch.uint8).view(3, 1, 1).expand(3, 40, 40).clone()  # as every dataset
 
 
 @dataclass
@@ -193,13 +193,22 @@ def match_scores(model: Any, images: Any, choices: Sequence[Sequence[str]]) -> A
         return torch.einsum("be,bke->bk", img, txt.view(len(choices), k, -1))
 
 
+def check_questions(data: Any) -> list[str]:
+    """The task's data contract (``TaskSpec.check_data``): questions with 2 or 3 choices; their ids."""
+    if not isinstance(data, Questions):
+        raise ValueError(f"a {TASK} dataset is a Questions, not a {type(data).__name__}")
+    if not all(len(choices_of(i)[0]) in (2, 3) for i in range(len(data))):
+        raise ValueError("every question has 2 or 3 choices")
+    return [data.sample_id(i) for i in range(len(data))]
+
+
 class MultipleChoicePlugin:
     """The whole new task kind, registered from this test: task, dataset, methods."""
 
     @hookimpl
     def rlcfb_register_tasks(self) -> list[TaskSpec]:
         return [TaskSpec(name=TASK, version="1", kind=TASK, build=MultipleChoiceTask,
-                         protocol=RunProtocol(n_views=1, selection_ratio=1.0), metrics=METRICS,
+                         protocol=RunProtocol(n_views=1, selection_ratio=1.0), metrics=METRICS, check_data=check_questions,
                          description="multiple-choice image-text matching (test plugin)")]
 
     @hookimpl
@@ -298,3 +307,16 @@ def test_a_task_kind_from_a_plugin_runs_stores_and_reports_everywhere(cli: Any, 
     text = _invoke(cli, "compare", "--db", db, str(runs["mc-zero-shot"]), str(runs["mc-first-choice"]))
     assert "matching accuracy on shared samples" in text and " points" in text
     assert "test: exact McNemar (two-sided) on per-sample correctness" in text
+
+
+def test_the_new_task_kind_keeps_the_dataset_contract() -> None:
+    """The dataset contract test's check (``tests/contract/test_dataset_contract.py``) through the
+    task's own ``check_data``, with no task name known to it; a dataset of another shape fails it."""
+    from rlcf_bench.plugins import PluginHost
+    from rlcf_bench.testing import ContractViolation, check_dataset_samples
+
+    host = PluginHost(autoload=False, extra=[MultipleChoicePlugin()])
+    spec = host.registry("datasets").get("mc-colours")
+    check_dataset_samples(host, spec, spec.build(None), spec.build(None))
+    with pytest.raises(ContractViolation, match="is a Questions, not a list"):
+        check_dataset_samples(host, spec, [1, 2], [1, 2])

@@ -1,5 +1,7 @@
-"""The contract every classification method keeps, checked for each method the registry holds
-(discovered, not listed: a method added later is covered without editing this file).
+"""The contract every method keeps, checked for each (method, task) the registry holds — every
+task's methods, classification, retrieval and captioning alike, each on the tiny fixture's data
+for its task (discovered, not listed: a method added later is covered without editing this file;
+a task the fixture has no contract run for fails here).
 
 The checks themselves are the public :mod:`rlcf_bench.testing` (clauses (a) model left as found,
 also after a failure; (b) episodic results independent of the batch size; (c) an interrupted run
@@ -14,22 +16,35 @@ from pathlib import Path
 
 import pytest
 
-from rlcf_bench.testing import MethodContract, classification_methods
+from rlcf_bench.plugins import PluginHost
+from rlcf_bench.testing import FIXTURE_PLUGINS, MethodContract
+from rlcf_bench_fixtures.tiny import CONTRACT_FIXTURES
 
 PLUGINS: tuple[str, ...] = ()
 if importlib.util.find_spec("rlcf_bench_example") is not None:  # the separate example distribution
     PLUGINS = ("rlcf_bench_example.confident_view_ensemble",)
 
-METHODS = classification_methods(PLUGINS)
+
+def _implementations() -> list[tuple[str, str]]:
+    host = PluginHost(autoload=False, extra=[*FIXTURE_PLUGINS, *PLUGINS])
+    return sorted({(spec.name, task) for spec in host.registry("methods") for task in spec.tasks})
+
+
+IMPLEMENTATIONS = _implementations()
 
 
 def test_the_registry_holds_the_methods_this_test_covers():
-    assert {"zero-shot", "tpt-prompt", "rlcf-prompt", "c-tpt", "r-tpt", "tps"} <= set(METHODS)
+    assert {("zero-shot", "classification"), ("tpt-prompt", "classification"), ("rlcf-prompt", "classification"),
+            ("c-tpt", "classification"), ("r-tpt", "classification"), ("tps", "classification"),
+            ("zero-shot", "retrieval"), ("rlcf", "retrieval"), ("zero-shot", "captioning"),
+            ("rlcf", "captioning")} <= set(IMPLEMENTATIONS)
 
 
-@pytest.mark.parametrize("name", METHODS)
-def test_method_contract(name: str, tmp_path: Path) -> None:
-    MethodContract(name, tmp_path, plugins=PLUGINS).check()
+@pytest.mark.parametrize(("name", "task"), IMPLEMENTATIONS, ids=[f"{n}-{t}" for n, t in IMPLEMENTATIONS])
+def test_method_contract(name: str, task: str, tmp_path: Path) -> None:
+    assert task in CONTRACT_FIXTURES, (f"{name} serves {task!r}, for which the tiny fixture has no contract run "
+                                       f"(rlcf_bench_fixtures.tiny.CONTRACT_FIXTURES)")
+    MethodContract(name, tmp_path, plugins=PLUGINS, task=task, **CONTRACT_FIXTURES[task]).check()
 
 
 def test_a_state_carrying_configuration_keeps_the_contract(tmp_path: Path) -> None:

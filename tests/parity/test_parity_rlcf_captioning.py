@@ -30,9 +30,9 @@ def captioner(helper: Any, spec: dict[str, Any], folder: Path) -> Any:
     """The recorded tiny captioner, loaded by this project's classes (tokenizer through ``load_tokenizer``)."""
     from transformers import OPTForCausalLM
 
-    from rlcf_bench_tasks._clipcap.mapper import MapperConfig, TransformerMapper
-    from rlcf_bench_tasks._clipcap.model import CaptionerSettings, ClipCaptioner, tiny_opt_config
-    from rlcf_bench_tasks._clipcap.tokenizer import SPECIAL_TOKENS, load_tokenizer
+    from rlcf_bench_models._clipcap.mapper import MapperConfig, TransformerMapper
+    from rlcf_bench_models._clipcap.model import CaptionerSettings, ClipCaptioner, tiny_opt_config
+    from rlcf_bench_models._clipcap.tokenizer import SPECIAL_TOKENS, load_tokenizer
 
     tc = tiny_captioner_helper()
     text = spec["official_text"]

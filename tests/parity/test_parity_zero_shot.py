@@ -13,18 +13,18 @@ ZERO_SHOT_ATOL = 1e-4
 
 @pytest.mark.parametrize("batch_size", [1, 4])
 def test_zero_shot_matches_official(golden, tiny_official_clip, batch_size):
-    from rlcf_bench_baselines.zero_shot import ZeroShotEmbedding
+    from rlcf_bench_baselines.zero_shot import ZeroShotClassification
 
     tensors, meta = golden("zero_shot")
-    ours = run_method(ZeroShotEmbedding, described(meta)["options"], tiny_official_clip, meta, batch_size)
+    ours = run_method(ZeroShotClassification, described(meta)["options"], tiny_official_clip, meta, batch_size)
     assert_matches(ours, tensors, logits_atol=ZERO_SHOT_ATOL)
 
 
 def test_zero_shot_default_prompt_departs(golden, tiny_official_clip):
     """Our default prompt is "a photo of a <class>."; the official literal "a_photo_of_a <class>."
     needs ``-m underscore_prompt=true`` (the golden's options)."""
-    from rlcf_bench_baselines.zero_shot import ZeroShotEmbedding
+    from rlcf_bench_baselines.zero_shot import ZeroShotClassification
 
     tensors, meta = golden("zero_shot")
-    ours = run_method(ZeroShotEmbedding, {}, tiny_official_clip, meta, 8)
+    ours = run_method(ZeroShotClassification, {}, tiny_official_clip, meta, 8)
     assert (ours.logits - tensors["logits"]).abs().max() > 100 * ZERO_SHOT_ATOL

@@ -38,7 +38,7 @@ def bf16_ctx(model, reward=None):
 
 
 def test_ranked_scores_are_fp32_not_rounded_products():
-    from rlcf_bench_tasks._retrieval import ranked_scores
+    from rlcf_bench_tasks.retrieval_common import ranked_scores
 
     q = torch.nn.functional.normalize(torch.randn(3, 16), dim=-1)
     c = torch.nn.functional.normalize(torch.randn(40, 16), dim=-1)

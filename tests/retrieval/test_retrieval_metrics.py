@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from rlcf_bench import Predictions, RunProtocol, SampleRecord
-from rlcf_bench_tasks._retrieval import ground_truth_rank, parse_directions, predict_by_direction
 from rlcf_bench_tasks.retrieval import RetrievalTask, recall_metrics
+from rlcf_bench_tasks.retrieval_common import ground_truth_rank, parse_directions, predict_by_direction
 
 NAN = float("nan")
 

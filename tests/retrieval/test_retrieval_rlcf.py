@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from rlcf_bench_rlcf._retrieval import RLCFRetrieval, RLCFRetrievalConfig
-from rlcf_bench_tasks._retrieval import ground_truth_rank, load_images
+from rlcf_bench_tasks.retrieval_common import ground_truth_rank, load_images
 
 
 class PreferReward:

@@ -96,7 +96,7 @@ def test_retrieval_modules_import_no_torch():
     import subprocess
     import sys
 
-    code = ("import sys, rlcf_bench_tasks._retrieval, rlcf_bench_tasks.retrieval, rlcf_bench_rlcf._retrieval, rlcf_bench_rlcf.rlcf, "
+    code = ("import sys, rlcf_bench_tasks.retrieval_common, rlcf_bench_tasks.retrieval, rlcf_bench_rlcf._retrieval, rlcf_bench_rlcf.rlcf, "
             "rlcf_bench_baselines.zero_shot; print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False", out.stderr

@@ -113,7 +113,7 @@ def official_captioner(modules: Any, folder: Path) -> tuple[Any, Any, Path]:
     from image_llm.models.modeling_opt import OPTForCausalLM
     from transformers import AutoTokenizer, OPTConfig
 
-    from rlcf_bench_tasks._clipcap.mapper import MapperConfig, TransformerMapper
+    from rlcf_bench_models._clipcap.mapper import MapperConfig, TransformerMapper
 
     vocab, merges = tc.tokenizer_files()
     tok_dir = folder / "opt-tiny"

@@ -36,7 +36,7 @@ class ConfidentViewEnsemble(Method[EnsembleConfig]):
         # computed once per invocation and shared with every other method (rlcf_bench.view_cache)
         feats = view_features(self.ctx, batch)
         with torch.no_grad():
-            probs = (self.ctx.model.logit_scale * feats @ self.text.t()).softmax(-1)
+            probs = (self.ctx.vlm.logit_scale * feats @ self.text.t()).softmax(-1)
         entropy = -(probs * probs.clamp_min(1e-12).log()).sum(-1)
         keep = entropy.topk(self.ctx.protocol.n_selected, dim=1, largest=False).indices
         chosen = probs.gather(1, keep.unsqueeze(-1).expand(-1, -1, probs.shape[-1]))

@@ -1,5 +1,8 @@
-"""Cross-domain image captioning (``docs/original-code.md#captioning-episode``): ClipCap/CapDec
-models, tokenizers, training, metrics.
+"""The ClipCap/CapDec captioner (``docs/original-code.md#captioning-episode``): model, tokenizer,
+features and training. Shared by the captioner loader (``prefix_captioners``), the ``caption``
+commands (``clipcap_commands``), the micro suite's captioner and the test fixtures. The leading
+underscore keeps plugin discovery from importing it (its modules import torch at module level);
+the caption metrics are the task's (``rlcf_bench_tasks.caption_metrics``).
 
 Submodules (each imports torch/transformers itself; this package stays cheap to import):
 
@@ -12,6 +15,4 @@ Submodules (each imports torch/transformers itself; this package stays cheap to 
   ``GPT2TokenizerFast(vocab=..., merges=...)``.
 * :mod:`.features` — the original's feature dictionary (pickle) and its extraction from images.
 * :mod:`.train` — seeded, resumable training (safetensors checkpoints + JSON state).
-* :mod:`.metrics` — BLEU-1..4, METEOR, ROUGE-L, CIDEr (pycocoevalcap, PTB tokenisation), SPICE when
-  available, CLIPScore and RefCLIPScore.
 """

@@ -52,7 +52,8 @@ def ptb_tokenize(texts: Mapping[Any, Sequence[str]]) -> dict[Any, list[str]]:
 
     data = {k: [{"caption": c} for c in caps] for k, caps in texts.items()}
     with contextlib.redirect_stdout(io.StringIO()), quiet_stderr():  # the Java tokenizer's token counts
-        return PTBTokenizer().tokenize(data)
+        tokenized: dict[Any, list[str]] = PTBTokenizer().tokenize(data)
+    return tokenized
 
 
 def reference_metrics(candidates: Mapping[Any, str], references: Mapping[Any, Sequence[str]], *,

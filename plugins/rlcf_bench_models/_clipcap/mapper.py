@@ -49,7 +49,8 @@ class _SelfAttention(nn.Module):
         q = self.query(x).view(b, n, h, d // h).transpose(1, 2)
         k, v = self.key_value(x).view(b, n, 2, h, d // h).permute(2, 0, 3, 1, 4)
         y = F.scaled_dot_product_attention(q, k, v)  # bidirectional, no dropout
-        return self.out(y.transpose(1, 2).reshape(b, n, d))
+        out: torch.Tensor = self.out(y.transpose(1, 2).reshape(b, n, d))
+        return out
 
 
 class _Block(nn.Module):
@@ -63,7 +64,8 @@ class _Block(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.attn(self.norm1(x))
-        return x + self.mlp(self.norm2(x))
+        out: torch.Tensor = x + self.mlp(self.norm2(x))
+        return out
 
 
 class TransformerMapper(nn.Module):
@@ -79,7 +81,7 @@ class TransformerMapper(nn.Module):
 
     def forward(self, prefix: torch.Tensor) -> torch.Tensor:
         c = self.config
-        x = self.project(prefix).view(prefix.shape[0], c.clip_length, c.dim)
+        x: torch.Tensor = self.project(prefix).view(prefix.shape[0], c.clip_length, c.dim)
         x = torch.cat([x, self.constant.unsqueeze(0).expand(prefix.shape[0], -1, -1).to(x.dtype)], dim=1)
         for block in self.blocks:
             x = block(x)

@@ -9,7 +9,7 @@ the row as printed; the row label also keeps rows that share method/model/reward
 Naming: methods as users type them (``zero-shot``, ``tpt-prompt``, ``rlcf-prompt``, ``tpt-image``,
 ``rlcf-image``; retrieval and captioning RLCF is ``rlcf``), models ``ARCH@openai``, reward models
 ``ViT-L-14@openai`` (RLCF) or ``rlcf-s`` (the weighted ensemble), dataset names as registered by
-this plugin. All values are percentages (0–100) as printed in the paper.
+``rlcf_bench_datasets``. All values are percentages (0–100) as printed in the paper.
 
 Not included: the "OOD avg" column (derived: the mean of A, V2, R and Sketch) and fine-grained
 numbers (the paper's tables that were reachable have none, ``docs/paper-numbers.md#classification``).

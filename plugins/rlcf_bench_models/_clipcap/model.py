@@ -27,6 +27,8 @@ import torch.nn.functional as F
 from torch import nn
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
+    from transformers import PreTrainedModel
+
     from rlcf_bench.session import ComponentSession
 
 from .files import MAPPER_FILE, SETTINGS_FILE, fingerprint
@@ -79,10 +81,14 @@ def tiny_opt_config(vocab_size: int, *, hidden: int = 192, layers: int = 2, head
     """A small OPT configuration (no dropout) for tests and the micro suite."""
     from transformers import OPTConfig
 
-    return OPTConfig(vocab_size=vocab_size, hidden_size=hidden, num_hidden_layers=layers, ffn_dim=ffn,
-                     num_attention_heads=heads, max_position_embeddings=max_positions, word_embed_proj_dim=hidden,
-                     pad_token_id=pad_id, bos_token_id=bos_id, eos_token_id=eos_id, dropout=0.0, attention_dropout=0.0,
-                     activation_dropout=0.0, layerdrop=0.0, do_layer_norm_before=True)
+    config = OPTConfig(vocab_size=vocab_size, hidden_size=hidden, num_hidden_layers=layers, ffn_dim=ffn,
+                       num_attention_heads=heads, max_position_embeddings=max_positions, word_embed_proj_dim=hidden,
+                       pad_token_id=pad_id, bos_token_id=bos_id, eos_token_id=eos_id, dropout=0.0,
+                       attention_dropout=0.0, layerdrop=0.0, do_layer_norm_before=True)
+    # Not a named OPTConfig parameter in every transformers version (extra keywords become
+    # attributes): kept so that saved decoder configs stay as they were.
+    config.activation_dropout = 0.0
+    return config
 
 
 def _cache_of(out: Any) -> Any:
@@ -101,7 +107,7 @@ class ClipCaptioner:
     """A ClipCap/CapDec model. Only the mapper is ever trainable at test time; the decoder and
     the CLIP are frozen (``requires_grad=False``, eval mode)."""
 
-    def __init__(self, clip: Any, mapper: TransformerMapper, decoder: nn.Module, tokenizer: Any,
+    def __init__(self, clip: Any, mapper: TransformerMapper, decoder: PreTrainedModel, tokenizer: Any,
                  settings: CaptionerSettings, *, name: str = "captioner", version: str = "1") -> None:
         self.clip = clip
         self.mapper = mapper
@@ -142,7 +148,7 @@ class ClipCaptioner:
 
     @property
     def vocab_size(self) -> int:
-        return int(self.decoder.get_input_embeddings().num_embeddings)
+        return int(self.decoder.get_input_embeddings().weight.shape[0])  # the embedding's rows
 
     @torch.no_grad()
     def encode_images(self, images: torch.Tensor) -> torch.Tensor:
@@ -152,10 +158,12 @@ class ClipCaptioner:
 
     def prefix_embeddings(self, feats: torch.Tensor) -> torch.Tensor:
         """Mapper output ``[B, prefix_length, D]`` for CLIP features ``[B, prefix_dim]``."""
-        return self.mapper(feats.to(self.device))
+        prefix: torch.Tensor = self.mapper(feats.to(self.device))
+        return prefix
 
     def embed_tokens(self, ids: torch.Tensor) -> torch.Tensor:
-        return self.decoder.get_input_embeddings()(ids)
+        embedded: torch.Tensor = self.decoder.get_input_embeddings()(ids)
+        return embedded
 
     def encode_captions(self, captions: Sequence[str], max_len: int | None = None,
                         append_eos: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -177,7 +185,8 @@ class ClipCaptioner:
 
     def decode(self, ids: Sequence[int]) -> str:
         ids = [int(i) for i in ids if int(i) not in (self.eos_id, self.pad_id, self.bos_id)]
-        return self.tokenizer.decode(ids, skip_special_tokens=True).strip()
+        text: str = self.tokenizer.decode(ids, skip_special_tokens=True)
+        return text.strip()
 
     # ------------------------------------------------------------------ teacher forcing
     def caption_losses(self, prefix: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor, *,

@@ -12,12 +12,9 @@ that supports it (``zero-shot``, ``rlcf``), so that they agree on one definition
   (image→text has several ground truths; its rank is that of the best one, as LAVIS). NaN scores
   are treated as −inf.
 * **Batches.** A :class:`RetrievalBatch` holds queries of one direction: ``images``
-  (``[B, 3, S, S]``, normalised for the policy) for ``i2t``, ``texts`` for ``t2i``. The runner
-  cuts the query stream into batches without asking the task, so a batch may straddle the
-  boundary between the two directions: such a batch has ``direction == "mixed"`` and ``parts``,
-  one single-direction sub-batch per direction. :func:`predict_by_direction` hides this from
-  methods: it calls a per-direction scoring function and pads the rows to a common width with
-  −inf (the task only reads the first ``N_direction`` columns of a row).
+  (``[B, 3, S, S]``, normalised for the policy) for ``i2t``, ``texts`` for ``t2i``. The task
+  makes one batch per direction (``TaskRuntime.make_batches``), so a method never sees both
+  directions at once; :func:`predict_by_direction` calls a method's per-direction scoring function.
 * **The gallery** (:class:`RetrievalGallery`, ``ctx.gallery``): the candidate images and captions
   of the run and a per-run cache of their features (policy and reward model), computed once per
   run in batches, never per query.
@@ -99,10 +96,9 @@ def ground_truth_rank(scores: Any, ground_truth: Sequence[int]) -> int:
 
 @dataclass
 class RetrievalBatch(Batch):
-    """Retrieval queries of one direction (``parts`` only for a ``mixed`` batch, module doc)."""
+    """Retrieval queries of one direction (``i2t``: images; ``t2i``: texts)."""
 
     direction: str = ""
-    parts: tuple[tuple[tuple[int, ...], RetrievalBatch], ...] = ()
 
 
 def batch_direction(batch: Batch) -> str:
@@ -116,40 +112,13 @@ def batch_direction(batch: Batch) -> str:
     raise ValueError("cannot tell the retrieval direction of this batch")
 
 
-def split_by_direction(batch: Batch) -> list[tuple[tuple[int, ...], Batch]]:
-    """``[(row positions in batch, single-direction sub-batch)]`` — one part unless mixed."""
-    parts = getattr(batch, "parts", ())
-    if parts:
-        return list(parts)
-    return [(tuple(range(len(batch))), batch)]
-
-
-def merge_rows(parts: Sequence[tuple[Sequence[int], torch.Tensor]], n_rows: int) -> torch.Tensor:
-    """Scatter per-part score rows back into ``[n_rows, max width]``, padding with −inf."""
-    import torch
-
-    if len(parts) == 1 and list(parts[0][0]) == list(range(n_rows)):
-        return parts[0][1]
-    width = max(t.shape[1] for _, t in parts)
-    ref = parts[0][1]
-    out = torch.full((n_rows, width), float("-inf"), dtype=torch.float32, device=ref.device)
-    for rows, t in parts:
-        out[torch.as_tensor(list(rows), dtype=torch.long, device=ref.device), : t.shape[1]] = t.float()
-    return out
-
-
 def predict_by_direction(batch: Batch, score_fn: Callable[[str, Batch], torch.Tensor],
                          extras_fn: Callable[[str, Batch], list[dict[str, Any]]] | None = None) -> Predictions:
-    """``Predictions(scores=[B, N])`` from ``score_fn(direction, single-direction batch)``."""
-    parts = split_by_direction(batch)
-    scored = [(rows, score_fn(batch_direction(sub), sub).float()) for rows, sub in parts]
-    extras: list[dict[str, Any]] | None = None
-    if extras_fn is not None:
-        extras = [{} for _ in range(len(batch))]
-        for rows, sub in parts:
-            for r, e in zip(rows, extras_fn(batch_direction(sub), sub)):
-                extras[r] = e
-    return Predictions(scores=merge_rows(scored, len(batch)), extras=extras)
+    """``Predictions(scores=[B, N])`` from ``score_fn(direction, batch)`` (fp32), with
+    ``extras_fn(direction, batch)`` as the per-query extras when given."""
+    direction = batch_direction(batch)
+    extras = list(extras_fn(direction, batch)) if extras_fn is not None else None
+    return Predictions(scores=score_fn(direction, batch).float(), extras=extras)
 
 
 # --------------------------------------------------------------------------------------------
