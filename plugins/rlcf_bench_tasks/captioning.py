@@ -57,14 +57,14 @@ class CaptioningTask(TaskRuntime):
     def _cider_references(self) -> tuple[Any, dict[int, list[str]]]:
         """The whole test set's CIDEr idf and every image's tokenised references (built once)."""
         if self._cider is None:
-            from ._clipcap.metrics import CiderIdf, ptb_tokenize
+            from .caption_metrics import CiderIdf, ptb_tokenize
 
             refs = ptb_tokenize({i: list(self.dataset.references(i)) for i in range(len(self.dataset))})
             self._cider = CiderIdf.from_references(refs.values()), refs
         return self._cider
 
     def _cider_terms(self, indices: Sequence[int], captions: Sequence[str]) -> list[float]:
-        from ._clipcap.metrics import cider_terms, ptb_tokenize
+        from .caption_metrics import cider_terms, ptb_tokenize
 
         idf, refs = self._cider_references()
         tokens = ptb_tokenize({row: [c] for row, c in enumerate(captions)})

@@ -163,7 +163,7 @@ def test_cider_terms_with_the_whole_sets_idf_average_to_pycocoevalcaps_corpus_ci
     on a subset (same fixed idf) they are the whole set's terms, not a subset re-score."""
     from pycocoevalcap.cider.cider import Cider
 
-    from rlcf_bench_tasks._clipcap.metrics import CiderIdf, cider_terms
+    from rlcf_bench_tasks.caption_metrics import CiderIdf, cider_terms
 
     cands = {**CANDS, "img4": "a blue circle", "img5": "something unrelated entirely"}
     refs = {**REFS, "img4": ["a blue circle on white", "one blue circle"], "img5": ["a red star", "a star"]}
