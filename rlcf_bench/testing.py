@@ -2,7 +2,8 @@
 your own plugin's — the way the project's own contract test checks every registered method.
 
 Through the runner, on the tiny fixture (``tiny-colors``: 6 samples, 8 views, 2 selected; policy
-``tiny-clip``, reward model / teacher ``tiny-clip-teacher``), on the CPU, in a few seconds:
+``tiny-clip`` or another of :data:`CONTRACT_MODELS`, e.g. ``tiny-siglip``; reward model /
+teacher ``tiny-clip-teacher``), on the CPU, in a few seconds:
 
 (a) a run leaves the model's parameters (and their ``requires_grad`` flags) exactly as it found
     them — also a run that fails part-way;
@@ -37,7 +38,7 @@ from .plugins import PluginHost
 from .types import MethodSpec, RunRequest, SampleRecord
 
 __all__ = [
-    "CONTRACT_PROTOCOL", "FIXTURE_PLUGINS", "ContractViolation", "MethodContract", "SimulatedKill",
+    "CONTRACT_MODELS", "CONTRACT_PROTOCOL", "FIXTURE_PLUGINS", "ContractViolation", "MethodContract", "SimulatedKill",
     "check_method_contract", "classification_methods",
 ]
 
@@ -47,6 +48,9 @@ FIXTURE_PLUGINS: tuple[str, ...] = ("rlcf_bench_tasks", "rlcf_bench_baselines", 
                                     "rlcf_bench_rlcf")
 #: The protocol of every contract run: 6 samples, 8 views of which 2 are selected.
 CONTRACT_PROTOCOL: tuple[tuple[str, Any], ...] = (("n_views", 8), ("selection_ratio", 0.25), ("limit", 6))
+#: The policies a method is checked on: a CLIP (softmax-trained, no logit bias) and a SigLIP
+#: (sigmoid-trained: a logit bias, a bidirectional text tower pooled at its last position).
+CONTRACT_MODELS: tuple[str, ...] = ("tiny-clip", "tiny-siglip")
 
 class ContractViolation(AssertionError):
     """A method broke the contract; the message names the method and the clause, (a), (b) or (c)."""
@@ -74,7 +78,9 @@ def _rows(records: Sequence[SampleRecord]) -> list[tuple[Any, ...]]:
 @dataclass(frozen=True)
 class MethodContract:
     """The contract for one method (``options``: its ``-m key=value`` pairs), run in ``workdir``
-    (stores are written there; pytest's ``tmp_path``). :meth:`check` runs every clause; the
+    (stores are written there; pytest's ``tmp_path``), with ``model`` as the policy (one of
+    :data:`CONTRACT_MODELS`, or any registered model) and ``protocol_params`` added to
+    :data:`CONTRACT_PROTOCOL` (e.g. ``(("probability", "sigmoid"),)``). :meth:`check` runs every clause; the
     ``check_*`` methods run one each."""
 
     method: str
@@ -84,6 +90,8 @@ class MethodContract:
     options: tuple[tuple[str, str], ...] = ()
     batch_size: int = 3
     confidence_tolerance: float = 1e-5
+    model: str = "tiny-clip"
+    protocol_params: tuple[tuple[str, Any], ...] = ()
 
     def host(self) -> PluginHost:
         return _host(self.plugins, self.plugins_dirs)
@@ -102,14 +110,14 @@ class MethodContract:
         # stream_flush=1: a stream stores every sample, so "the n-th store" is the n-th sample there
         options = ExecutionOptions(device="cpu", batch_size=batch_size or self.batch_size, warmup=0, stream_flush=1)
         runner = Runner(self.host(), store, options)
-        model = runner.session.vlm("tiny-clip").module
+        model = runner.session.vlm(self.model).module
         before = {k: v.detach().clone() for k, v in model.state_dict(keep_vars=True).items()}
         flags = {k: p.requires_grad for k, p in model.named_parameters()}
         if fail_at_store is not None:
             _kill_at(store, fail_at_store)
-        req = RunRequest(task="classification", dataset="tiny-colors", method=self.method, model="tiny-clip",
+        req = RunRequest(task="classification", dataset="tiny-colors", method=self.method, model=self.model,
                          reward_model="tiny-clip-teacher", method_options=self.options,
-                         protocol_overrides=CONTRACT_PROTOCOL)
+                         protocol_overrides=CONTRACT_PROTOCOL + self.protocol_params)
         try:
             result = runner.run(req)
         finally:
@@ -187,9 +195,13 @@ def _kill_at(store: Any, n: int) -> None:
 
 def check_method_contract(method: str, workdir: str | os.PathLike[str], *, plugins: Sequence[Any] = (),
                           plugins_dirs: Sequence[str | os.PathLike[str]] = (),
-                          options: Sequence[tuple[str, str]] = ()) -> None:
-    """Check (a), (b) and (c) for ``method``, loaded with ``plugins`` (module names or objects)
-    and ``plugins_dirs`` (folders of one-file plugins, as ``--plugins-dir``); stores go to
-    ``workdir``. Raises :class:`ContractViolation` on the first broken clause."""
-    MethodContract(method, Path(workdir), plugins=tuple(plugins), plugins_dirs=tuple(plugins_dirs),
-                   options=tuple(options)).check()
+                          options: Sequence[tuple[str, str]] = (), models: Sequence[str] = CONTRACT_MODELS) -> None:
+    """Check (a), (b) and (c) for ``method`` on each of ``models`` (a CLIP and a SigLIP by
+    default), loaded with ``plugins`` (module names or objects) and ``plugins_dirs`` (folders of
+    one-file plugins, as ``--plugins-dir``); stores go to ``workdir``. Raises
+    :class:`ContractViolation` on the first broken clause."""
+    for i, model in enumerate(models):
+        folder = Path(workdir) / f"model{i}"  # a model name may hold any character (hf:/path)
+        folder.mkdir(parents=True, exist_ok=True)
+        MethodContract(method, folder, plugins=tuple(plugins), plugins_dirs=tuple(plugins_dirs),
+                       options=tuple(options), model=model).check()

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rlcf_bench import Batch, Method, MethodContext, MethodSpec, Predictions, hookimpl
+from rlcf_bench.tta.logits import class_logits_for
 from rlcf_bench.tta.prompts import class_text_features
 from rlcf_bench_tasks._retrieval import encode_queries, predict_by_direction, ranked_scores
 
@@ -63,7 +64,7 @@ class ZeroShotEmbedding(Method[ZeroShotConfig]):
         model = self.ctx.model
         with torch.no_grad(), self.ctx.amp.autocast():
             feats = F.normalize(model.encode_image(batch.images).float(), dim=-1)
-        return Predictions(logits=model.logit_scale * feats @ self.text.t())
+        return Predictions(logits=class_logits_for(self.ctx).product(feats, self.text.t()))
 
     def _retrieval_scores(self, direction: str, batch: Batch) -> Any:
         import torch

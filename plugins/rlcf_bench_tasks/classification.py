@@ -25,6 +25,8 @@ from rlcf_bench import (
     hookimpl,
 )
 from rlcf_bench.task import TaskRuntime
+from rlcf_bench.tta.logits import PROBABILITIES, PROBABILITY_PARAM
+from rlcf_bench.types import ParamRule
 
 ECE_BINS = 15
 #: Bootstrap resamples of the ECE's 95% interval (percentile; docs/statistics.md): enough for stable
@@ -190,7 +192,7 @@ def rlcfb_register_tasks() -> list[TaskSpec]:
         TaskSpec(
             name="classification", version="1", kind="classification", build=ClassificationTask,
             protocol=RunProtocol(seed=0, n_views=64, selection_ratio=0.1, order="fixed", precision="auto"),
-            metrics=METRICS,
+            metrics=METRICS, params={PROBABILITY_PARAM: ParamRule(str, choices=PROBABILITIES)},
             description="top-1 under distribution shift; 64 seeded views, 10% confident-view selection",
         )
     ]

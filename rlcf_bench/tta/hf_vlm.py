@@ -108,6 +108,11 @@ class HFClipVLM(NormalisedFeatures):
     def logit_scale(self) -> float:
         return self._exp_logit_scale(self._clip.logit_scale)
 
+    @property
+    def logit_bias(self) -> float:
+        """``SiglipModel``'s learned bias ``b`` of ``s · cos + b``; 0 for a ``CLIPModel``."""
+        return self._logit_bias(getattr(self._clip, "logit_bias", None))
+
     def tokenize(self, texts: Sequence[str]) -> torch.Tensor:
         """``LongTensor[N, context_length]``: start, BPE ids, end-of-text, padding (long texts are cut
         but keep their end-of-text token)."""

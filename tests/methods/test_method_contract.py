@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from rlcf_bench.testing import MethodContract, classification_methods
+from rlcf_bench.testing import CONTRACT_MODELS, MethodContract, classification_methods
 
 PLUGINS: tuple[str, ...] = ()
 if importlib.util.find_spec("rlcf_bench_example") is not None:  # the separate example distribution
@@ -27,9 +27,11 @@ def test_the_registry_holds_the_methods_this_test_covers():
     assert {"zero-shot", "tpt-prompt", "rlcf-prompt", "c-tpt", "r-tpt", "tps"} <= set(METHODS)
 
 
+@pytest.mark.parametrize("model", CONTRACT_MODELS)
 @pytest.mark.parametrize("name", METHODS)
-def test_method_contract(name: str, tmp_path: Path) -> None:
-    MethodContract(name, tmp_path, plugins=PLUGINS).check()
+def test_method_contract(name: str, model: str, tmp_path: Path) -> None:
+    """Every method on a CLIP and on a SigLIP (logit bias, bidirectional text tower)."""
+    MethodContract(name, tmp_path, plugins=PLUGINS, model=model).check()
 
 
 def test_a_state_carrying_configuration_keeps_the_contract(tmp_path: Path) -> None:
