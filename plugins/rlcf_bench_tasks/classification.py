@@ -5,6 +5,8 @@ random-resized
 crops + flips, AugMix on the fine-grained sets), 10 % confident-view selection, prediction on
 view 0 unless a method decides otherwise. Metrics: top-1 and top-5 accuracy with 95 % Wilson
 intervals, and expected calibration error (15 equal-width bins) with a bootstrap interval.
+``--protocol-param probability=softmax|sigmoid``: which probability methods use where they need
+one, and so the confidence the ECE reads (``rlcf_bench.tta.logits``, ``docs/siglip.md``).
 """
 
 from __future__ import annotations
