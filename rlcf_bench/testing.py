@@ -2,9 +2,9 @@
 the way the project's own contract test checks every registered method.
 
 Through the runner, on the tiny fixture (classification by default: ``tiny-colors``, 6 samples, 8
-views, 2 selected; policy ``tiny-clip``, reward model / teacher ``tiny-clip-teacher``; another task
-names its fixture dataset and policy: ``MethodContract(..., task=, dataset=, model=, protocol=)``),
-on the CPU, in a few seconds:
+views, 2 selected; policy ``tiny-clip`` or another of :data:`CONTRACT_MODELS`, e.g. ``tiny-siglip``;
+reward model / teacher ``tiny-clip-teacher``; another task names its fixture dataset and policy:
+``MethodContract(..., task=, dataset=, model=, protocol=)``), on the CPU, in a few seconds:
 
 (a) a run leaves the model's parameters (and their ``requires_grad`` flags) exactly as it found
     them — also a run that fails part-way;
@@ -39,7 +39,7 @@ from .plugins import PluginHost
 from .types import DatasetSpec, MethodSpec, RunRequest, SampleRecord
 
 __all__ = [
-    "CONTRACT_PROTOCOL", "FIXTURE_PLUGINS", "ContractViolation", "MethodContract", "SimulatedKill",
+    "CONTRACT_MODELS", "CONTRACT_PROTOCOL", "FIXTURE_PLUGINS", "ContractViolation", "MethodContract", "SimulatedKill",
     "check_dataset_samples", "check_method_contract", "classification_methods", "task_methods",
 ]
 
@@ -49,6 +49,9 @@ FIXTURE_PLUGINS: tuple[str, ...] = ("rlcf_bench_tasks", "rlcf_bench_baselines", 
                                     "rlcf_bench_rlcf")
 #: The protocol of every contract run: 6 samples, 8 views of which 2 are selected.
 CONTRACT_PROTOCOL: tuple[tuple[str, Any], ...] = (("n_views", 8), ("selection_ratio", 0.25), ("limit", 6))
+#: The policies a method is checked on: a CLIP (softmax-trained, no logit bias) and a SigLIP
+#: (sigmoid-trained: a logit bias, a bidirectional text tower pooled at its last position).
+CONTRACT_MODELS: tuple[str, ...] = ("tiny-clip", "tiny-siglip")
 
 class ContractViolation(AssertionError):
     """A method broke the contract; the message names the method and the clause, (a), (b) or (c)."""
@@ -101,7 +104,9 @@ def _rows(records: Sequence[SampleRecord]) -> list[tuple[Any, ...]]:
 @dataclass(frozen=True)
 class MethodContract:
     """The contract for one method (``options``: its ``-m key=value`` pairs), run in ``workdir``
-    (stores are written there; pytest's ``tmp_path``). :meth:`check` runs every clause; the
+    (stores are written there; pytest's ``tmp_path``), with ``model`` as the policy (one of
+    :data:`CONTRACT_MODELS`, or any registered model) and ``protocol_params`` added to ``protocol`` (by default
+    :data:`CONTRACT_PROTOCOL`; e.g. ``(("probability", "sigmoid"),)``). :meth:`check` runs every clause; the
     ``check_*`` methods run one each."""
 
     method: str
@@ -118,6 +123,7 @@ class MethodContract:
     protocol: tuple[tuple[str, Any], ...] = CONTRACT_PROTOCOL
     #: Samples a whole run stores (the default protocol's ``limit``; retrieval limits each direction).
     samples: int = 6
+    protocol_params: tuple[tuple[str, Any], ...] = ()
 
     def host(self) -> PluginHost:
         return _host(self.plugins, self.plugins_dirs)
@@ -143,7 +149,7 @@ class MethodContract:
             _kill_at(store, fail_at_store)
         req = RunRequest(task=self.task, dataset=self.dataset, method=self.method, model=self.model,
                          reward_model=self.reward_model, method_options=self.options,
-                         protocol_overrides=self.protocol)
+                         protocol_overrides=self.protocol + self.protocol_params)
         try:
             result = runner.run(req)
         finally:
@@ -221,12 +227,16 @@ def _kill_at(store: Any, n: int) -> None:
 
 def check_method_contract(method: str, workdir: str | os.PathLike[str], *, plugins: Sequence[Any] = (),
                           plugins_dirs: Sequence[str | os.PathLike[str]] = (),
-                          options: Sequence[tuple[str, str]] = ()) -> None:
-    """Check (a), (b) and (c) for ``method``, loaded with ``plugins`` (module names or objects)
-    and ``plugins_dirs`` (folders of one-file plugins, as ``--plugins-dir``); stores go to
-    ``workdir``. Raises :class:`ContractViolation` on the first broken clause."""
-    MethodContract(method, Path(workdir), plugins=tuple(plugins), plugins_dirs=tuple(plugins_dirs),
-                   options=tuple(options)).check()
+                          options: Sequence[tuple[str, str]] = (), models: Sequence[str] = CONTRACT_MODELS) -> None:
+    """Check (a), (b) and (c) for ``method`` on each of ``models`` (a CLIP and a SigLIP by
+    default), loaded with ``plugins`` (module names or objects) and ``plugins_dirs`` (folders of
+    one-file plugins, as ``--plugins-dir``); stores go to ``workdir``. Raises
+    :class:`ContractViolation` on the first broken clause."""
+    for i, model in enumerate(models):
+        folder = Path(workdir) / f"model{i}"  # a model name may hold any character (hf:/path)
+        folder.mkdir(parents=True, exist_ok=True)
+        MethodContract(method, folder, plugins=tuple(plugins), plugins_dirs=tuple(plugins_dirs),
+                       options=tuple(options), model=model).check()
 
 
 #: Images decoded per dataset by :func:`check_dataset_samples`.

@@ -32,6 +32,7 @@ from typing import Any
 
 from rlcf_bench import Batch, MethodSpec, Predictions, ReferenceResult, ViewPolicy, hookimpl
 from rlcf_bench.tta.cache import ClassCache, affinity_weights
+from rlcf_bench.tta.logits import class_logits_for
 from rlcf_bench.tta.online import OnlineMethod, check_options, paper_references, summarise_views
 
 
@@ -85,8 +86,7 @@ class DMNZeroShot(OnlineMethod):
         w_text = affinity_weights(f0, self.text, beta)[0]  # [C]
         prototypes = F.normalize(torch.einsum("cm,cmd->cd", w_memory, self.memory.keys)
                                  + w_text.unsqueeze(-1) * self.text, dim=-1)
-        scale = float(self.ctx.vlm.logit_scale)
-        p_mem = (scale * f0 @ prototypes.t()).softmax(-1)
+        p_mem = class_logits_for(self.ctx).product(f0, prototypes.t()).softmax(-1)
         p0 = s.logits[0:1].softmax(-1)
         return Predictions(probs=(p0 + a * p_mem) / (1.0 + a))
 

@@ -45,6 +45,7 @@ from typing import Any
 
 from rlcf_bench import Batch, MethodSpec, Predictions, ReferenceResult, ViewPolicy, hookimpl
 from rlcf_bench.tta.cache import ClassCache, affinity_weights, normalised_entropy
+from rlcf_bench.tta.logits import class_logits_for
 from rlcf_bench.tta.objectives import select_confident, view_entropy
 from rlcf_bench.tta.online import (
     IMAGENET_FAMILY,
@@ -141,7 +142,7 @@ class DPE(OnlineMethod):
         s = summarise_views(self.ctx, batch, text, multi_view=self.multi_view)
         self.queues.insert(s.label, s.query, normalised_entropy(s.entropy, self.n_classes, log2_quirk=c.log2_entropy))
         classes, means = self.queues.class_means()
-        scale = float(self.ctx.vlm.logit_scale)
+        logits_of = class_logits_for(self.ctx)
         feats, query = s.feats[s.selected].clone(), s.query.unsqueeze(0).clone()  # normal tensors: used in a graph
         dtype = torch.float16 if c.fp16_residuals else self.global_text.dtype
         r_text = torch.zeros_like(self.global_text, dtype=dtype, requires_grad=True)
@@ -152,7 +153,7 @@ class DPE(OnlineMethod):
                 optimizer.zero_grad(set_to_none=True)
                 t = F.normalize(self.global_text + r_text, dim=-1)
                 k = F.normalize(means + r_vis, dim=-1)
-                z = (scale * feats @ t.t()).mean(0, keepdim=True)  # entropy of the averaged logits (quirk)
+                z = logits_of.product(feats, t.t()).mean(0, keepdim=True)  # entropy of the averaged logits (quirk)
                 loss = view_entropy(z + self._cache_term(query, classes, k))[0]
                 if self.align:
                     nce = F.normalize(k, dim=-1) @ F.normalize(t[classes], dim=-1).t() / c.infonce_temperature
@@ -168,16 +169,16 @@ class DPE(OnlineMethod):
         import torch
 
         s = self.summary
-        scale = float(self.ctx.vlm.logit_scale)
+        logits_of = class_logits_for(self.ctx)
         classes, k = self.refined_visual
         with torch.no_grad():
             if self.family == "imagenet-a" and self.multi_view:
                 # the official inference selects the confident views again, under the refined text
-                selected = select_confident((scale * s.feats @ self.refined_text.t()).unsqueeze(0), len(s.selected))[0]
+                selected = select_confident(logits_of.product(s.feats, self.refined_text.t()).unsqueeze(0), len(s.selected))[0]
                 f = s.feats[selected].mean(0, keepdim=True)
             else:
                 f = s.feats[:1]
-            logits = scale * f @ self.refined_text.t() + self._cache_term(f, classes, k)
+            logits = logits_of.product(f, self.refined_text.t()) + self._cache_term(f, classes, k)
         self.last_logits = logits
         return Predictions(logits=logits)
 

@@ -130,7 +130,7 @@ class MTA(FrozenViewsMethod):
     def decide(self, features: Any) -> Predictions:
         probs = self.view_logits(features).softmax(-1)
         mode = mta_mode(features, probs, self.config)
-        return Predictions(logits=self.scale * mode @ self.text.t())
+        return Predictions(logits=self.logits.product(mode, self.text.t()))
 
 
 @hookimpl

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from rlcf_bench import Batch, Method, MethodContext, MethodSpec, Predictions, hookimpl
+from rlcf_bench.tta.logits import class_logits_for
 from rlcf_bench.tta.prompts import class_text_features
 from rlcf_bench_tasks.retrieval_common import encode_queries, predict_by_direction, ranked_scores
 
@@ -64,7 +65,7 @@ class ZeroShotClassification(Method[ZeroShotConfig]):
         assert batch.images is not None, "a classification batch carries images"
         with torch.no_grad(), self.ctx.amp.autocast():
             feats = F.normalize(model.encode_image(batch.images).float(), dim=-1)
-        return Predictions(logits=model.logit_scale * feats @ self.text.t())
+        return Predictions(logits=class_logits_for(self.ctx).product(feats, self.text.t()))
 
 
 class ZeroShotRetrieval(Method[ZeroShotConfig]):

@@ -1,9 +1,11 @@
-"""``tiny-clip`` (a seeded random open_clip model, 32×32 input) and ``tiny-colors`` (a generated
-4-class dataset of solid colour patches with a little noise). Their numbers mean nothing; they
+"""``tiny-clip`` (a seeded random open_clip model, 32×32 input), ``tiny-siglip`` (the same size
+with SigLIP's architecture: logit bias, bidirectional text tower pooled at its last position) and
+``tiny-colors`` (a generated 4-class dataset of solid colour patches with a little noise). Their numbers mean nothing; they
 exist so the whole pipeline can be exercised in seconds."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from rlcf_bench import DatasetSpec, ModelSpec, hookimpl
@@ -15,18 +17,38 @@ TINY_CLIP_CONFIG: dict[str, Any] = {
     "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2},
 }
 
+#: ``tiny-clip``'s size with open_clip's SigLIP text tower (``ViT-B-16-SigLIP``'s ``text_cfg``: no
+#: causal mask, last-position pooling, a projection with a bias) and SigLIP's initial logit scale
+#: (10) and bias (−10). The image tower is open_clip's own ViT (SigLIP's is a timm one; what the
+#: methods see of it, a tower to encode and tune, is the same). It keeps CLIP's BPE tokenizer (a
+#: SigLIP's sentencepiece vocabulary would need a download).
+TINY_SIGLIP_CONFIG: dict[str, Any] = {
+    "embed_dim": 32, "init_logit_scale": math.log(10.0), "init_logit_bias": -10.0,
+    "vision_cfg": TINY_CLIP_CONFIG["vision_cfg"],
+    "text_cfg": {**TINY_CLIP_CONFIG["text_cfg"], "no_causal_mask": True, "pool_type": "last", "proj_bias": True,
+                 "norm_kwargs": {"eps": 1e-6}},
+}
+
 COLORS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 60, 220), "yellow": (230, 220, 40)}
 
 
-def build_tiny_clip(seed: int = 0) -> Any:
+def _build_tiny(config: dict[str, Any], seed: int, *, siglip: bool) -> Any:
+    """A seeded random open_clip model of ``config`` (``CustomTextCLIP`` for SigLIP) and its tokenizer."""
     import open_clip
     import torch
-    from open_clip.model import CLIP
+    from open_clip.model import CLIP, CustomTextCLIP
 
     torch.manual_seed(seed)
-    model = CLIP(**TINY_CLIP_CONFIG)
-    tokenizer = open_clip.SimpleTokenizer(context_length=TINY_CLIP_CONFIG["text_cfg"]["context_length"])
-    return model, tokenizer
+    model = (CustomTextCLIP if siglip else CLIP)(**config)
+    return model, open_clip.SimpleTokenizer(context_length=config["text_cfg"]["context_length"])
+
+
+def build_tiny_clip(seed: int = 0) -> Any:
+    return _build_tiny(TINY_CLIP_CONFIG, seed, siglip=False)
+
+
+def build_tiny_siglip(seed: int = 0) -> Any:
+    return _build_tiny(TINY_SIGLIP_CONFIG, seed, siglip=True)
 
 
 def load_tiny_clip(name: str, device: Any, seed: int = 0) -> Any:
@@ -34,6 +56,15 @@ def load_tiny_clip(name: str, device: Any, seed: int = 0) -> Any:
 
     model, tokenizer = build_tiny_clip(seed)
     return OpenClipVLM(model.to(device), tokenizer, name=name, image_size=32, version=f"seed{seed}")
+
+
+def load_tiny_siglip(name: str, device: Any, seed: int = 0) -> Any:
+    """``tiny-siglip``, normalised as SigLIP's weights expect (mean = std = 0.5)."""
+    from rlcf_bench.tta.vlm import OpenClipVLM
+
+    model, tokenizer = build_tiny_siglip(seed)
+    return OpenClipVLM(model.to(device), tokenizer, name=name, image_size=32, mean=(0.5,) * 3, std=(0.5,) * 3,
+                       version=f"seed{seed}")
 
 
 class TinyColors:
@@ -87,6 +118,9 @@ def rlcfb_register_models() -> list[ModelSpec]:
             ModelSpec(name="tiny-clip-teacher", version="seed1", load=lambda name, device: load_tiny_clip(name, device, 1),
                       description="tiny-clip's architecture with other random weights: a reward model / teacher that "
                                   "is not the policy itself (smoke tests)"),
+            ModelSpec(name="tiny-siglip", version="seed0", load=load_tiny_siglip,
+                      description="random tiny open_clip SigLIP (logit bias, sigmoid-trained architecture) for smoke "
+                                  "tests (numbers are meaningless)"),
             ModelSpec(name="tiny-captioner", version="seed0", load=lambda name, device: build_tiny_captioner(device),
                       kind="captioner",
                       description="random tiny ClipCap (tiny-clip → mapper → 2-layer OPT) for smoke tests")]

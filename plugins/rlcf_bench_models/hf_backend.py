@@ -1,9 +1,12 @@
-"""Hugging Face backend: ``hf:/path/to/dir`` loads a ``transformers`` ``CLIPModel`` from a local folder.
+"""Hugging Face backend: ``hf:/path/to/dir`` loads a ``transformers`` ``CLIPModel`` or ``SiglipModel``
+(``config.json``'s ``model_type``: ``clip`` or ``siglip``) from a local folder.
 
-The folder is what ``CLIPModel.save_pretrained`` and ``CLIPTokenizer(Fast).save_pretrained`` write
-(or a snapshot of a hub repo such as ``openai/clip-vit-base-patch16``): ``config.json``, the weights
+The folder is what ``CLIPModel.save_pretrained`` (``SiglipModel``'s) and the tokenizer's
+``save_pretrained`` write (or a snapshot of a hub repo such as ``openai/clip-vit-base-patch16`` or
+``google/siglip-base-patch16-224``): ``config.json``, the weights
 (``model.safetensors`` or ``pytorch_model.bin``, possibly sharded), the tokenizer files
-(``tokenizer.json`` or ``vocab.json`` + ``merges.txt``, with ``tokenizer_config.json``) and
+(``tokenizer.json``, ``vocab.json`` + ``merges.txt`` or SigLIP's ``spiece.model``, with
+``tokenizer_config.json``) and
 optionally ``preprocessor_config.json`` (image size, mean, std, resample) — preprocessing travels
 with the weights. Everything is read with ``local_files_only=True`` under a forced-offline hub:
 nothing is ever fetched. ``transformers`` reads ``.bin`` weights with ``weights_only=True``.
@@ -25,6 +28,8 @@ WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_mo
 RESAMPLE = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic", 4: "box", 5: "hamming"}
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
+#: ``config.json`` model types this backend loads → the ``transformers`` class.
+MODEL_CLASSES = {"clip": "CLIPModel", "siglip": "SiglipModel"}
 
 
 def _accepts(name: str) -> bool:
@@ -41,7 +46,7 @@ def check_folder(folder: Path, name: str) -> None:
         raise ModelLoadError(f"{name}: {folder / 'config.json'} is missing; the folder must hold {what}")
     if not any((folder / f).is_file() for f in WEIGHT_FILES):
         raise ModelLoadError(f"{name}: no weights in {folder}; expected one of {', '.join(WEIGHT_FILES)}")
-    has_tokenizer = (folder / "tokenizer.json").is_file() or (
+    has_tokenizer = (folder / "tokenizer.json").is_file() or (folder / "spiece.model").is_file() or (
         (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file())
     if not has_tokenizer:
         raise ModelLoadError(f"{name}: no tokenizer in {folder}; put tokenizer.json (or vocab.json and merges.txt) "
@@ -50,9 +55,10 @@ def check_folder(folder: Path, name: str) -> None:
         model_type = json.loads((folder / "config.json").read_text()).get("model_type")
     except (OSError, json.JSONDecodeError) as exc:
         raise ModelLoadError(f"{name}: cannot read {folder / 'config.json'}: {exc}") from exc
-    if model_type != "clip":
+    if model_type not in MODEL_CLASSES:
         raise ModelLoadError(f"{name}: config.json has model_type {model_type!r}; this backend loads CLIPModel "
-                             "('clip') only (use an open_clip name for other families)")
+                             "('clip') and SiglipModel ('siglip') only (use an open_clip name for other families, "
+                             "e.g. ViT-B-16-SigLIP2@webli for SigLIP 2)")
 
 
 def read_preprocess(folder: Path, image_size: int) -> dict[str, Any]:
@@ -78,29 +84,29 @@ def read_preprocess(folder: Path, image_size: int) -> dict[str, Any]:
 
 
 def load_hf_clip(name: str, device: Any) -> Any:
-    """Load ``hf:/path/to/dir`` as a :class:`rlcf_bench.tta.hf_vlm.HFClipVLM`."""
+    """Load ``hf:/path/to/dir`` (a ``CLIPModel`` or a ``SiglipModel``) as a :class:`rlcf_bench.tta.hf_vlm.HFClipVLM`."""
     folder = Path(name[len(PREFIX):]).expanduser()
     check_folder(folder, name)
     from ._formats import quick_fingerprint
 
     with hub_offline():
-        from transformers import AutoTokenizer, CLIPModel, CLIPVisionConfig
+        import transformers
+        from transformers import AutoTokenizer
 
         from rlcf_bench.quiet import quiet_transformers
 
         quiet_transformers()
+        model_type = json.loads((folder / "config.json").read_text())["model_type"]  # checked: clip or siglip
         try:
-            model = CLIPModel.from_pretrained(str(folder), local_files_only=True)
+            model = getattr(transformers, MODEL_CLASSES[model_type]).from_pretrained(str(folder), local_files_only=True)
             tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
         except (OSError, ValueError) as exc:
-            raise ModelLoadError(f"{name}: cannot load the CLIPModel/tokenizer in {folder}: {exc}") from exc
+            raise ModelLoadError(f"{name}: cannot load the {MODEL_CLASSES[model_type]}/tokenizer in {folder}: {exc}") from exc
     from rlcf_bench.tta.hf_vlm import HFClipVLM
 
     vision = model.config.vision_config
-    if not isinstance(vision, CLIPVisionConfig):
-        raise ModelLoadError(f"{name}: the CLIPModel in {folder} has no CLIP vision configuration")
-    if not isinstance(vision.image_size, int):
-        raise ModelLoadError(f"{name}: the CLIP vision configuration in {folder} has image_size "
+    if not isinstance(getattr(vision, "image_size", None), int):
+        raise ModelLoadError(f"{name}: the vision configuration in {folder} has image_size "
                              f"{vision.image_size!r}, not one number")
     image_size = vision.image_size
     pre = read_preprocess(folder, image_size)
@@ -115,5 +121,5 @@ def rlcfb_register_models() -> list[ModelSpec]:
     return [
         ModelSpec(name="hf-clip", version="1", load=load_hf_clip, accepts=_accepts,
                   check=lambda name: check_folder(Path(name[len(PREFIX):]).expanduser(), name),
-                  description="Hugging Face CLIPModel from a local folder: hf:/path/to/dir (offline)"),
+                  description="Hugging Face CLIPModel or SiglipModel from a local folder: hf:/path/to/dir (offline)"),
     ]

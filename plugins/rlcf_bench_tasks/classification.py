@@ -11,6 +11,8 @@ gradient under ``fp32``/``amp-bf16``, which have no overflow check) is a failed 
 as ``prediction`` −1 (wrong, not in the top 5), confidence 0 and ``extra.nonfinite`` true, so
 top-1/top-5/ECE stay defined (it counts as a wrong answer given with no confidence) and
 ``nonfinite`` (their number) appears among the metrics when there is any (docs/statistics.md).
+``--protocol-param probability=softmax|sigmoid``: which probability methods use where they need
+one, and so the confidence the ECE reads (``rlcf_bench.tta.logits``, ``docs/siglip.md``).
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from rlcf_bench import (
     hookimpl,
 )
 from rlcf_bench.task import TaskRuntime
+from rlcf_bench.tta.logits import PROBABILITIES, PROBABILITY_PARAM
+from rlcf_bench.types import ParamRule
 
 ECE_BINS = 15
 #: Bootstrap resamples of the ECE's 95% interval (percentile; docs/statistics.md): enough for stable
@@ -224,7 +228,7 @@ def rlcfb_register_tasks() -> list[TaskSpec]:
         TaskSpec(
             name="classification", version="1", kind="classification", build=ClassificationTask,
             protocol=RunProtocol(seed=0, n_views=64, selection_ratio=0.1, order="fixed", precision="auto"),
-            metrics=METRICS, check_data=check_data,
+            metrics=METRICS, check_data=check_data, params={PROBABILITY_PARAM: ParamRule(str, choices=PROBABILITIES)},
             description="top-1 under distribution shift; 64 seeded views, 10% confident-view selection",
         )
     ]

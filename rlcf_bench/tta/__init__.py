@@ -7,6 +7,8 @@ CLI) knows no method; methods are plugins, and these modules are what they share
   tuners (prompt context, per-sample tensors, the image tower batched over samples) and the
   method base classes (tuning, distillation, frozen views);
 * :mod:`~rlcf_bench.tta.objectives` — entropy, CLIP reward, distillation objectives;
+* :mod:`~rlcf_bench.tta.logits` — class logits ``s · cos + b`` (CLIP and SigLIP) under the
+  protocol's ``probability`` (softmax or SigLIP's sigmoid);
 * :mod:`~rlcf_bench.tta.prompt_learner`, :mod:`~rlcf_bench.tta.prompts` — CoOp-style prompt
   contexts and class prompts;
 * :mod:`~rlcf_bench.tta.views` — the protocol's test-time views (crops, AugMix);

@@ -52,6 +52,7 @@ from typing import Any, ClassVar
 
 from ..lazy import LazyModule, no_grad
 from ..types import Batch, Method, MethodContext, Predictions, bounded
+from .logits import class_logits_for, probability_of
 from .objectives import (
     CLIPRewardObjective,
     DistillationObjective,
@@ -279,6 +280,7 @@ class PerSampleTuner(Tuner):
         self.preset: torch.Tensor | None = None  # features read by preload(), used by the next begin()
         self.current_class_features: torch.Tensor | None = None
         self.scale = float(ctx.vlm.logit_scale)
+        self.logits = class_logits_for(ctx)  # s · cos + b, under the protocol's probability
 
     @abstractmethod
     def initial_context(self, batch_size: int) -> torch.Tensor:
@@ -335,7 +337,7 @@ class PerSampleTuner(Tuner):
         return self.current_class_features
 
     def _logits(self, feats: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
-        return self.scale * torch.einsum("bve,bce->bvc", feats, text)
+        return self.logits(torch.einsum("bve,bce->bvc", feats, text))
 
     def selection_logits(self) -> torch.Tensor:
         assert self.context is not None and self.view_features is not None
@@ -371,7 +373,7 @@ class PerSampleTuner(Tuner):
                 with self.section("image_encoder"):
                     feats = self.ctx.vlm.image_features(batch.images)
             text = self._text(context)
-        return self.scale * torch.einsum("be,bce->bc", feats, text)
+        return self.logits(torch.einsum("be,bce->bc", feats, text))
 
 
 class PromptTuner(PerSampleTuner):
@@ -460,6 +462,7 @@ class ImageEncoderTuner(Tuner):
                                       underscore_prompt=config.underscore_prompt)
         self.text = class_text_features(ctx, underscore_prompt=config.underscore_prompt)  # [C, E], once
         self.scale = float(ctx.vlm.logit_scale)
+        self.logits = class_logits_for(ctx)  # s · cos + b, under the protocol's probability
         self.views: torch.Tensor | None = None  # all views, when the episode was given them
         self.selected_pixels: torch.Tensor | None = None  # the episode's selected views [B, N, 3, S, S]
         self.episode_size: int | None = None  # B of the running episode (None: no episode since reset)
@@ -553,13 +556,13 @@ class ImageEncoderTuner(Tuner):
             b, v = self.views.shape[:2]
             with torch.no_grad():  # every sample starts from the same point: one forward for the batch
                 feats = self._encode(self.views.flatten(0, 1), self.start).view(b, v, -1)
-        return self.scale * feats @ self.text.t()
+        return self.logits.product(feats, self.text.t())
 
     def step_logits(self, selected: torch.Tensor, selection_logits: torch.Tensor | None = None) -> torch.Tensor:
         if self.selected_pixels is None:
             assert self.views is not None, "step_logits() needs the episode's views or use_selected_views()"
             self.selected_pixels = gather_views(self.views, selected)
-        return self.scale * self._encode_each(self.selected_pixels) @ self.text.t()
+        return self.logits.product(self._encode_each(self.selected_pixels), self.text.t())
 
     @no_grad
     def predict_logits(self, batch: Batch) -> torch.Tensor:
@@ -569,7 +572,7 @@ class ImageEncoderTuner(Tuner):
             else:
                 assert batch.images is not None
                 feats = self._encode_each(batch.images.unsqueeze(1))[:, 0]
-            return self.scale * feats @ self.text.t()
+            return self.logits.product(feats, self.text.t())
 
     def momentum_update(self) -> None:
         """After a sample is predicted: fold its adapted weights into the momentum start point
@@ -730,7 +733,8 @@ class DistillationMethod(ImageTuningMethod):
         prompts = self.tuner.hand_crafted_prompts
         assert ctx.reward_model is not None, "this method needs --reward-model"
         return DistillationObjective(ctx.reward_model, reward_text_features(ctx, prompts), self.distill_loss,
-                                     section=sections(ctx), view_features=shared_reward_features(ctx))
+                                     section=sections(ctx), view_features=shared_reward_features(ctx),
+                                     sigmoid=probability_of(ctx.protocol) == "sigmoid")
 
 
 # --------------------------------------------------------------------------------------------
@@ -785,6 +789,7 @@ class FrozenViewsMethod(Method[Any]):
         self.section = sections(ctx)
         self.text = class_text_features(ctx)  # [C, E], once per run
         self.scale = float(ctx.vlm.logit_scale)
+        self.logits = class_logits_for(ctx)  # s · cos + b, under the protocol's probability
         self.features: torch.Tensor | None = None
 
     def reset(self) -> None:
@@ -794,8 +799,8 @@ class FrozenViewsMethod(Method[Any]):
         self.features = view_features(self.ctx, batch, self.section)
 
     def view_logits(self, features: torch.Tensor) -> torch.Tensor:
-        """``s · f(v) Tᵀ`` for every view: ``[B, V, C]``."""
-        return self.scale * features @ self.text.t()
+        """``s · f(v) Tᵀ + b`` for every view: ``[B, V, C]``."""
+        return self.logits.product(features, self.text.t())
 
     def predict(self, batch: Batch) -> Predictions:
         if self.features is None or self.features.shape[0] != len(batch):

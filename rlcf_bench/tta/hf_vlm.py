@@ -1,4 +1,4 @@
-"""A ``VisionLanguageModel`` over a Hugging Face ``transformers`` ``CLIPModel``.
+"""A ``VisionLanguageModel`` over a Hugging Face ``transformers`` ``CLIPModel`` or ``SiglipModel``.
 
 Same interface as :class:`rlcf_bench.tta.vlm.OpenClipVLM` (``encode_image``, ``encode_text(tokens,
 truncate=True)``, ``encode_text_embeddings``, ``tokenize``, ``image_size``/``mean``/``std``,
@@ -10,6 +10,10 @@ so the pooled feature does not depend on later positions, and a batch can be cut
 longest end-of-text position without changing any feature (``tests/models`` check the equality).
 ``encode_text_embeddings`` runs the same path from token *embeddings*: position embeddings,
 the causal mask built by ``transformers`` itself, encoder, final layer norm, pooling, projection.
+
+``SiglipModel`` (:class:`HFSiglipTextTower`): its text model has no causal mask and pools the
+last position (padding included, as it was trained with ``padding="max_length"``), so the full
+context always runs; ``logit_bias`` is its learned bias ``b`` of ``s · cos + b``.
 """
 
 from __future__ import annotations
@@ -76,8 +80,45 @@ class HFTextTower:
         return projected
 
 
+class HFSiglipTextTower:
+    """The text model of a ``SiglipModel``: bidirectional (no mask at all), pooled at the last
+    position, then its ``head``; the same attributes as :class:`HFTextTower` (``truncatable``
+    False: every position sees every other, so nothing can be cut)."""
+
+    truncatable = False
+
+    def __init__(self, model: nn.Module) -> None:
+        self.text_model: Any = cast(Any, model).text_model
+        emb = self.text_model.embeddings
+        self.token_embedding: nn.Embedding = emb.token_embedding
+        self.position_embedding: nn.Embedding = emb.position_embedding
+
+    @property
+    def positional_embedding(self) -> torch.Tensor:
+        return self.position_embedding.weight
+
+    def pool_index(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The last position of every row, as ``SiglipTextModel`` pools."""
+        return torch.full((tokens.shape[0],), tokens.shape[1] - 1, dtype=torch.long, device=tokens.device)
+
+    def forward_embeddings(self, x: torch.Tensor, pool_idx: torch.Tensor) -> torch.Tensor:
+        """Token embeddings ``[N, L, D]`` → text features at ``pool_idx`` (the last position)."""
+        length = x.shape[1]
+        h = x + self.position_embedding(self.text_model.embeddings.position_ids[:, :length])
+        out = self.text_model.encoder(inputs_embeds=h, attention_mask=None)
+        h = self.text_model.final_layer_norm(out.last_hidden_state)
+        pooled: torch.Tensor = self.text_model.head(h[torch.arange(h.shape[0], device=h.device), pool_idx.to(h.device)])
+        return pooled
+
+
+def text_tower_of(model: nn.Module) -> HFTextTower | HFSiglipTextTower:
+    """The tower wrapper for a ``CLIPModel`` or a ``SiglipModel`` (by its config's ``model_type``)."""
+    model_type = getattr(cast(Any, model).config, "model_type", "clip")
+    return HFSiglipTextTower(model) if model_type == "siglip" else HFTextTower(model)
+
+
 class HFClipVLM(NormalisedFeatures):
-    """A ``VisionLanguageModel`` over ``transformers.CLIPModel`` and its tokenizer."""
+    """A ``VisionLanguageModel`` over ``transformers.CLIPModel`` or ``SiglipModel`` and its tokenizer."""
 
     def __init__(self, model: nn.Module, tokenizer: Any, *, name: str, image_size: int,
                  mean: Sequence[float] = OPENAI_MEAN, std: Sequence[float] = OPENAI_STD,
@@ -88,7 +129,7 @@ class HFClipVLM(NormalisedFeatures):
         self.context_length = int(context_length or max_pos)
         self.preprocess_cfg = {"size": self.image_size, "mean": self.mean, "std": self.std,
                                "interpolation": interpolation, "resize_mode": "shortest"}
-        self.text_tower = HFTextTower(model)
+        self.text_tower = text_tower_of(model)
 
     @property
     def _clip(self) -> Any:
@@ -108,6 +149,11 @@ class HFClipVLM(NormalisedFeatures):
     def logit_scale(self) -> float:
         return self._exp_logit_scale(self._clip.logit_scale)
 
+    @property
+    def logit_bias(self) -> float:
+        """``SiglipModel``'s learned bias ``b`` of ``s · cos + b``; 0 for a ``CLIPModel``."""
+        return self._logit_bias(getattr(self._clip, "logit_bias", None))
+
     def tokenize(self, texts: Sequence[str]) -> torch.Tensor:
         """``LongTensor[N, context_length]``: start, BPE ids, end-of-text, padding (long texts are cut
         but keep their end-of-text token)."""
@@ -122,7 +168,7 @@ class HFClipVLM(NormalisedFeatures):
     def encode_text(self, tokens: torch.Tensor, truncate: bool = True) -> torch.Tensor:
         """Encode token ids (moved to the model's device); cut after the batch's last pooled
         position when ``truncate`` (exact; read on the host when the tokens are there)."""
-        if truncate:
+        if truncate and self.text_tower.truncatable:
             tokens = tokens[:, :truncation_length(self.text_tower.pool_index(tokens))]
         return _pooled(self._clip.get_text_features(input_ids=tokens.to(self.device)))
 

@@ -248,11 +248,15 @@ class DistillationObjective(Objective):
     (``teacher.class_logits`` against its own class features ``text_features``, computed once per
     run), inside ``section("reward")`` so the teacher's share of the latency is reported; ``loss``
     applies ``loss_fn(student logits, teacher logits)`` → per-sample losses ``[B]``, in fp32.
+    ``sigmoid``: the protocol's ``probability=sigmoid`` — the teacher's logits become ``log σ(z)``
+    as the student's do (:mod:`rlcf_bench.tta.logits`), so both distributions are normalised sigmoids.
     """
 
     def __init__(self, teacher: RewardModel, text_features: list[torch.Tensor], loss_fn: DistillLoss, *,
-                 section: SectionFn | None = None, view_features: ViewFeaturesFn | None = None) -> None:
+                 section: SectionFn | None = None, view_features: ViewFeaturesFn | None = None,
+                 sigmoid: bool = False) -> None:
         self.teacher = teacher
+        self.sigmoid = sigmoid
         self.view_features = view_features or reward_features_of(teacher)
         self.text_features = text_features
         self.loss_fn = loss_fn
@@ -263,7 +267,8 @@ class DistillationObjective(Objective):
         b, n = selected_views.shape[:2]
         with reward_section(self.section):
             feats = [f.flatten(0, 1) for f in self.view_features(selected_views)]
-            self.teacher_logits = self.teacher.class_logits(feats, self.text_features).float().view(b, n, -1)
+            z = self.teacher.class_logits(feats, self.text_features).float().view(b, n, -1)
+            self.teacher_logits = torch.nn.functional.logsigmoid(z) if self.sigmoid else z
 
     def loss(self, logits: torch.Tensor) -> torch.Tensor:
         assert self.teacher_logits is not None, "begin() was not called for this episode"

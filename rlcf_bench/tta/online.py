@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 from ..lazy import LazyModule
 from ..types import Batch, Method, MethodContext
 from .episode import encode_views, view_features
+from .logits import class_logits_for
 from .objectives import marginal_entropy, select_confident
 
 torch: Any = LazyModule("torch")
@@ -107,7 +108,7 @@ def summarise_views(ctx: MethodContext, batch: Batch, text: torch.Tensor, *, mul
     else:
         assert batch.images is not None
         feats = encode_views(ctx, batch.images.unsqueeze(1))[0]  # the centre view alone
-    logits = float(ctx.vlm.logit_scale) * feats @ text.t()
+    logits = class_logits_for(ctx).product(feats, text.t())
     n = min(n_selected or ctx.protocol.n_selected, logits.shape[0]) if multi_view else 1
     selected = select_confident(logits.unsqueeze(0), n)[0]
     chosen = logits[selected]

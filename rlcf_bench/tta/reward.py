@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from .logits import logit_bias_of
 from .views import adapt_normalisation
 from .vlm import OpenClipVLM
 
@@ -57,13 +58,17 @@ class CLIPReward:
 
     @torch.no_grad()
     def class_logits(self, image_feats: Sequence[torch.Tensor], text_feats: Sequence[torch.Tensor]) -> torch.Tensor:
-        """Teacher logits ``[N, C]`` of images against all class texts: ``sum_j w_j · s_j · F_j G_jᵀ``
-        with ``s_j`` member j's own logit scale (100 for OpenAI CLIPs). With one member of weight 1
+        """Teacher logits ``[N, C]`` of images against all class texts: ``sum_j w_j · (s_j · F_j G_jᵀ + b_j)``
+        with ``s_j`` member j's own logit scale (100 for OpenAI CLIPs) and ``b_j`` its logit bias
+        (a SigLIP's; 0 for a CLIP). With one member of weight 1
         these are that CLIP's zero-shot logits, the distillation teacher of the RLCF paper; an
         ensemble's logits are the weighted sum of its members'."""
         total = None
         for w, m, fi, ft in zip(self.weights, self.members, image_feats, text_feats):
             z = (w * m.logit_scale) * fi @ ft.to(fi.device).t()
+            bias = logit_bias_of(m)
+            if bias:  # a CLIP member's logits keep their exact bits
+                z = z + w * bias
             total = z if total is None else total + z.to(total.device)
         assert total is not None
         return total

@@ -101,7 +101,7 @@ class NormalisedFeatures:
     def _wrap(self, model: nn.Module, tokenizer: Any, *, name: str, version: str, image_size: int,
               mean: Sequence[float], std: Sequence[float]) -> None:
         """Freeze ``model`` (eval mode, no gradients) and record its identity and preprocessing."""
-        self._scale_cache: tuple[tuple[int, int, str], float] | None = None
+        self._scalar_cache: dict[str, tuple[tuple[int, int, str], float]] = {}
         self.model = model.eval()
         for p in self.model.parameters():
             p.requires_grad_(False)
@@ -120,11 +120,19 @@ class NormalisedFeatures:
         """``exp(log_scale)`` as a float, read from the device once and cached until the tensor is
         written or moved (its in-place version counter or storage changes): methods read
         ``logit_scale`` per sample, and each read of a GPU value is a host-device sync."""
-        key = (log_scale._version, log_scale.data_ptr(), str(log_scale.device))
-        cached = getattr(self, "_scale_cache", None)
+        return self._cached_scalar("scale", log_scale, exp=True)
+
+    def _logit_bias(self, bias: torch.Tensor | None) -> float:
+        """The model's logit bias (SigLIP's ``b``) as a float, cached like the scale; 0 without one."""
+        return 0.0 if bias is None else self._cached_scalar("bias", bias, exp=False)
+
+    def _cached_scalar(self, slot: str, tensor: torch.Tensor, *, exp: bool) -> float:
+        key = (tensor._version, tensor.data_ptr(), str(tensor.device))
+        cached = self._scalar_cache.get(slot)
         if cached is None or cached[0] != key:
-            cached = (key, float(log_scale.detach().exp()))
-            self._scale_cache = cached
+            value = tensor.detach()
+            cached = (key, float(value.exp() if exp else value))
+            self._scalar_cache[slot] = cached
         return cached[1]
 
     @property
@@ -175,6 +183,11 @@ class OpenClipVLM(NormalisedFeatures):
     @property
     def logit_scale(self) -> float:
         return self._exp_logit_scale(self._clip.logit_scale)
+
+    @property
+    def logit_bias(self) -> float:
+        """SigLIP's learned bias ``b`` of ``s · cos + b`` (``logit_bias``); 0 for a CLIP."""
+        return self._logit_bias(getattr(self.model, "logit_bias", None))
 
     def tokenize(self, texts: Sequence[str]) -> torch.Tensor:
         tokens: torch.Tensor = self.tokenizer(list(texts))

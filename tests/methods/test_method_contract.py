@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from rlcf_bench.plugins import PluginHost
-from rlcf_bench.testing import FIXTURE_PLUGINS, MethodContract
+from rlcf_bench.testing import CONTRACT_MODELS, FIXTURE_PLUGINS, MethodContract
 from rlcf_bench_fixtures.tiny import CONTRACT_FIXTURES
 
 PLUGINS: tuple[str, ...] = ()
@@ -40,11 +40,23 @@ def test_the_registry_holds_the_methods_this_test_covers():
             ("rlcf", "captioning")} <= set(IMPLEMENTATIONS)
 
 
-@pytest.mark.parametrize(("name", "task"), IMPLEMENTATIONS, ids=[f"{n}-{t}" for n, t in IMPLEMENTATIONS])
-def test_method_contract(name: str, task: str, tmp_path: Path) -> None:
+def _cases() -> list[tuple[str, str, str]]:
+    """(method, task, policy): a classification method on each of :data:`CONTRACT_MODELS` (a CLIP and
+    a SigLIP: logit bias, bidirectional text tower), another task's on its fixture's policy."""
+    return [(name, task, model) for name, task in IMPLEMENTATIONS
+            for model in (CONTRACT_MODELS if task == "classification"
+                          else (CONTRACT_FIXTURES.get(task, {}).get("model", "?"),))]
+
+
+CASES = _cases()
+
+
+@pytest.mark.parametrize(("name", "task", "model"), CASES, ids=[f"{n}-{t}-{m}" for n, t, m in CASES])
+def test_method_contract(name: str, task: str, model: str, tmp_path: Path) -> None:
     assert task in CONTRACT_FIXTURES, (f"{name} serves {task!r}, for which the tiny fixture has no contract run "
                                        f"(rlcf_bench_fixtures.tiny.CONTRACT_FIXTURES)")
-    MethodContract(name, tmp_path, plugins=PLUGINS, task=task, **CONTRACT_FIXTURES[task]).check()
+    fixture = {**CONTRACT_FIXTURES[task], "model": model}
+    MethodContract(name, tmp_path, plugins=PLUGINS, task=task, **fixture).check()
 
 
 def test_a_state_carrying_configuration_keeps_the_contract(tmp_path: Path) -> None:

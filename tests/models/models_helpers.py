@@ -54,3 +54,14 @@ def write_hf_tokenizer(folder: Path) -> None:
     vocab["<|endoftext|>"] = vocab.pop("<end_of_text>")
     merges = [pair for pair, _ in sorted(bpe.bpe_ranks.items(), key=lambda kv: kv[1])]
     CLIPTokenizer(vocab=vocab, merges=merges).save_pretrained(str(folder))
+
+
+def save_hf_folder(folder: Path, model: Any, preprocess: dict[str, Any]) -> tuple[Path, Any]:
+    """What an ``hf:/dir`` model folder holds: ``model.save_pretrained``, a CLIP BPE tokenizer
+    (:func:`write_hf_tokenizer`) and ``preprocess`` as ``preprocessor_config.json``."""
+    import json
+
+    model.save_pretrained(str(folder))
+    write_hf_tokenizer(folder)
+    (folder / "preprocessor_config.json").write_text(json.dumps(preprocess))
+    return folder, model

@@ -3,13 +3,12 @@ tokenizer built offline) loads back through ``hf:/dir`` and matches the model's 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
-from models_helpers import TEXTS, write_hf_tokenizer
+from models_helpers import TEXTS, save_hf_folder
 
 
 def _tiny_hf_clip(seed: int = 0, **text_overrides: Any) -> Any:
@@ -25,15 +24,10 @@ def _tiny_hf_clip(seed: int = 0, **text_overrides: Any) -> Any:
 
 @pytest.fixture(scope="module")
 def hf_dir(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
-    folder = tmp_path_factory.mktemp("hf-clip")
-    model = _tiny_hf_clip()
-    model.save_pretrained(str(folder))
-    write_hf_tokenizer(folder)
-    (folder / "preprocessor_config.json").write_text(json.dumps({
+    return save_hf_folder(tmp_path_factory.mktemp("hf-clip"), _tiny_hf_clip(), {
         "image_mean": [0.5, 0.5, 0.5], "image_std": [0.25, 0.25, 0.25], "resample": 2,
         "crop_size": {"height": 32, "width": 32}, "size": {"shortest_edge": 32},
-    }))
-    return folder, model
+    })
 
 
 @pytest.fixture(scope="module")

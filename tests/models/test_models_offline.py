@@ -100,8 +100,8 @@ def test_hf_folder_problems_fail_fast(load: Any, tmp_path: Path) -> None:
     (folder / "model.safetensors").write_bytes(b"")
     _fails_fast(load, f"hf:{folder}", "no tokenizer", "vocab.json", "merges.txt")
     (folder / "tokenizer.json").write_text("{}")
-    (folder / "config.json").write_text(json.dumps({"model_type": "siglip"}))
-    _fails_fast(load, f"hf:{folder}", "model_type 'siglip'")
+    (folder / "config.json").write_text(json.dumps({"model_type": "siglip2"}))  # SigLIP 2 goes through open_clip
+    _fails_fast(load, f"hf:{folder}", "model_type 'siglip2'", "SigLIP2")
 
 
 def _fake_hf_cache_file(cache: Path, repo: str, filename: str) -> Path:

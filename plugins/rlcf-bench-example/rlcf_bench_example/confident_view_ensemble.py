@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from rlcf_bench import Batch, Method, MethodContext, MethodSpec, Predictions, hookimpl
 from rlcf_bench.tta.episode import view_features
+from rlcf_bench.tta.logits import class_logits_for
 from rlcf_bench.tta.prompts import class_text_features
 
 
@@ -35,8 +36,8 @@ class ConfidentViewEnsemble(Method[EnsembleConfig]):
         # [B, V, E]: normalised features of the task's seeded views under the frozen image tower,
         # computed once per invocation and shared with every other method (rlcf_bench.view_cache)
         feats = view_features(self.ctx, batch)
-        with torch.no_grad():
-            probs = (self.ctx.vlm.logit_scale * feats @ self.text.t()).softmax(-1)
+        with torch.no_grad():  # the model's s · cos + b, under the protocol's probability (softmax by default)
+            probs = class_logits_for(self.ctx).product(feats, self.text.t()).softmax(-1)
         entropy = -(probs * probs.clamp_min(1e-12).log()).sum(-1)
         keep = entropy.topk(self.ctx.protocol.n_selected, dim=1, largest=False).indices
         chosen = probs.gather(1, keep.unsqueeze(-1).expand(-1, -1, probs.shape[-1]))
