@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, Protocol, Typ
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import torch
 
-    from .task import TaskRuntime
+    from ..task import TaskRuntime
 
 
 def stable_hash(obj: Any, length: int = 16) -> str:
@@ -868,7 +868,7 @@ class LayoutReport:
         lines = [f"dataset {self.dataset!r} at {self.root}: {'OK' if self.ok else 'PROBLEMS'}"]
         lines += [f"  present   {item}" for item in self.ok_items]
         lines += [f"  PROBLEM   {p.path}\n            expected: {p.expected}\n            found:    {p.found}" for p in self.problems]
-        from .fs_names import fs_text  # file names hold any bytes; the report must print anyway
+        from ..fs_names import fs_text  # file names hold any bytes; the report must print anyway
 
         return fs_text("\n".join(lines))
 
