@@ -50,9 +50,9 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from ..lazy import LazyModule, no_grad
-from ..types import Batch, Method, MethodContext, Predictions, bounded
-from .objectives import (
+from ...lazy import LazyModule, no_grad
+from ...types import Batch, Method, MethodContext, Predictions, bounded
+from ..objectives import (
     CLIPRewardObjective,
     DistillationObjective,
     MarginalEntropyObjective,
@@ -61,9 +61,9 @@ from .objectives import (
     reward_features_of,
     select_confident,
 )
-from .optim import adamw
-from .prompt_learner import PromptLearner, prompt_learner_for
-from .prompts import class_prompts, class_text_features
+from ..optim import adamw
+from ..prompt_learner import PromptLearner, prompt_learner_for
+from ..prompts import class_prompts, class_text_features
 
 torch: Any = LazyModule("torch")  # imported when a run needs it (see rlcf_bench/lazy.py)
 F: Any = LazyModule("torch.nn.functional")
@@ -740,7 +740,7 @@ class DistillationMethod(ImageTuningMethod):
 
 def has_view_cache(ctx: MethodContext) -> bool:
     """Whether the run shares the invocation's frozen view-feature cache (``rlcf_bench.view_cache``)."""
-    from ..view_cache import CONTEXT_KEY
+    from ...view_cache import CONTEXT_KEY
 
     return ctx.cache.get(CONTEXT_KEY) is not None
 
@@ -750,7 +750,7 @@ def view_features(ctx: MethodContext, batch: Batch, section: Any = None) -> torc
     policy, no autograd graph: read from the invocation's shared cache when the run has one (each
     sample computed once, its cost credited to every run that reuses it: ``rlcf_bench.view_cache``),
     else generated and encoded here (:func:`encode_views`). Only for a frozen image tower."""
-    from ..view_cache import CONTEXT_KEY
+    from ...view_cache import CONTEXT_KEY
 
     shared = ctx.cache.get(CONTEXT_KEY)
     if shared is not None:
@@ -831,7 +831,7 @@ def reward_text_features(ctx: MethodContext, prompts: Sequence[str]) -> list[tor
 def shared_reward_features(ctx: MethodContext) -> Callable[[torch.Tensor], list[torch.Tensor]]:
     """The reward model's features of views ``[B, N, 3, S, S]``, shared by the invocation's runs
     (:func:`rlcf_bench.view_cache.reward_view_features`; computed here without that cache)."""
-    from ..view_cache import reward_view_features
+    from ...view_cache import reward_view_features
 
     reward_model = ctx.reward_model
     assert reward_model is not None, "this method needs --reward-model"
