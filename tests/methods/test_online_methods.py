@@ -285,6 +285,6 @@ def test_paper_numbers_are_registered_from_each_methods_file():
 def test_bad_options_fail_when_the_config_is_read(module, cls, bad):
     import importlib
 
-    config_cls = getattr(importlib.import_module(f"baselines.{module}"), cls)
+    config_cls = getattr(importlib.import_module(f"rlcf_bench_baselines.{module}"), cls)
     with pytest.raises(ValueError, match=next(iter(bad))):
         config_cls(**bad)
