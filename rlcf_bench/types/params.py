@@ -45,12 +45,12 @@ RANGE_KEY = "rlcf_bench.range"
 
 @dataclass(frozen=True)
 class ParamRule:
-    """What a ``--data-param`` or ``--protocol-param`` value must be: read as ``kind`` (``int``,
+    """What a ``--data-param`` or ``--protocol-param`` value must be: read as ``value_type`` (``int``,
     ``float``, ``bool`` or ``str``), within ``range``, one of ``choices`` (compared after reading).
     Datasets declare theirs in :attr:`DatasetSpec.param_rules` (a parameter without a rule is
     read as its default's type), tasks in :attr:`TaskSpec.params`."""
 
-    kind: type = str
+    value_type: type = str
     range: Range = Range()
     choices: tuple[Any, ...] = ()
 
@@ -58,16 +58,16 @@ class ParamRule:
         """Why ``raw`` (a command-line string or a value) is not valid, or None."""
         text = str(raw).strip()
         try:
-            if self.kind is bool:
+            if self.value_type is bool:
                 if text.lower() not in {"1", "true", "yes", "on", "0", "false", "no", "off"}:
                     raise ValueError(text)
                 value: Any = text.lower() in {"1", "true", "yes", "on"}
-            elif self.kind in (int, float):
-                value = self.kind(text)
+            elif self.value_type in (int, float):
+                value = self.value_type(text)
             else:
                 value = str(raw)
         except ValueError:
-            return f"not {'an' if self.kind is int else 'a'} {self.kind.__name__}"
+            return f"not {'an' if self.value_type is int else 'a'} {self.value_type.__name__}"
         if self.choices and value not in self.choices:
             return f"must be one of {', '.join(map(str, self.choices))}"
         return self.range.check(value)
