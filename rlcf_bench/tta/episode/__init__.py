@@ -33,7 +33,7 @@ gradient, and AdamW is elementwise. (Under fp16 autocast each sample has its own
 overflow check, :class:`rlcf_bench.device.AmpHelper`: a step that overflows for one sample is
 skipped for that sample only.)
 
-Two more families share this module: :class:`DistillationMethod` (image-encoder tuning towards
+Two more families share this package: :class:`DistillationMethod` (image-encoder tuning towards
 the teacher's distribution, KD/DKD/ATKD) and :class:`FrozenViewsMethod` (methods that do not
 learn: view features once per sample, no autograd graph; Zero, MTA).
 

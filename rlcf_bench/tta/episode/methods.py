@@ -60,7 +60,7 @@ class TuningMethod(Method[Any]):
 
 
 class PromptTuningMethod(TuningMethod):
-    """Tunes a per-sample prompt context; adapts many samples at once (exact, see module doc)."""
+    """Tunes a per-sample prompt context; adapts many samples at once (exact, see :mod:`rlcf_bench.tta.episode`)."""
 
     max_batch: ClassVar[int] = 64
 
