@@ -2,7 +2,10 @@
 
 Global plugin options (``-p NAME``, ``-p no:NAME``, ``--plugins-dir DIR``,
 ``--disable-plugin-autoload``) are read before the command group is built, because plugins may
-add commands (``rlcfb_add_commands``). Heavy libraries are imported only by commands that need
+add commands (``rlcfb_add_commands``). The built-in commands are module-level click commands that
+receive the session's :class:`~rlcf_bench.plugins.PluginHost` as click's context object
+(``@click.pass_obj``), as a plugin's commands do; :func:`build_cli` puts them and the plugins' into
+a new group per host. Heavy libraries are imported only by commands that need
 them, so ``rlcf-bench ls`` stays instant.
 """
 
@@ -128,7 +131,9 @@ def _fail(message: str, code: int = 2) -> NoReturn:
     sys.exit(code)
 
 
-def build_cli(host: PluginHost) -> click.Group:
+def _root_group() -> click.Group:
+    """A new ``rlcf-bench`` group without commands (each session's host adds its plugins' commands to its own)."""
+
     @click.group(context_settings={"help_option_names": ["-h", "--help"]},
                  epilog="""\b
 Examples:
@@ -141,160 +146,165 @@ Examples:
 Plugin options (anywhere on the line): -p NAME, -p no:NAME, --plugins-dir DIR,
 --disable-plugin-autoload (or RLCF_BENCH_DISABLE_PLUGIN_AUTOLOAD=1); -v/--verbose shows tracebacks.""")
     @click.version_option(__version__, prog_name="rlcf-bench")
-    @click.pass_context
-    def cli(ctx: click.Context) -> None:
+    def cli() -> None:
         """rlcf-bench: test-time adaptation of vision-language models, under one protocol."""
-        ctx.obj = host  # plugin commands find the session's host with ctx.find_object(PluginHost)
 
-    @cli.command("ls", epilog="""\b
+    return cli
+
+
+@click.command("ls", epilog="""\b
 Examples:
   rlcf-bench ls                      # everything, kind by kind
   rlcf-bench ls methods              # methods, the tasks each supports, what each needs
   rlcf-bench ls datasets 'micro-*'   # a glob narrows the list""")
-    @click.argument("kind", required=False, type=click.Choice(list(COMPONENT_KINDS)))
-    @click.argument("pattern", required=False)
-    def ls_cmd(kind: str | None, pattern: str | None) -> None:
-        """List registered components of one KIND (default: every kind), optionally filtered by a glob PATTERN."""
-        for k in (kind,) if kind else COMPONENT_KINDS:
-            if not kind:
-                click.echo(f"{k}:")
-            for line in _component_lines(host, k, pattern):
-                click.echo(("  " if not kind else "") + line)
-            if not kind and k != COMPONENT_KINDS[-1]:
-                click.echo("")
+@click.argument("kind", required=False, type=click.Choice(list(COMPONENT_KINDS)))
+@click.argument("pattern", required=False)
+@click.pass_obj
+def ls_cmd(host: PluginHost, kind: str | None, pattern: str | None) -> None:
+    """List registered components of one KIND (default: every kind), optionally filtered by a glob PATTERN."""
+    for k in (kind,) if kind else COMPONENT_KINDS:
+        if not kind:
+            click.echo(f"{k}:")
+        for line in _component_lines(host, k, pattern):
+            click.echo(("  " if not kind else "") + line)
+        if not kind and k != COMPONENT_KINDS[-1]:
+            click.echo("")
 
-    @cli.command("plugins", epilog="""\b
+@click.command("plugins", epilog="""\b
 Examples:
   rlcf-bench plugins
   rlcf-bench plugins --json
   rlcf-bench --plugins-dir . plugins                  # with the plugins in ./*.py""")
-    @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
-    def plugins_cmd(as_json: bool) -> None:
-        """Loaded plugins: names, distributions, versions and hooks implemented."""
-        infos = host.plugin_infos()
-        if as_json:
-            click.echo(json.dumps([i.__dict__ for i in infos], indent=2))
-            return
-        for info in infos:
-            dist = f"{info.distribution or '-'} {info.version or ''}".strip()
-            click.echo(f"{info.name:34s} {dist:28s} {', '.join(info.hooks)}")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+@click.pass_obj
+def plugins_cmd(host: PluginHost, as_json: bool) -> None:
+    """Loaded plugins: names, distributions, versions and hooks implemented."""
+    infos = host.plugin_infos()
+    if as_json:
+        click.echo(json.dumps([i.__dict__ for i in infos], indent=2))
+        return
+    for info in infos:
+        dist = f"{info.distribution or '-'} {info.version or ''}".strip()
+        click.echo(f"{info.name:34s} {dist:28s} {', '.join(info.hooks)}")
 
-    @cli.command("validate", epilog="""\b
+@click.command("validate", epilog="""\b
 Example:
   rlcf-bench validate                                 # exit status 1 on any problem""")
-    def validate_cmd() -> None:
-        """Build every registry and check for clashes, unknown hooks and broken specs."""
-        problems = 0
-        for kind in COMPONENT_KINDS:
-            try:
-                reg = host.registry(kind)
-                click.echo(f"ok    {kind:14s} {len(reg)} registered")
-            except Exception as exc:  # report all kinds, not just the first failure
-                problems += 1
-                click.echo(f"FAIL  {kind:14s} {exc}")
-        if not problems:
-            problems += _validate_cross_references(host)
-        sys.exit(1 if problems else 0)
+@click.pass_obj
+def validate_cmd(host: PluginHost) -> None:
+    """Build every registry and check for clashes, unknown hooks and broken specs."""
+    problems = 0
+    for kind in COMPONENT_KINDS:
+        try:
+            reg = host.registry(kind)
+            click.echo(f"ok    {kind:14s} {len(reg)} registered")
+        except Exception as exc:  # report all kinds, not just the first failure
+            problems += 1
+            click.echo(f"FAIL  {kind:14s} {exc}")
+    if not problems:
+        problems += _validate_cross_references(host)
+    sys.exit(1 if problems else 0)
 
-    @cli.command("run", epilog="""\b
+@click.command("run", epilog="""\b
 Examples:
   rlcf-bench run                                      # the embedded micro suite
   rlcf-bench run --method zero-shot --method rlcf-prompt --limit 20
   rlcf-bench run --dataset micro-noise --method tpt-prompt -m lr=1e-3 -m steps=2
   rlcf-bench run --suite paper-table1 --data-root /data   # the paper's Table 1 on real data
   rlcf-bench run --dry-run                            # the planned runs, nothing executed""")
-    @click.option("--suite", default=None, help=f"named suite (default: {DEFAULT_SUITE})")
-    @click.option("--task", default=None, help="task name (default: the suite's)")
-    @click.option("--dataset", "datasets", multiple=True, help="dataset name (repeatable; default: the suite's)")
-    @click.option("--method", "methods", multiple=True, help="method name (repeatable; default: the suite's)")
-    @click.option("--model", default=None, help="policy model: registered name, ARCH@TAG or ARCH@/path (default: the suite's)")
-    @click.option("--reward-model", default=None, help="reward model: registered name, model name, or m1*w1+m2*w2")
-    @click.option("-m", "method_options", multiple=True, help="method option key=value (repeatable)")
-    @click.option("--data-param", "data_params", multiple=True, help="dataset parameter key=value")
-    @click.option("--protocol-param", "protocol_params", multiple=True,
-                  help="task protocol parameter key=value (e.g. direction=t2i for retrieval); changes the protocol hash")
-    @click.option("--limit", type=click.IntRange(min=1), default=None,
-                  help="at most N samples per run (never ranked with full runs)")
-    @click.option("--orders", type=click.IntRange(min=1), default=None,
-                  help="stream orders (order seeds 0..N-1) per online method; episodic methods run once (default: the suite's)")
-    @click.option("--seeds", type=click.IntRange(min=1), default=None,
-                  help="view seeds per run: the protocol seed and the N-1 after it, a protocol hash each; reports "
-                       "show the spread (default: the suite's, 1)")
-    @click.option("--seed", type=click.IntRange(min=0), default=None, help="protocol seed (default: the task's)")
-    @click.option("--views", type=click.IntRange(min=1), default=None,
-                  help="views per sample (default: the suite's setting, else the task's: 32 in the micro suite, "
-                       "64 in the paper's suites)")
-    @click.option("--precision", type=click.Choice(["auto", "fp32", "tf32", "amp-fp16", "amp-bf16"]), default=None,
-                  help="mixed precision (default: auto)")
-    @click.option("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
-    @click.option("--batch-size", type=click.IntRange(min=1), default=None,
-                  help="samples adapted at once (default: 8; execution only; results do not depend on it)")
-    @click.option("--jobs", "-j", type=click.IntRange(min=1), default=None,
-                  help="runs executed in parallel processes, one thread each (default: the CPU cores on CPU, 1 on GPU)")
-    @click.option("--shard", default=None, metavar="K/N",
-                  help="compute shard K of N (0 <= K < N) of every run, e.g. one job-array task; the shard "
-                       "that completes a run stores its metrics (under torchrun the ranks are the shards)")
-    @click.option("--data-root", default=None, help="root of real datasets (else $RLCF_BENCH_DATA_ROOT, else the config file)")
-    @click.option("--db", default=None, help=DB_HELP)
-    @click.option("--on-corrupt", type=click.Choice(["fail", "skip"]), default="fail", show_default=True,
-                  help="a sample whose image cannot be decoded: stop the run naming the file, or skip it "
-                       "(recorded per sample, counted as the 'skipped' metric)")
-    @click.option("--fresh", is_flag=True, help="start new attempts instead of resuming or reusing stored runs")
-    @click.option("--no-feature-cache", "no_feature_cache", is_flag=True,
-                  help="encode every run's views itself instead of sharing the frozen view features across the "
-                       "runs of this invocation (results are the same; also RLCF_BENCH_FEATURE_CACHE=0)")
-    @click.option("--dry-run", is_flag=True, help="print the planned runs and exit")
-    @click.option("--quiet", "-q", is_flag=True, help="no progress display, no result lines, no table")
-    def run_cmd(suite: str | None, task: str | None, datasets: tuple[str, ...], methods: tuple[str, ...],
-                model: str | None, reward_model: str | None, method_options: tuple[str, ...], data_params: tuple[str, ...],
-                protocol_params: tuple[str, ...],
-                limit: int | None, orders: int | None, seeds: int | None, seed: int | None, views: int | None, precision: str | None,
-                device: str | None, batch_size: int | None, jobs: int | None, shard: str | None, data_root: str | None,
-                db: str | None, on_corrupt: str, fresh: bool, no_feature_cache: bool, dry_run: bool,
-                quiet: bool) -> None:
-        """Run a suite (default: the embedded micro suite); options narrow or override it.
+@click.option("--suite", default=None, help=f"named suite (default: {DEFAULT_SUITE})")
+@click.option("--task", default=None, help="task name (default: the suite's)")
+@click.option("--dataset", "datasets", multiple=True, help="dataset name (repeatable; default: the suite's)")
+@click.option("--method", "methods", multiple=True, help="method name (repeatable; default: the suite's)")
+@click.option("--model", default=None, help="policy model: registered name, ARCH@TAG or ARCH@/path (default: the suite's)")
+@click.option("--reward-model", default=None, help="reward model: registered name, model name, or m1*w1+m2*w2")
+@click.option("-m", "method_options", multiple=True, help="method option key=value (repeatable)")
+@click.option("--data-param", "data_params", multiple=True, help="dataset parameter key=value")
+@click.option("--protocol-param", "protocol_params", multiple=True,
+              help="task protocol parameter key=value (e.g. direction=t2i for retrieval); changes the protocol hash")
+@click.option("--limit", type=click.IntRange(min=1), default=None,
+              help="at most N samples per run (never ranked with full runs)")
+@click.option("--orders", type=click.IntRange(min=1), default=None,
+              help="stream orders (order seeds 0..N-1) per online method; episodic methods run once (default: the suite's)")
+@click.option("--seeds", type=click.IntRange(min=1), default=None,
+              help="view seeds per run: the protocol seed and the N-1 after it, a protocol hash each; reports "
+                   "show the spread (default: the suite's, 1)")
+@click.option("--seed", type=click.IntRange(min=0), default=None, help="protocol seed (default: the task's)")
+@click.option("--views", type=click.IntRange(min=1), default=None,
+              help="views per sample (default: the suite's setting, else the task's: 32 in the micro suite, "
+                   "64 in the paper's suites)")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "tf32", "amp-fp16", "amp-bf16"]), default=None,
+              help="mixed precision (default: auto)")
+@click.option("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None,
+              help="samples adapted at once (default: 8; execution only; results do not depend on it)")
+@click.option("--jobs", "-j", type=click.IntRange(min=1), default=None,
+              help="runs executed in parallel processes, one thread each (default: the CPU cores on CPU, 1 on GPU)")
+@click.option("--shard", default=None, metavar="K/N",
+              help="compute shard K of N (0 <= K < N) of every run, e.g. one job-array task; the shard "
+                   "that completes a run stores its metrics (under torchrun the ranks are the shards)")
+@click.option("--data-root", default=None, help="root of real datasets (else $RLCF_BENCH_DATA_ROOT, else the config file)")
+@click.option("--db", default=None, help=DB_HELP)
+@click.option("--on-corrupt", type=click.Choice(["fail", "skip"]), default="fail", show_default=True,
+              help="a sample whose image cannot be decoded: stop the run naming the file, or skip it "
+                   "(recorded per sample, counted as the 'skipped' metric)")
+@click.option("--fresh", is_flag=True, help="start new attempts instead of resuming or reusing stored runs")
+@click.option("--no-feature-cache", "no_feature_cache", is_flag=True,
+              help="encode every run's views itself instead of sharing the frozen view features across the "
+                   "runs of this invocation (results are the same; also RLCF_BENCH_FEATURE_CACHE=0)")
+@click.option("--dry-run", is_flag=True, help="print the planned runs and exit")
+@click.option("--quiet", "-q", is_flag=True, help="no progress display, no result lines, no table")
+@click.pass_obj
+def run_cmd(host: PluginHost, suite: str | None, task: str | None, datasets: tuple[str, ...], methods: tuple[str, ...],
+            model: str | None, reward_model: str | None, method_options: tuple[str, ...], data_params: tuple[str, ...],
+            protocol_params: tuple[str, ...],
+            limit: int | None, orders: int | None, seeds: int | None, seed: int | None, views: int | None, precision: str | None,
+            device: str | None, batch_size: int | None, jobs: int | None, shard: str | None, data_root: str | None,
+            db: str | None, on_corrupt: str, fresh: bool, no_feature_cache: bool, dry_run: bool,
+            quiet: bool) -> None:
+    """Run a suite (default: the embedded micro suite); options narrow or override it.
 
-        Under torchrun (or with --shard K/N) each process computes its share of every run."""
-        invoked = datetime.now(timezone.utc)  # --fresh joins an attempt of its run started since (another process)
-        from .planning import PlanError, plan_runs
-        from .sharding import Shard, launched, leads
+    Under torchrun (or with --shard K/N) each process computes its share of every run."""
+    invoked = datetime.now(timezone.utc)  # --fresh joins an attempt of its run started since (another process)
+    from .planning import PlanError, plan_runs
+    from .sharding import Shard, launched, leads
 
-        try:
-            parts = Shard.parse(shard) if shard is not None else None
-        except ValueError as exc:
-            _fail(str(exc))
-        if (parts is not None or launched()) and (jobs or 1) > 1:
-            _fail("--jobs runs whole runs in local processes; with --shard or torchrun each process is one shard")
-        if parts is not None and fresh:
-            _fail("--fresh with --shard: each shard would start its own attempt; start fresh with a new --db")
-        if quiet or not leads():
-            for plugin in host.pm.get_plugins():
-                if isinstance(plugin, TerminalReporter):
-                    plugin.quiet = True
-        overrides: dict[str, Any] = {}
-        for key, value in (("limit", limit), ("seed", seed), ("n_views", views), ("precision", precision)):
-            if value is not None:
-                overrides[key] = value
-        overrides.update(_pairs(protocol_params, "--protocol-param"))
-        try:
-            overrides = protocol_overrides(overrides)
-            requests = plan_runs(
-                host, suite=suite or DEFAULT_SUITE, suite_explicit=suite is not None, task=task, datasets=datasets,
-                methods=methods, model=model, reward_model=reward_model, options=_pairs(method_options, "-m"),
-                data_params=_pairs(data_params, "--data-param"), overrides=overrides, orders=orders, seeds=seeds,
-            )
-        except (PlanError, RegistryError, ValueError) as exc:
-            _fail(str(exc))
-        if dry_run:
-            for req in requests:
-                click.echo(req.describe())
-            return
-        _check_preconditions(host, requests, data_root)
-        _execute(host, requests, db=db, device=device, batch_size=batch_size, data_root=data_root, fresh=fresh,
-                 quiet=quiet, jobs=jobs, shard=parts, on_corrupt=on_corrupt, feature_cache=not no_feature_cache,
-                 invoked=invoked)
+    try:
+        parts = Shard.parse(shard) if shard is not None else None
+    except ValueError as exc:
+        _fail(str(exc))
+    if (parts is not None or launched()) and (jobs or 1) > 1:
+        _fail("--jobs runs whole runs in local processes; with --shard or torchrun each process is one shard")
+    if parts is not None and fresh:
+        _fail("--fresh with --shard: each shard would start its own attempt; start fresh with a new --db")
+    if quiet or not leads():
+        for plugin in host.pm.get_plugins():
+            if isinstance(plugin, TerminalReporter):
+                plugin.quiet = True
+    overrides: dict[str, Any] = {}
+    for key, value in (("limit", limit), ("seed", seed), ("n_views", views), ("precision", precision)):
+        if value is not None:
+            overrides[key] = value
+    overrides.update(_pairs(protocol_params, "--protocol-param"))
+    try:
+        overrides = protocol_overrides(overrides)
+        requests = plan_runs(
+            host, suite=suite or DEFAULT_SUITE, suite_explicit=suite is not None, task=task, datasets=datasets,
+            methods=methods, model=model, reward_model=reward_model, options=_pairs(method_options, "-m"),
+            data_params=_pairs(data_params, "--data-param"), overrides=overrides, orders=orders, seeds=seeds,
+        )
+    except (PlanError, RegistryError, ValueError) as exc:
+        _fail(str(exc))
+    if dry_run:
+        for req in requests:
+            click.echo(req.describe())
+        return
+    _check_preconditions(host, requests, data_root)
+    _execute(host, requests, db=db, device=device, batch_size=batch_size, data_root=data_root, fresh=fresh,
+             quiet=quiet, jobs=jobs, shard=parts, on_corrupt=on_corrupt, feature_cache=not no_feature_cache,
+             invoked=invoked)
 
-    @cli.command("report", epilog="""\b
+@click.command("report", epilog="""\b
 Examples:
   rlcf-bench report                                   # one screen: methods x datasets
   rlcf-bench report --layout full                     # the full leaderboard: every group, metric and test
@@ -303,197 +313,216 @@ Examples:
   rlcf-bench report --all-formats --out leaderboard/reports
   rlcf-bench report --compare rlcf-image tpt-prompt    # one more paired comparison, in every table
   rlcf-bench report --claims                          # how many comparisons are significant, before/after Holm""")
-    @click.option("--format", "fmt", type=click.Choice(["markdown", "csv", "json", "html", "latex"]), default="markdown",
-                  show_default=True, help="output format (latex: paper layout only)")
-    @click.option("--layout", type=click.Choice(["summary", "full", "paper"]), default=None,
-                  help="default: summary (full with --format, --out or --all-formats). summary: methods x datasets "
-                       "on the primary metric, one screen; full: every group, metric and test; paper: the paper's "
-                       "table")
-    @click.option("--intervals", is_flag=True, help="paper layout: print each value's 95% interval")
-    @click.option("--reported/--no-reported", default=True, show_default=True,
-                  help="paper layout: the paper's own numbers as grey rows")
-    @click.option("--task", default=None, help="only this task (default: all)")
-    @click.option("--dataset", "dataset", multiple=True,
-                  help="only this dataset (repeatable; default: all); ranks, tests and marks stay the unfiltered ones")
-    @click.option("--method", "method", multiple=True,
-                  help="only rows of this method (repeatable; default: all); ranks, tests and marks stay the unfiltered ones")
-    @click.option("--out", default=None, help="write to this file (or, with --all-formats, this folder) instead of stdout")
-    @click.option("--all-formats", is_flag=True, help="write markdown, CSV, JSON and HTML into --out")
-    @click.option("--compare", "pairs", type=(str, str), multiple=True, metavar="A B",
-                  help="also compare method A with method B wherever both ran (repeatable); the suites declare the rest")
-    @click.option("--adjust", type=click.Choice(["holm", "bh"]), default="holm", show_default=True,
-                  help="multiplicity adjustment of the p-values over each table's family (bh: Benjamini-Hochberg)")
-    @click.option("--spread-tests", is_flag=True,
-                  help="test methods run with several --seeds/--orders over all of them (hierarchical bootstrap)")
-    @click.option("--claims", "claims_only", is_flag=True,
-                  help="print only how many comparisons are significant before and after the adjustment")
-    @click.option("--per-class", "per_class_run", type=click.IntRange(min=1), default=None, metavar="RUN",
-                  help="per-class accuracy and confusion matrix of one classification run (markdown, csv, json)")
-    @click.option("--db", default=None, help=DB_HELP)
-    @click.pass_context
-    def report_cmd(click_ctx: click.Context, fmt: str, layout: str | None, intervals: bool, reported: bool, task: str | None, dataset: tuple[str, ...],
-                   method: tuple[str, ...], out: str | None, all_formats: bool, pairs: tuple[tuple[str, str], ...],
-                   adjust: str, spread_tests: bool, claims_only: bool, per_class_run: int | None,
-                   db: str | None) -> None:
-        """Report from the stored runs: one screen of methods x datasets, the full leaderboard, or the paper's table."""
-        from . import report
-        from .report.render import ClaimOptions
+@click.option("--format", "fmt", type=click.Choice(["markdown", "csv", "json", "html", "latex"]), default="markdown",
+              show_default=True, help="output format (latex: paper layout only)")
+@click.option("--layout", type=click.Choice(["summary", "full", "paper"]), default=None,
+              help="default: summary (full with --format, --out or --all-formats). summary: methods x datasets "
+                   "on the primary metric, one screen; full: every group, metric and test; paper: the paper's "
+                   "table")
+@click.option("--intervals", is_flag=True, help="paper layout: print each value's 95% interval")
+@click.option("--reported/--no-reported", default=True, show_default=True,
+              help="paper layout: the paper's own numbers as grey rows")
+@click.option("--task", default=None, help="only this task (default: all)")
+@click.option("--dataset", "dataset", multiple=True,
+              help="only this dataset (repeatable; default: all); ranks, tests and marks stay the unfiltered ones")
+@click.option("--method", "method", multiple=True,
+              help="only rows of this method (repeatable; default: all); ranks, tests and marks stay the unfiltered ones")
+@click.option("--out", default=None, help="write to this file (or, with --all-formats, this folder) instead of stdout")
+@click.option("--all-formats", is_flag=True, help="write markdown, CSV, JSON and HTML into --out")
+@click.option("--compare", "pairs", type=(str, str), multiple=True, metavar="A B",
+              help="also compare method A with method B wherever both ran (repeatable); the suites declare the rest")
+@click.option("--adjust", type=click.Choice(["holm", "bh"]), default="holm", show_default=True,
+              help="multiplicity adjustment of the p-values over each table's family (bh: Benjamini-Hochberg)")
+@click.option("--spread-tests", is_flag=True,
+              help="test methods run with several --seeds/--orders over all of them (hierarchical bootstrap)")
+@click.option("--claims", "claims_only", is_flag=True,
+              help="print only how many comparisons are significant before and after the adjustment")
+@click.option("--per-class", "per_class_run", type=click.IntRange(min=1), default=None, metavar="RUN",
+              help="per-class accuracy and confusion matrix of one classification run (markdown, csv, json)")
+@click.option("--db", default=None, help=DB_HELP)
+@click.pass_context
+def report_cmd(click_ctx: click.Context, fmt: str, layout: str | None, intervals: bool, reported: bool, task: str | None,
+               dataset: tuple[str, ...], method: tuple[str, ...], out: str | None, all_formats: bool,
+               pairs: tuple[tuple[str, str], ...], adjust: str, spread_tests: bool, claims_only: bool,
+               per_class_run: int | None, db: str | None) -> None:
+    """Report from the stored runs: one screen of methods x datasets, the full leaderboard, or the paper's table."""
+    from . import report
+    from .report.render import ClaimOptions
 
-        if per_class_run is not None:
-            _emit(_per_class_text(host, _open_store(db, create=False), per_class_run, fmt), out)
-            return
-        claims = ClaimOptions(pairs=tuple(pairs), adjustment=adjust, spread_tests=spread_tests)
-        if layout is None:  # a plain `report` on the terminal: one screen; asked for a format or a file: everything
-            chose_format = click_ctx.get_parameter_source("fmt") is not click.core.ParameterSource.DEFAULT
-            layout = "full" if chose_format or out or all_formats else "summary"
-        store = _open_store(db, create=False)  # read-only: the paper's rows are overlaid in memory
-        if out or all_formats or fmt not in ("json", "csv"):  # scripts reading JSON/CSV get the data alone
-            click.echo(f"leaderboard: {store.location}", err=True)
-        if not [r for r in store.runs(status="finished", task=task)
-                if (not dataset or r.dataset in dataset) and (not method or r.method in method)]:
-            click.echo("the leaderboard holds no finished run" + (" matching the filters" if task or dataset or method
-                                                                  else "") + ": run `rlcf-bench run` first", err=True)
-        if claims_only:
-            from .report.claims import claim_counts
+    host: PluginHost = click_ctx.obj
 
-            built = report.build_for(store, host, task=task, dataset=dataset, method=method, claims=claims)
-            click.echo(claim_counts(built).text())
-            return
-        if all_formats:
-            if not out:
-                _fail("--all-formats needs --out FOLDER")
-            for path in report.write_report(store, out, host=host, task=task, dataset=dataset, method=method,
-                                            claims=claims):
-                click.echo(str(path))
-            return
-        if layout == "summary":
-            if fmt != "markdown":
-                _fail("the summary layout is markdown only (use --layout full for other formats)")
-            _emit(_summary_text(host, store, claims, task=task, dataset=dataset, method=method, db=db), out)
-            return
-        if layout == "paper":
-            if fmt == "json":
-                _fail("the paper layout has no json format (use --layout full for JSON rows)")
-            text = report.render_paper(store, fmt, host=host, task=task, dataset=dataset, method=method,
-                                       intervals=intervals, reported=reported, claims=claims)
-        elif fmt == "latex":
-            _fail("--format latex needs --layout paper")
-        else:
-            text = report.render(store, fmt, host=host, task=task, dataset=dataset, method=method, claims=claims)
-        _emit(text, out)
+    if per_class_run is not None:
+        _emit(_per_class_text(host, _open_store(db, create=False), per_class_run, fmt), out)
+        return
+    claims = ClaimOptions(pairs=tuple(pairs), adjustment=adjust, spread_tests=spread_tests)
+    if layout is None:  # a plain `report` on the terminal: one screen; asked for a format or a file: everything
+        chose_format = click_ctx.get_parameter_source("fmt") is not click.core.ParameterSource.DEFAULT
+        layout = "full" if chose_format or out or all_formats else "summary"
+    store = _open_store(db, create=False)  # read-only: the paper's rows are overlaid in memory
+    if out or all_formats or fmt not in ("json", "csv"):  # scripts reading JSON/CSV get the data alone
+        click.echo(f"leaderboard: {store.location}", err=True)
+    if not [r for r in store.runs(status="finished", task=task)
+            if (not dataset or r.dataset in dataset) and (not method or r.method in method)]:
+        click.echo("the leaderboard holds no finished run" + (" matching the filters" if task or dataset or method
+                                                              else "") + ": run `rlcf-bench run` first", err=True)
+    if claims_only:
+        from .report.claims import claim_counts
 
-    @cli.command("compare", epilog="""\b
+        built = report.build_for(store, host, task=task, dataset=dataset, method=method, claims=claims)
+        click.echo(claim_counts(built).text())
+        return
+    if all_formats:
+        if not out:
+            _fail("--all-formats needs --out FOLDER")
+        for path in report.write_report(store, out, host=host, task=task, dataset=dataset, method=method,
+                                        claims=claims):
+            click.echo(str(path))
+        return
+    if layout == "summary":
+        if fmt != "markdown":
+            _fail("the summary layout is markdown only (use --layout full for other formats)")
+        _emit(_summary_text(host, store, claims, task=task, dataset=dataset, method=method, db=db), out)
+        return
+    if layout == "paper":
+        if fmt == "json":
+            _fail("the paper layout has no json format (use --layout full for JSON rows)")
+        text = report.render_paper(store, fmt, host=host, task=task, dataset=dataset, method=method,
+                                   intervals=intervals, reported=reported, claims=claims)
+    elif fmt == "latex":
+        _fail("--format latex needs --layout paper")
+    else:
+        text = report.render(store, fmt, host=host, task=task, dataset=dataset, method=method, claims=claims)
+    _emit(text, out)
+
+@click.command("compare", epilog="""\b
 Example:
   rlcf-bench compare 12 7                             # run 12 against run 7 (ids: rlcf-bench report)""")
-    @click.argument("run_a", type=int)
-    @click.argument("run_b", type=int)
-    @click.option("--db", default=None, help=DB_HELP)
-    def compare_cmd(run_a: int, run_b: int, db: str | None) -> None:
-        """Paired comparison of two runs on the samples they share."""
-        from . import report
-        from .report.tasks import catalog_from
+@click.argument("run_a", type=int)
+@click.argument("run_b", type=int)
+@click.option("--db", default=None, help=DB_HELP)
+@click.pass_obj
+def compare_cmd(host: PluginHost, run_a: int, run_b: int, db: str | None) -> None:
+    """Paired comparison of two runs on the samples they share."""
+    from . import report
+    from .report.tasks import catalog_from
 
-        store = _open_store(db, create=False)
-        click.echo(report.compare(store, run_a, run_b, tasks=catalog_from(store, host)))
+    store = _open_store(db, create=False)
+    click.echo(report.compare(store, run_a, run_b, tasks=catalog_from(store, host)))
 
-    @cli.group("store", epilog="""\b
+@click.group("store", epilog="""\b
 Examples:
   rlcf-bench store merge gpu1.sqlite gpu2.sqlite --db all.sqlite
   rlcf-bench store refresh-references --db leaderboard/leaderboard.sqlite""")
-    def store_group() -> None:
-        """Maintain leaderboard stores: merge them, refresh their reference rows (read commands never write to one)."""
+def store_group() -> None:
+    """Maintain leaderboard stores: merge them, refresh their reference rows (read commands never write to one)."""
 
-    @store_group.command("merge", epilog="""\b
+@store_group.command("merge", epilog="""\b
 Examples:
   rlcf-bench store merge gpu1.sqlite gpu2.sqlite      # into the default leaderboard
   rlcf-bench store merge --db all.sqlite --dry-run a.sqlite   # what would be added""")
-    @click.argument("sources", nargs=-1, required=True)
-    @click.option("--db", default=None, help="the destination leaderboard (created if new); " + DB_HELP)
-    @click.option("--dry-run", is_flag=True, help="report what would be merged; write nothing")
-    def store_merge_cmd(sources: tuple[str, ...], db: str | None, dry_run: bool) -> None:
-        """Merge other leaderboards' finished runs into this one, without duplicates.
+@click.argument("sources", nargs=-1, required=True)
+@click.option("--db", default=None, help="the destination leaderboard (created if new); " + DB_HELP)
+@click.option("--dry-run", is_flag=True, help="report what would be merged; write nothing")
+def store_merge_cmd(sources: tuple[str, ...], db: str | None, dry_run: bool) -> None:
+    """Merge other leaderboards' finished runs into this one, without duplicates.
 
-        A run is identified by its key (task, dataset, method and config, models, protocol hash,
-        seed): one the destination lacks is copied with its samples and metrics, one it holds with
-        the same per-sample results is skipped, one with other results is a conflict (listed; the
-        destination's run is kept; exit code 1). Sources are only read.
-        """
-        from .store_merge import merge_store
+    A run is identified by its key (task, dataset, method and config, models, protocol hash,
+    seed): one the destination lacks is copied with its samples and metrics, one it holds with
+    the same per-sample results is skipped, one with other results is a conflict (listed; the
+    destination's run is kept; exit code 1). Sources are only read.
+    """
+    from .store_merge import merge_store
 
-        opened = [_open_store(src, create=False) for src in sources]  # every source checked before any write
-        dest = _open_store(db, create=not dry_run)
-        for src in opened:
-            if src.location == dest.location:
-                _fail(f"store merge: {src.location} is the destination itself (expected another leaderboard)")
-        conflicts = 0
-        for src in opened:
-            outcome = merge_store(dest, src, dry_run=dry_run)
-            click.echo(outcome.summary(dry_run))
-            for line in outcome.conflicts:
-                click.echo(f"  conflict: {line}")
-            conflicts += len(outcome.conflicts)
-        if conflicts:
-            sys.exit(1)
+    opened = [_open_store(src, create=False) for src in sources]  # every source checked before any write
+    dest = _open_store(db, create=not dry_run)
+    for src in opened:
+        if src.location == dest.location:
+            _fail(f"store merge: {src.location} is the destination itself (expected another leaderboard)")
+    conflicts = 0
+    for src in opened:
+        outcome = merge_store(dest, src, dry_run=dry_run)
+        click.echo(outcome.summary(dry_run))
+        for line in outcome.conflicts:
+            click.echo(f"  conflict: {line}")
+        conflicts += len(outcome.conflicts)
+    if conflicts:
+        sys.exit(1)
 
-    @cli.group("runs", epilog="""\b
+@click.group("runs", epilog="""\b
 Examples:
   rlcf-bench runs hide 12 13 --reason "before the DPE fix"
   rlcf-bench runs hidden
   rlcf-bench runs unhide 12""")
-    def runs_group() -> None:
-        """Curate stored runs: hide obsolete ones from reports (reversibly)."""
+def runs_group() -> None:
+    """Curate stored runs: hide obsolete ones from reports (reversibly)."""
 
-    @runs_group.command("hide", epilog="""\b
+@runs_group.command("hide", epilog="""\b
 Examples:
   rlcf-bench runs hide 12 13 --reason "before the DPE fix"
   rlcf-bench runs hidden                              # list them
   rlcf-bench runs unhide 12""")
-    @click.argument("run_ids", nargs=-1, required=True, type=click.IntRange(min=1))
-    @click.option("--reason", default="", help="why (shown by `runs hidden`)")
-    @click.option("--db", default=None, help=DB_HELP)
-    def runs_hide_cmd(run_ids: tuple[int, ...], reason: str, db: str | None) -> None:
-        """Leave runs out of every report; they stay in the store (`runs unhide` shows them again)."""
-        _set_hidden(db, run_ids, True, reason)
+@click.argument("run_ids", nargs=-1, required=True, type=click.IntRange(min=1))
+@click.option("--reason", default="", help="why (shown by `runs hidden`)")
+@click.option("--db", default=None, help=DB_HELP)
+def runs_hide_cmd(run_ids: tuple[int, ...], reason: str, db: str | None) -> None:
+    """Leave runs out of every report; they stay in the store (`runs unhide` shows them again)."""
+    _set_hidden(db, run_ids, True, reason)
 
-    @runs_group.command("unhide", epilog="""\b
+@runs_group.command("unhide", epilog="""\b
 Example:
   rlcf-bench runs unhide 12 13""")
-    @click.argument("run_ids", nargs=-1, required=True, type=click.IntRange(min=1))
-    @click.option("--db", default=None, help=DB_HELP)
-    def runs_unhide_cmd(run_ids: tuple[int, ...], db: str | None) -> None:
-        """Show hidden runs in reports again."""
-        _set_hidden(db, run_ids, False, "")
+@click.argument("run_ids", nargs=-1, required=True, type=click.IntRange(min=1))
+@click.option("--db", default=None, help=DB_HELP)
+def runs_unhide_cmd(run_ids: tuple[int, ...], db: str | None) -> None:
+    """Show hidden runs in reports again."""
+    _set_hidden(db, run_ids, False, "")
 
-    @runs_group.command("hidden", epilog="""\b
+@runs_group.command("hidden", epilog="""\b
 Example:
   rlcf-bench runs hidden --db leaderboard/leaderboard.sqlite""")
-    @click.option("--db", default=None, help=DB_HELP)
-    def runs_hidden_cmd(db: str | None) -> None:
-        """List the hidden runs (id, run, reason)."""
-        from .store import run_label
+@click.option("--db", default=None, help=DB_HELP)
+def runs_hidden_cmd(db: str | None) -> None:
+    """List the hidden runs (id, run, reason)."""
+    from .store import run_label
 
-        store = _open_store(db, create=False)
-        hidden = store.hidden_runs()
-        for run in store.runs(status=None, include_hidden=True):
-            if run.id in hidden:
-                click.echo(f"{run.id:>6}  {run_label(run)}" + (f"  — {hidden[run.id]}" if hidden[run.id] else ""))
-        if not hidden:
-            click.echo("no hidden runs")
+    store = _open_store(db, create=False)
+    hidden = store.hidden_runs()
+    for run in store.runs(status=None, include_hidden=True):
+        if run.id in hidden:
+            click.echo(f"{run.id:>6}  {run_label(run)}" + (f"  — {hidden[run.id]}" if hidden[run.id] else ""))
+    if not hidden:
+        click.echo("no hidden runs")
 
-    @store_group.command("refresh-references", epilog="""\b
+@store_group.command("refresh-references", epilog="""\b
 Example:
   rlcf-bench store refresh-references --db leaderboard/leaderboard.sqlite""")
-    @click.option("--db", default=None, help=DB_HELP)
-    def refresh_references_cmd(db: str | None) -> None:
-        """Store the installed plugins' paper numbers (reference rows) in an existing store;
-        `run` does this too, `report` only shows them."""
-        _open_store(db, create=False).engine.dispose()  # an existing store only, checked before writing
-        store = _open_store(db)
-        before = len(store.references())
-        _store_references(host, store)
-        click.echo(f"{store.location}: {len(store.references()) - before} reference row(s) added, "
-                   f"{len(host.references())} registered")
+@click.option("--db", default=None, help=DB_HELP)
+@click.pass_obj
+def refresh_references_cmd(host: PluginHost, db: str | None) -> None:
+    """Store the installed plugins' paper numbers (reference rows) in an existing store;
+    `run` does this too, `report` only shows them."""
+    _open_store(db, create=False).engine.dispose()  # an existing store only, checked before writing
+    store = _open_store(db)
+    before = len(store.references())
+    _store_references(host, store)
+    click.echo(f"{store.location}: {len(store.references()) - before} reference row(s) added, "
+               f"{len(host.references())} registered")
 
+
+#: The core's commands; each receives the session's :class:`PluginHost` as click's context object.
+BUILTIN_COMMANDS: tuple[click.Command, ...] = (ls_cmd, plugins_cmd, validate_cmd, run_cmd, report_cmd, compare_cmd,
+                                               store_group, runs_group)
+
+
+def build_cli(host: PluginHost) -> click.Group:
+    """The command group of one session: the built-in commands, then the plugins' own
+    (``rlcfb_add_commands``). Every command receives ``host`` as click's context object
+    (``@click.pass_obj``, ``ctx.obj`` or ``ctx.find_object(PluginHost)``), the built-in ones as a
+    plugin's do."""
+    cli = _root_group()
+    cli.context_settings["obj"] = host
+    for command in BUILTIN_COMMANDS:
+        cli.add_command(command)
     host.add_commands(cli)
     return cli
 

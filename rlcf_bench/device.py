@@ -321,7 +321,7 @@ class PeakMemory:
 
     def __init__(self, device: torch.device) -> None:
         self.device = device
-        self.kind = "cuda_own_peak" if device.type == "cuda" else "cpu_own_peak_rss"
+        self.memory_kind = "cuda_own_peak" if device.type == "cuda" else "cpu_own_peak_rss"
         self.models_mb = 0.0
         self.baseline_mb: float | None = None
         self.batch_size = 1
@@ -360,7 +360,7 @@ class PeakMemory:
     def details(self) -> dict[str, Any]:
         """What the stored figure is made of (kept with the run's provenance)."""
         ws = self.working_set_mb()
-        return {"kind": self.kind, "batch_size": self.batch_size, "models_mb": round(self.models_mb, 1),
+        return {"kind": self.memory_kind, "batch_size": self.batch_size, "models_mb": round(self.models_mb, 1),
                 "working_set_mb": None if ws is None else round(ws, 1),
                 "peak_mb": None if ws is None else round(self.models_mb + ws, 1),
                 "per_sample_equivalent_mb": None if ws is None else round(self.models_mb + ws / self.batch_size, 1),

@@ -24,7 +24,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from .types import MetricValue, SampleRecord
+from .types.data import MetricValue, SampleRecord
 
 ORDER_SEED = "order_seed"
 _STATE_NAME = re.compile(r"state_[a-z0-9_]{1,58}")

@@ -32,8 +32,8 @@ class Spec(Protocol):
 T = TypeVar("T", bound=Spec)
 
 
-def _singular(kind: str) -> str:
-    return kind[:-1] if kind.endswith("s") else kind
+def _singular(component: str) -> str:
+    return component[:-1] if component.endswith("s") else component
 
 
 def _accepts(spec: Spec, name: str) -> bool:
@@ -45,8 +45,8 @@ def _accepts(spec: Spec, name: str) -> bool:
 
 
 class Registry(Generic[T]):
-    def __init__(self, kind: str, specs: Iterable[T]) -> None:
-        self.kind = kind
+    def __init__(self, component: str, specs: Iterable[T]) -> None:
+        self.component = component  # what it registers: "tasks", "datasets", ...
         self._items: dict[str, T] = {}
         for spec in specs:
             name = spec.name
@@ -54,7 +54,7 @@ class Registry(Generic[T]):
                 first = self._items[name].provider
                 second = spec.provider
                 raise RegistryError(
-                    f"{_singular(kind)} {name!r} is registered twice: "
+                    f"{_singular(component)} {name!r} is registered twice: "
                     f"by plugin {first!r} and by plugin {second!r}; block one with -p no:PLUGIN"
                 )
             self._items[name] = spec
@@ -79,7 +79,7 @@ class Registry(Generic[T]):
         claimants = [spec for spec in self._items.values() if _accepts(spec, name)]
         if len(claimants) > 1:
             who = " and ".join(f"{s.name!r} (plugin {s.provider!r})" for s in claimants)
-            raise RegistryError(f"{_singular(self.kind)} name {name!r} is accepted by two backends: {who}; "
+            raise RegistryError(f"{_singular(self.component)} name {name!r} is accepted by two backends: {who}; "
                                 f"block one with -p no:PLUGIN")
         if claimants:
             return claimants[0]
@@ -92,7 +92,7 @@ class Registry(Generic[T]):
     def unknown(self, name: str) -> RegistryError:
         close = difflib.get_close_matches(name, self.names(), n=3)
         hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
-        return RegistryError(f"unknown {_singular(self.kind)} {name!r}{hint} (`rlcf-bench ls {self.kind}` lists them)")
+        return RegistryError(f"unknown {_singular(self.component)} {name!r}{hint} (`rlcf-bench ls {self.component}` lists them)")
 
 
 @dataclass(frozen=True)
@@ -116,8 +116,8 @@ class MethodRegistry(Registry[MethodSpec]):
     error naming both providers. ``get(name, task)`` is the implementation serving ``task``.
     """
 
-    def __init__(self, kind: str, specs: Iterable[MethodSpec]) -> None:
-        self.kind = kind
+    def __init__(self, component: str, specs: Iterable[MethodSpec]) -> None:
+        self.component = component
         self._items = {}  # name → its first implementation (names, ``in``)
         self._impls: dict[str, list[MethodSpec]] = {}
         self._by_task: dict[tuple[str, str], MethodSpec] = {}

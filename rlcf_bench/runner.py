@@ -375,7 +375,7 @@ class Runner:
             pending.flush_on_failure()
             raise
         pending.flush()
-        self.store.update_peak_memory(run_id, memory.peak_mb(), memory.kind, memory.details())
+        self.store.update_peak_memory(run_id, memory.peak_mb(), memory.memory_kind, memory.details())
 
     def _reset_amp(self) -> None:
         """Every batch's samples start from the initial loss scale (per-sample fp16 semantics)."""

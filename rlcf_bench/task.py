@@ -14,7 +14,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any
 
-from .types import Batch, MetricValue, Predictions, RunProtocol, SampleRecord
+from .types.data import Batch, MetricValue, Predictions, SampleRecord
+from .types.protocol import RunProtocol
 
 
 class TaskRuntime(ABC):

@@ -7,7 +7,7 @@ lower the entropy of the averaged prediction of those views; view 0 is then pred
 adapted tower, and ``reset`` puts the original values back before the next image.
 
 It is written out by hand to show the lifecycle; the same method in three lines is
-``ImageTuningMethod`` with ``tune_norm=True`` (``rlcf_bench/tta/episode.py``; ``tpt-image -m
+``ImageTuningMethod`` with ``tune_norm=True`` (``rlcf_bench/tta/episode/methods.py``; ``tpt-image -m
 tune_norm=true``). Try it: ``rlcf-bench run --plugins-dir docs/examples --method
 example-norm-entropy --limit 20``. docs/writing-a-method.md#write-a-method-that-tunes explains each part.
 """
