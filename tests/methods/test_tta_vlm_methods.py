@@ -22,9 +22,8 @@ def test_bad_options_fail_when_the_config_is_read(module, cls, bad):
 
 
 def test_onzeta_maps_the_ports_beta_and_alpha_to_dataset_names():
-    from rlcf_bench_baselines.onzeta import official_beta
-
     from rlcf_bench.tta.online import official_family
+    from rlcf_bench_baselines.onzeta import official_beta
 
     assert [official_beta(official_family(d)) for d in ("imagenet-a", "micro-sketch", "caltech101", "dtd")] == \
         [0.8, 0.8, 0.4, 0.4]
