@@ -90,9 +90,11 @@ def stream_metrics(items: Sequence[tuple[int, str]], records: Sequence[SampleRec
 
 def online_metrics(method: Any, items: Sequence[tuple[int, str]],
                    records: Sequence[SampleRecord]) -> dict[str, MetricValue]:
-    """What the runner stores at the end of a run of a method that carries state (else nothing)."""
+    """What the runner stores at the end of a run: the running accuracy of a method that carries
+    state, and the ``state_size()`` of any method that reports one (an episodic method's per-sample
+    state, e.g. TTL's adapters)."""
     if not getattr(method, "carries_state", False):
-        return {}
+        return state_metrics(method)
     return {**stream_metrics(items, records), **state_metrics(method)}
 
 

@@ -222,7 +222,7 @@ class Runner:
             timer = SectionTimer(self.device)
             ctx = MethodContext(
                 task=task_spec.kind, protocol=spec.protocol, device=self.device, amp=amp, model=policy,
-                reward_model=reward, seed=spec.seed, dataset=spec.dataset, timer=timer,
+                reward_model=reward, seed=spec.seed, dataset=spec.dataset, timer=timer, stream_length=len(items),
                 **context_kwargs(task.context_fields(policy, self.device)),
             )
             if self.options.feature_cache and self.device.type == "cpu":  # CPU only: docs/view-cache.md

@@ -28,7 +28,7 @@ equal the official ``direct_inference``'s to float rounding for a given ``a`` (d
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from rlcf_bench import Batch, MethodSpec, Predictions, ReferenceResult, ViewPolicy, hookimpl
 from rlcf_bench.tta.cache import ClassCache, affinity_weights
@@ -60,7 +60,7 @@ class DMNZeroShot(OnlineMethod):
     tasks = frozenset({"classification"})
     paper = "Zhang et al., Dual Memory Networks: A Versatile Adaptation Approach for Vision-Language Models (CVPR 2024)"
     #: The official views (``--protocol-param view_policy=method``): 32, AugMix where the dataset has it.
-    view_policy = ViewPolicy(n_views=32)
+    view_policy: ClassVar[ViewPolicy | None] = ViewPolicy(n_views=32)
 
     def build_state(self) -> None:
         self.memory = ClassCache(self.n_classes, self.config.memory_size, int(self.text.shape[1]),

@@ -20,8 +20,9 @@ The capacity rule, exactly: a class's filled slots are always a prefix. If fewer
 ``capacity`` are filled, the new entry goes into the next free slot. Otherwise it replaces the
 *worst* filled entry — the highest score, and among equal highest scores the most recently
 written one (the entry a stable sort by score puts last, as in the official code) — but only if
-its own score is strictly lower; otherwise it is dropped. A ``fifo`` cache always writes: into the
-next free slot, else over the class's oldest entry (the earliest written).
+its own score is strictly lower; otherwise it is dropped (``replace_always=True``: it replaces the
+worst entry whatever its own score, as TTA-VLM's DMN-weak memory). A ``fifo`` cache always writes:
+into the next free slot, else over the class's oldest entry (the earliest written).
 """
 
 from __future__ import annotations
@@ -66,12 +67,12 @@ class ClassCache:
     """
 
     def __init__(self, n_classes: int, capacity: int, dim: int, *, device: Any, slots: int | None = None,
-                 payload_dim: int = 0, fifo: bool = False) -> None:
+                 payload_dim: int = 0, fifo: bool = False, replace_always: bool = False) -> None:
         slots = capacity if slots is None else slots
         if capacity < 1 or slots < capacity:
             raise ValueError(f"cache capacity must be ≥ 1 and ≤ slots, got capacity={capacity}, slots={slots}")
         self.n_classes, self.capacity, self.slots, self.dim = int(n_classes), int(capacity), int(slots), int(dim)
-        self.fifo = fifo
+        self.fifo, self.replace_always = fifo, replace_always
         self.keys = torch.zeros(n_classes, slots, dim, device=device)
         self.scores = torch.full((n_classes, slots), math.inf, device=device)
         self.written = torch.zeros(n_classes, slots, dtype=torch.long, device=device)  # write sequence number
@@ -102,7 +103,7 @@ class ClassCache:
             do = torch.ones((), dtype=torch.bool, device=dev)
         else:
             slot = torch.where(has_room, filled.clamp(max=cap - 1), worst)
-            do = has_room | (s < worst_score)
+            do = has_room | (s < worst_score) | self.replace_always
         if when is not None:
             do = do & when.to(dev).reshape(())
         self._seq += 1

@@ -46,6 +46,7 @@ class MethodContext:
     dataset: str | None = None
     task_fields: dict[str, Any] = field(default_factory=dict)
     timer: Timer = field(default_factory=NullTimer)
+    stream_length: int | None = None  # samples in the run's stream (OnZeta's step schedule); None: unknown
     _checked_kind: str = field(default="", init=False, repr=False, compare=False)
 
     @property

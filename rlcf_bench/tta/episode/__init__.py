@@ -58,7 +58,7 @@ from __future__ import annotations
 from .config import DistillationConfig, ImageTuningConfig, PromptTuningConfig, RewardConfig, TuningConfig
 from .features import encode_views, has_view_cache, view_features
 from .frozen import FrozenViewsMethod
-from .image_tuner import ImageEncoderTuner
+from .image_tuner import ImageEncoderTuner, image_encoder
 from .loop import needs_pixels, run_episode
 from .methods import DistillationMethod, ImageTuningMethod, PromptTuningMethod, TuningMethod
 from .objective_factories import clip_reward_objective, entropy_objective, reward_text_features, shared_reward_features
@@ -69,6 +69,6 @@ __all__ = [
     "DistillationConfig", "DistillationMethod", "FrozenViewsMethod", "ImageEncoderTuner", "ImageTuningConfig",
     "ImageTuningMethod", "MomentumStart", "ParamSnapshot", "PerSampleTuner", "PromptTuner", "PromptTuningConfig",
     "PromptTuningMethod", "RewardConfig", "Tuner", "TuningConfig", "TuningMethod",
-    "clip_reward_objective", "encode_views", "entropy_objective", "has_view_cache", "needs_pixels",
+    "clip_reward_objective", "encode_views", "entropy_objective", "has_view_cache", "image_encoder", "needs_pixels",
     "reward_text_features", "run_episode", "sections", "shared_reward_features", "trainable", "view_features",
 ]

@@ -22,7 +22,7 @@ torch: Any = LazyModule("torch")  # imported when a run needs it (see rlcf_bench
 F: Any = LazyModule("torch.nn.functional")
 
 
-def _image_encoder(vlm: Any) -> torch.nn.Module:
+def image_encoder(vlm: Any) -> torch.nn.Module:
     """``vlm.encode_image`` as a module's forward, so that :func:`torch.func.functional_call` can
     substitute tuned tensors by their names in ``vlm.module`` (``model.<name>``) for one call,
     leaving the model's own tensors untouched. (Defined here so that importing this module does
@@ -79,7 +79,7 @@ class ImageEncoderTuner(Tuner):
         names = {id(p): f"model.{n}" for n, p in ctx.vlm.module.named_parameters()}
         self.names = [names[id(p)] for p in params]
         self.initial = [p.detach() for p in params]  # θ_clip, the model as the run found it (never written)
-        self.encoder = _image_encoder(ctx.vlm)
+        self.encoder = image_encoder(ctx.vlm)
         self.state: list[torch.nn.Parameter] | None = None  # [B, *shape] per tuned tensor
         self._prompts = class_prompts(ctx.classnames or (), (ctx.templates or ("a photo of a {}.",))[0],
                                       underscore_prompt=config.underscore_prompt)
