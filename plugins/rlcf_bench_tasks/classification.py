@@ -34,6 +34,15 @@ ECE_RESAMPLES = 2000
 
 class ClassificationTask(TaskRuntime):
     kind = "classification"
+    #: Whether the task reads an open-set mix (a dataset with ``is_ood``); plain classification
+    #: refuses one, whose OOD samples have no label (``docs/open-set.md``).
+    open_set = False
+
+    def __init__(self, dataset: Any, protocol: RunProtocol) -> None:
+        if not self.open_set and callable(getattr(dataset, "is_ood", None)):
+            name = getattr(dataset, "name", type(dataset).__name__)
+            raise ValueError(f"dataset {name!r} is an open-set mix: run it with --task open-set")
+        super().__init__(dataset, protocol)
 
     def all_samples(self) -> list[tuple[int, str]]:
         return [(i, self.dataset.sample_id(i)) for i in range(len(self.dataset))]
@@ -171,6 +180,9 @@ def expected_calibration_error(confidence: Any, correct: Any, bins: int = ECE_BI
     return float(total)
 
 
+#: The TPT/RLCF protocol (64 views, 10 % confident views, dataset order).
+PROTOCOL = RunProtocol(seed=0, n_views=64, selection_ratio=0.1, order="fixed", precision="auto")
+
 #: How reports read the task's results: per-sample 0/1 correctness, compared by exact McNemar.
 METRICS = TaskMetrics(
     metrics=(MetricSpec("top1", interval="wilson"), MetricSpec("top5", interval="wilson"),
@@ -189,8 +201,7 @@ def rlcfb_register_tasks() -> list[TaskSpec]:
     return [
         TaskSpec(
             name="classification", version="1", kind="classification", build=ClassificationTask,
-            protocol=RunProtocol(seed=0, n_views=64, selection_ratio=0.1, order="fixed", precision="auto"),
-            metrics=METRICS,
+            protocol=PROTOCOL, metrics=METRICS,
             description="top-1 under distribution shift; 64 seeded views, 10% confident-view selection",
         )
     ]
