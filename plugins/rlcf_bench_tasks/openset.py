@@ -120,6 +120,7 @@ METRICS = TaskMetrics(
     score=SampleScore(label="ID accuracy", percent=True, paired_test="mcnemar-exact", groups=(ID_GROUP, OOD_GROUP)),
     order=5,
     n_note="top-1/top-5: the ID samples; AUROC/FPR95: all samples",
+    paper_metrics=("auroc", "fpr95"),
 )
 
 
