@@ -133,14 +133,18 @@ def open_set_spec(name: str, version: str, id_build: MemberBuilder, oods: Mappin
     ``ood_ratio`` and ``mix_seed``."""
     parse_ood_names(default_ood, tuple(oods))
 
-    def build(root: Any = None, **given: Any) -> OpenSetMix:
-        names = parse_ood_names(given.get("ood", default_ood), tuple(oods))
-        member = {k: v for k, v in given.items() if k in id_params}
-        return OpenSetMix(id_build(root, member), [(n, oods[n](root, {})) for n in names],
-                          ood_ratio=float(given.get("ood_ratio", DEFAULT_OOD_RATIO)),
-                          mix_seed=int(given.get("mix_seed", 0)), name=name)
-
     defaults = {"ood": default_ood, "ood_ratio": DEFAULT_OOD_RATIO, "mix_seed": 0, **(params or {})}
+
+    def build(root: Any = None, **given: Any) -> OpenSetMix:
+        unknown = sorted(set(given) - set(defaults))
+        if unknown:
+            raise TypeError(f"dataset {name!r} has no parameter {', '.join(unknown)} (valid: {', '.join(sorted(defaults))})")
+        values = {**defaults, **given}
+        names = parse_ood_names(values["ood"], tuple(oods))
+        member = {k: v for k, v in values.items() if k in id_params}
+        return OpenSetMix(id_build(root, member), [(n, oods[n](root, {})) for n in names],
+                          ood_ratio=float(values["ood_ratio"]), mix_seed=int(values["mix_seed"]), name=name)
+
     return DatasetSpec(name=name, version=version, task_kinds=frozenset({"classification"}), build=build,
                        check=check, root_name=root_name, params=defaults, description=description,
                        param_rules={**MIX_RULES, **(param_rules or {})})
