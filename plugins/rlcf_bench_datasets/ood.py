@@ -14,8 +14,10 @@ name            layout under the data root                   standard size
 
 The Places and iNaturalist subsets are the archives of MOS (Huang & Li, CVPR'21) that
 CLIPTTA/``ttavlm`` and most ImageNet OOD work read with ``ImageFolder``: one folder ``images/``
-of images. Their classes are not labels here: every OOD image has the label ``-1``. A wrong
-layout is reported before anything runs, as for the other readers (``rlcf-bench data check``).
+of images. Their classes are not labels here: every OOD image has the label ``-1``. The sets are
+not datasets of their own (no task runs on OOD images alone): ``imagenet-openset``'s layout check
+reports ImageNet val's and every chosen set's problems before anything runs
+(``rlcf-bench data check imagenet-openset --data-param ood=ninco``).
 """
 
 from __future__ import annotations
@@ -155,13 +157,6 @@ def _ood_builders(family: OODFamily) -> tuple[Callable[..., LayoutReport], Calla
     return check, build
 
 
-def ood_spec(family: OODFamily) -> DatasetSpec:
-    """An OOD set on its own: task kind ``ood`` (nothing runs on it alone; ``data check`` reads it)."""
-    check, build = _ood_builders(family)
-    return DatasetSpec(name=family.name, version=VERSION, task_kinds=frozenset({"ood"}), build=build, check=check,
-                       root_name=family.folders[0], description=family.description)
-
-
 def _openset_check(members: Sequence[str]) -> Callable[..., LayoutReport]:
     """The ``imagenet-openset`` layout check: ImageNet val's and each chosen OOD set's."""
 
@@ -187,8 +182,7 @@ def _openset_check(members: Sequence[str]) -> Callable[..., LayoutReport]:
 def rlcfb_register_datasets() -> list[DatasetSpec]:
     from rlcf_bench_tasks._openset_mix import open_set_spec
 
-    specs = [ood_spec(f) for f in FAMILIES]
-    by_name = {s.name: s for s in specs}
+    builders = {f.name: _ood_builders(f)[1] for f in FAMILIES}
 
     def imagenet_val(root: Any, params: Mapping[str, Any]) -> Any:
         from .imagenet import FAMILIES as IMAGENET_FAMILIES
@@ -197,12 +191,11 @@ def rlcfb_register_datasets() -> list[DatasetSpec]:
         return spec_for(next(f for f in IMAGENET_FAMILIES if f.name == "imagenet")).build(root, **params)
 
     def member(name: str) -> Callable[[Any, Mapping[str, Any]], Any]:
-        return lambda root, params: by_name[name].build(root, **params)
+        return lambda root, params: builders[name](root, **params)
 
     default = ",".join(f.name for f in FAMILIES)
-    specs.append(open_set_spec(
+    return [open_set_spec(
         "imagenet-openset", VERSION, imagenet_val, {f.name: member(f.name) for f in FAMILIES}, default_ood=default,
         params={"ood_ratio": IMAGENET_OOD_RATIO}, root_name="ImageNet", check=_openset_check([f.name for f in FAMILIES]),
         description="ImageNet val mixed with NINCO, Places, iNaturalist and Textures (--task open-set; "
-                    "--data-param ood=ninco,textures ood_ratio=0.5)"))
-    return specs
+                    "--data-param ood=ninco,textures ood_ratio=0.5)")]

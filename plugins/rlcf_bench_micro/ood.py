@@ -3,7 +3,7 @@
 ``micro-ood``: photo-style scenes whose objects are all shapes outside the label set
 (:data:`~rlcf_bench_micro.generator.NOVEL_SHAPES`: pentagon, arrow, hourglass, semicircle,
 trapezoid), classes the student never saw in training, prompts or captions. It is an OOD set,
-not a classification set (task kind ``ood``: nothing runs on it alone).
+the OOD member of the mix below, not a dataset of its own (no task runs on OOD images alone).
 
 ``micro-openset``: the open-set stream of the ``open-set`` task: the in-domain test set
 ``micro-photo`` (``n`` images, ``seed``) mixed with ``micro-ood`` at ``ood_ratio`` (default 0.5).
@@ -17,15 +17,16 @@ from functools import lru_cache
 from typing import Any
 
 from rlcf_bench import DatasetSpec, hookimpl
-from rlcf_bench.types import ParamRule, Range
 
 from .data import DEFAULT_N, GENERATED_KEPT, MicroDataset
+from .data import PARAM_RULES as MICRO_RULES
 
 #: Seeds the OOD scenes apart from every domain's (``generator._DOMAIN_CODE`` stops at 5).
 OOD_DOMAIN_CODE = 60
-OOD_RULES = {"n": ParamRule(int, Range(ge=1)), "seed": ParamRule(int, Range(ge=0))}
 
 
+#: The ID set's parameters (``severity`` does not apply to the photo domain).
+PARAM_RULES_ID = {k: v for k, v in MICRO_RULES.items() if k in ("n", "seed")}
 #: OOD images the mix may draw from (each rendered on first use only, so the pool costs nothing).
 OOD_POOL = 100_000
 
@@ -82,11 +83,7 @@ def rlcfb_register_datasets() -> list[DatasetSpec]:
     from .generator import DATA_VERSION
 
     return [
-        DatasetSpec(name="micro-ood", version=DATA_VERSION, task_kinds=frozenset({"ood"}),
-                    build=lambda root=None, **p: MicroOOD(**p), params={"n": DEFAULT_N, "seed": 0},
-                    description="micro suite: OOD set, photo-style scenes of shapes outside the label set",
-                    param_rules=OOD_RULES),
         open_set_spec("micro-openset", DATA_VERSION, _id_set, {"micro-ood": _ood_set}, default_ood="micro-ood",
-                      params={"n": DEFAULT_N, "seed": 0}, id_params=("n", "seed"), param_rules=OOD_RULES,
+                      params={"n": DEFAULT_N, "seed": 0}, id_params=("n", "seed"), param_rules=PARAM_RULES_ID,
                       description="micro suite: open-set stream, micro-photo mixed with micro-ood (--task open-set)"),
     ]

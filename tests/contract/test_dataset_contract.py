@@ -69,7 +69,11 @@ def _check_classification(data: Any) -> None:
     assert len(set(names)) == len(names), "class names must be distinct"
     assert data.templates and all("{}" in t for t in data.templates), "every template holds {}"
     labels = [data.label(i) for i in range(len(data))]
-    assert all(isinstance(y, int) and 0 <= y < len(names) for y in labels), f"labels out of range: {labels}"
+    # an open-set mix (docs/open-set.md): its OOD samples, and only those, have the label -1
+    is_ood = data.is_ood if callable(getattr(data, "is_ood", None)) else (lambda i: False)
+    ood = [bool(is_ood(i)) for i in range(len(data))]
+    assert all(isinstance(y, int) and (y == -1 if o else 0 <= y < len(names)) for y, o in zip(labels, ood)), \
+        f"labels out of range: {labels}"
 
 
 def _check_retrieval(data: Any) -> None:

@@ -13,9 +13,17 @@ from rlcf_bench_datasets import imagenet as inet
 from rlcf_bench_datasets import ood
 
 
+class _Reader:
+    """One OOD set's check and build (the sets are members of a mix, not datasets of their own)."""
+
+    def __init__(self, family: ood.OODFamily) -> None:
+        self.check, self.build = ood._ood_builders(family)
+
+
 @pytest.fixture(scope="module")
 def specs() -> dict[str, Any]:
-    return {s.name: s for s in ood.rlcfb_register_datasets()}
+    readers: dict[str, Any] = {f.name: _Reader(f) for f in ood.FAMILIES}
+    return {**readers, **{s.name: s for s in ood.rlcfb_register_datasets()}}
 
 
 def _problems(report: Any) -> str:
@@ -52,7 +60,7 @@ def test_layout_problems_are_reported_before_anything_runs(tmp_path: Path, helpe
     helpers.image(tmp_path / "Places" / "b_badlands_00000001.jpg")  # archive unpacked without images/
     report = specs["places-ood"].check(tmp_path)
     assert not report.ok and "images/" in _problems(report)
-    with pytest.raises(DatasetLayoutError, match="places-ood"):
+    with pytest.raises(DatasetLayoutError, match="places-ood"):  # what build says, in one place
         specs["places-ood"].build(tmp_path)
     helpers.tree(tmp_path / "dtd" / "images", ood.DTD_CLASSES[:-1], ext=".jpg")  # one class missing
     assert "missing 1: zigzagged" in _problems(specs["textures"].check(tmp_path))
