@@ -35,9 +35,8 @@ from ._common import (
     dataset_dir,
     list_dirs,
     list_images,
-    merge_params,
     note_count,
-    raise_if_problems,
+    parameterless_builders,
     scan_class_folders,
 )
 
@@ -139,22 +138,11 @@ def inspect_ood(family: OODFamily, root: Path | str | None) -> tuple[LayoutRepor
         return report, None
     return report, ImageListClassification(
         classnames=(), templates=(), sample_ids=ids, labels=(-1,) * len(ids),
-        resolve=lambda rel, _base=base: _base / rel, name=family.name)
+        resolve=base.joinpath, name=family.name)
 
 
-def _ood_builders(family: OODFamily) -> tuple[Callable[..., LayoutReport], Callable[..., ImageListClassification]]:
-    def check(root: Path | str | None, **params: Any) -> LayoutReport:
-        merge_params(family.name, {}, params)
-        return inspect_ood(family, root)[0]
-
-    def build(root: Path | str | None, **params: Any) -> ImageListClassification:
-        merge_params(family.name, {}, params)
-        report, data = inspect_ood(family, root)
-        raise_if_problems(report)
-        assert data is not None
-        return data
-
-    return check, build
+def _ood_builders(family: OODFamily) -> tuple[Callable[..., LayoutReport], Callable[..., Any]]:
+    return parameterless_builders(family.name, lambda root: inspect_ood(family, root))
 
 
 def _openset_check(members: Sequence[str]) -> Callable[..., LayoutReport]:

@@ -39,7 +39,7 @@ def openset_runs(methods: Sequence[Any]) -> list[SuiteRun]:
 
 @hookimpl
 def rlcfb_register_suites() -> list[SuiteSpec]:
-    shared = {"shared": True} if "shared" in {f.name for f in dataclasses.fields(SuiteSpec)} else {}
-    return [SuiteSpec(SUITE, "settings beyond the default run; here: open-set streams (micro-openset, ID top-1, "
-                      "AUROC and FPR95 of the OOD score)", openset_runs, orders=ONLINE_ORDERS, comparisons=COMPARISONS,
-                      **shared)]
+    spec = SuiteSpec(SUITE, "settings beyond the default run; here: open-set streams (micro-openset, ID top-1, "
+                     "AUROC and FPR95 of the OOD score)", openset_runs, orders=ONLINE_ORDERS, comparisons=COMPARISONS)
+    shared: dict[str, Any] = {"shared": True}
+    return [dataclasses.replace(spec, **shared) if "shared" in {f.name for f in dataclasses.fields(SuiteSpec)} else spec]
