@@ -33,6 +33,7 @@ from rlcf_bench.types import LayoutReport
 from ._common import (
     ImageListClassification,
     dataset_dir,
+    fmt_names,
     list_dirs,
     list_images,
     note_count,
@@ -107,7 +108,11 @@ def _any_class_folders(report: LayoutReport, base: Path, family: OODFamily) -> d
 def _flat_images(report: LayoutReport, base: Path, family: OODFamily) -> list[str] | None:
     if not base.is_dir():
         parent = base.parent
-        inside = f"; {parent} holds {', '.join(list_dirs(parent)[:3]) or 'no folders'}" if parent.is_dir() else ""
+        inside = ""
+        if parent.is_dir():
+            flat = list_images(parent)
+            inside = (f"; {len(flat)} image files directly in {parent.name}/ (move them into {parent.name}/images/)"
+                      if flat else f"; {parent.name}/ holds {fmt_names(list_dirs(parent)) or 'no folders'}")
         report.add(str(base), f"folder {base.name}/ of images (the released archive's layout)", "no such directory" + inside)
         return None
     files = list_images(base)
