@@ -102,3 +102,38 @@ def test_the_classification_task_refuses_an_open_set_mix(tmp_path: Path) -> None
 @pytest.mark.parametrize("method", classification_methods())
 def test_every_classification_method_runs_on_the_open_set_task(tmp_path: Path, method: str) -> None:
     _check(*_run(tmp_path, method))
+
+
+def test_auroc_and_fpr95_reach_every_report_format(tmp_path: Path) -> None:
+    """Two runs (zero-shot, TDA) in one store; every format carries AUROC/FPR95, the paper layout
+    a table of each, and the markdown report the DeLong section."""
+    import json
+
+    from click.testing import CliRunner
+
+    from rlcf_bench.cli import GlobalOptions, build_cli, build_host
+
+    for method in ("zero-shot", "tda"):
+        _run(tmp_path, method)
+    opts = GlobalOptions()
+    opts.autoload = False
+    opts.plugins = [*FIXTURE_PLUGINS, _TinyOpenSet()]
+    cli = build_cli(build_host(opts))
+    db = str(tmp_path / "lb.sqlite")
+
+    def report(*args: str) -> str:
+        out = CliRunner().invoke(cli, ["report", "--db", db, *args])
+        assert out.exit_code == 0, out.output
+        return out.output
+
+    md = report("--format", "markdown")
+    assert "| top1 | auroc | fpr95 |" in md and "## Open-set: AUROC against zero-shot (DeLong)" in md
+    assert "| tiny-openset | tiny-clip | tda |" in md
+    header = next(line for line in report("--format", "csv").splitlines() if line.startswith("run_id,"))
+    assert "auroc" in header and "fpr95" in header
+    text = report("--format", "json")
+    rows = json.loads(text[text.index("["):])
+    assert all({"auroc", "fpr95"} <= set(r["metrics"]) for r in rows)
+    assert 'scope="col">auroc</th>' in report("--format", "html")
+    latex = report("--layout", "paper", "--format", "latex")
+    assert r"\caption{open-set: auroc" in latex and r"\caption{open-set: fpr95" in latex
