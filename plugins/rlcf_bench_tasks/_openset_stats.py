@@ -65,6 +65,8 @@ def fpr_at_tpr(scores: Any, is_ood: Any, tpr: float = TPR_LEVEL) -> float:
 def _resampled(pos: np.ndarray, neg: np.ndarray, n_resamples: int, seed: int,
                max_cells: int = 4_000_000) -> tuple[np.ndarray, np.ndarray]:
     """AUROC and FPR95 of ``n_resamples`` stratified resamples (drawn in chunks)."""
+    from scipy.stats import rankdata
+
     rng = np.random.default_rng(seed)
     m, n = pos.size, neg.size
     k = math.ceil(TPR_LEVEL * m - 1e-9)
@@ -74,8 +76,6 @@ def _resampled(pos: np.ndarray, neg: np.ndarray, n_resamples: int, seed: int,
         r = min(per_chunk, n_resamples - start)
         p = pos[rng.integers(0, m, size=(r, m))]
         q = neg[rng.integers(0, n, size=(r, n))]
-        from scipy.stats import rankdata
-
         ranks = np.asarray(rankdata(np.concatenate([p, q], axis=1), method="average", axis=1))[:, :m]
         aucs.append((ranks.sum(axis=1) - m * (m + 1) / 2) / (m * n))
         threshold = -np.partition(-p, k - 1, axis=1)[:, k - 1]

@@ -157,3 +157,14 @@ def test_ood_scores_msp_energy_and_a_methods_own():
     assert own == [7.0, -1.0]
     with pytest.raises(ValueError, match="energy needs logits"):
         ood_scores(Predictions(probs=torch.tensor([[0.5, 0.5]])), "energy")
+
+
+def test_the_stream_curve_counts_only_scored_samples():
+    from rlcf_bench import SampleRecord
+    from rlcf_bench.online_protocol import stream_metric_name, stream_metrics
+
+    items = [(i, f"s{i}") for i in range(4)]
+    records = [SampleRecord("s0", 0, 1, 1, 1.0), SampleRecord("s1", 1, 0, -1, None),  # s1: an OOD sample
+               SampleRecord("s2", 2, 0, 1, 0.0), SampleRecord("s3", 3, 1, 1, 1.0)]
+    full = stream_metrics(items, records)[stream_metric_name(100)]
+    assert full.n == 3 and full.value == pytest.approx(200 / 3)
