@@ -74,11 +74,12 @@ def state_metrics(method: Any) -> dict[str, MetricValue]:
 
 def stream_metrics(items: Sequence[tuple[int, str]], records: Sequence[SampleRecord]) -> dict[str, MetricValue]:
     """Running top-1 (%) over the first ⌈p·N⌉ samples of the stream ``items``, p = 10/50/100 %,
-    with Wilson intervals."""
+    with Wilson intervals. Samples stored without a score (an open-set stream's OOD samples) are
+    not counted: the curve is over the scored samples, in stream order."""
     from .stats import wilson_interval
 
-    score = {r.sample_id: r.score for r in records}
-    stream = [float(score[sid] or 0.0) for _, sid in items if sid in score]
+    score = {r.sample_id: r.score for r in records if r.score is not None}
+    stream = [float(score[sid]) for _, sid in items if sid in score]
     out: dict[str, MetricValue] = {}
     for pct in STREAM_FRACTIONS:
         n = max(1, math.ceil(pct * len(stream) / 100)) if stream else 0

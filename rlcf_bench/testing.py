@@ -248,16 +248,19 @@ def check_dataset_samples(host: PluginHost, spec: DatasetSpec, first: Any, secon
     task kind it declares, that task's ``TaskSpec.check_data`` accepts both, their sample ids are
     distinct and the same in both loads; the first images decode to uint8 ``[3, H, W]``. A task of
     the host without ``check_data``, or a kind no task of the host has, is a violation too."""
-    tasks = {t.kind: t for t in host.registry("tasks")}
+    checks: dict[str, Any] = {}  # kind -> its check (tasks of one kind share the data contract; the first declared one)
+    for t in host.registry("tasks"):
+        if t.check_data is not None:
+            checks.setdefault(t.kind, t.check_data)
     if not len(first) == len(second) > 0:
         raise ContractViolation(f"{spec.name}: two loads gave {len(first)} and {len(second)} samples")
     for kind in sorted(spec.task_kinds):
-        task = tasks.get(kind)
-        if task is None or task.check_data is None:
+        check = checks.get(kind)
+        if check is None:
             raise ContractViolation(f"{spec.name}: no task of kind {kind!r} says what its data looks like "
                                     f"(TaskSpec.check_data)")
         try:
-            ids, again = list(task.check_data(first)), list(task.check_data(second))
+            ids, again = list(check(first)), list(check(second))
         except ValueError as exc:
             raise ContractViolation(f"{spec.name} ({kind}): {exc}") from exc
         if len(set(ids)) != len(ids):

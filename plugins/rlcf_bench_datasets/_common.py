@@ -244,6 +244,26 @@ def raise_if_problems(report: LayoutReport) -> None:
         raise DatasetLayoutError(report)
 
 
+def parameterless_builders(name: str, inspect: Callable[[Path | str | None], tuple[LayoutReport, Any]]
+                           ) -> tuple[Callable[..., LayoutReport], Callable[..., Any]]:
+    """``check`` and ``build`` of a dataset without parameters from its ``inspect(root) -> (report,
+    data or None)``: an unknown parameter is a one-line ``TypeError``; ``build`` raises the layout's
+    problems."""
+
+    def check(root: Path | str | None, **params: Any) -> LayoutReport:
+        merge_params(name, {}, params)
+        return inspect(root)[0]
+
+    def build(root: Path | str | None, **params: Any) -> Any:
+        merge_params(name, {}, params)
+        report, data = inspect(root)
+        raise_if_problems(report)
+        assert data is not None
+        return data
+
+    return check, build
+
+
 def merge_params(dataset: str, defaults: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:
     """Defaults overlaid with ``params``; an unknown parameter is a ``TypeError`` listing the valid ones."""
     unknown = sorted(set(params) - set(defaults))

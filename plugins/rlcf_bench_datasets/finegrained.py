@@ -23,7 +23,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from rlcf_bench import DatasetSpec, hookimpl
 from rlcf_bench.types import LayoutReport
@@ -34,9 +33,8 @@ from ._common import (
     check_files_exist,
     dataset_dir,
     fmt_names,
-    merge_params,
     note_count,
-    raise_if_problems,
+    parameterless_builders,
     read_json,
     read_lines,
 )
@@ -206,16 +204,7 @@ def inspect(fg: FineGrained, root: Path | str | None) -> tuple[LayoutReport, Ima
 
 
 def spec_for(fg: FineGrained) -> DatasetSpec:
-    def check(root: Path | str | None, **params: Any) -> LayoutReport:
-        merge_params(fg.name, {}, params)
-        return inspect(fg, root)[0]
-
-    def build(root: Path | str | None, **params: Any) -> ImageListClassification:
-        merge_params(fg.name, {}, params)
-        report, data = inspect(fg, root)
-        raise_if_problems(report)
-        assert data is not None
-        return data
+    check, build = parameterless_builders(fg.name, lambda root: inspect(fg, root))
 
     layout = f"{fg.folder}/{fg.image_dir}/, " + (fg.split_file or "variants.txt + images_variant_test.txt")
     return DatasetSpec(

@@ -226,6 +226,27 @@ def shape_mask(shape: str, u: np.ndarray, v: np.ndarray) -> np.ndarray:
         return (rr <= 0.9) & (rr >= 0.52)
     if shape == "crescent":
         return (rr <= 0.9) & ((u - 0.42) ** 2 + (v - 0.18) ** 2 >= 0.72 ** 2)
+    return _novel_shape_mask(shape, u, v, rr)
+
+
+#: Shapes outside the label set: the open-set OOD domain's objects (``micro-ood``); no training
+#: split, prompt or caption ever names them.
+NOVEL_SHAPES: tuple[str, ...] = ("pentagon", "arrow", "hourglass", "semicircle", "trapezoid")
+
+
+def _novel_shape_mask(shape: str, u: np.ndarray, v: np.ndarray, rr: np.ndarray) -> np.ndarray:
+    if shape == "pentagon":
+        ang = np.mod(np.arctan2(u, v) + math.pi / 5, 2 * math.pi / 5) - math.pi / 5
+        return rr * np.cos(ang) <= 0.9 * math.cos(math.pi / 5)
+    if shape == "arrow":
+        head = (v >= 0.05) & (v <= 0.95 - 1.1 * np.abs(u))
+        return head | ((np.abs(u) <= 0.25) & (v >= -0.9) & (v < 0.05))
+    if shape == "hourglass":
+        return (np.abs(v) <= 0.85) & (np.abs(u) <= 0.12 + 0.75 * np.abs(v))
+    if shape == "semicircle":
+        return (rr <= 0.9) & (v >= -0.2)
+    if shape == "trapezoid":
+        return (np.abs(v) <= 0.55) & (np.abs(u) <= 0.55 + 0.35 * (0.55 - v) / 1.1)
     raise ValueError(f"unknown shape {shape!r}")
 
 

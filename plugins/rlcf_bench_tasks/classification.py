@@ -46,6 +46,15 @@ NONFINITE_PREDICTION = -1
 
 class ClassificationTask(TaskRuntime):
     kind = "classification"
+    #: Whether the task reads an open-set mix (a dataset with ``is_ood``); plain classification
+    #: refuses one, whose OOD samples have no label (``docs/open-set.md``).
+    open_set = False
+
+    def __init__(self, dataset: Any, protocol: RunProtocol) -> None:
+        if not self.open_set and callable(getattr(dataset, "is_ood", None)):
+            name = getattr(dataset, "name", type(dataset).__name__)
+            raise ValueError(f"dataset {name!r} is an open-set mix: run it with --task open-set")
+        super().__init__(dataset, protocol)
 
     def all_samples(self) -> list[tuple[int, str]]:
         return [(i, self.dataset.sample_id(i)) for i in range(len(self.dataset))]
@@ -190,6 +199,9 @@ def expected_calibration_error(confidence: Any, correct: Any, bins: int = ECE_BI
     return float(total)
 
 
+#: The TPT/RLCF protocol (64 views, 10 % confident views, dataset order).
+PROTOCOL = RunProtocol(seed=0, n_views=64, selection_ratio=0.1, order="fixed", precision="auto")
+
 #: How reports read the task's results: per-sample 0/1 correctness, compared by exact McNemar.
 METRICS = TaskMetrics(
     metrics=(MetricSpec("top1", interval="wilson"), MetricSpec("top5", interval="wilson"),
@@ -217,8 +229,13 @@ def check_data(data: Any) -> list[str]:
     if not data.templates or not all("{}" in t for t in data.templates):
         raise ValueError(f"every template must hold {{}}: {tuple(data.templates)[:3]!r}")
     labels = [data.label(i) for i in range(len(data))]
-    if not all(isinstance(y, int) and 0 <= y < len(names) for y in labels):
-        raise ValueError(f"labels out of range 0..{len(names) - 1}: {labels[:10]}")
+    # an open-set mix (docs/open-set.md): its OOD samples, and only those, have the label -1
+    is_ood = getattr(data, "is_ood", None)
+    is_ood = is_ood if callable(is_ood) else (lambda i: False)
+    ood = [bool(is_ood(i)) for i in range(len(data))]
+    if not all(isinstance(y, int) and (y == -1 if o else 0 <= y < len(names)) for y, o in zip(labels, ood)):
+        raise ValueError(f"labels out of range 0..{len(names) - 1} (-1 for, and only for, an open-set mix's "
+                         f"OOD samples): {labels[:10]}")
     return [data.sample_id(i) for i in range(len(data))]
 
 
@@ -227,8 +244,8 @@ def rlcfb_register_tasks() -> list[TaskSpec]:
     return [
         TaskSpec(
             name="classification", version="1", kind="classification", build=ClassificationTask,
-            protocol=RunProtocol(seed=0, n_views=64, selection_ratio=0.1, order="fixed", precision="auto"),
-            metrics=METRICS, check_data=check_data, params={PROBABILITY_PARAM: ParamRule(str, choices=PROBABILITIES)},
+            protocol=PROTOCOL, metrics=METRICS, check_data=check_data,
+            params={PROBABILITY_PARAM: ParamRule(str, choices=PROBABILITIES)},
             description="top-1 under distribution shift; 64 seeded views, 10% confident-view selection",
         )
     ]

@@ -89,6 +89,7 @@ class PaperTable:
     reference: str = ""  # the declared reference method (the first Δ column's)
     seeds: tuple[int, ...] = ()  # the protocol (view) seeds of the measured runs shown
     scope: str = ""  # a filtered table: what its marks refer to (rlcf_bench.report.filters)
+    tested: bool = True  # False: a further metric's table, without paired-test marks (``_untested_table``)
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -103,9 +104,10 @@ class PaperTable:
         unit = f" ({self.unit})" if self.unit else ""
         over = f"{self.average} over {', '.join(self.averaged)}" if self.averaged else "the average over the datasets"
         seeds = ", ".join(map(str, self.seeds)) or "n/a"
+        marks = ("and values not significantly different from it (adjusted) marked †" if self.tested else
+                 "no paired tests (the report's tests are of the primary metric)")
         return (f"{self.task}: {self.metric}{unit} per dataset; methods as rows, {over} last. "
-                f"Best measured value per column marked, and values not significantly different from it "
-                f"(adjusted) marked †. Protocol (view) seed {seeds} shown, one run per cell (where several seeds or "
+                f"Best measured value per column marked, {marks}. Protocol (view) seed {seeds} shown, one run per cell (where several seeds or "
                 f"stream orders were run, the full report gives their spread)." + (f" {self.scope}" if self.scope else ""))
 
     @property
@@ -307,4 +309,22 @@ def build_paper_tables(report: Report, references: Sequence[Reference] = (), *,
         seeds = tuple(sorted({r.seed for r, ref in task_rows if not ref}))
         tables.append(PaperTable(task, kinds[task], metric, datasets, tuple(best), name, averaged, meta,
                                  report.comparisons.reference, seeds, scope))
+        tables.extend(_untested_table(tables[-1], task_rows, extra, report.comparisons)
+                      for extra in meta.paper_metrics if extra != metric)
     return tables
+
+
+def _untested_table(primary: PaperTable, task_rows: list[tuple[LeaderboardRow, bool]], metric: str,
+                    comparisons: Comparisons) -> PaperTable:
+    """A declared further metric's table (:attr:`TaskMetrics.paper_metrics`): the same rows on
+    ``metric``, with a plain average and neither Δ columns nor tie marks, since the report's
+    paired tests are of the primary metric."""
+    indices = tuple(primary.datasets.index(d) for d in primary.averaged) if primary.averaged else \
+        tuple(range(len(primary.datasets)))
+    higher = primary.meta.metric(metric).higher_is_better
+    rows = [replace(r, vs_reference=None, vs_baseline=None,
+                                cells=tuple(replace(c, tied=False) for c in r.cells))
+            for r in _measured_rows(task_rows, primary.datasets, metric, _AverageColumn(indices, {}), comparisons,
+                                    higher)]
+    return replace(primary, metric=metric, rows=tuple(_mark_best(rows, len(primary.datasets) + 1, higher)),
+                               tested=False)

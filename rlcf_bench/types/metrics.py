@@ -73,6 +73,8 @@ class TaskMetrics:
     retrieval run has no ``t2i_r1``). ``order``: where the task's sections come in a report
     (lower first, then by name). ``n_note``: what a report's ``n`` counts where it is not every
     sample of the run (retrieval: the queries of the primary metric's direction).
+    ``paper_metrics``: further metrics the paper layout gives a table of their own after the
+    primary's (the open-set task's AUROC and FPR95), without paired-test marks or Δ columns.
     """
 
     metrics: tuple[MetricSpec, ...] = ()
@@ -80,6 +82,7 @@ class TaskMetrics:
     score: SampleScore = SampleScore()
     order: int = 100
     n_note: str = ""
+    paper_metrics: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         names = [m.name for m in self.metrics]
@@ -97,7 +100,8 @@ class TaskMetrics:
 
     def as_dict(self) -> dict[str, Any]:
         return {"metrics": [m.as_dict() for m in self.metrics], "primary": list(self.primary),
-                "score": self.score.as_dict(), "order": self.order, "n_note": self.n_note}
+                "score": self.score.as_dict(), "order": self.order, "n_note": self.n_note,
+                "paper_metrics": list(self.paper_metrics)}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> TaskMetrics:
@@ -105,4 +109,4 @@ class TaskMetrics:
         score["groups"] = tuple(score.get("groups") or ())
         return cls(metrics=tuple(MetricSpec(**m) for m in d.get("metrics") or ()),
                    primary=tuple(d.get("primary") or ()), score=SampleScore(**score), order=int(d.get("order", 100)),
-                   n_note=str(d.get("n_note") or ""))
+                   n_note=str(d.get("n_note") or ""), paper_metrics=tuple(d.get("paper_metrics") or ()))

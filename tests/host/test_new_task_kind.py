@@ -288,9 +288,10 @@ def test_a_task_kind_from_a_plugin_runs_stores_and_reports_everywhere(cli: Any, 
 
     # Markdown and HTML: the "How to read" text is drawn from the task's metadata too.
     md = _invoke(cli, "report", "--db", db, "--format", "markdown")
-    assert f"McNemar exact for classification, retrieval and {TASK}" in md  # retrieval hits: exact McNemar too
+    # retrieval hits: exact McNemar too; open-set (ID top-1) is a registered task of the tasks plugin
+    assert f"McNemar exact for classification, retrieval, {TASK} and open-set" in md
     assert ("except ECE (expected calibration error), share of the most frequent predicted class (collapse check), "
-            "failed predictions (non-finite probabilities) and error rate, where lower is better") in md
+            "failed predictions (non-finite probabilities), error rate and FPR at 95% TPR of the OOD score, where lower is better") in md
     assert "for mc-match, the questions" in md and f"## {TASK} · mc-colours" in md
     assert "| run | method | method version | model | group | accuracy | error | margin |" in md
     html = _invoke(cli, "report", "--db", db, "--format", "html")
