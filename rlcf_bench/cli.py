@@ -307,6 +307,11 @@ Examples:
     @click.option("--layout", type=click.Choice(["full", "paper"]), default="full", show_default=True,
                   help="full: every group, metric and test; paper: methods as rows, datasets as columns, averages last")
     @click.option("--intervals", is_flag=True, help="paper layout: print each value's 95% interval")
+    @click.option("--label", "labels", multiple=True, metavar="KEY=TEXT",
+                  help="paper layout: print TEXT for the method, dataset, model, metric or task KEY (repeatable; "
+                       "overrides the plugins' display names)")
+    @click.option("--figures", "figures_dir", default=None, metavar="DIR",
+                  help="also write every figure of the HTML report into DIR as PDF and SVG")
     @click.option("--reported/--no-reported", default=True, show_default=True,
                   help="paper layout: the paper's own numbers as grey rows")
     @click.option("--task", default=None, help="only this task (default: all)")
@@ -328,10 +333,16 @@ Examples:
     def report_cmd(fmt: str, layout: str, intervals: bool, reported: bool, task: str | None, dataset: str | None,
                    method: str | None, out: str | None, all_formats: bool, pairs: tuple[tuple[str, str], ...],
                    adjust: str, spread_tests: bool, claims_only: bool, per_class_run: int | None,
-                   db: str | None) -> None:
+                   db: str | None, labels: tuple[str, ...] = (), figures_dir: str | None = None) -> None:
         """Report from the stored runs: the full leaderboard or the paper's table layout."""
         from . import report
+        from .report.labels import parse_labels
         from .report.render import ClaimOptions
+
+        try:
+            label_map = parse_labels(labels)
+        except ValueError as exc:
+            _fail(str(exc))
 
         if per_class_run is not None:
             _emit(_per_class_text(host, _open_store(db, create=False), per_class_run, fmt), out)
@@ -360,7 +371,7 @@ Examples:
             if fmt == "json":
                 _fail("the paper layout has no json format (use --layout full for JSON rows)")
             text = report.render_paper(store, fmt, host=host, task=task, dataset=dataset, method=method,
-                                       intervals=intervals, reported=reported, claims=claims)
+                                       intervals=intervals, reported=reported, claims=claims, labels=label_map)
         elif fmt == "latex":
             _fail("--format latex needs --layout paper")
         else:

@@ -78,3 +78,9 @@ class ZeroShotEmbedding(Method[ZeroShotConfig]):
 def rlcfb_register_methods() -> list[MethodSpec]:
     """One public name, one implementation per task (the registry keys methods by name and task)."""
     return [MethodSpec.from_method(ZeroShotEmbedding), MethodSpec.from_method(ZeroShotCaption)]
+
+
+@hookimpl
+def rlcfb_display_names() -> dict[str, str]:
+    """The name a paper's table prints (``report --label zero-shot=...`` overrides it)."""
+    return {ZeroShotEmbedding.name: "Zero-shot"}

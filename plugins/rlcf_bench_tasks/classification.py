@@ -194,3 +194,9 @@ def rlcfb_register_tasks() -> list[TaskSpec]:
             description="top-1 under distribution shift; 64 seeded views, 10% confident-view selection",
         )
     ]
+
+
+@hookimpl
+def rlcfb_display_names() -> dict[str, str]:
+    """The metrics as a paper's caption names them."""
+    return {"top1": "Top-1 accuracy", "top5": "Top-5 accuracy"}
