@@ -354,6 +354,12 @@ Examples:
         if not store.runs(status="finished", task=task, dataset=dataset, method=method):
             click.echo("the leaderboard holds no finished run" + (" matching the filters" if task or dataset or method
                                                                   else "") + ": run `rlcf-bench run` first", err=True)
+        if figures_dir:
+            from .report.figures import write_figures
+
+            built = report.build_for(store, host, task=task, dataset=dataset, method=method, claims=claims)
+            for path in write_figures(built, figures_dir):
+                click.echo(f"figure: {path}", err=True)
         if claims_only:
             from .report.claims import claim_counts
 
