@@ -147,5 +147,5 @@ def rlcfb_register_tasks() -> list[TaskSpec]:
 
 @hookimpl
 def rlcfb_display_names() -> dict[str, str]:
-    """The metrics as a paper's caption names them."""
-    return {"cider": "CIDEr", "bleu4": "BLEU-4", "clipscore": "CLIPScore"}
+    """The task and its metrics as a paper's caption names them."""
+    return {"captioning": "Captioning", "cider": "CIDEr", "bleu4": "BLEU-4", "clipscore": "CLIPScore"}

@@ -198,5 +198,5 @@ def rlcfb_register_tasks() -> list[TaskSpec]:
 
 @hookimpl
 def rlcfb_display_names() -> dict[str, str]:
-    """The metrics as a paper's caption names them."""
-    return {"top1": "Top-1 accuracy", "top5": "Top-5 accuracy"}
+    """The task and its metrics as a paper's caption names them."""
+    return {"classification": "Classification", "top1": "Top-1 accuracy", "top5": "Top-5 accuracy"}

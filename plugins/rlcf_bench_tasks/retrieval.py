@@ -219,5 +219,5 @@ def rlcfb_register_tasks() -> list[TaskSpec]:
 
 @hookimpl
 def rlcfb_display_names() -> dict[str, str]:
-    """The metrics as a paper's caption names them."""
-    return {"t2i_r1": "Text-to-image R@1", "i2t_r1": "Image-to-text R@1"}
+    """The task and its metrics as a paper's caption names them."""
+    return {"retrieval": "Retrieval", "t2i_r1": "Text-to-image R@1", "i2t_r1": "Image-to-text R@1"}

@@ -40,6 +40,7 @@ import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import PurePosixPath
 
 from ..store import Reference
 from ..types import NO_COMPARISONS, Comparisons, DatasetAverage, MetricValue, TaskMetrics
@@ -131,7 +132,7 @@ class PaperTable:
             last = "" if n == 1 else ", with their average"
         seeds = ", ".join(map(str, self.seeds)) or "n/a"
         reference = self.title(self.reference) if self.reference else "the reference method"
-        return (f"{self.title(self.task).capitalize()}: {self.metric_title}{unit} {where}{last}. "
+        return (f"{self.title(self.task)}: {self.metric_title}{unit} {where}{last}. "
                 f"Δ: the last column's difference to {reference} and to the method's family baseline, "
                 f"with its 95% interval. Protocol seed {seeds}, one run per cell.")
 
@@ -146,6 +147,15 @@ class PaperTable:
         if any(r.kind == "reported" for r in self.rows):
             out += " Grey: numbers reported in papers for the same setting."
         return out
+
+    @property
+    def sources(self) -> tuple[tuple[str, str], ...]:
+        """(column title, dataset name) of the datasets given as paths and headed by a short name."""
+        return tuple((self.title(d), d) for d in self.datasets if self.title(d) != d and ":" in d and "/" in d)
+
+    @property
+    def sources_text(self) -> str:
+        return "; ".join(f"{title} = {name}" for title, name in self.sources)
 
     @property
     def delta_columns(self) -> tuple[str, ...]:
@@ -307,6 +317,21 @@ def _reported_rows(task: str, datasets: tuple[str, ...], metric: str, task_rows:
     return out
 
 
+def _path_names(datasets: Sequence[str], names: Mapping[str, str]) -> dict[str, str]:
+    """Short column titles for datasets given as paths (``folder:/data/photos`` → ``photos``,
+    ``csv:/lists/street.csv`` → ``street``) where no display name is declared and the short name
+    is unique in the table; a reader's own datasets would otherwise head a column with a path."""
+    short = {}
+    for d in datasets:
+        scheme, sep, rest = d.partition(":")
+        if d in names or not sep or "/" not in rest:
+            continue
+        leaf = PurePosixPath(rest.rstrip("/")).name
+        short[d] = (PurePosixPath(leaf).stem if scheme != "folder" else leaf) or d
+    counts = Counter(short.values())
+    return {d: text for d, text in short.items() if counts[text] == 1}
+
+
 def _suite_order(datasets: Sequence[str], kind: str, groups: Sequence[DatasetAverage]) -> tuple[str, ...]:
     """The datasets of no declared group first (in the report's order), then each declared group's
     (of this task kind, the largest group first) in the order its suite declares them."""
@@ -343,15 +368,17 @@ def build_paper_tables(report: Report, references: Sequence[Reference] = (), *,
     tables = []
     for task, task_rows in by_task.items():
         datasets = _suite_order(order[task], kinds[task], report.average_groups)
+        table_names = {**_path_names(datasets, names), **names}
         metric = metrics[task]
         name, averaged, average = _average_column(task, kinds[task], datasets, report.average_groups, report.averages)
         meta = metas[task]
         higher = meta.metric(metric).higher_is_better
-        rows = _measured_rows(task_rows, datasets, metric, average, report.comparisons, higher, names)
+        rows = _measured_rows(task_rows, datasets, metric, average, report.comparisons, higher, table_names)
         if reported:
-            rows += _reported_rows(task, datasets, metric, [r for r, _ in task_rows], references, average, names)
+            rows += _reported_rows(task, datasets, metric, [r for r, _ in task_rows], references, average,
+                                   table_names)
         best = _mark_best(rows, len(datasets) + 1, higher)
         seeds = tuple(sorted({r.seed for r, ref in task_rows if not ref}))
         tables.append(PaperTable(task, kinds[task], metric, datasets, tuple(best), name, averaged, meta,
-                                 report.comparisons.reference, seeds, names))
+                                 report.comparisons.reference, seeds, table_names))
     return tables

@@ -89,6 +89,7 @@ def render_paper_markdown(tables: Sequence[PaperTable], *, intervals: bool = Fal
     lines = ["# rlcf-bench results (paper layout)", "", md_escape(_note(tables)), ""]
     for t in tables:
         lines += [f"## {md_escape(t.task)}", "", md_escape(t.caption), "", md_escape(t.legend), ""]
+        lines += [f"Datasets: {md_escape(t.sources_text)}", ""] if t.sources else []
         columns = (*t.columns, *t.delta_columns)
         lines.append("| method | " + " | ".join(md_escape(c) for c in columns) + " |")
         lines.append("|---|" + "|".join("---:" for _ in columns) + "|")
@@ -166,7 +167,7 @@ def render_paper_html(tables: Sequence[PaperTable], *, intervals: bool = False) 
     body = ["<h1>rlcf-bench results (paper layout)</h1>", f"<p>{e(_note(tables))}</p>"]
     for t in tables:
         body.append(f"<h2>{e(t.task)}</h2>")
-        body.append(f'<table class="paper" data-task="{e(t.task)}"><caption>{e(t.caption)} {e(t.legend)}</caption>')
+        body.append(f'<table class="paper" data-task="{e(t.task)}"><caption>{e(t.caption)} {e(t.legend)}{" Datasets: " + e(t.sources_text) if t.sources else ""}</caption>')
         body.append("<thead><tr><th>method</th>" + "".join(f'<th scope="col">{e(c)}</th>'
                                                             for c in (*t.columns, *t.delta_columns))
                     + "</tr></thead><tbody>")

@@ -146,7 +146,8 @@ def _float(table: PaperTable, env: str, part: _Part, intervals: bool, first: boo
 
     caption = table.caption if first else f"{table.caption} (continued)"
     titles = [table.columns[j] for j in part.cells] + (list(table.delta_columns) if part.deltas else [])
-    lines = [f"% table: {latex_escape(table.task)}", rf"\begin{{{env}}}[t]", r"\centering",
+    sources = [f"% {latex_escape(title)} = {latex_escape(name)}".replace("\n", " ") for title, name in table.sources]
+    lines = [f"% table: {latex_escape(table.task)}", *sources, rf"\begin{{{env}}}[t]", r"\centering",
              rf"\caption{{{latex_escape(caption)}}}", r"\small", r"\setlength{\tabcolsep}{4pt}", r"\rlcfbfit{%",
              rf"\begin{{tabular}}{{l{'r' * len(titles)}}}", r"\toprule",
              "Method & " + " & ".join(latex_escape(t) for t in titles) + r" \\", r"\midrule"]

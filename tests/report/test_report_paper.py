@@ -322,3 +322,18 @@ def test_labels_rename_and_stay_escaped(known: KnownStore) -> None:
     out = CliRunner().invoke(build_cli(PluginHost(autoload=False)),
                              ["report", "--layout", "paper", "--label", "oops", "--db", str(known.path)])
     assert out.exit_code == 2 and "--label expects KEY=TEXT" in out.output
+
+
+def test_own_datasets_head_their_columns_with_a_short_name(known: KnownStore) -> None:
+    """A dataset given as a path heads its column with its last component (unless labelled)."""
+    for dataset in ("folder:/home/me/data/street-photos/", "csv:/home/me/lists/night.csv"):
+        sc = correct_on(4, {0, 1})
+        add_run(known.store, task="classification", kind="classification", dataset=dataset, method="zero-shot",
+                scores=sc, metrics=cls_metrics(sc))
+    table = build_paper_tables(build_report(known.store))[0]
+    assert {"street-photos", "night"} <= set(table.columns)
+    assert ("street-photos", "folder:/home/me/data/street-photos/") in table.sources  # the full name stays said
+    assert "street-photos = folder:/home/me/data/street-photos/" in render_paper(known.store, "markdown")
+    assert "% night = csv:/home/me/lists/night.csv" in render_paper(known.store, "latex")
+    labelled = build_paper_tables(build_report(known.store), names={"csv:/home/me/lists/night.csv": "Night"})[0]
+    assert "Night" in labelled.columns and "night" not in labelled.columns
