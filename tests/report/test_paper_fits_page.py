@@ -120,3 +120,24 @@ def test_reference_table_reads_as_a_paper_table(host: PluginHost) -> None:
             n += 1
     assert n == len(cells) and n >= 19 * 8
     assert MIN_SCALE > READABLE
+
+
+def test_a_wide_table_is_split_into_parts_that_fit(tmp_path: Path) -> None:
+    """Fourteen datasets with long names and 20 methods: the writer splits the datasets into
+    chunks (and the Δ columns apart); every part fits a one-column page at a readable scale."""
+    from rlcf_bench.report.paper import PaperCell, PaperRow, PaperTable
+
+    datasets = tuple(f"my-own-dataset-number-{i:02d}" for i in range(14))
+    rows = tuple(PaperRow(f"method-with-a-long-name-{k:02d}", "measured",
+                          tuple(PaperCell(50.0 + k + i / 10, 40.0, 60.0, tied=k % 3 == 0) for i in range(15)))
+                 for k in range(20))
+    table = PaperTable("classification", "classification", "top1", datasets, rows)
+    latex = render_paper_tables([table], "latex", intervals=True)
+    assert latex.count(r"\begin{table*}") >= 3 and "(continued)" in latex
+    log = _compile(tmp_path, "wide", "", latex)
+    widths = _widths(log)
+    assert len(widths) == latex.count(r"\begin{table*}")
+    for natural, printed, line in widths:
+        print(f"wide part: natural {natural:.1f}pt, printed {printed:.1f}pt, line {line:.1f}pt")
+        assert printed <= line + 0.1 and printed / natural >= READABLE, (natural, printed, line)
+    assert "Overfull \\hbox" not in log and "Float too large" not in log
