@@ -320,6 +320,11 @@ Examples:
                    "on the primary metric, one screen; full: every group, metric and test; paper: the paper's "
                    "table")
 @click.option("--intervals", is_flag=True, help="paper layout: print each value's 95% interval")
+@click.option("--label", "labels", multiple=True, metavar="KEY=TEXT",
+              help="paper layout: print TEXT for the method, dataset, model, metric or task KEY (repeatable; "
+                   "overrides the plugins' display names)")
+@click.option("--figures", "figures_dir", default=None, metavar="DIR",
+              help="also write every figure of the HTML report into DIR as PDF and SVG")
 @click.option("--reported/--no-reported", default=True, show_default=True,
               help="paper layout: the paper's own numbers as grey rows")
 @click.option("--task", default=None, help="only this task (default: all)")
@@ -344,12 +349,18 @@ Examples:
 def report_cmd(click_ctx: click.Context, fmt: str, layout: str | None, intervals: bool, reported: bool, task: str | None,
                dataset: tuple[str, ...], method: tuple[str, ...], out: str | None, all_formats: bool,
                pairs: tuple[tuple[str, str], ...], adjust: str, spread_tests: bool, claims_only: bool,
-               per_class_run: int | None, db: str | None) -> None:
+               per_class_run: int | None, db: str | None, labels: tuple[str, ...] = (),
+               figures_dir: str | None = None) -> None:
     """Report from the stored runs: one screen of methods x datasets, the full leaderboard, or the paper's table."""
     from . import report
+    from .report.labels import parse_labels
     from .report.render import ClaimOptions
 
     host: PluginHost = click_ctx.obj
+    try:
+        label_map = parse_labels(labels)
+    except ValueError as exc:
+        _fail(str(exc))
 
     if per_class_run is not None:
         _emit(_per_class_text(host, _open_store(db, create=False), per_class_run, fmt), out)
@@ -365,6 +376,12 @@ def report_cmd(click_ctx: click.Context, fmt: str, layout: str | None, intervals
             if (not dataset or r.dataset in dataset) and (not method or r.method in method)]:
         click.echo("the leaderboard holds no finished run" + (" matching the filters" if task or dataset or method
                                                               else "") + ": run `rlcf-bench run` first", err=True)
+    if figures_dir:
+        from .report.figures import write_figures
+
+        built = report.build_for(store, host, task=task, dataset=dataset, method=method, claims=claims)
+        for path in write_figures(built, figures_dir):
+            click.echo(f"figure: {path}", err=True)
     if claims_only:
         from .report.claims import claim_counts
 
@@ -387,7 +404,7 @@ def report_cmd(click_ctx: click.Context, fmt: str, layout: str | None, intervals
         if fmt == "json":
             _fail("the paper layout has no json format (use --layout full for JSON rows)")
         text = report.render_paper(store, fmt, host=host, task=task, dataset=dataset, method=method,
-                                   intervals=intervals, reported=reported, claims=claims)
+                                   intervals=intervals, reported=reported, claims=claims, labels=label_map)
     elif fmt == "latex":
         _fail("--format latex needs --layout paper")
     else:

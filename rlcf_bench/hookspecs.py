@@ -161,6 +161,17 @@ def rlcfb_run_error(error: RunError) -> None:
 
 
 @hookspec
+def rlcfb_display_names() -> Mapping[str, str]:
+    """Announce display names: a method, model, dataset, metric, task or average name (the key)
+    and the text a paper's table prints for it (e.g. ``{"tpt-prompt": "TPT"}``).
+
+    :return: a mapping; the first plugin to name a key wins, ``report --label KEY=TEXT`` overrides.
+    Who implements this: suites (their datasets' short names) and method plugins. Plain text,
+    escaped by every report format.
+    """
+
+
+@hookspec
 def rlcfb_add_commands(cli: click.Group) -> None:
     """Add sub-commands to the ``rlcf-bench`` click group.
 

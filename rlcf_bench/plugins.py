@@ -378,6 +378,17 @@ class PluginHost:
     def references(self) -> list[ReferenceResult]:
         return self._collect("rlcfb_register_references")
 
+    def display_names(self) -> dict[str, str]:
+        """The plugins' display names (``rlcfb_display_names``), the first answer for a key winning."""
+        out: dict[str, str] = {}
+        for answer in self._call("rlcfb_display_names"):
+            if not isinstance(answer, Mapping) or not all(isinstance(k, str) and isinstance(v, str)
+                                                          for k, v in answer.items()):
+                raise PluginError(f"rlcfb_display_names must return a mapping of str to str, got {answer!r}")
+            for key, text in answer.items():
+                out.setdefault(key, text)
+        return out
+
     def dataset(self, name: str, params: Mapping[str, Any] | None = None) -> DatasetSpec:
         """The dataset spec for ``name``: a registered one, else the answer of
         ``rlcfb_resolve_dataset`` (scheme names such as ``folder:/path``), cached per session;

@@ -51,3 +51,9 @@ class TPTImage(ImageTuningMethod):
 @hookimpl
 def rlcfb_register_methods() -> list[MethodSpec]:
     return [MethodSpec.from_method(TPTImage)]
+
+
+@hookimpl
+def rlcfb_display_names() -> dict[str, str]:
+    """The name a paper's table prints (``report --label tpt-image=...`` overrides it)."""
+    return {TPTImage.name: "TPT (image encoder)"}

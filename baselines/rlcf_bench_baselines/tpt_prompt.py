@@ -50,3 +50,9 @@ class TPTPrompt(PromptTuningMethod):
 @hookimpl
 def rlcfb_register_methods() -> list[MethodSpec]:
     return [MethodSpec.from_method(TPTPrompt)]
+
+
+@hookimpl
+def rlcfb_display_names() -> dict[str, str]:
+    """The name a paper's table prints (``report --label tpt-prompt=...`` overrides it)."""
+    return {TPTPrompt.name: "TPT (prompt)"}

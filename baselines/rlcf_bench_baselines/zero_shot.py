@@ -98,3 +98,9 @@ class ZeroShotRetrieval(Method[ZeroShotConfig]):
 def rlcfb_register_methods() -> list[MethodSpec]:
     """One public name, one implementation per task (the registry keys methods by name and task)."""
     return [MethodSpec.from_method(cls) for cls in (ZeroShotClassification, ZeroShotRetrieval, ZeroShotCaption)]
+
+
+@hookimpl
+def rlcfb_display_names() -> dict[str, str]:
+    """The name a paper's table prints (``report --label zero-shot=...`` overrides it)."""
+    return {ZeroShotClassification.name: "Zero-shot"}

@@ -77,3 +77,10 @@ def rlcfb_register_suites() -> list[SuiteSpec]:
     return [SuiteSpec("micro", "the embedded suite: generated shifts, micro CLIP zoo; CPU, minutes", micro_runs,
                       orders=ONLINE_ORDERS, averages=(DatasetAverage("OOD avg", CLASSIFICATION_DOMAINS, "classification"),),
                       comparisons=COMPARISONS)]
+
+
+@hookimpl
+def rlcfb_display_names() -> dict[str, str]:
+    """The shifted domains as a paper's table heads them."""
+    return {"micro-sketch": "Sketch", "micro-rendition": "Rendition", "micro-hard": "Hard",
+            "micro-resampled": "Resampled", "micro-noise": "Noise"}

@@ -88,3 +88,9 @@ class RLCFImage(ImageTuningMethod):
 @hookimpl
 def rlcfb_register_methods() -> list[MethodSpec]:
     return [MethodSpec.from_method(RLCFImage)]
+
+
+@hookimpl
+def rlcfb_display_names() -> dict[str, str]:
+    """The name a paper's table prints (``report --label rlcf-image=...`` overrides it)."""
+    return {RLCFImage.name: "RLCF (image encoder)"}

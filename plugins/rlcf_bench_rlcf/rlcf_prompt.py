@@ -60,3 +60,9 @@ class RLCFPrompt(PromptTuningMethod):
 @hookimpl
 def rlcfb_register_methods() -> list[MethodSpec]:
     return [MethodSpec.from_method(RLCFPrompt)]
+
+
+@hookimpl
+def rlcfb_display_names() -> dict[str, str]:
+    """The name a paper's table prints (``report --label rlcf-prompt=...`` overrides it)."""
+    return {RLCFPrompt.name: "RLCF (prompt)"}

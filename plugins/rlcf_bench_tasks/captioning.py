@@ -185,3 +185,9 @@ def rlcfb_register_tasks() -> list[TaskSpec]:
             description="image captioning under domain shift; BLEU/METEOR/ROUGE-L/CIDEr (×100), CLIPScore, RefCLIPScore",
         )
     ]
+
+
+@hookimpl
+def rlcfb_display_names() -> dict[str, str]:
+    """The task and its metrics as a paper's caption names them."""
+    return {"captioning": "Captioning", "cider": "CIDEr", "bleu4": "BLEU-4", "clipscore": "CLIPScore"}

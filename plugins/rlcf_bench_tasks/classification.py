@@ -249,3 +249,9 @@ def rlcfb_register_tasks() -> list[TaskSpec]:
             description="top-1 under distribution shift; 64 seeded views, 10% confident-view selection",
         )
     ]
+
+
+@hookimpl
+def rlcfb_display_names() -> dict[str, str]:
+    """The task and its metrics as a paper's caption names them."""
+    return {"classification": "Classification", "top1": "Top-1 accuracy", "top5": "Top-5 accuracy"}

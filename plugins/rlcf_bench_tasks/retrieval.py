@@ -233,3 +233,9 @@ def rlcfb_register_tasks() -> list[TaskSpec]:
                         "all images); Recall@1/5/10 from stored per-query ranks",
         )
     ]
+
+
+@hookimpl
+def rlcfb_display_names() -> dict[str, str]:
+    """The task and its metrics as a paper's caption names them."""
+    return {"retrieval": "Retrieval", "t2i_r1": "Text-to-image R@1", "i2t_r1": "Image-to-text R@1"}

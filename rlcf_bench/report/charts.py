@@ -1,16 +1,20 @@
-"""The HTML report's charts, drawn by matplotlib and inlined as SVG (offline, no script).
+"""The report's charts, drawn by matplotlib: inlined as SVG in the HTML page (offline, no script)
+and written as PDF and SVG files for a paper (``report --figures DIR``, :mod:`rlcf_bench.report.figures`).
 
-* bars of the primary metric per dataset and method, with the 95% interval as an error bar;
-* the metric against the median latency: colour is the method, the marker the dataset, both
-  named in legends that matplotlib places outside the axes, so no label can overlap a point,
-  another label or an axis title;
+* bars of the primary metric per dataset and method, with the 95% interval as an error bar and
+  the value printed just past the interval's cap (never on it);
+* the metric against the median latency, one panel per dataset (shared axes): each method has its
+  own colour *and* marker (:func:`style_map`: distinct pairs for 84 methods), named once in a
+  legend under the panels, so no legend can overlap another or the data;
 * peak memory, only where it differs meaningfully between runs (:data:`MEMORY_SPREAD`):
   a chart of near-equal bars says nothing and takes room.
 
-The object-oriented API (:class:`matplotlib.figure.Figure`) is used, so no pyplot state or GUI
-backend is involved; text stays text (``svg.fonttype = none``), is escaped by matplotlib's SVG
-writer, and is never parsed as mathtext (a method name with ``$`` stays as written). Output is
-deterministic (fixed hash salt, no date).
+The object-oriented API (:class:`matplotlib.figure.Figure`, constrained layout) is used, so no
+pyplot state or GUI backend is involved. Math rendering is on, so log-axis ticks print as
+powers of ten; text from the store or a plugin goes through :func:`plain`, which escapes ``$`` so it
+is never parsed as mathtext (a method name with ``$`` stays as written). In SVG, text stays text
+(``svg.fonttype = none``) and is escaped by matplotlib's SVG writer; PDFs embed TrueType fonts
+(``pdf.fonttype = 42``). Output is deterministic (fixed hash salt, no date).
 """
 
 from __future__ import annotations
@@ -20,28 +24,47 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeGuard
 
 if TYPE_CHECKING:
+    from matplotlib.figure import Figure
     from matplotlib.typing import RcKeyType
 
 #: Draw the memory chart only when the largest peak is at least this multiple of the smallest.
 MEMORY_SPREAD = 1.25
 
-_RC: dict[RcKeyType, Any] = {"svg.fonttype": "none", "svg.hashsalt": "rlcf-bench", "text.parse_math": False, "font.size": 9,
+_RC: dict[RcKeyType, Any] = {"svg.fonttype": "none", "svg.hashsalt": "rlcf-bench", "pdf.fonttype": 42, "font.size": 9,
        "axes.spines.top": False, "axes.spines.right": False}
-_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "*", "h", "p")
+MARKERS: tuple[str, ...] = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "*", "h", "p")
 
-#: Okabe–Ito colour-blind-safe palette, then a few extra distinguishable colours.
-PALETTE: tuple[str, ...] = (
-    "#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000",
-    "#7F7F7F", "#8C564B", "#17BECF", "#BCBD22",
-)
+#: The Okabe–Ito colour-blind-safe palette without its yellow (too pale on white); the reward
+#: models' reference rows are grey (``html_page.REFERENCE_COLOUR``).
+PALETTE: tuple[str, ...] = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#000000")
+
+
+@dataclass(frozen=True)
+class Style:
+    colour: str
+    marker: str
+
+
+def style_map(names: Sequence[str]) -> dict[str, Style]:
+    """A stable (colour, marker) pair per name (sorted order): the palette's colours with the first
+    marker, then again with the next, so the first ``len(PALETTE) * len(MARKERS)`` (84) names all
+    get distinct pairs and neighbours in the order differ in colour."""
+    return {name: Style(PALETTE[i % len(PALETTE)], MARKERS[(i // len(PALETTE)) % len(MARKERS)])
+            for i, name in enumerate(sorted(set(names)))}
 
 
 def colour_map(names: Sequence[str]) -> dict[str, str]:
-    """A stable colour per name (sorted order), cycling the palette."""
-    return {name: PALETTE[i % len(PALETTE)] for i, name in enumerate(sorted(set(names)))}
+    """The colour of each name's :func:`style_map` pair."""
+    return {name: style.colour for name, style in style_map(names).items()}
+
+
+def plain(text: object) -> str:
+    """Store or plugin text as matplotlib must print it: ``$`` escaped, so never mathtext."""
+    return str(text).replace("$", r"\$")
 
 
 @dataclass(frozen=True)
@@ -61,23 +84,45 @@ class ScatterItem:
     method: str
     dataset: str
     colour: str
+    marker: str = "o"
 
 
-def _to_svg(fig: object) -> str:
+def _save(fig: Figure, target: Any, fmt: str) -> None:
+    import matplotlib
+
+    metadata = {"Date": None} if fmt == "svg" else {"CreationDate": None}
+    with matplotlib.rc_context(_RC):
+        fig.savefig(target, format=fmt, bbox_inches="tight", metadata=metadata)
+
+
+def to_svg(fig: Figure) -> str:
+    """The figure as an SVG element to inline in HTML."""
     buf = io.StringIO()
-    fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})  # type: ignore[attr-defined]
+    _save(fig, buf, "svg")
     text = buf.getvalue()
     text = re.sub(r"<metadata>.*?</metadata>\s*", "", text, flags=re.S)  # creator/licence RDF: not ours to show
+    text = re.sub(r"[ \t]*<!--.*?-->\n?", "", text, flags=re.S)  # matplotlib's copy of each text's source
     return text[text.index("<svg"):]  # drop the XML declaration and doctype: the SVG is inlined
+
+
+def save_figure(fig: Figure, stem: Path, formats: Sequence[str] = ("pdf", "svg")) -> list[Path]:
+    """Write ``stem.<fmt>`` for each format; return the paths."""
+    paths = []
+    for fmt in formats:
+        path = stem.with_name(f"{stem.name}.{fmt}")
+        _save(fig, path, fmt)
+        paths.append(path)
+    return paths
 
 
 def _finite(x: float | None) -> TypeGuard[float]:
     return x is not None and math.isfinite(x)
 
 
-def bar_chart(title: str, items: Sequence[BarItem], unit: str = "", *, full_scale: float | None = None,
-              digits: int = 2) -> str:
-    """Horizontal bars grouped by dataset (a bold header row per group), error bars where known."""
+def bar_figure(title: str, items: Sequence[BarItem], unit: str = "", *, full_scale: float | None = None,
+               digits: int = 2) -> Figure:
+    """Horizontal bars grouped by dataset (a bold header row per group), error bars where known;
+    each value printed just past its bar's interval (or its end), clear of the cap."""
     import matplotlib
     from matplotlib.figure import Figure
 
@@ -87,64 +132,90 @@ def bar_chart(title: str, items: Sequence[BarItem], unit: str = "", *, full_scal
         rows.append((group, None))
         rows += [(b.label, b) for b in items if b.group == group]
     with matplotlib.rc_context(_RC):
-        fig = Figure(figsize=(6.4, 0.8 + 0.24 * len(rows)))
+        fig = Figure(figsize=(6.4, 0.8 + 0.24 * len(rows)), layout="constrained")
         ax = fig.add_subplot()
         ys = list(range(len(rows)))[::-1]
         for y, (_, b) in zip(ys, rows):
             if b is None:
                 continue
             err = None
+            end = b.value
             if _finite(b.low) and _finite(b.high):
                 err = [[max(0.0, b.value - b.low)], [max(0.0, b.high - b.value)]]
+                end = max(b.value, b.high)
             ax.barh(y, b.value, color=b.colour, xerr=err, ecolor="#333", capsize=2.5, height=0.7)
-            ax.text(b.value, y, f" {b.value:.{digits}f}", va="center", ha="left", fontsize=8)
-        ax.set_yticks(ys, [name for name, _ in rows])
+            ax.annotate(f"{b.value:.{digits}f}", (end, y), xytext=(4, 0), textcoords="offset points", va="center",
+                        ha="left", fontsize=8, gid="bar-value")
+        ax.set_yticks(ys, [plain(name) for name, _ in rows])
         for tick, (_, b) in zip(ax.get_yticklabels(), rows):
             if b is None:
                 tick.set_fontweight("bold")
         top = max([b.high if _finite(b.high) else b.value for b in items] + [0.0])
-        ax.set_xlim(0, max(full_scale or 0.0, top * 1.12) or 1.0)
-        ax.set_xlabel(unit.strip() or "value")
-        ax.set_title(title, loc="left", fontweight="bold")
+        ax.set_xlim(0, max(full_scale or 0.0, top * 1.15) or 1.0)
+        ax.set_xlabel(plain(unit.strip() or "value"))
+        ax.set_title(plain(title), loc="left", fontweight="bold")
         ax.grid(axis="x", color="#e6e6e6")
         ax.set_axisbelow(True)
-        return _to_svg(fig)
+        return fig
 
 
-def scatter_chart(title: str, items: Sequence[ScatterItem], x_label: str, y_label: str) -> str:
-    """Metric against latency; legends (method colours, dataset markers) outside the axes."""
+def bar_chart(title: str, items: Sequence[BarItem], unit: str = "", *, full_scale: float | None = None,
+              digits: int = 2) -> str:
+    """:func:`bar_figure` as inline SVG."""
+    return to_svg(bar_figure(title, items, unit, full_scale=full_scale, digits=digits))
+
+
+def _legend_below(fig: Figure, handles: Sequence[Any], title: str) -> None:
+    """One legend under the axes, outside them (constrained layout makes room), never over data."""
+    width = max((len(str(h.get_label())) for h in handles), default=1)
+    ncols = max(1, min(len(handles), int(90 // (width + 4))))
+    fig.legend(handles=handles, title=title, loc="outside lower center", ncols=ncols, frameon=False, fontsize=8)
+
+
+def scatter_figure(title: str, items: Sequence[ScatterItem], x_label: str, y_label: str) -> Figure:
+    """Metric against latency, one panel per dataset (shared axes); methods by colour and marker,
+    in one legend under the panels."""
     import matplotlib
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
 
     items = [p for p in items if _finite(p.x) and _finite(p.y)]
-    datasets = list(dict.fromkeys(p.dataset for p in items))
-    marker = {d: _MARKERS[i % len(_MARKERS)] for i, d in enumerate(datasets)}
-    colours = dict((p.method, p.colour) for p in items)
+    datasets = list(dict.fromkeys(p.dataset for p in items)) or [""]
+    ncols = min(len(datasets), 3)
+    nrows = math.ceil(len(datasets) / ncols)
+    styles = {p.method: Style(p.colour, p.marker) for p in items}
+    xs = [p.x for p in items]
+    log = bool(xs) and min(xs) > 0 and max(xs) / min(xs) > 20
     with matplotlib.rc_context(_RC):
-        fig = Figure(figsize=(6.4, 4.0))
-        ax = fig.add_subplot()
-        for p in items:
-            ax.scatter(p.x, p.y, color=p.colour, marker=marker[p.dataset], s=42, edgecolors="white", linewidths=0.6,
-                       zorder=3)
-        xs = [p.x for p in items]
-        if xs and min(xs) > 0 and max(xs) / min(xs) > 20:
-            ax.set_xscale("log")
-            x_label += " (log scale)"
-        ax.set_xlabel(x_label)
-        ax.set_ylabel(y_label)
-        ax.set_title(title, loc="left", fontweight="bold")
-        ax.grid(color="#e6e6e6")
+        fig = Figure(figsize=(2.6 * ncols + 1.0, 2.3 * nrows + 0.6 + 0.18 * math.ceil(len(styles) / 3)),
+                     layout="constrained")
+        axes = fig.subplots(nrows, ncols, sharex=True, sharey=True, squeeze=False).ravel()
+        for ax, dataset in zip(axes, datasets):
+            for p in (p for p in items if p.dataset == dataset):
+                ax.scatter(p.x, p.y, color=p.colour, marker=p.marker, s=36, edgecolors="white", linewidths=0.5,
+                           zorder=3)
+            if log:
+                ax.set_xscale("log")
+            if len(datasets) > 1:
+                ax.set_title(plain(dataset), fontsize=9)
+            ax.grid(color="#e6e6e6")
+        for ax in axes[len(datasets):]:
+            ax.set_visible(False)
+        fig.supxlabel(plain(x_label + (" (log scale)" if log else "")), fontsize=9)
+        fig.supylabel(plain(y_label), fontsize=9)
+        fig.suptitle(plain(title), x=0.01, ha="left", fontweight="bold", fontsize=10)
         if items:
-            methods = [Line2D([], [], color=c, marker="o", linestyle="", label=m) for m, c in colours.items()]
-            first = ax.legend(handles=methods, title="method", loc="upper left", bbox_to_anchor=(1.02, 1.0),
-                              frameon=False)
-            ax.add_artist(first)
-            shapes = [Line2D([], [], color="#555", marker=marker[d], linestyle="", label=d) for d in datasets]
-            ax.legend(handles=shapes, title="dataset", loc="lower left", bbox_to_anchor=(1.02, 0.0), frameon=False)
+            handles = [Line2D([], [], color=st.colour, marker=st.marker, linestyle="", label=plain(m))
+                       for m, st in styles.items()]
+            _legend_below(fig, handles, "method")
         else:
-            ax.text(0.5, 0.5, "no data", transform=ax.transAxes, ha="center", color="#666")
-        return _to_svg(fig)
+            axes[0].text(0.5, 0.5, "no data", transform=axes[0].transAxes, ha="center", color="#666")
+        return fig
+
+
+def scatter_chart(title: str, items: Sequence[ScatterItem], x_label: str, y_label: str) -> str:
+    """:func:`scatter_figure` as inline SVG."""
+    return to_svg(scatter_figure(title, items, x_label, y_label))
 
 
 def memory_differs(values: Sequence[float | None]) -> bool:
@@ -158,24 +229,32 @@ class LineItem:
     label: str
     colour: str
     points: Sequence[tuple[float, float]]
+    marker: str = ""
 
 
-def line_chart(title: str, lines: Sequence[LineItem], x_label: str, y_label: str) -> str:
-    """Lines over a 0–100 % x axis (the online methods' running accuracy along the stream)."""
+def line_figure(title: str, lines: Sequence[LineItem], x_label: str, y_label: str) -> Figure:
+    """Lines over a 0–100 % x axis (the online methods' running accuracy along the stream), named
+    in a legend under the axes."""
     import matplotlib
     from matplotlib.figure import Figure
 
     with matplotlib.rc_context(_RC):
-        fig = Figure(figsize=(6.4, 3.6))
+        fig = Figure(figsize=(6.4, 3.6 + 0.18 * math.ceil(len(lines) / 3)), layout="constrained")
         ax = fig.add_subplot()
         for line in lines:
             pts = [(x, y) for x, y in line.points if _finite(x) and _finite(y)]
-            ax.plot([x for x, _ in pts], [y for _, y in pts], color=line.colour, linewidth=1.6, label=line.label)
+            ax.plot([x for x, _ in pts], [y for _, y in pts], color=line.colour, linewidth=1.6, label=plain(line.label),
+                    marker=line.marker or None, markevery=max(1, len(pts) // 8))
         ax.set_xlim(0, 100)
-        ax.set_xlabel(x_label)
-        ax.set_ylabel(y_label)
-        ax.set_title(title, loc="left", fontweight="bold")
+        ax.set_xlabel(plain(x_label))
+        ax.set_ylabel(plain(y_label))
+        ax.set_title(plain(title), loc="left", fontweight="bold")
         ax.grid(color="#e6e6e6")
         if lines:
-            ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
-        return _to_svg(fig)
+            _legend_below(fig, ax.get_legend_handles_labels()[0], "run")
+        return fig
+
+
+def line_chart(title: str, lines: Sequence[LineItem], x_label: str, y_label: str) -> str:
+    """:func:`line_figure` as inline SVG."""
+    return to_svg(line_figure(title, lines, x_label, y_label))

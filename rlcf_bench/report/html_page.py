@@ -14,14 +14,14 @@ from __future__ import annotations
 import base64
 import hashlib
 import html
-from collections import defaultdict
 from functools import lru_cache
 from importlib import resources
 
 from . import charts
+from .figures import task_figures
 from .online import stream_plots
 from .outline import Bullets, Heading, Outline, Paragraph, PluginBlock, Table
-from .rows import LeaderboardRow, Report
+from .rows import Report
 
 CSS = """
 :root { color-scheme: light; }
@@ -58,7 +58,6 @@ td.below { color: #b00020; font-weight: 600; }
 section.plugin pre { background: #fff; border: 1px solid #e2e2e2; padding: 8px; white-space: pre-wrap; }
 """
 
-REFERENCE_COLOUR = "#9E9E9E"
 _NUMERIC_HEADS = ("rank", "run", "n", "Δ", "ms", "adapt", "reward share", "peak", "measured", "reported")
 
 
@@ -98,55 +97,14 @@ def _plot(svg_text: str, caption: str) -> str:
 
 
 def plots(report: Report) -> str:
-    """Per task: primary metric per dataset and method (with intervals), metric vs ms/sample, and
-    peak memory where it differs meaningfully between runs."""
-    by_task: dict[str, list[tuple[LeaderboardRow, bool]]] = defaultdict(list)
-    for section in report.sections:
-        main = next((g for g in section.groups if g.is_main), None)
-        if main is None:
-            continue
-        by_task[section.task] += [(r, False) for r in main.rows if r.rank is not None]
-        by_task[section.task] += [(r, True) for r in main.reward_model_refs]
+    """Per task, the figures of :func:`rlcf_bench.report.figures.task_figures` inlined as SVG."""
     out = []
-    for task, entries in by_task.items():
-        if not entries:
-            continue
-        rows = [r for r, _ in entries]
-        metric = next((r.primary_metric for r, ref in entries if not ref and r.primary_metric), None)
-        if metric is None:
-            continue
-        unit = "%" if rows[0].meta.score.percent else ""
-        labels = {id(r): (f"RM {r.method} ({r.model})" if ref else r.method_label) for r, ref in entries}
-        colours = charts.colour_map([labels[id(r)] for r, ref in entries if not ref])
-        if any(ref for _, ref in entries):
-            colours.update({labels[id(r)]: REFERENCE_COLOUR for r, ref in entries if ref})
-        scored = [(r, ref) for r, ref in entries if metric in r.metrics]
-        bars = [charts.BarItem(r.dataset, labels[id(r)], r.metrics[metric].value, colours[labels[id(r)]],
-                               r.metrics[metric].ci_low, r.metrics[metric].ci_high) for r, _ in scored]
-        points = [charts.ScatterItem(r.ms_per_sample_p50, r.metrics[metric].value, labels[id(r)], r.dataset,
-                                     colours[labels[id(r)]])
-                  for r, _ in scored if r.ms_per_sample_p50 is not None]
-        devices = sorted({r.device_name or r.device for r in rows})
-        out.append(f'<section class="task-plots" id="plots-{e(task)}"><h3>{e(task)}</h3>')
+    for block in task_figures(report):
+        out.append(f'<section class="task-plots" id="plots-{e(block.task)}"><h3>{e(block.task)}</h3>')
         out.append('<div class="plots">')
-        out.append(_plot(charts.bar_chart(f"{task}: {metric} per dataset and method", bars, f"{metric} {unit}",
-                                          full_scale=100.0 if unit == "%" else None),
-                         "Main comparable group of each dataset; error bars: 95% intervals; grey: the reward "
-                         "model's own reference run (not ranked)."))
-        out.append(_plot(charts.scatter_chart(f"{task}: {metric} vs latency", points, "ms per sample (median)",
-                                              f"{metric}{' (%)' if unit else ''}"),
-                         "Up and to the left is better. Devices: " + ", ".join(devices) + "."))
-        memory = [r.peak_memory_mb for r in rows]
-        if charts.memory_differs(memory):
-            mem = [charts.BarItem(r.dataset, labels[id(r)], r.peak_memory_mb, colours[labels[id(r)]])
-                   for r, _ in entries if r.peak_memory_mb is not None]
-            out.append(_plot(charts.bar_chart(f"{task}: peak memory", mem, "MB", digits=0),
-                             "Peak memory per run (CUDA peak on GPU, process RSS on CPU)."))
-        else:
-            known = [m for m in memory if m is not None]
-            if known:
-                out.append(f'<p class="note">Peak memory {min(known):.0f}–{max(known):.0f} MB in every run '
-                           f"(within {charts.MEMORY_SPREAD - 1:.0%}): no chart.</p>")
+        out += [_plot(charts.to_svg(f.build()), f.caption) for f in block.figures]
+        if block.note:
+            out.append(f'<p class="note">{e(block.note)}</p>')
         out.append("</div></section>")
     if not out:
         return ""

@@ -140,26 +140,15 @@ def thin(curve: Sequence[float], points: int = CURVE_POINTS) -> list[tuple[float
 
 
 def stream_plots(report: Any) -> str:
-    """HTML: per dataset, the running accuracy along the stream of the online runs of its main group."""
+    """HTML: per dataset, the running accuracy along the stream of the online runs of its main group
+    (:func:`rlcf_bench.report.figures.stream_figures`)."""
     import html
 
     from . import charts
+    from .figures import stream_figures
 
-    out = []
-    for section in report.sections:
-        main = next((g for g in section.groups if g.is_main), None)
-        rows = [r for r in (main.rows if main else []) if r.stream_curve]
-        if not rows:
-            continue
-        colours = charts.colour_map([r.method for r in rows])
-        lines = [charts.LineItem(f"{r.method} (run {r.run_id})", colours[r.method], r.stream_curve) for r in rows]
-        chart = charts.line_chart(f"{section.task} · {section.dataset}: accuracy along the stream", lines,
-                                  "samples seen (% of the stream)", "running top-1 (%)")
-        out.append(f'<figure class="plot">{chart}<p class="caption">{html.escape(STREAM_CAPTION)}</p></figure>')
+    out = [f'<figure class="plot">{charts.to_svg(f.build())}<p class="caption">{html.escape(f.caption)}</p></figure>'
+           for f in stream_figures(report)]
     if not out:
         return ""
     return '<h3>Online methods along the stream</h3>\n<div class="plots">' + "\n".join(out) + "</div>"
-
-
-STREAM_CAPTION = ("Running top-1 of the online runs (stream order 0) after each share of the stream: a rising "
-                  "curve is a method learning from the stream; the end point is the run's top-1.")

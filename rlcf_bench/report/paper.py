@@ -11,6 +11,12 @@ group of this task whose datasets are all in the table (the paper's "OOD avg",
 named after it, with the stratified interval of the report's average row
 (:mod:`rlcf_bench.report.averages`) where the row's runs are the ones that row averages.
 
+Columns follow the suites' order: the datasets of no declared group first (as the report lists
+them), then the declared group's datasets in the order the suite declares them, next to their
+average. Display names (``names``: a method, model, dataset, metric, task or average name to the
+text a paper prints; declared by plugins, overridden by ``report --label KEY=TEXT``,
+:mod:`rlcf_bench.report.labels`) replace the names in row labels, column titles and captions.
+
 Rows are ordered by the method family the suites declare (the reference method first, then each
 family, its baseline among its members, then the methods of no family), and within a family by
 the last column. The best value of each column among the measured rows is marked (values compared
@@ -32,8 +38,9 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import PurePosixPath
 
 from ..store import Reference
 from ..types import NO_COMPARISONS, Comparisons, DatasetAverage, MetricValue, TaskMetrics
@@ -42,6 +49,7 @@ from .rows import Comparison, LeaderboardRow, Report
 from .tasks import GENERIC
 
 AVERAGE = "average"
+REFERENCE_SUFFIX = " — reward model's reference run"
 DIGITS = 2  # what the text formats print; best marks compare values at this precision
 
 
@@ -74,6 +82,11 @@ class PaperRow:
     vs_baseline: Comparison | PooledComparison | None = None  # ... against the family baseline
     family: str = ""
     method: str = ""  # the method's name (what a --method filter selects)
+    short_label: str = ""  # the label without REFERENCE_SUFFIX (a format that marks reference rows instead)
+
+    @property
+    def name(self) -> str:
+        return self.short_label or self.label
 
 
 @dataclass(frozen=True)
@@ -90,30 +103,70 @@ class PaperTable:
     seeds: tuple[int, ...] = ()  # the protocol (view) seeds of the measured runs shown
     scope: str = ""  # a filtered table: what its marks refer to (rlcf_bench.report.filters)
     tested: bool = True  # False: a further metric's table, without paired-test marks (``_untested_table``)
+    names: Mapping[str, str] = field(default_factory=dict)  # display names (module docstring)
+
+    def title(self, name: str) -> str:
+        """A name as the table prints it (its display name where one is declared)."""
+        return self.names.get(name, name)
 
     @property
     def columns(self) -> tuple[str, ...]:
-        return (*self.datasets, self.average)
+        """The column titles after the row label: the datasets, then the last column."""
+        return (*(self.title(d) for d in self.datasets), self.title(self.average))
 
     @property
     def unit(self) -> str:
         return "%" if self.meta.score.percent else ""
 
     @property
+    def metric_title(self) -> str:
+        """The metric as a reader names it: a declared display name, the task's label for it, or the name."""
+        return self.names.get(self.metric) or self.meta.metric(self.metric).label or self.metric
+
+    @property
     def caption(self) -> str:
+        """What a person would write under the table (the marks are explained by :attr:`legend`)."""
         unit = f" ({self.unit})" if self.unit else ""
-        over = f"{self.average} over {', '.join(self.averaged)}" if self.averaged else "the average over the datasets"
+        n = len(self.datasets)
+        where = f"on {self.columns[0]}" if n == 1 else f"on {n} datasets"
+        if self.averaged:
+            last = f", with their {self.title(self.average)} ({', '.join(self.title(d) for d in self.averaged)})"
+        else:
+            last = "" if n == 1 else ", with their average"
         seeds = ", ".join(map(str, self.seeds)) or "n/a"
-        marks = ("and values not significantly different from it (adjusted) marked †" if self.tested else
-                 "no paired tests (the report's tests are of the primary metric)")
-        return (f"{self.task}: {self.metric}{unit} per dataset; methods as rows, {over} last. "
-                f"Best measured value per column marked, {marks}. Protocol (view) seed {seeds} shown, one run per cell (where several seeds or "
-                f"stream orders were run, the full report gives their spread)." + (f" {self.scope}" if self.scope else ""))
+        reference = self.title(self.reference) if self.reference else "the reference method"
+        return (f"{self.title(self.task)}: {self.metric_title}{unit} {where}{last}. "
+                + (f"Δ: the last column's difference to {reference} and to the method's family baseline, "
+                   f"with its 95% interval. " if self.tested else
+                   "No Δ columns or paired tests here (the report tests the primary metric). ")
+                + f"Protocol seed {seeds}, one run per cell." + (f" {self.scope}" if self.scope else ""))
+
+    @property
+    def legend(self) -> str:
+        """The marks' meaning (bold, †, *, the reference rows, the reported rows)."""
+        out = ("Bold: best measured value per column; †: not significantly different from it (paired test, "
+               "adjusted p ≥ 0.05); *: significant after the multiplicity adjustment." if self.tested else
+               "Bold: best measured value per column.")
+        if any(r.kind == "reference" for r in self.rows):
+            reference = self.title(self.reference) if self.reference else "the reference method"
+            out += f" ‡: the reward model's own run of {reference}, for context (never ranked)."
+        if any(r.kind == "reported" for r in self.rows):
+            out += " Grey: numbers reported in papers for the same setting."
+        return out
+
+    @property
+    def sources(self) -> tuple[tuple[str, str], ...]:
+        """(column title, dataset name) of the datasets given as paths and headed by a short name."""
+        return tuple((self.title(d), d) for d in self.datasets if self.title(d) != d and ":" in d and "/" in d)
+
+    @property
+    def sources_text(self) -> str:
+        return "; ".join(f"{title} = {name}" for title, name in self.sources)
 
     @property
     def delta_columns(self) -> tuple[str, ...]:
         """The Δ columns after the last one."""
-        return (f"Δ vs {self.reference or 'reference'}", "Δ vs family baseline")
+        return (f"Δ vs {self.title(self.reference) if self.reference else 'reference'}", "Δ vs family baseline")
 
 
 @dataclass(frozen=True)
@@ -188,9 +241,11 @@ def _row_key(row: LeaderboardRow) -> tuple[str, str, str, str, str]:
     return (row.method, row.options_text, row.model, row.reward_model or "", row.method_version)
 
 
-def _labels(keys: Sequence[tuple[str, str, str, str, str]]) -> dict[tuple[str, str, str, str, str], str]:
+def _labels(keys: Sequence[tuple[str, str, str, str, str]],
+            names: Mapping[str, str]) -> dict[tuple[str, str, str, str, str], str]:
     """The shortest label that still tells the rows apart: the method, its options, then the model
-    where it is not the table's usual one, the reward model and the version where they vary."""
+    where it is not the table's usual one, the reward model and the version where they vary
+    (each name as its display name where ``names`` has one)."""
     models = Counter(k[2] for k in keys)
     main_model = models.most_common(1)[0][0] if models else ""
     rewards: dict[str, set[str]] = {}
@@ -201,20 +256,20 @@ def _labels(keys: Sequence[tuple[str, str, str, str, str]]) -> dict[tuple[str, s
     out = {}
     for key in keys:
         method, opts, model, rm, version = key
-        label = method + (f" v{version}" if len(versions[method]) > 1 else "")
+        label = names.get(method, method) + (f" v{version}" if len(versions[method]) > 1 else "")
         label += f" [{opts}]" if opts else ""
         extra = []
         if model != main_model:
-            extra.append(model)
+            extra.append(names.get(model, model))
         if rm and len(rewards[method]) > 1:
-            extra.append(f"reward {rm}")
+            extra.append(f"reward {names.get(rm, rm)}")
         out[key] = label + (f" ({', '.join(extra)})" if extra else "")
     return out
 
 
 def _measured_rows(task_rows: list[tuple[LeaderboardRow, bool]], datasets: tuple[str, ...],
                    metric: str, average: _AverageColumn, comparisons: Comparisons = NO_COMPARISONS,
-                   higher_is_better: bool = True) -> list[PaperRow]:
+                   higher_is_better: bool = True, names: Mapping[str, str] | None = None) -> list[PaperRow]:
     """``task_rows``: (row, is a reward-model reference) pairs; the methods ordered by declared
     family (reference first), then by the last column; references after the methods."""
     by_key: dict[tuple[str, str, str, str, str], dict[str, LeaderboardRow]] = {}
@@ -223,13 +278,13 @@ def _measured_rows(task_rows: list[tuple[LeaderboardRow, bool]], datasets: tuple
         key = _row_key(row)
         by_key.setdefault(key, {}).setdefault(row.dataset, row)
         is_ref[key] = is_ref.get(key, True) and ref
-    labels = _labels(list(by_key))
+    labels = _labels(list(by_key), names or {})
     out: list[tuple[tuple[int, int, float, str], PaperRow]] = []
     families = [f.name for f in comparisons.families]
     for key, per_ds in by_key.items():
         cells = [(_cell(per_ds[d].metrics.get(metric), per_ds[d]) if d in per_ds else PaperCell(None))
                  for d in datasets]
-        label = labels[key] + (" — reward model's reference run" if is_ref[key] else "")
+        label = labels[key] + (REFERENCE_SUFFIX if is_ref[key] else "")
         last = average.cell(cells)
         avg_row = average.row(cells)
         only = next(iter(per_ds.values())) if len(datasets) == 1 else None
@@ -245,12 +300,13 @@ def _measured_rows(task_rows: list[tuple[LeaderboardRow, bool]], datasets: tuple
         out.append((sort_key, PaperRow(label, "reference" if is_ref[key] else "measured", (*cells, last),
                                        vs_reference=None if is_ref[key] else vs_ref,
                                        vs_baseline=None if is_ref[key] else vs_base, family=family,
-                                       method=method)))
+                                       method=method, short_label=labels[key] if is_ref[key] else "")))
     return [row for _, row in sorted(out, key=lambda item: item[0])]
 
 
 def _reported_rows(task: str, datasets: tuple[str, ...], metric: str, task_rows: Sequence[LeaderboardRow],
-                   references: Sequence[Reference], average: _AverageColumn) -> list[PaperRow]:
+                   references: Sequence[Reference], average: _AverageColumn,
+                   names: Mapping[str, str]) -> list[PaperRow]:
     """Paper numbers for the settings measured in this table (same method, model, reward model)."""
     settings = {(r.method, r.model, r.reward_model or "") for r in task_rows}
     by_key: dict[tuple[str, str, str, str], dict[str, float]] = {}
@@ -263,18 +319,43 @@ def _reported_rows(task: str, datasets: tuple[str, ...], metric: str, task_rows:
     out = []
     for (method, _model, _rm, source), values in by_key.items():
         cells = [PaperCell(values.get(d)) for d in datasets]
-        out.append(PaperRow(f"{method} (reported: {source})", "reported", (*cells, average.cell(cells)), source,
-                            method=method))
+        out.append(PaperRow(f"{names.get(method, method)} (reported: {source})", "reported", (*cells, average.cell(cells)),
+                            source, method=method))
     return out
+
+
+def _path_names(datasets: Sequence[str], names: Mapping[str, str]) -> dict[str, str]:
+    """Short column titles for datasets given as paths (``folder:/data/photos`` → ``photos``,
+    ``csv:/lists/street.csv`` → ``street``) where no display name is declared and the short name
+    is unique in the table; a reader's own datasets would otherwise head a column with a path."""
+    short = {}
+    for d in datasets:
+        scheme, sep, rest = d.partition(":")
+        if d in names or not sep or "/" not in rest:
+            continue
+        leaf = PurePosixPath(rest.rstrip("/")).name
+        short[d] = (PurePosixPath(leaf).stem if scheme != "folder" else leaf) or d
+    counts = Counter(short.values())
+    return {d: text for d, text in short.items() if counts[text] == 1}
+
+
+def _suite_order(datasets: Sequence[str], kind: str, groups: Sequence[DatasetAverage]) -> tuple[str, ...]:
+    """The datasets of no declared group first (in the report's order), then each declared group's
+    (of this task kind, the largest group first) in the order its suite declares them."""
+    grouped: list[str] = []
+    for g in sorted((g for g in groups if g.covers(kind)), key=lambda g: -len(g.datasets)):
+        grouped += [d for d in g.datasets if d in datasets and d not in grouped]
+    return (*(d for d in datasets if d not in grouped), *grouped)
 
 
 def build_paper_tables(report: Report, references: Sequence[Reference] = (), *,
                        reported: bool = True, methods: frozenset[str] | None = None,
-                       scope: str = "") -> list[PaperTable]:
+                       scope: str = "", names: Mapping[str, str] | None = None) -> list[PaperTable]:
     """One table per task of ``report``, from each dataset's main group and its reward-model
     references; paper numbers as ``reported`` rows when ``reported``. ``methods``: show only these
     methods' rows (and the reward models' reference rows), marked as in the whole table; ``scope``
-    says so in the caption."""
+    says so in the caption; ``names``: display names (:mod:`rlcf_bench.report.labels`)."""
+    names = dict(names or {})
     by_task: dict[str, list[tuple[LeaderboardRow, bool]]] = {}
     metrics: dict[str, str] = {}
     kinds: dict[str, str] = {}
@@ -295,20 +376,22 @@ def build_paper_tables(report: Report, references: Sequence[Reference] = (), *,
         by_task.setdefault(section.task, []).extend(members)
     tables = []
     for task, task_rows in by_task.items():
-        datasets = tuple(order[task])
+        datasets = _suite_order(order[task], kinds[task], report.average_groups)
+        table_names = {**_path_names(datasets, names), **names}
         metric = metrics[task]
         name, averaged, average = _average_column(task, kinds[task], datasets, report.average_groups, report.averages)
         meta = metas[task]
         higher = meta.metric(metric).higher_is_better
-        rows = _measured_rows(task_rows, datasets, metric, average, report.comparisons, higher)
+        rows = _measured_rows(task_rows, datasets, metric, average, report.comparisons, higher, table_names)
         if reported:
-            rows += _reported_rows(task, datasets, metric, [r for r, _ in task_rows], references, average)
+            rows += _reported_rows(task, datasets, metric, [r for r, _ in task_rows], references, average,
+                                   table_names)
         best = _mark_best(rows, len(datasets) + 1, higher)  # among every measured row, before any is hidden
         if methods is not None:
             best = [r for r in best if r.kind == "reference" or r.method in methods]
         seeds = tuple(sorted({r.seed for r, ref in task_rows if not ref}))
         tables.append(PaperTable(task, kinds[task], metric, datasets, tuple(best), name, averaged, meta,
-                                 report.comparisons.reference, seeds, scope))
+                                 report.comparisons.reference, seeds, scope=scope, names=table_names))
         tables.extend(_untested_table(tables[-1], task_rows, extra, report.comparisons)
                       for extra in meta.paper_metrics if extra != metric)
     return tables

@@ -3,7 +3,8 @@
 Every text format prints the cells through :func:`cell_text` (two decimals), so the formats
 cannot disagree on a number; CSV carries full precision. Text from the store is escaped for each
 syntax: markdown cells as in the full report, HTML through :func:`html.escape`, LaTeX by
-backslash-escaping its special characters, CSV cells that a spreadsheet would run as a
+backslash-escaping its special characters (:mod:`rlcf_bench.report.paper_latex`, which also fits
+the table to the page), CSV cells that a spreadsheet would run as a
 formula get a leading ``'``.
 """
 
@@ -19,6 +20,7 @@ from .averages import PooledComparison
 from .csv_table import _n, _text
 from .markdown import md_escape
 from .paper import DIGITS, PaperCell, PaperRow, PaperTable
+from .paper_latex import latex_escape, render_paper_latex
 from .rows import Comparison
 
 TIED = "†"  # not significantly different from the column's best (adjusted)
@@ -56,12 +58,13 @@ def delta_text(c: Comparison | PooledComparison | None) -> str:
     return f"{fmt.signed(c.delta)} {fmt.interval(c.ci_low, c.ci_high)}{SIG if c.significant else ''}"
 
 
-def _deltas(row: PaperRow) -> tuple[str, str]:
+def delta_cells(row: PaperRow, table: PaperTable) -> tuple[str, str]:
     """The two Δ cells; the family baseline's names the baseline (it varies by row)."""
     if row.kind != "measured":
         return (fmt.DASH, fmt.DASH)
     base = delta_text(row.vs_baseline)
-    named = base if row.vs_baseline is None or base == fmt.DASH else f"{row.vs_baseline.against_method}: {base}"
+    named = (base if row.vs_baseline is None or base == fmt.DASH
+             else f"{table.title(row.vs_baseline.against_method)}: {base}")
     return (delta_text(row.vs_reference), named)
 
 
@@ -85,7 +88,8 @@ def _note(tables: Sequence[PaperTable]) -> str:
 def render_paper_markdown(tables: Sequence[PaperTable], *, intervals: bool = False) -> str:
     lines = ["# rlcf-bench results (paper layout)", "", md_escape(_note(tables)), ""]
     for t in tables:
-        lines += [f"## {md_escape(t.caption)}", ""]
+        lines += [f"## {md_escape(t.task)}", "", md_escape(t.caption), "", md_escape(t.legend), ""]
+        lines += [f"Datasets: {md_escape(t.sources_text)}", ""] if t.sources else []
         columns = (*t.columns, *t.delta_columns)
         lines.append("| method | " + " | ".join(md_escape(c) for c in columns) + " |")
         lines.append("|---|" + "|".join("---:" for _ in columns) + "|")
@@ -95,7 +99,7 @@ def render_paper_markdown(tables: Sequence[PaperTable], *, intervals: bool = Fal
                 text = md_escape(cell_text(c, intervals))
                 text = f"**{text}**" if c.best else (f"_{text}_" if row.kind == "reported" and c.present else text)
                 cells.append(text + (TIED if c.tied and not c.best and row.kind == "measured" else ""))
-            cells += [md_escape(d) for d in _deltas(row)]
+            cells += [md_escape(d) for d in delta_cells(row, t)]
             label = md_escape(row.label)
             lines.append(f"| {'_' + label + '_' if row.kind == 'reported' else label} | " + " | ".join(cells) + " |")
         lines.append("")
@@ -163,7 +167,7 @@ def render_paper_html(tables: Sequence[PaperTable], *, intervals: bool = False) 
     body = ["<h1>rlcf-bench results (paper layout)</h1>", f"<p>{e(_note(tables))}</p>"]
     for t in tables:
         body.append(f"<h2>{e(t.task)}</h2>")
-        body.append(f'<table class="paper" data-task="{e(t.task)}"><caption>{e(t.caption)}</caption>')
+        body.append(f'<table class="paper" data-task="{e(t.task)}"><caption>{e(t.caption)} {e(t.legend)}{" Datasets: " + e(t.sources_text) if t.sources else ""}</caption>')
         body.append("<thead><tr><th>method</th>" + "".join(f'<th scope="col">{e(c)}</th>'
                                                             for c in (*t.columns, *t.delta_columns))
                     + "</tr></thead><tbody>")
@@ -175,7 +179,7 @@ def render_paper_html(tables: Sequence[PaperTable], *, intervals: bool = False) 
             cells = "".join(("<td class=\"best\">" if c.best else "<td>") + e(cell_text(c, intervals))
                             + (TIED if c.tied and not c.best and row.kind == "measured" else "") + "</td>"
                             for c in row.cells)
-            cells += "".join(f"<td>{e(d)}</td>" for d in _deltas(row))
+            cells += "".join(f"<td>{e(d)}</td>" for d in delta_cells(row, t))
             body.append(f'<tr class="{cls}"><td>{e(row.label)}</td>{cells}</tr>')
         body.append("</tbody></table>")
     return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
@@ -184,60 +188,14 @@ def render_paper_html(tables: Sequence[PaperTable], *, intervals: bool = False) 
             + "\n".join(body) + "\n</main>\n</body>\n</html>\n")
 
 
-# ---------------------------------------------------------------------------------- LaTeX
-
-_LATEX_SPECIAL = {
-    "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
-    "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "<": r"\textless{}", ">": r"\textgreater{}",
-    "|": r"\textbar{}", "Δ": r"$\Delta$", "†": r"$^\dagger$",
-}
-
-
-def latex_escape(text: str) -> str:
-    """Escape text for a LaTeX table cell: the ten characters with a special meaning, and ``< > |``
-    (which the default OT1 font encoding would print as other glyphs)."""
-    return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in str(text)).replace(fmt.DASH, "---")
-
-
-def _latex_cell(c: PaperCell, intervals: bool, grey: bool) -> str:
-    if not c.present:
-        return "--"
-    text = fmt.num(c.value, DIGITS)
-    if c.best:
-        text = rf"\textbf{{{text}}}"
-    if intervals and c.ci_low is not None and c.ci_high is not None:
-        text += rf" {{\scriptsize[{fmt.num(c.ci_low, DIGITS)}, {fmt.num(c.ci_high, DIGITS)}]}}"
-    if c.tied and not c.best and not grey:
-        text += r"$^\dagger$"
-    return rf"\textcolor{{gray}}{{{text}}}" if grey else text
-
-
-def render_paper_latex(tables: Sequence[PaperTable], *, intervals: bool = False) -> str:
-    """One ``table`` float per task, booktabs rules; needs ``\\usepackage{booktabs,xcolor}``."""
-    lines = ["% rlcf-bench results (paper layout). Needs \\usepackage{booktabs} and \\usepackage{xcolor}.",
-             f"% {latex_escape(_note(tables))}"]
-    for t in tables:
-        lines += [r"\begin{table}[t]", r"\centering", rf"\caption{{{latex_escape(t.caption)}}}",
-                  rf"\begin{{tabular}}{{l{'r' * (len(t.columns) + len(t.delta_columns))}}}", r"\toprule",
-                  "Method & " + " & ".join(latex_escape(c) for c in (*t.columns, *t.delta_columns)) + r" \\",
-                  r"\midrule"]
-        reported_started = False
-        for row in t.rows:
-            grey = row.kind == "reported"
-            if grey and not reported_started:
-                lines.append(r"\midrule")
-                reported_started = True
-            label = latex_escape(row.label)
-            label = rf"\textcolor{{gray}}{{{label}}}" if grey else label
-            deltas = [latex_escape(d) for d in _deltas(row)]
-            lines.append(label + " & " + " & ".join([*(_latex_cell(c, intervals, grey) for c in row.cells), *deltas])
-                         + r" \\")
-        lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]
-    return "\n".join(lines)
+def _latex(tables: Sequence[PaperTable], *, intervals: bool = False) -> str:
+    return render_paper_latex(tables, intervals=intervals, note=_note(tables))
 
 
 _RENDERERS = {"markdown": render_paper_markdown, "csv": render_paper_csv, "html": render_paper_html,
-              "latex": render_paper_latex}
+              "latex": _latex}
+
+__all__ = ["PAPER_FORMATS", "cell_text", "delta_text", "latex_escape", "normalise_paper_format", "render_paper_tables"]
 
 
 def render_paper_tables(tables: Sequence[PaperTable], fmt_name: str, *, intervals: bool = False) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,6 +15,7 @@ from .csv_table import render_csv
 from .filters import NameFilter, Selection, names
 from .html_page import render_html
 from .json_rows import render_json
+from .labels import display_names
 from .markdown import render_markdown
 from .options import method_defaults
 from .outline import build_outline
@@ -126,14 +127,17 @@ def write_report(store: Store, out_dir: str | Path, formats: Iterable[str] = FOR
 
 def render_paper(store: Store, fmt: str, *, host: PluginHost | None = None, task: str | None = None,
                  dataset: NameFilter = None, method: NameFilter = None, intervals: bool = False,
-                 reported: bool = True, claims: ClaimOptions = DEFAULT_CLAIMS) -> str:
+                 reported: bool = True, claims: ClaimOptions = DEFAULT_CLAIMS,
+                 labels: Mapping[str, str] | None = None) -> str:
     """The paper layout (methods x datasets, averages last) as markdown, csv, html or latex;
     ``reported`` adds the paper's numbers stored as references as grey rows. ``method``/``dataset``
     (a name or several) hide rows and columns; the best marks stay those of every method's runs,
-    and each filtered table's caption says so."""
+    and each filtered table's caption says so. ``labels`` (``--label KEY=TEXT``) override the
+    plugins' display names (:mod:`rlcf_bench.report.labels`)."""
     name = normalise_paper_format(fmt)
     report = build_for(store, host, task=task, dataset=dataset, claims=claims)  # every method: marks as unfiltered
     selection = Selection.of(method, dataset)
     tables = build_paper_tables(report, reference_rows(store, host) if reported else (), reported=reported,
-                                methods=names(method), scope=selection.scope_text() if selection.active else "")
+                                methods=names(method), scope=selection.scope_text() if selection.active else "",
+                                names=display_names(host, labels))
     return render_paper_tables(tables, name, intervals=intervals)

@@ -163,7 +163,7 @@ def _task_matrix(task: str, task_rows: list[LeaderboardRow], report: Report, reu
     first = task_rows[0]
     metric = next((r.primary_metric for r in task_rows if r.primary_metric), None) or "metric"
     main = _main_keys(report)
-    labels = _labels(list(dict.fromkeys(_row_key(r) for r in task_rows)))
+    labels = _labels(list(dict.fromkeys(_row_key(r) for r in task_rows)), {})  # slugs: the terminal names
     lines: dict[tuple[Any, ...], _Line] = {}
     for r in task_rows:  # a run apart by protocol or versions is a row of its own, never hidden behind another
         other = _other_setting(r, main.get((r.task, r.dataset)))

@@ -44,7 +44,8 @@ def test_run_ends_with_the_runs_just_executed_then_marks_reuse(tmp_path: Path) -
 
     paper = CliRunner().invoke(cli, ["report", "--db", str(db), "--layout", "paper", "--format", "latex"])
     assert paper.exit_code == 0, paper.output
-    assert r"\toprule" in paper.output and "tiny-colors" in paper.output and "zero-shot" in paper.output
+    assert r"\toprule" in paper.output and "tiny-colors" in paper.output
+    assert "Zero-shot &" in paper.output and "TPT (prompt) &" in paper.output  # the methods' declared display names
     bad = CliRunner().invoke(cli, ["report", "--db", str(db), "--format", "latex"])
     assert bad.exit_code == 2 and "--layout paper" in bad.output
 

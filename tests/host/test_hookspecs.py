@@ -164,6 +164,10 @@ class _Registers:
         return [SuiteSpec(name="s-x", description="", runs=lambda methods: [SuiteRun("t-x", "d-x", "broken", "m-x")])]
 
     @hookimpl
+    def rlcfb_display_names(self):
+        return {"broken": "Broken (ours)"}
+
+    @hookimpl
     def rlcfb_register_references(self):
         return [ReferenceResult("t-x", "d-x", "broken", "m-x", "top1", 42.0, "a paper")]
 
@@ -213,6 +217,19 @@ def test_hook_rlcfb_register_suites(reg_host):
 
 def test_hook_rlcfb_register_references(reg_host):
     assert reg_host.references()[0].value == 42.0
+
+
+def test_hook_rlcfb_display_names(reg_host):
+    assert reg_host.display_names()["broken"] == "Broken (ours)"
+
+    class Bad:
+        @hookimpl
+        def rlcfb_display_names(self):
+            return {"x": 1}
+
+    reg_host.register(Bad(), "bad-names")
+    with pytest.raises(PluginError, match="mapping of str to str"):
+        reg_host.display_names()
 
 
 def test_hook_rlcfb_report_sections(reg_host):

@@ -301,7 +301,7 @@ def test_a_task_kind_from_a_plugin_runs_stores_and_reports_everywhere(cli: Any, 
     # The paper layout, every format: the task's primary metric and unit.
     paper = {fmt: _invoke(cli, "report", "--db", db, "--layout", "paper", "--format", fmt)
              for fmt in ("markdown", "csv", "html", "latex")}
-    assert f"{TASK}: accuracy (%) per dataset" in paper["markdown"]
+    assert f"{TASK}: accuracy (%) on " in paper["markdown"]
     assert all("mc-zero-shot" in text and "mc-first-choice" in text for text in paper.values())
 
     # compare: the task's own score label and unit.

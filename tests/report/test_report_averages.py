@@ -233,7 +233,7 @@ def test_every_format_shows_the_average_and_its_pooled_tests(store: Store, tmp_p
     assert f"{comp.delta:+.2f} [{comp.ci_low:+.2f}, {comp.ci_high:+.2f}]{'*' if comp.significant else ''}" in line
 
     paper = render_paper(store, "markdown", host=host, intervals=True)
-    assert f"| {NAME} |" in paper and f"{NAME} over d1, d2, d3" in paper
+    assert f"| {NAME} |" in paper and f"their {NAME} (d1, d2, d3)" in paper
     assert f"{rlcf.value:.2f}" in paper and f"{rlcf.ci_low:.2f}" in paper
 
 
@@ -275,7 +275,7 @@ def test_paper_layout_orders_by_family_marks_ties_and_shows_deltas(store: Store)
     assert comp is not None
     assert (f"{comp.delta:+.2f} [{comp.ci_low:+.2f}, {comp.ci_high:+.2f}]{'*' if comp.significant else ''}"
             in md)
-    assert "Protocol (view) seed 0" in md
+    assert "Protocol seed 0" in md
 
 
 def test_names_from_plugins_and_store_are_escaped_in_average_tables(tmp_path: Path) -> None:

@@ -296,7 +296,7 @@ def test_everything_from_the_store_and_plugins_is_escaped(known: KnownStore) -> 
     assert set(tags) <= {"html", "head", "meta", "title", "style", "body", "main", "h1", "h2", "h3", "p", "ul",
                          "li", "div", "table", "thead", "tbody", "tr", "th", "td", "section", "figure", "svg",
                          "text", "line", "rect", "circle", "span", "pre", "input",
-                         "g", "path", "defs", "use", "clippath"}  # matplotlib's SVG
+                         "g", "path", "defs", "use", "clippath", "tspan"}  # matplotlib's SVG (tspan: mathtext)
 
     md = render(known.store, "markdown", host=host)
     assert re.search(r"(?<!\\)<script>alert\(1\)", md) is None and "\\<script>alert(1)\\</script>" in md

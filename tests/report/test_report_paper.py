@@ -23,6 +23,7 @@ from sqlalchemy import select, update
 
 from rlcf_bench.report import build_paper_tables
 from rlcf_bench.report.markdown import md_unescape
+from rlcf_bench.report.paper import REFERENCE_SUFFIX
 from rlcf_bench.store import Run
 
 Cells = dict[tuple[str, str, str], tuple[str, bool]]  # (task, row label, column) -> (value text, best)
@@ -131,7 +132,7 @@ def _parse_html(text: str) -> Cells:
     return p.cells
 
 
-_LATEX_UNESCAPE = [("---", "—"), (r"$^\dagger$", "†"), (r"$\Delta$", "Δ"), (r"\textless{}", "<"), (r"\textgreater{}", ">"), (r"\textbar{}", "|"), (r"\_", "_"),
+_LATEX_UNESCAPE = [("---", "—"), (r"$^\ddagger$", REFERENCE_SUFFIX), (r"$^\dagger$", "†"), (r"$\Delta$", "Δ"), (r"\textless{}", "<"), (r"\textgreater{}", ">"), (r"\textbar{}", "|"), (r"\_", "_"),
                    (r"\%", "%"), (r"\&", "&"), (r"\#", "#"), (r"\$", "$"), (r"\{", "{"), (r"\}", "}")]
 
 
@@ -152,6 +153,8 @@ def _parse_latex(text: str) -> Cells:
     out: Cells = {}
     task, n_cols, columns, rules = "", 0, [], []
     for line in text.splitlines():
+        if line.startswith("% table: "):
+            task = _strip_macros(line[len("% table: "):])[0]
         if line.startswith("%"):
             continue
         for kind, env in re.findall(r"\\(begin|end)\{(\w+)\}", line):
@@ -160,16 +163,13 @@ def _parse_latex(text: str) -> Cells:
             else:
                 assert stack and stack[-1] == env, f"\\end{{{env}}} closes {stack[-1:] or 'nothing'}"
                 stack.pop()
-        m = re.match(r"\\caption\{(.*)\}$", line)
-        if m:
-            task = m.group(1).split(":", 1)[0]
         m = re.match(r"\\begin\{tabular\}\{(\w+)\}", line)
         if m:
             n_cols, columns, rules = len(m.group(1)), [], []
             assert set(m.group(1)) <= {"l", "r", "c"}
         if line in (r"\toprule", r"\midrule", r"\bottomrule"):
             rules.append(line)
-        if line == r"\end{tabular}":
+        if line == r"\end{tabular}}":  # closes \rlcfbfit too
             assert rules[0] == r"\toprule" and rules[-1] == r"\bottomrule" and rules.count(r"\toprule") == 1
         if line.endswith(r"\\") and stack and stack[-1] == "tabular":
             cells = re.split(r"(?<!\\)&", line[:-2])
@@ -252,7 +252,7 @@ def test_latex_compiles_when_a_tex_engine_is_installed(known: KnownStore, tmp_pa
         pytest.skip("no pdflatex/lualatex here: the LaTeX is only parsed (test above)")
     _extend(known)
     doc = tmp_path / "t.tex"
-    doc.write_text("\\documentclass{article}\n\\usepackage{booktabs}\n\\usepackage{xcolor}\n\\begin{document}\n"
+    doc.write_text("\\documentclass{article}\n\\usepackage{booktabs,xcolor,graphicx}\n\\begin{document}\n"
                    + render_paper(known.store, "latex", intervals=True) + "\n\\end{document}\n")
     res = subprocess.run([engine, "-interaction=nonstopmode", "-halt-on-error", doc.name], cwd=tmp_path,
                          capture_output=True, text=True, timeout=120)
@@ -296,3 +296,44 @@ def test_defaults_are_per_implementation_so_a_multi_task_name_shows_no_spurious_
                             2: (("zero-shot", "classification"), classification),
                             3: (("zero-shot", "captioning"), {**captioning, "beams": 1})}, defaults)
     assert shown == {1: {}, 2: {}, 3: {"beams": 1}}
+
+
+def test_labels_rename_and_stay_escaped(known: KnownStore) -> None:
+    """``--label KEY=TEXT`` renames methods, datasets and the metric in every format, and a label
+    is text: LaTeX, markdown and HTML escape it as they escape the store's names."""
+    from click.testing import CliRunner
+
+    from rlcf_bench.cli import build_cli
+    from rlcf_bench.plugins import PluginHost
+    from rlcf_bench.report.labels import parse_labels
+
+    _extend(known)
+    labels = parse_labels(["tpt=TPT_$x$ & co", "imagenet-a=IN-A", "top1=Top-1 <acc>", "tpt=TPT_$x$ & co"])
+    tex = render_paper(known.store, "latex", labels=labels)
+    assert r"TPT\_\$x\$ \& co [lr=0.001] &" in tex and "& IN-A &" in tex and r"Top-1 \textless{}acc\textgreater{}" in tex
+    html = render_paper(known.store, "html", labels=labels)
+    assert "TPT_$x$ &amp; co" in html and "<acc>" not in html
+    with pytest.raises(ValueError, match="KEY=TEXT"):
+        parse_labels(["no-equals-sign"])
+    out = CliRunner().invoke(build_cli(PluginHost(autoload=False)),
+                             ["report", "--layout", "paper", "--format", "latex", "--label", "imagenet-a=IN-A",
+                              "--db", str(known.path)])
+    assert out.exit_code == 0 and "& IN-A &" in out.output, out.output
+    out = CliRunner().invoke(build_cli(PluginHost(autoload=False)),
+                             ["report", "--layout", "paper", "--label", "oops", "--db", str(known.path)])
+    assert out.exit_code == 2 and "--label expects KEY=TEXT" in out.output
+
+
+def test_own_datasets_head_their_columns_with_a_short_name(known: KnownStore) -> None:
+    """A dataset given as a path heads its column with its last component (unless labelled)."""
+    for dataset in ("folder:/home/me/data/street-photos/", "csv:/home/me/lists/night.csv"):
+        sc = correct_on(4, {0, 1})
+        add_run(known.store, task="classification", kind="classification", dataset=dataset, method="zero-shot",
+                scores=sc, metrics=cls_metrics(sc))
+    table = build_paper_tables(build_report(known.store))[0]
+    assert {"street-photos", "night"} <= set(table.columns)
+    assert ("street-photos", "folder:/home/me/data/street-photos/") in table.sources  # the full name stays said
+    assert "street-photos = folder:/home/me/data/street-photos/" in render_paper(known.store, "markdown")
+    assert "% night = csv:/home/me/lists/night.csv" in render_paper(known.store, "latex")
+    labelled = build_paper_tables(build_report(known.store), names={"csv:/home/me/lists/night.csv": "Night"})[0]
+    assert "Night" in labelled.columns and "night" not in labelled.columns

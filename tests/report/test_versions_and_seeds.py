@@ -69,7 +69,7 @@ def test_a_second_seed_never_replaces_the_first_in_the_paper_table(store: Store)
     rows = [line for line in after.splitlines() if line.startswith("| zero-shot") or line.startswith("| tpt")]
     assert rows == [line for line in before.splitlines() if line.startswith("| zero-shot") or line.startswith("| tpt")]
     assert "| zero-shot | 50.00" in after.replace("**", "")  # seed 0's numbers, not seed 1's 25.00
-    assert "Protocol (view) seed 0 shown" in after  # the table says which seed it shows
+    assert "Protocol seed 0, one run per cell" in after  # the table says which seed it shows
     full = render(store, "markdown")
     assert "2 view seeds: top1 37.50" in full  # zero-shot: seed 0 (50.00) and seed 1 (25.00) folded, not replaced
 
@@ -84,4 +84,4 @@ def test_an_equal_group_of_another_seed_does_not_become_the_main_group(tmp_path:
     _cls(s, "zero", set(range(17)), protocol=SEED1, protocol_hash=P_SEED1)
     paper = render_paper(s, "markdown")
     assert "| zero-shot |" in paper and "| tpt |" in paper and "| mta |" not in paper
-    assert "Protocol (view) seed 0 shown" in paper
+    assert "Protocol seed 0, one run per cell" in paper
