@@ -101,7 +101,7 @@ def test_every_documented_import_path_works(path):
 
 
 CITED_TEST = re.compile(r"tests/[\w/]+\.py")
-SCANNED = ["rlcf_bench", "plugins", "rlcf_bench_baselines", "docs", "tools", "tests"]
+SCANNED = ["rlcf_bench", "plugins", "baselines", "docs", "tools", "tests"]
 
 
 def test_every_cited_test_file_exists():

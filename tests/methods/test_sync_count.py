@@ -31,7 +31,7 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[2]
-OWN_CODE = tuple(str(REPO / d) for d in ("rlcf_bench", "plugins", "rlcf_bench_baselines"))
+OWN_CODE = tuple(str(REPO / d) for d in ("rlcf_bench", "plugins", "baselines"))
 PLUGINS = ["rlcf_bench_tasks", "rlcf_bench_baselines", "rlcf_bench_fixtures", "rlcf_bench_models", "rlcf_bench_rlcf"]
 if importlib.util.find_spec("rlcf_bench_example") is not None:
     PLUGINS.append("rlcf_bench_example.confident_view_ensemble")
