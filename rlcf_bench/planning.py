@@ -22,6 +22,7 @@ from typing import Any
 
 from .online_protocol import expand_orders
 from .plugins import PluginHost
+from .streams import merge_continual, protocol_overrides_params, stream_batch
 from .types import (
     VIEW_POLICY_PARAM,
     MethodSpec,
@@ -130,6 +131,12 @@ def plan_runs(host: PluginHost, *, suite: str, suite_explicit: bool = False, tas
     if not requests:
         raise PlanError("nothing to run: no selected method supports the selected task")
     _check_params(host, requests)
+    try:  # rlcf_bench.streams: a continual stream is one run per run group; a batch method needs its batch
+        requests = merge_continual(requests)
+        for r in requests:
+            stream_batch(impl(r), protocol_overrides_params(r))
+    except ValueError as exc:
+        raise PlanError(str(exc)) from exc
     online_kinds = {kind for m in method_reg if not m.episodic for kind in m.tasks}
     n_orders = orders if orders is not None else (suites.get(suite).orders if suite in suites else 1)
     n_seeds = seeds if seeds is not None else (suites.get(suite).seeds if suite in suites else 1)

@@ -418,6 +418,9 @@ class Method(ABC, Generic[ConfigT]):
     * ``episodic``: True → the runner calls ``reset()`` before each batch of samples and the
       method may adapt several independent samples at once (``max_batch``); False → online:
       state carries over, samples come one at a time in the protocol's order,
+    * ``adapts_per`` (online methods): ``"sample"`` — one sample at a time — or ``"batch"`` — the
+      stream in consecutive batches of the protocol's ``online_batch``, adapting on each batch before
+      predicting it (Tent, LAME; ``rlcf_bench.streams``),
     * ``paper``: a citation string shown by ``rlcf-bench ls methods``,
     * ``view_policy``: the views of the method's own paper (:class:`ViewPolicy`), used only with
       ``--protocol-param view_policy=method``; ``None`` (default): the common protocol's views.
@@ -433,6 +436,7 @@ class Method(ABC, Generic[ConfigT]):
     requires: ClassVar[frozenset[str]] = frozenset()
     episodic: ClassVar[bool] = True
     max_batch: ClassVar[int] = 1
+    adapts_per: ClassVar[Literal["sample", "batch"]] = "sample"
     paper: ClassVar[str | None] = None
     view_policy: ClassVar[ViewPolicy | None] = None
 
@@ -488,6 +492,12 @@ class MethodSpec:
     description: str = ""
     provider: str = ""
     view_policy: ViewPolicy | None = None
+    adapts_per: str = "sample"
+
+    @property
+    def mode(self) -> str:
+        """``episodic``, ``online`` (per sample) or ``batch`` (online, per batch)."""
+        return "episodic" if self.episodic else ("batch" if self.adapts_per == "batch" else "online")
 
     @classmethod
     def from_method(cls, method_cls: type[Method[Any]], description: str = "") -> MethodSpec:
@@ -503,6 +513,7 @@ class MethodSpec:
             paper=method_cls.paper,
             description=doc if isinstance(doc, str) else (doc[0] if doc else ""),
             view_policy=method_cls.view_policy,
+            adapts_per=method_cls.adapts_per,
         )
 
 
@@ -805,7 +816,9 @@ class SuiteSpec:
     ``orders``: stream orders each online method is run with (``--orders`` overrides).
     ``averages``: the dataset groups whose average the reports show (e.g. the OOD average).
     ``comparisons``: the reference method and method families the reports compare with.
-    ``seeds``: protocol (view) seeds each run is made with (``--seeds`` overrides)."""
+    ``seeds``: protocol (view) seeds each run is made with (``--seeds`` overrides).
+    ``shared``: a suite several plugins contribute to (e.g. ``protocols``): the parts registered
+    under one name, all ``shared``, make one suite (:meth:`merge`), so no list names them."""
 
     name: str
     description: str
@@ -815,6 +828,20 @@ class SuiteSpec:
     averages: tuple[DatasetAverage, ...] = ()
     comparisons: Comparisons = NO_COMPARISONS
     seeds: int = 1
+    shared: bool = False
+
+    def merge(self, other: SuiteSpec) -> SuiteSpec:
+        """This shared suite with ``other``'s part added: runs of both (in plugin order), the larger
+        ``orders``/``seeds``, both parts' averages and comparisons."""
+        first, second = self.runs, other.runs
+
+        def runs(methods: Any) -> list[SuiteRun]:
+            return list(dict.fromkeys([*first(methods), *second(methods)]))
+
+        return dataclasses.replace(
+            self, runs=runs, provider=f"{self.provider}+{other.provider}", orders=max(self.orders, other.orders),
+            seeds=max(self.seeds, other.seeds), averages=tuple(dict.fromkeys((*self.averages, *other.averages))),
+            comparisons=self.comparisons.merged(other.comparisons))
 
 
 @dataclass(frozen=True)
@@ -1168,7 +1195,9 @@ PROTOCOL_CHOICES: dict[str, tuple[str, ...]] = {"order": ("fixed", "shuffled"),
 #: declares in :attr:`TaskSpec.params`): the stream order seed (``rlcf_bench.online_protocol``)
 #: and the view policy.
 HOST_PROTOCOL_PARAMS: dict[str, ParamRule] = {"order_seed": ParamRule(int, Range(ge=0)),
-                                              VIEW_POLICY_PARAM: ParamRule(str, choices=VIEW_POLICIES)}
+                                              VIEW_POLICY_PARAM: ParamRule(str, choices=VIEW_POLICIES),
+                                              # rlcf_bench.streams: the stream kind and the online batch
+                                              "stream": ParamRule(str), "online_batch": ParamRule(int, Range(ge=1))}
 
 
 def check_protocol_params(overrides: Mapping[str, Any], tasks: Sequence[TaskSpec]) -> None:
@@ -1186,6 +1215,12 @@ def check_protocol_params(overrides: Mapping[str, Any], tasks: Sequence[TaskSpec
             valid = sorted(fields - {"params"} | set(HOST_PROTOCOL_PARAMS) | {k for t in tasks for k in t.params})
             raise ValueError(f"protocol parameter {key!r}: no selected task or the host reads it "
                              f"(valid: {', '.join(valid)})")
+        if key == "stream":
+            from .streams import stream_problem
+
+            problem = stream_problem(raw)
+            if problem is not None:
+                raise ValueError(f"protocol parameter {key}={raw!r}: {problem}")
         for rule in rules:
             problem = rule.problem(raw)
             if problem is not None:
