@@ -1,0 +1,169 @@
+"""Tent: test-time entropy minimisation of the normalisation layers (Wang et al., ICLR 2021), on
+CLIP's image encoder, adapting per batch of the stream (``--protocol-param online_batch=B``).
+
+Episode (``docs/protocols.md#tent``): online, never reset inside a run. For each batch of B
+centre crops: forward the image encoder, logits ``logit_scale · cos(image, class text)``, loss the
+mean Shannon entropy of their softmax, one backward and one optimiser step on the affine
+parameters (scale and shift) of the encoder's normalisation layers; the batch is predicted with
+the logits of that same forward (the official ``forward_and_adapt`` returns the outputs it
+adapted on, so a batch's own update reaches only the batches after it). Official defaults
+(DequanWang/tent ``conf.py``): Adam, lr 1e-3, betas (0.9, 0.999), weight decay 0, 1 step.
+
+Choices:
+
+* **Which layers.** The official code adapts ``BatchNorm2d`` only (its models are ResNets). On a
+  CLIP image encoder every ``BatchNorm2d``, ``LayerNorm`` and ``GroupNorm`` affine parameter is
+  adapted, as CLIPTTA's Tent port does (``ttavlm/methods/abstract_model.py``,
+  ``collect_params``: the same three kinds): a ViT has LayerNorms only, the micro suite's
+  ResNet CLIP BatchNorms. BatchNorm layers use the batch's statistics and keep none (the official
+  ``configure_model``); LayerNorm has no statistics.
+* **Class texts.** The dataset's single template (``-m templates=ensemble``: its ensemble), text
+  encoder frozen (as CLIPTTA).
+* **Steps.** ``-m steps=N`` repeats forward-and-update on the batch (the official ``steps``);
+  the prediction is the last forward's, as the official loop. CLIPTTA's scripts use 10 steps and
+  re-forward after the last one: not the default here.
+
+Departures: none from the official algorithm on the layers it adapts (parity:
+``tests/parity/test_parity_tent.py``). The other modules of the encoder stay in eval mode (the
+official calls ``model.train()``; a CLIP encoder has no dropout, and its BatchNorms are switched
+to batch statistics explicitly). Forward and update run in fp32 whatever the protocol's precision
+(an fp16 batch loss would need a loss scaler the official code does not have). The shared model
+is restored when the run ends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from rlcf_bench import Batch, Method, MethodContext, MethodSpec, Predictions, hookimpl
+from rlcf_bench.lazy import LazyModule
+from rlcf_bench.tta.prompts import class_text_features
+from rlcf_bench.types import bounded
+
+torch: Any = LazyModule("torch")
+nn: Any = LazyModule("torch.nn")
+F: Any = LazyModule("torch.nn.functional")
+
+NORM_KINDS = ("BatchNorm2d", "LayerNorm", "GroupNorm")
+
+
+@dataclass(frozen=True)
+class TentConfig:
+    lr: float = bounded(1e-3, gt=0)
+    beta: float = bounded(0.9, ge=0, lt=1)
+    weight_decay: float = bounded(0.0, ge=0)
+    steps: int = bounded(1, ge=1)
+    templates: str = "single"
+
+
+def softmax_entropy(logits: Any) -> Any:
+    """Shannon entropy (nats) of ``softmax(logits)`` per row."""
+    return -(logits.softmax(1) * logits.log_softmax(1)).sum(1)
+
+
+def norm_layers(module: Any) -> list[Any]:
+    return [m for m in module.modules() if type(m).__name__ in NORM_KINDS and isinstance(m, nn.Module)]
+
+
+def configure_norms(module: Any) -> list[Any]:
+    """Freeze ``module`` except the affine parameters of its normalisation layers (returned, in
+    module order: weight then bias); BatchNorm layers use batch statistics and keep none."""
+    module.requires_grad_(False)
+    params = []
+    for m in norm_layers(module):
+        if isinstance(m, nn.BatchNorm2d):
+            m.track_running_stats = False
+            m.running_mean = None
+            m.running_var = None
+            m.train()
+        for name in ("weight", "bias"):
+            p = getattr(m, name, None)
+            if isinstance(p, nn.Parameter):
+                p.requires_grad_(True)
+                params.append(p)
+    return params
+
+
+def tent_optimizer(params: list[Any], config: TentConfig) -> Any:
+    return torch.optim.Adam(params, lr=config.lr, betas=(config.beta, 0.999), weight_decay=config.weight_decay)
+
+
+def forward_and_adapt(forward: Callable[[], Any], optimizer: Any) -> Any:
+    """One Tent step: forward, mean entropy, backward, optimiser step; returns the (detached)
+    logits of that forward."""
+    with torch.enable_grad():
+        outputs = forward()
+        loss = softmax_entropy(outputs).mean(0)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    return outputs.detach()
+
+
+class NormState:
+    """What :func:`configure_norms` changes, saved so the shared model can be restored."""
+
+    def __init__(self, module: Any) -> None:
+        self.module = module
+        self.layers = [(m, m.training, getattr(m, "track_running_stats", None),
+                        {k: v.detach().clone() for k, v in m.state_dict().items()}) for m in norm_layers(module)]
+        self.grads = {id(p): p.requires_grad for p in module.parameters()}
+
+    def restore(self) -> None:
+        with torch.no_grad():
+            for m, training, track, state in self.layers:
+                m.train(training)
+                if track is not None:
+                    m.track_running_stats = track
+                for k, v in state.items():
+                    if k in ("running_mean", "running_var", "num_batches_tracked"):
+                        setattr(m, k, v.clone())
+                    else:
+                        getattr(m, k).copy_(v)
+        for p in self.module.parameters():
+            p.requires_grad_(self.grads.get(id(p), False))
+
+
+class Tent(Method[TentConfig]):
+    """Tent (entropy minimisation of the image encoder's norm layers), online per batch."""
+
+    name = "tent"
+    version = "1"
+    config_cls = TentConfig
+    tasks = frozenset({"classification"})
+    episodic = False
+    adapts_per = "batch"
+    paper = "Wang et al., Tent: Fully Test-Time Adaptation by Entropy Minimization (ICLR 2021)"
+
+    def setup(self, ctx: MethodContext) -> None:
+        self.ctx = ctx
+        self.text = class_text_features(ctx, templates=self.config.templates)
+        visual = ctx.model.visual
+        self.saved = NormState(visual)
+        self.params = configure_norms(visual)
+        if not self.params:
+            raise ValueError(f"tent: the image encoder of {ctx.model.name!r} has no normalisation layer to adapt")
+        self.optimizer = tent_optimizer(self.params, self.config)
+        self.logits: Any = None
+
+    def _forward(self, images: Any) -> Any:
+        feats = F.normalize(self.ctx.model.encode_image(images).float(), dim=-1)
+        return self.ctx.model.logit_scale * feats @ self.text.t()
+
+    def adapt(self, batch: Batch) -> None:
+        for _ in range(self.config.steps):  # fp32: no loss scaler for a batch loss here
+            self.logits = forward_and_adapt(lambda: self._forward(batch.images), self.optimizer)
+
+    def predict(self, batch: Batch) -> Predictions:
+        return Predictions(logits=self.logits.float())
+
+    def reset(self) -> None:
+        """Restore the shared model (the runner calls it when the run ends)."""
+        self.saved.restore()
+
+
+@hookimpl
+def rlcfb_register_methods() -> list[MethodSpec]:
+    return [MethodSpec.from_method(Tent)]
