@@ -139,6 +139,7 @@ class Runner:
         self.device = select_device(self.options.device)
         self.session = session or ComponentSession(host, device=self.device, data_root=self.options.data_root)
         self._stream_state = False  # set while this process holds a stream method's state
+        self._stream_unit = 1  # the running stream's batch: 1, or the protocol's online_batch (rlcf_bench.streams)
         self._amp: AmpHelper | None = None  # the running run's (its loss scales restart per batch)
 
     # ------------------------------------------------------------------ one run
@@ -242,12 +243,13 @@ class Runner:
             except Exception as exc:
                 raise MethodError(method_spec, "setup", exc) from exc
             ready = True
+            self._stream_unit = stream_batch(method_spec, spec.protocol)  # a stream's batch (replays use it)
             others = set() if shard is None else shard.others(items, method.carries_state)
             mine = [it for it in items if it[1] not in others]
             self._amp = amp
             if mine:
                 self._execute(run.id, task, method, method_spec, mine, policy, timer, reward)
-            self._finalise(run.id, task, method, method_spec, items, policy)
+            self._finalise(run.id, task, method, method_spec.episodic, items, policy)
         except KeyboardInterrupt:
             self.store.fail_run(run.id, "interrupted", f"interrupted by the user ({resume_hint()})")
             raise
@@ -313,8 +315,8 @@ class Runner:
                 return
             time.sleep(POLL_S)  # other live processes hold the rest: wait for them (or their death)
 
-    def _finalise(self, run_id: int, task: TaskRuntime, method: Any, method_spec: MethodSpec,
-                  items: Sequence[tuple[int, str]], policy: Any) -> None:
+    def _finalise(self, run_id: int, task: TaskRuntime, method: Any, episodic: bool, items: Sequence[tuple[int, str]],
+                  policy: Any) -> None:
         """Store the metrics once: by whichever process wins the finalise claim; the others wait.
         The end-of-stream state metrics of a method that carries state need that state: a
         finaliser that did not compute the stream rebuilds it by replaying the stored stream.
@@ -329,8 +331,8 @@ class Runner:
                 return
             if self.store.begin_finalise(run_id):
                 if method.carries_state and not self._stream_state:
-                    self._replay_stream(task, method, method_spec.episodic, items, self.store.done_sample_ids(run_id), policy,
-                                        self._batch_size(method_spec, method, task.protocol))
+                    self._replay_stream(task, method, episodic, items, self.store.done_sample_ids(run_id), policy,
+                                        self._stream_unit)
                 records = self.store.sample_records(run_id, include_skipped=True)
                 kept = [r for r in records if SKIPPED not in r.extra]
                 if not kept:

@@ -28,7 +28,7 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .types import MetricValue, RunRequest, SampleRecord
+from .types import DatasetSpec, MetricValue, RunRequest, SampleRecord
 
 STREAM = "stream"
 ONLINE_BATCH = "online_batch"
@@ -188,12 +188,12 @@ class ContinualData:
         return self._parts[d].load_image(j)
 
 
-def continual_spec(name: str, members: Sequence[str], member_spec: Callable[[str], Any]) -> Any:
+def continual_spec(name: str, members: Sequence[str], member_spec: Callable[[str], DatasetSpec]) -> DatasetSpec:
     """The :class:`~rlcf_bench.types.DatasetSpec` of a continual stream over ``members``
     (``member_spec(name)`` resolves a domain); each domain is built under the same data root, with
     its own layout check. The ``--data-param`` values apply to every domain."""
     from .session import build_dataset
-    from .types import DatasetSpec, stable_hash
+    from .types import stable_hash
 
     specs = [member_spec(m) for m in members]
     kinds = frozenset({"classification"}).intersection(*(s.task_kinds for s in specs))
