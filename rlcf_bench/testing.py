@@ -107,9 +107,11 @@ class MethodContract:
         flags = {k: p.requires_grad for k, p in model.named_parameters()}
         if fail_at_store is not None:
             _kill_at(store, fail_at_store)
+        # a per-batch online method gets a stream of batches of 2 (rlcf_bench.streams), so (c) replays batches
+        batched = (("online_batch", 2),) if self.spec().adapts_per == "batch" else ()
         req = RunRequest(task="classification", dataset="tiny-colors", method=self.method, model="tiny-clip",
                          reward_model="tiny-clip-teacher", method_options=self.options,
-                         protocol_overrides=CONTRACT_PROTOCOL)
+                         protocol_overrides=CONTRACT_PROTOCOL + batched)
         try:
             result = runner.run(req)
         finally:

@@ -23,9 +23,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from rlcf_bench import Batch, Method, MethodContext, MethodSpec, Predictions, hookimpl
+from rlcf_bench import Batch, MethodSpec, Predictions, hookimpl
 from rlcf_bench.lazy import LazyModule
-from rlcf_bench.tta.prompts import class_text_features
+from rlcf_bench.tta.online import BatchOnlineMethod
 from rlcf_bench.types import bounded
 
 torch: Any = LazyModule("torch")
@@ -90,27 +90,18 @@ def lame(probs: Any, feats: Any, config: LameConfig) -> Any:
     return laplacian_optimization(unary.float(), kernel.float(), config.bound_lambda, config.max_steps)
 
 
-class Lame(Method[LameConfig]):
+class Lame(BatchOnlineMethod):
     """LAME (Laplacian-regularised batch labels on a frozen CLIP), online per batch."""
 
     name = "lame"
     version = "1"
     config_cls = LameConfig
-    tasks = frozenset({"classification"})
-    episodic = False
-    adapts_per = "batch"
     paper = "Boudiaf et al., Parameter-free Online Test-time Adaptation (CVPR 2022)"
 
-    def setup(self, ctx: MethodContext) -> None:
-        self.ctx = ctx
-        self.text = class_text_features(ctx, templates=self.config.templates)
-
     def predict(self, batch: Batch) -> Predictions:
-        model = self.ctx.model
         with torch.no_grad(), self.ctx.amp.autocast():
-            feats = F.normalize(model.encode_image(batch.images).float(), dim=-1)
-        probs = (model.logit_scale * feats @ self.text.t()).softmax(-1)
-        y = lame(probs, feats, self.config)
+            feats = self.features(batch.images)
+        y = lame(self.logits(feats).float().softmax(-1), feats.float(), self.config)
         return Predictions(logits=torch.log(y.clip(1e-20)), probs=y)
 
 

@@ -37,14 +37,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from rlcf_bench import Batch, Method, MethodContext, MethodSpec, Predictions, hookimpl
+from rlcf_bench import Batch, MethodContext, MethodSpec, Predictions, hookimpl
 from rlcf_bench.lazy import LazyModule
-from rlcf_bench.tta.prompts import class_text_features
+from rlcf_bench.tta.online import BatchOnlineMethod
 from rlcf_bench.types import bounded
 
 torch: Any = LazyModule("torch")
 nn: Any = LazyModule("torch.nn")
-F: Any = LazyModule("torch.nn.functional")
 
 NORM_KINDS = ("BatchNorm2d", "LayerNorm", "GroupNorm")
 
@@ -126,38 +125,30 @@ class NormState:
             p.requires_grad_(self.grads.get(id(p), False))
 
 
-class Tent(Method[TentConfig]):
+class Tent(BatchOnlineMethod):
     """Tent (entropy minimisation of the image encoder's norm layers), online per batch."""
 
     name = "tent"
     version = "1"
     config_cls = TentConfig
-    tasks = frozenset({"classification"})
-    episodic = False
-    adapts_per = "batch"
     paper = "Wang et al., Tent: Fully Test-Time Adaptation by Entropy Minimization (ICLR 2021)"
 
     def setup(self, ctx: MethodContext) -> None:
-        self.ctx = ctx
-        self.text = class_text_features(ctx, templates=self.config.templates)
-        visual = ctx.model.visual
+        super().setup(ctx)
+        visual = ctx.vlm.visual
         self.saved = NormState(visual)
         self.params = configure_norms(visual)
         if not self.params:
-            raise ValueError(f"tent: the image encoder of {ctx.model.name!r} has no normalisation layer to adapt")
+            raise ValueError(f"tent: the image encoder of {ctx.vlm.name!r} has no normalisation layer to adapt")
         self.optimizer = tent_optimizer(self.params, self.config)
-        self.logits: Any = None
-
-    def _forward(self, images: Any) -> Any:
-        feats = F.normalize(self.ctx.model.encode_image(images).float(), dim=-1)
-        return self.ctx.model.logit_scale * feats @ self.text.t()
+        self.last: Any = None
 
     def adapt(self, batch: Batch) -> None:
         for _ in range(self.config.steps):  # fp32: no loss scaler for a batch loss here
-            self.logits = forward_and_adapt(lambda: self._forward(batch.images), self.optimizer)
+            self.last = forward_and_adapt(lambda: self.logits(self.features(batch.images)), self.optimizer)
 
     def predict(self, batch: Batch) -> Predictions:
-        return Predictions(logits=self.logits.float())
+        return Predictions(logits=self.last.float())
 
     def reset(self) -> None:
         """Restore the shared model (the runner calls it when the run ends)."""
