@@ -37,15 +37,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from rlcf_bench import Batch, MethodContext, MethodSpec, Predictions, hookimpl
+from rlcf_bench import MethodSpec, hookimpl
 from rlcf_bench.lazy import LazyModule
-from rlcf_bench.tta.online import BatchOnlineMethod
 from rlcf_bench.types import bounded
 
-torch: Any = LazyModule("torch")
-nn: Any = LazyModule("torch.nn")
+from ._norm_tuning import NormState, NormTuningMethod, configure_norms, softmax_entropy
 
-NORM_KINDS = ("BatchNorm2d", "LayerNorm", "GroupNorm")
+__all__ = ["NormState", "Tent", "TentConfig", "configure_norms", "forward_and_adapt", "tent_optimizer"]
+
+torch: Any = LazyModule("torch")
 
 
 @dataclass(frozen=True)
@@ -55,34 +55,6 @@ class TentConfig:
     weight_decay: float = bounded(0.0, ge=0)
     steps: int = bounded(1, ge=1)
     templates: str = "single"
-
-
-def softmax_entropy(logits: Any) -> Any:
-    """Shannon entropy (nats) of ``softmax(logits)`` per row."""
-    return -(logits.softmax(1) * logits.log_softmax(1)).sum(1)
-
-
-def norm_layers(module: Any) -> list[Any]:
-    return [m for m in module.modules() if type(m).__name__ in NORM_KINDS and isinstance(m, nn.Module)]
-
-
-def configure_norms(module: Any) -> list[Any]:
-    """Freeze ``module`` except the affine parameters of its normalisation layers (returned, in
-    module order: weight then bias); BatchNorm layers use batch statistics and keep none."""
-    module.requires_grad_(False)
-    params = []
-    for m in norm_layers(module):
-        if isinstance(m, nn.BatchNorm2d):
-            m.track_running_stats = False
-            m.running_mean = None
-            m.running_var = None
-            m.train()
-        for name in ("weight", "bias"):
-            p = getattr(m, name, None)
-            if isinstance(p, nn.Parameter):
-                p.requires_grad_(True)
-                params.append(p)
-    return params
 
 
 def tent_optimizer(params: list[Any], config: TentConfig) -> Any:
@@ -101,31 +73,7 @@ def forward_and_adapt(forward: Callable[[], Any], optimizer: Any) -> Any:
     return outputs.detach()
 
 
-class NormState:
-    """What :func:`configure_norms` changes, saved so the shared model can be restored."""
-
-    def __init__(self, module: Any) -> None:
-        self.module = module
-        self.layers = [(m, m.training, getattr(m, "track_running_stats", None),
-                        {k: v.detach().clone() for k, v in m.state_dict().items()}) for m in norm_layers(module)]
-        self.grads = {id(p): p.requires_grad for p in module.parameters()}
-
-    def restore(self) -> None:
-        with torch.no_grad():
-            for m, training, track, state in self.layers:
-                m.train(training)
-                if track is not None:
-                    m.track_running_stats = track
-                for k, v in state.items():
-                    if k in ("running_mean", "running_var", "num_batches_tracked"):
-                        setattr(m, k, v.clone())
-                    else:
-                        getattr(m, k).copy_(v)
-        for p in self.module.parameters():
-            p.requires_grad_(self.grads.get(id(p), False))
-
-
-class Tent(BatchOnlineMethod):
+class Tent(NormTuningMethod):
     """Tent (entropy minimisation of the image encoder's norm layers), online per batch."""
 
     name = "tent"
@@ -133,26 +81,11 @@ class Tent(BatchOnlineMethod):
     config_cls = TentConfig
     paper = "Wang et al., Tent: Fully Test-Time Adaptation by Entropy Minimization (ICLR 2021)"
 
-    def setup(self, ctx: MethodContext) -> None:
-        super().setup(ctx)
-        visual = ctx.vlm.visual
-        self.saved = NormState(visual)
-        self.params = configure_norms(visual)
-        if not self.params:
-            raise ValueError(f"tent: the image encoder of {ctx.vlm.name!r} has no normalisation layer to adapt")
-        self.optimizer = tent_optimizer(self.params, self.config)
-        self.last: Any = None
+    def make_optimizer(self, params: list[Any]) -> Any:
+        return tent_optimizer(params, self.config)
 
-    def adapt(self, batch: Batch) -> None:
-        for _ in range(self.config.steps):  # fp32: no loss scaler for a batch loss here
-            self.last = forward_and_adapt(lambda: self.logits(self.features(batch.images)), self.optimizer)
-
-    def predict(self, batch: Batch) -> Predictions:
-        return Predictions(logits=self.last.float())
-
-    def reset(self) -> None:
-        """Restore the shared model (the runner calls it when the run ends)."""
-        self.saved.restore()
+    def step(self, forward: Callable[[], Any]) -> Any:
+        return forward_and_adapt(forward, self.optimizer)
 
 
 @hookimpl
