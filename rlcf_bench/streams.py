@@ -16,7 +16,7 @@ Three ``--protocol-param`` keys, all part of the protocol hash:
   as there are classes, each class over the slots by a draw from Dirichlet(γ, …, γ) (TTAB's
   non-i.i.d. sampler, after NOTE); small γ gives long runs of one class, large γ approaches i.i.d.
 * ``online_batch=B`` — batched online adaptation: a method that adapts per batch
-  (``Method.adapts_per = "batch"``: Tent, LAME) receives the stream in consecutive batches of B
+  (``Method.adapts_per = "batch"``: Tent, SAR, ETA, LAME) receives the stream in consecutive batches of B
   and adapts on each before predicting it; per-sample methods are unaffected (their results are
   the same, under a protocol of their own).
 """

@@ -420,7 +420,7 @@ class Method(ABC, Generic[ConfigT]):
       state carries over, samples come one at a time in the protocol's order,
     * ``adapts_per`` (online methods): ``"sample"`` — one sample at a time — or ``"batch"`` — the
       stream in consecutive batches of the protocol's ``online_batch``, adapting on each batch before
-      predicting it (Tent, LAME; ``rlcf_bench.streams``),
+      predicting it (Tent, SAR, ETA, LAME; ``rlcf_bench.streams``),
     * ``paper``: a citation string shown by ``rlcf-bench ls methods``,
     * ``view_policy``: the views of the method's own paper (:class:`ViewPolicy`), used only with
       ``--protocol-param view_policy=method``; ``None`` (default): the common protocol's views.

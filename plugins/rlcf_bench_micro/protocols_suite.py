@@ -8,7 +8,7 @@ own parts under the same name (``SuiteSpec.shared``); no list names them.
   orders per online method;
 * **dirichlet**: the same methods on each shifted domain with a label-correlated order
   (``stream=dirichlet:0.1``, TTAB's strongest setting), three orders;
-* **batched**: every per-batch online method (Tent, LAME) and zero-shot in batches of 16
+* **batched**: every per-batch online method (Tent, SAR, ETA, LAME) and zero-shot in batches of 16
   (``online_batch=16``) on each shifted domain, three orders.
 
 ``PROTOCOL_N`` samples per domain (the default suite's 500 would make the continual stream 2500

@@ -171,7 +171,7 @@ class OnlineMethod(Method[Any]):
 
 class BatchOnlineMethod(Method[Any]):
     """Base of the methods that adapt per batch of the stream (``adapts_per = "batch"``: Tent,
-    LAME; ``rlcf_bench.streams``): online (never reset inside a run), the class text features of
+    SAR, ETA, LAME; ``rlcf_bench.streams``): online (never reset inside a run), the class text features of
     the dataset's templates (``config.templates``) once per run, and the zero-shot logits of a
     batch's centre crops (:meth:`logits`, with or without a graph)."""
 
