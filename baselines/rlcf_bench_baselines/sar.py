@@ -19,7 +19,8 @@ Choices:
   the official ``collect_params`` (ViT: blocks 9–11 and the final norm; ResNet: ``layer4``): on a
   CLIP encoder the last quarter of its residual blocks (``resblocks.K``), ``ln_post`` and
   ``layer4`` — for a 12-block ViT the official blocks 9–11, as CLIPTTA's ``skip_top_layers``.
-* **lr**: the ViT rule 0.001 · B / 64 with B the protocol's ``online_batch`` (``-m lr=X`` fixes it).
+* **lr**: the ViT rule 0.001 · B / 64 with B the protocol's ``online_batch`` (``-m lr_at_64=X``
+  sets the lr at B = 64).
 * **Recovery** clears the moving average, as the official ``SAR.reset`` means to; its ``forward``
   then overwrites the cleared average with the last value, so the official average carries on
   through a reset and can trigger the next one at once: ``-m keep_ema_on_reset=true`` reproduces
@@ -57,7 +58,7 @@ _BLOCK = re.compile(r"resblocks\.(\d+)\b")
 
 @dataclass(frozen=True)
 class SarConfig:
-    lr: float = bounded(0.0, ge=0)  # 0: 0.001 · B / 64
+    lr_at_64: float = bounded(0.001, gt=0)  # the lr is lr_at_64 · B / 64
     momentum: float = bounded(0.9, ge=0, lt=1)
     rho: float = bounded(0.05, ge=0)
     e_margin: float = bounded(0.0, ge=0)  # 0: 0.4 · ln C
@@ -146,7 +147,7 @@ class Sar(NormTuningMethod):
         self.initial = [p.detach().clone() for p in self.params]
 
     def make_optimizer(self, params: list[Any]) -> Any:
-        lr = self.config.lr or 0.001 * (online_batch_of(self.ctx.protocol.params) or 1) / 64
+        lr = self.config.lr_at_64 * (online_batch_of(self.ctx.protocol.params) or 1) / 64
         return SAM(params, torch.optim.SGD, rho=self.config.rho, lr=lr, momentum=self.config.momentum)
 
     def step(self, forward: Callable[[], Any]) -> Any:
