@@ -566,7 +566,7 @@ def _component_lines(host: PluginHost, kind: str, pattern: str | None) -> list[s
         if kind == "methods":
             extra = f"  tasks={','.join(sorted(spec.tasks))}"
             extra += "  needs reward model" if "reward_model" in spec.requires else ""
-            extra += "  online" if not spec.episodic else ""
+            extra += f"  {spec.mode}"
         elif kind == "datasets":
             extra = f"  tasks={','.join(sorted(spec.task_kinds))}"
         elif kind == "reward-models":

@@ -22,6 +22,7 @@ from typing import Any
 
 from .online_protocol import expand_orders
 from .plugins import PluginHost
+from .streams import merge_continual, protocol_overrides_params, stream_batch
 from .types import (
     VIEW_POLICY_PARAM,
     MethodSpec,
@@ -60,7 +61,7 @@ def plan_runs(host: PluginHost, *, suite: str, suite_explicit: bool = False, tas
     if not requests:
         raise PlanError("nothing to run: no selected method supports the selected task")
     _check_params(host, requests)
-    return _every_order_and_seed(host, requests, suite, orders, seeds)
+    return _every_order_and_seed(host, _streams(host, requests), suite, orders, seeds)
 
 
 def _suite_runs_of_the_task(host: PluginHost, suite: str, suite_explicit: bool, task: str | None,
@@ -188,6 +189,18 @@ def _check_every_option_is_read(host: PluginHost, requests: Sequence[RunRequest]
             where = f" (only {', '.join(elsewhere)} task has it)" if elsewhere else ""
             raise PlanError(f"-m {key}: no selected method has an option named {key!r} for the selected "
                             f"task{where}")
+
+
+def _streams(host: PluginHost, requests: Sequence[RunRequest]) -> list[RunRequest]:
+    """:mod:`rlcf_bench.streams`: a continual stream is one run per run group; a batch method needs
+    its batch (``online_batch``)."""
+    try:
+        requests = merge_continual(requests)
+        for r in requests:
+            stream_batch(_implementation(host, r), protocol_overrides_params(r))
+    except ValueError as exc:
+        raise PlanError(str(exc)) from exc
+    return list(requests)
 
 
 def _every_order_and_seed(host: PluginHost, requests: Sequence[RunRequest], suite: str, orders: int | None,

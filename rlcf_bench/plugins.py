@@ -373,7 +373,15 @@ class PluginHost:
         return self._collect("rlcfb_register_methods")
 
     def suites(self) -> list[SuiteSpec]:
-        return self._collect("rlcfb_register_suites")
+        """The registered suites; the parts of a shared suite (``SuiteSpec.shared``) merged into one."""
+        out: list[SuiteSpec] = []
+        for spec in self._collect("rlcfb_register_suites"):
+            i = next((k for k, s in enumerate(out) if s.name == spec.name and s.shared and spec.shared), None)
+            if i is None:
+                out.append(spec)
+            else:
+                out[i] = out[i].merge(spec)
+        return out
 
     def references(self) -> list[ReferenceResult]:
         return self._collect("rlcfb_register_references")
@@ -398,6 +406,11 @@ class PluginHost:
         if name in registry:
             return registry.get(name)
         given = dict(params or {})
+        from .streams import continual_members, continual_spec
+
+        members = continual_members(name)
+        if members is not None:  # the domains of a continual stream as one dataset (rlcf_bench.streams)
+            return continual_spec(name, members, lambda m: self.dataset(m, given))
         key = (name, tuple(sorted((k, str(v)) for k, v in given.items())))
         if key not in self._resolved:
             answers: list[DatasetSpec] = self._call("rlcfb_resolve_dataset", name=name, params=given)

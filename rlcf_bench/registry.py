@@ -106,6 +106,8 @@ class MethodSummary:
     episodic: bool
     provider: str
     description: str
+    #: ``episodic``, ``online`` (per sample) or ``batch`` (online, per batch): MethodSpec.mode
+    mode: str = "episodic"
 
 
 class MethodRegistry(Registry[MethodSpec]):
@@ -174,4 +176,5 @@ class MethodRegistry(Registry[MethodSpec]):
             requires=frozenset().union(*(s.requires for s in impls)), episodic=all(s.episodic for s in impls),
             provider=",".join(sorted({s.provider for s in impls})),
             description="; ".join(dict.fromkeys(s.description.rstrip(".") for s in impls if s.description)),
+            mode="/".join(dict.fromkeys(s.mode for s in impls)),
         )

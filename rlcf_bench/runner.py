@@ -43,11 +43,13 @@ from .online_protocol import online_metrics
 from .plugins import PluginHost
 from .session import ComponentSession
 from .store import ExecutedBatch, Store
+from .streams import segment_metrics, stream_batch
 from .task import TaskRuntime
 from .types import (
     SKIPPED,
     LatencyStats,
     MethodContext,
+    MethodSpec,
     MetricValue,
     RunError,
     RunProtocol,
@@ -62,7 +64,7 @@ from .types import (
 
 if TYPE_CHECKING:
     from .sharding import Shard
-    from .types import DatasetSpec, MethodSpec, TaskSpec
+    from .types import DatasetSpec, TaskSpec
 
 
 @dataclass
@@ -137,6 +139,7 @@ class Runner:
         self.device = select_device(self.options.device)
         self.session = session or ComponentSession(host, device=self.device, data_root=self.options.data_root)
         self._stream_state = False  # set while this process holds a stream method's state
+        self._stream_unit = 1  # the running stream's batch: 1, or the protocol's online_batch (rlcf_bench.streams)
         self._amp: AmpHelper | None = None  # the running run's (its loss scales restart per batch)
 
     # ------------------------------------------------------------------ one run
@@ -172,6 +175,10 @@ class Runner:
         except ValueError as exc:
             raise RunnerError(str(exc)) from exc
         protocol = protocol.replace(precision=resolve_precision(protocol.precision, self.device))
+        try:
+            stream_batch(method_spec, protocol)  # a per-batch method needs the protocol's online_batch
+        except ValueError as exc:
+            raise RunnerError(str(exc)) from exc
         uses_reward = "reward_model" in method_spec.requires
         spec = RunSpec(
             task=task_spec.name, task_version=task_spec.version, dataset=ds_spec.name, dataset_version=ds_spec.version,
@@ -236,6 +243,7 @@ class Runner:
             except Exception as exc:
                 raise MethodError(method_spec, "setup", exc) from exc
             ready = True
+            self._stream_unit = stream_batch(method_spec, spec.protocol)  # a stream's batch (replays use it)
             others = set() if shard is None else shard.others(items, method.carries_state)
             mine = [it for it in items if it[1] not in others]
             self._amp = amp
@@ -255,7 +263,7 @@ class Runner:
             raise
         finally:
             in_flight = sys.exc_info()[1]
-            if ready and method_spec.episodic:  # restore the shared (cached) model
+            if ready and (method_spec.episodic or method_spec.adapts_per == "batch"):  # restore the shared model
                 try:
                     method.reset()
                 except Exception:
@@ -269,9 +277,9 @@ class Runner:
         """The stored run to work on (a seam: ranks of one job share the run rank 0 opens)."""
         return self.store.open_run(spec, **kwargs)
 
-    def _batch_size(self, method_spec: Any, method: Any) -> int:
+    def _batch_size(self, method_spec: Any, method: Any, protocol: RunProtocol | None = None) -> int:
         if method.carries_state:
-            return 1
+            return stream_batch(method_spec, protocol)
         requested = self.options.batch_size or DEFAULT_BATCH_SIZE
         max_batch: int = method_spec.method_cls.max_batch
         return max(1, min(requested, max_batch))
@@ -288,6 +296,7 @@ class Runner:
         ids = [sid for _, sid in items]
         by_id = dict((sid, it) for it in items for sid in [it[1]])
         stream = method.carries_state
+        unit = size if stream else 1  # a stream's batches: 1 sample, or the protocol's online_batch
         while True:
             before_claim()
             claimed = self.store.claim(run_id, ids, None if stream else size)
@@ -295,10 +304,10 @@ class Runner:
                 if stream:
                     done = self.store.done_sample_ids(run_id)
                     if done:
-                        self._replay_stream(task, method, episodic, items, done, policy)
+                        self._replay_stream(task, method, episodic, items, done, policy, unit)
                     self._stream_state = True  # this process's method holds the stream's state
-                    for sid in claimed:
-                        yield [by_id[sid]]
+                    for k in range(0, len(claimed), unit):
+                        yield [by_id[sid] for sid in claimed[k:k + unit]]
                 else:
                     yield [by_id[sid] for sid in claimed]
                 continue
@@ -322,13 +331,15 @@ class Runner:
                 return
             if self.store.begin_finalise(run_id):
                 if method.carries_state and not self._stream_state:
-                    self._replay_stream(task, method, episodic, items, self.store.done_sample_ids(run_id), policy)
+                    self._replay_stream(task, method, episodic, items, self.store.done_sample_ids(run_id), policy,
+                                        self._stream_unit)
                 records = self.store.sample_records(run_id, include_skipped=True)
                 kept = [r for r in records if SKIPPED not in r.extra]
                 if not kept:
                     raise RunnerError("every sample was skipped (--on-corrupt skip): nothing to score")
                 metrics = task.aggregate(kept)
                 metrics.update(online_metrics(method, items, kept))
+                metrics.update(segment_metrics(task.dataset, items, kept))
                 if len(kept) < len(records):
                     n = len(records) - len(kept)
                     metrics = {**metrics, SKIPPED: MetricValue(float(n), None, None, len(records))}
@@ -342,7 +353,7 @@ class Runner:
         clock = Clock(self.device)
         memory = PeakMemory(self.device)
         self._stream_state = False
-        size = self._batch_size(method_spec, method)
+        size = self._batch_size(method_spec, method, task.protocol)
         memory.reset(policy, reward, batch_size=size)  # models are loaded: the baseline holds them
         warm_left = self.options.warmup
         stream = method.carries_state
@@ -402,22 +413,26 @@ class Runner:
         return good
 
     def _replay_stream(self, task: TaskRuntime, method: Any, episodic: bool, items: Sequence[tuple[int, str]],
-                       done: set[str], policy: Any) -> None:
+                       done: set[str], policy: Any, unit: int = 1) -> None:
         """A stateful method's state is the product of the stream so far: rebuild it by replaying
         the already-stored samples (results discarded) before continuing, so a resumed run equals
-        an uninterrupted one."""
+        an uninterrupted one. ``unit``: the stream's batch (stored batches are whole ones, so the
+        stored prefix cuts into the same batches)."""
+        prefix = []
         for item in items:
             if item[1] not in done:
                 break
-            if not self._readable(-1, task, [item], policy, store=False):
-                continue  # skipped when it was first met: skipped again
-            batch = task.make_batch([item], policy, self.device)
-            self._reset_amp()
-            if episodic:
-                method.reset()
-            method.adapt(batch)
-            method.predict(batch)
-            method.after_predict(batch)
+            prefix.append(item)
+        for k in range(0, len(prefix), unit):
+            # a sample skipped when it was first met is skipped again
+            for part in task.batches(self._readable(-1, task, prefix[k:k + unit], policy, store=False)):
+                batch = task.make_batch(part, policy, self.device)
+                self._reset_amp()
+                if episodic:
+                    method.reset()
+                method.adapt(batch)
+                method.predict(batch)
+                method.after_predict(batch)
 
     def _latency(self, run_id: int) -> tuple[LatencyStats | None, float | None]:
         rows = [r for r in self.store.sample_rows(run_id) if SKIPPED not in (r.extra or {})]

@@ -95,17 +95,21 @@ class ComponentSession:
     # ------------------------------------------------------------------ datasets
     def dataset(self, spec: DatasetSpec, params: dict[str, Any]) -> Any:
         """Build ``spec`` with ``params``; a dataset on disk needs the data root and a valid layout."""
-        root = resolve_data_root(self.data_root)
-        if spec.root_name is not None:
-            if root is None:
-                raise ComponentError(
-                    f"dataset {spec.name!r} needs a data root holding {spec.root_name}/: pass --data-root DIR, set "
-                    f"RLCF_BENCH_DATA_ROOT, or put {{\"data_root\": DIR}} in ~/.config/rlcf-bench/config.json")
-            if spec.check is not None:
-                report = spec.check(root, **params)
-                if not report.ok:
-                    raise DatasetLayoutError(report)
-        return spec.build(root, **params)
+        return build_dataset(spec, params, resolve_data_root(self.data_root))
+
+
+def build_dataset(spec: DatasetSpec, params: dict[str, Any], root: Any) -> Any:
+    """Build ``spec`` under the data ``root``, after checking its layout (a dataset on disk)."""
+    if spec.root_name is not None:
+        if root is None:
+            raise ComponentError(
+                f"dataset {spec.name!r} needs a data root holding {spec.root_name}/: pass --data-root DIR, set "
+                f"RLCF_BENCH_DATA_ROOT, or put {{\"data_root\": DIR}} in ~/.config/rlcf-bench/config.json")
+        if spec.check is not None:
+            report = spec.check(root, **params)
+            if not report.ok:
+                raise DatasetLayoutError(report)
+    return spec.build(root, **params)
 
 
 def resolve_reward(host: PluginHost, name: str) -> tuple[RewardModelSpec, tuple[tuple[str, float], ...]]:

@@ -32,11 +32,19 @@ class TaskRuntime(ABC):
 
     def samples(self) -> list[tuple[int, str]]:
         """The protocol's stream: dataset order or a permutation seeded by the protocol seed, cut to
-        the limit, then permuted by the ``order_seed`` parameter if there is one."""
-        from .online_protocol import stream_order
+        the limit, then permuted by the ``order_seed`` parameter if there is one; a ``stream``
+        parameter (continual, dirichlet:γ) orders it further (:mod:`rlcf_bench.streams`)."""
+        from .online_protocol import order_seed_of, stream_order
+        from .streams import STREAM, stream_items
 
         proto = self.protocol
-        return stream_order(self.all_samples(), proto.order, proto.seed, proto.params, proto.limit)
+        stream = proto.param(STREAM)
+        if stream is None:
+            return stream_order(self.all_samples(), proto.order, proto.seed, proto.params, proto.limit)
+        label = getattr(self.dataset, "label", None)
+        return stream_items(self.all_samples(), stream, order_seed=order_seed_of(proto.params) or 0,
+                            domain_of=getattr(self.dataset, "domain_of", None), label_of=label,
+                            iid=lambda part: stream_order(part, proto.order, proto.seed, proto.params, proto.limit))
 
     # ---------------------------------------------------------------- execution
     def batches(self, items: Sequence[tuple[int, str]]) -> list[list[tuple[int, str]]]:

@@ -147,9 +147,11 @@ class MethodContract:
         flags = _flags(modules)
         if fail_at_store is not None:
             _kill_at(store, fail_at_store)
+        # a per-batch online method gets a stream of batches of 2 (rlcf_bench.streams), so (c) replays batches
+        batched = (("online_batch", 2),) if self.spec().adapts_per == "batch" else ()
         req = RunRequest(task=self.task, dataset=self.dataset, method=self.method, model=self.model,
                          reward_model=self.reward_model, method_options=self.options,
-                         protocol_overrides=self.protocol + self.protocol_params)
+                         protocol_overrides=self.protocol + self.protocol_params + batched)
         try:
             result = runner.run(req)
         finally:

@@ -57,7 +57,7 @@ CONTEXT_KEY = "view_features"
 ENV_SWITCH = "RLCF_BENCH_FEATURE_CACHE"
 #: Protocol fields and parameters that only order or cut the stream: they never change a view.
 STREAM_ONLY = frozenset({"limit", "order"})
-STREAM_ONLY_PARAMS = frozenset({"order_seed"})
+STREAM_ONLY_PARAMS = frozenset({"order_seed", "stream", "online_batch"})
 
 
 def enabled_by_env() -> bool:

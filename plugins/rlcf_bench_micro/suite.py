@@ -40,7 +40,9 @@ COMPARISONS = Comparisons(
 
 
 def _supports(method: Any, kind: str) -> bool:
-    return kind in method.tasks
+    """``method`` serves ``kind`` in this suite; per-batch online methods (Tent, SAR, ETA, LAME) need a
+    batched stream and run in the ``protocols`` suite (``protocols_suite``)."""
+    return kind in method.tasks and getattr(method, "adapts_per", "sample") != "batch"
 
 
 def micro_runs(methods: Sequence[Any]) -> list[SuiteRun]:

@@ -16,7 +16,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from ..lazy import LazyModule
 from ..types import Batch, Method, MethodContext
@@ -168,6 +168,31 @@ class OnlineMethod(Method[Any]):
         caches = self.caches()
         return {"state_entries": sum(c.entries() for c in caches.values()),
                 "state_bytes": sum(c.nbytes() for c in caches.values())}
+
+
+class BatchOnlineMethod(Method[Any]):
+    """Base of the methods that adapt per batch of the stream (``adapts_per = "batch"``: Tent,
+    SAR, ETA, LAME; ``rlcf_bench.streams``): online (never reset inside a run), the class text features of
+    the dataset's templates (``config.templates``) once per run, and the zero-shot logits of a
+    batch's centre crops (:meth:`logits`, with or without a graph)."""
+
+    episodic: ClassVar[bool] = False
+    adapts_per: ClassVar[Literal["sample", "batch"]] = "batch"
+    tasks: ClassVar[frozenset[str]] = frozenset({"classification"})
+
+    def setup(self, ctx: MethodContext) -> None:
+        from .prompts import class_text_features
+
+        self.ctx = ctx
+        self.text = class_text_features(ctx, templates=getattr(self.config, "templates", "single"))
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """L2-normalised fp32 image features (a graph through the encoder where grad is enabled)."""
+        return F.normalize(self.ctx.vlm.encode_image(images).float(), dim=-1)
+
+    def logits(self, feats: torch.Tensor) -> torch.Tensor:
+        """``logit_scale · cos(image, class text)`` of normalised features."""
+        return self.ctx.vlm.logit_scale * feats @ self.text.t()
 
 
 PAPER_MODEL = "ViT-B-16@openai"

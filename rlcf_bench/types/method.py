@@ -6,7 +6,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Hashable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar, cast
 
 from ..errors import PluginError
 from .data import Batch, Predictions
@@ -85,6 +85,9 @@ class Method(ABC, Generic[ConfigT]):
     * ``episodic``: True → the runner calls ``reset()`` before each batch of samples and the
       method may adapt several independent samples at once (``max_batch``); False → online:
       state carries over, samples come one at a time in the protocol's order,
+    * ``adapts_per`` (online methods): ``"sample"`` — one sample at a time — or ``"batch"`` — the
+      stream in consecutive batches of the protocol's ``online_batch``, adapting on each batch before
+      predicting it (Tent, SAR, ETA, LAME; ``rlcf_bench.streams``),
     * ``paper``: a citation string shown by ``rlcf-bench ls methods``,
     * ``view_policy``: the views of the method's own paper (:class:`ViewPolicy`), used only with
       ``--protocol-param view_policy=method``; ``None`` (default): the common protocol's views.
@@ -100,6 +103,7 @@ class Method(ABC, Generic[ConfigT]):
     requires: ClassVar[frozenset[str]] = frozenset()
     episodic: ClassVar[bool] = True
     max_batch: ClassVar[int] = 1
+    adapts_per: ClassVar[Literal["sample", "batch"]] = "sample"
     paper: ClassVar[str | None] = None
     view_policy: ClassVar[ViewPolicy | None] = None
 
@@ -150,6 +154,12 @@ class MethodSpec:
     description: str = ""
     provider: str = ""
     view_policy: ViewPolicy | None = None
+    adapts_per: str = "sample"
+
+    @property
+    def mode(self) -> str:
+        """``episodic``, ``online`` (per sample) or ``batch`` (online, per batch)."""
+        return "episodic" if self.episodic else ("batch" if self.adapts_per == "batch" else "online")
 
     @classmethod
     def from_method(cls, method_cls: type[Method[Any]], description: str = "") -> MethodSpec:
@@ -165,4 +175,5 @@ class MethodSpec:
             paper=method_cls.paper,
             description=doc if isinstance(doc, str) else (doc[0] if doc else ""),
             view_policy=method_cls.view_policy,
+            adapts_per=method_cls.adapts_per,
         )

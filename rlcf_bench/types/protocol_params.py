@@ -25,7 +25,9 @@ PROTOCOL_CHOICES: dict[str, tuple[str, ...]] = {"order": ("fixed", "shuffled"),
 #: declares in :attr:`TaskSpec.params`): the stream order seed (``rlcf_bench.online_protocol``)
 #: and the view policy.
 HOST_PROTOCOL_PARAMS: dict[str, ParamRule] = {"order_seed": ParamRule(int, Range(ge=0)),
-                                              VIEW_POLICY_PARAM: ParamRule(str, choices=VIEW_POLICIES)}
+                                              VIEW_POLICY_PARAM: ParamRule(str, choices=VIEW_POLICIES),
+                                              # rlcf_bench.streams: the stream kind and the online batch
+                                              "stream": ParamRule(str), "online_batch": ParamRule(int, Range(ge=1))}
 
 
 def check_protocol_params(overrides: Mapping[str, Any], tasks: Sequence[TaskSpec]) -> None:
@@ -43,6 +45,12 @@ def check_protocol_params(overrides: Mapping[str, Any], tasks: Sequence[TaskSpec
             valid = sorted(fields - {"params"} | set(HOST_PROTOCOL_PARAMS) | {k for t in tasks for k in t.params})
             raise ValueError(f"protocol parameter {key!r}: no selected task or the host reads it "
                              f"(valid: {', '.join(valid)})")
+        if key == "stream":
+            from ..streams import stream_problem
+
+            problem = stream_problem(raw)
+            if problem is not None:
+                raise ValueError(f"protocol parameter {key}={raw!r}: {problem}")
         for rule in rules:
             problem = rule.problem(raw)
             if problem is not None:

@@ -3,6 +3,7 @@ reports make."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -123,7 +124,9 @@ class SuiteSpec:
     ``orders``: stream orders each online method is run with (``--orders`` overrides).
     ``averages``: the dataset groups whose average the reports show (e.g. the OOD average).
     ``comparisons``: the reference method and method families the reports compare with.
-    ``seeds``: protocol (view) seeds each run is made with (``--seeds`` overrides)."""
+    ``seeds``: protocol (view) seeds each run is made with (``--seeds`` overrides).
+    ``shared``: a suite several plugins contribute to (e.g. ``protocols``): the parts registered
+    under one name, all ``shared``, make one suite (:meth:`merge`), so no list names them."""
 
     name: str
     description: str
@@ -133,3 +136,17 @@ class SuiteSpec:
     averages: tuple[DatasetAverage, ...] = ()
     comparisons: Comparisons = NO_COMPARISONS
     seeds: int = 1
+    shared: bool = False
+
+    def merge(self, other: SuiteSpec) -> SuiteSpec:
+        """This shared suite with ``other``'s part added: runs of both (in plugin order), the larger
+        ``orders``/``seeds``, both parts' averages and comparisons."""
+        first, second = self.runs, other.runs
+
+        def runs(methods: Any) -> list[SuiteRun]:
+            return list(dict.fromkeys([*first(methods), *second(methods)]))
+
+        return dataclasses.replace(
+            self, runs=runs, provider=f"{self.provider}+{other.provider}", orders=max(self.orders, other.orders),
+            seeds=max(self.seeds, other.seeds), averages=tuple(dict.fromkeys((*self.averages, *other.averages))),
+            comparisons=self.comparisons.merged(other.comparisons))

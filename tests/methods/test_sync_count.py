@@ -153,8 +153,9 @@ def count_syncs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, *, b
     counter.install(monkeypatch)
     store = Store(f"sqlite:///{tmp_path / 'sync.sqlite'}")
     runner = Runner(host, store, ExecutionOptions(device="cpu", batch_size=batch_size, warmup=0))
+    batched = (("online_batch", batch_size),) if spec.adapts_per == "batch" else ()  # a per-batch online method
     req = RunRequest(task="classification", dataset="tiny-colors", method=name, model="tiny-clip",
-                     reward_model="tiny-clip-teacher", protocol_overrides=PROTOCOL)
+                     reward_model="tiny-clip-teacher", protocol_overrides=PROTOCOL + batched)
     result = runner.run(req)
     assert result.status == "finished"
     config = host.registry("methods").config(name, "classification", ())
