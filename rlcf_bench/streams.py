@@ -28,7 +28,9 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .types import DatasetSpec, MetricValue, RunRequest, SampleRecord
+from .types.components import DatasetSpec
+from .types.data import MetricValue, SampleRecord
+from .types.suites import RunRequest
 
 STREAM = "stream"
 ONLINE_BATCH = "online_batch"

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 from . import fmt
 from .paper import DIGITS, PaperCell, PaperRow, PaperTable
+from .paper_cells import delta_cells
 
 #: The widths the layout is chosen for (points): one column of a two-column paper (LaTeX's
 #: ``article`` 229.5 pt; CVPR 237 pt, ACL 219 pt) and the narrowest common text width (``article``'s
@@ -108,7 +109,6 @@ def _plain_length(latex: str) -> int:
 
 def natural_width(table: PaperTable, part: _Part, intervals: bool) -> float:
     """The estimated natural width of ``part`` of ``table``, in points at ``\\small``."""
-    from .paper_formats import delta_cells
 
     columns: list[list[str]] = [["Method", *(_label(r) for r in table.rows)]]
     for j in part.cells:
@@ -142,7 +142,6 @@ def _parts(table: PaperTable, intervals: bool) -> tuple[str, list[_Part]]:
 
 
 def _float(table: PaperTable, env: str, part: _Part, intervals: bool, first: bool) -> list[str]:
-    from .paper_formats import delta_cells
 
     caption = table.caption if first else f"{table.caption} (continued)"
     titles = [table.columns[j] for j in part.cells] + (list(table.delta_columns) if part.deltas else [])

@@ -33,7 +33,7 @@ from . import fmt
 from .averages import AverageRow, PooledComparison
 from .claims import ADJUSTMENT_WORDS, claim_counts
 from .paper import PaperCell, _average_column, _cell, _labels, _row_key
-from .paper_formats import SIG, cell_text, delta_text
+from .paper_cells import SIG, cell_text, delta_text
 from .render import DEFAULT_CLAIMS, ClaimOptions, build_for
 from .rows import GROUP_FIELDS, Comparison, LeaderboardRow, Report
 
