@@ -126,12 +126,26 @@ class DPE(OnlineMethod):
         size["state_bytes"] += self.global_text.numel() * self.global_text.element_size()
         return size
 
-    def _cache_term(self, query: Any, classes: Any, prototypes: Any) -> Any:
-        """``α·exp(−β(1 − q·K))·onehot(classes)`` → ``[B, C]`` (differentiable in ``prototypes``)."""
+    def _cache_term(self, query: Any, present: Any, prototypes: Any) -> Any:
+        """``α·exp(−β(1 − q·K_c))`` for each class ``c`` with a visual prototype, 0 for the others:
+        ``[B, C]`` (differentiable in ``prototypes``). Computed over all ``C`` classes and masked, so
+        shapes never depend on the data (no host sync, docs/gpu.md#syncs)."""
         import torch
 
         w = self.alpha * affinity_weights(query, prototypes, self.beta)
-        return torch.zeros(query.shape[0], self.n_classes, device=query.device).index_add(1, classes, w)
+        return torch.where(present, w, torch.zeros_like(w))
+
+    def _infonce(self, visual: Any, text: Any, present: Any) -> Any:
+        """The official one-directional InfoNCE from each visual prototype to its class's text
+        prototype against the other *present* classes' ones, mean over present classes; rows and
+        columns of empty classes are masked (fixed ``[C, C]`` shapes, no host sync)."""
+        import torch
+        import torch.nn.functional as F
+
+        nce = F.normalize(visual, dim=-1) @ F.normalize(text, dim=-1).t() / self.config.infonce_temperature
+        nce = nce.masked_fill(~present, -torch.inf)  # columns of empty classes take no part
+        ce = F.cross_entropy(nce, torch.arange(self.n_classes, device=nce.device), reduction="none")
+        return torch.where(present, ce, torch.zeros_like(ce)).sum() / present.sum()
 
     def adapt(self, batch: Batch) -> None:
         import torch
@@ -141,7 +155,7 @@ class DPE(OnlineMethod):
         text = F.normalize(self.global_text, dim=-1)
         s = summarise_views(self.ctx, batch, text, multi_view=self.multi_view)
         self.queues.insert(s.label, s.query, normalised_entropy(s.entropy, self.n_classes, log2_quirk=c.log2_entropy))
-        classes, means = self.queues.class_means()
+        present, means = self.queues.class_means()  # [C] mask, [C, d] (zeros where empty)
         logits_of = class_logits_for(self.ctx)
         feats, query = s.feats[s.selected].clone(), s.query.unsqueeze(0).clone()  # normal tensors: used in a graph
         dtype = torch.float16 if c.fp16_residuals else self.global_text.dtype
@@ -154,15 +168,14 @@ class DPE(OnlineMethod):
                 t = F.normalize(self.global_text + r_text, dim=-1)
                 k = F.normalize(means + r_vis, dim=-1)
                 z = logits_of.product(feats, t.t()).mean(0, keepdim=True)  # entropy of the averaged logits (quirk)
-                loss = view_entropy(z + self._cache_term(query, classes, k))[0]
+                loss = view_entropy(z + self._cache_term(query, present, k))[0]
                 if self.align:
-                    nce = F.normalize(k, dim=-1) @ F.normalize(t[classes], dim=-1).t() / c.infonce_temperature
-                    loss = loss + self.align * F.cross_entropy(nce, torch.arange(len(classes), device=nce.device))
+                    loss = loss + self.align * self._infonce(k, t, present)
                 loss.backward()
                 optimizer.step()
         with torch.no_grad():
             self.refined_text = F.normalize(self.global_text + r_text, dim=-1)
-            self.refined_visual = (classes, F.normalize(means + r_vis, dim=-1))
+            self.refined_visual = (present, F.normalize(means + r_vis, dim=-1))
         self.summary = s
 
     def predict(self, batch: Batch) -> Predictions:
@@ -170,7 +183,7 @@ class DPE(OnlineMethod):
 
         s = self.summary
         logits_of = class_logits_for(self.ctx)
-        classes, k = self.refined_visual
+        present, k = self.refined_visual
         with torch.no_grad():
             if self.family == "imagenet-a" and self.multi_view:
                 # the official inference selects the confident views again, under the refined text
@@ -178,7 +191,7 @@ class DPE(OnlineMethod):
                 f = s.feats[selected].mean(0, keepdim=True)
             else:
                 f = s.feats[:1]
-            logits = logits_of.product(f, self.refined_text.t()) + self._cache_term(f, classes, k)
+            logits = logits_of.product(f, self.refined_text.t()) + self._cache_term(f, present, k)
         self.last_logits = logits
         return Predictions(logits=logits)
 

@@ -145,12 +145,12 @@ class ClassCache:
         return alpha * torch.einsum("bcs,csp->bp", w, self.payload)
 
     def class_means(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(classes with at least one entry ``[K]``, the mean of their keys ``[K, d]``)."""
+        """(which classes hold at least one entry ``[C]`` bool, the mean of each class's keys
+        ``[C, d]``, zeros for an empty class). Fixed shapes, so no host synchronisation."""
         valid = self.valid
         counts = valid.sum(-1)
-        present = torch.nonzero(counts > 0).flatten()
         sums = (self.keys * valid.unsqueeze(-1)).sum(1)
-        return present, sums[present] / counts[present].unsqueeze(-1)
+        return counts > 0, sums / counts.clamp(min=1).unsqueeze(-1)
 
     # ------------------------------------------------------------------ size
     def entries(self) -> int:

@@ -89,6 +89,16 @@ def test_gated_insert_and_larger_temporary_capacity():
     assert temp.entries() == 3 and cache.entries() == 2  # the original is untouched
 
 
+def test_class_means_have_a_fixed_shape_with_empty_classes_masked():
+    cache = ClassCache(3, 2, 2, device="cpu")
+    cache.insert(0, torch.tensor([1.0, 0.0]), 0.1)
+    cache.insert(0, torch.tensor([0.0, 3.0]), 0.2)
+    cache.insert(2, torch.tensor([2.0, 2.0]), 0.3)
+    present, means = cache.class_means()
+    assert present.tolist() == [True, False, True] and means.shape == (3, 2)
+    assert means.tolist() == [[0.5, 1.5], [0.0, 0.0], [2.0, 2.0]]
+
+
 def test_memory_is_fixed_by_the_capacity():
     cache = ClassCache(5, 3, 8, device="cpu", payload_dim=5)
     size = cache.nbytes()

@@ -37,12 +37,8 @@ if importlib.util.find_spec("rlcf_bench_example") is not None:
     PLUGINS.append("rlcf_bench_example.confident_view_ensemble")
 PROTOCOL = (("n_views", 8), ("selection_ratio", 0.25), ("limit", 9))
 
-#: Known syncs in files another branch owns (the lead removes a mark once its sync is gone).
-KNOWN_SYNCS = {
-    "dpe": "rlcf_bench/tta/cache.py torch.nonzero in ClassCache.class_means (a variable-size result): a masked "
-           "fixed-size form changes DPE's logits by up to 2.9e-6 on the parity streams (the affinity matmul over all "
-           "classes rounds differently), so it waits for a decision that DPE's stored results may change",
-}
+#: Known syncs in files another branch owns (the lead removes a mark once its sync is gone); none now.
+KNOWN_SYNCS: dict[str, str] = {}
 
 
 class SyncCounter:
