@@ -51,6 +51,10 @@ class PluginError(RuntimeError):
     importable from there; defined here so that the error boundary imports no plugin host)."""
 
 
+class ComponentError(RuntimeError):
+    """A component cannot be built here (a dataset without its data root, ...)."""
+
+
 class RegistryError(KeyError):
     """An unknown or ambiguous name in a registry (raised by :mod:`rlcf_bench.registry`, and
     importable from there; defined here so that the error boundary imports no registry, which

@@ -17,10 +17,11 @@ from __future__ import annotations
 import inspect
 from typing import TYPE_CHECKING, Any
 
+from .dataset_build import build_dataset as build_dataset  # its public path (defined in a leaf module)
 from .datasets import resolve_data_root
+from .errors import ComponentError as ComponentError  # its public path (defined with the other errors)
 from .types import (
     CaptioningModel,
-    DatasetLayoutError,
     DatasetSpec,
     RewardModel,
     RewardModelSpec,
@@ -31,10 +32,6 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
     import torch
 
     from .plugins import PluginHost
-
-
-class ComponentError(RuntimeError):
-    """A component cannot be built here (a dataset without its data root, ...)."""
 
 
 class ComponentSession:
@@ -96,20 +93,6 @@ class ComponentSession:
     def dataset(self, spec: DatasetSpec, params: dict[str, Any]) -> Any:
         """Build ``spec`` with ``params``; a dataset on disk needs the data root and a valid layout."""
         return build_dataset(spec, params, resolve_data_root(self.data_root))
-
-
-def build_dataset(spec: DatasetSpec, params: dict[str, Any], root: Any) -> Any:
-    """Build ``spec`` under the data ``root``, after checking its layout (a dataset on disk)."""
-    if spec.root_name is not None:
-        if root is None:
-            raise ComponentError(
-                f"dataset {spec.name!r} needs a data root holding {spec.root_name}/: pass --data-root DIR, set "
-                f"RLCF_BENCH_DATA_ROOT, or put {{\"data_root\": DIR}} in ~/.config/rlcf-bench/config.json")
-        if spec.check is not None:
-            report = spec.check(root, **params)
-            if not report.ok:
-                raise DatasetLayoutError(report)
-    return spec.build(root, **params)
 
 
 def resolve_reward(host: PluginHost, name: str) -> tuple[RewardModelSpec, tuple[tuple[str, float], ...]]:

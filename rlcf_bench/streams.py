@@ -23,49 +23,25 @@ Three ``--protocol-param`` keys, all part of the protocol hash:
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from .stream_spec import (  # the names, parsed without the rest of this module (no import cycle)
+    CONTINUAL,
+    CONTINUAL_PREFIX,
+    ONLINE_BATCH,
+    STREAM,
+    StreamError,
+    parse_stream,
+)
 from .types.components import DatasetSpec
 from .types.data import MetricValue, SampleRecord
 from .types.suites import RunRequest
 
-STREAM = "stream"
-ONLINE_BATCH = "online_batch"
-CONTINUAL = "continual"
-CONTINUAL_PREFIX = "continual:"
-STREAM_KINDS = ("iid", "continual", "dirichlet:γ")
-_DIRICHLET = re.compile(r"dirichlet:(?P<gamma>[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)")
 #: The minimum a time slot of the Dirichlet sampler holds (NOTE's ``min_size``), capped by N / slots.
 MIN_SLOT = 10
 _MAX_DRAWS = 1000
-
-
-class StreamError(ValueError):
-    pass
-
-
-def parse_stream(value: Any) -> tuple[str, float | None]:
-    """``"iid"`` / ``"continual"`` / ``"dirichlet:γ"`` → (kind, γ or None); one-line error otherwise."""
-    text = "iid" if value is None else str(value).strip()
-    if text in ("iid", CONTINUAL):
-        return text, None
-    m = _DIRICHLET.fullmatch(text)
-    if m:
-        gamma = float(m.group("gamma"))
-        if gamma > 0 and math.isfinite(gamma):
-            return "dirichlet", gamma
-    raise StreamError(f"stream={text!r}: expected one of iid, continual, dirichlet:γ (γ > 0, e.g. dirichlet:0.1)")
-
-
-def stream_problem(raw: Any) -> str | None:
-    try:
-        parse_stream(raw)
-    except StreamError as exc:
-        return str(exc).split(": ", 1)[1]
-    return None
 
 
 def online_batch_of(params: Any) -> int | None:
@@ -88,7 +64,7 @@ def stream_batch(method_spec: Any, protocol: Any) -> int:
 
 def protocol_overrides_params(request: RunRequest) -> Any:
     """A request's protocol overrides in the shape :func:`stream_batch` reads (``.params``)."""
-    from .types import RunProtocol
+    from .types.protocol import RunProtocol
 
     return RunProtocol(params=tuple(request.protocol_overrides))
 
@@ -194,8 +170,8 @@ def continual_spec(name: str, members: Sequence[str], member_spec: Callable[[str
     """The :class:`~rlcf_bench.types.DatasetSpec` of a continual stream over ``members``
     (``member_spec(name)`` resolves a domain); each domain is built under the same data root, with
     its own layout check. The ``--data-param`` values apply to every domain."""
-    from .session import build_dataset
-    from .types import stable_hash
+    from .dataset_build import build_dataset
+    from .types.protocol import stable_hash
 
     specs = [member_spec(m) for m in members]
     kinds = frozenset({"classification"}).intersection(*(s.task_kinds for s in specs))

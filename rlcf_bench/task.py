@@ -35,7 +35,8 @@ class TaskRuntime(ABC):
         the limit, then permuted by the ``order_seed`` parameter if there is one; a ``stream``
         parameter (continual, dirichlet:γ) orders it further (:mod:`rlcf_bench.streams`)."""
         from .online_protocol import order_seed_of, stream_order
-        from .streams import STREAM, stream_items
+        from .stream_spec import STREAM
+        from .streams import stream_items
 
         proto = self.protocol
         stream = proto.param(STREAM)

@@ -22,7 +22,7 @@ Choices:
   ``BatchNorm2d`` only; CLIPTTA's port takes the three kinds).
 * The redundancy test keeps |cos| < ε as the official code (probabilities: cos ≥ 0).
 
-Departures: none on the layers the official code adapts (parity: ``tests/parity/test_parity_eta.py``).
+Departures: none on the layers the official code adapts (parity: ``tests/parity/test_parity_sar_eta.py``).
 fp32 forward and update. The shared model is restored when the run ends.
 """
 

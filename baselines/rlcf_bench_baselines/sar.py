@@ -29,7 +29,7 @@ Choices:
   wrapper's state, which does not hold the base SGD's momentum, so the momentum carries on; kept.
 
 Departures: none on the layers the official code adapts (parity:
-``tests/parity/test_parity_sar.py``). fp32 forward and update. The shared model is restored when
+``tests/parity/test_parity_sar_eta.py``). fp32 forward and update. The shared model is restored when
 the run ends.
 """
 

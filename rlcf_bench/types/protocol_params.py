@@ -46,7 +46,7 @@ def check_protocol_params(overrides: Mapping[str, Any], tasks: Sequence[TaskSpec
             raise ValueError(f"protocol parameter {key!r}: no selected task or the host reads it "
                              f"(valid: {', '.join(valid)})")
         if key == "stream":
-            from ..streams import stream_problem
+            from ..stream_spec import stream_problem
 
             problem = stream_problem(raw)
             if problem is not None:

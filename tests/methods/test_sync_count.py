@@ -38,7 +38,15 @@ if importlib.util.find_spec("rlcf_bench_example") is not None:
 PROTOCOL = (("n_views", 8), ("selection_ratio", 0.25), ("limit", 9))
 
 #: Known syncs in files another branch owns (the lead removes a mark once its sync is gone); none now.
-KNOWN_SYNCS: dict[str, str] = {}
+KNOWN_SYNCS: dict[str, str] = {
+    # The batch methods' own algorithms decide on the host; they adapt once per batch, not per sample.
+    "lame": "baselines/rlcf_bench_baselines/lame.py: the official bound optimisation stops when the energy's relative "
+            "change is below 1e-8, a host decision per iteration (float(energy))",
+    "eta": "baselines/rlcf_bench_baselines/eta.py: the official reliable/non-redundant sample filters index the batch "
+           "with boolean masks (variable-size results), once per batch",
+    "sar": "baselines/rlcf_bench_baselines/sar.py: the official model recovery reads the loss's moving average on the "
+           "host (loss.item()), once per batch",
+}
 
 
 class SyncCounter:
