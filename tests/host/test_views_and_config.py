@@ -158,10 +158,11 @@ def test_methods_are_registered_per_name_and_task():
 
 
 def test_a_captioner_is_no_dual_encoder_for_a_method_that_needs_one() -> None:
-    """``ctx.vlm`` (the typed view of ``ctx.model`` the TTA toolkit uses) names the model when a
-    run hands a method something without image features, e.g. a captioner."""
+    """``ctx.vlm`` (the typed view of ``ctx.model`` the TTA toolkit uses) names the model, in a
+    one-line PluginError, when a run hands a method something without image features, e.g. a captioner."""
     import torch
 
+    from rlcf_bench.errors import PluginError
     from rlcf_bench.types import MethodContext, RunProtocol
 
     class Captioner:
@@ -170,5 +171,5 @@ def test_a_captioner_is_no_dual_encoder_for_a_method_that_needs_one() -> None:
 
     ctx = MethodContext(task="classification", protocol=RunProtocol(), device=torch.device("cpu"), amp=None,
                         model=Captioner())  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match="'cap' is a Captioner"):
+    with pytest.raises(PluginError, match="'cap' is a Captioner"):
         _ = ctx.vlm
