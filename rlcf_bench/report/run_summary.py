@@ -281,7 +281,7 @@ def render_run_summary(store: Any, run_ids: Collection[int] | None, *, reused: C
         by_task[r.task].append(r)
     out = [_folded_text(subject, len(wanted), rows, wanted)]
     for task, task_rows in by_task.items():
-        out += ["", *_task_matrix(task, task_rows, report, set(reused))]
+        out += _task_matrix(task, task_rows, report, set(reused))  # each table opens with its title line
     counts = claim_counts(report)
     out.append(f"Δ: the last column's difference [95% CI]; {SIG}: significant after {ADJUSTMENT_WORDS[counts.adjustment]} "
                f"(whole store: {counts.comparisons} comparison(s), {counts.significant_raw} significant before, "

@@ -1,11 +1,11 @@
-"""The end-of-run summary (issue 28): the default run's 140 runs fit one screen as methods x
+"""The end-of-run summary (issue 28): the default run's 175 runs fit one screen as methods x
 datasets matrices ordered by the group's average, the folded stream orders are said in one line,
 a row apart says why (the reward model's reference run, another model, another protocol), and
 the progress line shows each task's primary metric.
 
 The store is constructed in the default run's shape (the micro suite's declared groups and
-comparisons; 18 classification methods + the reward model's zero-shot on 5 domains, 4 online
-methods in 3 stream orders, retrieval 3 runs, captioning 2 runs: 140) with 60 samples per domain
+comparisons; 21 classification methods + the reward model's zero-shot on 5 domains, 6 online
+methods in 3 stream orders, retrieval 3 runs, captioning 2 runs: 175) with 60 samples per domain
 instead of 500, so the test is quick; no method is run.
 """
 
@@ -24,8 +24,8 @@ from rlcf_bench.types import MetricValue
 from rlcf_bench_micro import suite as micro
 
 EPISODIC = ("zero-shot", "tpt-prompt", "rlcf-prompt", "c-tpt", "r-tpt", "tps", "tpt-image", "rlcf-image", "kd", "dkd",
-            "atkd", "mta", "zero", "confident-view-ensemble")
-ONLINE = ("tda", "dmn-zs", "dpe", "boostadapter")
+            "atkd", "mta", "zero", "confident-view-ensemble", "ttl")
+ONLINE = ("tda", "dmn-zs", "dpe", "boostadapter", "dmn-weak", "onzeta")
 REWARDED = {"rlcf-prompt", "rlcf-image", "kd", "dkd", "atkd"}
 N = 60
 P0 = "p0" + "0" * 14
@@ -82,7 +82,7 @@ def _default_run_store(path: Path) -> tuple[Store, list[int]]:
 @pytest.fixture(scope="module")
 def default_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Store, list[int], str]:
     store, ids = _default_run_store(tmp_path_factory.mktemp("summary") / "lb.sqlite")
-    assert len(ids) == 140
+    assert len(ids) == 175
     return store, ids, render_run_summary(store, ids, host=PluginHost(autoload=False, extra=[micro]))
 
 
@@ -102,14 +102,14 @@ def test_the_default_run_fits_one_screen(default_run: tuple[Store, list[int], st
     lines = text.splitlines()
     assert len(lines) + 1 <= 40, text  # the CLI adds one line: the leaderboard and the report commands
     first = lines[0]
-    assert first.startswith("This command: 140 run(s), shown as 100 row(s); 40 more (stream orders 1, 2 of tda, "
-                            "dmn-zs, dpe, boostadapter) are folded into their first run's row")
+    assert first.startswith("This command: 175 run(s), shown as 115 row(s); 60 more (stream orders 1, 2 of tda, "
+                            "dmn-zs, dpe, boostadapter, dmn-weak, onzeta) are folded into their first run's row")
 
 
 def test_rows_are_ordered_by_the_groups_average_with_references_last(default_run) -> None:
     store, _, text = default_run
     rows = _table(text, "classification · top1 (%)")
-    assert len(rows) == 19
+    assert len(rows) == len(EPISODIC) + len(ONLINE) + 1  # and the reward model's reference row
     header = next(line for line in text.splitlines() if line.startswith("| method"))
     names = [d.removeprefix("micro-") for d in micro.CLASSIFICATION_DOMAINS]
     assert [c.strip() for c in header.strip("|").split("|")][1:7] == [*names, "OOD avg [95% CI]"]
